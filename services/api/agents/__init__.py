@@ -1,0 +1,1 @@
+"""Agents: the base config and what identifies an agent."""

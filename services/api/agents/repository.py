@@ -1,0 +1,91 @@
+"""Queries on agents. Functions take a connection; the caller owns the transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import RowMapping, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.api.models import Agent, Variant
+from services.shared.identifiers import is_id, is_slug, looks_like_id
+
+agents = Agent.__table__
+variants = Variant.__table__
+
+# The agent's own columns plus the two derived ones the agent object shows.
+_active_variant_id = (
+    select(variants.c.id)
+    .where(variants.c.agent_id == agents.c.id, variants.c.is_active)
+    .scalar_subquery()
+    .label("active_variant_id")
+)
+_variant_count = (
+    select(func.count()).select_from(variants).where(variants.c.agent_id == agents.c.id)
+    .scalar_subquery()
+    .label("variant_count")
+)
+_AGENT_SELECT = select(agents, _active_variant_id, _variant_count)
+
+
+def ref_condition(ref: str):
+    """The WHERE clause for an agent named by id or slug, or None when `ref` is neither."""
+    if looks_like_id(ref):
+        return agents.c.id == ref if is_id("agent", ref) else None
+    return agents.c.slug == ref if is_slug(ref) else None
+
+
+async def get(conn: AsyncConnection, ref: str, *, lock: bool = False) -> RowMapping | None:
+    """The agent by id or slug. `lock` takes its row lock: every write to an agent or its
+    variants does, so changes to one agent are serialized."""
+    condition = ref_condition(ref)
+    if condition is None:
+        return None
+    if lock:
+        # Lock first, then read the derived columns: they must reflect the locked state.
+        locked = await conn.scalar(select(agents.c.id).where(condition).with_for_update())
+        if locked is None:
+            return None
+        condition = agents.c.id == locked
+    return (await conn.execute(_AGENT_SELECT.where(condition))).mappings().first()
+
+
+async def list_page(conn: AsyncConnection, *, after: str | None, limit: int) -> list[RowMapping]:
+    """Up to `limit` agents newest first, starting below `after`."""
+    query = _AGENT_SELECT.order_by(agents.c.id.desc()).limit(limit)
+    if after is not None:
+        query = query.where(agents.c.id < after)
+    return list((await conn.execute(query)).mappings())
+
+
+async def slugs_taken(conn: AsyncConnection, candidates: list[str]) -> set[str]:
+    rows = await conn.scalars(select(agents.c.slug).where(agents.c.slug.in_(candidates)))
+    return set(rows)
+
+
+async def insert_unless_slug_taken(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    """Insert the agent; False (and nothing written) when its slug is taken.
+
+    ON CONFLICT waits for a concurrent insert of the same slug to commit or roll back,
+    so two racing creates never both succeed, and neither aborts the transaction.
+    """
+    statement = (
+        pg_insert(agents).values(**values).on_conflict_do_nothing(index_elements=["slug"])
+        .returning(agents.c.id)
+    )
+    return (await conn.scalar(statement)) is not None
+
+
+async def update_fields(conn: AsyncConnection, agent_id: str, values: dict[str, Any]) -> None:
+    """Write changed fields, bumping `version` and `updated_at`."""
+    await conn.execute(
+        update(agents)
+        .where(agents.c.id == agent_id)
+        .values(**values, version=agents.c.version + 1, updated_at=func.now())
+    )
+
+
+async def delete_one(conn: AsyncConnection, agent_id: str) -> None:
+    await conn.execute(delete(agents).where(agents.c.id == agent_id))
+

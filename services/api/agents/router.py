@@ -1,0 +1,50 @@
+"""HTTP routes for agents."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from services.api.agents import service
+from services.api.agents.schemas import AgentCreate, AgentRead, AgentUpdate
+from services.api.deps import DB, After, Limit
+from services.api.errors import responses
+from services.api.http import check_cursor, etag_of, object_response
+from services.api.schemas import Page, list_page
+
+router = APIRouter(prefix="/v1/agents", tags=["agents"])
+
+
+@router.post("", status_code=201, response_model=AgentRead, summary="Create an agent",
+             responses=responses(400, 409, 413, 422))
+async def create_agent(request: Request, body: AgentCreate, db: DB) -> Response:
+    agent = await service.create_agent(db, body)
+    return object_response(request, agent, etag=etag_of(agent["version"]), status_code=201,
+                           location=f"/v1/agents/{agent['id']}")
+
+
+@router.get("", response_model=Page[AgentRead], summary="List agents, newest first", responses=responses(422))
+async def list_agents(db: DB, limit: Limit = 20, after: After = None) -> Response:
+    check_cursor(after, "agent")
+    return JSONResponse(list_page(await service.list_agents(db, after=after, limit=limit + 1), limit=limit))
+
+
+@router.get("/{agent}", response_model=AgentRead, summary="Get an agent by id or slug",
+            responses=responses(404, 422))
+async def get_agent(request: Request, agent: str, db: DB) -> Response:
+    body = await service.get_agent(db, agent)
+    return object_response(request, body, etag=etag_of(body["version"]))
+
+
+@router.patch("/{agent}", response_model=AgentRead, summary="Update an agent (JSON merge patch)",
+              responses=responses(400, 404, 409, 413, 422))
+async def update_agent(request: Request, agent: str, body: AgentUpdate, db: DB) -> Response:
+    updated = await service.update_agent(db, agent, body)
+    return object_response(request, updated, etag=etag_of(updated["version"]))
+
+
+@router.delete("/{agent}", status_code=204, summary="Delete an agent and everything it owns",
+               responses=responses(404, 422))
+async def delete_agent(agent: str, db: DB) -> Response:
+    await service.delete_agent(db, agent)
+    return Response(status_code=204)

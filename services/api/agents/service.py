@@ -1,0 +1,157 @@
+"""Agent use cases: create, read, list, patch, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.api import slugs
+from services.api.agents import repository
+from services.api.agents.schemas import AgentCreate, AgentUpdate
+from services.api.consistency import check_resolved
+from services.api.db import Database, constraint_name
+from services.api.exceptions import FieldError, NotFound, SlugTaken, ValidationFailed
+from services.api.schemas import METADATA_MAX_PAIRS, set_fields, timestamp
+from services.api.variants import repository as variant_repository
+from services.shared.agent_config import CONFIG_FIELDS, DEFAULTS
+from services.shared.identifiers import new_id
+
+
+def to_read(row: RowMapping) -> dict[str, Any]:
+    """The agent object of the contract."""
+    return {
+        "object": "agent",
+        "id": row["id"],
+        "slug": row["slug"],
+        "name": row["name"],
+        "description": row["description"],
+        "metadata": row["metadata"],
+        "config": {name: row[name] for name in CONFIG_FIELDS},
+        "active_variant_id": row["active_variant_id"],
+        "variant_count": row["variant_count"],
+        "version": row["version"],
+        "created_at": timestamp(row["created_at"]),
+        "updated_at": timestamp(row["updated_at"]),
+    }
+
+
+async def require(conn: AsyncConnection, ref: str, *, lock: bool = False) -> RowMapping:
+    row = await repository.get(conn, ref, lock=lock)
+    if row is None:
+        raise NotFound("Agent", ref)
+    return row
+
+
+def slug_required() -> ValidationFailed:
+    message = "the name gives an empty slug; send an explicit slug"
+    return ValidationFailed(f"Invalid field: slug ({message})", errors=[FieldError("slug", message)])
+
+
+def merge_metadata(current: dict[str, str], patch: dict[str, str | None] | None) -> dict[str, str]:
+    """JSON merge patch of a metadata object: null deletes a key, `null` itself clears all."""
+    if patch is None:
+        return {}
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    if len(merged) > METADATA_MAX_PAIRS:
+        message = f"at most {METADATA_MAX_PAIRS} pairs (this patch would leave {len(merged)})"
+        raise ValidationFailed(f"Invalid field: metadata ({message})", errors=[FieldError("metadata", message)])
+    return merged
+
+
+async def create_agent(db: Database, data: AgentCreate) -> dict[str, Any]:
+    config = {name: value if value is not None else DEFAULTS[name]
+              for name, value in data.config.model_dump().items()}
+    check_resolved(config, overrides={})
+    if data.slug is None and not slugs._slugify(data.name):
+        raise slug_required()
+    agent_id = new_id("agent")
+
+    async def unit(conn: AsyncConnection) -> dict[str, Any]:
+        values = {
+            "id": agent_id,
+            "name": data.name,
+            "description": data.description or "",
+            "metadata": data.metadata or {},
+            **config,
+        }
+        if data.slug is not None:
+            if not await repository.insert_unless_slug_taken(conn, {**values, "slug": data.slug}):
+                raise SlugTaken(f"Slug '{data.slug}' is already taken by another agent",
+                                errors=[FieldError("slug", "already taken")])
+        else:
+            stem = slugs._slugify(data.name)
+            while True:  # a racing create may take the free slug first: pick again
+                slug = await slugs.first_free(stem, lambda c: repository.slugs_taken(conn, c))
+                if await repository.insert_unless_slug_taken(conn, {**values, "slug": slug}):
+                    break
+        return to_read(await require(conn, agent_id))
+
+    return await db.transaction(unit)
+
+
+async def get_agent(db: Database, ref: str) -> dict[str, Any]:
+    async with db.read() as conn:
+        return to_read(await require(conn, ref))
+
+
+async def list_agents(db: Database, *, after: str | None, limit: int) -> list[dict[str, Any]]:
+    async with db.read() as conn:
+        return [to_read(row) for row in await repository.list_page(conn, after=after, limit=limit)]
+
+
+async def update_agent(db: Database, ref: str, patch: AgentUpdate) -> dict[str, Any]:
+    sent = set_fields(patch)
+    # name, slug and config are not nullable in AgentUpdate: an explicit null is a 422.
+    config_patch = set_fields(patch.config) if patch.config is not None else {}
+
+    async def unit(conn: AsyncConnection) -> dict[str, Any]:
+        row = await require(conn, ref, lock=True)
+        changes: dict[str, Any] = {}
+        if "name" in sent and sent["name"] != row["name"]:
+            changes["name"] = sent["name"]
+        if "slug" in sent and sent["slug"] != row["slug"]:
+            changes["slug"] = sent["slug"]
+        if "description" in sent and (sent["description"] or "") != row["description"]:
+            changes["description"] = sent["description"] or ""
+        if "metadata" in sent:
+            metadata = merge_metadata(row["metadata"], sent["metadata"])
+            if metadata != row["metadata"]:
+                changes["metadata"] = metadata
+        for name, value in config_patch.items():
+            if value != row[name]:
+                changes[name] = value
+        if not changes:
+            return to_read(row)
+        config = {name: changes.get(name, row[name]) for name in CONFIG_FIELDS}
+        check_resolved(config, overrides={})
+        if row["active_variant_id"] is not None:
+            active = await variant_repository.get_by_id(conn, row["active_variant_id"])
+            assert active is not None
+            check_resolved(config, overrides=variant_repository.overrides_of(active))
+        try:
+            await repository.update_fields(conn, row["id"], changes)
+        except IntegrityError as error:
+            # The transaction is aborted now; raising ends it, which is what we want.
+            if constraint_name(error) == "uq_agents_slug":
+                raise SlugTaken(f"Slug '{changes['slug']}' is already taken by another agent",
+                                errors=[FieldError("slug", "already taken")]) from None
+            raise
+        return to_read(await require(conn, row["id"]))
+
+    return await db.transaction(unit)
+
+
+async def delete_agent(db: Database, ref: str) -> None:
+    async def unit(conn: AsyncConnection) -> None:
+        row = await require(conn, ref, lock=True)
+        await repository.delete_one(conn, row["id"])
+
+    await db.transaction(unit)

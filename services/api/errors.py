@@ -1,0 +1,230 @@
+"""How errors look over HTTP: one map from code to status, RFC 9457 problem+json bodies.
+
+Every error the service returns passes through here, FastAPI's validation errors and
+Starlette's routing errors included, so clients see one shape with a stable `code`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.api.exceptions import DomainError, FieldError, NotFound
+from services.shared.agent_config import AgentNotFound, VariantNotFound
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_BASE = "https://agent-variants.dev/problems/"
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    status: int
+    title: str
+
+
+# The one map from code to HTTP status and title. docs/api.md explains each code.
+PROBLEMS: dict[str, ProblemType] = {
+    "malformed_json": ProblemType(400, "Malformed JSON"),
+    "resource_missing": ProblemType(404, "Resource not found"),
+    "route_not_found": ProblemType(404, "No such route"),
+    "method_not_allowed": ProblemType(405, "Method not allowed"),
+    "slug_taken": ProblemType(409, "Slug already taken"),
+    "variant_active": ProblemType(409, "Variant is active"),
+    "payload_too_large": ProblemType(413, "Payload too large"),
+    "unsupported_media_type": ProblemType(415, "Unsupported media type"),
+    "validation_error": ProblemType(422, "Invalid request"),
+    "invalid_cursor": ProblemType(422, "Invalid pagination cursor"),
+    "inconsistent_config": ProblemType(422, "Inconsistent config"),
+    "slug_reserved": ProblemType(422, "Slug reserved"),
+    "service_unavailable": ProblemType(503, "Service busy"),
+    "not_ready": ProblemType(503, "Not ready"),
+    "internal_error": ProblemType(500, "Internal error"),
+}
+
+_HTTP_CODES = {400: "malformed_json", 404: "route_not_found", 405: "method_not_allowed",
+               413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+def problem(
+    code: str,
+    detail: str,
+    *,
+    request: Request | None = None,
+    errors: Sequence[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    kind = PROBLEMS[code]
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code,
+        "title": kind.title,
+        "status": kind.status,
+        "detail": detail,
+        "code": code,
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+    if errors:
+        body["errors"] = [{"param": e.param, "message": e.message} for e in errors]
+    return JSONResponse(body, status_code=kind.status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def param_of(loc: Iterable[Any]) -> str:
+    """`("body", "config", "temperature")` -> `config.temperature`; list indexes as `[3]`."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "[key]":  # pydantic marks a bad dict key this way; the key names it
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "body"
+
+
+def _message(error: dict[str, Any]) -> str:
+    if error.get("type") == "extra_forbidden":
+        return "Unknown field"
+    if error.get("type") == "missing":
+        return "Field required"
+    message = str(error.get("msg", "Invalid value"))
+    return message.removeprefix("Value error, ")
+
+
+def field_errors(raw: Iterable[dict[str, Any]]) -> list[FieldError]:
+    seen: set[tuple[str, str]] = set()
+    result = []
+    for error in raw:
+        item = (param_of(error.get("loc", ())), _message(error))
+        if item not in seen:
+            seen.add(item)
+            result.append(FieldError(*item))
+    return result
+
+
+def validation_detail(errors: Sequence[FieldError]) -> str:
+    names = ", ".join(dict.fromkeys(e.param for e in errors))
+    noun = "field" if len({e.param for e in errors}) == 1 else "fields"
+    return f"Invalid {noun}: {names}"
+
+
+async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    headers = {"Retry-After": "1"} if PROBLEMS[exc.code].status == 503 else None
+    return problem(exc.code, exc.detail, request=request, errors=exc.errors, headers=headers)
+
+
+async def _on_lookup_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AgentNotFound | VariantNotFound)
+    return problem(NotFound.code, str(exc), request=request)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    raw = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in raw):
+        reason = next(str(e.get("ctx", {}).get("error", "")) for e in raw if e.get("type") == "json_invalid")
+        return problem("malformed_json", f"The request body is not valid JSON: {reason}".rstrip(": "), request=request)
+    errors = field_errors(raw)
+    return problem("validation_error", validation_detail(errors), request=request, errors=errors)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code)
+    if code is None:  # nothing in the service raises others; keep the status if one does
+        body = {"type": "about:blank", "title": str(exc.detail), "status": exc.status_code,
+                "detail": str(exc.detail), "code": "http_error", "instance": request.url.path}
+        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_MEDIA_TYPE)
+    detail = exc.detail if isinstance(exc.detail, str) else PROBLEMS[code].title
+    if code == "route_not_found":
+        detail = f"No route matches {request.method} {request.url.path}"
+    elif code == "method_not_allowed":
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return problem(code, detail, request=request, headers=getattr(exc, "headers", None))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem("internal_error", "An unexpected error occurred; it has been logged", request=request)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _on_domain_error)
+    app.add_exception_handler(AgentNotFound, _on_lookup_error)
+    app.add_exception_handler(VariantNotFound, _on_lookup_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+# --- OpenAPI: shared error responses -------------------------------------------------
+
+
+class ProblemFieldError(BaseModel):
+    param: str
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None
+    errors: list[ProblemFieldError] | None = None
+
+
+# Component name and description for each error status an operation may list.
+RESPONSE_COMPONENTS: dict[int, tuple[str, str]] = {
+    400: ("BadRequest", "Malformed JSON (`malformed_json`)."),
+    404: ("NotFound", "The agent or variant does not exist (`resource_missing`)."),
+    409: ("Conflict", "The request conflicts with the current state (`slug_taken`, `variant_active`, ...)."),
+    412: ("PreconditionFailed", "`If-Match` did not match the current ETag (`precondition_failed`)."),
+    413: ("PayloadTooLarge", "The body is over 4 MiB (`payload_too_large`)."),
+    415: ("UnsupportedMediaType", "The body is not JSON (`unsupported_media_type`)."),
+    422: ("ValidationError", "Invalid input; `errors` names every bad field (`validation_error`, `inconsistent_config`, ...)."),
+    503: ("ServiceUnavailable", "The database is not ready or kept refusing the transaction; retry."),
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route: each status becomes a `$ref` in `openapi.json`."""
+    return {status: {"description": RESPONSE_COMPONENTS[status][1], "model": Problem} for status in statuses}
+
+
+def refactor_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """Point every 4xx/5xx of every operation at a shared `components.responses` entry."""
+    components = schema.setdefault("components", {})
+    shared = components.setdefault("responses", {})
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for paths in schema.get("paths", {}).values():
+        for operation in paths.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for status in list(operation["responses"]):
+                if not status.isdigit() or int(status) < 400:
+                    continue
+                name, description = RESPONSE_COMPONENTS[int(status)]
+                shared[name] = {"description": description,
+                                "content": {PROBLEM_MEDIA_TYPE: {"schema": problem_ref}}}
+                operation["responses"][status] = {"$ref": f"#/components/responses/{name}"}
+    schemas = components.get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return schema

@@ -1,0 +1,74 @@
+"""Domain errors. They say what went wrong; `errors.py` decides how HTTP shows it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One bad field: `param` is its path in the request (`config.temperature`)."""
+
+    param: str
+    message: str
+
+
+class DomainError(Exception):
+    """Base of every error the API reports on purpose. `code` is the contract's code."""
+
+    code: str = "error"
+
+    def __init__(self, detail: str, *, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+
+
+class NotFound(DomainError):
+    """A resource named by the path, or by a body field (then `param` names it)."""
+
+    code = "resource_missing"
+
+    def __init__(self, kind: str, ref: str, *, param: str | None = None) -> None:
+        super().__init__(
+            f"{kind} '{ref}' not found",
+            errors=[FieldError(param, f"{kind} '{ref}' not found")] if param else None,
+        )
+        self.param = param
+
+
+class ValidationFailed(DomainError):
+    code = "validation_error"
+
+
+class InvalidCursor(DomainError):
+    code = "invalid_cursor"
+
+
+class InconsistentConfig(DomainError):
+    code = "inconsistent_config"
+
+
+class SlugTaken(DomainError):
+    code = "slug_taken"
+
+
+class SlugReserved(DomainError):
+    code = "slug_reserved"
+
+
+class VariantActive(DomainError):
+    code = "variant_active"
+
+
+class ServiceBusy(DomainError):
+    """The database kept refusing a transaction for serialization; the client may retry."""
+
+    code = "service_unavailable"
+
+    def __init__(self, detail: str = "The service is busy; retry the request shortly") -> None:
+        super().__init__(detail)
+
+
+class NotReady(DomainError):
+    code = "not_ready"

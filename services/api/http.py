@@ -1,0 +1,48 @@
+"""Small helpers for shaping HTTP replies: ETags, conditional GETs, list cursors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from services.api.exceptions import FieldError, InvalidCursor
+from services.shared.identifiers import PREFIXES, is_id
+
+
+def etag_of(version: int) -> str:
+    return f'"{version}"'
+
+
+def if_none_match(request: Request, etag: str) -> bool:
+    """True when the client's `If-None-Match` already names this ETag (or `*`)."""
+    header = request.headers.get("if-none-match")
+    if not header:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]
+    return "*" in tags or etag in tags
+
+
+def object_response(
+    request: Request,
+    body: dict[str, Any],
+    *,
+    etag: str,
+    status_code: int = 200,
+    location: str | None = None,
+) -> Response:
+    """A JSON object with its strong ETag; 304 for a matching conditional GET."""
+    headers = {"ETag": etag}
+    if request.method == "GET" and if_none_match(request, etag):
+        return Response(status_code=304, headers=headers)
+    if location is not None:
+        headers["Location"] = location
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def check_cursor(after: str | None, kind: str) -> None:
+    """`after` must be a well-formed id of the list's type (it need not exist any more)."""
+    if after is not None and not is_id(kind, after):
+        message = f"must be the id of a {kind.replace('_', ' ')} ({PREFIXES[kind]}_ and a ULID)"
+        raise InvalidCursor(f"Invalid cursor: 'after' {message}", errors=[FieldError("after", message)])

@@ -1,0 +1,127 @@
+"""SQLAlchemy tables. Migrations are written by hand and checked against these by a test."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.shared.agent_config import INTEGER_FIELDS, NUMBER_FIELDS, STRING_FIELDS
+
+# Names match PostgreSQL's own defaults, so constraints can be found and dropped by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Ids sort by byte value, which is creation order for ULIDs whatever the database locale.
+ID_TYPE = String(40, collation="C")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def config_checks() -> list[CheckConstraint]:
+    """Range checks for the twelve fields: the database refuses what the API would.
+
+    A NULL passes a CHECK, which is what "inherit" needs on variants.
+    """
+    checks = []
+    for name, (low, high) in STRING_FIELDS.items():
+        checks.append(CheckConstraint(f"char_length({name}) BETWEEN {low} AND {high}", name=f"{name}_length"))
+    for name, (low, high) in {**NUMBER_FIELDS, **INTEGER_FIELDS}.items():
+        checks.append(CheckConstraint(f"{name} BETWEEN {low} AND {high}", name=f"{name}_range"))
+    return checks
+
+
+def _config_columns(*, nullable: bool) -> dict[str, Any]:
+    """The twelve config columns; nullable on variants, where NULL means "inherit"."""
+    columns: dict[str, Any] = {}
+    for name in STRING_FIELDS:
+        columns[name] = mapped_column(Text, nullable=nullable)
+    columns["temperature"] = mapped_column(Double, nullable=nullable)
+    for name in INTEGER_FIELDS:
+        kind = BigInteger if name == "token_budget" else Integer
+        columns[name] = mapped_column(kind, nullable=nullable)
+    return columns
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    __table_args__ = (
+        UniqueConstraint("slug"),
+        *config_checks(),
+    )
+
+    id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    metadata_: Mapped[dict[str, str]] = mapped_column(
+        "metadata", JSONB, server_default=text("'{}'::jsonb")
+    )
+    locals().update(_config_columns(nullable=False))
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Variant(Base):
+    __tablename__ = "variants"
+    __table_args__ = (
+        UniqueConstraint("agent_id", "slug"),
+        # The single-active rule, enforced by the database under any concurrency.
+        Index(
+            "uq_variants_one_active_per_agent",
+            "agent_id",
+            unique=True,
+            postgresql_where=text("is_active"),
+        ),
+        # Lists page through an agent's variants by id.
+        Index("ix_variants_agent_id_id", "agent_id", "id"),
+        CheckConstraint(
+            "cloned_from_source IS NULL OR cloned_from_source IN ('base', 'variant')",
+            name="cloned_from_source",
+        ),
+        *config_checks(),
+    )
+
+    id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    agent_id: Mapped[str] = mapped_column(ID_TYPE, ForeignKey("agents.id", ondelete="CASCADE"))
+    slug: Mapped[str] = mapped_column(String(64))
+    variant_name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    metadata_: Mapped[dict[str, str]] = mapped_column(
+        "metadata", JSONB, server_default=text("'{}'::jsonb")
+    )
+    locals().update(_config_columns(nullable=True))
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # Where a clone came from; the source variant may be deleted later, so no foreign key.
+    cloned_from_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    cloned_from_variant_id: Mapped[str | None] = mapped_column(ID_TYPE, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -1,0 +1,1 @@
+"""Resolution over HTTP: what an agent runs with."""

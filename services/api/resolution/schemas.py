@@ -1,0 +1,51 @@
+"""The resolved config as the HTTP API shows it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from services.shared.agent_config import CONFIG_FIELDS, ResolvedAgentConfig
+
+
+class ResolvedRead(BaseModel):
+    object: Literal["resolved_agent_config"]
+    agent_id: str
+    agent_slug: str
+    variant_id: str | None
+    variant_slug: str | None
+    source: Literal["agent", "variant", "preview", "experiment"]
+    experiment_id: str | None
+    arm: int | None
+    model_provider: str
+    model_name: str
+    system_prompt: str
+    user_prompt_template: str
+    prompt_version: str
+    temperature: float
+    max_tokens: int
+    context_window: int
+    input_token_limit: int
+    token_budget: int
+    timeout_seconds: int
+    max_retries: int
+    provenance: dict[str, Literal["agent", "variant", "experiment"]] | None = None
+
+
+def to_body(resolved: ResolvedAgentConfig, *, explain: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "object": "resolved_agent_config",
+        "agent_id": resolved.agent_id,
+        "agent_slug": resolved.agent_slug,
+        "variant_id": resolved.variant_id,
+        "variant_slug": resolved.variant_slug,
+        "source": resolved.source,
+        "experiment_id": resolved.experiment_id,
+        "arm": resolved.arm,
+    }
+    for name in CONFIG_FIELDS:
+        body[name] = getattr(resolved, name)
+    if explain:
+        body["provenance"] = resolved.provenance
+    return body

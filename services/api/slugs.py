@@ -1,0 +1,56 @@
+"""Slugs: the one slug function, and picking a free one when a derived slug is taken."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+
+from slugify import slugify
+
+from services.shared.identifiers import SLUG_MAX_LENGTH
+
+# Variants may not be called `base`: `clone_from` and experiment arms use it for the agent.
+RESERVED_VARIANT_SLUGS = frozenset({"base"})
+
+
+def _slugify(name: str) -> str:
+    """Lowercase kebab-case of `name`, transliterated, at most 64 characters, or ""."""
+    return slugify(name, max_length=SLUG_MAX_LENGTH, lowercase=True)
+
+
+def with_suffix(stem: str, n: int) -> str:
+    """`stem-n`, the stem shortened (never ending in `-`) so the whole fits in 64."""
+    suffix = f"-{n}"
+    return stem[: SLUG_MAX_LENGTH - len(suffix)].rstrip("-") + suffix
+
+
+def candidates(stem: str, *, reserved: frozenset[str] = frozenset()) -> Iterator[str]:
+    """`stem`, `stem-2`, `stem-3`, ... skipping reserved slugs."""
+    if stem not in reserved:
+        yield stem
+    n = 2
+    while True:
+        candidate = with_suffix(stem, n)
+        if candidate not in reserved:
+            yield candidate
+        n += 1
+
+
+async def first_free(
+    stem: str,
+    taken: Callable[[list[str]], Awaitable[set[str]]],
+    *,
+    reserved: frozenset[str] = frozenset(),
+    batch: int = 32,
+) -> str:
+    """The first candidate slug not in use, asking `taken` about a batch at a time.
+
+    Another request may take it before we insert; the insert then finds the conflict and
+    the caller asks again.
+    """
+    pending = candidates(stem, reserved=reserved)
+    while True:
+        chunk = [next(pending) for _ in range(batch)]
+        used = await taken(chunk)
+        for slug in chunk:
+            if slug not in used:
+                return slug

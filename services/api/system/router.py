@@ -1,0 +1,58 @@
+"""/healthz, /readyz and /v1/inspect/routes."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+from services.api import migrate
+from services.api.deps import DB
+from services.api.errors import problem, responses
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["service"])
+
+
+@router.get("/healthz", summary="Liveness: 200 while the process lives")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: the database answers and migrations are at head",
+            responses=responses(503))
+async def readyz(request: Request, db: DB) -> JSONResponse:
+    try:
+        async with db.read() as conn:
+            current = await migrate.current_revision(conn)
+    except Exception as error:  # noqa: BLE001 - any failure to reach the database is "not ready"
+        log.warning("readiness check failed: %s", error)
+        return problem("not_ready", f"The database does not answer: {type(error).__name__}", request=request)
+    head = migrate.head_revision()
+    if current != head:
+        return problem("not_ready", f"Migrations are at {current or 'nothing'}, head is {head}", request=request)
+    return JSONResponse({"status": "ok", "migration": current})
+
+
+class RouteInfo(BaseModel):
+    route: str
+    methods: list[str]
+    summary: str | None
+
+
+class RouteList(BaseModel):
+    object: str
+    data: list[RouteInfo]
+
+
+@router.get("/v1/inspect/routes", response_model=RouteList, summary="Every route the service serves")
+async def inspect_routes(request: Request) -> dict:
+    data = [
+        {"route": route.path, "methods": sorted(route.methods or ()), "summary": route.summary}
+        for route in request.app.routes
+        if isinstance(route, APIRoute)
+    ]
+    return {"object": "list", "data": data}

@@ -1,0 +1,100 @@
+"""Queries on variants. Functions take a connection; the caller owns the transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import RowMapping, delete, func, select, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.api.models import Variant
+from services.shared.agent_config import CONFIG_FIELDS
+from services.shared.identifiers import is_id, is_slug, looks_like_id
+
+variants = Variant.__table__
+
+
+def overrides_of(row: RowMapping) -> dict[str, Any]:
+    """The fields the variant sets (non-NULL columns)."""
+    return {name: row[name] for name in CONFIG_FIELDS if row[name] is not None}
+
+
+def ref_condition(ref: str):
+    """WHERE clause for a variant by id or slug, or None when `ref` is neither."""
+    if looks_like_id(ref):
+        return variants.c.id == ref if is_id("variant", ref) else None
+    return variants.c.slug == ref if is_slug(ref) else None
+
+
+async def get(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping | None:
+    condition = ref_condition(ref)
+    if condition is None:
+        return None
+    query = select(variants).where(variants.c.agent_id == agent_id, condition)
+    return (await conn.execute(query)).mappings().first()
+
+
+async def get_by_id(conn: AsyncConnection, variant_id: str) -> RowMapping | None:
+    return (await conn.execute(select(variants).where(variants.c.id == variant_id))).mappings().first()
+
+
+async def list_page(
+    conn: AsyncConnection, agent_id: str, *, after: str | None, limit: int, is_active: bool | None
+) -> list[RowMapping]:
+    query = (
+        select(variants).where(variants.c.agent_id == agent_id)
+        .order_by(variants.c.id.desc()).limit(limit)
+    )
+    if after is not None:
+        query = query.where(variants.c.id < after)
+    if is_active is not None:
+        query = query.where(variants.c.is_active == is_active)
+    return list((await conn.execute(query)).mappings())
+
+
+async def slugs_taken(conn: AsyncConnection, agent_id: str, candidates: list[str]) -> set[str]:
+    rows = await conn.scalars(
+        select(variants.c.slug).where(variants.c.agent_id == agent_id, variants.c.slug.in_(candidates))
+    )
+    return set(rows)
+
+
+async def insert_unless_slug_taken(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    """Insert the variant; False (nothing written) when its slug is taken in the agent."""
+    statement = (
+        pg_insert(variants).values(**values)
+        .on_conflict_do_nothing(index_elements=["agent_id", "slug"])
+        .returning(variants.c.id)
+    )
+    return (await conn.scalar(statement)) is not None
+
+
+async def update_fields(conn: AsyncConnection, variant_id: str, values: dict[str, Any]) -> None:
+    """Write changed fields, bumping `version` and `updated_at`."""
+    await conn.execute(
+        update(variants)
+        .where(variants.c.id == variant_id)
+        .values(**values, version=variants.c.version + 1, updated_at=func.now())
+    )
+
+
+async def deactivate_all(conn: AsyncConnection, agent_id: str) -> None:
+    """Deactivate the agent's active variant, if any (the partial index allows one)."""
+    await conn.execute(
+        update(variants)
+        .where(variants.c.agent_id == agent_id, variants.c.is_active == true())
+        .values(is_active=False, activated_at=None, version=variants.c.version + 1, updated_at=func.now())
+    )
+
+
+async def activate(conn: AsyncConnection, variant_id: str) -> None:
+    await conn.execute(
+        update(variants)
+        .where(variants.c.id == variant_id)
+        .values(is_active=True, activated_at=func.now(), version=variants.c.version + 1, updated_at=func.now())
+    )
+
+
+async def delete_one(conn: AsyncConnection, variant_id: str) -> None:
+    await conn.execute(delete(variants).where(variants.c.id == variant_id))

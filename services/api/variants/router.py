@@ -1,0 +1,72 @@
+"""HTTP routes for variants."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from services.api.deps import DB, After, Limit
+from services.api.errors import responses
+from services.api.http import check_cursor, etag_of, object_response
+from services.api.schemas import Page, list_page
+from services.api.variants import service
+from services.api.variants.schemas import VariantCreate, VariantRead, VariantUpdate
+
+router = APIRouter(prefix="/v1/agents/{agent}/variants", tags=["variants"])
+
+
+def _reply(request: Request, variant: dict, **kwargs) -> Response:
+    return object_response(request, variant, etag=etag_of(variant["version"]), **kwargs)
+
+
+@router.post("", status_code=201, response_model=VariantRead, summary="Create or clone a variant",
+             responses=responses(400, 404, 409, 413, 422))
+async def create_variant(request: Request, agent: str, body: VariantCreate, db: DB) -> Response:
+    variant = await service.create_variant(db, agent, body)
+    return _reply(request, variant, status_code=201,
+                  location=f"/v1/agents/{variant['agent_id']}/variants/{variant['id']}")
+
+
+@router.get("", response_model=Page[VariantRead], summary="List an agent's variants, newest first",
+            responses=responses(404, 422))
+async def list_variants(
+    agent: str,
+    db: DB,
+    limit: Limit = 20,
+    after: After = None,
+    is_active: bool | None = Query(None, description="Only the active (true) or inactive (false) ones."),
+) -> Response:
+    check_cursor(after, "variant")
+    rows = await service.list_variants(db, agent, after=after, limit=limit + 1, is_active=is_active)
+    return JSONResponse(list_page(rows, limit=limit))
+
+
+@router.get("/{variant}", response_model=VariantRead, summary="Get a variant by id or slug",
+            responses=responses(404, 422))
+async def get_variant(request: Request, agent: str, variant: str, db: DB) -> Response:
+    return _reply(request, await service.get_variant(db, agent, variant))
+
+
+@router.patch("/{variant}", response_model=VariantRead, summary="Update a variant (JSON merge patch)",
+              responses=responses(400, 404, 409, 413, 422))
+async def update_variant(request: Request, agent: str, variant: str, body: VariantUpdate, db: DB) -> Response:
+    return _reply(request, await service.update_variant(db, agent, variant, body))
+
+
+@router.delete("/{variant}", status_code=204, summary="Delete an inactive variant",
+               responses=responses(404, 409, 422))
+async def delete_variant(agent: str, variant: str, db: DB) -> Response:
+    await service.delete_variant(db, agent, variant)
+    return Response(status_code=204)
+
+
+@router.post("/{variant}/activate", response_model=VariantRead, summary="Make this the agent's active variant",
+             responses=responses(404, 422))
+async def activate_variant(request: Request, agent: str, variant: str, db: DB) -> Response:
+    return _reply(request, await service.activate_variant(db, agent, variant))
+
+
+@router.post("/{variant}/deactivate", response_model=VariantRead, summary="Deactivate this variant",
+             responses=responses(404, 422))
+async def deactivate_variant(request: Request, agent: str, variant: str, db: DB) -> Response:
+    return _reply(request, await service.deactivate_variant(db, agent, variant))

@@ -1,0 +1,181 @@
+"""The agent config: its twelve fields, the cross-field rule, and resolution.
+
+`ResolvedAgentConfig` is what an agent runs with: the active variant's overrides coalesced
+over the agent's base config. `resolve_agent_config` computes it in one SQL statement for
+agents that hold a database connection; the HTTP service uses the same function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from services.shared.identifiers import is_id, is_slug, looks_like_id
+
+if TYPE_CHECKING:  # the driver is imported lazily so the dataclass needs no SQLAlchemy
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+# The twelve fields, in the contract's order.
+CONFIG_FIELDS: tuple[str, ...] = (
+    "model_provider",
+    "model_name",
+    "system_prompt",
+    "user_prompt_template",
+    "prompt_version",
+    "temperature",
+    "max_tokens",
+    "context_window",
+    "input_token_limit",
+    "token_budget",
+    "timeout_seconds",
+    "max_retries",
+)
+
+# Fields that are strings, with their (min, max) length in characters.
+STRING_FIELDS: dict[str, tuple[int, int]] = {
+    "model_provider": (1, 64),
+    "model_name": (1, 256),
+    "system_prompt": (0, 200_000),
+    "user_prompt_template": (0, 200_000),
+    "prompt_version": (0, 64),
+}
+# Numeric fields with their inclusive (min, max).
+NUMBER_FIELDS: dict[str, tuple[float, float]] = {"temperature": (0.0, 2.0)}
+INTEGER_FIELDS: dict[str, tuple[int, int]] = {
+    "max_tokens": (1, 10_000_000),
+    "context_window": (0, 100_000_000),  # 0 = unspecified
+    "input_token_limit": (0, 100_000_000),  # 0 = none
+    "token_budget": (0, 10_000_000_000),  # 0 = none
+    "timeout_seconds": (1, 86_400),
+    "max_retries": (0, 100),
+}
+# What an agent gets for a field its create request leaves out (None = required).
+DEFAULTS: dict[str, Any] = {
+    "model_provider": None,
+    "model_name": None,
+    "system_prompt": "",
+    "user_prompt_template": "",
+    "prompt_version": "",
+    "temperature": 1.0,
+    "max_tokens": 1024,
+    "context_window": 0,
+    "input_token_limit": 0,
+    "token_budget": 0,
+    "timeout_seconds": 60,
+    "max_retries": 2,
+}
+
+# The fields the cross-field rule involves, in the order errors name them.
+CONSISTENCY_FIELDS: tuple[str, ...] = ("context_window", "input_token_limit", "max_tokens")
+
+Source = Literal["agent", "variant", "preview", "experiment"]
+
+
+class AgentNotFound(LookupError):
+    """No agent has that id or slug."""
+
+    def __init__(self, agent: str) -> None:
+        super().__init__(f"Agent '{agent}' not found")
+        self.agent = agent
+
+
+class VariantNotFound(LookupError):
+    """The agent has no variant with that id or slug."""
+
+    def __init__(self, variant: str) -> None:
+        super().__init__(f"Variant '{variant}' not found")
+        self.variant = variant
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolvedAgentConfig:
+    """What an agent runs with: overrides coalesced over the base config."""
+
+    agent_id: str
+    variant_id: str | None
+    model_provider: str
+    model_name: str
+    system_prompt: str
+    user_prompt_template: str
+    prompt_version: str
+    temperature: float
+    max_tokens: int
+    context_window: int
+    input_token_limit: int
+    token_budget: int
+    timeout_seconds: int
+    max_retries: int
+    # Additions after the contract's fields, each with a default.
+    agent_slug: str | None = None
+    variant_slug: str | None = None
+    source: Source = "agent"
+    experiment_id: str | None = None
+    arm: int | None = None
+    # The fields whose value came from the variant rather than the agent.
+    overridden: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """Where each of the twelve values came from: "variant" or "agent"."""
+        return {f: ("variant" if f in self.overridden else "agent") for f in CONFIG_FIELDS}
+
+    def config(self) -> dict[str, Any]:
+        """The twelve values as a plain dict."""
+        return {f: getattr(self, f) for f in CONFIG_FIELDS}
+
+
+def coalesce(overrides: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
+    """The twelve values: each override that is set (not None), else the base's."""
+    resolved = {}
+    for name in CONFIG_FIELDS:
+        value = overrides.get(name)
+        resolved[name] = base[name] if value is None else value
+    return resolved
+
+
+def consistency_violation(config: Mapping[str, Any]) -> str | None:
+    """Why a resolved config breaks the cross-field rule, or None when it holds.
+
+    When `context_window > 0`, `input_token_limit + max_tokens <= context_window`.
+    """
+    window = config["context_window"]
+    if window <= 0:
+        return None
+    needed = config["input_token_limit"] + config["max_tokens"]
+    if needed <= window:
+        return None
+    return (
+        f"input_token_limit ({config['input_token_limit']}) + max_tokens ({config['max_tokens']})"
+        f" = {needed} exceeds context_window ({window})"
+    )
+
+
+async def resolve_agent_config(
+    conn: AsyncConnection, agent: str, *, variant: str | None = None
+) -> ResolvedAgentConfig:
+    """Resolve an agent's config in one database round trip.
+
+    `agent` is an id or a slug. Without `variant`, the active variant (if any) is
+    coalesced over the base config; with it, that variant is, as if it were active
+    (`source="preview"`). Raises `AgentNotFound` or `VariantNotFound`.
+    """
+    from services.shared import resolution_query  # lazy: keeps SQLAlchemy out of SDK imports
+
+    agent_key = "id" if looks_like_id(agent) else "slug"
+    if not (is_id("agent", agent) if agent_key == "id" else is_slug(agent)):
+        raise AgentNotFound(agent)  # malformed: no row can match, so ask nothing
+    variant_key = None
+    if variant is not None:
+        variant_key = "id" if looks_like_id(variant) else "slug"
+        if not (is_id("variant", variant) if variant_key == "id" else is_slug(variant)):
+            # Still report an unknown agent first, as the query would.
+            if not await resolution_query.agent_exists(conn, agent_key, agent):
+                raise AgentNotFound(agent)
+            raise VariantNotFound(variant)
+    statement = resolution_query.statement(agent_key, variant_key)
+    params = {"agent": agent} if variant is None else {"agent": agent, "variant": variant}
+    row = (await conn.execute(statement, params)).first()
+    if row is None:
+        raise AgentNotFound(agent)
+    return resolution_query.to_resolved(row, preview=variant is not None, variant=variant)

@@ -1,0 +1,85 @@
+"""The one SQL statement behind `resolve_agent_config`.
+
+A LEFT JOIN of the agent with the variant to apply (its active one, or the one being
+previewed) and a COALESCE per field. Six variants of the statement exist (agent by id or
+slug, times active / preview by id / preview by slug); each is built once here and
+SQLAlchemy caches its compiled form, and asyncpg caches the prepared statement per
+connection, so a call is one Bind/Execute round trip.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, and_, bindparam, column, exists, func, select, table, true
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.shared.agent_config import (
+    CONFIG_FIELDS,
+    ResolvedAgentConfig,
+    VariantNotFound,
+)
+
+_agents = table("agents", column("id"), column("slug"), *(column(f) for f in CONFIG_FIELDS))
+_variants = table(
+    "variants",
+    column("id"),
+    column("agent_id"),
+    column("slug"),
+    column("is_active"),
+    *(column(f) for f in CONFIG_FIELDS),
+)
+
+
+def _build(agent_key: str, variant_key: str | None):
+    if variant_key is None:
+        which = _variants.c.is_active == true()
+    else:
+        which = _variants.c[variant_key] == bindparam("variant")
+    join = _agents.outerjoin(_variants, and_(_variants.c.agent_id == _agents.c.id, which))
+    return (
+        select(
+            _agents.c.id,
+            _agents.c.slug,
+            _variants.c.id,
+            _variants.c.slug,
+            *(func.coalesce(_variants.c[f], _agents.c[f]) for f in CONFIG_FIELDS),
+            *(_variants.c[f].is_not(None) for f in CONFIG_FIELDS),
+        )
+        .select_from(join)
+        .where(_agents.c[agent_key] == bindparam("agent"))
+    )
+
+
+_STATEMENTS = {
+    (agent_key, variant_key): _build(agent_key, variant_key)
+    for agent_key in ("id", "slug")
+    for variant_key in (None, "id", "slug")
+}
+
+_N = len(CONFIG_FIELDS)
+
+
+def statement(agent_key: str, variant_key: str | None):
+    return _STATEMENTS[(agent_key, variant_key)]
+
+
+def to_resolved(row: Row[Any], *, preview: bool, variant: str | None) -> ResolvedAgentConfig:
+    agent_id, agent_slug, variant_id, variant_slug = row[0], row[1], row[2], row[3]
+    if preview and variant_id is None:
+        raise VariantNotFound(variant or "")
+    values = row[4 : 4 + _N]
+    flags = row[4 + _N :]
+    return ResolvedAgentConfig(
+        agent_id=agent_id,
+        variant_id=variant_id,
+        agent_slug=agent_slug,
+        variant_slug=variant_slug,
+        source="preview" if preview else ("variant" if variant_id is not None else "agent"),
+        overridden=frozenset(f for f, overridden in zip(CONFIG_FIELDS, flags) if overridden),
+        **dict(zip(CONFIG_FIELDS, values)),
+    )
+
+
+async def agent_exists(conn: AsyncConnection, agent_key: str, agent: str) -> bool:
+    return bool(await conn.scalar(select(exists().where(_agents.c[agent_key] == agent))))
