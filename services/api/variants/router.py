@@ -20,7 +20,7 @@ def _reply(request: Request, variant: dict, **kwargs) -> Response:
 
 
 @router.post("", status_code=201, response_model=VariantRead, summary="Create or clone a variant",
-             responses=responses(400, 404, 409, 413, 422))
+             responses=responses(400, 404, 409, 413, 415, 422))
 async def create_variant(request: Request, agent: str, body: VariantCreate, db: DB) -> Response:
     variant = await service.create_variant(db, agent, body)
     return _reply(request, variant, status_code=201,
@@ -48,7 +48,7 @@ async def get_variant(request: Request, agent: str, variant: str, db: DB) -> Res
 
 
 @router.patch("/{variant}", response_model=VariantRead, summary="Update a variant (JSON merge patch)",
-              responses=responses(400, 404, 409, 413, 422))
+              responses=responses(400, 404, 409, 413, 415, 422))
 async def update_variant(request: Request, agent: str, variant: str, body: VariantUpdate, db: DB) -> Response:
     return _reply(request, await service.update_variant(db, agent, variant, body))
 

@@ -1,0 +1,103 @@
+"""`make bench`: the cost of resolution, against a baseline measured in the same run.
+
+Times, per call, on one connection in autocommit mode:
+- baseline: `SELECT 1` (one round trip that does nothing: the floor for any query);
+- resolve_agent_config by slug and by id, and a preview (the one-statement resolver);
+- GET /v1/agents/{agent}/resolved through the whole app in-process (no sockets).
+Each is run in several rounds; medians of the per-round means are reported, with the
+ratio to the baseline. Results go to bench/results/resolve.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.api import embedded, migrate
+from services.api.app import create_app
+from services.api.db import Database
+from services.api.settings import Settings, normalise_database_url
+from services.shared.agent_config import resolve_agent_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ROUNDS, CALLS = 7, 400
+
+
+async def _timed(call: Callable[[], Awaitable[object]]) -> float:
+    """Median over rounds of the mean microseconds per call."""
+    for _ in range(50):  # warm up: prepared statements, caches
+        await call()
+    means = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        for _ in range(CALLS):
+            await call()
+        means.append((time.perf_counter() - start) / CALLS * 1e6)
+    return statistics.median(means)
+
+
+async def main() -> None:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        url = normalise_database_url(url)
+    else:
+        server = embedded.start(ROOT / ".data" / "bench-postgres")
+        url = embedded.ensure_database(server, "av_bench")
+    await migrate.upgrade(url)
+
+    db = Database.from_url(url)
+    app = create_app(Settings(database_url=None), database=db)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+        slug = f"bench-{int(time.time())}"
+        agent = (await client.post("/v1/agents", json={
+            "name": slug, "config": {"model_provider": "openai", "model_name": "gpt-4o", "context_window": 8000},
+        })).json()
+        variant = (await client.post(f"/v1/agents/{slug}/variants", json={
+            "variant_name": "v", "overrides": {"temperature": 0.2, "system_prompt": "x" * 2000},
+        })).json()
+        await client.post(f"/v1/agents/{slug}/variants/{variant['id']}/activate")
+
+        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+        async with engine.connect() as conn:
+            results = {
+                "baseline_select_1": await _timed(lambda: conn.execute(text("SELECT 1"))),
+                "resolve_by_slug": await _timed(lambda: resolve_agent_config(conn, slug)),
+                "resolve_by_id": await _timed(lambda: resolve_agent_config(conn, agent["id"])),
+                "preview_by_slug": await _timed(lambda: resolve_agent_config(conn, slug, variant="v")),
+            }
+        await engine.dispose()
+        results["http_get_resolved_in_process"] = await _timed(
+            lambda: client.get(f"/v1/agents/{slug}/resolved")
+        )
+        await client.delete(f"/v1/agents/{slug}")
+    await db.dispose()
+
+    base = results["baseline_select_1"]
+    print(f"{'case':34} {'median us/call':>15} {'x baseline':>11}")
+    for name, micros in results.items():
+        print(f"{name:34} {micros:15.1f} {micros / base:11.2f}")
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    record = {
+        "when": datetime.now(UTC).isoformat(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "rounds": ROUNDS, "calls_per_round": CALLS,
+        "median_us_per_call": {k: round(v, 1) for k, v in results.items()},
+        "ratio_to_baseline": {k: round(v / base, 2) for k, v in results.items()},
+    }
+    (out / "resolve.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

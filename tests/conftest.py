@@ -1,0 +1,134 @@
+"""Test fixtures: a real PostgreSQL, one pair of databases per xdist worker.
+
+- `av_<worker>`: migrated once; each test runs inside an outer transaction that is
+  rolled back, and the code's own transactions become savepoints (fast, isolated).
+- `av_live_<worker>`: migrated once; tests that need real commits seen by other
+  connections (concurrency, the stateful machine, schemathesis) use it, each on agents
+  of its own.
+
+The server is the embedded one (started once, shared by the workers) unless
+TEST_DATABASE_URL names another server's admin database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from services.api import embedded, migrate
+from services.api.app import create_app
+from services.api.db import Database
+from services.api.settings import Settings, normalise_database_url
+
+ROOT = Path(__file__).resolve().parents[1]
+# Faster, not durable: a test server never needs to survive a crash.
+FAST_SETTINGS = """
+ALTER SYSTEM SET fsync = off;
+ALTER SYSTEM SET synchronous_commit = off;
+ALTER SYSTEM SET full_page_writes = off;
+SELECT pg_reload_conf();
+"""
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _server_url() -> str:
+    """An asyncpg URL of the server's admin database."""
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        return normalise_database_url(configured)
+    data_dir = Path(os.environ.get("TEST_EMBEDDED_POSTGRES_DIR", ROOT / ".data" / "test-postgres"))
+    server = embedded.start(data_dir, settings_sql=FAST_SETTINGS)
+    return embedded.with_database(server.get_uri(), "postgres")
+
+
+async def _recreate(admin: AsyncEngine, name: str) -> None:
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    return _server_url()
+
+
+@pytest.fixture(scope="session")
+async def database_urls(server_url: str) -> dict[str, str]:
+    """Fresh, migrated databases for this worker: {"rollback": url, "live": url}."""
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    urls = {}
+    try:
+        for role, name in (("rollback", f"av_{_worker()}"), ("live", f"av_live_{_worker()}")):
+            await _recreate(admin, name)
+            urls[role] = embedded.with_database(server_url, name)
+            await migrate.upgrade(urls[role])
+    finally:
+        await admin.dispose()
+    return urls
+
+
+@pytest.fixture(scope="session")
+async def engine(database_urls: dict[str, str]) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_urls["rollback"], pool_size=2)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def conn(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    async with engine.connect() as connection:
+        outer = await connection.begin()
+        try:
+            yield connection
+        finally:
+            await outer.rollback()
+
+
+@pytest.fixture
+def db(conn: AsyncConnection) -> Database:
+    return Database.bound_to(conn)
+
+
+@pytest.fixture
+async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(Settings(database_url=None), database=db)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture
+def live_url(database_urls: dict[str, str]) -> str:
+    return database_urls["live"]
+
+
+@pytest.fixture
+async def live_db(live_url: str) -> AsyncIterator[Database]:
+    database = Database.from_url(live_url, pool_size=20, max_overflow=20)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def live_client(live_db: Database) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(Settings(database_url=None), database=live_db)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Quiet the embedded server wrapper, which logs every pg_ctl call.
+    import logging
+
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

@@ -1,0 +1,41 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any
+
+import httpx
+
+_counter = itertools.count()
+
+
+def unique(prefix: str = "agent") -> str:
+    """A name no other test in this run uses (slugs are global for agents)."""
+    return f"{prefix} {os.getpid()} {next(_counter)}"
+
+
+def config(**fields: Any) -> dict[str, Any]:
+    return {"model_provider": "openai", "model_name": "gpt-4o", **fields}
+
+
+async def create_agent(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    body.setdefault("name", unique())
+    body.setdefault("config", config())
+    response = await client.post("/v1/agents", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def create_variant(client: httpx.AsyncClient, agent: str, **body: Any) -> dict[str, Any]:
+    body.setdefault("variant_name", unique("variant"))
+    response = await client.post(f"/v1/agents/{agent}/variants", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def problem_params(response: httpx.Response) -> set[str]:
+    """The `param`s a problem+json response names."""
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    return {error["param"] for error in response.json().get("errors", [])}
