@@ -48,12 +48,14 @@ def _config_columns(nullable: bool) -> list[sa.Column]:
 
 
 def _config_checks(table: str) -> list[sa.CheckConstraint]:
+    # op.f(): the names are final. Without it the models' naming convention (which env.py
+    # hands to Alembic) would prefix them again: ck_agents_ck_agents_..._range.
     checks = [
-        sa.CheckConstraint(f"char_length({name}) BETWEEN {low} AND {high}", name=f"ck_{table}_{name}_length")
+        sa.CheckConstraint(f"char_length({name}) BETWEEN {low} AND {high}", name=op.f(f"ck_{table}_{name}_length"))
         for name, (low, high) in STRING_FIELDS.items()
     ]
     checks += [
-        sa.CheckConstraint(f"{name} BETWEEN {low} AND {high}", name=f"ck_{table}_{name}_range")
+        sa.CheckConstraint(f"{name} BETWEEN {low} AND {high}", name=op.f(f"ck_{table}_{name}_range"))
         for name, (low, high) in NUMBER_FIELDS.items()
     ]
     return checks
@@ -103,7 +105,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("agent_id", "slug", name="uq_variants_agent_id_slug"),
         sa.CheckConstraint(
             "cloned_from_source IS NULL OR cloned_from_source IN ('base', 'variant')",
-            name="ck_variants_cloned_from_source",
+            name=op.f("ck_variants_cloned_from_source"),
         ),
         *_config_checks("variants"),
     )

@@ -223,14 +223,19 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def refactor_openapi(schema: dict[str, Any]) -> dict[str, Any]:
-    """Point every 4xx/5xx of every operation at a shared `components.responses` entry."""
+    """Point every 4xx/5xx of every operation at a shared `components.responses` entry,
+    and document the merge-patch media type on PATCH operations."""
     components = schema.setdefault("components", {})
     shared = components.setdefault("responses", {})
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     for paths in schema.get("paths", {}).values():
-        for operation in paths.values():
+        for method, operation in paths.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
+            content = operation.get("requestBody", {}).get("content", {})
+            if method == "patch" and "application/json" in content:
+                # PATCH bodies are JSON merge patches (RFC 7396); both media types work.
+                content["application/merge-patch+json"] = content["application/json"]
             for status in list(operation["responses"]):
                 if not status.isdigit() or int(status) < 400:
                     continue

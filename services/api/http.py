@@ -44,5 +44,7 @@ def object_response(
 def check_cursor(after: str | None, kind: str) -> None:
     """`after` must be a well-formed id of the list's type (it need not exist any more)."""
     if after is not None and not is_id(kind, after):
-        message = f"must be the id of a {kind.replace('_', ' ')} ({PREFIXES[kind]}_ and a ULID)"
+        noun = kind.replace("_", " ")
+        article = "an" if noun[0] in "aeiou" else "a"
+        message = f"must be the id of {article} {noun} ({PREFIXES[kind]}_ and a ULID)"
         raise InvalidCursor(f"Invalid cursor: 'after' {message}", errors=[FieldError("after", message)])

@@ -118,6 +118,7 @@ async def test_a_suffixed_long_slug_is_shortened_to_fit_64(client):
     first = await create_agent(client, name=name)
     second = await create_agent(client, name=name)
     assert len(first["slug"]) <= 64
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", first["slug"])
     assert len(second["slug"]) <= 64
     assert second["slug"].endswith("-2")
     assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", second["slug"])
@@ -128,6 +129,10 @@ async def test_unicode_name_is_transliterated_into_the_slug(client):
     agent = await create_agent(client, name="Ünïcödé Bot")
     assert agent["slug"] == "unicode-bot"
     assert agent["name"] == "Ünïcödé Bot"
+
+
+async def test_base_is_reserved_for_variants_only(client):
+    assert (await create_agent(client, name="Base"))["slug"] == "base"
 
 
 async def test_name_with_an_empty_slug_needs_an_explicit_slug(client):
@@ -239,8 +244,9 @@ async def test_after_still_positions_once_its_item_is_deleted(client):
 async def test_malformed_after_is_422_invalid_cursor(client):
     for bad in ("nope", "agt_123", new_id("variant"), "agt_" + "U" * 26):
         response = await client.get("/v1/agents", params={"after": bad})
-        assert_problem(response, 422, "invalid_cursor")
+        body = assert_problem(response, 422, "invalid_cursor")
         assert problem_params(response) == {"after"}
+        assert "must be the id of an agent" in body["detail"]
 
 
 async def test_limit_out_of_range_is_422(client):
@@ -398,6 +404,17 @@ async def test_patch_accepts_merge_patch_content_type(client):
     assert response.status_code == 200, response.text
     assert response.json()["name"] == "merged"
     assert response.json()["config"]["max_retries"] == 0
+
+
+async def test_patch_accepts_merge_patch_with_a_charset(client):
+    agent = await create_agent(client)
+    response = await client.patch(
+        f"/v1/agents/{agent['id']}",
+        content='{"description": "café"}'.encode(),
+        headers={"Content-Type": "application/merge-patch+json; charset=utf-8"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["description"] == "café"
 
 
 async def test_patch_unknown_agent_is_404(client):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from services.api import migrate
@@ -50,9 +50,12 @@ class RouteList(BaseModel):
 
 @router.get("/v1/inspect/routes", response_model=RouteList, summary="Every route the service serves")
 async def inspect_routes(request: Request) -> dict:
+    # Read from the OpenAPI document, which FastAPI builds from every included router
+    # (how routers appear in `app.routes` differs between FastAPI versions).
+    paths: dict[str, dict[str, Any]] = request.app.openapi()["paths"]
     data = [
-        {"route": route.path, "methods": sorted(route.methods or ()), "summary": route.summary}
-        for route in request.app.routes
-        if isinstance(route, APIRoute)
+        {"route": path, "methods": [method.upper()], "summary": operation.get("summary")}
+        for path, operations in paths.items()
+        for method, operation in operations.items()
     ]
     return {"object": "list", "data": data}
