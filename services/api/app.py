@@ -5,15 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 from services.api import errors
 from services.api.agents.router import router as agents_router
 from services.api.db import Database
 from services.api.limits import BodySizeLimit
+from services.api.openapi import build_openapi
 from services.api.resolution.router import router as resolution_router
 from services.api.settings import Settings
 from services.api.slugs import _slugify
@@ -62,11 +61,5 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     for router in (system_router, agents_router, variants_router, resolution_router):
         app.include_router(router)
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-            app.openapi_schema = errors.refactor_openapi(schema)
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

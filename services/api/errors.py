@@ -212,7 +212,8 @@ RESPONSE_COMPONENTS: dict[int, tuple[str, str]] = {
     412: ("PreconditionFailed", "`If-Match` did not match the current ETag (`precondition_failed`)."),
     413: ("PayloadTooLarge", "The body is over 4 MiB (`payload_too_large`)."),
     415: ("UnsupportedMediaType", "The body is not JSON (`unsupported_media_type`)."),
-    422: ("ValidationError", "Invalid input; `errors` names every bad field (`validation_error`, `inconsistent_config`, ...)."),
+    422: ("ValidationError",
+          "Invalid input; `errors` names every bad field (`validation_error`, `inconsistent_config`, ...)."),
     503: ("ServiceUnavailable", "The database is not ready or kept refusing the transaction; retry."),
 }
 
@@ -220,30 +221,3 @@ RESPONSE_COMPONENTS: dict[int, tuple[str, str]] = {
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The `responses=` of a route: each status becomes a `$ref` in `openapi.json`."""
     return {status: {"description": RESPONSE_COMPONENTS[status][1], "model": Problem} for status in statuses}
-
-
-def refactor_openapi(schema: dict[str, Any]) -> dict[str, Any]:
-    """Point every 4xx/5xx of every operation at a shared `components.responses` entry,
-    and document the merge-patch media type on PATCH operations."""
-    components = schema.setdefault("components", {})
-    shared = components.setdefault("responses", {})
-    problem_ref = {"$ref": "#/components/schemas/Problem"}
-    for paths in schema.get("paths", {}).values():
-        for method, operation in paths.items():
-            if not isinstance(operation, dict) or "responses" not in operation:
-                continue
-            content = operation.get("requestBody", {}).get("content", {})
-            if method == "patch" and "application/json" in content:
-                # PATCH bodies are JSON merge patches (RFC 7396); both media types work.
-                content["application/merge-patch+json"] = content["application/json"]
-            for status in list(operation["responses"]):
-                if not status.isdigit() or int(status) < 400:
-                    continue
-                name, description = RESPONSE_COMPONENTS[int(status)]
-                shared[name] = {"description": description,
-                                "content": {PROBLEM_MEDIA_TYPE: {"schema": problem_ref}}}
-                operation["responses"][status] = {"$ref": f"#/components/responses/{name}"}
-    schemas = components.get("schemas", {})
-    for unused in ("HTTPValidationError", "ValidationError"):
-        schemas.pop(unused, None)
-    return schema

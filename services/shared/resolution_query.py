@@ -76,8 +76,8 @@ def to_resolved(row: Row[Any], *, preview: bool, variant: str | None) -> Resolve
         agent_slug=agent_slug,
         variant_slug=variant_slug,
         source="preview" if preview else ("variant" if variant_id is not None else "agent"),
-        overridden=frozenset(f for f, overridden in zip(CONFIG_FIELDS, flags) if overridden),
-        **dict(zip(CONFIG_FIELDS, values)),
+        overridden=frozenset(f for f, overridden in zip(CONFIG_FIELDS, flags, strict=True) if overridden),
+        **dict(zip(CONFIG_FIELDS, values, strict=True)),
     )
 
 

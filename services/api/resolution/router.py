@@ -37,9 +37,11 @@ async def resolve(
     explain: bool = Query(False, description="Add `provenance`: where each value came from."),
 ) -> Response:
     if variant is not None and subject is not None:
-        message = "cannot be combined with 'subject'"
-        raise ValidationFailed("Invalid query: 'variant' (preview) cannot be combined with 'subject'",
-                               errors=[FieldError("variant", message), FieldError("subject", "cannot be combined with 'variant'")])
+        raise ValidationFailed(
+            "Invalid query: 'variant' (preview) cannot be combined with 'subject'",
+            errors=[FieldError("variant", "cannot be combined with 'subject'"),
+                    FieldError("subject", "cannot be combined with 'variant'")],
+        )
     async with db.read() as conn:
         resolved = await resolve_agent_config(conn, agent, variant=variant)
     payload = json.dumps(to_body(resolved, explain=explain), separators=(",", ":")).encode()

@@ -1,0 +1,45 @@
+"""The OpenAPI document: FastAPI's, with shared error responses and merge-patch bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from services.api.errors import PROBLEM_MEDIA_TYPE, RESPONSE_COMPONENTS
+
+
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI 3.1 document, built once and cached on the app."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        app.openapi_schema = refactor_openapi(schema)
+    return app.openapi_schema
+
+
+def refactor_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """Point every 4xx/5xx of every operation at a shared `components.responses` entry,
+    and document the merge-patch media type on PATCH operations."""
+    components = schema.setdefault("components", {})
+    shared = components.setdefault("responses", {})
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for paths in schema.get("paths", {}).values():
+        for method, operation in paths.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            content = operation.get("requestBody", {}).get("content", {})
+            if method == "patch" and "application/json" in content:
+                # PATCH bodies are JSON merge patches (RFC 7396); both media types work.
+                content["application/merge-patch+json"] = content["application/json"]
+            for status in list(operation["responses"]):
+                if not status.isdigit() or int(status) < 400:
+                    continue
+                name, description = RESPONSE_COMPONENTS[int(status)]
+                shared[name] = {"description": description,
+                                "content": {PROBLEM_MEDIA_TYPE: {"schema": problem_ref}}}
+                operation["responses"][status] = {"$ref": f"#/components/responses/{name}"}
+    schemas = components.get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return schema
