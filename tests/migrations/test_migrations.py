@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,27 +13,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from services.api import embedded, migrate
+from services.api import migrate
 from services.api.models import Base
 
 pytestmark = pytest.mark.live
 
 TABLES = {"agents", "variants"}
-
-
-@pytest.fixture
-async def fresh_url(server_url: str) -> AsyncIterator[str]:
-    """An empty database, made for this test and dropped after it."""
-    name = f"av_migrations_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield embedded.with_database(server_url, name)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 @pytest.fixture
