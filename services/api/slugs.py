@@ -6,10 +6,11 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from slugify import slugify
 
+from services.shared.agent_config import BASE
 from services.shared.identifiers import SLUG_MAX_LENGTH
 
-# Variants may not be called `base`: `clone_from` and experiment arms use it for the agent.
-RESERVED_VARIANT_SLUGS = frozenset({"base"})
+# Variants may not be called `base`: it names the agent's own config where a variant is expected.
+RESERVED_VARIANT_SLUGS = frozenset({BASE})
 
 
 def _slugify(name: str) -> str:

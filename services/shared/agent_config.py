@@ -66,6 +66,10 @@ DEFAULTS: dict[str, Any] = {
     "max_retries": 2,
 }
 
+# The name that stands for the agent's own base config where a variant is expected
+# (`clone_from`, previews, experiment arms); no variant may take it as its slug.
+BASE = "base"
+
 # The fields the cross-field rule involves, in the order errors name them.
 CONSISTENCY_FIELDS: tuple[str, ...] = ("context_window", "input_token_limit", "max_tokens")
 
@@ -158,7 +162,8 @@ async def resolve_agent_config(
 
     `agent` is an id or a slug. Without `variant`, the active variant (if any) is
     coalesced over the base config; with it, that variant is, as if it were active
-    (`source="preview"`). Raises `AgentNotFound` or `VariantNotFound`.
+    (`source="preview"`); `variant="base"` previews the base config alone. Raises
+    `AgentNotFound` or `VariantNotFound`.
     """
     from services.shared import resolution_query  # lazy: keeps SQLAlchemy out of SDK imports
 
@@ -166,7 +171,9 @@ async def resolve_agent_config(
     if not (is_id("agent", agent) if agent_key == "id" else is_slug(agent)):
         raise AgentNotFound(agent)  # malformed: no row can match, so ask nothing
     variant_key = None
-    if variant is not None:
+    if variant == BASE:
+        variant_key = BASE
+    elif variant is not None:
         variant_key = "id" if looks_like_id(variant) else "slug"
         if not (is_id("variant", variant) if variant_key == "id" else is_slug(variant)):
             # Still report an unknown agent first, as the query would.
@@ -174,7 +181,7 @@ async def resolve_agent_config(
                 raise AgentNotFound(agent)
             raise VariantNotFound(variant)
     statement = resolution_query.statement(agent_key, variant_key)
-    params = {"agent": agent} if variant is None else {"agent": agent, "variant": variant}
+    params = {"agent": agent} if variant_key in (None, BASE) else {"agent": agent, "variant": variant}
     row = (await conn.execute(statement, params)).first()
     if row is None:
         raise AgentNotFound(agent)

@@ -1,8 +1,8 @@
 """The one SQL statement behind `resolve_agent_config`.
 
-A LEFT JOIN of the agent with the variant to apply (its active one, or the one being
-previewed) and a COALESCE per field. Six variants of the statement exist (agent by id or
-slug, times active / preview by id / preview by slug); each is built once here and
+A LEFT JOIN of the agent with the variant to apply (its active one, the one being
+previewed, or none to preview the base config) and a COALESCE per field. Eight variants of the statement exist (agent by id or
+slug, times active / base / preview by id / preview by slug); each is built once here and
 SQLAlchemy caches its compiled form, and asyncpg caches the prepared statement per
 connection, so a call is one Bind/Execute round trip.
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, column, exists, func, select, table, true
+from sqlalchemy import Row, and_, bindparam, column, exists, false, func, select, table, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.shared.agent_config import (
+    BASE,
     CONFIG_FIELDS,
     ResolvedAgentConfig,
     VariantNotFound,
@@ -34,6 +35,8 @@ _variants = table(
 def _build(agent_key: str, variant_key: str | None):
     if variant_key is None:
         which = _variants.c.is_active == true()
+    elif variant_key == "base":  # preview of the base config: join no variant at all
+        which = false()
     else:
         which = _variants.c[variant_key] == bindparam("variant")
     join = _agents.outerjoin(_variants, and_(_variants.c.agent_id == _agents.c.id, which))
@@ -54,7 +57,7 @@ def _build(agent_key: str, variant_key: str | None):
 _STATEMENTS = {
     (agent_key, variant_key): _build(agent_key, variant_key)
     for agent_key in ("id", "slug")
-    for variant_key in (None, "id", "slug")
+    for variant_key in (None, "base", "id", "slug")
 }
 
 _N = len(CONFIG_FIELDS)
@@ -66,7 +69,7 @@ def statement(agent_key: str, variant_key: str | None):
 
 def to_resolved(row: Row[Any], *, preview: bool, variant: str | None) -> ResolvedAgentConfig:
     agent_id, agent_slug, variant_id, variant_slug = row[0], row[1], row[2], row[3]
-    if preview and variant_id is None:
+    if preview and variant_id is None and variant != BASE:
         raise VariantNotFound(variant or "")
     values = row[4 : 4 + _N]
     flags = row[4 + _N :]

@@ -154,6 +154,20 @@ async def test_preview_of_another_variant_while_one_is_active(client):
     assert (await resolved(client, agent["id"]))["variant_id"] == active["id"]
 
 
+async def test_preview_of_base_shows_the_base_config_while_a_variant_is_active(client, conn):
+    agent, active = await setup(client, activate=True)
+    body = await resolved(client, agent["id"], variant="base", explain="true")
+    assert body["source"] == "preview"
+    assert body["variant_id"] is None and body["variant_slug"] is None
+    assert {name: body[name] for name in CONFIG_FIELDS} == BASE
+    assert set(body["provenance"].values()) == {"agent"}
+    in_process = await resolve_agent_config(conn, agent["slug"], variant="base")
+    assert in_process.source == "preview" and in_process.variant_id is None
+    assert in_process.config() == BASE
+    # Nothing changed: the active variant still resolves.
+    assert (await resolved(client, agent["id"]))["variant_id"] == active["id"]
+
+
 async def test_preview_of_unknown_variant_is_404(client):
     agent, _ = await setup(client, activate=False)
     other_agent = await create_agent(client)

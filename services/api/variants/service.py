@@ -21,11 +21,8 @@ from services.api.exceptions import FieldError, NotFound, SlugReserved, SlugTake
 from services.api.schemas import set_fields, timestamp
 from services.api.variants import repository
 from services.api.variants.schemas import VariantCreate, VariantUpdate
-from services.shared.agent_config import CONFIG_FIELDS
+from services.shared.agent_config import BASE, CONFIG_FIELDS
 from services.shared.identifiers import new_id
-
-BASE = "base"
-
 
 def to_read(row: RowMapping) -> dict[str, Any]:
     """The variant object of the contract."""
