@@ -52,7 +52,10 @@ def test_a_derived_slug_is_its_own_slug(name):
     assert _slugify(slug) == slug
 
 
-@given(st.lists(st.from_regex(r"\A[a-z0-9]{1,10}\Z"), min_size=1, max_size=5), st.sampled_from([" ", "  ", " - ", "_", "."]))
+@given(
+    st.lists(st.from_regex(r"\A[a-z0-9]{1,10}\Z"), min_size=1, max_size=5),
+    st.sampled_from([" ", "  ", " - ", "_", "."]),
+)
 def test_plain_ascii_words_become_the_words_joined_by_hyphens(words, separator):
     assert _slugify(separator.join(words)) == "-".join(words)
 
