@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -117,11 +118,28 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> An
     return st.one_of(st.just(path_parameters), seeded)
 
 
-@schema.parametrize()
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
-def test_api_conforms_to_its_openapi(case: schemathesis.Case) -> None:
-    case.call_and_validate(checks=CHECKS)
+# One pytest test per operation, with its own id: schemathesis' own `parametrize` gives
+# every case the same node id, which pytest-xdist's scheduler collapses into one.
+OPERATIONS = {op.label: op for op in (result.ok() for result in schema.get_all_operations())}
+
+
+@pytest.mark.parametrize("label", sorted(OPERATIONS))
+def test_api_conforms_to_its_openapi(label: str) -> None:
+    operation = OPERATIONS[label]
+
+    # Valid requests and requests the schema forbids (which must never be accepted).
+    cases = st.one_of(
+        operation.as_strategy(GenerationMode.POSITIVE),
+        operation.as_strategy(GenerationMode.NEGATIVE),
+    )
+
+    @given(case=cases)
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+    def run(case: schemathesis.Case) -> None:
+        case.call_and_validate(checks=CHECKS)
+
+    run()
