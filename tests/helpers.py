@@ -39,3 +39,21 @@ def problem_params(response: httpx.Response) -> set[str]:
     """The `param`s a problem+json response names."""
     assert response.headers["content-type"].startswith("application/problem+json"), response.text
     return {error["param"] for error in response.json().get("errors", [])}
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with this status and code, fully formed."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["type"].endswith(code) and body["type"].startswith(("http://", "https://"))
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    if "errors" in body:
+        assert body["errors"], "errors, when present, names at least one field"
+        for error in body["errors"]:
+            assert set(error) == {"param", "message"}
+            assert error["param"] and error["message"]
+    return body

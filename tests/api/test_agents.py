@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import httpx
 from sqlalchemy import text
 
 from services.shared.agent_config import CONFIG_FIELDS, DEFAULTS
 from services.shared.identifiers import is_id, new_id
-from tests.helpers import config, create_agent, create_variant, problem_params, unique
+from tests.helpers import assert_problem, config, create_agent, create_variant, problem_params, unique
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
 
 
 async def agent_count(client: httpx.AsyncClient) -> int:

@@ -115,7 +115,7 @@ async def test_simultaneous_activations_leave_exactly_one_active(
             assert [r.status_code for r in responses] == [200] * len(requests), [
                 r.text for r in responses if r.status_code != 200
             ]
-            for response, variant in zip(responses, order):
+            for response, variant in zip(responses, order, strict=True):
                 body = response.json()
                 assert body["id"] == variant["id"]
                 assert body["is_active"] is True  # it was active when its transaction committed

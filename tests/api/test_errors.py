@@ -10,29 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import config, create_agent, create_variant, problem_params, unique
+from tests.helpers import assert_problem, config, create_agent, create_variant, problem_params, unique
 
 MIB = 1024 * 1024
 LIMIT = 4 * MIB
 CONSISTENCY = {"context_window", "input_token_limit", "max_tokens"}
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The response is an RFC 9457 problem with this status and code, fully formed."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["type"].endswith(code) and body["type"].startswith(("http://", "https://"))
-    assert isinstance(body["title"], str) and body["title"]
-    assert isinstance(body["detail"], str) and body["detail"]
-    if "errors" in body:
-        assert body["errors"], "errors, when present, names at least one field"
-        for error in body["errors"]:
-            assert set(error) == {"param", "message"}
-            assert error["param"] and error["message"]
-    return body
 
 
 async def post_raw(client: httpx.AsyncClient, url: str, raw: bytes | str, **headers: str) -> httpx.Response:
@@ -212,7 +194,7 @@ async def test_config_range_limits_are_inclusive(client):
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 async def test_non_finite_temperature_is_422(client, literal):
-    raw = '{"name": "x", "config": {"model_provider": "a", "model_name": "b", "temperature": %s}}' % literal
+    raw = '{"name": "x", "config": {"model_provider": "a", "model_name": "b", "temperature": ' + literal + "}}"
     response = await post_raw(client, "/v1/agents", raw)
     assert_problem(response, 422, "validation_error")
     assert problem_params(response) == {"config.temperature"}
@@ -272,7 +254,7 @@ async def test_lone_surrogates_in_patches_and_variants_are_422(client):
     agent = await create_agent(client)
     response = await client.patch(
         f"/v1/agents/{agent['id']}",
-        content='{"config": {"system_prompt": "\\ud800"}}'.encode(),
+        content=b'{"config": {"system_prompt": "\\ud800"}}',
         headers={"Content-Type": "application/merge-patch+json"},
     )
     assert_problem(response, 422, "validation_error")

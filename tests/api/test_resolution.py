@@ -15,7 +15,7 @@ from services.shared.agent_config import (
     resolve_agent_config,
 )
 from services.shared.identifiers import new_id
-from tests.helpers import config, create_agent, create_variant, problem_params
+from tests.helpers import assert_problem, config, create_agent, create_variant, problem_params
 
 BASE = config(
     system_prompt="base prompt",
@@ -30,15 +30,6 @@ BASE = config(
     max_retries=3,
 )
 OVERRIDES = {"model_name": "gpt-4o-mini", "temperature": 0.1, "max_tokens": 900, "prompt_version": "v2"}
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
 
 
 async def resolved(client: httpx.AsyncClient, agent: str, **params: Any) -> dict[str, Any]:

@@ -9,18 +9,9 @@ import httpx
 
 from services.shared.agent_config import CONFIG_FIELDS
 from services.shared.identifiers import is_id, new_id
-from tests.helpers import config, create_agent, create_variant, problem_params
+from tests.helpers import assert_problem, config, create_agent, create_variant, problem_params
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
 
 
 def path(agent: dict[str, Any], variant: dict[str, Any] | str | None = None, action: str | None = None) -> str:
