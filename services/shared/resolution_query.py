@@ -1,10 +1,10 @@
 """The one SQL statement behind `resolve_agent_config`.
 
 A LEFT JOIN of the agent with the variant to apply (its active one, the one being
-previewed, or none to preview the base config) and a COALESCE per field. Eight variants of the statement exist (agent by id or
-slug, times active / base / preview by id / preview by slug); each is built once here and
-SQLAlchemy caches its compiled form, and asyncpg caches the prepared statement per
-connection, so a call is one Bind/Execute round trip.
+previewed, or none to preview the base config) and a COALESCE per field. Eight forms of
+the statement exist (agent by id or slug, times active / base / preview by id / preview
+by slug); each is built once here and SQLAlchemy caches its compiled form, and asyncpg
+caches the prepared statement per connection, so a call is one Bind/Execute round trip.
 """
 
 from __future__ import annotations

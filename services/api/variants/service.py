@@ -24,6 +24,7 @@ from services.api.variants.schemas import VariantCreate, VariantUpdate
 from services.shared.agent_config import BASE, CONFIG_FIELDS
 from services.shared.identifiers import new_id
 
+
 def to_read(row: RowMapping) -> dict[str, Any]:
     """The variant object of the contract."""
     source = row["cloned_from_source"]
