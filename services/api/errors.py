@@ -11,12 +11,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.api.db import sqlstate
 from services.api.exceptions import DomainError, FieldError, NotFound
 from services.shared.agent_config import AgentNotFound, VariantNotFound
 
@@ -46,10 +49,13 @@ PROBLEMS: dict[str, ProblemType] = {
     "invalid_cursor": ProblemType(422, "Invalid pagination cursor"),
     "inconsistent_config": ProblemType(422, "Inconsistent config"),
     "slug_reserved": ProblemType(422, "Slug reserved"),
-    "service_unavailable": ProblemType(503, "Service busy"),
+    "service_unavailable": ProblemType(503, "Service unavailable"),
     "not_ready": ProblemType(503, "Not ready"),
     "internal_error": ProblemType(500, "Internal error"),
 }
+
+# Validation error types (raised as PydanticCustomError) that are codes of their own.
+_SPECIFIC_VALIDATION_CODES = {"slug_reserved", "invalid_cursor"}
 
 _HTTP_CODES = {400: "malformed_json", 404: "route_not_found", 405: "method_not_allowed",
                413: "payload_too_large", 415: "unsupported_media_type"}
@@ -115,9 +121,8 @@ def field_errors(raw: Iterable[dict[str, Any]]) -> list[FieldError]:
 
 
 def validation_detail(errors: Sequence[FieldError]) -> str:
-    names = ", ".join(dict.fromkeys(e.param for e in errors))
-    noun = "field" if len({e.param for e in errors}) == 1 else "fields"
-    return f"Invalid {noun}: {names}"
+    """One sentence naming every bad field and what is wrong with it."""
+    return "Invalid request: " + "; ".join(f"{e.param}: {e.message}" for e in errors)
 
 
 async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
@@ -145,7 +150,10 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
                        f"Send the body as JSON with Content-Type: application/json (got {sent})",
                        request=request)
     errors = field_errors(raw)
-    return problem("validation_error", validation_detail(errors), request=request, errors=errors)
+    # A failure that is only of one kind the contract names gets that code.
+    kinds = {e.get("type") for e in raw}
+    code = kinds.pop() if len(kinds) == 1 and kinds <= _SPECIFIC_VALIDATION_CODES else "validation_error"
+    return problem(code, validation_detail(errors), request=request, errors=errors)
 
 
 def _is_json(request: Request) -> bool:
@@ -170,6 +178,31 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(code, detail, request=request, headers=getattr(exc, "headers", None))
 
 
+# SQLSTATE classes that mean "the database cannot serve now", not "this request is bad":
+# connection exceptions, insufficient resources, operator intervention (shutdown, startup).
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True for failures to reach or use the database, which a retry may cure."""
+    if isinstance(exc, OSError | sqlalchemy.exc.TimeoutError | asyncpg.InterfaceError):
+        return True  # refused, unreachable, pool exhausted, connection lost
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    state = sqlstate(exc) or getattr(exc, "sqlstate", None)
+    if isinstance(state, str):
+        return state.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
+    return isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError)
+
+
+async def _on_infrastructure_error(request: Request, exc: Exception) -> JSONResponse:
+    if database_unavailable(exc):
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return problem("service_unavailable", "The database is unavailable; retry shortly",
+                       request=request, headers={"Retry-After": "1"})
+    return await _on_unexpected(request, exc)
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem("internal_error", "An unexpected error occurred; it has been logged", request=request)
@@ -181,6 +214,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(VariantNotFound, _on_lookup_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    for infrastructure in (OSError, sqlalchemy.exc.SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        app.add_exception_handler(infrastructure, _on_infrastructure_error)
     app.add_exception_handler(Exception, _on_unexpected)
 
 
@@ -214,10 +249,15 @@ RESPONSE_COMPONENTS: dict[int, tuple[str, str]] = {
     415: ("UnsupportedMediaType", "The body is not JSON (`unsupported_media_type`)."),
     422: ("ValidationError",
           "Invalid input; `errors` names every bad field (`validation_error`, `inconsistent_config`, ...)."),
-    503: ("ServiceUnavailable", "The database is not ready or kept refusing the transaction; retry."),
+    503: ("ServiceUnavailable",
+          "The database is unreachable, not ready, or kept refusing the transaction; retry after `Retry-After`."),
 }
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` of a route: each status becomes a `$ref` in `openapi.json`."""
-    return {status: {"description": RESPONSE_COMPONENTS[status][1], "model": Problem} for status in statuses}
+    """The `responses=` of a route that uses the database: each status, and 503 (the
+    database unreachable or busy), becomes a `$ref` in `openapi.json`."""
+    return {
+        status: {"description": RESPONSE_COMPONENTS[status][1], "model": Problem}
+        for status in (*statuses, 503)
+    }

@@ -41,20 +41,12 @@ class ValidationFailed(DomainError):
     code = "validation_error"
 
 
-class InvalidCursor(DomainError):
-    code = "invalid_cursor"
-
-
 class InconsistentConfig(DomainError):
     code = "inconsistent_config"
 
 
 class SlugTaken(DomainError):
     code = "slug_taken"
-
-
-class SlugReserved(DomainError):
-    code = "slug_reserved"
 
 
 class VariantActive(DomainError):

@@ -1,4 +1,4 @@
-"""Small helpers for shaping HTTP replies: ETags, conditional GETs, list cursors."""
+"""Small helpers for shaping HTTP replies: ETags and conditional GETs."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-
-from services.api.exceptions import FieldError, InvalidCursor
-from services.shared.identifiers import PREFIXES, is_id
 
 
 def etag_of(version: int) -> str:
@@ -39,12 +36,3 @@ def object_response(
     if location is not None:
         headers["Location"] = location
     return JSONResponse(body, status_code=status_code, headers=headers)
-
-
-def check_cursor(after: str | None, kind: str) -> None:
-    """`after` must be a well-formed id of the list's type (it need not exist any more)."""
-    if after is not None and not is_id(kind, after):
-        noun = kind.replace("_", " ")
-        article = "an" if noun[0] in "aeiou" else "a"
-        message = f"must be the id of {article} {noun} ({PREFIXES[kind]}_ and a ULID)"
-        raise InvalidCursor(f"Invalid cursor: 'after' {message}", errors=[FieldError("after", message)])

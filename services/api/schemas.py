@@ -5,15 +5,26 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    ValidationInfo,
+    create_model,
+)
+from pydantic_core import PydanticCustomError
 
+from services.api.slugs import RESERVED_VARIANT_SLUGS, _slugify
 from services.shared.agent_config import (
     CONFIG_FIELDS,
     INTEGER_FIELDS,
     NUMBER_FIELDS,
     STRING_FIELDS,
 )
-from services.shared.identifiers import SLUG_MAX_LENGTH
+from services.shared.identifiers import PREFIXES, SLUG_MAX_LENGTH, is_id
 
 
 def _storable(value: str) -> str:
@@ -44,6 +55,46 @@ Slug = Annotated[
     Strict(),
     StringConstraints(max_length=SLUG_MAX_LENGTH, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$"),
 ]
+
+
+def derivable_slug(slug: str | None, info: ValidationInfo, *, name_field: str) -> str | None:
+    """Without an explicit slug, the name must give one (a name like "!!!" gives "").
+
+    A field validator on `slug` (declared after the name, with validate_default), so this
+    error is reported together with every other bad field.
+    """
+    name = info.data.get(name_field)
+    if slug is None and isinstance(name, str) and not _slugify(name):
+        raise PydanticCustomError(
+            "slug_required", "required: the {name_field} gives an empty slug", {"name_field": name_field}
+        )
+    return slug
+
+
+def not_reserved(slug: str | None) -> str | None:
+    """`base` names the agent's own config where a variant is expected."""
+    if slug in RESERVED_VARIANT_SLUGS:
+        raise PydanticCustomError("slug_reserved", "'{slug}' is reserved for the agent's base config", {"slug": slug})
+    return slug
+
+
+def cursor(kind: str) -> Any:
+    """The `after` query parameter of a list of `kind`: a well-formed id, or absent."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and not is_id(kind, value):
+            noun = kind.replace("_", " ")
+            article = "an" if noun[0] in "aeiou" else "a"
+            raise PydanticCustomError(
+                "invalid_cursor",
+                "must be the id of {article} {noun} ({prefix}_ and a ULID)",
+                {"article": article, "noun": noun, "prefix": PREFIXES[kind]},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
 MetadataKey = text(1, 64)
 MetadataValue = text(0, 512)
 METADATA_MAX_PAIRS = 16
@@ -97,6 +148,14 @@ ConfigOverrides = create_model(  # type: ignore[call-overload]
     __base__=StrictModel,
     __doc__="Any subset of the twelve fields; null removes an override (inherit again).",
     **{name: (CONFIG_TYPES[name] | None, None) for name in CONFIG_FIELDS},
+)
+
+
+# In responses: only the fields a variant sets are present, and none is ever null.
+ConfigOverridesRead = create_model(  # type: ignore[call-overload]
+    "ConfigOverridesRead",
+    __doc__="The fields a variant overrides (the others are inherited from the agent).",
+    **{name: (CONFIG_TYPES[name], None) for name in CONFIG_FIELDS},
 )
 
 

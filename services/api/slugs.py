@@ -55,3 +55,18 @@ async def first_free(
         for slug in chunk:
             if slug not in used:
                 return slug
+
+
+async def insert_with_derived_slug(
+    stem: str,
+    *,
+    taken: Callable[[list[str]], Awaitable[set[str]]],
+    insert: Callable[[str], Awaitable[bool]],
+    reserved: frozenset[str] = frozenset(),
+) -> str:
+    """Insert under the first free slug from `stem`; `insert` returns False when a racing
+    request took that slug first (ON CONFLICT DO NOTHING), and the next one is tried."""
+    while True:
+        slug = await first_free(stem, taken, reserved=reserved)
+        if await insert(slug):
+            return slug

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from services.shared.identifiers import is_id, is_slug, looks_like_id
+from services.shared.identifiers import ref_key
 
 if TYPE_CHECKING:  # the driver is imported lazily so the dataclass needs no SQLAlchemy
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -167,15 +167,15 @@ async def resolve_agent_config(
     """
     from services.shared import resolution_query  # lazy: keeps SQLAlchemy out of SDK imports
 
-    agent_key = "id" if looks_like_id(agent) else "slug"
-    if not (is_id("agent", agent) if agent_key == "id" else is_slug(agent)):
+    agent_key = ref_key("agent", agent)
+    if agent_key is None:
         raise AgentNotFound(agent)  # malformed: no row can match, so ask nothing
     variant_key = None
     if variant == BASE:
         variant_key = BASE
     elif variant is not None:
-        variant_key = "id" if looks_like_id(variant) else "slug"
-        if not (is_id("variant", variant) if variant_key == "id" else is_slug(variant)):
+        variant_key = ref_key("variant", variant)
+        if variant_key is None:
             # Still report an unknown agent first, as the query would.
             if not await resolution_query.agent_exists(conn, agent_key, agent):
                 raise AgentNotFound(agent)

@@ -38,6 +38,14 @@ def looks_like_id(value: str) -> bool:
     return "_" in value
 
 
+def ref_key(kind: str, ref: str) -> str | None:
+    """Which column a reference names: "id", "slug", or None when it is neither (then
+    nothing can match, and no query is needed)."""
+    if looks_like_id(ref):
+        return "id" if is_id(kind, ref) else None
+    return "slug" if is_slug(ref) else None
+
+
 class _MonotonicUlid:
     """ULIDs that increase strictly within this process.
 

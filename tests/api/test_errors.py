@@ -570,3 +570,30 @@ async def test_pathologically_nested_or_huge_json_is_a_client_error(client):
         assert response.status_code in (400, 422), response.text
         assert_problem(response, response.status_code, response.json()["code"])
     assert await agent_count(client) == 0
+
+
+# --- every bad field at once, checks beyond types and ranges included -------------------
+
+
+async def test_empty_derived_slug_is_named_with_the_other_bad_fields(client):
+    response = await client.post("/v1/agents", json={"name": "!!!", "config": config(temperature=5)})
+    assert_problem(response, 422, "validation_error")
+    assert problem_params(response) == {"slug", "config.temperature"}
+
+
+async def test_reserved_slug_is_named_with_the_other_bad_fields(client):
+    agent = await create_agent(client)
+    response = await client.post(
+        f"/v1/agents/{agent['id']}/variants",
+        json={"variant_name": "v", "slug": "base", "overrides": {"max_tokens": 0}},
+    )
+    assert_problem(response, 422, "validation_error")
+    assert problem_params(response) == {"slug", "overrides.max_tokens"}
+    alone = await client.post(f"/v1/agents/{agent['id']}/variants", json={"variant_name": "v", "slug": "base"})
+    assert_problem(alone, 422, "slug_reserved")
+
+
+async def test_bad_cursor_is_named_with_the_other_bad_query_parameters(client):
+    response = await client.get("/v1/agents", params={"limit": 0, "after": "bad"})
+    assert_problem(response, 422, "validation_error")
+    assert problem_params(response) == {"limit", "after"}

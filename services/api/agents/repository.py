@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.models import Agent, Variant
-from services.shared.identifiers import is_id, is_slug, looks_like_id
+from services.shared.identifiers import ref_key
 
 agents = Agent.__table__
 variants = Variant.__table__
@@ -31,9 +31,8 @@ _AGENT_SELECT = select(agents, _active_variant_id, _variant_count)
 
 def ref_condition(ref: str):
     """The WHERE clause for an agent named by id or slug, or None when `ref` is neither."""
-    if looks_like_id(ref):
-        return agents.c.id == ref if is_id("agent", ref) else None
-    return agents.c.slug == ref if is_slug(ref) else None
+    key = ref_key("agent", ref)
+    return None if key is None else agents.c[key] == ref
 
 
 async def get(conn: AsyncConnection, ref: str, *, lock: bool = False) -> RowMapping | None:

@@ -7,9 +7,9 @@ from fastapi.responses import JSONResponse
 
 from services.api.agents import service
 from services.api.agents.schemas import AgentCreate, AgentRead, AgentUpdate
-from services.api.deps import DB, After, Limit
+from services.api.deps import DB, AgentCursor, Limit
 from services.api.errors import responses
-from services.api.http import check_cursor, etag_of, object_response
+from services.api.http import etag_of, object_response
 from services.api.schemas import Page, list_page
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -24,8 +24,7 @@ async def create_agent(request: Request, body: AgentCreate, db: DB) -> Response:
 
 
 @router.get("", response_model=Page[AgentRead], summary="List agents, newest first", responses=responses(422))
-async def list_agents(db: DB, limit: Limit = 20, after: After = None) -> Response:
-    check_cursor(after, "agent")
+async def list_agents(db: DB, limit: Limit = 20, after: AgentCursor = None) -> Response:
     return JSONResponse(list_page(await service.list_agents(db, after=after, limit=limit + 1), limit=limit))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator
 
 from services.api.schemas import (
     CONFIG_TYPES,
@@ -16,16 +16,23 @@ from services.api.schemas import (
     Name,
     Slug,
     StrictModel,
+    derivable_slug,
 )
 from services.shared.agent_config import CONFIG_FIELDS
 
 
 class AgentCreate(StrictModel):
     name: Name
-    slug: Slug | None = None
+    # Derived from `name` when left out (see Slugs in the contract).
+    slug: Slug | None = Field(None, validate_default=True)
     description: Description | None = None
     metadata: Metadata | None = None
     config: AgentConfigCreate  # type: ignore[valid-type]
+
+    @field_validator("slug")
+    @classmethod
+    def _derivable(cls, slug: str | None, info: ValidationInfo) -> str | None:
+        return derivable_slug(slug, info, name_field="name")
 
 
 # Any subset of the twelve; an agent's config fields cannot be null.

@@ -8,13 +8,13 @@ from sqlalchemy import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api import slugs
+from services.api import patching, slugs
 from services.api.agents import repository
 from services.api.agents.schemas import AgentCreate, AgentUpdate
 from services.api.consistency import check_resolved
 from services.api.db import Database, constraint_name
-from services.api.exceptions import FieldError, NotFound, SlugTaken, ValidationFailed
-from services.api.schemas import METADATA_MAX_PAIRS, set_fields, timestamp
+from services.api.exceptions import FieldError, NotFound, SlugTaken
+from services.api.schemas import set_fields, timestamp
 from services.api.variants import repository as variant_repository
 from services.shared.agent_config import CONFIG_FIELDS, DEFAULTS
 from services.shared.identifiers import new_id
@@ -45,33 +45,14 @@ async def require(conn: AsyncConnection, ref: str, *, lock: bool = False) -> Row
     return row
 
 
-def slug_required() -> ValidationFailed:
-    message = "the name gives an empty slug; send an explicit slug"
-    return ValidationFailed(f"Invalid field: slug ({message})", errors=[FieldError("slug", message)])
-
-
-def merge_metadata(current: dict[str, str], patch: dict[str, str | None] | None) -> dict[str, str]:
-    """JSON merge patch of a metadata object: null deletes a key, `null` itself clears all."""
-    if patch is None:
-        return {}
-    merged = dict(current)
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    if len(merged) > METADATA_MAX_PAIRS:
-        message = f"at most {METADATA_MAX_PAIRS} pairs (this patch would leave {len(merged)})"
-        raise ValidationFailed(f"Invalid field: metadata ({message})", errors=[FieldError("metadata", message)])
-    return merged
+def slug_taken(slug: str) -> SlugTaken:
+    return SlugTaken(f"Slug '{slug}' is already taken by another agent", errors=[FieldError("slug", "already taken")])
 
 
 async def create_agent(db: Database, data: AgentCreate) -> dict[str, Any]:
     config = {name: value if value is not None else DEFAULTS[name]
               for name, value in data.config.model_dump().items()}
     check_resolved(config, overrides={})
-    if data.slug is None and not slugs._slugify(data.name):
-        raise slug_required()
     agent_id = new_id("agent")
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
@@ -84,14 +65,13 @@ async def create_agent(db: Database, data: AgentCreate) -> dict[str, Any]:
         }
         if data.slug is not None:
             if not await repository.insert_unless_slug_taken(conn, {**values, "slug": data.slug}):
-                raise SlugTaken(f"Slug '{data.slug}' is already taken by another agent",
-                                errors=[FieldError("slug", "already taken")])
-        else:
-            stem = slugs._slugify(data.name)
-            while True:  # a racing create may take the free slug first: pick again
-                slug = await slugs.first_free(stem, lambda c: repository.slugs_taken(conn, c))
-                if await repository.insert_unless_slug_taken(conn, {**values, "slug": slug}):
-                    break
+                raise slug_taken(data.slug)
+        else:  # AgentCreate made sure the name gives a slug
+            await slugs.insert_with_derived_slug(
+                slugs._slugify(data.name),
+                taken=lambda candidates: repository.slugs_taken(conn, candidates),
+                insert=lambda slug: repository.insert_unless_slug_taken(conn, {**values, "slug": slug}),
+            )
         return to_read(await require(conn, agent_id))
 
     return await db.transaction(unit)
@@ -122,7 +102,7 @@ async def update_agent(db: Database, ref: str, patch: AgentUpdate) -> dict[str, 
         if "description" in sent and (sent["description"] or "") != row["description"]:
             changes["description"] = sent["description"] or ""
         if "metadata" in sent:
-            metadata = merge_metadata(row["metadata"], sent["metadata"])
+            metadata = patching.merge_metadata(row["metadata"], sent["metadata"])
             if metadata != row["metadata"]:
                 changes["metadata"] = metadata
         for name, value in config_patch.items():
@@ -135,14 +115,14 @@ async def update_agent(db: Database, ref: str, patch: AgentUpdate) -> dict[str, 
         if row["active_variant_id"] is not None:
             active = await variant_repository.get_by_id(conn, row["active_variant_id"])
             assert active is not None
-            check_resolved(config, overrides=variant_repository.overrides_of(active))
+            check_resolved(config, overrides=variant_repository.overrides_of(active),
+                           subject=f"config of the active variant '{active['slug']}'")
         try:
             await repository.update_fields(conn, row["id"], changes)
         except IntegrityError as error:
             # The transaction is aborted now; raising ends it, which is what we want.
             if constraint_name(error) == "uq_agents_slug":
-                raise SlugTaken(f"Slug '{changes['slug']}' is already taken by another agent",
-                                errors=[FieldError("slug", "already taken")]) from None
+                raise slug_taken(changes["slug"]) from None
             raise
         return to_read(await require(conn, row["id"]))
 

@@ -6,12 +6,12 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from services.api import migrate
 from services.api.deps import DB
-from services.api.errors import problem, responses
+from services.api.errors import responses
+from services.api.exceptions import NotReady
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["service"])
@@ -23,18 +23,18 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Readiness: the database answers and migrations are at head",
-            responses=responses(503))
-async def readyz(request: Request, db: DB) -> JSONResponse:
+            responses=responses())
+async def readyz(db: DB) -> dict[str, str]:
     try:
         async with db.read() as conn:
             current = await migrate.current_revision(conn)
     except Exception as error:  # noqa: BLE001 - any failure to reach the database is "not ready"
         log.warning("readiness check failed: %s", error)
-        return problem("not_ready", f"The database does not answer: {type(error).__name__}", request=request)
+        raise NotReady(f"The database does not answer: {type(error).__name__}") from error
     head = migrate.head_revision()
     if current != head:
-        return problem("not_ready", f"Migrations are at {current or 'nothing'}, head is {head}", request=request)
-    return JSONResponse({"status": "ok", "migration": current})
+        raise NotReady(f"Migrations are at {current or 'nothing'}, head is {head}")
+    return {"status": "ok", "migration": current}
 
 
 class RouteInfo(BaseModel):

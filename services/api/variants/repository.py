@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.models import Variant
 from services.shared.agent_config import CONFIG_FIELDS
-from services.shared.identifiers import is_id, is_slug, looks_like_id
+from services.shared.identifiers import ref_key
 
 variants = Variant.__table__
 
@@ -21,10 +21,9 @@ def overrides_of(row: RowMapping) -> dict[str, Any]:
 
 
 def ref_condition(ref: str):
-    """WHERE clause for a variant by id or slug, or None when `ref` is neither."""
-    if looks_like_id(ref):
-        return variants.c.id == ref if is_id("variant", ref) else None
-    return variants.c.slug == ref if is_slug(ref) else None
+    """The WHERE clause for a variant named by id or slug, or None when `ref` is neither."""
+    key = ref_key("variant", ref)
+    return None if key is None else variants.c[key] == ref
 
 
 async def get(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping | None:

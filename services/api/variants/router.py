@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.api.deps import DB, After, Limit
+from services.api.deps import DB, Limit, VariantCursor
 from services.api.errors import responses
-from services.api.http import check_cursor, etag_of, object_response
+from services.api.http import etag_of, object_response
 from services.api.schemas import Page, list_page
 from services.api.variants import service
 from services.api.variants.schemas import VariantCreate, VariantRead, VariantUpdate
@@ -33,10 +33,9 @@ async def list_variants(
     agent: str,
     db: DB,
     limit: Limit = 20,
-    after: After = None,
+    after: VariantCursor = None,
     is_active: bool | None = Query(None, description="Only the active (true) or inactive (false) ones."),
 ) -> Response:
-    check_cursor(after, "variant")
     rows = await service.list_variants(db, agent, after=after, limit=limit + 1, is_active=is_active)
     return JSONResponse(list_page(rows, limit=limit))
 

@@ -4,28 +4,37 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from services.api.schemas import (
     ConfigOverrides,
+    ConfigOverridesRead,
     Description,
     Metadata,
     MetadataPatch,
     Name,
     Slug,
     StrictModel,
+    derivable_slug,
+    not_reserved,
     text,
 )
 
 
 class VariantCreate(StrictModel):
     variant_name: Name
-    slug: Slug | None = None
+    # Derived from `variant_name` when left out; never `base`.
+    slug: Slug | None = Field(None, validate_default=True)
     description: Description | None = None
     metadata: Metadata | None = None
     overrides: ConfigOverrides | None = None  # type: ignore[valid-type]
     # "base" (copy the agent's config), a variant's id or slug, or null (start empty).
     clone_from: text(1, 64) | None = None  # type: ignore[valid-type]
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, slug: str | None, info: ValidationInfo) -> str | None:
+        return derivable_slug(not_reserved(slug), info, name_field="variant_name")
 
 
 class VariantUpdate(StrictModel):
@@ -38,6 +47,11 @@ class VariantUpdate(StrictModel):
     metadata: MetadataPatch | None = None
     # null removes every override.
     overrides: ConfigOverrides | None = None  # type: ignore[valid-type]
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, slug: str | None) -> str | None:
+        return not_reserved(slug)
 
 
 class ClonedFrom(BaseModel):
@@ -53,7 +67,7 @@ class VariantRead(BaseModel):
     slug: str
     description: str
     metadata: dict[str, str]
-    overrides: ConfigOverrides  # type: ignore[valid-type]  # only the fields it sets
+    overrides: ConfigOverridesRead  # type: ignore[valid-type]
     is_active: bool
     cloned_from: ClonedFrom | None
     version: int

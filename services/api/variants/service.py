@@ -13,11 +13,11 @@ from sqlalchemy import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api import slugs
+from services.api import patching, slugs
 from services.api.agents import service as agents
 from services.api.consistency import check_resolved
 from services.api.db import Database, constraint_name
-from services.api.exceptions import FieldError, NotFound, SlugReserved, SlugTaken, VariantActive
+from services.api.exceptions import FieldError, NotFound, SlugTaken, VariantActive
 from services.api.schemas import set_fields, timestamp
 from services.api.variants import repository
 from services.api.variants.schemas import VariantCreate, VariantUpdate
@@ -58,25 +58,6 @@ async def require(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping:
     return row
 
 
-def apply_overrides(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """Merge-patch the overrides: a value sets a field, null removes it (inherit)."""
-    merged = dict(current)
-    for name, value in patch.items():
-        if value is None:
-            merged.pop(name, None)
-        else:
-            merged[name] = value
-    return merged
-
-
-def check_explicit_slug(slug: str) -> None:
-    if slug in slugs.RESERVED_VARIANT_SLUGS:
-        raise SlugReserved(
-            f"The slug '{slug}' is reserved for the agent's base config",
-            errors=[FieldError("slug", f"'{slug}' is reserved")],
-        )
-
-
 def slug_taken(slug: str) -> SlugTaken:
     return SlugTaken(f"Slug '{slug}' is already taken by another variant of this agent",
                      errors=[FieldError("slug", "already taken")])
@@ -88,10 +69,6 @@ def _columns(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 async def create_variant(db: Database, agent_ref: str, data: VariantCreate) -> dict[str, Any]:
-    if data.slug is not None:
-        check_explicit_slug(data.slug)
-    elif not slugs._slugify(data.variant_name):
-        raise agents.slug_required()
     patch = set_fields(data.overrides) if data.overrides is not None else {}
     variant_id = new_id("variant")
 
@@ -106,7 +83,7 @@ async def create_variant(db: Database, agent_ref: str, data: VariantCreate) -> d
             if source is None:
                 raise NotFound("Variant", data.clone_from, param="clone_from")
             start, cloned_from = repository.overrides_of(source), ("variant", source["id"])
-        overrides = apply_overrides(start, patch)
+        overrides = patching.merge_patch(start, patch)
         check_resolved(base_config(agent), overrides=overrides, subject="config of the variant")
         values = {
             "id": variant_id,
@@ -121,16 +98,13 @@ async def create_variant(db: Database, agent_ref: str, data: VariantCreate) -> d
         if data.slug is not None:
             if not await repository.insert_unless_slug_taken(conn, {**values, "slug": data.slug}):
                 raise slug_taken(data.slug)
-        else:
-            stem = slugs._slugify(data.variant_name)
-            while True:  # a racing create may take the free slug first: pick again
-                slug = await slugs.first_free(
-                    stem,
-                    lambda c: repository.slugs_taken(conn, agent["id"], c),
-                    reserved=slugs.RESERVED_VARIANT_SLUGS,
-                )
-                if await repository.insert_unless_slug_taken(conn, {**values, "slug": slug}):
-                    break
+        else:  # VariantCreate made sure the name gives a slug
+            await slugs.insert_with_derived_slug(
+                slugs._slugify(data.variant_name),
+                taken=lambda candidates: repository.slugs_taken(conn, agent["id"], candidates),
+                insert=lambda slug: repository.insert_unless_slug_taken(conn, {**values, "slug": slug}),
+                reserved=slugs.RESERVED_VARIANT_SLUGS,
+            )
         return to_read(await require(conn, agent["id"], variant_id))
 
     return await db.transaction(unit)
@@ -153,8 +127,6 @@ async def list_variants(
 
 async def update_variant(db: Database, agent_ref: str, ref: str, patch: VariantUpdate) -> dict[str, Any]:
     sent = set_fields(patch)
-    if sent.get("slug") is not None:
-        check_explicit_slug(sent["slug"])
     overrides_patch = set_fields(patch.overrides) if patch.overrides is not None else {}
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
@@ -167,11 +139,13 @@ async def update_variant(db: Database, agent_ref: str, ref: str, patch: VariantU
         if "description" in sent and (sent["description"] or "") != row["description"]:
             changes["description"] = sent["description"] or ""
         if "metadata" in sent:
-            metadata = agents.merge_metadata(row["metadata"], sent["metadata"])
+            metadata = patching.merge_metadata(row["metadata"], sent["metadata"])
             if metadata != row["metadata"]:
                 changes["metadata"] = metadata
         current = repository.overrides_of(row)
-        overrides = {} if "overrides" in sent and patch.overrides is None else apply_overrides(current, overrides_patch)
+        # `"overrides": null` removes them all, as a merge patch does.
+        overrides = patching.merge_patch(current, None if patch.overrides is None and "overrides" in sent
+                                         else overrides_patch)
         if overrides != current:
             changes.update(_columns(overrides))
             check_resolved(base_config(agent), overrides=overrides, subject="config of the variant")
