@@ -22,8 +22,11 @@ def check_resolved(base: Mapping[str, Any], *, overrides: Mapping[str, Any], sub
     errors = [
         FieldError(
             f"overrides.{name}" if overrides.get(name) is not None else f"config.{name}",
-            f"{violation} (the rule: when context_window > 0, input_token_limit + max_tokens <= context_window)",
+            violation,
         )
         for name in CONSISTENCY_FIELDS
     ]
-    raise InconsistentConfig(f"The resolved {subject} is inconsistent: {violation}", errors=errors)
+    raise InconsistentConfig(
+        f"The resolved {subject} breaks the rule input_token_limit + max_tokens <= context_window: {violation}",
+        errors=errors,
+    )
