@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -125,3 +126,53 @@ class Variant(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Revision(Base):
+    """One change to an agent or something it owns, written in the change's transaction."""
+
+    __tablename__ = "revisions"
+    __table_args__ = (
+        CheckConstraint("target IN ('agent', 'variant', 'experiment')", name="target"),
+        # History and "the newest revision at or before T" per agent, per target.
+        Index("ix_revisions_agent_id_created_at", "agent_id", "created_at"),
+        Index("ix_revisions_target_id_created_at", "target_id", "created_at"),
+        Index("ix_revisions_agent_id_id", "agent_id", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    agent_id: Mapped[str] = mapped_column(ID_TYPE, ForeignKey("agents.id", ondelete="CASCADE"))
+    target: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(ID_TYPE)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(Text, nullable=True)
+    api_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    active_variant_id: Mapped[str | None] = mapped_column(ID_TYPE, nullable=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    # For an undo: the revision it reverted. On a reverted revision: the undo that did.
+    reverts_id: Mapped[str | None] = mapped_column(ID_TYPE, nullable=True)
+    undone_by_id: Mapped[str | None] = mapped_column(ID_TYPE, nullable=True)
+    # clock_timestamp(), read after the agent's row lock is held: commit order per agent.
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
+
+
+class IdempotencyKey(Base):
+    """A POST's Idempotency-Key: the request's fingerprint and, once done, its response."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        CheckConstraint("state IN ('in_flight', 'done')", name="state"),
+        Index("ix_idempotency_keys_expires_at", "expires_at"),
+    )
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSONB, nullable=True)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # In-flight claims older than this are abandoned (their process died) and can be retaken.
+    locked_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

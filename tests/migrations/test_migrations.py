@@ -18,7 +18,7 @@ from services.api.models import Base
 
 pytestmark = pytest.mark.live
 
-TABLES = {"agents", "variants"}
+TABLES = set(Base.metadata.tables)  # every table the models define
 
 
 @pytest.fixture
