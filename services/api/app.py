@@ -14,6 +14,7 @@ from services.api.db import Database
 from services.api.limits import BodySizeLimit
 from services.api.openapi import build_openapi
 from services.api.resolution.router import router as resolution_router
+from services.api.revisions.router import router as revisions_router
 from services.api.settings import Settings
 from services.api.slugs import _slugify
 from services.api.system.router import router as system_router
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         app.state.db = database
     errors.install(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-    for router in (system_router, agents_router, variants_router, resolution_router):
+    for router in (system_router, agents_router, variants_router, resolution_router, revisions_router):
         app.include_router(router)
 
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

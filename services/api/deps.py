@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 
 from services.api.db import Database
 from services.api.schemas import cursor
+from services.api.writes import WriteContext
 
 
 def get_db(request: Request) -> Database:
@@ -19,3 +20,22 @@ Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1-100.")]
 _AFTER = Query(description="The id of the last item already seen; the page starts after it.")
 AgentCursor = Annotated[str | None, _AFTER, cursor("agent")]
 VariantCursor = Annotated[str | None, _AFTER, cursor("variant")]
+RevisionCursor = Annotated[str | None, _AFTER, cursor("revision")]
+
+
+def write_context(
+    x_actor: Annotated[
+        str | None,
+        Header(alias="X-Actor", min_length=1, max_length=256,
+               description="Who the change is made for (a person a tool acts for); recorded in the revision."),
+    ] = None,
+    if_match: Annotated[
+        str | None,
+        Header(alias="If-Match", max_length=1024,
+               description='Only if the target\'s ETag still matches (`"3"`, or `*`); 412 otherwise.'),
+    ] = None,
+) -> WriteContext:
+    return WriteContext(actor=x_actor, if_match=if_match)
+
+
+Write = Annotated[WriteContext, Depends(write_context)]

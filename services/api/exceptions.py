@@ -29,11 +29,9 @@ class NotFound(DomainError):
 
     code = "resource_missing"
 
-    def __init__(self, kind: str, ref: str, *, param: str | None = None) -> None:
-        super().__init__(
-            f"{kind} '{ref}' not found",
-            errors=[FieldError(param, f"{kind} '{ref}' not found")] if param else None,
-        )
+    def __init__(self, kind: str, ref: str, *, param: str | None = None, detail: str | None = None) -> None:
+        detail = detail or f"{kind} '{ref}' not found"
+        super().__init__(detail, errors=[FieldError(param, detail)] if param else None)
         self.param = param
 
 
@@ -51,6 +49,24 @@ class SlugTaken(DomainError):
 
 class VariantActive(DomainError):
     code = "variant_active"
+
+
+class PreconditionFailed(DomainError):
+    code = "precondition_failed"
+
+
+class NothingToUndo(DomainError):
+    code = "nothing_to_undo"
+
+
+class UndoConflict(DomainError):
+    code = "undo_conflict"
+
+
+class RevisionNotRestorable(DomainError):
+    """The variant did not exist right after that revision (it was its deletion)."""
+
+    code = "revision_not_restorable"
 
 
 class ServiceBusy(DomainError):

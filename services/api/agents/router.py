@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from services.api.agents import service
 from services.api.agents.schemas import AgentCreate, AgentRead, AgentUpdate
-from services.api.deps import DB, AgentCursor, Limit
+from services.api.deps import DB, AgentCursor, Limit, Write
 from services.api.errors import responses
 from services.api.http import etag_of, object_response
 from services.api.schemas import Page, list_page
@@ -17,8 +17,8 @@ router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
 @router.post("", status_code=201, response_model=AgentRead, summary="Create an agent",
              responses=responses(400, 409, 413, 415, 422))
-async def create_agent(request: Request, body: AgentCreate, db: DB) -> Response:
-    agent = await service.create_agent(db, body)
+async def create_agent(request: Request, body: AgentCreate, db: DB, context: Write) -> Response:
+    agent = await service.create_agent(db, body, context=context)
     return object_response(request, agent, etag=etag_of(agent["version"]), status_code=201,
                            location=f"/v1/agents/{agent['id']}")
 
@@ -36,14 +36,14 @@ async def get_agent(request: Request, agent: str, db: DB) -> Response:
 
 
 @router.patch("/{agent}", response_model=AgentRead, summary="Update an agent (JSON merge patch)",
-              responses=responses(400, 404, 409, 413, 415, 422))
-async def update_agent(request: Request, agent: str, body: AgentUpdate, db: DB) -> Response:
-    updated = await service.update_agent(db, agent, body)
+              responses=responses(400, 404, 409, 412, 413, 415, 422))
+async def update_agent(request: Request, agent: str, body: AgentUpdate, db: DB, context: Write) -> Response:
+    updated = await service.update_agent(db, agent, body, context=context)
     return object_response(request, updated, etag=etag_of(updated["version"]))
 
 
 @router.delete("/{agent}", status_code=204, summary="Delete an agent and everything it owns",
-               responses=responses(404, 422))
-async def delete_agent(agent: str, db: DB) -> Response:
-    await service.delete_agent(db, agent)
+               responses=responses(404, 412, 422))
+async def delete_agent(agent: str, db: DB, context: Write) -> Response:
+    await service.delete_agent(db, agent, context=context)
     return Response(status_code=204)

@@ -13,9 +13,11 @@ from services.api.agents import repository
 from services.api.agents.schemas import AgentCreate, AgentUpdate
 from services.api.consistency import check_resolved
 from services.api.db import Database, constraint_name
-from services.api.exceptions import FieldError, NotFound, SlugTaken
+from services.api.exceptions import DomainError, FieldError, InconsistentConfig, NotFound, SlugTaken
+from services.api.revisions import repository as revisions
 from services.api.schemas import set_fields, timestamp
 from services.api.variants import repository as variant_repository
+from services.api.writes import NO_CONTEXT, WriteContext
 from services.shared.agent_config import CONFIG_FIELDS, DEFAULTS
 from services.shared.identifiers import new_id
 
@@ -49,7 +51,7 @@ def slug_taken(slug: str) -> SlugTaken:
     return SlugTaken(f"Slug '{slug}' is already taken by another agent", errors=[FieldError("slug", "already taken")])
 
 
-async def create_agent(db: Database, data: AgentCreate) -> dict[str, Any]:
+async def create_agent(db: Database, data: AgentCreate, *, context: WriteContext = NO_CONTEXT) -> dict[str, Any]:
     config = {name: value if value is not None else DEFAULTS[name]
               for name, value in data.config.model_dump().items()}
     check_resolved(config, overrides={})
@@ -72,7 +74,10 @@ async def create_agent(db: Database, data: AgentCreate) -> dict[str, Any]:
                 taken=lambda candidates: repository.slugs_taken(conn, candidates),
                 insert=lambda slug: repository.insert_unless_slug_taken(conn, {**values, "slug": slug}),
             )
-        return to_read(await require(conn, agent_id))
+        agent = to_read(await require(conn, agent_id))
+        await revisions.record(conn, agent_id=agent_id, target="agent", target_id=agent_id, action="create",
+                               before=None, after=agent, context=context)
+        return agent
 
     return await db.transaction(unit)
 
@@ -87,13 +92,16 @@ async def list_agents(db: Database, *, after: str | None, limit: int) -> list[di
         return [to_read(row) for row in await repository.list_page(conn, after=after, limit=limit)]
 
 
-async def update_agent(db: Database, ref: str, patch: AgentUpdate) -> dict[str, Any]:
+async def update_agent(
+    db: Database, ref: str, patch: AgentUpdate, *, context: WriteContext = NO_CONTEXT
+) -> dict[str, Any]:
     sent = set_fields(patch)
     # name, slug and config are not nullable in AgentUpdate: an explicit null is a 422.
     config_patch = set_fields(patch.config) if patch.config is not None else {}
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         row = await require(conn, ref, lock=True)
+        context.check_version(row["version"], what="agent")
         changes: dict[str, Any] = {}
         if "name" in sent and sent["name"] != row["name"]:
             changes["name"] = sent["name"]
@@ -110,7 +118,28 @@ async def update_agent(db: Database, ref: str, patch: AgentUpdate) -> dict[str, 
                 changes[name] = value
         if not changes:
             return to_read(row)
-        config = {name: changes.get(name, row[name]) for name in CONFIG_FIELDS}
+        return await apply_changes(conn, row, changes, action="update", context=context)
+
+    return await db.transaction(unit)
+
+
+async def apply_changes(
+    conn: AsyncConnection,
+    row: RowMapping,
+    changes: dict[str, Any],
+    *,
+    action: str,
+    context: WriteContext,
+    reverts_id: str | None = None,
+    on_conflict: type[DomainError] | None = None,
+) -> dict[str, Any]:
+    """Write `changes` to a locked agent after checking the rule, and record the revision.
+
+    `on_conflict`, when given, replaces the errors a rule or a taken slug would raise (an
+    undo reports them all as `undo_conflict`).
+    """
+    config = {name: changes.get(name, row[name]) for name in CONFIG_FIELDS}
+    try:
         check_resolved(config, overrides={})
         if row["active_variant_id"] is not None:
             active = await variant_repository.get_by_id(conn, row["active_variant_id"])
@@ -124,14 +153,21 @@ async def update_agent(db: Database, ref: str, patch: AgentUpdate) -> dict[str, 
             if constraint_name(error) == "uq_agents_slug":
                 raise slug_taken(changes["slug"]) from None
             raise
-        return to_read(await require(conn, row["id"]))
+    except (InconsistentConfig, SlugTaken) as error:
+        if on_conflict is None:
+            raise
+        raise on_conflict(error.detail, errors=error.errors) from None
+    after = to_read(await require(conn, row["id"]))
+    await revisions.record(conn, agent_id=row["id"], target="agent", target_id=row["id"], action=action,
+                           before=to_read(row), after=after, context=context, reverts_id=reverts_id)
+    return after
 
-    return await db.transaction(unit)
 
-
-async def delete_agent(db: Database, ref: str) -> None:
+async def delete_agent(db: Database, ref: str, *, context: WriteContext = NO_CONTEXT) -> None:
     async def unit(conn: AsyncConnection) -> None:
         row = await require(conn, ref, lock=True)
+        context.check_version(row["version"], what="agent")
+        # Its variants and revisions go with it (ON DELETE CASCADE): no revision to write.
         await repository.delete_one(conn, row["id"])
 
     await db.transaction(unit)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import AwareDatetime
 
 from services.api.deps import DB
 from services.api.errors import responses
 from services.api.exceptions import FieldError, ValidationFailed
 from services.api.http import if_none_match
 from services.api.resolution.schemas import ResolvedRead, to_body
+from services.api.revisions import service as revisions
 from services.shared.agent_config import resolve_agent_config
 
 router = APIRouter(prefix="/v1/agents/{agent}", tags=["resolution"])
@@ -34,16 +37,25 @@ async def resolve(
     db: DB,
     variant: str | None = Query(None, description="Preview: resolve as if this variant (id or slug) were active."),
     subject: str | None = Query(None, max_length=256, description="The subject an experiment assigns an arm to."),
+    at: Annotated[
+        AwareDatetime | None, Query(description="What resolution returned at this instant (RFC 3339, with offset).")
+    ] = None,
     explain: bool = Query(False, description="Add `provenance`: where each value came from."),
 ) -> Response:
-    if variant is not None and subject is not None:
+    given = [name for name, value in (("variant", variant), ("subject", subject), ("at", at)) if value is not None]
+    if len(given) > 1:
         raise ValidationFailed(
-            "Invalid query: 'variant' (preview) cannot be combined with 'subject'",
-            errors=[FieldError("variant", "cannot be combined with 'subject'"),
-                    FieldError("subject", "cannot be combined with 'variant'")],
+            f"Invalid query: {' and '.join(given)} cannot be combined",
+            errors=[
+                FieldError(name, f"cannot be combined with {' or '.join(sorted(set(given) - {name}))}")
+                for name in given
+            ],
         )
     async with db.read() as conn:
-        resolved = await resolve_agent_config(conn, agent, variant=variant)
+        if at is not None:
+            resolved = await revisions.resolve_at(conn, agent, at)
+        else:
+            resolved = await resolve_agent_config(conn, agent, variant=variant)
     payload = json.dumps(to_body(resolved, explain=explain), separators=(",", ":")).encode()
     etag = _etag(payload)
     if if_none_match(request, etag):

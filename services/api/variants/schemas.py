@@ -74,3 +74,19 @@ class VariantRead(BaseModel):
     created_at: str
     updated_at: str
     activated_at: str | None
+
+
+class RestoreRequest(StrictModel):
+    revision_id: text(1, 64)  # type: ignore[valid-type]
+
+
+class DiffChange(BaseModel):
+    field: str
+    # `from` is the `against` side, `to` this variant (resolved values).
+    from_: str | int | float = Field(alias="from")
+    to: str | int | float
+
+
+class DiffRead(BaseModel):
+    object: Literal["diff"]
+    changes: list[DiffChange]

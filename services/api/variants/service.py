@@ -7,6 +7,7 @@ never races another activation of the same agent.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import RowMapping
@@ -17,12 +18,23 @@ from services.api import patching, slugs
 from services.api.agents import service as agents
 from services.api.consistency import check_resolved
 from services.api.db import Database, constraint_name
-from services.api.exceptions import FieldError, NotFound, SlugTaken, VariantActive
+from services.api.exceptions import (
+    DomainError,
+    FieldError,
+    InconsistentConfig,
+    NotFound,
+    RevisionNotRestorable,
+    SlugTaken,
+    ValidationFailed,
+    VariantActive,
+)
+from services.api.revisions import repository as revisions
 from services.api.schemas import set_fields, timestamp
 from services.api.variants import repository
 from services.api.variants.schemas import VariantCreate, VariantUpdate
-from services.shared.agent_config import BASE, CONFIG_FIELDS
-from services.shared.identifiers import new_id
+from services.api.writes import NO_CONTEXT, WriteContext
+from services.shared.agent_config import BASE, CONFIG_FIELDS, coalesce
+from services.shared.identifiers import is_id, new_id
 
 
 def to_read(row: RowMapping) -> dict[str, Any]:
@@ -68,7 +80,9 @@ def _columns(overrides: dict[str, Any]) -> dict[str, Any]:
     return {name: overrides.get(name) for name in CONFIG_FIELDS}
 
 
-async def create_variant(db: Database, agent_ref: str, data: VariantCreate) -> dict[str, Any]:
+async def create_variant(
+    db: Database, agent_ref: str, data: VariantCreate, *, context: WriteContext = NO_CONTEXT
+) -> dict[str, Any]:
     patch = set_fields(data.overrides) if data.overrides is not None else {}
     variant_id = new_id("variant")
 
@@ -105,7 +119,10 @@ async def create_variant(db: Database, agent_ref: str, data: VariantCreate) -> d
                 insert=lambda slug: repository.insert_unless_slug_taken(conn, {**values, "slug": slug}),
                 reserved=slugs.RESERVED_VARIANT_SLUGS,
             )
-        return to_read(await require(conn, agent["id"], variant_id))
+        variant = to_read(await require(conn, agent["id"], variant_id))
+        await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=variant_id,
+                               action="create", before=None, after=variant, context=context)
+        return variant
 
     return await db.transaction(unit)
 
@@ -125,13 +142,16 @@ async def list_variants(
         return [to_read(row) for row in rows]
 
 
-async def update_variant(db: Database, agent_ref: str, ref: str, patch: VariantUpdate) -> dict[str, Any]:
+async def update_variant(
+    db: Database, agent_ref: str, ref: str, patch: VariantUpdate, *, context: WriteContext = NO_CONTEXT
+) -> dict[str, Any]:
     sent = set_fields(patch)
     overrides_patch = set_fields(patch.overrides) if patch.overrides is not None else {}
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         agent = await agents.require(conn, agent_ref, lock=True)
         row = await require(conn, agent["id"], ref)
+        context.check_version(row["version"], what="variant")
         changes: dict[str, Any] = {}
         for name in ("variant_name", "slug"):
             if name in sent and sent[name] != row[name]:
@@ -148,34 +168,165 @@ async def update_variant(db: Database, agent_ref: str, ref: str, patch: VariantU
                                          else overrides_patch)
         if overrides != current:
             changes.update(_columns(overrides))
-            check_resolved(base_config(agent), overrides=overrides, subject="config of the variant")
         if not changes:
             return to_read(row)
+        return await apply_changes(conn, agent, row, changes, action="update", context=context)
+
+    return await db.transaction(unit)
+
+
+def changes_to(row: RowMapping, state: dict[str, Any], *, with_slug: bool) -> dict[str, Any]:
+    """The column changes that bring a variant back to `state` (a variant object): its
+    name, description, metadata and overrides, and its slug when `with_slug`."""
+    wanted = {
+        "variant_name": state["variant_name"],
+        "description": state["description"],
+        "metadata": state["metadata"],
+        **_columns(state["overrides"]),
+    }
+    if with_slug:
+        wanted["slug"] = state["slug"]
+    return {name: value for name, value in wanted.items() if row[name] != value}
+
+
+async def apply_changes(
+    conn: AsyncConnection,
+    agent: RowMapping,
+    row: RowMapping,
+    changes: dict[str, Any],
+    *,
+    action: str,
+    context: WriteContext,
+    reverts_id: str | None = None,
+    on_conflict: type[DomainError] | None = None,
+) -> dict[str, Any]:
+    """Write `changes` to a variant of a locked agent after checking the rule, and record
+    the revision. `on_conflict` replaces the rule's and the slug's errors (for undo)."""
+    try:
+        if any(name in changes for name in CONFIG_FIELDS):
+            overrides = {name: changes.get(name, row[name]) for name in CONFIG_FIELDS}
+            overrides = {name: value for name, value in overrides.items() if value is not None}
+            check_resolved(base_config(agent), overrides=overrides, subject="config of the variant")
         try:
             await repository.update_fields(conn, row["id"], changes)
         except IntegrityError as error:
             if constraint_name(error) == "uq_variants_agent_id_slug":
                 raise slug_taken(changes["slug"]) from None
             raise
-        return to_read(await require(conn, agent["id"], row["id"]))
+    except (InconsistentConfig, SlugTaken) as error:
+        if on_conflict is None:
+            raise
+        raise on_conflict(error.detail, errors=error.errors) from None
+    after = to_read(await require(conn, agent["id"], row["id"]))
+    await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=row["id"], action=action,
+                           before=to_read(row), after=after, context=context, reverts_id=reverts_id)
+    return after
 
-    return await db.transaction(unit)
 
-
-async def delete_variant(db: Database, agent_ref: str, ref: str) -> None:
+async def delete_variant(db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT) -> None:
     async def unit(conn: AsyncConnection) -> None:
         agent = await agents.require(conn, agent_ref, lock=True)
         row = await require(conn, agent["id"], ref)
+        context.check_version(row["version"], what="variant")
         if row["is_active"]:
             raise VariantActive(
                 f"Variant '{ref}' is active; activate another variant or deactivate it first"
             )
-        await repository.delete_one(conn, row["id"])
+        await remove(conn, agent, row, action="delete", context=context)
 
     await db.transaction(unit)
 
 
-async def activate_variant(db: Database, agent_ref: str, ref: str) -> dict[str, Any]:
+async def remove(
+    conn: AsyncConnection,
+    agent: RowMapping,
+    row: RowMapping,
+    *,
+    action: str,
+    context: WriteContext,
+    reverts_id: str | None = None,
+    on_conflict: type[DomainError] | None = None,
+) -> None:
+    """Delete an inactive variant of a locked agent and record the revision."""
+    del on_conflict  # nothing here can conflict; accepted so undo can call every helper alike
+    await repository.delete_one(conn, row["id"])
+    await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=row["id"], action=action,
+                           before=to_read(row), after=None, context=context, reverts_id=reverts_id)
+
+
+async def bring_back(
+    conn: AsyncConnection,
+    agent: RowMapping,
+    state: dict[str, Any],
+    *,
+    action: str,
+    context: WriteContext,
+    reverts_id: str | None = None,
+    on_conflict: type[DomainError] = SlugTaken,
+) -> dict[str, Any]:
+    """Re-create a deleted variant from its last object, with the same id and slug,
+    inactive, and record the revision."""
+    overrides = state["overrides"]
+    try:
+        check_resolved(base_config(agent), overrides=overrides, subject="config of the variant")
+    except InconsistentConfig as error:
+        raise on_conflict(error.detail, errors=error.errors) from None
+    cloned = state["cloned_from"] or {}
+    values = {
+        "id": state["id"],
+        "agent_id": agent["id"],
+        "slug": state["slug"],
+        "variant_name": state["variant_name"],
+        "description": state["description"],
+        "metadata": state["metadata"],
+        "cloned_from_source": cloned.get("source"),
+        "cloned_from_variant_id": cloned.get("variant_id"),
+        "version": state["version"] + 1,
+        "created_at": datetime.fromisoformat(state["created_at"]),
+        **_columns(overrides),
+    }
+    if not await repository.insert_unless_slug_taken(conn, values):
+        raise on_conflict(f"Slug '{state['slug']}' has been taken by another variant since",
+                          errors=[FieldError("slug", "already taken")])
+    after = to_read(await require(conn, agent["id"], state["id"]))
+    await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=state["id"], action=action,
+                           before=None, after=after, context=context, reverts_id=reverts_id)
+    return after
+
+
+async def set_active(
+    conn: AsyncConnection,
+    agent: RowMapping,
+    row: RowMapping,
+    *,
+    active: bool,
+    action: str,
+    context: WriteContext,
+    reverts_id: str | None = None,
+    on_conflict: type[DomainError] | None = None,
+) -> dict[str, Any]:
+    """Activate (deactivating the agent's active one first) or deactivate a variant of a
+    locked agent, and record the revision."""
+    if active:
+        try:
+            check_resolved(base_config(agent), overrides=repository.overrides_of(row),
+                           subject="config of the variant")
+        except InconsistentConfig as error:
+            if on_conflict is None:
+                raise
+            raise on_conflict(error.detail, errors=error.errors) from None
+    await repository.deactivate_all(conn, agent["id"])
+    if active:
+        await repository.activate(conn, row["id"])
+    after = to_read(await require(conn, agent["id"], row["id"]))
+    await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=row["id"], action=action,
+                           before=to_read(row), after=after, context=context, reverts_id=reverts_id)
+    return after
+
+
+async def activate_variant(
+    db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT
+) -> dict[str, Any]:
     """Make this the agent's one active variant, in one transaction.
 
     The agent's row lock serializes activations; the partial unique index is the
@@ -186,24 +337,90 @@ async def activate_variant(db: Database, agent_ref: str, ref: str) -> dict[str, 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         agent = await agents.require(conn, agent_ref, lock=True)
         row = await require(conn, agent["id"], ref)
+        context.check_version(row["version"], what="variant")
         if row["is_active"]:
             return to_read(row)
-        check_resolved(base_config(agent), overrides=repository.overrides_of(row), subject="config of the variant")
-        await repository.deactivate_all(conn, agent["id"])
-        await repository.activate(conn, row["id"])
-        return to_read(await require(conn, agent["id"], row["id"]))
+        return await set_active(conn, agent, row, active=True, action="activate", context=context)
 
     return await db.transaction(unit)
 
 
-async def deactivate_variant(db: Database, agent_ref: str, ref: str) -> dict[str, Any]:
+async def deactivate_variant(
+    db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT
+) -> dict[str, Any]:
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         agent = await agents.require(conn, agent_ref, lock=True)
         row = await require(conn, agent["id"], ref)
+        context.check_version(row["version"], what="variant")
         if not row["is_active"]:
             return to_read(row)
-        await repository.deactivate_all(conn, agent["id"])
-        return to_read(await require(conn, agent["id"], row["id"]))
+        return await set_active(conn, agent, row, active=False, action="deactivate", context=context)
 
     return await db.transaction(unit)
 
+
+async def restore_variant(
+    db: Database, agent_ref: str, ref: str, revision_id: str, *, context: WriteContext = NO_CONTEXT
+) -> dict[str, Any]:
+    """Set the variant's name, description, metadata and overrides as they were right
+    after `revision_id` (a revision of this variant)."""
+
+    async def unit(conn: AsyncConnection) -> dict[str, Any]:
+        agent = await agents.require(conn, agent_ref, lock=True)
+        row = await require(conn, agent["id"], ref)
+        context.check_version(row["version"], what="variant")
+        revision = await revisions.get(conn, agent["id"], revision_id) if is_id("revision", revision_id) else None
+        if revision is None:
+            raise NotFound("Revision", revision_id, param="revision_id")
+        if revision["target_id"] != row["id"]:
+            message = f"revision {revision_id} is of {revision['target']} {revision['target_id']}, not of this variant"
+            raise ValidationFailed(f"Invalid field: revision_id ({message})",
+                                   errors=[FieldError("revision_id", message)])
+        if revision["after"] is None:
+            raise RevisionNotRestorable(
+                f"The variant did not exist right after revision {revision_id} (it deleted the variant)"
+            )
+        changes = changes_to(row, revision["after"], with_slug=False)
+        if not changes:
+            return to_read(row)
+        return await apply_changes(conn, agent, row, changes, action="restore", context=context)
+
+    return await db.transaction(unit)
+
+
+async def diff_variant(db: Database, agent_ref: str, ref: str, *, against: str) -> dict[str, Any]:
+    """The resolved values of this variant (`to`) against `base`, another variant or the
+    state right after a revision (`from`), field by field, only where they differ."""
+    async with db.read() as conn:
+        agent = await agents.require(conn, agent_ref)
+        row = await require(conn, agent["id"], ref)
+        to = coalesce(repository.overrides_of(row), base_config(agent))
+        if against == BASE:
+            origin = base_config(agent)
+        elif is_id("revision", against):
+            revision = await revisions.get(conn, agent["id"], against)
+            if revision is None:
+                raise NotFound("Revision", against, param="against")
+            origin = await _resolved_after(conn, revision)
+        else:
+            other = await repository.get(conn, agent["id"], against)
+            if other is None:
+                raise NotFound("Variant", against, param="against")
+            origin = coalesce(repository.overrides_of(other), base_config(agent))
+    changes = [
+        {"field": name, "from": origin[name], "to": to[name]} for name in CONFIG_FIELDS if origin[name] != to[name]
+    ]
+    return {"object": "diff", "changes": changes}
+
+
+async def _resolved_after(conn: AsyncConnection, revision: RowMapping) -> dict[str, Any]:
+    """The resolved values of a revision's target right after it: the agent's config, or
+    the variant's overrides over the agent's config of that instant."""
+    state = await revisions.state_after(conn, revision)
+    assert state is not None  # the revision exists, so the agent did then
+    base = state["agent"]["config"]
+    if revision["target"] == "agent":
+        return dict(base)
+    if revision["after"] is None:
+        raise RevisionNotRestorable(f"The variant did not exist right after revision {revision['id']}")
+    return coalesce(revision["after"]["overrides"], base)

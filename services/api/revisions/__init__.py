@@ -1,0 +1,1 @@
+"""Revisions: the history of an agent, and what is built on it (undo, restore, time travel)."""

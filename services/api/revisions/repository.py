@@ -1,0 +1,157 @@
+"""Queries on revisions. Functions take a connection; the caller owns the transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping, and_, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.api.models import Revision, Variant
+from services.api.writes import WriteContext
+from services.shared.identifiers import new_id
+
+revisions = Revision.__table__
+variants = Variant.__table__
+
+
+async def record(
+    conn: AsyncConnection,
+    *,
+    agent_id: str,
+    target: str,
+    target_id: str,
+    action: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    context: WriteContext,
+    reverts_id: str | None = None,
+) -> RowMapping:
+    """Write the revision of a change, in the change's transaction, after the change.
+
+    `active_variant_id` is read from the variants table as the change left it, and
+    `created_at` is clock_timestamp() now, after the agent's row lock was taken: an
+    agent's revisions are ordered by `created_at` as they committed.
+    """
+    active = (
+        select(variants.c.id).where(variants.c.agent_id == agent_id, variants.c.is_active).scalar_subquery()
+    )
+    statement = (
+        insert(revisions)
+        .values(
+            id=new_id("revision"),
+            agent_id=agent_id,
+            target=target,
+            target_id=target_id,
+            action=action,
+            actor=context.actor,
+            api_key=context.api_key,
+            active_variant_id=active,
+            before=before,
+            after=after,
+            reverts_id=reverts_id,
+        )
+        .returning(revisions)
+    )
+    return (await conn.execute(statement)).mappings().one()
+
+
+async def get(conn: AsyncConnection, agent_id: str, revision_id: str) -> RowMapping | None:
+    query = select(revisions).where(revisions.c.agent_id == agent_id, revisions.c.id == revision_id)
+    return (await conn.execute(query)).mappings().first()
+
+
+async def list_page(
+    conn: AsyncConnection, agent_id: str, *, after: str | None, limit: int, target_id: str | None
+) -> list[RowMapping]:
+    query = (
+        select(revisions).where(revisions.c.agent_id == agent_id)
+        .order_by(revisions.c.id.desc()).limit(limit)
+    )
+    if after is not None:
+        query = query.where(revisions.c.id < after)
+    if target_id is not None:
+        query = query.where(revisions.c.target_id == target_id)
+    return list((await conn.execute(query)).mappings())
+
+
+async def newest_undoable(conn: AsyncConnection, agent_id: str) -> RowMapping | None:
+    """The newest change not yet undone that is not an undo and not an experiment's
+    (experiment changes are final). The agent's creation is returned too: it ends undo."""
+    query = (
+        select(revisions)
+        .where(
+            revisions.c.agent_id == agent_id,
+            revisions.c.undone_by_id.is_(None),
+            revisions.c.action != "undo",
+            revisions.c.target != "experiment",
+        )
+        .order_by(revisions.c.created_at.desc(), revisions.c.id.desc())
+        .limit(1)
+    )
+    return (await conn.execute(query)).mappings().first()
+
+
+async def previous(conn: AsyncConnection, revision: RowMapping) -> RowMapping | None:
+    """The agent's revision just before this one."""
+    query = (
+        select(revisions)
+        .where(
+            revisions.c.agent_id == revision["agent_id"],
+            revisions.c.created_at < revision["created_at"],
+        )
+        .order_by(revisions.c.created_at.desc(), revisions.c.id.desc())
+        .limit(1)
+    )
+    return (await conn.execute(query)).mappings().first()
+
+
+async def mark_undone(conn: AsyncConnection, revision_id: str, undo_id: str) -> None:
+    await conn.execute(update(revisions).where(revisions.c.id == revision_id).values(undone_by_id=undo_id))
+
+
+def _latest(*conditions: Any, at: datetime):
+    """The newest revision matching `conditions` at or before `at` (one index lookup)."""
+    return (
+        select(revisions)
+        .where(and_(*conditions), revisions.c.created_at <= at)
+        .order_by(revisions.c.created_at.desc(), revisions.c.id.desc())
+        .limit(1)
+    )
+
+
+async def state_at(conn: AsyncConnection, agent_id: str, at: datetime) -> dict[str, Any] | None:
+    """The agent object, its active variant's id and that variant's object as of `at`.
+
+    Three index lookups, however long the history: the newest agent revision, the newest
+    revision of any target (it records the active variant after it), and the newest
+    revision of that variant. None when the agent did not exist yet.
+    """
+    agent = (await conn.execute(
+        _latest(revisions.c.agent_id == agent_id, revisions.c.target == "agent", at=at)
+    )).mappings().first()
+    if agent is None or agent["after"] is None:
+        return None
+    last = (await conn.execute(_latest(revisions.c.agent_id == agent_id, at=at))).mappings().first()
+    assert last is not None
+    variant = None
+    if last["active_variant_id"] is not None:
+        row = (await conn.execute(
+            _latest(revisions.c.target_id == last["active_variant_id"], at=at)
+        )).mappings().first()
+        variant = row["after"] if row is not None else None
+    return {"agent": agent["after"], "variant": variant}
+
+
+async def state_after(conn: AsyncConnection, revision: RowMapping) -> dict[str, Any] | None:
+    """`state_at` the instant of this revision (inclusive)."""
+    return await state_at(conn, revision["agent_id"], revision["created_at"])
+
+
+async def newest(conn: AsyncConnection, agent_id: str) -> RowMapping | None:
+    query = (
+        select(revisions).where(revisions.c.agent_id == agent_id)
+        .order_by(revisions.c.created_at.desc(), revisions.c.id.desc()).limit(1)
+    )
+    return (await conn.execute(query)).mappings().first()

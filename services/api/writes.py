@@ -1,0 +1,32 @@
+"""What every write carries besides its body: who makes it, and the version it expects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.api.exceptions import PreconditionFailed
+
+
+@dataclass(frozen=True, slots=True)
+class WriteContext:
+    """`actor` is the `X-Actor` header (a tool acting for a person), `api_key` the name of
+    the key that authenticated (None while auth is off), `if_match` the `If-Match` header."""
+
+    actor: str | None = None
+    api_key: str | None = None
+    if_match: str | None = None
+
+    def check_version(self, version: int, *, what: str) -> None:
+        """412 unless `If-Match` is absent, `*`, or names this version's strong ETag."""
+        if self.if_match is None:
+            return
+        tags = [tag.strip() for tag in self.if_match.split(",")]
+        # Weak tags (W/"3") never match: If-Match uses the strong comparison (RFC 9110).
+        if "*" in tags or f'"{version}"' in tags:
+            return
+        raise PreconditionFailed(
+            f"If-Match {self.if_match} does not match the current ETag of the {what}, \"{version}\""
+        )
+
+
+NO_CONTEXT = WriteContext()
