@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.api import errors
+from services.api import errors, idempotency
 from services.api.agents.router import router as agents_router
 from services.api.db import Database
+from services.api.idempotency import IdempotencyMiddleware
 from services.api.limits import BodySizeLimit
 from services.api.openapi import build_openapi
 from services.api.resolution.router import router as resolution_router
@@ -24,6 +26,18 @@ __all__ = ["create_app", "_slugify"]
 
 VERSION = "0.1.0"
 log = logging.getLogger(__name__)
+
+
+async def _purge_idempotency_keys(db: Database, *, every_seconds: float = 600) -> None:
+    """Delete idempotency keys past their 24 hours, every ten minutes, for the app's life."""
+    while True:
+        try:
+            purged = await idempotency.purge_expired(db)
+            if purged:
+                log.info("purged %d expired idempotency keys", purged)
+        except Exception as error:  # noqa: BLE001 - a failed purge is retried next time
+            log.warning("purging idempotency keys failed: %s", error)
+        await asyncio.sleep(every_seconds)
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
@@ -44,9 +58,11 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
         )
         app.state.db = db
+        purger = asyncio.create_task(_purge_idempotency_keys(db))
         try:
             yield
         finally:
+            purger.cancel()
             await db.dispose()
 
     app = FastAPI(
@@ -58,6 +74,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     if database is not None:
         app.state.db = database
     errors.install(app)
+    # Outermost last: the size limit applies before idempotency reads the body.
+    app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     for router in (system_router, agents_router, variants_router, resolution_router, revisions_router):
         app.include_router(router)

@@ -9,6 +9,15 @@ from fastapi.openapi.utils import get_openapi
 
 from services.api.errors import PROBLEM_MEDIA_TYPE, RESPONSE_COMPONENTS
 
+IDEMPOTENCY_KEY_PARAMETER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Retry safely: the same key with the same request within 24 h returns the first "
+    "response again (`Idempotent-Replayed: true`); with another request, 409 `idempotency_key_reused`.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI 3.1 document, built once and cached on the app."""
@@ -24,10 +33,14 @@ def refactor_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     components = schema.setdefault("components", {})
     shared = components.setdefault("responses", {})
     problem_ref = {"$ref": "#/components/schemas/Problem"}
-    for paths in schema.get("paths", {}).values():
+    for path, paths in schema.get("paths", {}).items():
         for method, operation in paths.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
+            if method == "post" and path.startswith("/v1/"):
+                # IdempotencyMiddleware handles the header before routing; document it here.
+                operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY_PARAMETER)
+                operation["responses"].setdefault("409", {})
             content = operation.get("requestBody", {}).get("content", {})
             if method == "patch" and "application/json" in content:
                 # PATCH bodies are JSON merge patches (RFC 7396); both media types work.

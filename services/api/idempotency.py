@@ -1,0 +1,226 @@
+"""Idempotency-Key on POST: a retried request gets the first response, never a second effect.
+
+The first request with a key claims it (a row, `in_flight`), runs, and stores its response
+(`done`). A request with the same key and the same fingerprint (method, path, canonical
+JSON body) gets that response again with `Idempotent-Replayed: true`; with another
+fingerprint, 409 `idempotency_key_reused`; while the first is still running, 409
+`idempotency_key_in_use`. Keys live 24 hours. A claim whose process died is retaken
+after its lease runs out. A 5xx is not stored: the key is released so a retry runs again.
+
+Known limit: the response is stored just after the change commits, in a transaction of
+its own. A process that dies between the two leaves the key `in_flight`; after the lease
+a retry runs the request again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.api.db import Database
+from services.api.errors import problem
+from services.api.exceptions import FieldError
+from services.api.limits import PayloadTooLarge
+from services.api.models import IdempotencyKey
+
+log = logging.getLogger(__name__)
+
+keys = IdempotencyKey.__table__
+
+HEADER = b"idempotency-key"
+KEY_MAX_LENGTH = 255
+TTL = timedelta(hours=24)
+# How long an in-flight claim holds before another request may take it over.
+LEASE = timedelta(seconds=60)
+# Response headers worth replaying (the body's type, where it lives, its version).
+REPLAYED_HEADERS = ("content-type", "location", "etag")
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    """Method, path and body; JSON bodies that differ only in key order or spacing are
+    the same body, `null` and `{}` are not."""
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        payload = b"json:" + canonical.encode("utf-8", "surrogatepass")
+    except ValueError:
+        payload = b"raw:" + body  # not JSON (or empty): the bytes themselves
+    digest = hashlib.sha256()
+    for part in (method.encode(), path.encode("utf-8", "surrogateescape"), payload):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
+async def claim(db: Database, key: str, print_: str) -> dict[str, Any]:
+    """Claim `key` for this request, or say why not: {"outcome": "claimed" | "replay" |
+    "reused" | "in_use", ...}."""
+
+    async def unit(conn: AsyncConnection) -> dict[str, Any]:
+        now = func.now()
+        fresh = {
+            "fingerprint": print_,
+            "state": "in_flight",
+            "response_status": None,
+            "response_headers": None,
+            "response_body": None,
+            "locked_until": now + LEASE,
+            "created_at": now,
+            "expires_at": now + TTL,
+        }
+        statement = pg_insert(keys).values(key=key, **fresh)
+        excluded = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=["key"],
+            set_={name: getattr(excluded, name) for name in fresh},
+            # Take the row over only when it expired, or when its claim was abandoned by
+            # a process that died running this same request.
+            where=(keys.c.expires_at < now)
+            | ((keys.c.state == "in_flight") & (keys.c.locked_until < now) & (keys.c.fingerprint == print_)),
+        ).returning(literal_column("1"))
+        if await conn.scalar(statement) is not None:
+            return {"outcome": "claimed"}
+        row = (await conn.execute(select(keys).where(keys.c.key == key))).mappings().one()
+        if row["fingerprint"] != print_:
+            return {"outcome": "reused"}
+        if row["state"] == "in_flight":
+            return {"outcome": "in_use"}
+        return {
+            "outcome": "replay",
+            "status": row["response_status"],
+            "headers": row["response_headers"],
+            "body": row["response_body"],
+        }
+
+    return await db.transaction(unit)
+
+
+async def complete(db: Database, key: str, status: int, headers: dict[str, str], body: bytes) -> None:
+    async def unit(conn: AsyncConnection) -> None:
+        await conn.execute(
+            update(keys).where(keys.c.key == key).values(
+                state="done", response_status=status, response_headers=headers, response_body=body
+            )
+        )
+
+    await db.transaction(unit)
+
+
+async def release(db: Database, key: str) -> None:
+    async def unit(conn: AsyncConnection) -> None:
+        await conn.execute(delete(keys).where(keys.c.key == key, keys.c.state == "in_flight"))
+
+    await db.transaction(unit)
+
+
+async def purge_expired(db: Database) -> int:
+    """Delete keys past their 24 hours; returns how many."""
+
+    async def unit(conn: AsyncConnection) -> int:
+        result = await conn.execute(delete(keys).where(keys.c.expires_at < func.now()))
+        return result.rowcount or 0
+
+    return await db.transaction(unit)
+
+
+class IdempotencyMiddleware:
+    """Applies Idempotency-Key to every POST under /v1."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        raw_key = next((value for name, value in scope["headers"] if name == HEADER), None)
+        if raw_key is None:
+            await self.app(scope, receive, send)
+            return
+        key = raw_key.decode("latin-1")
+        if not 1 <= len(key) <= KEY_MAX_LENGTH:
+            message = f"must be 1 to {KEY_MAX_LENGTH} characters"
+            await problem("validation_error", f"Invalid request: Idempotency-Key: {message}",
+                          errors=[FieldError("Idempotency-Key", message)])(scope, receive, send)
+            return
+        try:
+            body = await _read_body(receive)
+        except PayloadTooLarge as error:
+            await problem("payload_too_large", str(error.detail))(scope, receive, send)
+            return
+
+        db: Database = scope["app"].state.db
+        outcome = await claim(db, key, fingerprint(scope["method"], scope["path"], body))
+        if outcome["outcome"] == "reused":
+            await problem(
+                "idempotency_key_reused",
+                f"Idempotency key '{key}' was previously used with different parameters",
+            )(scope, receive, send)
+            return
+        if outcome["outcome"] == "in_use":
+            await problem(
+                "idempotency_key_in_use",
+                f"A request with idempotency key '{key}' is still in flight; retry when it has finished",
+                headers={"Retry-After": "1"},
+            )(scope, receive, send)
+            return
+        if outcome["outcome"] == "replay":
+            headers = [(name.encode(), value.encode("latin-1")) for name, value in outcome["headers"].items()]
+            headers += [(b"idempotent-replayed", b"true"), (b"content-length", str(len(outcome["body"])).encode())]
+            await send({"type": "http.response.start", "status": outcome["status"], "headers": headers})
+            await send({"type": "http.response.body", "body": outcome["body"]})
+            return
+        await self._run_and_store(scope, body, send, db, key)
+
+    async def _run_and_store(self, scope: Scope, body: bytes, send: Send, db: Database, key: str) -> None:
+        sent_body = False
+
+        async def replay_receive() -> Message:
+            nonlocal sent_body
+            if not sent_body:
+                sent_body = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.disconnect"}
+
+        status = 500
+        headers: dict[str, str] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name.decode("latin-1").lower() in REPLAYED_HEADERS:
+                        headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, replay_receive, capture)
+        except BaseException:
+            await release(db, key)
+            raise
+        if status >= 500:
+            await release(db, key)  # a failure is not an answer: let a retry run again
+        else:
+            await complete(db, key, status, headers, b"".join(chunks))
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            return b"".join(chunks)
