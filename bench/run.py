@@ -47,6 +47,27 @@ async def _timed(call: Callable[[], Awaitable[object]]) -> float:
     return statistics.median(means)
 
 
+async def _grow_history(url: str, agent_id: str, variant_id: str, count: int) -> str:
+    """Append `count` revisions of the variant, one millisecond apart; returns an instant
+    in the middle of them (RFC 3339)."""
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO revisions (id, agent_id, target, target_id, action, active_variant_id, before, after,"
+            " created_at)"
+            " SELECT 'rev_' || lpad(to_hex(n), 26, '0'), r.agent_id, 'variant', r.target_id, 'update',"
+            "        r.active_variant_id, r.after, r.after, clock_timestamp() + n * interval '1 millisecond'"
+            " FROM generate_series(1, :count) AS n,"
+            "      (SELECT * FROM revisions WHERE target_id = :variant ORDER BY created_at DESC LIMIT 1) AS r"
+        ), {"count": count, "variant": variant_id})
+        middle = await conn.scalar(text(
+            "SELECT created_at FROM revisions WHERE agent_id = :agent ORDER BY created_at"
+            " OFFSET :half LIMIT 1"
+        ), {"agent": agent_id, "half": count // 2})
+    await engine.dispose()
+    return middle.isoformat()
+
+
 async def main() -> None:
     url = os.environ.get("DATABASE_URL")
     if url:
@@ -79,6 +100,11 @@ async def main() -> None:
         await engine.dispose()
         results["http_get_resolved_in_process"] = await _timed(
             lambda: client.get(f"/v1/agents/{slug}/resolved")
+        )
+        # Time travel on a long history: 10,000 more revisions of the active variant.
+        middle = await _grow_history(url, agent["id"], variant["id"], 10_000)
+        results["http_get_resolved_at_10k_revisions"] = await _timed(
+            lambda: client.get(f"/v1/agents/{slug}/resolved", params={"at": middle})
         )
         await client.delete(f"/v1/agents/{slug}")
     await db.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, and_, insert, select, update
+from sqlalchemy import RowMapping, and_, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.models import Revision, Variant
@@ -121,27 +121,26 @@ def _latest(*conditions: Any, at: datetime):
     )
 
 
-async def state_at(conn: AsyncConnection, agent_id: str, at: datetime) -> dict[str, Any] | None:
-    """The agent object, its active variant's id and that variant's object as of `at`.
+def state_at_statement(agent_id: str, at: datetime):
+    """One statement, three index lookups however long the history: the agent's newest
+    own revision (by target_id), the agent's newest revision of any target (it records
+    the active variant after it), and that variant's newest revision, all at or before
+    `at`."""
+    agent = _latest(revisions.c.target_id == agent_id, revisions.c.target == "agent", at=at).subquery("agent_rev")
+    last = _latest(revisions.c.agent_id == agent_id, at=at).subquery("last_rev")
+    variant = _latest(revisions.c.target_id == last.c.active_variant_id, at=at).lateral("variant_rev")
+    return select(agent.c.after.label("agent"), variant.c.after.label("variant")).select_from(
+        agent.join(last, true()).outerjoin(variant, true())
+    )
 
-    Three index lookups, however long the history: the newest agent revision, the newest
-    revision of any target (it records the active variant after it), and the newest
-    revision of that variant. None when the agent did not exist yet.
-    """
-    agent = (await conn.execute(
-        _latest(revisions.c.agent_id == agent_id, revisions.c.target == "agent", at=at)
-    )).mappings().first()
-    if agent is None or agent["after"] is None:
+
+async def state_at(conn: AsyncConnection, agent_id: str, at: datetime) -> dict[str, Any] | None:
+    """The agent object and its active variant's object (or None) as of `at`; None when
+    the agent did not exist yet."""
+    row = (await conn.execute(state_at_statement(agent_id, at))).mappings().first()
+    if row is None or row["agent"] is None:
         return None
-    last = (await conn.execute(_latest(revisions.c.agent_id == agent_id, at=at))).mappings().first()
-    assert last is not None
-    variant = None
-    if last["active_variant_id"] is not None:
-        row = (await conn.execute(
-            _latest(revisions.c.target_id == last["active_variant_id"], at=at)
-        )).mappings().first()
-        variant = row["after"] if row is not None else None
-    return {"agent": agent["after"], "variant": variant}
+    return {"agent": row["agent"], "variant": row["variant"]}
 
 
 async def state_after(conn: AsyncConnection, revision: RowMapping) -> dict[str, Any] | None:
