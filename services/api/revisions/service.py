@@ -17,6 +17,7 @@ from services.api.variants import repository as variant_repository
 from services.api.variants import service as variants
 from services.api.writes import NO_CONTEXT, WriteContext
 from services.shared.agent_config import CONFIG_FIELDS, ResolvedAgentConfig
+from services.shared.identifiers import is_id
 
 
 def to_read(row: RowMapping) -> dict[str, Any]:
@@ -42,6 +43,8 @@ async def list_revisions(
 ) -> list[dict[str, Any]]:
     async with db.read() as conn:
         agent = await agents.require(conn, agent_ref)
+        if target_id is not None and not any(is_id(kind, target_id) for kind in ("agent", "variant", "experiment")):
+            return []  # not an id of anything with revisions: it matches none
         rows = await repository.list_page(conn, agent["id"], after=after, limit=limit, target_id=target_id)
         return [to_read(row) for row in rows]
 
@@ -49,7 +52,7 @@ async def list_revisions(
 async def get_revision(db: Database, agent_ref: str, revision_id: str) -> dict[str, Any]:
     async with db.read() as conn:
         agent = await agents.require(conn, agent_ref)
-        row = await repository.get(conn, agent["id"], revision_id)
+        row = await repository.get(conn, agent["id"], revision_id) if is_id("revision", revision_id) else None
         if row is None:
             raise NotFound("Revision", revision_id)
         return to_read(row)
