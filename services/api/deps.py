@@ -35,7 +35,18 @@ def write_context(
                description='Only if the target\'s ETag still matches (`"3"`, or `*`); 412 otherwise.'),
     ] = None,
 ) -> WriteContext:
-    return WriteContext(actor=x_actor, if_match=if_match)
+    return WriteContext(actor=_utf8(x_actor), if_match=if_match)
+
+
+def _utf8(value: str | None) -> str | None:
+    """A header value as the client wrote it: Starlette decodes header bytes as Latin-1,
+    but a name like `José` usually arrives as UTF-8 bytes; bytes that are not UTF-8 stay Latin-1."""
+    if value is None:
+        return None
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 Write = Annotated[WriteContext, Depends(write_context)]

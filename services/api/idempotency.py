@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import delete, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api.db import Database
@@ -45,12 +46,12 @@ REPLAYED_HEADERS = ("content-type", "location", "etag")
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
-    """Method, path and body; JSON bodies that differ only in key order or spacing are
+    """Method, path (with its query string) and body; JSON bodies that differ only in key order or spacing are
     the same body, `null` and `{}` are not."""
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         payload = b"json:" + canonical.encode("utf-8", "surrogatepass")
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep for json.loads is not JSON either
         payload = b"raw:" + body  # not JSON (or empty): the bytes themselves
     digest = hashlib.sha256()
     for part in (method.encode(), path.encode("utf-8", "surrogateescape"), payload):
@@ -144,23 +145,26 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         key = raw_key.decode("latin-1")
+        request = Request(scope)  # for the problem documents' `instance`
         if not 1 <= len(key) <= KEY_MAX_LENGTH:
             message = f"must be 1 to {KEY_MAX_LENGTH} characters"
-            await problem("validation_error", f"Invalid request: Idempotency-Key: {message}",
+            await problem("validation_error", f"Invalid request: Idempotency-Key: {message}", request=request,
                           errors=[FieldError("Idempotency-Key", message)])(scope, receive, send)
             return
         try:
             body = await _read_body(receive)
         except PayloadTooLarge as error:
-            await problem("payload_too_large", str(error.detail))(scope, receive, send)
+            await problem("payload_too_large", str(error.detail), request=request)(scope, receive, send)
             return
 
         db: Database = scope["app"].state.db
-        outcome = await claim(db, key, fingerprint(scope["method"], scope["path"], body))
+        target = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
+        outcome = await claim(db, key, fingerprint(scope["method"], target, body))
         if outcome["outcome"] == "reused":
             await problem(
                 "idempotency_key_reused",
                 f"Idempotency key '{key}' was previously used with different parameters",
+                request=request,
             )(scope, receive, send)
             return
         if outcome["outcome"] == "in_use":
@@ -168,6 +172,7 @@ class IdempotencyMiddleware:
                 "idempotency_key_in_use",
                 f"A request with idempotency key '{key}' is still in flight; retry when it has finished",
                 headers={"Retry-After": "1"},
+                request=request,
             )(scope, receive, send)
             return
         if outcome["outcome"] == "replay":
