@@ -101,7 +101,12 @@ async def main() -> None:
         results["http_get_resolved_in_process"] = await _timed(
             lambda: client.get(f"/v1/agents/{slug}/resolved")
         )
-        # Time travel on a long history: 10,000 more revisions of the active variant.
+        # Time travel: on this short history (4 revisions), then on a long one.
+        now = datetime.now(UTC).isoformat()
+        results["http_get_resolved_at_4_revisions"] = await _timed(
+            lambda: client.get(f"/v1/agents/{slug}/resolved", params={"at": now})
+        )
+        # 10,000 more revisions of the active variant.
         middle = await _grow_history(url, agent["id"], variant["id"], 10_000)
         results["http_get_resolved_at_10k_revisions"] = await _timed(
             lambda: client.get(f"/v1/agents/{slug}/resolved", params={"at": middle})

@@ -44,8 +44,8 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint("target IN ('agent', 'variant', 'experiment')", name=op.f("ck_revisions_target")),
     )
-    op.create_index("ix_revisions_agent_id_created_at", "revisions", ["agent_id", "created_at"])
-    op.create_index("ix_revisions_target_id_created_at", "revisions", ["target_id", "created_at"])
+    op.create_index("ix_revisions_agent_id_created_at_id", "revisions", ["agent_id", "created_at", "id"])
+    op.create_index("ix_revisions_target_id_created_at_id", "revisions", ["target_id", "created_at", "id"])
     op.create_index("ix_revisions_agent_id_id", "revisions", ["agent_id", "id"])
     op.create_table(
         "idempotency_keys",

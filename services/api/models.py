@@ -134,9 +134,10 @@ class Revision(Base):
     __tablename__ = "revisions"
     __table_args__ = (
         CheckConstraint("target IN ('agent', 'variant', 'experiment')", name="target"),
-        # History and "the newest revision at or before T" per agent, per target.
-        Index("ix_revisions_agent_id_created_at", "agent_id", "created_at"),
-        Index("ix_revisions_target_id_created_at", "target_id", "created_at"),
+        # "The newest revision at or before T" per agent and per target, in the order the
+        # queries sort by (created_at, then id), so each is one backward index step.
+        Index("ix_revisions_agent_id_created_at_id", "agent_id", "created_at", "id"),
+        Index("ix_revisions_target_id_created_at_id", "target_id", "created_at", "id"),
         Index("ix_revisions_agent_id_id", "agent_id", "id"),
     )
 

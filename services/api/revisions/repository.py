@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, and_, insert, select, true, update
+from sqlalchemy import RowMapping, and_, bindparam, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.models import Revision, Variant
@@ -111,7 +111,7 @@ async def mark_undone(conn: AsyncConnection, revision_id: str, undo_id: str) -> 
     await conn.execute(update(revisions).where(revisions.c.id == revision_id).values(undone_by_id=undo_id))
 
 
-def _latest(*conditions: Any, at: datetime):
+def _latest(*conditions: Any, at: Any):
     """The newest revision matching `conditions` at or before `at` (one index lookup)."""
     return (
         select(revisions)
@@ -121,11 +121,12 @@ def _latest(*conditions: Any, at: datetime):
     )
 
 
-def state_at_statement(agent_id: str, at: datetime):
+def _state_at_statement():
     """One statement, three index lookups however long the history: the agent's newest
     own revision (by target_id), the agent's newest revision of any target (it records
     the active variant after it), and that variant's newest revision, all at or before
-    `at`."""
+    `:at`. Built once, with bound parameters, so SQLAlchemy and asyncpg reuse it."""
+    agent_id, at = bindparam("agent_id"), bindparam("at")
     agent = _latest(revisions.c.target_id == agent_id, revisions.c.target == "agent", at=at).subquery("agent_rev")
     last = _latest(revisions.c.agent_id == agent_id, at=at).subquery("last_rev")
     variant = _latest(revisions.c.target_id == last.c.active_variant_id, at=at).lateral("variant_rev")
@@ -134,10 +135,13 @@ def state_at_statement(agent_id: str, at: datetime):
     )
 
 
+STATE_AT = _state_at_statement()
+
+
 async def state_at(conn: AsyncConnection, agent_id: str, at: datetime) -> dict[str, Any] | None:
     """The agent object and its active variant's object (or None) as of `at`; None when
     the agent did not exist yet."""
-    row = (await conn.execute(state_at_statement(agent_id, at))).mappings().first()
+    row = (await conn.execute(STATE_AT, {"agent_id": agent_id, "at": at})).mappings().first()
     if row is None or row["agent"] is None:
         return None
     return {"agent": row["agent"], "variant": row["variant"]}
