@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("key", sa.Text(), nullable=False),
         sa.Column("fingerprint", sa.String(64), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("owner", sa.String(32), nullable=False),
         sa.Column("response_status", sa.Integer(), nullable=True),
         sa.Column("response_headers", postgresql.JSONB(), nullable=True),
         sa.Column("response_body", sa.LargeBinary(), nullable=True),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -27,7 +28,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api.db import Database
-from services.api.errors import problem
+from services.api.errors import database_unavailable, problem
 from services.api.exceptions import FieldError
 from services.api.limits import PayloadTooLarge
 from services.api.models import IdempotencyKey
@@ -59,15 +60,16 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-async def claim(db: Database, key: str, print_: str) -> dict[str, Any]:
-    """Claim `key` for this request, or say why not: {"outcome": "claimed" | "replay" |
-    "reused" | "in_use", ...}."""
+async def claim(db: Database, key: str, print_: str, owner: str) -> dict[str, Any]:
+    """Claim `key` for this request (as `owner`), or say why not: {"outcome": "claimed" |
+    "replay" | "reused" | "in_use", ...}."""
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         now = func.now()
         fresh = {
             "fingerprint": print_,
             "state": "in_flight",
+            "owner": owner,
             "response_status": None,
             "response_headers": None,
             "response_body": None,
@@ -102,10 +104,10 @@ async def claim(db: Database, key: str, print_: str) -> dict[str, Any]:
     return await db.transaction(unit)
 
 
-async def complete(db: Database, key: str, status: int, headers: dict[str, str], body: bytes) -> None:
+async def complete(db: Database, key: str, owner: str, status: int, headers: dict[str, str], body: bytes) -> None:
     async def unit(conn: AsyncConnection) -> None:
         await conn.execute(
-            update(keys).where(keys.c.key == key).values(
+            update(keys).where(keys.c.key == key, keys.c.owner == owner, keys.c.state == "in_flight").values(
                 state="done", response_status=status, response_headers=headers, response_body=body
             )
         )
@@ -113,9 +115,9 @@ async def complete(db: Database, key: str, status: int, headers: dict[str, str],
     await db.transaction(unit)
 
 
-async def release(db: Database, key: str) -> None:
+async def release(db: Database, key: str, owner: str) -> None:
     async def unit(conn: AsyncConnection) -> None:
-        await conn.execute(delete(keys).where(keys.c.key == key, keys.c.state == "in_flight"))
+        await conn.execute(delete(keys).where(keys.c.key == key, keys.c.owner == owner, keys.c.state == "in_flight"))
 
     await db.transaction(unit)
 
@@ -156,10 +158,22 @@ class IdempotencyMiddleware:
         except PayloadTooLarge as error:
             await problem("payload_too_large", str(error.detail), request=request)(scope, receive, send)
             return
+        if body is None:
+            return  # the client left before sending its whole body: claim nothing
 
         db: Database = scope["app"].state.db
         target = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
-        outcome = await claim(db, key, fingerprint(scope["method"], target, body))
+        owner = secrets.token_hex(16)
+        try:
+            outcome = await claim(db, key, fingerprint(scope["method"], target, body), owner)
+        except Exception as error:
+            # Outside the app's exception handlers: map an unreachable database here.
+            if not database_unavailable(error):
+                raise
+            log.warning("idempotency claim failed, database unavailable: %s", error)
+            await problem("service_unavailable", "The database is unavailable; retry shortly", request=request,
+                          headers={"Retry-After": "1"})(scope, receive, send)
+            return
         if outcome["outcome"] == "reused":
             await problem(
                 "idempotency_key_reused",
@@ -181,9 +195,11 @@ class IdempotencyMiddleware:
             await send({"type": "http.response.start", "status": outcome["status"], "headers": headers})
             await send({"type": "http.response.body", "body": outcome["body"]})
             return
-        await self._run_and_store(scope, body, send, db, key)
+        await self._run_and_store(scope, body, receive, send, db, key, owner)
 
-    async def _run_and_store(self, scope: Scope, body: bytes, send: Send, db: Database, key: str) -> None:
+    async def _run_and_store(
+        self, scope: Scope, body: bytes, receive: Receive, send: Send, db: Database, key: str, owner: str
+    ) -> None:
         sent_body = False
 
         async def replay_receive() -> Message:
@@ -191,7 +207,7 @@ class IdempotencyMiddleware:
             if not sent_body:
                 sent_body = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            return {"type": "http.disconnect"}
+            return await receive()  # after the body: the real stream (a disconnect, say)
 
         status = 500
         headers: dict[str, str] = {}
@@ -211,15 +227,16 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay_receive, capture)
         except BaseException:
-            await release(db, key)
+            await release(db, key, owner)
             raise
         if status >= 500:
-            await release(db, key)  # a failure is not an answer: let a retry run again
+            await release(db, key, owner)  # a failure is not an answer: let a retry run again
         else:
-            await complete(db, key, status, headers, b"".join(chunks))
+            await complete(db, key, owner, status, headers, b"".join(chunks))
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client disconnected before its end."""
     chunks = []
     while True:
         message = await receive()
@@ -228,4 +245,4 @@ async def _read_body(receive: Receive) -> bytes:
             if not message.get("more_body", False):
                 return b"".join(chunks)
         elif message["type"] == "http.disconnect":
-            return b"".join(chunks)
+            return None

@@ -170,6 +170,8 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16))
+    # Who holds the claim: a request that lost it (lease taken over) may not store or release.
+    owner: Mapped[str] = mapped_column(String(32))
     response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     response_headers: Mapped[dict[str, str] | None] = mapped_column(JSONB, nullable=True)
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

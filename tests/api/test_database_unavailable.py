@@ -44,3 +44,12 @@ async def test_readyz_is_503_and_healthz_still_200(unreachable):
     assert_problem(await unreachable.get("/readyz"), 503, "not_ready")
     health = await unreachable.get("/healthz")
     assert health.status_code == 200 and health.json() == {"status": "ok"}
+
+
+async def test_a_keyed_post_is_503_too(unreachable):
+    # The Idempotency-Key claim runs before the app's handlers, and maps the outage itself.
+    response = await unreachable.post(
+        "/v1/agents", json={"name": "x", "config": config()}, headers={"Idempotency-Key": "outage-1"}
+    )
+    assert_problem(response, 503, "service_unavailable")
+    assert response.headers["retry-after"] == "1"

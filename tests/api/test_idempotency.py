@@ -457,8 +457,9 @@ async def test_a_request_in_flight_under_the_key_is_409_in_use(live_client, live
     raw = json.dumps(body).encode()
     async with live_db.engine.begin() as conn:  # a claim held by a request still running
         await conn.execute(
-            text("INSERT INTO idempotency_keys (key, fingerprint, state, locked_until, created_at, expires_at)"
-                 " VALUES (:key, :print, 'in_flight', now() + interval '1 minute', now(), now() + interval '1 day')"),
+            text("INSERT INTO idempotency_keys (key, fingerprint, state, owner, locked_until, created_at, expires_at)"
+                 " VALUES (:key, :print, 'in_flight', 'running', now() + interval '1 minute', now(),"
+                 "         now() + interval '1 day')"),
             {"key": key, "print": fingerprint("POST", "/v1/agents", raw)},
         )
 
@@ -539,8 +540,9 @@ async def insert_claim(db: Database, key: str, print_: str) -> None:
     """An in-flight claim whose lease ran out: the process that held it died."""
     async with db.engine.begin() as conn:
         await conn.execute(
-            text("INSERT INTO idempotency_keys (key, fingerprint, state, locked_until, created_at, expires_at)"
-                 " VALUES (:key, :print, 'in_flight', now() - interval '1 second', now() - interval '2 minutes',"
+            text("INSERT INTO idempotency_keys (key, fingerprint, state, owner, locked_until, created_at, expires_at)"
+                 " VALUES (:key, :print, 'in_flight', 'dead-process', now() - interval '1 second',"
+                 "         now() - interval '2 minutes',"
                  "         now() + interval '1 day')"),
             {"key": key, "print": print_},
         )
@@ -660,3 +662,34 @@ def test_fingerprint_distinguishes_null_empty_object_and_no_body():
     assert len(prints) == 5
     assert fingerprint("POST", "/v1/agents", b"{\"a\": 1, \"b\": 2}") == fingerprint("POST", "/v1/agents",
                                                                                       b"{\"b\":2,\"a\":1}")
+
+
+async def test_a_client_that_leaves_mid_body_claims_nothing(db, conn):
+    """A body cut short by a disconnect is not a request: the key stays free for the retry."""
+    from services.api.app import create_app
+    from services.api.settings import Settings
+
+    app = create_app(Settings(database_url=None), database=db)
+    key = new_key()
+    messages = iter([
+        {"type": "http.request", "body": b'{"name": "half', "more_body": True},
+        {"type": "http.disconnect"},
+    ])
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return next(messages)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/agents", "raw_path": b"/v1/agents", "query_string": b"",
+        "root_path": "", "server": ("test", 80), "client": ("test", 1),
+        "headers": [(b"content-type", b"application/json"), (b"idempotency-key", key.encode())],
+    }
+    await app(scope, receive, send)
+    assert sent == []  # nobody to answer
+    rows = await conn.scalar(text("SELECT count(*) FROM idempotency_keys WHERE key = :key"), {"key": key})
+    assert rows == 0

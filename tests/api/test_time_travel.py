@@ -260,3 +260,28 @@ async def test_a_long_history_is_answered_by_index_lookups(client: httpx.AsyncCl
         # of filtering its way back through the history.
         assert node.get("Rows Removed by Filter", 0) <= 10, (statement, node)
         assert node["Actual Rows"] <= 2, (statement, node)
+
+
+async def test_at_the_timestamps_an_object_shows_sees_that_change(client):
+    """The instant a change stamps on its objects is the instant its revision records."""
+    agent = await create_agent(client)
+    at_creation = await client.get(f"/v1/agents/{agent['id']}/resolved", params={"at": agent["created_at"]})
+    assert at_creation.status_code == 200, at_creation.text
+    variant = await create_variant(client, agent["id"], overrides={"temperature": 0.3})
+    activated = (await client.post(f"/v1/agents/{agent['id']}/variants/{variant['id']}/activate")).json()
+    assert activated["activated_at"] == activated["updated_at"]
+    at_activation = await client.get(f"/v1/agents/{agent['id']}/resolved", params={"at": activated["activated_at"]})
+    assert at_activation.json()["variant_id"] == variant["id"]
+    patched = (await client.patch(f"/v1/agents/{agent['id']}", json={"config": {"max_retries": 7}})).json()
+    at_patch = await client.get(f"/v1/agents/{agent['id']}/resolved", params={"at": patched["updated_at"]})
+    assert at_patch.json()["max_retries"] == 7
+    revisions = (await client.get(f"/v1/agents/{agent['id']}/revisions")).json()["data"]
+    assert revisions[0]["created_at"] == patched["updated_at"]
+
+
+@pytest.mark.parametrize("at", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"])
+async def test_an_instant_outside_the_calendar_is_422_not_500(client, at):
+    agent = await create_agent(client)
+    response = await client.get(f"/v1/agents/{agent['id']}/resolved", params={"at": at})
+    assert_problem(response, 422, "validation_error")
+    assert problem_params(response) == {"at"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, delete, func, select, update
@@ -43,10 +44,13 @@ async def get(conn: AsyncConnection, ref: str, *, lock: bool = False) -> RowMapp
         return None
     if lock:
         # Lock first, then read the derived columns: they must reflect the locked state.
+        # `locked_at` is clock_timestamp() read after the lock is held: the one instant a
+        # write stamps on its rows and its revision, so revisions follow commit order.
         locked = await conn.scalar(select(agents.c.id).where(condition).with_for_update())
         if locked is None:
             return None
-        condition = agents.c.id == locked
+        query = _AGENT_SELECT.add_columns(func.clock_timestamp().label("locked_at"))
+        return (await conn.execute(query.where(agents.c.id == locked))).mappings().first()
     return (await conn.execute(_AGENT_SELECT.where(condition))).mappings().first()
 
 
@@ -76,12 +80,12 @@ async def insert_unless_slug_taken(conn: AsyncConnection, values: dict[str, Any]
     return (await conn.scalar(statement)) is not None
 
 
-async def update_fields(conn: AsyncConnection, agent_id: str, values: dict[str, Any]) -> None:
-    """Write changed fields, bumping `version` and `updated_at`."""
+async def update_fields(conn: AsyncConnection, agent_id: str, values: dict[str, Any], *, at: datetime) -> None:
+    """Write changed fields, bumping `version`; `updated_at` is `at`."""
     await conn.execute(
         update(agents)
         .where(agents.c.id == agent_id)
-        .values(**values, version=agents.c.version + 1, updated_at=func.now())
+        .values(**values, version=agents.c.version + 1, updated_at=at)
     )
 
 

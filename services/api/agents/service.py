@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import RowMapping
+from sqlalchemy import RowMapping, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -58,8 +58,11 @@ async def create_agent(db: Database, data: AgentCreate, *, context: WriteContext
     agent_id = new_id("agent")
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
+        at = await conn.scalar(select(func.clock_timestamp()))
         values = {
             "id": agent_id,
+            "created_at": at,
+            "updated_at": at,
             "name": data.name,
             "description": data.description or "",
             "metadata": data.metadata or {},
@@ -76,7 +79,7 @@ async def create_agent(db: Database, data: AgentCreate, *, context: WriteContext
             )
         agent = to_read(await require(conn, agent_id))
         await revisions.record(conn, agent_id=agent_id, target="agent", target_id=agent_id, action="create",
-                               before=None, after=agent, context=context)
+                               before=None, after=agent, context=context, at=at)
         return agent
 
     return await db.transaction(unit)
@@ -133,7 +136,8 @@ async def apply_changes(
     reverts_id: str | None = None,
     on_conflict: type[DomainError] | None = None,
 ) -> dict[str, Any]:
-    """Write `changes` to a locked agent after checking the rule, and record the revision.
+    """Write `changes` to an agent (`row`, read with its lock) after checking the rule, and
+    record the revision.
 
     `on_conflict`, when given, replaces the errors a rule or a taken slug would raise (an
     undo reports them all as `undo_conflict`).
@@ -147,7 +151,7 @@ async def apply_changes(
             check_resolved(config, overrides=variant_repository.overrides_of(active),
                            subject=f"config of the active variant '{active['slug']}'")
         try:
-            await repository.update_fields(conn, row["id"], changes)
+            await repository.update_fields(conn, row["id"], changes, at=row["locked_at"])
         except IntegrityError as error:
             # The transaction is aborted now; raising ends it, which is what we want.
             if constraint_name(error) == "uq_agents_slug":
@@ -159,7 +163,8 @@ async def apply_changes(
         raise on_conflict(error.detail, errors=error.errors) from None
     after = to_read(await require(conn, row["id"]))
     await revisions.record(conn, agent_id=row["id"], target="agent", target_id=row["id"], action=action,
-                           before=to_read(row), after=after, context=context, reverts_id=reverts_id)
+                           before=to_read(row), after=after, context=context, at=row["locked_at"],
+                           reverts_id=reverts_id)
     return after
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -51,6 +52,12 @@ async def resolve(
                 for name in given
             ],
         )
+    if at is not None:
+        try:
+            at = at.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC
+            message = "must be an instant between years 1 and 9999 in UTC"
+            raise ValidationFailed(f"Invalid request: at: {message}", errors=[FieldError("at", message)]) from None
     async with db.read() as conn:
         if at is not None:
             resolved = await revisions.resolve_at(conn, agent, at)

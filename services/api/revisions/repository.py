@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, and_, bindparam, insert, select, true, update
+from sqlalchemy import RowMapping, and_, bindparam, insert, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.models import Revision, Variant
@@ -26,13 +26,15 @@ async def record(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
     context: WriteContext,
+    at: datetime,
     reverts_id: str | None = None,
 ) -> RowMapping:
     """Write the revision of a change, in the change's transaction, after the change.
 
-    `active_variant_id` is read from the variants table as the change left it, and
-    `created_at` is clock_timestamp() now, after the agent's row lock was taken: an
-    agent's revisions are ordered by `created_at` as they committed.
+    `active_variant_id` is read from the variants table as the change left it.
+    `created_at` is `at`: the instant the change stamped on its rows, read after the
+    agent's row lock was taken, so an agent's revisions are ordered as they committed and
+    `?at=<updated_at of an object>` sees the change.
     """
     active = (
         select(variants.c.id).where(variants.c.agent_id == agent_id, variants.c.is_active).scalar_subquery()
@@ -51,6 +53,7 @@ async def record(
             before=before,
             after=after,
             reverts_id=reverts_id,
+            created_at=at,
         )
         .returning(revisions)
     )
@@ -99,7 +102,7 @@ async def previous(conn: AsyncConnection, revision: RowMapping) -> RowMapping | 
         select(revisions)
         .where(
             revisions.c.agent_id == revision["agent_id"],
-            revisions.c.created_at < revision["created_at"],
+            tuple_(revisions.c.created_at, revisions.c.id) < tuple_(revision["created_at"], revision["id"]),
         )
         .order_by(revisions.c.created_at.desc(), revisions.c.id.desc())
         .limit(1)

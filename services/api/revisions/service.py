@@ -112,8 +112,9 @@ async def _revert(
         previous = await repository.previous(conn, target)
         previous_id = previous["active_variant_id"] if previous is not None else None
         if previous_id is None:
-            if row is not None and row["is_active"]:
-                await variants.set_active(conn, agent, row, active=False, **common)
+            if row is None or not row["is_active"]:
+                raise UndoConflict(f"The variant activated by revision {reverts} is no longer active")
+            await variants.set_active(conn, agent, row, active=False, **common)
         else:
             earlier = await variant_repository.get_by_id(conn, previous_id)
             if earlier is None:

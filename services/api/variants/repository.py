@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, func, select, true, update
+from sqlalchemy import RowMapping, delete, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -69,29 +70,29 @@ async def insert_unless_slug_taken(conn: AsyncConnection, values: dict[str, Any]
     return (await conn.scalar(statement)) is not None
 
 
-async def update_fields(conn: AsyncConnection, variant_id: str, values: dict[str, Any]) -> None:
-    """Write changed fields, bumping `version` and `updated_at`."""
+async def update_fields(conn: AsyncConnection, variant_id: str, values: dict[str, Any], *, at: datetime) -> None:
+    """Write changed fields, bumping `version`; `updated_at` is `at`."""
     await conn.execute(
         update(variants)
         .where(variants.c.id == variant_id)
-        .values(**values, version=variants.c.version + 1, updated_at=func.now())
+        .values(**values, version=variants.c.version + 1, updated_at=at)
     )
 
 
-async def deactivate_all(conn: AsyncConnection, agent_id: str) -> None:
+async def deactivate_all(conn: AsyncConnection, agent_id: str, *, at: datetime) -> None:
     """Deactivate the agent's active variant, if any (the partial index allows one)."""
     await conn.execute(
         update(variants)
         .where(variants.c.agent_id == agent_id, variants.c.is_active == true())
-        .values(is_active=False, activated_at=None, version=variants.c.version + 1, updated_at=func.now())
+        .values(is_active=False, activated_at=None, version=variants.c.version + 1, updated_at=at)
     )
 
 
-async def activate(conn: AsyncConnection, variant_id: str) -> None:
+async def activate(conn: AsyncConnection, variant_id: str, *, at: datetime) -> None:
     await conn.execute(
         update(variants)
         .where(variants.c.id == variant_id)
-        .values(is_active=True, activated_at=func.now(), version=variants.c.version + 1, updated_at=func.now())
+        .values(is_active=True, activated_at=at, version=variants.c.version + 1, updated_at=at)
     )
 
 

@@ -99,8 +99,11 @@ async def create_variant(
             start, cloned_from = repository.overrides_of(source), ("variant", source["id"])
         overrides = patching.merge_patch(start, patch)
         check_resolved(base_config(agent), overrides=overrides, subject="config of the variant")
+        at = agent["locked_at"]
         values = {
             "id": variant_id,
+            "created_at": at,
+            "updated_at": at,
             "agent_id": agent["id"],
             "variant_name": data.variant_name,
             "description": data.description or "",
@@ -121,7 +124,7 @@ async def create_variant(
             )
         variant = to_read(await require(conn, agent["id"], variant_id))
         await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=variant_id,
-                               action="create", before=None, after=variant, context=context)
+                               action="create", before=None, after=variant, context=context, at=at)
         return variant
 
     return await db.transaction(unit)
@@ -208,7 +211,7 @@ async def apply_changes(
             overrides = {name: value for name, value in overrides.items() if value is not None}
             check_resolved(base_config(agent), overrides=overrides, subject="config of the variant")
         try:
-            await repository.update_fields(conn, row["id"], changes)
+            await repository.update_fields(conn, row["id"], changes, at=agent["locked_at"])
         except IntegrityError as error:
             if constraint_name(error) == "uq_variants_agent_id_slug":
                 raise slug_taken(changes["slug"]) from None
@@ -219,7 +222,8 @@ async def apply_changes(
         raise on_conflict(error.detail, errors=error.errors) from None
     after = to_read(await require(conn, agent["id"], row["id"]))
     await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=row["id"], action=action,
-                           before=to_read(row), after=after, context=context, reverts_id=reverts_id)
+                           before=to_read(row), after=after, context=context, at=agent["locked_at"],
+                           reverts_id=reverts_id)
     return after
 
 
@@ -251,7 +255,8 @@ async def remove(
     del on_conflict  # nothing here can conflict; accepted so undo can call every helper alike
     await repository.delete_one(conn, row["id"])
     await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=row["id"], action=action,
-                           before=to_read(row), after=None, context=context, reverts_id=reverts_id)
+                           before=to_read(row), after=None, context=context, at=agent["locked_at"],
+                           reverts_id=reverts_id)
 
 
 async def bring_back(
@@ -283,6 +288,7 @@ async def bring_back(
         "cloned_from_variant_id": cloned.get("variant_id"),
         "version": state["version"] + 1,
         "created_at": datetime.fromisoformat(state["created_at"]),
+        "updated_at": agent["locked_at"],
         **_columns(overrides),
     }
     if not await repository.insert_unless_slug_taken(conn, values):
@@ -290,7 +296,8 @@ async def bring_back(
                           errors=[FieldError("slug", "already taken")])
     after = to_read(await require(conn, agent["id"], state["id"]))
     await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=state["id"], action=action,
-                           before=None, after=after, context=context, reverts_id=reverts_id)
+                           before=None, after=after, context=context, at=agent["locked_at"],
+                           reverts_id=reverts_id)
     return after
 
 
@@ -315,12 +322,13 @@ async def set_active(
             if on_conflict is None:
                 raise
             raise on_conflict(error.detail, errors=error.errors) from None
-    await repository.deactivate_all(conn, agent["id"])
+    await repository.deactivate_all(conn, agent["id"], at=agent["locked_at"])
     if active:
-        await repository.activate(conn, row["id"])
+        await repository.activate(conn, row["id"], at=agent["locked_at"])
     after = to_read(await require(conn, agent["id"], row["id"]))
     await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=row["id"], action=action,
-                           before=to_read(row), after=after, context=context, reverts_id=reverts_id)
+                           before=to_read(row), after=after, context=context, at=agent["locked_at"],
+                           reverts_id=reverts_id)
     return after
 
 
@@ -417,7 +425,8 @@ async def _resolved_after(conn: AsyncConnection, revision: RowMapping) -> dict[s
     """The resolved values of a revision's target right after it: the agent's config, or
     the variant's overrides over the agent's config of that instant."""
     state = await revisions.state_after(conn, revision)
-    assert state is not None  # the revision exists, so the agent did then
+    if state is None:  # only for history written before the agent's own revision existed
+        raise RevisionNotRestorable(f"No state of the agent is recorded at revision {revision['id']}")
     base = state["agent"]["config"]
     if revision["target"] == "agent":
         return dict(base)
