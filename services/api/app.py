@@ -14,8 +14,11 @@ from services.api.agents.router import router as agents_router
 from services.api.db import Database
 from services.api.idempotency import IdempotencyMiddleware
 from services.api.limits import BodySizeLimit
+from services.api.listener import ResolutionListener, asyncpg_dsn
 from services.api.openapi import build_openapi
+from services.api.resolution.fast_path import ResolveFastPath
 from services.api.resolution.router import router as resolution_router
+from services.api.resolve_cache import ResolveCache
 from services.api.revisions.router import router as revisions_router
 from services.api.settings import Settings
 from services.api.slugs import _slugify
@@ -40,6 +43,12 @@ async def _purge_idempotency_keys(db: Database, *, every_seconds: float = 600) -
         await asyncio.sleep(every_seconds)
 
 
+def _cache(settings: Settings, *, trusted: bool) -> ResolveCache:
+    return ResolveCache(
+        max_entries=settings.resolve_cache_size, ttl_seconds=settings.resolve_cache_ttl_seconds, trusted=trusted
+    )
+
+
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
     """Build the app. Tests pass a `database`; otherwise one is made from DATABASE_URL."""
     settings = settings or Settings()
@@ -58,11 +67,19 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
         )
         app.state.db = db
+        # Other processes may write: trust the cache only once we listen for their changes.
+        cache = _cache(settings, trusted=False)
+        app.state.resolve_cache = cache
+        db.on_commit.append(cache.invalidate)
+        listener = ResolutionListener(asyncpg_dsn(settings.database_url), cache)
+        listener.start()
+        app.state.resolution_listener = listener
         purger = asyncio.create_task(_purge_idempotency_keys(db))
         try:
             yield
         finally:
             purger.cancel()
+            await listener.stop()
             await db.dispose()
 
     app = FastAPI(
@@ -72,11 +89,17 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         lifespan=lifespan,
     )
     if database is not None:
+        # A database handed in is this process's alone (tests, embedding): its own
+        # commits are all the invalidation the cache needs.
         app.state.db = database
+        app.state.resolve_cache = _cache(settings, trusted=True)
+        database.on_commit.append(app.state.resolve_cache.invalidate)
     errors.install(app)
-    # Outermost last: the size limit applies before idempotency reads the body.
+    # Outermost last: the size limit applies before idempotency reads the body, and cache
+    # hits are answered before anything else runs.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(ResolveFastPath)
     for router in (system_router, agents_router, variants_router, resolution_router, revisions_router):
         app.include_router(router)
 

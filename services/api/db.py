@@ -7,8 +7,10 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -54,6 +56,22 @@ def _is_retryable(error: BaseException) -> bool:
     return False
 
 
+# The agents a transaction in progress changed (see `changed_agent`).
+_changed_agents: ContextVar[set[str] | None] = ContextVar("changed_agents", default=None)
+
+# Every process LISTENs here; the payload is the id of an agent whose resolution changed.
+RESOLUTION_CHANNEL = "agent_variants_resolution"
+
+
+async def changed_agent(conn: AsyncConnection, agent_id: str) -> None:
+    """Record, in the current transaction, that this agent's resolution may have changed:
+    a NOTIFY that other processes get at commit, and a note for this process's own cache."""
+    await conn.execute(text("SELECT pg_notify(:channel, :agent)"), {"channel": RESOLUTION_CHANNEL, "agent": agent_id})
+    changed = _changed_agents.get()
+    if changed is not None:
+        changed.add(agent_id)
+
+
 class Database:
     """Runs units of work in transactions and hands out connections for reads.
 
@@ -68,6 +86,8 @@ class Database:
             raise ValueError("give exactly one of engine or connection")
         self.engine = engine
         self._connection = connection
+        # Called after each commit with the ids of the agents whose resolution it changed.
+        self.on_commit: list[Callable[[set[str]], None]] = []
         self._autocommit_engine = (
             engine.execution_options(isolation_level="AUTOCOMMIT") if engine is not None else None
         )
@@ -94,13 +114,16 @@ class Database:
         A unit must be replayable: it makes no external calls and returns plain values.
         """
         for attempt in range(1, attempts + 1):
+            changed: set[str] = set()
+            token = _changed_agents.set(changed)
             try:
                 if self._connection is not None:
                     async with self._connection.begin_nested():
-                        return await unit(self._connection)
-                assert self.engine is not None
-                async with self.engine.begin() as conn:
-                    return await unit(conn)
+                        result = await unit(self._connection)
+                else:
+                    assert self.engine is not None
+                    async with self.engine.begin() as conn:
+                        result = await unit(conn)
             except Exception as error:  # noqa: BLE001 - filtered just below
                 if not _is_retryable(error):
                     raise
@@ -109,6 +132,14 @@ class Database:
                     raise ServiceBusy() from error
                 # Jittered exponential backoff: 5 ms, 10 ms, 20 ms ... with full jitter.
                 await asyncio.sleep(random.uniform(0, 0.005 * 2 ** (attempt - 1)))
+                continue
+            finally:
+                _changed_agents.reset(token)
+            # Committed: this process forgets what it cached for those agents before the
+            # caller answers (read-your-writes); other processes hear the NOTIFY.
+            for listener in self.on_commit if changed else ():
+                listener(changed)
+            return result
         raise AssertionError("unreachable")
 
     @asynccontextmanager

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1, le=1000)
     db_max_overflow: int = Field(10, ge=0, le=1000)
     embedded_postgres_dir: Path = Path(".data/postgres")
+    # Resolved configs kept in memory per process (0 disables the cache), and their
+    # lifetime: a safety net only, since changes invalidate entries at once.
+    resolve_cache_size: int = Field(100_000, ge=0)
+    resolve_cache_ttl_seconds: float = Field(60.0, gt=0)
     # Bodies larger than this are refused with 413 (the contract's 4 MiB).
     max_body_bytes: int = 4 * 1024 * 1024
 

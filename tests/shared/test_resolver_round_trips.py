@@ -225,7 +225,8 @@ async def test_http_resolve_uses_one_round_trip_through_database_read(
     # One pooled connection, so warming it up warms every request.
     engine = counting_engine(live_url, recorder, pool_size=1, max_overflow=0)
     database = Database(engine=engine)
-    app = create_app(Settings(database_url=None), database=database)
+    # The cache off: this measures the database path, not cache hits.
+    app = create_app(Settings(database_url=None, resolve_cache_size=0), database=database)
     agent, active, other = seeded["agent"], seeded["active"], seeded["other"]
     urls = [
         f"/v1/agents/{agent['id']}/resolved",

@@ -12,7 +12,7 @@ from services.api import patching, slugs
 from services.api.agents import repository
 from services.api.agents.schemas import AgentCreate, AgentUpdate
 from services.api.consistency import check_resolved
-from services.api.db import Database, constraint_name
+from services.api.db import Database, changed_agent, constraint_name
 from services.api.exceptions import DomainError, FieldError, InconsistentConfig, NotFound, SlugTaken
 from services.api.revisions import repository as revisions
 from services.api.schemas import set_fields, timestamp
@@ -174,5 +174,6 @@ async def delete_agent(db: Database, ref: str, *, context: WriteContext = NO_CON
         context.check_version(row["version"], what="agent")
         # Its variants and revisions go with it (ON DELETE CASCADE): no revision to write.
         await repository.delete_one(conn, row["id"])
+        await changed_agent(conn, row["id"])
 
     await db.transaction(unit)

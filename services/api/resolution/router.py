@@ -15,6 +15,7 @@ from services.api.errors import responses
 from services.api.exceptions import FieldError, ValidationFailed
 from services.api.http import if_none_match
 from services.api.resolution.schemas import ResolvedRead, to_body
+from services.api.resolve_cache import ResolveCache
 from services.api.revisions import service as revisions
 from services.shared.agent_config import resolve_agent_config
 
@@ -58,6 +59,8 @@ async def resolve(
         except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC
             message = "must be an instant between years 1 and 9999 in UTC"
             raise ValidationFailed(f"Invalid request: at: {message}", errors=[FieldError("at", message)]) from None
+    cache: ResolveCache | None = getattr(request.app.state, "resolve_cache", None)
+    generation = cache.generation if cache is not None else 0  # read before the database is
     async with db.read() as conn:
         if at is not None:
             resolved = await revisions.resolve_at(conn, agent, at)
@@ -65,6 +68,8 @@ async def resolve(
             resolved = await resolve_agent_config(conn, agent, variant=variant)
     payload = json.dumps(to_body(resolved, explain=explain), separators=(",", ":")).encode()
     etag = _etag(payload)
+    if cache is not None and not given:  # plain resolution: what the fast path serves
+        cache.put(agent, explain, resolved.agent_id, payload, etag, generation=generation)
     if if_none_match(request, etag):
         return Response(status_code=304, headers={"ETag": etag})
     return Response(payload, media_type="application/json", headers={"ETag": etag})

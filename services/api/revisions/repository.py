@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import RowMapping, and_, bindparam, insert, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.api.db import changed_agent
 from services.api.models import Revision, Variant
 from services.api.writes import WriteContext
 from services.shared.identifiers import new_id
@@ -57,7 +58,10 @@ async def record(
         )
         .returning(revisions)
     )
-    return (await conn.execute(statement)).mappings().one()
+    revision = (await conn.execute(statement)).mappings().one()
+    # Every change writes a revision, so this is where every change is announced.
+    await changed_agent(conn, agent_id)
+    return revision
 
 
 async def get(conn: AsyncConnection, agent_id: str, revision_id: str) -> RowMapping | None:

@@ -1,0 +1,82 @@
+"""One LISTEN connection per process: other processes' changes drop our cached entries.
+
+While the connection is down the cache is not trusted (nothing is served from it or
+stored in it), since NOTIFYs sent meanwhile are lost; on reconnecting it is cleared, then
+trusted again. Loss is noticed at once when the server closes the connection, and within
+`ping_seconds` when the network silently drops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from services.api.db import RESOLUTION_CHANNEL
+from services.api.resolve_cache import ResolveCache
+
+log = logging.getLogger(__name__)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The SQLAlchemy asyncpg URL as a DSN asyncpg itself accepts."""
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return dsn.replace("ssl=", "sslmode=")
+
+
+class ResolutionListener:
+    def __init__(self, dsn: str, cache: ResolveCache, *, ping_seconds: float = 2.0, retry_seconds: float = 0.5):
+        self.dsn = dsn
+        self.cache = cache
+        self.ping_seconds = ping_seconds
+        self.retry_seconds = retry_seconds
+        self.connected = asyncio.Event()
+        self.backend_pid: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="resolution-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self.cache.invalidate({payload})
+
+    async def _run(self) -> None:
+        while True:
+            conn: asyncpg.Connection | None = None
+            lost = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self.dsn)
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(RESOLUTION_CHANNEL, self._on_notify)
+                self.backend_pid = conn.get_server_pid()
+                # Listening now: whatever happened before is unknown, so start empty.
+                self.cache.clear()
+                self.cache.trusted = True
+                self.connected.set()
+                log.info("listening for resolution changes (backend pid %s)", self.backend_pid)
+                while not lost.is_set():
+                    try:
+                        await asyncio.wait_for(lost.wait(), timeout=self.ping_seconds)
+                    except TimeoutError:
+                        await asyncio.wait_for(conn.fetchval("SELECT 1"), timeout=self.ping_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - any failure means: reconnect
+                log.warning("resolution listener failed: %s", error)
+            finally:
+                self.connected.clear()
+                self.cache.trusted = False
+                self.cache.clear()
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+            log.warning("resolution listener lost its connection; cache suspended until it reconnects")
+            await asyncio.sleep(self.retry_seconds)

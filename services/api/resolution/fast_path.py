@@ -1,0 +1,52 @@
+"""Cache hits for `GET /v1/agents/{agent}/resolved`, answered before FastAPI's routing.
+
+On a hit this layer sends the cached bytes (or a 304 for a matching `If-None-Match`)
+itself; anything else (a miss, another query, another route) goes to the app unchanged,
+and the endpoint fills the cache. Both paths send the same body and headers.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.api.resolve_cache import ResolveCache
+
+_PREFIX = "/v1/agents/"
+_SUFFIX = "/resolved"
+# The query strings this layer understands; every other one falls through.
+_EXPLAIN = {b"": False, b"explain=false": False, b"explain=0": False, b"explain=true": True, b"explain=1": True}
+
+
+def _matches(if_none_match: bytes, etag: bytes) -> bool:
+    tags = [tag.strip().removeprefix(b"W/") for tag in if_none_match.split(b",")]
+    return b"*" in tags or etag in tags
+
+
+class ResolveFastPath:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path: str = scope["path"]
+            explain = _EXPLAIN.get(scope.get("query_string", b""))
+            if explain is not None and path.startswith(_PREFIX) and path.endswith(_SUFFIX):
+                ref = path[len(_PREFIX) : -len(_SUFFIX)]
+                cache: ResolveCache | None = getattr(scope["app"].state, "resolve_cache", None)
+                entry = cache.get(ref, explain) if cache is not None and ref and "/" not in ref else None
+                if entry is not None:
+                    etag = entry.etag.encode()
+                    conditional = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
+                    if conditional is not None and _matches(conditional, etag):
+                        await send({"type": "http.response.start", "status": 304, "headers": [(b"etag", etag)]})
+                        await send({"type": "http.response.body", "body": b""})
+                        return
+                    headers = [
+                        (b"content-type", b"application/json"),
+                        (b"etag", etag),
+                        (b"content-length", str(len(entry.body)).encode()),
+                    ]
+                    await send({"type": "http.response.start", "status": 200, "headers": headers})
+                    await send({"type": "http.response.body", "body": entry.body})
+                    return
+        await self.app(scope, receive, send)

@@ -1,0 +1,89 @@
+"""The in-process cache of `GET /v1/agents/{agent}/resolved` responses.
+
+Entries are the response bytes and ETag, keyed by the agent reference the client used
+(id or slug) and whether `explain` was asked. It is bounded (LRU) and kept exact by:
+- this process's own commits, which drop their agents before the write is answered;
+- the other processes' commits, heard through PostgreSQL NOTIFY (`listener.py`);
+- a generation counter, so a response computed before an invalidation is never stored
+  after it;
+- `trusted`: while the listener is down nothing is served or stored (NOTIFYs may be lost),
+  and the cache is cleared when it comes back;
+- a TTL, the last safety net.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    agent_id: str
+    body: bytes
+    etag: str
+    expires_at: float
+
+
+class ResolveCache:
+    def __init__(self, *, max_entries: int, ttl_seconds: float, trusted: bool) -> None:
+        self.max_entries = max_entries
+        self.ttl_seconds = ttl_seconds
+        # False until the process listens for other processes' changes.
+        self.trusted = trusted
+        self.generation = 0
+        self._entries: OrderedDict[tuple[str, bool], Entry] = OrderedDict()
+        self._keys_by_agent: dict[str, set[tuple[str, bool]]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_entries > 0 and self.trusted
+
+    def get(self, ref: str, explain: bool) -> Entry | None:
+        if not self.enabled:
+            return None
+        key = (ref, explain)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.expires_at <= time.monotonic():
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def put(self, ref: str, explain: bool, agent_id: str, body: bytes, etag: str, *, generation: int) -> None:
+        """Store a response computed from a read that began at `generation`; dropped when an
+        invalidation happened since (the read may predate the change)."""
+        if not self.enabled or generation != self.generation:
+            return
+        key = (ref, explain)
+        self._drop(key)
+        self._entries[key] = Entry(agent_id, body, etag, time.monotonic() + self.ttl_seconds)
+        self._keys_by_agent.setdefault(agent_id, set()).add(key)
+        while len(self._entries) > self.max_entries:
+            self._drop(next(iter(self._entries)))
+
+    def invalidate(self, agent_ids: set[str] | frozenset[str]) -> None:
+        self.generation += 1
+        for agent_id in agent_ids:
+            for key in self._keys_by_agent.pop(agent_id, ()):
+                self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._entries.clear()
+        self._keys_by_agent.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _drop(self, key: tuple[str, bool]) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            keys = self._keys_by_agent.get(entry.agent_id)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._keys_by_agent[entry.agent_id]
