@@ -55,7 +55,8 @@ async def _grow_history(url: str, agent_id: str, variant_id: str, count: int) ->
         await conn.execute(text(
             "INSERT INTO revisions (id, agent_id, target, target_id, action, active_variant_id, before, after,"
             " created_at)"
-            " SELECT 'rev_' || upper(substr(md5(r.target_id || ':' || n), 1, 26)), r.agent_id, 'variant', r.target_id, 'update',"
+            " SELECT 'rev_' || upper(substr(md5(r.target_id || ':' || n), 1, 26)), r.agent_id, 'variant',"
+            "        r.target_id, 'update',"
             "        r.active_variant_id, r.after, r.after, clock_timestamp() + n * interval '1 millisecond'"
             " FROM generate_series(1, :count) AS n,"
             "      (SELECT * FROM revisions WHERE target_id = :variant ORDER BY created_at DESC LIMIT 1) AS r"

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.api import errors, idempotency
+from services.api import bench_routes, errors, idempotency
 from services.api.agents.router import router as agents_router
 from services.api.db import Database
 from services.api.idempotency import IdempotencyMiddleware
@@ -100,6 +100,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(ResolveFastPath)
+    if settings.bench_routes:
+        bench_routes.install(app)
     for router in (system_router, agents_router, variants_router, resolution_router, revisions_router):
         app.include_router(router)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -19,6 +20,9 @@ from services.api.db import RESOLUTION_CHANNEL
 from services.api.resolve_cache import ResolveCache
 
 log = logging.getLogger(__name__)
+
+# pg_stat_activity.application_name of each listener connection, followed by the process id.
+APPLICATION_NAME = "agent-variants-listener"
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -54,7 +58,10 @@ class ResolutionListener:
             conn: asyncpg.Connection | None = None
             lost = asyncio.Event()
             try:
-                conn = await asyncpg.connect(self.dsn)
+                # Named, so operators (and tests) can tell it from pooled connections.
+                conn = await asyncpg.connect(
+                    self.dsn, server_settings={"application_name": f"{APPLICATION_NAME} {os.getpid()}"}
+                )
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(RESOLUTION_CHANNEL, self._on_notify)
                 self.backend_pid = conn.get_server_pid()

@@ -1,0 +1,256 @@
+"""`make bench`, part 2: `/resolved` under load with wrk, against baselines, and how fast a
+change made on one process reaches another. Writes bench/RESULTS.md.
+
+Each case runs wrk (1 thread, 32 connections) over loopback against one uvicorn worker
+started here on the embedded PostgreSQL, seeded with 1, 10,000 and 100,000 agents (each
+with one active variant):
+  (a) cached resolve (random agent of N),      (b) uncached resolve (RESOLVE_CACHE_SIZE=0),
+  (c) a FastAPI route returning constant bytes, (d) a naive two-ORM-query resolve,
+  (e) a raw ASGI callable returning the same constant bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.api import embedded, migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+DURATION = os.environ.get("BENCH_DURATION", "8s")
+COUNTS = (1, 10_000, 100_000)
+PROPAGATION_ROUNDS = 200
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
+        return shutil.which("wrk") or sys.exit("wrk did not install")
+    sys.exit("wrk is needed: apt-get install wrk")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def seed(url: str, count: int) -> None:
+    """Agents bench-1..bench-count, each with one active variant (adds only what is missing)."""
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        have = await conn.scalar(text("SELECT count(*) FROM agents"))
+        await conn.execute(text(
+            "INSERT INTO agents (id, slug, name, model_provider, model_name, system_prompt, user_prompt_template,"
+            " prompt_version, temperature, max_tokens, context_window, input_token_limit, token_budget,"
+            " timeout_seconds, max_retries)"
+            " SELECT 'agt_' || upper(substr(md5('a' || n), 1, 26)), 'bench-' || n, 'Bench ' || n, 'openai', 'gpt-4o',"
+            "        'You are a helpful assistant for customer ' || n, '{input}', 'v1', 0.7, 1024, 128000, 0, 0, 60, 2"
+            " FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS n"
+        ), {"start": have + 1, "stop": count})
+        await conn.execute(text(
+            "INSERT INTO variants (id, agent_id, slug, variant_name, temperature, system_prompt, is_active,"
+            " activated_at)"
+            " SELECT 'var_' || upper(substr(md5('v' || n), 1, 26)), 'agt_' || upper(substr(md5('a' || n), 1, 26)),"
+            "        'concise', 'Concise', 0.2, 'Answer in two sentences.', true, now()"
+            " FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS n"
+        ), {"start": have + 1, "stop": count})
+        await conn.execute(text("ANALYZE"))
+    await engine.dispose()
+
+
+class Server:
+    def __init__(self, url: str, **env: str) -> None:
+        self.port = free_port()
+        environment = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "warning", "BENCH_ROUTES": "1", **env}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.api.cli", "serve", "--no-migrate", "--port", str(self.port)],
+            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Server:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
+                    time.sleep(0.5)  # let the listener connect, so the cache is trusted
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("server did not become ready")
+
+    def __exit__(self, *_: object) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(30)
+
+
+def wrk(wrk_bin: str, base: str, path: str, *, count: int | None = None, duration: str = DURATION) -> dict[str, float]:
+    """Run wrk on `base + path`; with `count`, `%d` in the path is a random 1..count per request."""
+    args = [wrk_bin, "-t1", "-c32", f"-d{duration}", "--latency"]
+    script = None
+    if count is not None:
+        script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        script.write(
+            "math.randomseed(42)\n"
+            f'request = function() return wrk.format("GET", string.format("{path}", math.random(1, {count}))) end\n'
+        )
+        script.close()
+        args += ["-s", script.name]
+    args.append(base + (path if count is None else "/"))
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    if script is not None:
+        os.unlink(script.name)
+
+    def latency(label: str) -> float:
+        value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+async def propagation(url: str) -> dict[str, float]:
+    """From an activation's 200 on process A until process B serves it, in ms."""
+    with Server(url) as a, Server(url) as b:
+        async with httpx.AsyncClient() as client:
+            agent = "bench-1"
+            variants = []
+            for name in ("p-one", "p-two"):
+                response = await client.post(f"{a.base}/v1/agents/{agent}/variants", json={"variant_name": name})
+                variants.append(response.json()["id"])
+            latencies, stale_on_a = [], 0
+            for i in range(PROPAGATION_ROUNDS):
+                target = variants[i % 2]
+                await client.get(f"{b.base}/v1/agents/{agent}/resolved")  # B has the old one cached
+                response = await client.post(f"{a.base}/v1/agents/{agent}/variants/{target}/activate")
+                start = time.perf_counter()
+                if (await client.get(f"{a.base}/v1/agents/{agent}/resolved")).json()["variant_id"] != target:
+                    stale_on_a += 1
+                while (await client.get(f"{b.base}/v1/agents/{agent}/resolved")).json()["variant_id"] != target:
+                    pass
+                latencies.append((time.perf_counter() - start) * 1000)
+                assert response.status_code == 200
+            for variant in variants:  # leave bench-1 as seeded
+                await client.post(f"{a.base}/v1/agents/{agent}/variants/concise/activate")
+                await client.delete(f"{a.base}/v1/agents/{agent}/variants/{variant}")
+    latencies.sort()
+    return {
+        "p50": statistics.median(latencies),
+        "p99": latencies[int(len(latencies) * 0.99) - 1],
+        "max": latencies[-1],
+        "stale_reads_on_writer": stale_on_a,
+    }
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal")), "?")
+    return (f"{os.cpu_count()} cores ({cpu}), {int(memory) // 1024 // 1024} GiB, Linux {platform.release()},"
+            f" Python {platform.python_version()}")
+
+
+async def main() -> None:
+    wrk_bin = ensure_wrk()
+    server = embedded.start(ROOT / ".data" / "bench-postgres")
+    admin = create_async_engine(embedded.with_database(server.get_uri(), "postgres"), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text('DROP DATABASE IF EXISTS "av_load" WITH (FORCE)'))
+        await conn.execute(text('CREATE DATABASE "av_load"'))
+    await admin.dispose()
+    url = embedded.with_database(server.get_uri(), "av_load")
+    await migrate.upgrade(url)
+
+    rows: dict[int, dict[str, dict[str, float]]] = {}
+    baselines: dict[str, dict[str, float]] = {}
+    for count in COUNTS:
+        await seed(url, count)
+        results: dict[str, dict[str, float]] = {}
+        with Server(url) as s:
+            resolve = "/v1/agents/bench-%d/resolved"
+            wrk(wrk_bin, s.base, resolve, count=count, duration="4s")  # warm the cache
+            results["a_cached"] = wrk(wrk_bin, s.base, resolve, count=count)
+            results["d_naive"] = wrk(wrk_bin, s.base, "/bench/naive/bench-%d", count=count)
+            if count == 1:
+                baselines["c_fastapi_constant"] = wrk(wrk_bin, s.base, "/bench/constant")
+                baselines["e_raw_asgi_constant"] = wrk(wrk_bin, s.base, "/bench/raw")
+        with Server(url, RESOLVE_CACHE_SIZE="0") as s:
+            results["b_uncached"] = wrk(wrk_bin, s.base, "/v1/agents/bench-%d/resolved", count=count)
+        rows[count] = results
+        print(count, {k: round(v["rps"]) for k, v in results.items()}, flush=True)
+    print("baselines", {k: round(v["rps"]) for k, v in baselines.items()}, flush=True)
+    spread = await propagation(url)
+    print("propagation", spread, flush=True)
+    write_report(rows, baselines, spread)
+
+
+def write_report(rows, baselines, spread) -> None:
+    c, e = baselines["c_fastapi_constant"], baselines["e_raw_asgi_constant"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; wrk 1 thread, 32 connections,"
+        f" {DURATION} per case, one uvicorn worker, load generator on the same machine. `make bench` makes it.",
+        "",
+        "| agents | case | req/s | p50 ms | p99 ms | non-2xx |",
+        "|---|---|---|---|---|---|",
+    ]
+    for count, results in rows.items():
+        for case, r in results.items():
+            lines.append(
+                f"| {count:,} | {case} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['non_2xx']:.0f} |"
+            )
+    for case, r in baselines.items():
+        lines.append(f"| 1 | {case} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['non_2xx']:.0f} |")
+    lines += ["", "Ratios (throughput):", ""]
+    for count, results in rows.items():
+        a, b, d = results["a_cached"], results["b_uncached"], results["d_naive"]
+        lines.append(
+            f"- {count:,} agents: a/c = {a['rps'] / c['rps']:.2f} (target >= 2, aim 3),"
+            f" a/e = {a['rps'] / e['rps']:.2f},"
+            f" b/d = {b['rps'] / d['rps']:.2f} (target >= 2)"
+        )
+    first, last = rows[COUNTS[0]]["a_cached"]["rps"], rows[COUNTS[-1]]["a_cached"]["rps"]
+    lines += [
+        f"- cached resolve at {COUNTS[-1]:,} agents vs 1: {last / first:.2f} (target within 10%)",
+        "",
+        f"Propagation from an activation's 200 on process A to process B serving it, over {PROPAGATION_ROUNDS}"
+        f" activations: p50 {spread['p50']:.2f} ms, p99 {spread['p99']:.2f} ms, max {spread['max']:.2f} ms"
+        f" (target p99 < 100 ms); stale reads on A right after its 200: {spread['stale_reads_on_writer']}.",
+        "",
+        "The in-process resolver (no HTTP) is measured by `bench/run.py`: see bench/results/resolve.json.",
+        "",
+    ]
+    (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
