@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -80,3 +82,15 @@ class ServiceBusy(DomainError):
 
 class NotReady(DomainError):
     code = "not_ready"
+
+
+@contextmanager
+def conflicts_reported_as(kind: type[DomainError] | None) -> Iterator[None]:
+    """Re-raise a broken rule or a taken slug as `kind` (an undo reports them as
+    `undo_conflict`); with None, let them through as they are."""
+    try:
+        yield
+    except (InconsistentConfig, SlugTaken) as error:
+        if kind is None:
+            raise
+        raise kind(error.detail, errors=error.errors) from None

@@ -1,11 +1,11 @@
 """Idempotency-Key on POST: a retried request gets the first response, never a second effect.
 
-The first request with a key claims it (a row, `in_flight`), runs, and stores its response
-(`done`). A request with the same key and the same fingerprint (method, path, canonical
-JSON body) gets that response again with `Idempotent-Replayed: true`; with another
-fingerprint, 409 `idempotency_key_reused`; while the first is still running, 409
-`idempotency_key_in_use`. Keys live 24 hours. A claim whose process died is retaken
-after its lease runs out. A 5xx is not stored: the key is released so a retry runs again.
+The first request with a key claims it (a row, `in_flight`), runs, and stores its
+response (`done`). A request with the same key and the same fingerprint (method, path,
+canonical JSON body, and the `If-Match` and `X-Actor` headers) gets that response again
+with `Idempotent-Replayed: true`; with another fingerprint, 409 `idempotency_key_reused`;
+while the first is still running, 409 `idempotency_key_in_use`. Keys live 24 hours. A claim whose process died is
+retaken after its lease runs out. A 5xx is not stored: the key is released so a retry runs again.
 
 Known limit: the response is stored just after the change commits, in a transaction of
 its own. A process that dies between the two leaves the key `in_flight`; after the lease
@@ -46,18 +46,29 @@ LEASE = timedelta(seconds=60)
 REPLAYED_HEADERS = ("content-type", "location", "etag")
 
 
-def fingerprint(method: str, path: str, body: bytes) -> str:
-    """Method, path (with its query string) and body; JSON bodies that differ only in key order or spacing are
-    the same body, `null` and `{}` are not."""
+# Request headers that change what a request means: a retry sends them again unchanged.
+FINGERPRINTED_HEADERS = (b"if-match", b"x-actor")
+
+
+def fingerprint(method: str, path: str, body: bytes, headers: tuple[bytes, ...] = ()) -> str:
+    """Method, path (with its query string), body and the headers that give it meaning
+    (`If-Match`, `X-Actor`). JSON bodies that differ only in key order or spacing are the
+    same body, `null` and `{}` are not."""
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         payload = b"json:" + canonical.encode("utf-8", "surrogatepass")
     except (ValueError, RecursionError):  # nested too deep for json.loads is not JSON either
         payload = b"raw:" + body  # not JSON (or empty): the bytes themselves
     digest = hashlib.sha256()
-    for part in (method.encode(), path.encode("utf-8", "surrogateescape"), payload):
+    for part in (method.encode(), path.encode("utf-8", "surrogateescape"), payload, *headers):
         digest.update(len(part).to_bytes(8, "big") + part)
     return digest.hexdigest()
+
+
+def _meaningful_headers(scope: Scope) -> tuple[bytes, ...]:
+    """`name:value` of each fingerprinted header present, in a fixed order."""
+    present = dict((name, value) for name, value in scope["headers"] if name in FINGERPRINTED_HEADERS)
+    return tuple(name + b":" + present[name] for name in FINGERPRINTED_HEADERS if name in present)
 
 
 async def claim(db: Database, key: str, print_: str, owner: str) -> dict[str, Any]:
@@ -165,7 +176,8 @@ class IdempotencyMiddleware:
         target = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
         owner = secrets.token_hex(16)
         try:
-            outcome = await claim(db, key, fingerprint(scope["method"], target, body), owner)
+            print_ = fingerprint(scope["method"], target, body, _meaningful_headers(scope))
+            outcome = await claim(db, key, print_, owner)
         except Exception as error:
             # Outside the app's exception handlers: map an unreachable database here.
             if not database_unavailable(error):

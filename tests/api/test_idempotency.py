@@ -693,3 +693,18 @@ async def test_a_client_that_leaves_mid_body_claims_nothing(db, conn):
     assert sent == []  # nobody to answer
     rows = await conn.scalar(text("SELECT count(*) FROM idempotency_keys WHERE key = :key"), {"key": key})
     assert rows == 0
+
+
+async def test_a_retry_with_other_meaningful_headers_is_not_a_replay(client):
+    """If-Match and X-Actor are part of the request: changing them under one key is a
+    different request (409), never a replay of the first answer (schemathesis found a
+    replayed 201 for a retry whose X-Actor was invalid)."""
+    key, body = new_key(), agent_body()
+    first = await client.post("/v1/agents", json=body, headers=keyed(key, **{"X-Actor": "alice"}))
+    assert first.status_code == 201
+    for headers in ({"X-Actor": ""}, {"X-Actor": "bob"}, {"X-Actor": "alice", "If-Match": "*"}):
+        response = await client.post("/v1/agents", json=body, headers=keyed(key, **headers))
+        assert_problem(response, 409, "idempotency_key_reused")
+    again = await client.post("/v1/agents", json=body, headers=keyed(key, **{"X-Actor": "alice"}))
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]

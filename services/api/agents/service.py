@@ -13,7 +13,7 @@ from services.api.agents import repository
 from services.api.agents.schemas import AgentCreate, AgentUpdate
 from services.api.consistency import check_resolved
 from services.api.db import Database, changed_agent, constraint_name
-from services.api.exceptions import DomainError, FieldError, InconsistentConfig, NotFound, SlugTaken
+from services.api.exceptions import DomainError, FieldError, NotFound, SlugTaken, conflicts_reported_as
 from services.api.revisions import repository as revisions
 from services.api.schemas import set_fields, timestamp
 from services.api.variants import repository as variant_repository
@@ -143,7 +143,7 @@ async def apply_changes(
     undo reports them all as `undo_conflict`).
     """
     config = {name: changes.get(name, row[name]) for name in CONFIG_FIELDS}
-    try:
+    with conflicts_reported_as(on_conflict):
         check_resolved(config, overrides={})
         if row["active_variant_id"] is not None:
             active = await variant_repository.get_by_id(conn, row["active_variant_id"])
@@ -157,10 +157,6 @@ async def apply_changes(
             if constraint_name(error) == "uq_agents_slug":
                 raise slug_taken(changes["slug"]) from None
             raise
-    except (InconsistentConfig, SlugTaken) as error:
-        if on_conflict is None:
-            raise
-        raise on_conflict(error.detail, errors=error.errors) from None
     after = to_read(await require(conn, row["id"]))
     await revisions.record(conn, agent_id=row["id"], target="agent", target_id=row["id"], action=action,
                            before=to_read(row), after=after, context=context, at=row["locked_at"],

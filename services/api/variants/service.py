@@ -21,12 +21,12 @@ from services.api.db import Database, constraint_name
 from services.api.exceptions import (
     DomainError,
     FieldError,
-    InconsistentConfig,
     NotFound,
     RevisionNotRestorable,
     SlugTaken,
     ValidationFailed,
     VariantActive,
+    conflicts_reported_as,
 )
 from services.api.revisions import repository as revisions
 from services.api.schemas import set_fields, timestamp
@@ -205,7 +205,7 @@ async def apply_changes(
 ) -> dict[str, Any]:
     """Write `changes` to a variant of a locked agent after checking the rule, and record
     the revision. `on_conflict` replaces the rule's and the slug's errors (for undo)."""
-    try:
+    with conflicts_reported_as(on_conflict):
         if any(name in changes for name in CONFIG_FIELDS):
             overrides = {name: changes.get(name, row[name]) for name in CONFIG_FIELDS}
             overrides = {name: value for name, value in overrides.items() if value is not None}
@@ -216,10 +216,6 @@ async def apply_changes(
             if constraint_name(error) == "uq_variants_agent_id_slug":
                 raise slug_taken(changes["slug"]) from None
             raise
-    except (InconsistentConfig, SlugTaken) as error:
-        if on_conflict is None:
-            raise
-        raise on_conflict(error.detail, errors=error.errors) from None
     after = to_read(await require(conn, agent["id"], row["id"]))
     await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=row["id"], action=action,
                            before=to_read(row), after=after, context=context, at=agent["locked_at"],
@@ -272,10 +268,8 @@ async def bring_back(
     """Re-create a deleted variant from its last object, with the same id and slug,
     inactive, and record the revision."""
     overrides = state["overrides"]
-    try:
+    with conflicts_reported_as(on_conflict):
         check_resolved(base_config(agent), overrides=overrides, subject="config of the variant")
-    except InconsistentConfig as error:
-        raise on_conflict(error.detail, errors=error.errors) from None
     cloned = state["cloned_from"] or {}
     values = {
         "id": state["id"],
@@ -315,13 +309,9 @@ async def set_active(
     """Activate (deactivating the agent's active one first) or deactivate a variant of a
     locked agent, and record the revision."""
     if active:
-        try:
+        with conflicts_reported_as(on_conflict):
             check_resolved(base_config(agent), overrides=repository.overrides_of(row),
                            subject="config of the variant")
-        except InconsistentConfig as error:
-            if on_conflict is None:
-                raise
-            raise on_conflict(error.detail, errors=error.errors) from None
     await repository.deactivate_all(conn, agent["id"], at=agent["locked_at"])
     if active:
         await repository.activate(conn, row["id"], at=agent["locked_at"])
