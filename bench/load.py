@@ -86,7 +86,7 @@ class Server:
         environment = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "warning", "BENCH_ROUTES": "1", **env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.api.cli", "serve", "--no-migrate", "--port", str(self.port)],
-            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=environment, stdout=subprocess.DEVNULL, stderr=open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "a"),
         )
         self.base = f"http://127.0.0.1:{self.port}"
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
+    """A cached response. Stored as a plain tuple of strings, bytes and a float, which the
+    garbage collector stops tracking: 100,000 entries add nothing to a collection's work
+    (a NamedTuple instance would stay tracked)."""
+
     agent_id: str
     body: bytes
     etag: str
@@ -33,8 +36,10 @@ class ResolveCache:
         # False until the process listens for other processes' changes.
         self.trusted = trusted
         self.generation = 0
-        self._entries: OrderedDict[tuple[str, bool], Entry] = OrderedDict()
-        self._keys_by_agent: dict[str, set[tuple[str, bool]]] = {}
+        self._entries: OrderedDict[tuple[str, bool], tuple[str, bytes, str, float]] = OrderedDict()
+        # Tuples, not sets: an agent has few keys, and tuples of strings are not tracked by
+        # the garbage collector (100,000 sets would make every collection slower).
+        self._keys_by_agent: dict[str, tuple[tuple[str, bool], ...]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -44,14 +49,14 @@ class ResolveCache:
         if not self.enabled:
             return None
         key = (ref, explain)
-        entry = self._entries.get(key)
-        if entry is None:
+        stored = self._entries.get(key)
+        if stored is None:
             return None
-        if entry.expires_at <= time.monotonic():
+        if stored[3] <= time.monotonic():
             self._drop(key)
             return None
         self._entries.move_to_end(key)
-        return entry
+        return Entry._make(stored)
 
     def put(self, ref: str, explain: bool, agent_id: str, body: bytes, etag: str, *, generation: int) -> None:
         """Store a response computed from a read that began at `generation`; dropped when an
@@ -60,8 +65,8 @@ class ResolveCache:
             return
         key = (ref, explain)
         self._drop(key)
-        self._entries[key] = Entry(agent_id, body, etag, time.monotonic() + self.ttl_seconds)
-        self._keys_by_agent.setdefault(agent_id, set()).add(key)
+        self._entries[key] = (agent_id, body, etag, time.monotonic() + self.ttl_seconds)
+        self._keys_by_agent[agent_id] = (*self._keys_by_agent.get(agent_id, ()), key)
         while len(self._entries) > self.max_entries:
             self._drop(next(iter(self._entries)))
 
@@ -80,10 +85,11 @@ class ResolveCache:
         return len(self._entries)
 
     def _drop(self, key: tuple[str, bool]) -> None:
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            keys = self._keys_by_agent.get(entry.agent_id)
-            if keys is not None:
-                keys.discard(key)
-                if not keys:
-                    del self._keys_by_agent[entry.agent_id]
+        stored = self._entries.pop(key, None)
+        if stored is not None:
+            agent_id = stored[0]
+            keys = tuple(k for k in self._keys_by_agent.get(agent_id, ()) if k != key)
+            if keys:
+                self._keys_by_agent[agent_id] = keys
+            else:
+                self._keys_by_agent.pop(agent_id, None)
