@@ -6,8 +6,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api import bench_routes, errors, idempotency
 from services.api.agents.router import router as agents_router
@@ -49,6 +51,19 @@ def _cache(settings: Settings, *, trusted: bool) -> ResolveCache:
     )
 
 
+class FrontDoorAPI(FastAPI):
+    """FastAPI with a front door: `front` is the ASGI app uvicorn really calls. By default
+    it is FastAPI itself; layers put in front of it (the resolve cache's fast path) answer
+    what they can before Starlette's middleware stack, routing and dependencies run."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.front: ASGIApp = super().__call__
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.front(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
     """Build the app. Tests pass a `database`; otherwise one is made from DATABASE_URL."""
     settings = settings or Settings()
@@ -82,7 +97,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             await listener.stop()
             await db.dispose()
 
-    app = FastAPI(
+    app = FrontDoorAPI(
         title="agent-variants",
         version=VERSION,
         summary="Configuration of LLM agents and their variants.",
@@ -95,14 +110,15 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         app.state.resolve_cache = _cache(settings, trusted=True)
         database.on_commit.append(app.state.resolve_cache.invalidate)
     errors.install(app)
-    # Outermost last: the size limit applies before idempotency reads the body, and cache
-    # hits are answered before anything else runs.
+    # Outermost last: the size limit applies before idempotency reads the body.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-    app.add_middleware(ResolveFastPath)
+    # Cache hits are answered before anything else runs.
+    app.front = ResolveFastPath(app.front, app.state)
     if settings.bench_routes:
         bench_routes.install(app)
-    for router in (system_router, agents_router, variants_router, resolution_router, revisions_router):
+    # The hot route first: routing tries routes in order.
+    for router in (resolution_router, system_router, agents_router, variants_router, revisions_router):
         app.include_router(router)
 
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

@@ -11,7 +11,8 @@ from services.api.schemas import cursor
 from services.api.writes import WriteContext
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
+    # async: a plain `def` dependency would run in a worker thread on every request.
     return request.app.state.db
 
 
@@ -23,7 +24,7 @@ VariantCursor = Annotated[str | None, _AFTER, cursor("variant")]
 RevisionCursor = Annotated[str | None, _AFTER, cursor("revision")]
 
 
-def write_context(
+async def write_context(
     x_actor: Annotated[
         str | None,
         Header(alias="X-Actor", min_length=1, max_length=256,

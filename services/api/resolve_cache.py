@@ -27,6 +27,9 @@ class Entry(NamedTuple):
     body: bytes
     etag: str
     expires_at: float
+    # Built once at `put`, so a hit only sends: the 200's headers and the ETag as bytes.
+    headers: tuple[tuple[bytes, bytes], ...]
+    etag_bytes: bytes
 
 
 class ResolveCache:
@@ -36,7 +39,7 @@ class ResolveCache:
         # False until the process listens for other processes' changes.
         self.trusted = trusted
         self.generation = 0
-        self._entries: OrderedDict[tuple[str, bool], tuple[str, bytes, str, float]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, bool], tuple] = OrderedDict()
         # Tuples, not sets: an agent has few keys, and tuples of strings are not tracked by
         # the garbage collector (100,000 sets would make every collection slower).
         self._keys_by_agent: dict[str, tuple[tuple[str, bool], ...]] = {}
@@ -65,7 +68,9 @@ class ResolveCache:
             return
         key = (ref, explain)
         self._drop(key)
-        self._entries[key] = (agent_id, body, etag, time.monotonic() + self.ttl_seconds)
+        tag = etag.encode()
+        headers = ((b"content-type", b"application/json"), (b"etag", tag), (b"content-length", b"%d" % len(body)))
+        self._entries[key] = (agent_id, body, etag, time.monotonic() + self.ttl_seconds, headers, tag)
         self._keys_by_agent[agent_id] = (*self._keys_by_agent.get(agent_id, ()), key)
         while len(self._entries) > self.max_entries:
             self._drop(next(iter(self._entries)))

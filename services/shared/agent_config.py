@@ -180,9 +180,8 @@ async def resolve_agent_config(
             if not await resolution_query.agent_exists(conn, agent_key, agent):
                 raise AgentNotFound(agent)
             raise VariantNotFound(variant)
-    statement = resolution_query.statement(agent_key, variant_key)
     params = {"agent": agent} if variant_key in (None, BASE) else {"agent": agent, "variant": variant}
-    row = (await conn.execute(statement, params)).first()
+    row = await resolution_query.fetch(conn, agent_key, variant_key, params)
     if row is None:
         raise AgentNotFound(agent)
     return resolution_query.to_resolved(row, preview=variant is not None, variant=variant)

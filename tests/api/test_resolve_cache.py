@@ -7,8 +7,9 @@ must equal what an app without a cache answers on the same database (read-your-w
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -183,20 +184,28 @@ class Statements:
         return len(self.sql)
 
 
-@contextmanager
-def counting(conn: AsyncConnection) -> Iterator[Statements]:
+@asynccontextmanager
+async def counting(conn: AsyncConnection) -> AsyncIterator[Statements]:
     """The SQL statements run on the test's connection (the app's only one) meanwhile."""
     statements = Statements()
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.sql.append(statement)
 
+    def logged(query: Any) -> None:  # what goes to the driver directly (the resolver's query)
+        statements.sql.append(query.query)
+
     engine = conn.sync_engine
+    driver = conn.sync_connection.connection.driver_connection
     event.listen(engine, "before_cursor_execute", record)
+    driver.add_query_logger(logged)
     try:
         yield statements
+        for _ in range(3):  # asyncpg calls query loggers with loop.call_soon: let them run
+            await asyncio.sleep(0)
     finally:
         event.remove(engine, "before_cursor_execute", record)
+        driver.remove_query_logger(logged)
 
 
 @pytest.fixture
@@ -223,12 +232,12 @@ def url(ref: str, query: str = "") -> str:
 async def test_a_second_get_is_served_from_the_cache_with_the_same_bytes_and_headers(client, conn):
     agent, a, _ = await two_variants(client)
     for ref in (agent["id"], agent["slug"]):
-        with counting(conn) as miss:
+        async with counting(conn) as miss:
             first = await client.get(url(ref))
         assert first.status_code == 200 and len(miss) >= 1
         assert first.json()["variant_id"] == a["id"]
         for _ in range(2):
-            with counting(conn) as hit:
+            async with counting(conn) as hit:
                 second = await client.get(url(ref))
             assert len(hit) == 0, hit.sql
             assert second.status_code == 200
@@ -245,14 +254,14 @@ async def test_if_none_match_on_a_hit_is_a_304_without_sql(client, conn):
     first = await client.get(url(agent["slug"]))
     etag = first.headers["etag"]
     for header in (etag, f"W/{etag}", f'"nope", {etag}', "*"):
-        with counting(conn) as hit:
+        async with counting(conn) as hit:
             response = await client.get(url(agent["slug"]), headers={"If-None-Match": header})
         assert len(hit) == 0, hit.sql
         assert response.status_code == 304, header
         assert response.content == b""
         assert response.headers["etag"] == etag
     # A tag that does not match gets the body, still from the cache.
-    with counting(conn) as hit:
+    async with counting(conn) as hit:
         response = await client.get(url(agent["slug"]), headers={"If-None-Match": '"other"'})
     assert len(hit) == 0 and response.status_code == 200 and response.content == first.content
 
@@ -260,11 +269,11 @@ async def test_if_none_match_on_a_hit_is_a_304_without_sql(client, conn):
 async def test_if_none_match_on_a_miss_is_answered_the_same_way(client, uncached, conn):
     agent, _, _ = await two_variants(client)
     etag = (await uncached.get(url(agent["id"]))).headers["etag"]
-    with counting(conn) as miss:
+    async with counting(conn) as miss:
         response = await client.get(url(agent["id"]), headers={"If-None-Match": etag})
     assert len(miss) >= 1
     assert response.status_code == 304 and response.headers["etag"] == etag
-    with counting(conn) as hit:
+    async with counting(conn) as hit:
         again = await client.get(url(agent["id"]), headers={"If-None-Match": etag})
     assert len(hit) == 0 and again.status_code == 304
     assert dict(again.headers) == dict(response.headers)
@@ -274,16 +283,16 @@ async def test_explain_is_cached_separately_from_the_plain_resolution(client, co
     agent, _, _ = await two_variants(client)
     plain = await client.get(url(agent["id"]))
     assert "provenance" not in plain.json()
-    with counting(conn) as miss:
+    async with counting(conn) as miss:
         explained = await client.get(url(agent["id"], "explain=true"))
     assert len(miss) >= 1  # not served from the plain entry
     assert explained.json()["provenance"]["temperature"] == "variant"
     for query in ("explain=true", "explain=1"):
-        with counting(conn) as hit:
+        async with counting(conn) as hit:
             again = await client.get(url(agent["id"], query))
         assert len(hit) == 0 and again.content == explained.content
     for query in ("", "explain=false", "explain=0"):
-        with counting(conn) as hit:
+        async with counting(conn) as hit:
             again = await client.get(url(agent["id"], query))
         assert len(hit) == 0 and again.content == plain.content
         assert again.headers["etag"] == plain.headers["etag"] != explained.headers["etag"]
@@ -302,7 +311,7 @@ async def test_previews_subjects_and_time_travel_are_never_served_from_the_cache
     }[kind]
     bodies = []
     for _ in range(3):
-        with counting(conn) as statements:
+        async with counting(conn) as statements:
             response = await client.get(url(agent["slug"], query))
         assert response.status_code == 200, response.text
         assert len(statements) >= 1, f"?{query} was served from the cache"
@@ -310,7 +319,7 @@ async def test_previews_subjects_and_time_travel_are_never_served_from_the_cache
     if kind.startswith("variant"):
         assert bodies[0]["variant_id"] == b["id"] and bodies[0]["source"] == "preview"
     # ... and they never land in the plain entries either.
-    with counting(conn) as hit:
+    async with counting(conn) as hit:
         again = await client.get(url(agent["slug"]))
     assert len(hit) == 0 and again.content == plain.content
     assert again.json()["variant_id"] == a["id"]
@@ -318,7 +327,7 @@ async def test_previews_subjects_and_time_travel_are_never_served_from_the_cache
 
 async def test_a_missing_agent_is_not_cached(client, conn):
     for _ in range(2):
-        with counting(conn) as statements:
+        async with counting(conn) as statements:
             response = await client.get(url("no-such-agent"))
         assert_problem(response, 404, "resource_missing")
         assert len(statements) >= 1
@@ -328,11 +337,11 @@ async def test_a_cache_size_of_zero_runs_sql_on_every_get(uncached, conn):
     agent = await create_agent(uncached)
     etag = None
     for _ in range(3):
-        with counting(conn) as statements:
+        async with counting(conn) as statements:
             response = await uncached.get(url(agent["id"]))
         assert response.status_code == 200 and len(statements) >= 1
         etag = response.headers["etag"]
-    with counting(conn) as statements:
+    async with counting(conn) as statements:
         response = await uncached.get(url(agent["id"]), headers={"If-None-Match": etag})
     assert response.status_code == 304 and len(statements) >= 1
 
@@ -392,7 +401,7 @@ async def test_after_each_kind_of_write_the_next_get_reflects_it(client, uncache
     before = {}
     for ref, query in refs:  # cache every entry of the agent
         before[ref, query] = (await client.get(url(ref, query))).content
-        with counting(conn) as hit:
+        async with counting(conn) as hit:
             assert (await client.get(url(ref, query))).content == before[ref, query]
         assert len(hit) == 0
 
@@ -404,7 +413,7 @@ async def test_after_each_kind_of_write_the_next_get_reflects_it(client, uncache
         new_slug = response.json()["slug"]
         refs_now = [(new_slug if ref == agent["slug"] else ref, query) for ref, query in refs]
     for (ref, query), (old_ref, _) in zip(refs_now, refs, strict=True):
-        with counting(conn) as statements:
+        async with counting(conn) as statements:
             got = await client.get(url(ref, query))
         assert len(statements) >= 1, f"{kind}: {ref}?{query} was served from the old entry"
         truth = await uncached.get(url(ref, query))

@@ -1,4 +1,8 @@
-"""Cache hits for `GET /v1/agents/{agent}/resolved`, answered before FastAPI's routing.
+"""Cache hits for `GET /v1/agents/{agent}/resolved`, answered before FastAPI runs at all.
+
+The app calls this layer first (see `FrontDoorAPI` in `services.api.app`), ahead of
+Starlette's middleware stack, routing and dependencies, which cost several times what a
+hit does.
 
 On a hit this layer sends the cached bytes (or a 304 for a matching `If-None-Match`)
 itself; anything else (a miss, another query, another route) goes to the app unchanged,
@@ -7,6 +11,7 @@ and the endpoint fills the cache. Both paths send the same body and headers.
 
 from __future__ import annotations
 
+from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api.resolve_cache import ResolveCache
@@ -23,8 +28,9 @@ def _matches(if_none_match: bytes, etag: bytes) -> bool:
 
 
 class ResolveFastPath:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, state: State) -> None:
         self.app = app
+        self.state = state  # the app's state, where the lifespan puts the cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
@@ -32,21 +38,16 @@ class ResolveFastPath:
             explain = _EXPLAIN.get(scope.get("query_string", b""))
             if explain is not None and path.startswith(_PREFIX) and path.endswith(_SUFFIX):
                 ref = path[len(_PREFIX) : -len(_SUFFIX)]
-                cache: ResolveCache | None = getattr(scope["app"].state, "resolve_cache", None)
+                cache: ResolveCache | None = getattr(self.state, "resolve_cache", None)
                 entry = cache.get(ref, explain) if cache is not None and ref and "/" not in ref else None
                 if entry is not None:
-                    etag = entry.etag.encode()
+                    etag = entry.etag_bytes
                     conditional = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
                     if conditional is not None and _matches(conditional, etag):
                         await send({"type": "http.response.start", "status": 304, "headers": [(b"etag", etag)]})
                         await send({"type": "http.response.body", "body": b""})
                         return
-                    headers = [
-                        (b"content-type", b"application/json"),
-                        (b"etag", etag),
-                        (b"content-length", str(len(entry.body)).encode()),
-                    ]
-                    await send({"type": "http.response.start", "status": 200, "headers": headers})
+                    await send({"type": "http.response.start", "status": 200, "headers": entry.headers})
                     await send({"type": "http.response.body", "body": entry.body})
                     return
         await self.app(scope, receive, send)
