@@ -1,0 +1,125 @@
+"""`agent-variants serve --workers N`: N processes, each with its own cache and listener.
+
+One real server with two uvicorn workers on a database of its own: PostgreSQL sees one
+LISTEN connection per worker (named after the worker's pid, a child of the server), and
+a change made through whichever worker takes it is served by every worker within the
+propagation bound, caches included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from services.api import embedded
+from services.api.listener import APPLICATION_NAME
+from tests.helpers import config, unique
+from tests.test_replicas import PROPAGATION_BOUND, Server, free_port, stop, wait_ready
+
+pytestmark = pytest.mark.live
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKERS = 2
+
+
+@pytest.fixture(scope="module")
+async def served(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Server, str]]:
+    database = f"av_workers_{os.getpid()}"
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{database}"'))
+    url = embedded.with_database(server_url, database)
+    log = tmp_path_factory.mktemp("workers") / "server.log"
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "warning"}
+    import subprocess
+    import sys
+
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.api.cli", "serve", "--port", str(port), "--workers", str(WORKERS)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    server = Server("workers", process, f"http://127.0.0.1:{port}", log)
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            await wait_ready(http, server)
+        yield server, database
+    finally:
+        stop(server)
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def listeners(server_url: str, database: str) -> list[str]:
+    engine = create_async_engine(server_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT application_name FROM pg_stat_activity WHERE datname = :db AND application_name LIKE :p"),
+                {"db": database, "p": f"{APPLICATION_NAME} %"},
+            )
+            return sorted(row.application_name for row in rows)
+    finally:
+        await engine.dispose()
+
+
+async def test_each_worker_keeps_its_own_listener(served: tuple[Server, str], server_url: str) -> None:
+    server, database = served
+    deadline = time.monotonic() + 15
+    while len(names := await listeners(server_url, database)) < WORKERS:
+        assert time.monotonic() < deadline, f"listeners: {names}\n{server.output()}"
+        await asyncio.sleep(0.1)
+    pids = {int(name.rsplit(" ", 1)[1]) for name in names}
+    children = {child.pid for child in psutil.Process(server.process.pid).children(recursive=True)}
+    # One per worker, each in a worker process of this server, none in the supervisor.
+    assert len(names) == WORKERS and len(pids) == WORKERS, names
+    assert pids <= children and server.process.pid not in pids, (pids, children)
+
+
+async def test_a_change_reaches_every_workers_cache(served: tuple[Server, str]) -> None:
+    server, _ = served
+    base = server.url
+    async with httpx.AsyncClient(timeout=10) as http:
+        agent = (await http.post(f"{base}/v1/agents", json={"name": unique("workers"), "config": config()})).json()
+        variants = []
+        for name in ("one", "two"):
+            response = await http.post(f"{base}/v1/agents/{agent['id']}/variants",
+                                       json={"variant_name": name, "overrides": {"prompt_version": name}})
+            assert response.status_code == 201, response.text
+            variants.append(response.json())
+
+    async def fresh_get() -> dict:
+        # A new connection each time, so the kernel spreads the requests over the workers.
+        async with httpx.AsyncClient(timeout=10) as one:
+            response = await one.get(f"{base}/v1/agents/{agent['slug']}/resolved")
+            assert response.status_code == 200, response.text
+            return response.json()
+
+    for round_, variant in enumerate(variants * 2):
+        for _ in range(20):  # warm the caches of the workers
+            await fresh_get()
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.post(f"{base}/v1/agents/{agent['id']}/variants/{variant['id']}/activate")
+            assert response.status_code == 200, response.text
+        written = time.perf_counter()
+        while True:
+            seen = [(await fresh_get())["variant_id"] for _ in range(20)]
+            if set(seen) == {variant["id"]}:
+                break
+            assert time.perf_counter() - written < PROPAGATION_BOUND, (round_, seen)
+        # And after the bound, no worker ever serves the old one again.
+        await asyncio.sleep(max(0.0, PROPAGATION_BOUND - (time.perf_counter() - written)))
+        assert {(await fresh_get())["variant_id"] for _ in range(20)} == {variant["id"]}
