@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.api import bench_routes, errors, idempotency
 from services.api.agents.router import router as agents_router
 from services.api.db import Database
+from services.api.experiments.router import router as experiments_router
 from services.api.idempotency import IdempotencyMiddleware
 from services.api.limits import BodySizeLimit
 from services.api.listener import ResolutionListener, asyncpg_dsn
@@ -118,7 +119,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     if settings.bench_routes:
         bench_routes.install(app)
     # The hot route first: routing tries routes in order.
-    for router in (resolution_router, system_router, agents_router, variants_router, revisions_router):
+    for router in (resolution_router, system_router, agents_router, variants_router, revisions_router,
+                   experiments_router):
         app.include_router(router)
 
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

@@ -22,6 +22,7 @@ _AFTER = Query(description="The id of the last item already seen; the page start
 AgentCursor = Annotated[str | None, _AFTER, cursor("agent")]
 VariantCursor = Annotated[str | None, _AFTER, cursor("variant")]
 RevisionCursor = Annotated[str | None, _AFTER, cursor("revision")]
+ExperimentCursor = Annotated[str | None, _AFTER, cursor("experiment")]
 
 
 async def write_context(

@@ -53,6 +53,30 @@ class VariantActive(DomainError):
     code = "variant_active"
 
 
+class ExperimentNotDraft(DomainError):
+    """Arms and salt change, and an experiment is deleted, only while it is a draft."""
+
+    code = "experiment_not_draft"
+
+
+class ExperimentRunning(DomainError):
+    """Another experiment of the agent runs (or, deleting an agent, one of its own)."""
+
+    code = "experiment_running"
+
+
+class InvalidStatus(DomainError):
+    """Starting a stopped experiment, stopping a draft."""
+
+    code = "invalid_status"
+
+
+class VariantInExperiment(DomainError):
+    """A variant an arm of a draft or running experiment names cannot be deleted."""
+
+    code = "variant_in_experiment"
+
+
 class PreconditionFailed(DomainError):
     code = "precondition_failed"
 
@@ -90,7 +114,7 @@ def conflicts_reported_as(kind: type[DomainError] | None) -> Iterator[None]:
     `undo_conflict`); with None, let them through as they are."""
     try:
         yield
-    except (InconsistentConfig, SlugTaken) as error:
+    except (InconsistentConfig, SlugTaken, VariantInExperiment) as error:
         if kind is None:
             raise
         raise kind(error.detail, errors=error.errors) from None

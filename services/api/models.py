@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Double,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -179,3 +180,61 @@ class IdempotencyKey(Base):
     locked_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Experiment(Base):
+    """An A/B test of an agent's variants (or its base config), with weighted arms."""
+
+    __tablename__ = "experiments"
+    __table_args__ = (
+        UniqueConstraint("agent_id", "slug"),
+        CheckConstraint("status IN ('draft', 'running', 'stopped')", name="status"),
+        # At most one running experiment per agent, enforced by the database.
+        Index("uq_experiments_one_running_per_agent", "agent_id", unique=True,
+              postgresql_where=text("status = 'running'")),
+        Index("ix_experiments_agent_id_id", "agent_id", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    agent_id: Mapped[str] = mapped_column(ID_TYPE, ForeignKey("agents.id", ondelete="CASCADE"))
+    slug: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    status: Mapped[str] = mapped_column(String(16), server_default="draft")
+    salt: Mapped[str] = mapped_column(Text)
+    # [{"arm": 0, "variant_id": "var_..." | null, "weight": 1-10000}, ...], frozen once started.
+    arms: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Outcome(Base):
+    """What one run of an agent cost and how it went. Append-only; variant and experiment
+    ids are kept as reported (no foreign keys: a variant may be deleted, its outcomes stay)."""
+
+    __tablename__ = "outcomes"
+    __table_args__ = (
+        CheckConstraint("input_tokens >= 0 AND output_tokens >= 0", name="tokens"),
+        CheckConstraint("latency_ms >= 0", name="latency_ms"),
+        CheckConstraint("cost_usd >= 0", name="cost_usd"),
+        # /usage groups an agent's outcomes by variant; /results an experiment's.
+        Index("ix_outcomes_agent_id_variant_id", "agent_id", "variant_id"),
+        Index("ix_outcomes_experiment_id_variant_id", "experiment_id", "variant_id",
+              postgresql_where=text("experiment_id IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(ID_TYPE, ForeignKey("agents.id", ondelete="CASCADE"))
+    variant_id: Mapped[str | None] = mapped_column(ID_TYPE, nullable=True)
+    experiment_id: Mapped[str | None] = mapped_column(ID_TYPE, nullable=True)
+    subject: Mapped[str | None] = mapped_column(Text, nullable=True)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    latency_ms: Mapped[float] = mapped_column(Double)
+    cost_usd: Mapped[float | None] = mapped_column(Double, nullable=True)
+    success: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    score: Mapped[float | None] = mapped_column(Double, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

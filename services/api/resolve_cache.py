@@ -32,6 +32,18 @@ class Entry(NamedTuple):
     etag_bytes: bytes
 
 
+class Experiment(NamedTuple):
+    """A cached running experiment: enough to answer `?subject=` with a hash, no query.
+    `arms[i]` is arm i's (body, etag, headers, etag bytes)."""
+
+    agent_id: str
+    experiment_id: str | None
+    salt: str
+    weights: tuple[int, ...]
+    arms: tuple[tuple[bytes, str, tuple[tuple[bytes, bytes], ...], bytes], ...]
+    expires_at: float
+
+
 class ResolveCache:
     def __init__(self, *, max_entries: int, ttl_seconds: float, trusted: bool) -> None:
         self.max_entries = max_entries
@@ -39,10 +51,10 @@ class ResolveCache:
         # False until the process listens for other processes' changes.
         self.trusted = trusted
         self.generation = 0
-        self._entries: OrderedDict[tuple[str, bool], tuple] = OrderedDict()
+        self._entries: OrderedDict[tuple, tuple] = OrderedDict()
         # Tuples, not sets: an agent has few keys, and tuples of strings are not tracked by
         # the garbage collector (100,000 sets would make every collection slower).
-        self._keys_by_agent: dict[str, tuple[tuple[str, bool], ...]] = {}
+        self._keys_by_agent: dict[str, tuple[tuple, ...]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -75,6 +87,47 @@ class ResolveCache:
         while len(self._entries) > self.max_entries:
             self._drop(next(iter(self._entries)))
 
+    def get_experiment(self, ref: str, explain: bool) -> Experiment | None:
+        """The agent's running experiment as cached (`experiment_id` None: none runs)."""
+        if not self.enabled:
+            return None
+        key = (ref, explain, "experiment")
+        stored = self._entries.get(key)
+        if stored is None:
+            return None
+        if stored[-1] <= time.monotonic():
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return Experiment._make(stored)
+
+    def put_experiment(
+        self,
+        ref: str,
+        explain: bool,
+        agent_id: str,
+        experiment_id: str | None,
+        salt: str,
+        weights: tuple[int, ...],
+        arms: tuple[tuple[bytes, str], ...],
+        *,
+        generation: int,
+    ) -> None:
+        """Store the running experiment's definition and each arm's response (body, ETag)."""
+        if not self.enabled or generation != self.generation:
+            return
+        key = (ref, explain, "experiment")
+        self._drop(key)
+        prepared = tuple(
+            (body, etag, ((b"content-type", b"application/json"), (b"etag", etag.encode()),
+                          (b"content-length", b"%d" % len(body))), etag.encode())
+            for body, etag in arms
+        )
+        self._entries[key] = (agent_id, experiment_id, salt, weights, prepared, time.monotonic() + self.ttl_seconds)
+        self._keys_by_agent[agent_id] = (*self._keys_by_agent.get(agent_id, ()), key)
+        while len(self._entries) > self.max_entries:
+            self._drop(next(iter(self._entries)))
+
     def invalidate(self, agent_ids: set[str] | frozenset[str]) -> None:
         self.generation += 1
         for agent_id in agent_ids:
@@ -89,7 +142,7 @@ class ResolveCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _drop(self, key: tuple[str, bool]) -> None:
+    def _drop(self, key: tuple) -> None:
         stored = self._entries.pop(key, None)
         if stored is not None:
             agent_id = stored[0]

@@ -121,8 +121,10 @@ class ResolvedAgentConfig:
 
     @property
     def provenance(self) -> dict[str, str]:
-        """Where each of the twelve values came from: "variant" or "agent"."""
-        return {f: ("variant" if f in self.overridden else "agent") for f in CONFIG_FIELDS}
+        """Where each of the twelve values came from: "agent", or "variant" ("experiment"
+        when an experiment's arm chose the variant)."""
+        other = "experiment" if self.source == "experiment" else "variant"
+        return {f: (other if f in self.overridden else "agent") for f in CONFIG_FIELDS}
 
     def config(self) -> dict[str, Any]:
         """The twelve values as a plain dict."""

@@ -13,7 +13,15 @@ from services.api.agents import repository
 from services.api.agents.schemas import AgentCreate, AgentUpdate
 from services.api.consistency import check_resolved
 from services.api.db import Database, changed_agent, constraint_name
-from services.api.exceptions import DomainError, FieldError, NotFound, SlugTaken, conflicts_reported_as
+from services.api.exceptions import (
+    DomainError,
+    ExperimentRunning,
+    FieldError,
+    NotFound,
+    SlugTaken,
+    conflicts_reported_as,
+)
+from services.api.experiments import repository as experiments
 from services.api.revisions import repository as revisions
 from services.api.schemas import set_fields, timestamp
 from services.api.variants import repository as variant_repository
@@ -168,7 +176,10 @@ async def delete_agent(db: Database, ref: str, *, context: WriteContext = NO_CON
     async def unit(conn: AsyncConnection) -> None:
         row = await require(conn, ref, lock=True)
         context.check_version(row["version"], what="agent")
-        # Its variants and revisions go with it (ON DELETE CASCADE): no revision to write.
+        running = await experiments.running(conn, row["id"])
+        if running is not None:
+            raise ExperimentRunning(f"Experiment '{running['slug']}' of agent '{ref}' is running; stop it first")
+        # Its variants, experiments, outcomes and revisions go with it (ON DELETE CASCADE).
         await repository.delete_one(conn, row["id"])
         await changed_agent(conn, row["id"])
 

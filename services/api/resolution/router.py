@@ -10,14 +10,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import AwareDatetime
 
+from services.api.db import Database
 from services.api.deps import DB
 from services.api.errors import responses
 from services.api.exceptions import FieldError, ValidationFailed
 from services.api.http import if_none_match
+from services.api.resolution.experiments import running_arms
 from services.api.resolution.schemas import ResolvedRead, to_body
 from services.api.resolve_cache import ResolveCache
 from services.api.revisions import service as revisions
-from services.shared.agent_config import resolve_agent_config
+from services.shared.agent_config import ResolvedAgentConfig, resolve_agent_config
+from services.shared.assignment import assign
 
 router = APIRouter(prefix="/v1/agents/{agent}", tags=["resolution"])
 
@@ -25,6 +28,37 @@ router = APIRouter(prefix="/v1/agents/{agent}", tags=["resolution"])
 def _etag(payload: bytes) -> str:
     # A hash of the body: the same state gives the same ETag on every replica.
     return '"' + hashlib.blake2b(payload, digest_size=12).hexdigest() + '"'
+
+
+def render(resolved: ResolvedAgentConfig, *, explain: bool) -> tuple[bytes, str]:
+    """The response body and its ETag: one rendering for every path that answers."""
+    payload = json.dumps(to_body(resolved, explain=explain), separators=(",", ":")).encode()
+    return payload, _etag(payload)
+
+
+async def for_subject(
+    db: Database, cache: ResolveCache | None, agent: str, subject: str, *, explain: bool
+) -> tuple[bytes, str] | None:
+    """The subject's arm of the agent's running experiment (body, ETag), or None when no
+    experiment runs. The experiment's definition and every arm's response are cached
+    together, so a subject costs a hash, not a query."""
+    entry = cache.get_experiment(agent, explain) if cache is not None else None
+    if entry is None:
+        generation = cache.generation if cache is not None else 0
+        async with db.read() as conn:
+            definition = await running_arms(conn, agent)
+        agent_id, experiment_id, salt, weights, arms = definition
+        rendered = tuple(render(arm, explain=explain) for arm in arms)
+        if cache is not None:
+            cache.put_experiment(agent, explain, agent_id, experiment_id, salt, weights, rendered,
+                                 generation=generation)
+        if experiment_id is None:
+            return None
+        return rendered[assign(salt, subject, weights)]
+    if entry.experiment_id is None:
+        return None
+    body, etag, _, _ = entry.arms[assign(entry.salt, subject, entry.weights)]
+    return body, etag
 
 
 @router.get(
@@ -60,14 +94,21 @@ async def resolve(
             message = "must be an instant between years 1 and 9999 in UTC"
             raise ValidationFailed(f"Invalid request: at: {message}", errors=[FieldError("at", message)]) from None
     cache: ResolveCache | None = getattr(request.app.state, "resolve_cache", None)
+    if subject is not None:
+        answer = await for_subject(db, cache, agent, subject, explain=explain)
+        if answer is not None:
+            payload, etag = answer
+            if if_none_match(request, etag):
+                return Response(status_code=304, headers={"ETag": etag})
+            return Response(payload, media_type="application/json", headers={"ETag": etag})
+        given = []  # no experiment runs: the plain resolution, cached as such
     generation = cache.generation if cache is not None else 0  # read before the database is
     async with db.read() as conn:
         if at is not None:
             resolved = await revisions.resolve_at(conn, agent, at)
         else:
             resolved = await resolve_agent_config(conn, agent, variant=variant)
-    payload = json.dumps(to_body(resolved, explain=explain), separators=(",", ":")).encode()
-    etag = _etag(payload)
+    payload, etag = render(resolved, explain=explain)
     if cache is not None and not given:  # plain resolution: what the fast path serves
         cache.put(agent, explain, resolved.agent_id, payload, etag, generation=generation)
     if if_none_match(request, etag):

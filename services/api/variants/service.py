@@ -26,8 +26,10 @@ from services.api.exceptions import (
     SlugTaken,
     ValidationFailed,
     VariantActive,
+    VariantInExperiment,
     conflicts_reported_as,
 )
+from services.api.experiments import repository as experiments
 from services.api.revisions import repository as revisions
 from services.api.schemas import set_fields, timestamp
 from services.api.variants import repository
@@ -248,7 +250,13 @@ async def remove(
     on_conflict: type[DomainError] | None = None,
 ) -> None:
     """Delete an inactive variant of a locked agent and record the revision."""
-    del on_conflict  # nothing here can conflict; accepted so undo can call every helper alike
+    with conflicts_reported_as(on_conflict):
+        experiment = await experiments.naming_variant(conn, agent["id"], row["id"])
+        if experiment is not None:
+            raise VariantInExperiment(
+                f"Variant '{row['slug']}' is an arm of experiment '{experiment['slug']}' ({experiment['status']});"
+                " delete the draft or wait until it is stopped"
+            )
     await repository.delete_one(conn, row["id"])
     await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=row["id"], action=action,
                            before=to_read(row), after=None, context=context, at=agent["locked_at"],

@@ -1,0 +1,1 @@
+"""Experiments: A/B tests that split an agent's traffic between variants."""

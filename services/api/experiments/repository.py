@@ -1,0 +1,83 @@
+"""Queries on experiments. Functions take a connection; the caller owns the transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.api.models import Agent, Experiment
+from services.shared.identifiers import is_id
+
+experiments = Experiment.__table__
+agents = Agent.__table__
+
+
+async def get(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping | None:
+    """The agent's experiment by id or slug."""
+    column = experiments.c.id if is_id("experiment", ref) else experiments.c.slug
+    query = select(experiments).where(experiments.c.agent_id == agent_id, column == ref)
+    return (await conn.execute(query)).mappings().first()
+
+
+async def running(conn: AsyncConnection, agent_id: str) -> RowMapping | None:
+    query = select(experiments).where(experiments.c.agent_id == agent_id, experiments.c.status == "running")
+    return (await conn.execute(query)).mappings().first()
+
+
+async def running_for_ref(conn: AsyncConnection, agent_key: str, agent_ref: str) -> RowMapping | None:
+    """The running experiment of the agent with this id or slug (`agent_key` says which)."""
+    query = (
+        select(experiments)
+        .join(agents, agents.c.id == experiments.c.agent_id)
+        .where(agents.c[agent_key] == agent_ref, experiments.c.status == "running")
+    )
+    return (await conn.execute(query)).mappings().first()
+
+
+async def list_page(
+    conn: AsyncConnection, agent_id: str, *, after: str | None, limit: int, status: str | None
+) -> list[RowMapping]:
+    query = (
+        select(experiments).where(experiments.c.agent_id == agent_id)
+        .order_by(experiments.c.id.desc()).limit(limit)
+    )
+    if after is not None:
+        query = query.where(experiments.c.id < after)
+    if status is not None:
+        query = query.where(experiments.c.status == status)
+    return list((await conn.execute(query)).mappings())
+
+
+async def slugs_taken(conn: AsyncConnection, agent_id: str, candidates: list[str]) -> set[str]:
+    query = select(experiments.c.slug).where(experiments.c.agent_id == agent_id,
+                                             experiments.c.slug.in_(candidates))
+    return set((await conn.scalars(query)).all())
+
+
+async def insert_one(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(insert(experiments).values(**values))
+
+
+async def update_fields(conn: AsyncConnection, experiment_id: str, values: dict[str, Any], *, at: datetime) -> None:
+    await conn.execute(
+        update(experiments)
+        .where(experiments.c.id == experiment_id)
+        .values(**values, version=experiments.c.version + 1, updated_at=at)
+    )
+
+
+async def delete_one(conn: AsyncConnection, experiment_id: str) -> None:
+    await conn.execute(delete(experiments).where(experiments.c.id == experiment_id))
+
+
+async def naming_variant(conn: AsyncConnection, agent_id: str, variant_id: str) -> RowMapping | None:
+    """A draft or running experiment of the agent with an arm on this variant, if any."""
+    query = select(experiments).where(
+        experiments.c.agent_id == agent_id,
+        or_(experiments.c.status == "draft", experiments.c.status == "running"),
+        experiments.c.arms.contains([{"variant_id": variant_id}]),
+    ).limit(1)
+    return (await conn.execute(query)).mappings().first()

@@ -1,0 +1,76 @@
+"""HTTP routes for experiments."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from services.api.deps import DB, ExperimentCursor, Limit, Write
+from services.api.errors import responses
+from services.api.experiments import service
+from services.api.experiments.schemas import ExperimentCreate, ExperimentRead, ExperimentUpdate
+from services.api.http import etag_of, object_response
+from services.api.schemas import Page, list_page
+
+router = APIRouter(prefix="/v1/agents/{agent}/experiments", tags=["experiments"])
+
+
+def _reply(request: Request, experiment: dict, **kwargs) -> Response:
+    return object_response(request, experiment, etag=etag_of(experiment["version"]), **kwargs)
+
+
+@router.post("", status_code=201, response_model=ExperimentRead, summary="Create an experiment (a draft)",
+             responses=responses(400, 404, 409, 413, 415, 422))
+async def create_experiment(request: Request, agent: str, body: ExperimentCreate, db: DB, context: Write) -> Response:
+    experiment = await service.create_experiment(db, agent, body, context=context)
+    return _reply(request, experiment, status_code=201,
+                  location=f"/v1/agents/{experiment['agent_id']}/experiments/{experiment['id']}")
+
+
+@router.get("", response_model=Page[ExperimentRead], summary="List an agent's experiments, newest first",
+            responses=responses(404, 422))
+async def list_experiments(
+    agent: str,
+    db: DB,
+    limit: Limit = 20,
+    after: ExperimentCursor = None,
+    status: Literal["draft", "running", "stopped"] | None = Query(None, description="Only experiments in this status."),
+) -> Response:
+    rows = await service.list_experiments(db, agent, after=after, limit=limit + 1, status=status)
+    return JSONResponse(list_page(rows, limit=limit))
+
+
+@router.get("/{experiment}", response_model=ExperimentRead, summary="Get an experiment by id or slug",
+            responses=responses(404, 422))
+async def get_experiment(request: Request, agent: str, experiment: str, db: DB) -> Response:
+    return _reply(request, await service.get_experiment(db, agent, experiment))
+
+
+@router.patch("/{experiment}", response_model=ExperimentRead,
+              summary="Update an experiment (JSON merge patch; arms and salt only while a draft)",
+              responses=responses(400, 404, 409, 412, 413, 415, 422))
+async def update_experiment(
+    request: Request, agent: str, experiment: str, body: ExperimentUpdate, db: DB, context: Write
+) -> Response:
+    return _reply(request, await service.update_experiment(db, agent, experiment, body, context=context))
+
+
+@router.delete("/{experiment}", status_code=204, summary="Delete a draft experiment",
+               responses=responses(404, 409, 412, 422))
+async def delete_experiment(agent: str, experiment: str, db: DB, context: Write) -> Response:
+    await service.delete_experiment(db, agent, experiment, context=context)
+    return Response(status_code=204)
+
+
+@router.post("/{experiment}/start", response_model=ExperimentRead, summary="Start splitting traffic",
+             responses=responses(404, 409, 412, 422))
+async def start_experiment(request: Request, agent: str, experiment: str, db: DB, context: Write) -> Response:
+    return _reply(request, await service.start_experiment(db, agent, experiment, context=context))
+
+
+@router.post("/{experiment}/stop", response_model=ExperimentRead, summary="Stop the experiment (final)",
+             responses=responses(404, 409, 412, 422))
+async def stop_experiment(request: Request, agent: str, experiment: str, db: DB, context: Write) -> Response:
+    return _reply(request, await service.stop_experiment(db, agent, experiment, context=context))

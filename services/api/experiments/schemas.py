@@ -1,0 +1,75 @@
+"""Experiment request and response bodies."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from services.api.schemas import Description, Name, StrictModel, text
+
+MIN_ARMS, MAX_ARMS = 2, 10
+Weight = Annotated[int, Field(strict=True, ge=1, le=10_000)]
+Salt = text(1, 256)
+
+
+class ArmIn(StrictModel):
+    # "base" (the agent's own config), or a variant's id or slug.
+    variant: text(1, 64)  # type: ignore[valid-type]
+    weight: Weight
+
+
+def _arms(arms: list[ArmIn] | None) -> list[ArmIn] | None:
+    """Each variant at most once (by the reference given; ids and slugs are checked
+    against each other once they are looked up)."""
+    if arms is None:
+        return arms
+    seen: set[str] = set()
+    for arm in arms:
+        if arm.variant in seen:
+            raise ValueError(f"variant '{arm.variant}' appears in more than one arm")
+        seen.add(arm.variant)
+    return arms
+
+
+class ExperimentCreate(StrictModel):
+    name: Name
+    description: Description | None = None
+    arms: Annotated[list[ArmIn], Field(min_length=MIN_ARMS, max_length=MAX_ARMS)]
+    salt: Salt | None = None  # type: ignore[valid-type]
+
+    _distinct = field_validator("arms")(_arms)
+
+
+class ExperimentUpdate(StrictModel):
+    """A JSON merge patch over name, description, arms (replaced whole) and salt."""
+
+    name: Name = None  # type: ignore[assignment]
+    description: Description | None = None
+    arms: Annotated[list[ArmIn], Field(min_length=MIN_ARMS, max_length=MAX_ARMS)] = None  # type: ignore[assignment]
+    salt: Salt = None  # type: ignore[valid-type,assignment]
+
+    _distinct = field_validator("arms")(_arms)
+
+
+class ArmRead(BaseModel):
+    arm: int
+    variant_id: str | None
+    weight: int
+
+
+class ExperimentRead(BaseModel):
+    object: Literal["experiment"]
+    id: str
+    agent_id: str
+    slug: str
+    name: str
+    description: str
+    status: Literal["draft", "running", "stopped"]
+    salt: str
+    arms: list[ArmRead]
+    version: int
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    stopped_at: str | None

@@ -1,0 +1,240 @@
+"""Experiment use cases: create (draft), read, list, patch, delete, start, stop.
+
+Every write locks the agent's row first (like variant writes), so the checks below (one
+running experiment, variants that exist, consistent arms) see a state nobody else is
+changing; the partial unique index `uq_experiments_one_running_per_agent` still guarantees
+the running rule on its own. Every change is recorded as a revision of the agent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.api import slugs
+from services.api.agents import service as agents
+from services.api.consistency import check_resolved
+from services.api.db import Database, constraint_name
+from services.api.exceptions import (
+    ExperimentNotDraft,
+    ExperimentRunning,
+    FieldError,
+    InvalidStatus,
+    NotFound,
+    ValidationFailed,
+)
+from services.api.experiments import repository
+from services.api.experiments.schemas import ArmIn, ExperimentCreate, ExperimentUpdate
+from services.api.revisions import repository as revisions
+from services.api.schemas import set_fields, timestamp
+from services.api.variants import repository as variants
+from services.api.variants.service import base_config
+from services.api.writes import NO_CONTEXT, WriteContext
+from services.shared.agent_config import BASE
+from services.shared.identifiers import new_id
+
+
+def to_read(row: RowMapping) -> dict[str, Any]:
+    """The experiment object of the contract (plus `slug`, derived from the name)."""
+    return {
+        "object": "experiment",
+        "id": row["id"],
+        "agent_id": row["agent_id"],
+        "slug": row["slug"],
+        "name": row["name"],
+        "description": row["description"],
+        "status": row["status"],
+        "salt": row["salt"],
+        "arms": row["arms"],
+        "version": row["version"],
+        "created_at": timestamp(row["created_at"]),
+        "updated_at": timestamp(row["updated_at"]),
+        "started_at": timestamp(row["started_at"]),
+        "stopped_at": timestamp(row["stopped_at"]),
+    }
+
+
+async def require(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping:
+    row = await repository.get(conn, agent_id, ref)
+    if row is None:
+        raise NotFound("Experiment", ref)
+    return row
+
+
+async def _arms(conn: AsyncConnection, agent_id: str, arms: list[ArmIn]) -> list[dict[str, Any]]:
+    """The arms as stored: each variant reference looked up (404 naming `arms[i].variant`)."""
+    stored: list[dict[str, Any]] = []
+    seen: dict[str | None, int] = {}
+    for index, arm in enumerate(arms):
+        variant_id = None
+        if arm.variant != BASE:
+            row = await variants.get(conn, agent_id, arm.variant)
+            if row is None:
+                raise NotFound("Variant", arm.variant, param=f"arms[{index}].variant")
+            variant_id = row["id"]
+        if variant_id in seen:  # the same variant by id and by slug
+            message = f"the same variant as arms[{seen[variant_id]}].variant"
+            raise ValidationFailed(f"Invalid request: arms[{index}].variant: {message}",
+                                   errors=[FieldError(f"arms[{index}].variant", message)])
+        seen[variant_id] = index
+        stored.append({"arm": index, "variant_id": variant_id, "weight": arm.weight})
+    return stored
+
+
+async def create_experiment(
+    db: Database, agent_ref: str, data: ExperimentCreate, *, context: WriteContext = NO_CONTEXT
+) -> dict[str, Any]:
+    experiment_id = new_id("experiment")
+
+    async def unit(conn: AsyncConnection) -> dict[str, Any]:
+        agent = await agents.require(conn, agent_ref, lock=True)
+        arms = await _arms(conn, agent["id"], data.arms)
+        stem = slugs._slugify(data.name) or "experiment"
+        slug = await slugs.first_free(stem, lambda chunk: repository.slugs_taken(conn, agent["id"], chunk))
+        at = agent["locked_at"]
+        await repository.insert_one(conn, {
+            "id": experiment_id,
+            "agent_id": agent["id"],
+            "slug": slug,
+            "name": data.name,
+            "description": data.description or "",
+            "status": "draft",
+            "salt": data.salt if data.salt is not None else experiment_id,
+            "arms": arms,
+            "created_at": at,
+            "updated_at": at,
+        })
+        experiment = to_read(await require(conn, agent["id"], experiment_id))
+        await revisions.record(conn, agent_id=agent["id"], target="experiment", target_id=experiment_id,
+                               action="create", before=None, after=experiment, context=context, at=at)
+        return experiment
+
+    return await db.transaction(unit)
+
+
+async def get_experiment(db: Database, agent_ref: str, ref: str) -> dict[str, Any]:
+    async with db.read() as conn:
+        agent = await agents.require(conn, agent_ref)
+        return to_read(await require(conn, agent["id"], ref))
+
+
+async def list_experiments(
+    db: Database, agent_ref: str, *, after: str | None, limit: int, status: str | None
+) -> list[dict[str, Any]]:
+    async with db.read() as conn:
+        agent = await agents.require(conn, agent_ref)
+        rows = await repository.list_page(conn, agent["id"], after=after, limit=limit, status=status)
+        return [to_read(row) for row in rows]
+
+
+async def _write(
+    conn: AsyncConnection, agent: RowMapping, row: RowMapping, changes: dict[str, Any], *, action: str,
+    context: WriteContext,
+) -> dict[str, Any]:
+    try:
+        await repository.update_fields(conn, row["id"], changes, at=agent["locked_at"])
+    except IntegrityError as error:
+        if constraint_name(error) == "uq_experiments_one_running_per_agent":
+            raise _running_elsewhere() from None
+        raise
+    after = to_read(await require(conn, agent["id"], row["id"]))
+    await revisions.record(conn, agent_id=agent["id"], target="experiment", target_id=row["id"], action=action,
+                           before=to_read(row), after=after, context=context, at=agent["locked_at"])
+    return after
+
+
+def _running_elsewhere() -> ExperimentRunning:
+    return ExperimentRunning("Another experiment of this agent is running; stop it first")
+
+
+async def update_experiment(
+    db: Database, agent_ref: str, ref: str, patch: ExperimentUpdate, *, context: WriteContext = NO_CONTEXT
+) -> dict[str, Any]:
+    sent = set_fields(patch)
+
+    async def unit(conn: AsyncConnection) -> dict[str, Any]:
+        agent = await agents.require(conn, agent_ref, lock=True)
+        row = await require(conn, agent["id"], ref)
+        context.check_version(row["version"], what="experiment")
+        changes: dict[str, Any] = {}
+        if "name" in sent and sent["name"] != row["name"]:
+            changes["name"] = sent["name"]
+        if "description" in sent and (sent["description"] or "") != row["description"]:
+            changes["description"] = sent["description"] or ""
+        if "salt" in sent and sent["salt"] != row["salt"]:
+            changes["salt"] = sent["salt"]
+        if "arms" in sent:
+            arms = await _arms(conn, agent["id"], patch.arms)
+            if arms != row["arms"]:
+                changes["arms"] = arms
+        frozen = sorted({"arms", "salt"} & changes.keys())
+        if frozen and row["status"] != "draft":
+            raise ExperimentNotDraft(
+                f"Experiment '{ref}' is {row['status']}: its {' and '.join(frozen)} change only while it is a draft"
+            )
+        if not changes:
+            return to_read(row)
+        return await _write(conn, agent, row, changes, action="update", context=context)
+
+    return await db.transaction(unit)
+
+
+async def delete_experiment(db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT) -> None:
+    async def unit(conn: AsyncConnection) -> None:
+        agent = await agents.require(conn, agent_ref, lock=True)
+        row = await require(conn, agent["id"], ref)
+        context.check_version(row["version"], what="experiment")
+        if row["status"] != "draft":
+            raise ExperimentNotDraft(f"Experiment '{ref}' is {row['status']}; only drafts can be deleted")
+        await repository.delete_one(conn, row["id"])
+        await revisions.record(conn, agent_id=agent["id"], target="experiment", target_id=row["id"],
+                               action="delete", before=to_read(row), after=None, context=context,
+                               at=agent["locked_at"])
+
+    await db.transaction(unit)
+
+
+async def start_experiment(db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT) -> dict:
+    async def unit(conn: AsyncConnection) -> dict[str, Any]:
+        agent = await agents.require(conn, agent_ref, lock=True)
+        row = await require(conn, agent["id"], ref)
+        context.check_version(row["version"], what="experiment")
+        if row["status"] == "running":
+            return to_read(row)  # like activating the active variant: a no-op
+        if row["status"] == "stopped":
+            raise InvalidStatus(f"Experiment '{ref}' is stopped; a stopped experiment cannot start again")
+        other = await repository.running(conn, agent["id"])
+        if other is not None:
+            raise ExperimentRunning(f"Experiment '{other['slug']}' of this agent is running; stop it first")
+        base = base_config(agent)
+        for arm in row["arms"]:
+            overrides: dict[str, Any] = {}
+            if arm["variant_id"] is not None:
+                variant = await variants.get(conn, agent["id"], arm["variant_id"])
+                if variant is None:  # deleting a variant an arm names is refused; kept as a guard
+                    raise NotFound("Variant", arm["variant_id"], param=f"arms[{arm['arm']}].variant")
+                overrides = variants.overrides_of(variant)
+            check_resolved(base, overrides=overrides, subject=f"config of arm {arm['arm']}")
+        at = agent["locked_at"]
+        return await _write(conn, agent, row, {"status": "running", "started_at": at}, action="start",
+                            context=context)
+
+    return await db.transaction(unit)
+
+
+async def stop_experiment(db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT) -> dict:
+    async def unit(conn: AsyncConnection) -> dict[str, Any]:
+        agent = await agents.require(conn, agent_ref, lock=True)
+        row = await require(conn, agent["id"], ref)
+        context.check_version(row["version"], what="experiment")
+        if row["status"] == "stopped":
+            return to_read(row)
+        if row["status"] == "draft":
+            raise InvalidStatus(f"Experiment '{ref}' is a draft; only a running experiment can be stopped")
+        return await _write(conn, agent, row, {"status": "stopped", "stopped_at": agent["locked_at"]},
+                            action="stop", context=context)
+
+    return await db.transaction(unit)

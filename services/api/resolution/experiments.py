@@ -1,0 +1,32 @@
+"""Resolution under a running experiment: each arm's config, read together."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.api.experiments import repository
+from services.shared.agent_config import BASE, AgentNotFound, ResolvedAgentConfig, resolve_agent_config
+from services.shared.identifiers import ref_key
+
+Arms = tuple[str, str | None, str, tuple[int, ...], tuple[ResolvedAgentConfig, ...]]
+
+
+async def running_arms(conn: AsyncConnection, agent: str) -> Arms:
+    """(agent id, experiment id, salt, weights, each arm's resolved config) for the agent's
+    running experiment; with no experiment running, the experiment id is None and there
+    are no arms. An unknown agent raises `AgentNotFound`."""
+    agent_key = ref_key("agent", agent)
+    if agent_key is None:
+        raise AgentNotFound(agent)
+    experiment = await repository.running_for_ref(conn, agent_key, agent)
+    if experiment is None:
+        resolved = await resolve_agent_config(conn, agent)  # also: does the agent exist?
+        return resolved.agent_id, None, "", (), ()
+    arms = []
+    for arm in experiment["arms"]:
+        preview = await resolve_agent_config(conn, agent, variant=arm["variant_id"] or BASE)
+        arms.append(replace(preview, source="experiment", experiment_id=experiment["id"], arm=arm["arm"]))
+    weights = tuple(arm["weight"] for arm in experiment["arms"])
+    return experiment["agent_id"], experiment["id"], experiment["salt"], weights, tuple(arms)

@@ -1,0 +1,358 @@
+"""Confidence intervals and p-values from SQL aggregates (counts, sums, sums of squares), in pure Python."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from fractions import Fraction
+
+# A sum from SQL arrives as int (bigint), Decimal (numeric) or float (double precision).
+Number = int | float | Decimal
+
+_SQRT2 = math.sqrt(2.0)
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+# --- Standard normal -------------------------------------------------------------------------------------------
+
+# Acklam's rational approximation of the normal quantile (relative error 1.15e-9 before refinement).
+_ACKLAM_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
+             1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)  # fmt: skip
+_ACKLAM_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
+             6.680131188771972e01, -1.328068155288572e01)  # fmt: skip
+_ACKLAM_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
+             -2.549671348850036e00, 4.374664141464968e00, 2.938163982698783e00)  # fmt: skip
+_ACKLAM_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
+_ACKLAM_P_LOW = 0.02425
+
+
+def normal_cdf(x: float) -> float:
+    """P(Z <= x) for a standard normal Z; erfc keeps the lower tail precise."""
+    return 0.5 * math.erfc(-x / _SQRT2)
+
+
+def normal_sf(x: float) -> float:
+    """P(Z > x) for a standard normal Z, precise in the upper tail."""
+    return 0.5 * math.erfc(x / _SQRT2)
+
+
+def normal_ppf(p: float) -> float:
+    """The x with P(Z <= x) = p, for 0 < p < 1, to about 1e-15 relative."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be in (0, 1), got {p!r}")
+    if p > 0.5:
+        return -_normal_lower_ppf(1.0 - p)  # 1 - p is exact here (Sterbenz)
+    return _normal_lower_ppf(p)
+
+
+def _normal_lower_ppf(p: float) -> float:
+    """normal_ppf for 0 < p <= 0.5, where the answer is <= 0 and normal_cdf is precise."""
+    if p < _ACKLAM_P_LOW:
+        q = math.sqrt(-2.0 * math.log(p))
+        c, d = _ACKLAM_C, _ACKLAM_D
+        x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / (
+            (((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0
+        )
+    else:
+        q = p - 0.5
+        r = q * q
+        a, b = _ACKLAM_A, _ACKLAM_B
+        x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q / (
+            ((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0
+        )
+    # One Halley step triples the correct digits: 1e-9 becomes the limit of erfc itself.
+    e = normal_cdf(x) - p
+    u = e / math.exp(-0.5 * x * x - _LOG_SQRT_2PI)
+    return x - u / (1.0 + 0.5 * x * u)
+
+
+def _critical_value(confidence: float) -> float:
+    """Two-sided normal critical value, 1.959963984540054 for 0.95."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    return -_normal_lower_ppf((1.0 - confidence) / 2.0)
+
+
+# --- Regularized incomplete beta --------------------------------------------------------------------------------
+
+# Terms of Stirling's series for lgamma(x) - [(x - 1/2) ln x - x + ln sqrt(2 pi)]; with x >= 10 the
+# first omitted term is below 2e-18.
+_STIRLING = (1 / 12, 1 / 360, 1 / 1260, 1 / 1680, 1 / 1188, 691 / 360360, 1 / 156, 3617 / 122400)
+
+
+def _stirling_correction(x: float) -> float:
+    r = 1.0 / x
+    r2 = r * r
+    acc = 0.0
+    for coefficient in reversed(_STIRLING):
+        acc = coefficient - r2 * acc
+    return r * acc
+
+
+def _log_beta(a: float, b: float) -> float:
+    """ln B(a, b). With df = 1e7, lgamma(a) is ~7e7, so lgamma(a + b) - lgamma(a) would lose 8 digits;
+    for large arguments we take that difference from Stirling's series instead."""
+    small, big = min(a, b), max(a, b)
+    if big < 10.0:
+        return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+    log_ratio = (  # lgamma(big + small) - lgamma(big)
+        small * math.log(big)
+        + (big + small - 0.5) * math.log1p(small / big)
+        - small
+        + _stirling_correction(big + small)
+        - _stirling_correction(big)
+    )
+    return math.lgamma(small) - log_ratio
+
+
+_CF_EPS = 1e-15
+_CF_TINY = 1e-300
+# The fraction needs O(sqrt(max(a, b))) terms near the mean; a = 5e6 (df = 1e7) takes a few thousand.
+_CF_MAX_TERMS = 100_000
+
+
+def _beta_continued_fraction(a: float, b: float, x: float) -> float:
+    """Continued fraction of I_x(a, b) by the modified Lentz method (Numerical Recipes `betacf`)."""
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c = 1.0
+    d = 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) >= _CF_TINY else _CF_TINY)
+    h = d
+    for m in range(1, _CF_MAX_TERMS + 1):
+        m2 = 2 * m
+        for aa in (
+            m * (b - m) * x / ((qam + m2) * (a + m2)),  # even step
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),  # odd step
+        ):
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) >= _CF_TINY else _CF_TINY)
+            c = 1.0 + aa / c
+            if abs(c) < _CF_TINY:
+                c = _CF_TINY
+            delta = d * c
+            h *= delta
+        if abs(delta - 1.0) < _CF_EPS:
+            return h
+    raise ArithmeticError(f"incomplete beta did not converge for a={a}, b={b}, x={x}")
+
+
+def _beta_inc(a: float, b: float, x: float, y: float) -> tuple[float, float]:
+    """(I_x(a, b), 1 - I_x(a, b)) where y = 1 - x is passed separately so it keeps its precision.
+    The part the fraction computes is exact to ~1e-15 relative, the other one to ~1e-16 absolute."""
+    if x <= 0.0:
+        return 0.0, 1.0
+    if y <= 0.0:
+        return 1.0, 0.0
+    log_x = math.log(x) if x < 0.5 else math.log1p(-y)
+    log_y = math.log(y) if y < 0.5 else math.log1p(-x)
+    front = math.exp(a * log_x + b * log_y - _log_beta(a, b))
+    if x < (a + 1.0) / (a + b + 2.0):
+        lower = front * _beta_continued_fraction(a, b, x) / a
+        return lower, 1.0 - lower
+    upper = front * _beta_continued_fraction(b, a, y) / b
+    return 1.0 - upper, upper
+
+
+# --- Student's t -------------------------------------------------------------------------------------------------
+
+
+def _check_df(df: float) -> None:
+    if not df > 0.0:  # also rejects NaN
+        raise ValueError(f"degrees of freedom must be > 0, got {df!r}")
+
+
+def _t_tails(t_abs: float, df: float) -> tuple[float, float]:
+    """(P(T > |t|), P(T < |t|)), each precise, for t_abs >= 0.
+
+    P(T > |t|) = I_x(df/2, 1/2) / 2 with x = df / (df + t^2)."""
+    if t_abs <= 1e150:
+        s = t_abs * t_abs / df
+        if s == 0.0:
+            return 0.5, 0.5
+        x, y = 1.0 / (1.0 + s), s / (1.0 + s)
+    else:  # t^2 would overflow; the heavy tail of small df is still far from 0 out here
+        r = df / t_abs / t_abs
+        x, y = r / (1.0 + r), 1.0 / (1.0 + r)
+    whole, rest = _beta_inc(0.5 * df, 0.5, x, y)
+    return 0.5 * whole, 0.5 + 0.5 * rest
+
+
+def t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with df > 0 degrees of freedom (need not be an integer)."""
+    _check_df(df)
+    if math.isnan(t):
+        raise ValueError("t is NaN")
+    if math.isinf(df):
+        return normal_sf(t)
+    tail, body = _t_tails(abs(t), df)
+    return tail if t >= 0.0 else body
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with df > 0 degrees of freedom."""
+    return t_sf(-t, df)
+
+
+def _t_pdf(t: float, df: float) -> float:
+    return math.exp(-_log_beta(0.5 * df, 0.5) - 0.5 * math.log(df) - 0.5 * (df + 1.0) * math.log1p(t * t / df))
+
+
+def _t_isf(q: float, df: float) -> float:
+    """The t > 0 with P(T > t) = q, for 0 < q < 0.5.
+
+    Newton's method on ln P(T > t) against ln t, which is close to a straight line in both the heavy
+    (df = 1) and the near-normal (df = 1e7) tail, kept inside a bracket that falls back to bisection."""
+    if math.isinf(df):
+        return -_normal_lower_ppf(q)
+    # t has heavier tails than the normal, so the normal quantile is a lower bound.
+    lo = -_normal_lower_ppf(q)
+    hi = 2.0 * lo
+    while t_sf(hi, df) > q:
+        lo, hi = hi, 2.0 * hi
+    t = lo
+    for _ in range(200):
+        sf = t_sf(t, df)
+        if sf == q:
+            return t
+        if sf > q:
+            lo = t
+        else:
+            hi = t
+        density = _t_pdf(t, df)
+        if sf > 0.0 and density > 0.0:
+            t_next = t * math.exp((math.log(sf) - math.log(q)) * sf / (density * t))
+        else:
+            t_next = math.nan
+        if not lo < t_next < hi:
+            t_next = math.sqrt(lo * hi)
+        if abs(t_next - t) <= 1e-15 * t or hi - lo <= 1e-15 * hi:
+            return t_next
+        t = t_next
+    return t
+
+
+def t_ppf(p: float, df: float) -> float:
+    """The t with P(T <= t) = p, for 0 < p < 1 and df > 0, to about 1e-14 relative."""
+    _check_df(df)
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be in (0, 1), got {p!r}")
+    if p == 0.5:
+        return 0.0
+    if p < 0.5:
+        return -_t_isf(p, df)
+    return _t_isf(1.0 - p, df)  # 1 - p is exact here (Sterbenz)
+
+
+# --- Aggregates --------------------------------------------------------------------------------------------------
+
+
+def _check_count(successes: int, n: int) -> None:
+    if not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
+
+
+def _check_finite(*values: Number) -> None:
+    for value in values:
+        if not math.isfinite(value):
+            raise ValueError(f"aggregate is not finite: {value!r}")
+
+
+def _mean_and_variance(n: int, total: Number, sum_squares: Number) -> tuple[float, float]:
+    """Mean and sample variance (n - 1) of n >= 2 values from their sum and sum of squares.
+
+    (sum_squares - total^2 / n) subtracts two numbers that are nearly equal when the mean is large
+    against the spread (scores around 1e6 with sd 1 would keep ~4 digits in floats), so it is done in
+    exact rationals: the only rounding left is the final one, plus whatever the aggregates carry."""
+    _check_finite(total, sum_squares)
+    exact_total = Fraction(total)
+    squares_about_mean = Fraction(sum_squares) - exact_total * exact_total / n
+    # Negative only when the aggregates themselves were rounded (SQL float sums); no spread then.
+    variance = float(squares_about_mean / (n - 1)) if squares_about_mean > 0 else 0.0
+    return float(exact_total / n), variance
+
+
+def _finite_pair(low: float, high: float) -> tuple[float, float]:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise OverflowError("interval bounds overflow a float")
+    return low, high
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval for a proportion, within [0, 1]; None when n == 0 (no trials, no rate)."""
+    _check_count(successes, n)
+    if n == 0:
+        return None
+    z = _critical_value(confidence)
+    p = successes / n
+    z2_n = z * z / n
+    denom = 1.0 + z2_n
+    center = (p + 0.5 * z2_n) / denom
+    half = z * math.sqrt(p * (1.0 - p) / n + 0.25 * z2_n / n) / denom
+    # At 0% or 100% the bound is exactly 0 or 1 in theory; don't let rounding show 1e-17 or 0.99999...
+    low = 0.0 if successes == 0 else max(0.0, center - half)
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return low, high
+
+
+def mean_t_interval(
+    n: int, total: Number, sum_squares: Number, confidence: float = 0.95
+) -> tuple[float, float] | None:
+    """Student t interval for the mean of n values given their sum and sum of squares.
+
+    None when n < 2: one value has no sample variance. (mean, mean) when all values are equal."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if n < 2:
+        return None
+    mean, variance = _mean_and_variance(n, total, sum_squares)
+    if variance == 0.0:
+        return mean, mean
+    half = _t_isf((1.0 - confidence) / 2.0, n - 1) * math.sqrt(variance / n)
+    return _finite_pair(mean - half, mean + half)
+
+
+def two_proportion_z_test(s1: int, n1: int, s2: int, n2: int) -> float | None:
+    """Two-sided p-value of the pooled z-test that arm (s1 of n1) and control (s2 of n2) share one rate.
+
+    None when an arm has no trials, or when every trial in both arms failed (or every one succeeded):
+    the pooled variance is then 0 and z = 0/0. Both rates are equal there, but p = 1.0 would claim a
+    test was run; with no variance there is nothing to test."""
+    _check_count(s1, n1)
+    _check_count(s2, n2)
+    if n1 == 0 or n2 == 0:
+        return None
+    pooled_successes, pooled_n = s1 + s2, n1 + n2
+    if pooled_successes in (0, pooled_n):
+        return None
+    pooled = pooled_successes / pooled_n
+    se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2))
+    z = (s1 / n1 - s2 / n2) / se
+    return math.erfc(abs(z) / _SQRT2)  # = 2 * P(Z > |z|), precise for small p-values
+
+
+def welch_t_test(
+    n1: int, sum1: Number, sumsq1: Number, n2: int, sum2: Number, sumsq2: Number
+) -> float | None:
+    """Two-sided p-value of Welch's unequal-variance t-test, from each arm's count, sum and sum of squares.
+
+    None when an arm has fewer than 2 values (no variance) or both arms have zero variance: t is then
+    +-inf or 0/0, and a p-value of 0 from two constant samples would be a claim the data can't carry."""
+    if n1 < 0 or n2 < 0:
+        raise ValueError(f"counts must be >= 0, got {n1} and {n2}")
+    if n1 < 2 or n2 < 2:
+        return None
+    mean1, var1 = _mean_and_variance(n1, sum1, sumsq1)
+    mean2, var2 = _mean_and_variance(n2, sum2, sumsq2)
+    v1, v2 = var1 / n1, var2 / n2
+    se2 = v1 + v2
+    if se2 == 0.0:
+        return None
+    t = (mean1 - mean2) / math.sqrt(se2)
+    if math.isnan(t):
+        raise OverflowError("difference of means overflows a float")
+    # Welch–Satterthwaite df, written with shares of se2 so squaring huge variances can't overflow.
+    w1, w2 = v1 / se2, v2 / se2
+    df = 1.0 / (w1 * w1 / (n1 - 1) + w2 * w2 / (n2 - 1))
+    tail, _ = _t_tails(abs(t), df)
+    return min(1.0, 2.0 * tail)
