@@ -19,6 +19,7 @@ from services.api.idempotency import IdempotencyMiddleware
 from services.api.limits import BodySizeLimit
 from services.api.listener import ResolutionListener, asyncpg_dsn
 from services.api.openapi import build_openapi
+from services.api.outcomes.router import router as outcomes_router
 from services.api.resolution.fast_path import ResolveFastPath
 from services.api.resolution.router import router as resolution_router
 from services.api.resolve_cache import ResolveCache
@@ -120,7 +121,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         bench_routes.install(app)
     # The hot route first: routing tries routes in order.
     for router in (resolution_router, system_router, agents_router, variants_router, revisions_router,
-                   experiments_router):
+                   experiments_router, outcomes_router):
         app.include_router(router)
 
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

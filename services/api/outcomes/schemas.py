@@ -1,0 +1,66 @@
+"""Outcome request bodies and the usage and results objects."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, Field, StrictBool
+
+from services.api.schemas import StrictModel, text
+from services.shared.identifiers import is_id
+
+MAX_BATCH = 1000
+
+
+def _id_of(kind: str):
+    def check(value: str | None) -> str | None:
+        if value is not None and not is_id(kind, value):
+            raise ValueError(f"must be the id of {'an' if kind[0] in 'aeiou' else 'a'} {kind}")
+        return value
+
+    return AfterValidator(check)
+
+
+Count = Annotated[int, Field(strict=True, ge=0, le=2**62)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class OutcomeIn(StrictModel):
+    """One run: which variant served it (null: the base config), tokens, latency, and
+    optionally its cost, whether it succeeded and a score."""
+
+    variant_id: Annotated[str | None, _id_of("variant")]
+    experiment_id: Annotated[str | None, _id_of("experiment")] = None
+    subject: text(1, 256) | None = None  # type: ignore[valid-type]
+    input_tokens: Count
+    output_tokens: Count
+    latency_ms: NonNegative
+    cost_usd: NonNegative | None = None
+    success: StrictBool | None = None
+    score: Annotated[float | None, Field(allow_inf_nan=False)] = None
+
+
+class OutcomeBatch(StrictModel):
+    data: Annotated[list[OutcomeIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class Accepted(BaseModel):
+    object: str = "outcome_batch"
+    accepted: int
+
+
+class VariantUsage(BaseModel):
+    variant_id: str | None
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    outcomes: int
+
+
+class Usage(BaseModel):
+    object: str = "usage"
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    outcomes: int
+    by_variant: list[VariantUsage]
