@@ -69,6 +69,52 @@ async def _grow_history(url: str, agent_id: str, variant_id: str, count: int) ->
     return middle.isoformat()
 
 
+BATCHES = 30
+RESULT_OUTCOMES = int(os.environ.get("BENCH_RESULT_OUTCOMES", "1000000"))
+
+
+async def _outcomes(client: httpx.AsyncClient, url: str, slug: str, variant_id: str) -> tuple[dict, dict]:
+    """Ingestion: outcomes/s through `POST /outcomes` in batches of 1,000 (in process, one
+    request at a time). Results: `GET .../results` over RESULT_OUTCOMES outcomes."""
+    experiment = (await client.post(f"/v1/agents/{slug}/experiments", json={
+        "name": "bench", "arms": [{"variant": "base", "weight": 1}, {"variant": variant_id, "weight": 1}],
+    })).json()
+    batch = {"data": [
+        {"variant_id": variant_id if n % 2 else None, "experiment_id": experiment["id"], "subject": f"user-{n}",
+         "input_tokens": 800 + n, "output_tokens": 150, "latency_ms": 900.5 + n, "success": n % 3 == 0,
+         "score": (n % 5) * 1.0}
+        for n in range(1000)
+    ]}
+    rates = []
+    for _ in range(BATCHES):
+        start = time.perf_counter()
+        response = await client.post(f"/v1/agents/{slug}/outcomes", json=batch)
+        assert response.status_code == 202, response.text
+        rates.append(1000 / (time.perf_counter() - start))
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        agent_id = await conn.scalar(text("SELECT id FROM agents WHERE slug = :slug"), {"slug": slug})
+        await conn.execute(text(
+            "INSERT INTO outcomes (agent_id, variant_id, experiment_id, input_tokens, output_tokens, latency_ms,"
+            " success, score)"
+            " SELECT :agent, CASE WHEN n % 2 = 1 THEN :variant END, :experiment, 800 + n % 400, 150,"
+            "        random() * 2000, random() < 0.3 + (n % 2) * 0.05, random() * 5"
+            " FROM generate_series(1, :count) AS n"
+        ), {"agent": agent_id, "variant": variant_id, "experiment": experiment["id"], "count": RESULT_OUTCOMES})
+        await conn.execute(text("ANALYZE outcomes"))
+    await engine.dispose()
+    timings = []
+    for _ in range(3):
+        start = time.perf_counter()
+        response = await client.get(f"/v1/agents/{slug}/experiments/{experiment['id']}/results")
+        assert response.status_code == 200, response.text
+        timings.append((time.perf_counter() - start) * 1000)
+    return (
+        {"batch_size": 1000, "batches": BATCHES, "median_outcomes_per_second": round(statistics.median(rates))},
+        {"outcomes": RESULT_OUTCOMES + BATCHES * 1000, "median_ms": round(statistics.median(timings), 1)},
+    )
+
+
 async def main() -> None:
     url = os.environ.get("DATABASE_URL")
     if url:
@@ -112,6 +158,7 @@ async def main() -> None:
         results["http_get_resolved_at_10k_revisions"] = await _timed(
             lambda: client.get(f"/v1/agents/{slug}/resolved", params={"at": middle})
         )
+        ingestion, results_timing = await _outcomes(client, url, slug, variant["id"])
         await client.delete(f"/v1/agents/{slug}")
     await db.dispose()
 
@@ -119,6 +166,8 @@ async def main() -> None:
     print(f"{'case':34} {'median us/call':>15} {'x baseline':>11}")
     for name, micros in results.items():
         print(f"{name:34} {micros:15.1f} {micros / base:11.2f}")
+    print(f"outcome ingestion: {ingestion['median_outcomes_per_second']:,} outcomes/s in batches of 1,000")
+    print(f"experiment results over {results_timing['outcomes']:,} outcomes: {results_timing['median_ms']:,} ms")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     record = {
@@ -127,6 +176,8 @@ async def main() -> None:
         "rounds": ROUNDS, "calls_per_round": CALLS,
         "median_us_per_call": {k: round(v, 1) for k, v in results.items()},
         "ratio_to_baseline": {k: round(v / base, 2) for k, v in results.items()},
+        "outcome_ingestion": ingestion,
+        "experiment_results": results_timing,
     }
     (out / "resolve.json").write_text(json.dumps(record, indent=2) + "\n")
 
