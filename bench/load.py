@@ -260,8 +260,30 @@ def write_report(rows, baselines, spread) -> None:
         "",
         "The in-process resolver (no HTTP) is measured by `bench/run.py`: see bench/results/resolve.json.",
         "",
+        *experiments_section(),
     ]
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines))
+
+
+def experiments_section() -> list[str]:
+    """Outcome ingestion and experiment results, as `bench/run.py` measured them."""
+    import json
+
+    path = ROOT / "bench" / "results" / "resolve.json"
+    record = json.loads(path.read_text()) if path.exists() else {}
+    ingestion, results = record.get("outcome_ingestion"), record.get("experiment_results")
+    if not ingestion or not results:
+        return []
+    return [
+        "## Experiments",
+        "",
+        f"- Outcome ingestion through `POST /outcomes` (in process, one request at a time, batches of"
+        f" {ingestion['batch_size']:,}): median {ingestion['median_outcomes_per_second']:,} outcomes/s"
+        " (target >= 20,000).",
+        f"- `GET .../experiments/{{id}}/results` over {results['outcomes']:,} outcomes of one experiment"
+        f" (two arms): median {results['median_ms']:,} ms.",
+        "",
+    ]
 
 
 if __name__ == "__main__":

@@ -70,12 +70,13 @@ async def _grow_history(url: str, agent_id: str, variant_id: str, count: int) ->
 
 
 BATCHES = 30
-RESULT_OUTCOMES = int(os.environ.get("BENCH_RESULT_OUTCOMES", "1000000"))
+RESULT_OUTCOMES = int(os.environ.get("BENCH_RESULT_OUTCOMES", "10000000"))
 
 
 async def _outcomes(client: httpx.AsyncClient, url: str, slug: str, variant_id: str) -> tuple[dict, dict]:
     """Ingestion: outcomes/s through `POST /outcomes` in batches of 1,000 (in process, one
-    request at a time). Results: `GET .../results` over RESULT_OUTCOMES outcomes."""
+    request at a time). Results: `GET .../results` over RESULT_OUTCOMES outcomes (10 million
+    unless BENCH_RESULT_OUTCOMES says)."""
     experiment = (await client.post(f"/v1/agents/{slug}/experiments", json={
         "name": "bench", "arms": [{"variant": "base", "weight": 1}, {"variant": variant_id, "weight": 1}],
     })).json()
