@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -43,9 +45,6 @@ async def served(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> A
     log = tmp_path_factory.mktemp("workers") / "server.log"
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "warning"}
-    import subprocess
-    import sys
-
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "services.api.cli", "serve", "--port", str(port), "--workers", str(WORKERS)],

@@ -25,11 +25,12 @@ def object_response(
     request: Request,
     body: dict[str, Any],
     *,
-    etag: str,
     status_code: int = 200,
     location: str | None = None,
 ) -> Response:
-    """A JSON object with its strong ETag; 304 for a matching conditional GET."""
+    """A versioned JSON object with its strong ETag (`"<version>"`); 304 for a matching
+    conditional GET."""
+    etag = etag_of(body["version"])
     headers = {"ETag": etag}
     if request.method == "GET" and if_none_match(request, etag):
         return Response(status_code=304, headers=headers)

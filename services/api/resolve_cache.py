@@ -26,21 +26,22 @@ class Entry(NamedTuple):
     agent_id: str
     body: bytes
     etag: str
-    expires_at: float
     # Built once at `put`, so a hit only sends: the 200's headers and the ETag as bytes.
     headers: tuple[tuple[bytes, bytes], ...]
     etag_bytes: bytes
+    expires_at: float
 
 
 class Experiment(NamedTuple):
-    """A cached running experiment: enough to answer `?subject=` with a hash, no query.
-    `arms[i]` is arm i's (body, etag, headers, etag bytes)."""
+    """What `?subject=` needs, so a subject costs a hash, not a query: the running
+    experiment's salt and weights and each arm's response (body, ETag). With no experiment
+    running, `experiment_id` is None and the one "arm" is the plain resolution."""
 
     agent_id: str
     experiment_id: str | None
     salt: str
     weights: tuple[int, ...]
-    arms: tuple[tuple[bytes, str, tuple[tuple[bytes, bytes], ...], bytes], ...]
+    arms: tuple[tuple[bytes, str], ...]
     expires_at: float
 
 
@@ -51,6 +52,7 @@ class ResolveCache:
         # False until the process listens for other processes' changes.
         self.trusted = trusted
         self.generation = 0
+        # Values are plain tuples (see Entry and Experiment), each ending with its expiry.
         self._entries: OrderedDict[tuple, tuple] = OrderedDict()
         # Tuples, not sets: an agent has few keys, and tuples of strings are not tracked by
         # the garbage collector (100,000 sets would make every collection slower).
@@ -61,45 +63,19 @@ class ResolveCache:
         return self.max_entries > 0 and self.trusted
 
     def get(self, ref: str, explain: bool) -> Entry | None:
-        if not self.enabled:
-            return None
-        key = (ref, explain)
-        stored = self._entries.get(key)
-        if stored is None:
-            return None
-        if stored[3] <= time.monotonic():
-            self._drop(key)
-            return None
-        self._entries.move_to_end(key)
-        return Entry._make(stored)
+        stored = self._lookup((ref, explain))
+        return Entry._make(stored) if stored is not None else None
 
     def put(self, ref: str, explain: bool, agent_id: str, body: bytes, etag: str, *, generation: int) -> None:
         """Store a response computed from a read that began at `generation`; dropped when an
         invalidation happened since (the read may predate the change)."""
-        if not self.enabled or generation != self.generation:
-            return
-        key = (ref, explain)
-        self._drop(key)
         tag = etag.encode()
         headers = ((b"content-type", b"application/json"), (b"etag", tag), (b"content-length", b"%d" % len(body)))
-        self._entries[key] = (agent_id, body, etag, time.monotonic() + self.ttl_seconds, headers, tag)
-        self._keys_by_agent[agent_id] = (*self._keys_by_agent.get(agent_id, ()), key)
-        while len(self._entries) > self.max_entries:
-            self._drop(next(iter(self._entries)))
+        self._store((ref, explain), generation, (agent_id, body, etag, headers, tag))
 
     def get_experiment(self, ref: str, explain: bool) -> Experiment | None:
-        """The agent's running experiment as cached (`experiment_id` None: none runs)."""
-        if not self.enabled:
-            return None
-        key = (ref, explain, "experiment")
-        stored = self._entries.get(key)
-        if stored is None:
-            return None
-        if stored[-1] <= time.monotonic():
-            self._drop(key)
-            return None
-        self._entries.move_to_end(key)
-        return Experiment._make(stored)
+        stored = self._lookup((ref, explain, "experiment"))
+        return Experiment._make(stored) if stored is not None else None
 
     def put_experiment(
         self,
@@ -113,17 +89,28 @@ class ResolveCache:
         *,
         generation: int,
     ) -> None:
-        """Store the running experiment's definition and each arm's response (body, ETag)."""
+        """Store what `?subject=` needs, read from the database at `generation` (as `put`)."""
+        self._store((ref, explain, "experiment"), generation, (agent_id, experiment_id, salt, weights, arms))
+
+    def _lookup(self, key: tuple) -> tuple | None:
+        if not self.enabled:
+            return None
+        stored = self._entries.get(key)
+        if stored is None:
+            return None
+        if stored[-1] <= time.monotonic():
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return stored
+
+    def _store(self, key: tuple, generation: int, value: tuple) -> None:
+        """`value` starts with the agent id; the expiry is added at the end."""
         if not self.enabled or generation != self.generation:
             return
-        key = (ref, explain, "experiment")
         self._drop(key)
-        prepared = tuple(
-            (body, etag, ((b"content-type", b"application/json"), (b"etag", etag.encode()),
-                          (b"content-length", b"%d" % len(body))), etag.encode())
-            for body, etag in arms
-        )
-        self._entries[key] = (agent_id, experiment_id, salt, weights, prepared, time.monotonic() + self.ttl_seconds)
+        self._entries[key] = (*value, time.monotonic() + self.ttl_seconds)
+        agent_id = value[0]
         self._keys_by_agent[agent_id] = (*self._keys_by_agent.get(agent_id, ()), key)
         while len(self._entries) > self.max_entries:
             self._drop(next(iter(self._entries)))

@@ -298,14 +298,13 @@ async def test_explain_is_cached_separately_from_the_plain_resolution(client, co
         assert again.headers["etag"] == plain.headers["etag"] != explained.headers["etag"]
 
 
-@pytest.mark.parametrize("kind", ["variant", "subject", "at", "variant+explain"])
-async def test_previews_subjects_and_time_travel_are_never_served_from_the_cache(client, conn, kind):
+@pytest.mark.parametrize("kind", ["variant", "at", "variant+explain"])
+async def test_previews_and_time_travel_are_never_served_from_the_cache(client, conn, kind):
     agent, a, b = await two_variants(client)
     plain = await client.get(url(agent["slug"]))
     await client.get(url(agent["slug"], "explain=true"))
     query = {
         "variant": f"variant={b['slug']}",
-        "subject": "subject=user-1",
         "at": "at=" + datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "variant+explain": f"variant={b['id']}&explain=true",
     }[kind]
@@ -323,6 +322,34 @@ async def test_previews_subjects_and_time_travel_are_never_served_from_the_cache
         again = await client.get(url(agent["slug"]))
     assert len(hit) == 0 and again.content == plain.content
     assert again.json()["variant_id"] == a["id"]
+
+
+async def test_subjects_are_answered_from_their_own_entry_and_follow_experiment_changes(client, conn):
+    """Since experiments exist, `?subject=` is cached as the issue asks: the running
+    experiment (or the fact that none runs) and every arm's response, in an entry of its
+    own; it never lands in the plain entries, and starting or stopping is seen at once."""
+    agent, a, b = await two_variants(client)
+    plain = await client.get(url(agent["slug"]))
+    first = await client.get(url(agent["slug"], "subject=user-1"))
+    assert first.status_code == 200 and first.content == plain.content  # no experiment: plain
+    for _ in range(3):
+        async with counting(conn) as hit:
+            again = await client.get(url(agent["slug"], "subject=user-1"))
+        assert len(hit) == 0 and again.content == plain.content
+    experiment = (await client.post(f"/v1/agents/{agent['id']}/experiments", json={
+        "name": "cache", "arms": [{"variant": a["id"], "weight": 1}, {"variant": b["id"], "weight": 1}]})).json()
+    assert (await client.post(f"/v1/agents/{agent['id']}/experiments/{experiment['id']}/start")).status_code == 200
+    async with counting(conn) as miss:
+        started = (await client.get(url(agent["slug"], "subject=user-1"))).json()
+    assert len(miss) >= 1 and started["source"] == "experiment" and started["experiment_id"] == experiment["id"]
+    async with counting(conn) as hit:
+        assert (await client.get(url(agent["slug"], "subject=user-1"))).json() == started
+    assert len(hit) == 0
+    # Without a subject, resolution ignores the experiment, and subjects never fill the plain entry.
+    assert (await client.get(url(agent["slug"]))).json()["source"] == "variant"
+    assert (await client.post(f"/v1/agents/{agent['id']}/experiments/{experiment['id']}/stop")).status_code == 200
+    stopped = (await client.get(url(agent["slug"], "subject=user-1"))).json()
+    assert stopped["source"] == "variant" and stopped["experiment_id"] is None
 
 
 async def test_a_missing_agent_is_not_cached(client, conn):

@@ -9,7 +9,7 @@ from services.api.agents import service
 from services.api.agents.schemas import AgentCreate, AgentRead, AgentUpdate
 from services.api.deps import DB, AgentCursor, Limit, Write
 from services.api.errors import responses
-from services.api.http import etag_of, object_response
+from services.api.http import object_response
 from services.api.schemas import Page, list_page
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/agents", tags=["agents"])
              responses=responses(400, 409, 413, 415, 422))
 async def create_agent(request: Request, body: AgentCreate, db: DB, context: Write) -> Response:
     agent = await service.create_agent(db, body, context=context)
-    return object_response(request, agent, etag=etag_of(agent["version"]), status_code=201,
+    return object_response(request, agent, status_code=201,
                            location=f"/v1/agents/{agent['id']}")
 
 
@@ -32,14 +32,14 @@ async def list_agents(db: DB, limit: Limit = 20, after: AgentCursor = None) -> R
             responses=responses(404, 422))
 async def get_agent(request: Request, agent: str, db: DB) -> Response:
     body = await service.get_agent(db, agent)
-    return object_response(request, body, etag=etag_of(body["version"]))
+    return object_response(request, body)
 
 
 @router.patch("/{agent}", response_model=AgentRead, summary="Update an agent (JSON merge patch)",
               responses=responses(400, 404, 409, 412, 413, 415, 422))
 async def update_agent(request: Request, agent: str, body: AgentUpdate, db: DB, context: Write) -> Response:
     updated = await service.update_agent(db, agent, body, context=context)
-    return object_response(request, updated, etag=etag_of(updated["version"]))
+    return object_response(request, updated)
 
 
 @router.delete("/{agent}", status_code=204, summary="Delete an agent and everything it owns",

@@ -51,6 +51,12 @@ async def list_page(
     return list((await conn.execute(query)).mappings())
 
 
+async def existing(conn: AsyncConnection, agent_id: str, ids: set[str]) -> set[str]:
+    """Which of these ids are experiments of the agent."""
+    query = select(experiments.c.id).where(experiments.c.agent_id == agent_id, experiments.c.id.in_(ids))
+    return set((await conn.scalars(query)).all())
+
+
 async def slugs_taken(conn: AsyncConnection, agent_id: str, candidates: list[str]) -> set[str]:
     query = select(experiments.c.slug).where(experiments.c.agent_id == agent_id,
                                              experiments.c.slug.in_(candidates))

@@ -11,22 +11,18 @@ from services.api.deps import DB, ExperimentCursor, Limit, Write
 from services.api.errors import responses
 from services.api.experiments import service
 from services.api.experiments.schemas import ExperimentCreate, ExperimentRead, ExperimentUpdate
-from services.api.http import etag_of, object_response
+from services.api.http import object_response
 from services.api.schemas import Page, list_page
 
 router = APIRouter(prefix="/v1/agents/{agent}/experiments", tags=["experiments"])
-
-
-def _reply(request: Request, experiment: dict, **kwargs) -> Response:
-    return object_response(request, experiment, etag=etag_of(experiment["version"]), **kwargs)
 
 
 @router.post("", status_code=201, response_model=ExperimentRead, summary="Create an experiment (a draft)",
              responses=responses(400, 404, 409, 413, 415, 422))
 async def create_experiment(request: Request, agent: str, body: ExperimentCreate, db: DB, context: Write) -> Response:
     experiment = await service.create_experiment(db, agent, body, context=context)
-    return _reply(request, experiment, status_code=201,
-                  location=f"/v1/agents/{experiment['agent_id']}/experiments/{experiment['id']}")
+    return object_response(request, experiment, status_code=201,
+                           location=f"/v1/agents/{experiment['agent_id']}/experiments/{experiment['id']}")
 
 
 @router.get("", response_model=Page[ExperimentRead], summary="List an agent's experiments, newest first",
@@ -45,7 +41,7 @@ async def list_experiments(
 @router.get("/{experiment}", response_model=ExperimentRead, summary="Get an experiment by id or slug",
             responses=responses(404, 422))
 async def get_experiment(request: Request, agent: str, experiment: str, db: DB) -> Response:
-    return _reply(request, await service.get_experiment(db, agent, experiment))
+    return object_response(request, await service.get_experiment(db, agent, experiment))
 
 
 @router.patch("/{experiment}", response_model=ExperimentRead,
@@ -54,7 +50,7 @@ async def get_experiment(request: Request, agent: str, experiment: str, db: DB) 
 async def update_experiment(
     request: Request, agent: str, experiment: str, body: ExperimentUpdate, db: DB, context: Write
 ) -> Response:
-    return _reply(request, await service.update_experiment(db, agent, experiment, body, context=context))
+    return object_response(request, await service.update_experiment(db, agent, experiment, body, context=context))
 
 
 @router.delete("/{experiment}", status_code=204, summary="Delete a draft experiment",
@@ -67,10 +63,10 @@ async def delete_experiment(agent: str, experiment: str, db: DB, context: Write)
 @router.post("/{experiment}/start", response_model=ExperimentRead, summary="Start splitting traffic",
              responses=responses(404, 409, 412, 422))
 async def start_experiment(request: Request, agent: str, experiment: str, db: DB, context: Write) -> Response:
-    return _reply(request, await service.start_experiment(db, agent, experiment, context=context))
+    return object_response(request, await service.start_experiment(db, agent, experiment, context=context))
 
 
 @router.post("/{experiment}/stop", response_model=ExperimentRead, summary="Stop the experiment (final)",
              responses=responses(404, 409, 412, 422))
 async def stop_experiment(request: Request, agent: str, experiment: str, db: DB, context: Write) -> Response:
-    return _reply(request, await service.stop_experiment(db, agent, experiment, context=context))
+    return object_response(request, await service.stop_experiment(db, agent, experiment, context=context))

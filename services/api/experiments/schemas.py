@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from services.api.schemas import Description, Name, StrictModel, text
 
@@ -19,17 +19,8 @@ class ArmIn(StrictModel):
     weight: Weight
 
 
-def _arms(arms: list[ArmIn] | None) -> list[ArmIn] | None:
-    """Each variant at most once (by the reference given; ids and slugs are checked
-    against each other once they are looked up)."""
-    if arms is None:
-        return arms
-    seen: set[str] = set()
-    for arm in arms:
-        if arm.variant in seen:
-            raise ValueError(f"variant '{arm.variant}' appears in more than one arm")
-        seen.add(arm.variant)
-    return arms
+# Each variant at most once: checked once references are looked up (an id and a slug may
+# name the same variant), naming the later arm.
 
 
 class ExperimentCreate(StrictModel):
@@ -37,8 +28,6 @@ class ExperimentCreate(StrictModel):
     description: Description | None = None
     arms: Annotated[list[ArmIn], Field(min_length=MIN_ARMS, max_length=MAX_ARMS)]
     salt: Salt | None = None  # type: ignore[valid-type]
-
-    _distinct = field_validator("arms")(_arms)
 
 
 class ExperimentUpdate(StrictModel):
@@ -48,8 +37,6 @@ class ExperimentUpdate(StrictModel):
     description: Description | None = None
     arms: Annotated[list[ArmIn], Field(min_length=MIN_ARMS, max_length=MAX_ARMS)] = None  # type: ignore[assignment]
     salt: Salt = None  # type: ignore[valid-type,assignment]
-
-    _distinct = field_validator("arms")(_arms)
 
 
 class ArmRead(BaseModel):

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from services.api.deps import DB
 from services.api.errors import responses
 from services.api.outcomes import service
-from services.api.outcomes.schemas import Accepted, OutcomeBatch, OutcomeIn, Usage
+from services.api.outcomes.schemas import Accepted, ExperimentResults, OutcomeBatch, OutcomeIn, Usage
 
 router = APIRouter(prefix="/v1/agents/{agent}", tags=["outcomes"])
 
@@ -52,7 +52,8 @@ async def get_usage(agent: str, db: DB) -> JSONResponse:
     return JSONResponse(await service.usage(db, agent))
 
 
-@router.get("/experiments/{experiment}/results", summary="Per-arm figures and comparisons with the control",
+@router.get("/experiments/{experiment}/results", response_model=ExperimentResults,
+            summary="Per-arm figures and comparisons with the control",
             responses=responses(404, 422))
 async def get_results(agent: str, experiment: str, db: DB) -> JSONResponse:
     return JSONResponse(await service.results(db, agent, experiment))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
@@ -45,7 +45,7 @@ class OutcomeBatch(StrictModel):
 
 
 class Accepted(BaseModel):
-    object: str = "outcome_batch"
+    object: Literal["outcome_batch"]
     accepted: int
 
 
@@ -58,9 +58,43 @@ class VariantUsage(BaseModel):
 
 
 class Usage(BaseModel):
-    object: str = "usage"
+    object: Literal["usage"]
     input_tokens: int
     output_tokens: int
     total_tokens: int
     outcomes: int
     by_variant: list[VariantUsage]
+
+
+class VersusControl(BaseModel):
+    """Arm minus control; two-sided p-values (pooled z-test, Welch's t-test)."""
+
+    success_rate_diff: float | None
+    success_p_value: float | None
+    score_mean_diff: float | None
+    score_p_value: float | None
+
+
+class ArmResults(BaseModel):
+    arm: int
+    variant_id: str | None
+    weight: int
+    outcomes: int
+    input_tokens: int
+    output_tokens: int
+    mean_input_tokens: float | None
+    mean_output_tokens: float | None
+    latency_ms_p50: float | None
+    latency_ms_p95: float | None
+    success_rate: float | None
+    success_rate_ci: tuple[float, float] | None  # 95% Wilson
+    score_mean: float | None
+    score_mean_ci: tuple[float, float] | None  # 95% t
+    vs_control: VersusControl | None  # null on the control (the first arm)
+
+
+class ExperimentResults(BaseModel):
+    object: Literal["experiment_results"]
+    experiment_id: str
+    status: Literal["draft", "running", "stopped"]
+    arms: list[ArmResults]

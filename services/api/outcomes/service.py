@@ -8,6 +8,7 @@ p-values, which need distribution functions) are computed here from those aggreg
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
@@ -16,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.api.agents import service as agents
 from services.api.db import Database
 from services.api.exceptions import FieldError, NotFound
+from services.api.experiments import repository as experiment_repository
 from services.api.experiments import service as experiments
-from services.api.models import Experiment
 from services.api.outcomes.schemas import OutcomeIn
 from services.shared import stats
 
@@ -34,12 +35,7 @@ async def store(db: Database, agent_ref: str, outcomes: list[OutcomeIn], *, batc
         agent = await agents.require(conn, agent_ref)
         named = {o.experiment_id for o in outcomes if o.experiment_id is not None}
         if named:
-            table = Experiment.__table__
-            rows = await conn.execute(
-                table.select().with_only_columns(table.c.id)
-                .where(table.c.agent_id == agent["id"], table.c.id.in_(named))
-            )
-            unknown = named - {row.id for row in rows}
+            unknown = named - await experiment_repository.existing(conn, agent["id"], named)
             if unknown:
                 errors = [FieldError(f"data[{i}].experiment_id" if batch else "experiment_id",
                                      f"Experiment '{o.experiment_id}' not found")
@@ -51,8 +47,7 @@ async def store(db: Database, agent_ref: str, outcomes: list[OutcomeIn], *, batc
                 raise error
         records = [
             (agent["id"], o.variant_id, o.experiment_id, o.subject, o.input_tokens, o.output_tokens,
-             float(o.latency_ms), None if o.cost_usd is None else float(o.cost_usd), o.success,
-             None if o.score is None else float(o.score))
+             o.latency_ms, o.cost_usd, o.success, o.score)
             for o in outcomes
         ]
         raw = await conn.get_raw_connection()
@@ -97,61 +92,81 @@ RESULTS = text(
 )
 
 
+@dataclass(frozen=True)
+class ArmFigures:
+    """One arm's aggregates, as the RESULTS query gives them (zeros for an arm with none)."""
+
+    outcomes: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    p50: float | None = None
+    p95: float | None = None
+    judged: int = 0  # outcomes that report `success`
+    successes: int = 0
+    scored: int = 0  # outcomes that report `score`
+    score_mean: float | None = None
+    score_var: float | None = None  # sample variance; None below 2 scores
+
+    @classmethod
+    def of(cls, row: Any) -> ArmFigures:
+        if row is None:
+            return cls()
+        return cls(
+            outcomes=row["outcomes"], input_tokens=int(row["input_tokens"]), output_tokens=int(row["output_tokens"]),
+            p50=row["p50"], p95=row["p95"], judged=row["judged"], successes=row["successes"], scored=row["scored"],
+            score_mean=row["score_mean"], score_var=row["score_var"],
+        )
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.judged if self.judged else None
+
+
 async def results(db: Database, agent_ref: str, ref: str) -> dict[str, Any]:
     async with db.read() as conn:
         agent = await agents.require(conn, agent_ref)
         experiment = await experiments.require(conn, agent["id"], ref)
         rows = {row["variant_id"]: row
                 for row in (await conn.execute(RESULTS, {"experiment": experiment["id"]})).mappings()}
-    arms = [_arm(arm, rows.get(arm["variant_id"])) for arm in experiment["arms"]]
-    control = arms[0]
-    for arm in arms:
-        arm["vs_control"] = None if arm is control else _versus(arm, control)
-    for arm in arms:  # the working figures behind the comparisons are not part of the object
-        for name in ("_successes", "_judged", "_scored", "_score_var"):
-            arm.pop(name)
+    figures = [ArmFigures.of(rows.get(arm["variant_id"])) for arm in experiment["arms"]]
+    control = figures[0]
+    arms = [
+        {**_arm(arm, f), "vs_control": None if index == 0 else _versus(f, control)}
+        for index, (arm, f) in enumerate(zip(experiment["arms"], figures, strict=True))
+    ]
     return {"object": "experiment_results", "experiment_id": experiment["id"], "status": experiment["status"],
             "arms": arms}
 
 
-def _arm(arm: dict[str, Any], row: Any) -> dict[str, Any]:
-    n = row["outcomes"] if row is not None else 0
-    judged = row["judged"] if row is not None else 0
-    successes = row["successes"] if row is not None else 0
-    scored = row["scored"] if row is not None else 0
-    score_mean = float(row["score_mean"]) if scored else None
-    score_var = float(row["score_var"]) if scored >= 2 else None
-    input_tokens = int(row["input_tokens"]) if row is not None else 0
-    output_tokens = int(row["output_tokens"]) if row is not None else 0
+def _arm(arm: dict[str, Any], f: ArmFigures) -> dict[str, Any]:
+    n = f.outcomes
     return {
         "arm": arm["arm"],
         "variant_id": arm["variant_id"],
         "weight": arm["weight"],
         "outcomes": n,
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "mean_input_tokens": input_tokens / n if n else None,
-        "mean_output_tokens": output_tokens / n if n else None,
-        "latency_ms_p50": float(row["p50"]) if n else None,
-        "latency_ms_p95": float(row["p95"]) if n else None,
-        "success_rate": successes / judged if judged else None,
-        "success_rate_ci": _pair(stats.wilson_interval(successes, judged)),
-        "score_mean": score_mean,
-        "score_mean_ci": _pair(stats.mean_interval(scored, score_mean, score_var)),
-        "_successes": successes, "_judged": judged, "_scored": scored, "_score_var": score_var,
+        "input_tokens": f.input_tokens,
+        "output_tokens": f.output_tokens,
+        "mean_input_tokens": f.input_tokens / n if n else None,
+        "mean_output_tokens": f.output_tokens / n if n else None,
+        "latency_ms_p50": f.p50,
+        "latency_ms_p95": f.p95,
+        "success_rate": f.success_rate,
+        "success_rate_ci": _pair(stats.wilson_interval(f.successes, f.judged)),
+        "score_mean": f.score_mean,
+        "score_mean_ci": _pair(stats.mean_interval(f.scored, f.score_mean, f.score_var)),
     }
 
 
-def _versus(arm: dict[str, Any], control: dict[str, Any]) -> dict[str, Any]:
-    both_rates = arm["success_rate"] is not None and control["success_rate"] is not None
-    both_scores = arm["score_mean"] is not None and control["score_mean"] is not None
+def _versus(f: ArmFigures, control: ArmFigures) -> dict[str, Any]:
+    rates = (f.success_rate, control.success_rate)
+    means = (f.score_mean, control.score_mean)
     return {
-        "success_rate_diff": arm["success_rate"] - control["success_rate"] if both_rates else None,
-        "success_p_value": stats.two_proportion_z_test(arm["_successes"], arm["_judged"],
-                                                       control["_successes"], control["_judged"]),
-        "score_mean_diff": arm["score_mean"] - control["score_mean"] if both_scores else None,
-        "score_p_value": stats.welch_from_moments(arm["_scored"], arm["score_mean"], arm["_score_var"],
-                                                  control["_scored"], control["score_mean"], control["_score_var"]),
+        "success_rate_diff": rates[0] - rates[1] if None not in rates else None,
+        "success_p_value": stats.two_proportion_z_test(f.successes, f.judged, control.successes, control.judged),
+        "score_mean_diff": means[0] - means[1] if None not in means else None,
+        "score_p_value": stats.welch_from_moments(f.scored, f.score_mean, f.score_var,
+                                                  control.scored, control.score_mean, control.score_var),
     }
 
 

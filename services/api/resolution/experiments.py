@@ -15,15 +15,16 @@ Arms = tuple[str, str | None, str, tuple[int, ...], tuple[ResolvedAgentConfig, .
 
 async def running_arms(conn: AsyncConnection, agent: str) -> Arms:
     """(agent id, experiment id, salt, weights, each arm's resolved config) for the agent's
-    running experiment; with no experiment running, the experiment id is None and there
-    are no arms. An unknown agent raises `AgentNotFound`."""
+    running experiment. With none running, the experiment id is None and the single arm
+    (weight 1) is the plain resolution, so every subject gets it. An unknown agent raises
+    `AgentNotFound`."""
     agent_key = ref_key("agent", agent)
     if agent_key is None:
         raise AgentNotFound(agent)
     experiment = await repository.running_for_ref(conn, agent_key, agent)
     if experiment is None:
-        resolved = await resolve_agent_config(conn, agent)  # also: does the agent exist?
-        return resolved.agent_id, None, "", (), ()
+        resolved = await resolve_agent_config(conn, agent)
+        return resolved.agent_id, None, "", (1,), (resolved,)
     arms = []
     for arm in experiment["arms"]:
         preview = await resolve_agent_config(conn, agent, variant=arm["variant_id"] or BASE)

@@ -38,27 +38,21 @@ def render(resolved: ResolvedAgentConfig, *, explain: bool) -> tuple[bytes, str]
 
 async def for_subject(
     db: Database, cache: ResolveCache | None, agent: str, subject: str, *, explain: bool
-) -> tuple[bytes, str] | None:
-    """The subject's arm of the agent's running experiment (body, ETag), or None when no
-    experiment runs. The experiment's definition and every arm's response are cached
-    together, so a subject costs a hash, not a query."""
+) -> tuple[bytes, str]:
+    """The response (body, ETag) for this subject: its arm of the agent's running
+    experiment, or the plain resolution when none runs. What it takes is cached together
+    (the experiment's salt and weights and every arm's response), so a subject costs a
+    hash, not a query."""
     entry = cache.get_experiment(agent, explain) if cache is not None else None
-    if entry is None:
-        generation = cache.generation if cache is not None else 0
-        async with db.read() as conn:
-            definition = await running_arms(conn, agent)
-        agent_id, experiment_id, salt, weights, arms = definition
-        rendered = tuple(render(arm, explain=explain) for arm in arms)
-        if cache is not None:
-            cache.put_experiment(agent, explain, agent_id, experiment_id, salt, weights, rendered,
-                                 generation=generation)
-        if experiment_id is None:
-            return None
-        return rendered[assign(salt, subject, weights)]
-    if entry.experiment_id is None:
-        return None
-    body, etag, _, _ = entry.arms[assign(entry.salt, subject, entry.weights)]
-    return body, etag
+    if entry is not None:
+        return entry.arms[assign(entry.salt, subject, entry.weights)]
+    generation = cache.generation if cache is not None else 0  # read before the database is
+    async with db.read() as conn:
+        agent_id, experiment_id, salt, weights, arms = await running_arms(conn, agent)
+    rendered = tuple(render(arm, explain=explain) for arm in arms)
+    if cache is not None:
+        cache.put_experiment(agent, explain, agent_id, experiment_id, salt, weights, rendered, generation=generation)
+    return rendered[assign(salt, subject, weights)]
 
 
 @router.get(
@@ -95,22 +89,17 @@ async def resolve(
             raise ValidationFailed(f"Invalid request: at: {message}", errors=[FieldError("at", message)]) from None
     cache: ResolveCache | None = getattr(request.app.state, "resolve_cache", None)
     if subject is not None:
-        answer = await for_subject(db, cache, agent, subject, explain=explain)
-        if answer is not None:
-            payload, etag = answer
-            if if_none_match(request, etag):
-                return Response(status_code=304, headers={"ETag": etag})
-            return Response(payload, media_type="application/json", headers={"ETag": etag})
-        given = []  # no experiment runs: the plain resolution, cached as such
-    generation = cache.generation if cache is not None else 0  # read before the database is
-    async with db.read() as conn:
-        if at is not None:
-            resolved = await revisions.resolve_at(conn, agent, at)
-        else:
-            resolved = await resolve_agent_config(conn, agent, variant=variant)
-    payload, etag = render(resolved, explain=explain)
-    if cache is not None and not given:  # plain resolution: what the fast path serves
-        cache.put(agent, explain, resolved.agent_id, payload, etag, generation=generation)
+        payload, etag = await for_subject(db, cache, agent, subject, explain=explain)
+    else:
+        generation = cache.generation if cache is not None else 0  # read before the database is
+        async with db.read() as conn:
+            if at is not None:
+                resolved = await revisions.resolve_at(conn, agent, at)
+            else:
+                resolved = await resolve_agent_config(conn, agent, variant=variant)
+        payload, etag = render(resolved, explain=explain)
+        if cache is not None and not given:  # plain resolution: what the fast path serves
+            cache.put(agent, explain, resolved.agent_id, payload, etag, generation=generation)
     if if_none_match(request, etag):
         return Response(status_code=304, headers={"ETag": etag})
     return Response(payload, media_type="application/json", headers={"ETag": etag})

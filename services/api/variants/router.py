@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from services.api.deps import DB, Limit, VariantCursor, Write
 from services.api.errors import responses
-from services.api.http import etag_of, object_response
+from services.api.http import object_response
 from services.api.schemas import Page, list_page
 from services.api.variants import service
 from services.api.variants.schemas import DiffRead, RestoreRequest, VariantCreate, VariantRead, VariantUpdate
@@ -15,16 +15,12 @@ from services.api.variants.schemas import DiffRead, RestoreRequest, VariantCreat
 router = APIRouter(prefix="/v1/agents/{agent}/variants", tags=["variants"])
 
 
-def _reply(request: Request, variant: dict, **kwargs) -> Response:
-    return object_response(request, variant, etag=etag_of(variant["version"]), **kwargs)
-
-
 @router.post("", status_code=201, response_model=VariantRead, summary="Create or clone a variant",
              responses=responses(400, 404, 409, 413, 415, 422))
 async def create_variant(request: Request, agent: str, body: VariantCreate, db: DB, context: Write) -> Response:
     variant = await service.create_variant(db, agent, body, context=context)
-    return _reply(request, variant, status_code=201,
-                  location=f"/v1/agents/{variant['agent_id']}/variants/{variant['id']}")
+    return object_response(request, variant, status_code=201,
+                           location=f"/v1/agents/{variant['agent_id']}/variants/{variant['id']}")
 
 
 @router.get("", response_model=Page[VariantRead], summary="List an agent's variants, newest first",
@@ -43,7 +39,7 @@ async def list_variants(
 @router.get("/{variant}", response_model=VariantRead, summary="Get a variant by id or slug",
             responses=responses(404, 422))
 async def get_variant(request: Request, agent: str, variant: str, db: DB) -> Response:
-    return _reply(request, await service.get_variant(db, agent, variant))
+    return object_response(request, await service.get_variant(db, agent, variant))
 
 
 @router.patch("/{variant}", response_model=VariantRead, summary="Update a variant (JSON merge patch)",
@@ -51,7 +47,7 @@ async def get_variant(request: Request, agent: str, variant: str, db: DB) -> Res
 async def update_variant(
     request: Request, agent: str, variant: str, body: VariantUpdate, db: DB, context: Write
 ) -> Response:
-    return _reply(request, await service.update_variant(db, agent, variant, body, context=context))
+    return object_response(request, await service.update_variant(db, agent, variant, body, context=context))
 
 
 @router.delete("/{variant}", status_code=204, summary="Delete an inactive variant",
@@ -64,13 +60,13 @@ async def delete_variant(agent: str, variant: str, db: DB, context: Write) -> Re
 @router.post("/{variant}/activate", response_model=VariantRead, summary="Make this the agent's active variant",
              responses=responses(404, 412, 422))
 async def activate_variant(request: Request, agent: str, variant: str, db: DB, context: Write) -> Response:
-    return _reply(request, await service.activate_variant(db, agent, variant, context=context))
+    return object_response(request, await service.activate_variant(db, agent, variant, context=context))
 
 
 @router.post("/{variant}/deactivate", response_model=VariantRead, summary="Deactivate this variant",
              responses=responses(404, 412, 422))
 async def deactivate_variant(request: Request, agent: str, variant: str, db: DB, context: Write) -> Response:
-    return _reply(request, await service.deactivate_variant(db, agent, variant, context=context))
+    return object_response(request, await service.deactivate_variant(db, agent, variant, context=context))
 
 
 @router.post("/{variant}/restore", response_model=VariantRead,
@@ -79,7 +75,8 @@ async def deactivate_variant(request: Request, agent: str, variant: str, db: DB,
 async def restore_variant(
     request: Request, agent: str, variant: str, body: RestoreRequest, db: DB, context: Write
 ) -> Response:
-    return _reply(request, await service.restore_variant(db, agent, variant, body.revision_id, context=context))
+    restored = await service.restore_variant(db, agent, variant, body.revision_id, context=context)
+    return object_response(request, restored)
 
 
 @router.get("/{variant}/diff", response_model=DiffRead,
