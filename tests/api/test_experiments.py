@@ -130,3 +130,14 @@ async def test_experiment_changes_are_revisions(client):
     # Experiment revisions are never undone: undo skips them.
     undo = await client.post(f"/v1/agents/{agent['id']}/undo")
     assert undo.status_code == 200 and undo.json()["revision"]["target"] != "experiment"
+
+
+async def test_undo_that_would_delete_a_variant_an_arm_names_is_an_undo_conflict(client):
+    agent = await create_agent(client)
+    fresh = await create_variant(client, agent["id"], overrides={"temperature": 0.3})
+    await create(client, agent, [{"variant": "base", "weight": 1}, {"variant": fresh["id"], "weight": 1}])
+    # The newest undoable change is the variant's creation (experiment revisions are skipped);
+    # undoing it would delete a variant a draft's arm names.
+    response = await client.post(f"/v1/agents/{agent['id']}/undo")
+    assert_problem(response, 409, "undo_conflict")
+    assert (await client.get(f"/v1/agents/{agent['id']}/variants/{fresh['id']}")).status_code == 200
