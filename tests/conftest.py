@@ -24,7 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from services.api import embedded, migrate
 from services.api.app import create_app
 from services.api.db import Database
-from services.api.settings import Settings, normalise_database_url
+from services.api.settings import normalise_database_url
+from services.shared.identifiers import new_id
+from tests.helpers import TEST_KEY_NAME, admin_key, settings_for_tests
 
 ROOT = Path(__file__).resolve().parents[1]
 # Faster, not durable: a test server never needs to survive a crash.
@@ -101,9 +103,11 @@ def db(conn: AsyncConnection) -> Database:
 
 @pytest.fixture
 async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(database_url=None), database=db)
+    app = create_app(settings_for_tests(), database=db)
+    secret = await admin_key(db)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://test",
+                                 headers={"Authorization": f"Bearer {secret}"}) as http:
         yield http
 
 
@@ -120,10 +124,19 @@ async def live_db(live_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-async def live_client(live_db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(database_url=None), database=live_db)
+async def live_key(live_db: Database) -> str:
+    """An admin key's secret in the live database (which keeps what tests commit, so
+    each test's key has a name of its own)."""
+    return await admin_key(live_db, f"{TEST_KEY_NAME}-{new_id('api_key').lower()[-12:]}")
+
+
+@pytest.fixture
+async def live_client(live_db: Database, live_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings_for_tests(), database=live_db)
+    secret = live_key
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://test",
+                                 headers={"Authorization": f"Bearer {secret}"}) as http:
         yield http
 
 

@@ -8,7 +8,32 @@ from typing import Any
 
 import httpx
 
+from services.api.db import Database
+from services.api.keys import service as keys_service
+from services.api.keys.schemas import KeyCreate
+from services.api.settings import Settings
+
 _counter = itertools.count()
+
+# The key every `client` and `live_client` sends: admin, so routes see no difference
+# from before auth; the access tests use keys of every scope.
+TEST_KEY_NAME = "test-admin"
+# Tests send far more than 2,000 requests in a burst; rate limits are tested on their own.
+UNLIMITED = {scope: {"per_second": 1e9, "burst": 10**9} for scope in ("resolve", "read", "write", "admin")}
+
+
+def settings_for_tests(**overrides: object) -> Settings:
+    return Settings(**{"database_url": None, "rate_limits": UNLIMITED, **overrides})
+
+
+async def admin_key(db: Database, name: str = TEST_KEY_NAME) -> str:
+    """The secret of an admin key named `name`, made for this test."""
+    key = await keys_service.create_key(db, KeyCreate(name=name, scope="admin"))
+    return key["secret"]
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
 
 
 def unique(prefix: str = "agent") -> str:

@@ -34,7 +34,7 @@ def test_serve_starts_embedded_postgres_migrates_serves_and_stops_it(tmp_path: P
     data_dir = (tmp_path / "pg").resolve()
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(EMBEDDED_POSTGRES_DIR=str(data_dir), LOG_LEVEL="warning")
+    env.update(EMBEDDED_POSTGRES_DIR=str(data_dir), DATA_DIR=str(tmp_path), LOG_LEVEL="warning")
     server = subprocess.Popen(
         [sys.executable, "-m", "services.api.cli", "serve", "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -53,11 +53,20 @@ def test_serve_starts_embedded_postgres_migrates_serves_and_stops_it(tmp_path: P
             time.sleep(0.3)
         assert _postgres_running(data_dir)
 
-        created = httpx.post(f"{base}/v1/agents", json={
+        # First start, no key yet: an admin key was made, saved for its owner alone ...
+        key_file = tmp_path / "admin-key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        secret = key_file.read_text().strip()
+        assert secret.startswith("avk_") and len(secret) == 47
+        # ... and every /v1 route wants it.
+        refused = httpx.get(f"{base}/v1/agents")
+        assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+        key = {"Authorization": f"Bearer {secret}"}
+        created = httpx.post(f"{base}/v1/agents", headers=key, json={
             "name": "Serve Test", "config": {"model_provider": "openai", "model_name": "gpt-4o"},
         })
         assert created.status_code == 201, created.text
-        resolved = httpx.get(f"{base}/v1/agents/serve-test/resolved")
+        resolved = httpx.get(f"{base}/v1/agents/serve-test/resolved", headers=key)
         assert resolved.status_code == 200
         assert resolved.json()["model_name"] == "gpt-4o"
     finally:
@@ -68,6 +77,9 @@ def test_serve_starts_embedded_postgres_migrates_serves_and_stops_it(tmp_path: P
             server.kill()
             raise
     assert server.returncode == 0
+    output = server.stdout.read().decode() if server.stdout else ""
+    assert output.count(secret) == 1, output  # shown once, with a message saying what it is
+    assert "admin key" in output
     # The embedded server is stopped with the service, not left behind.
     deadline = time.monotonic() + 20
     while _postgres_running(data_dir) and time.monotonic() < deadline:

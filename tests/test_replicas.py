@@ -73,7 +73,8 @@ class Replicas:
 def start(name: str, database_url: str, log_dir: Path, *, migrate: bool) -> Server:
     port = free_port()
     log = log_dir / f"{name}.log"
-    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "warning"}
+    # DATA_DIR: where the first server writes the admin key it makes on an empty database.
+    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "warning", "DATA_DIR": str(log_dir)}
     command = [sys.executable, "-m", "services.api.cli", "serve", "--port", str(port)]
     with log.open("wb") as out:
         process = subprocess.Popen(command + ([] if migrate else ["--no-migrate"]), cwd=ROOT, env=env,
@@ -142,6 +143,10 @@ async def replicas(server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
             # The first one migrates; the second starts on the migrated database.
             servers.append(start("A", url, log_dir, migrate=True))
             await wait_ready(http, servers[0])
+            # A found no key and made the first admin key: the test uses it everywhere.
+            admin_secret = (log_dir / "admin-key").read_text().strip()
+            assert admin_secret in servers[0].output()  # printed once, at that first start
+            http.headers["Authorization"] = f"Bearer {admin_secret}"
             servers.append(start("B", url, log_dir, migrate=False))
             await wait_ready(http, servers[1])
             replicas = Replicas(servers[0], servers[1], database, conn, http)
@@ -327,3 +332,74 @@ async def test_both_listeners_killed_at_once_still_give_fresh_reads_on_both(repl
     for server in (a, b):
         await wait_listening(replicas, server, not_pid=None)
         assert not set(await listener_pids(conn, replicas.database, server)) & set(pids)
+
+
+# --------------------------------------------------------------------------- API keys
+
+
+async def status_with(replicas: Replicas, server: Server, secret: str, path: str) -> int:
+    response = await replicas.http.get(f"{server.url}{path}", headers={"Authorization": f"Bearer {secret}"})
+    return response.status_code
+
+
+async def refused_within_bound(replicas: Replicas, server: Server, secret: str, path: str,
+                               *, written_at: float) -> float:
+    """Seconds from the revocation's response until `server` refuses the key; then it stays refused."""
+    while True:
+        status = await status_with(replicas, server, secret, path)
+        latency = time.perf_counter() - written_at
+        if status == 401:
+            break
+        assert status == 200, status
+        assert latency < PROPAGATION_BOUND, f"{server.name} still accepts the revoked key after {latency:.3f} s"
+    for _ in range(3):
+        assert await status_with(replicas, server, secret, path) == 401
+    return latency
+
+
+async def test_a_key_revoked_through_a_is_refused_by_b_within_the_bound(replicas: Replicas) -> None:
+    http, a, b = replicas.http, replicas.a, replicas.b
+    agent, _ = await setup_agent(replicas)
+    path = f"/v1/agents/{agent['id']}/resolved"
+    latencies = []
+    for n in range(10):
+        key = await ok(http.post(f"{a.url}/v1/keys", json={"name": f"{unique('revoked').replace(' ', '-')}-{n}",
+                                                           "scope": "resolve"}), 201)
+        # Made on A, the key works on B as soon as B has heard of it (NOTIFY), and on A at once.
+        assert await status_with(replicas, a, key["secret"], path) == 200
+        deadline = time.perf_counter() + PROPAGATION_BOUND
+        while await status_with(replicas, b, key["secret"], path) != 200:
+            assert time.perf_counter() < deadline, "B never accepted the new key"
+        await warm(replicas, b, agent["id"])  # B holds the key and the resolution in memory
+        response = await http.delete(f"{a.url}/v1/keys/{key['name']}")
+        assert response.status_code == 204, response.text
+        written_at = time.perf_counter()
+        # The process that took the revocation refuses the key at once ...
+        assert await status_with(replicas, a, key["secret"], path) == 401
+        # ... and the other within the bound.
+        latencies.append(await refused_within_bound(replicas, b, key["secret"], path, written_at=written_at))
+    latencies.sort()
+    print(f"revocation reached B in p50 {statistics.median(latencies) * 1000:.1f} ms,"
+          f" max {latencies[-1] * 1000:.1f} ms")
+
+
+async def test_with_its_listener_gone_b_still_refuses_a_key_revoked_meanwhile(replicas: Replicas) -> None:
+    http, a, b, conn = replicas.http, replicas.a, replicas.b, replicas.conn
+    agent, _ = await setup_agent(replicas)
+    path = f"/v1/agents/{agent['id']}/resolved"
+    key = await ok(http.post(f"{a.url}/v1/keys", json={"name": unique("outage").replace(" ", "-"),
+                                                       "scope": "read"}), 201)
+    deadline = time.perf_counter() + PROPAGATION_BOUND
+    while await status_with(replicas, b, key["secret"], path) != 200:
+        assert time.perf_counter() < deadline, "B never accepted the new key"
+
+    killed = await wait_listening(replicas, b)
+    assert await conn.scalar(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": killed}) is True
+    # Revoked while B cannot hear it: B must not go on trusting what it holds.
+    assert (await http.delete(f"{a.url}/v1/keys/{key['id']}")).status_code == 204
+    latency = await refused_within_bound(replicas, b, key["secret"], path, written_at=time.perf_counter())
+    # Refused by asking the database, not by a reloaded ring: the listener only comes back
+    # after its 0.5 s retry delay, which started when it was killed.
+    assert latency < 0.25, latency
+    await wait_listening(replicas, b, not_pid=killed)
+    assert await status_with(replicas, b, key["secret"], path) == 401

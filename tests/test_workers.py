@@ -44,7 +44,7 @@ async def served(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> A
     url = embedded.with_database(server_url, database)
     log = tmp_path_factory.mktemp("workers") / "server.log"
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "warning"}
+    env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "warning", "DATA_DIR": str(log.parent)}
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "services.api.cli", "serve", "--port", str(port), "--workers", str(WORKERS)],
@@ -54,7 +54,8 @@ async def served(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> A
     try:
         async with httpx.AsyncClient(timeout=10) as http:
             await wait_ready(http, server)
-        yield server, database
+        # The first start made an admin key (once, in the supervisor, not per worker).
+        yield server, database, (log.parent / "admin-key").read_text().strip()
     finally:
         stop(server)
         async with admin.connect() as conn:
@@ -75,8 +76,8 @@ async def listeners(server_url: str, database: str) -> list[str]:
         await engine.dispose()
 
 
-async def test_each_worker_keeps_its_own_listener(served: tuple[Server, str], server_url: str) -> None:
-    server, database = served
+async def test_each_worker_keeps_its_own_listener(served: tuple[Server, str, str], server_url: str) -> None:
+    server, database, _ = served
     deadline = time.monotonic() + 15
     while len(names := await listeners(server_url, database)) < WORKERS:
         assert time.monotonic() < deadline, f"listeners: {names}\n{server.output()}"
@@ -88,10 +89,11 @@ async def test_each_worker_keeps_its_own_listener(served: tuple[Server, str], se
     assert pids <= children and server.process.pid not in pids, (pids, children)
 
 
-async def test_a_change_reaches_every_workers_cache(served: tuple[Server, str]) -> None:
-    server, _ = served
+async def test_a_change_reaches_every_workers_cache(served: tuple[Server, str, str]) -> None:
+    server, _, secret = served
     base = server.url
-    async with httpx.AsyncClient(timeout=10) as http:
+    key = {"Authorization": f"Bearer {secret}"}
+    async with httpx.AsyncClient(timeout=10, headers=key) as http:
         agent = (await http.post(f"{base}/v1/agents", json={"name": unique("workers"), "config": config()})).json()
         variants = []
         for name in ("one", "two"):
@@ -102,7 +104,7 @@ async def test_a_change_reaches_every_workers_cache(served: tuple[Server, str]) 
 
     async def fresh_get() -> dict:
         # A new connection each time, so the kernel spreads the requests over the workers.
-        async with httpx.AsyncClient(timeout=10) as one:
+        async with httpx.AsyncClient(timeout=10, headers=key) as one:
             response = await one.get(f"{base}/v1/agents/{agent['slug']}/resolved")
             assert response.status_code == 200, response.text
             return response.json()
@@ -110,7 +112,7 @@ async def test_a_change_reaches_every_workers_cache(served: tuple[Server, str]) 
     for round_, variant in enumerate(variants * 2):
         for _ in range(20):  # warm the caches of the workers
             await fresh_get()
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with httpx.AsyncClient(timeout=10, headers=key) as http:
             response = await http.post(f"{base}/v1/agents/{agent['id']}/variants/{variant['id']}/activate")
             assert response.status_code == 200, response.text
         written = time.perf_counter()

@@ -9,13 +9,19 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api import bench_routes, errors, idempotency
+from services.api.access.gate import AccessGate
+from services.api.access.keyring import KeyRing
+from services.api.access.rate_limit import Limit, RateLimiter
+from services.api.access.rules import RouteRules
 from services.api.agents.router import router as agents_router
-from services.api.db import Database
+from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL, Database
 from services.api.experiments.router import router as experiments_router
 from services.api.idempotency import IdempotencyMiddleware
+from services.api.keys.router import router as keys_router
 from services.api.limits import BodySizeLimit
 from services.api.listener import ResolutionListener, asyncpg_dsn
 from services.api.openapi import build_openapi
@@ -24,6 +30,7 @@ from services.api.resolution.fast_path import ResolveFastPath
 from services.api.resolution.router import router as resolution_router
 from services.api.resolve_cache import ResolveCache
 from services.api.revisions.router import router as revisions_router
+from services.api.security_headers import SecurityHeaders
 from services.api.settings import Settings
 from services.api.slugs import _slugify
 from services.api.system.router import router as system_router
@@ -66,12 +73,28 @@ class FrontDoorAPI(FastAPI):
         await self.front(scope, receive, send)
 
 
+def _cors(app: ASGIApp, origins: list[str]) -> ASGIApp:
+    """Browsers on these origins may call the API with a bearer key (no cookies)."""
+    return CORSMiddleware(
+        app,
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match", "If-None-Match", "X-Actor",
+                       "Last-Event-ID"],
+        expose_headers=["ETag", "Location", "Retry-After", "Idempotent-Replayed", "WWW-Authenticate"],
+        max_age=600,
+    )
+
+
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
     """Build the app. Tests pass a `database`; otherwise one is made from DATABASE_URL."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auth_disabled:
+            log.warning("AUTH_DISABLED is set: every request is served without an API key. "
+                        "Use this for local experiments only.")
         if database is not None:
             yield
             return
@@ -81,22 +104,34 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                 "PostgreSQL when DATABASE_URL is unset) or set DATABASE_URL."
             )
         db = Database.from_url(
-            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+            statement_timeout_seconds=settings.db_statement_timeout_seconds,
+            idle_in_transaction_timeout_seconds=settings.db_idle_in_transaction_timeout_seconds,
         )
         app.state.db = db
-        # Other processes may write: trust the cache only once we listen for their changes.
+        # Other processes may write: trust the cache and the key ring only once we
+        # listen for their changes.
         cache = _cache(settings, trusted=False)
         app.state.resolve_cache = cache
-        db.on_commit.append(cache.invalidate)
-        listener = ResolutionListener(asyncpg_dsn(settings.database_url), cache)
+        db.on_commit[RESOLUTION_CHANNEL].append(cache.invalidate)
+        ring: KeyRing = app.state.key_ring
+        ring.listening = False
+        db.on_commit[KEYS_CHANNEL].append(ring.invalidate)
+        listener = ResolutionListener(asyncpg_dsn(settings.database_url), cache, keys=ring)
         listener.start()
         app.state.resolution_listener = listener
-        purger = asyncio.create_task(_purge_idempotency_keys(db))
+        background = [asyncio.create_task(_purge_idempotency_keys(db)),
+                      asyncio.create_task(ring.flush_usage_forever())]
         try:
             yield
         finally:
-            purger.cancel()
+            for task in background:
+                task.cancel()
             await listener.stop()
+            try:
+                await ring.flush_usage()
+            except Exception as error:  # noqa: BLE001 - shutting down: log and go on
+                log.warning("recording API key use at shutdown failed: %s", error)
             await db.dispose()
 
     app = FrontDoorAPI(
@@ -105,24 +140,38 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         summary="Configuration of LLM agents and their variants.",
         lifespan=lifespan,
     )
+    # A database handed in is this process's alone (tests, embedding): its own commits
+    # are all the invalidation the cache and the key ring need.
+    app.state.key_ring = KeyRing(lambda: app.state.db, listening=database is not None)
     if database is not None:
-        # A database handed in is this process's alone (tests, embedding): its own
-        # commits are all the invalidation the cache needs.
         app.state.db = database
         app.state.resolve_cache = _cache(settings, trusted=True)
-        database.on_commit.append(app.state.resolve_cache.invalidate)
+        database.on_commit[RESOLUTION_CHANNEL].append(app.state.resolve_cache.invalidate)
+        database.on_commit[KEYS_CHANNEL].append(app.state.key_ring.invalidate)
     errors.install(app)
     # Outermost last: the size limit applies before idempotency reads the body.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-    # Cache hits are answered before anything else runs.
-    app.front = ResolveFastPath(app.front, app.state)
-    if settings.bench_routes:
-        bench_routes.install(app)
     # The hot route first: routing tries routes in order.
     for router in (resolution_router, system_router, agents_router, variants_router, revisions_router,
-                   experiments_router, outcomes_router):
+                   experiments_router, outcomes_router, keys_router):
         app.include_router(router)
+    if settings.bench_routes:
+        bench_routes.include(app)
+
+    # The ASGI chain uvicorn calls, outermost first: CORS (preflights carry no key), security
+    # headers, the access gate, then cache hits, and only then FastAPI.
+    front: ASGIApp = ResolveFastPath(app.front, app.state)
+    if not settings.auth_disabled:
+        limits = {scope: Limit(limit.per_second, limit.burst) for scope, limit in settings.rate_limits.items()}
+        front = AccessGate(front, rules=RouteRules(app.routes), ring=app.state.key_ring,
+                           limiter=RateLimiter(limits))
+    front = SecurityHeaders(front)
+    if settings.cors_allow_origins:
+        front = _cors(front, settings.cors_allow_origins)
+    if settings.bench_routes:
+        front = bench_routes.RawConstant(front)  # the ceiling of any ASGI app here, so in front of all
+    app.front = front
 
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

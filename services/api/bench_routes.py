@@ -69,7 +69,6 @@ class RawConstant:
         await self.app(scope, receive, send)
 
 
-def install(app: FastAPI) -> None:
+def include(app: FastAPI) -> None:
+    """The FastAPI baselines; `create_app` puts `RawConstant` in front of everything."""
     app.include_router(router)
-    # In front of everything, the fast path included: the ceiling of any ASGI app here.
-    app.front = RawConstant(app.front)  # type: ignore[attr-defined]

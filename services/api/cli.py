@@ -1,4 +1,4 @@
-"""The `agent-variants` command: `serve` and `migrate`."""
+"""The `agent-variants` command: `serve`, `migrate` and `keys`."""
 
 from __future__ import annotations
 
@@ -6,11 +6,19 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
 
 from services.api import embedded, migrate
 from services.api.settings import Settings
+
+T = TypeVar("T")
+ADMIN_KEY_FILE = "admin-key"
 
 log = logging.getLogger("agent_variants")
 
@@ -21,10 +29,50 @@ def _database_url(settings: Settings) -> str:
     """DATABASE_URL, or an embedded PostgreSQL's URL when it is unset."""
     if settings.database_url is not None:
         return settings.database_url
-    server = embedded.start(settings.embedded_postgres_dir)
+    server = embedded.start(settings.postgres_dir)
     url = embedded.ensure_database(server, EMBEDDED_DATABASE)
-    log.info("DATABASE_URL is unset: using the embedded PostgreSQL in %s", settings.embedded_postgres_dir)
+    log.info("DATABASE_URL is unset: using the embedded PostgreSQL in %s", settings.postgres_dir)
     return url
+
+
+async def _with_database(url: str, work: Callable[[Any], Awaitable[T]]) -> T:
+    from services.api.db import Database
+
+    db = Database.from_url(url, pool_size=1, max_overflow=0)
+    try:
+        return await work(db)
+    finally:
+        await db.dispose()
+
+
+def _write_secret(path: Path, secret: str) -> None:
+    """Write the secret to a file only its owner can read (made so before it holds anything)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as file:
+        file.write(secret + "\n")
+
+
+def _first_admin_key(url: str, settings: Settings) -> None:
+    """On a database with no key at all, make an admin key, print it once and save it."""
+    from services.api.keys import service
+
+    created = asyncio.run(_with_database(url, service.create_first_admin_key))
+    path = settings.data_dir.resolve() / ADMIN_KEY_FILE
+    if created is None:
+        if path.exists():
+            log.info("API keys are required; the admin key made at first start is in %s", path)
+        return
+    _write_secret(path, created["secret"])
+    rule = "=" * 78
+    print(f"{rule}\n"
+          f"No API key existed, so an admin key named '{created['name']}' was created.\n"
+          f"It is shown this once (and saved, readable only by you, in {path}):\n\n"
+          f"    {created['secret']}\n\n"
+          f"Send it as `Authorization: Bearer <key>`. Make narrower keys with\n"
+          f"`agent-variants keys create --name NAME --scope resolve|read|write|admin`.\n"
+          f"{rule}", flush=True)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -39,6 +87,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if not args.no_migrate:
         asyncio.run(migrate.upgrade(url))
         log.info("migrations at head (%s)", migrate.head_revision())
+    if settings.auth_disabled:
+        log.warning("AUTH_DISABLED is set: every request is served without an API key. "
+                    "Use this for local experiments only.")
+    else:
+        _first_admin_key(url, settings)
     uvicorn.run(
         "services.api.app:create_app",
         factory=True,
@@ -60,6 +113,67 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(text: str) -> timedelta:
+    """`90s`, `45m`, `12h`, `30d`, `2w`, or plain seconds."""
+    match = _DURATION.match(text.strip().lower())
+    if match is None or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30d, 12h, 45m or 3600")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from services.api.exceptions import DomainError
+    from services.api.keys import service
+    from services.api.keys.schemas import KeyCreate
+
+    url = _database_url(settings)
+    asyncio.run(migrate.upgrade(url))
+    try:
+        if args.keys_command == "create":
+            try:
+                expires_at = datetime.now(UTC) + args.expires_in if args.expires_in else None
+                body = KeyCreate(name=args.name, scope=args.scope, expires_at=expires_at)
+            except ValueError as error:
+                print(f"agent-variants: {error}", file=sys.stderr)
+                return 2
+            key = asyncio.run(_with_database(url, lambda db: service.create_key(db, body)))
+            expiry = f", expires {key['expires_at']}" if key["expires_at"] else ""
+            print(f"Created API key '{key['name']}' ({key['id']}), scope {key['scope']}{expiry}.")
+            print("The secret is shown this once; store it now:")
+            print(key["secret"])
+        elif args.keys_command == "list":
+            rows = asyncio.run(_with_database(url, _every_key))
+            columns = ("name", "scope", "id", "created_at", "expires_at", "last_used_at", "revoked_at")
+            table = [columns] + [tuple(row[c] or "-" for c in columns) for row in rows]
+            widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+            for line in table:
+                print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+        else:
+            key = asyncio.run(_with_database(url, lambda db: service.revoke_key(db, args.name)))
+            print(f"Revoked API key '{key['name']}' ({key['id']}) at {key['revoked_at']}.")
+    except DomainError as error:
+        print(f"agent-variants: {error.detail}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _every_key(db: Any) -> list[dict[str, Any]]:
+    from services.api.keys import service
+
+    rows: list[dict[str, Any]] = []
+    after = None
+    while True:
+        page = await service.list_keys(db, after=after, limit=100)
+        rows += page
+        if len(page) < 100:
+            return rows
+        after = page[-1]["id"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agent-variants", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
     migrate_cmd = commands.add_parser("migrate", help="apply migrations up to a revision")
     migrate_cmd.add_argument("--revision", default="head", help="target revision (default head)")
+    keys = commands.add_parser("keys", help="create, list and revoke API keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_commands.add_parser("create", help="create a key; its secret is the last line of the output")
+    create.add_argument("--name", required=True, help="a-z, 0-9, '.', '@' and '-', up to 64; unique")
+    create.add_argument("--scope", required=True, choices=("resolve", "read", "write", "admin"))
+    create.add_argument("--expires-in", type=duration, help="lifetime: 30d, 12h, 45m or seconds (default: never)")
+    keys_commands.add_parser("list", help="every key, revoked ones too (never secrets)")
+    revoke = keys_commands.add_parser("revoke", help="revoke a key on every replica at once")
+    revoke.add_argument("name", help="the key's name or id")
     args = parser.parse_args(argv)
 
     try:
@@ -81,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The embedded server's wrapper logs every pg_ctl call at INFO.
     logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, logging.getLogger().level))
-    return {"serve": _serve, "migrate": _migrate}[args.command](args, settings)
+    return {"serve": _serve, "migrate": _migrate, "keys": _keys}[args.command](args, settings)
 
 
 if __name__ == "__main__":

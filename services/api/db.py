@@ -56,20 +56,27 @@ def _is_retryable(error: BaseException) -> bool:
     return False
 
 
-# The agents a transaction in progress changed (see `changed_agent`).
-_changed_agents: ContextVar[set[str] | None] = ContextVar("changed_agents", default=None)
+# What a transaction in progress changed, by channel (see `notify`).
+_changes: ContextVar[dict[str, set[str]] | None] = ContextVar("changes", default=None)
 
-# Every process LISTENs here; the payload is the id of an agent whose resolution changed.
+# Every process LISTENs on both. The payload is the id of an agent whose resolution
+# changed, or of an API key that was created or revoked.
 RESOLUTION_CHANNEL = "agent_variants_resolution"
+KEYS_CHANNEL = "agent_variants_keys"
+
+
+async def notify(conn: AsyncConnection, channel: str, payload: str) -> None:
+    """Record, in the current transaction, that `payload` changed: a NOTIFY that other
+    processes get at commit, and a note for this process's own `on_commit` callbacks."""
+    await conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload})
+    changes = _changes.get()
+    if changes is not None:
+        changes.setdefault(channel, set()).add(payload)
 
 
 async def changed_agent(conn: AsyncConnection, agent_id: str) -> None:
-    """Record, in the current transaction, that this agent's resolution may have changed:
-    a NOTIFY that other processes get at commit, and a note for this process's own cache."""
-    await conn.execute(text("SELECT pg_notify(:channel, :agent)"), {"channel": RESOLUTION_CHANNEL, "agent": agent_id})
-    changed = _changed_agents.get()
-    if changed is not None:
-        changed.add(agent_id)
+    """This agent's resolution may have changed (its cached entries must go)."""
+    await notify(conn, RESOLUTION_CHANNEL, agent_id)
 
 
 class Database:
@@ -86,18 +93,29 @@ class Database:
             raise ValueError("give exactly one of engine or connection")
         self.engine = engine
         self._connection = connection
-        # Called after each commit with the ids of the agents whose resolution it changed.
-        self.on_commit: list[Callable[[set[str]], None]] = []
+        # Per channel, called after each commit with what it changed there (agent ids on
+        # RESOLUTION_CHANNEL, key ids on KEYS_CHANNEL).
+        self.on_commit: dict[str, list[Callable[[set[str]], None]]] = {RESOLUTION_CHANNEL: [], KEYS_CHANNEL: []}
         self._autocommit_engine = (
             engine.execution_options(isolation_level="AUTOCOMMIT") if engine is not None else None
         )
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Database:
+    def from_url(
+        cls, url: str, *, pool_size: int = 10, max_overflow: int = 10,
+        statement_timeout_seconds: float | None = None, idle_in_transaction_timeout_seconds: float | None = None,
+    ) -> Database:
+        server_settings = {}
+        if statement_timeout_seconds is not None:
+            server_settings["statement_timeout"] = str(round(statement_timeout_seconds * 1000))
+        if idle_in_transaction_timeout_seconds is not None:
+            idle_ms = round(idle_in_transaction_timeout_seconds * 1000)
+            server_settings["idle_in_transaction_session_timeout"] = str(idle_ms)
         engine = create_async_engine(
             url,
             pool_size=pool_size,
             max_overflow=max_overflow,
+            connect_args={"server_settings": server_settings} if server_settings else {},
             # A pre-ping would add a round trip to every checkout, the resolve hot path
             # included; recycling old connections covers idle ones dropped by the network.
             pool_recycle=1800,
@@ -114,8 +132,8 @@ class Database:
         A unit must be replayable: it makes no external calls and returns plain values.
         """
         for attempt in range(1, attempts + 1):
-            changed: set[str] = set()
-            token = _changed_agents.set(changed)
+            changes: dict[str, set[str]] = {}
+            token = _changes.set(changes)
             try:
                 if self._connection is not None:
                     async with self._connection.begin_nested():
@@ -134,11 +152,12 @@ class Database:
                 await asyncio.sleep(random.uniform(0, 0.005 * 2 ** (attempt - 1)))
                 continue
             finally:
-                _changed_agents.reset(token)
-            # Committed: this process forgets what it cached for those agents before the
-            # caller answers (read-your-writes); other processes hear the NOTIFY.
-            for listener in self.on_commit if changed else ():
-                listener(changed)
+                _changes.reset(token)
+            # Committed: this process forgets what it cached for those agents (and keys)
+            # before the caller answers (read-your-writes); other processes hear the NOTIFY.
+            for channel, changed in changes.items():
+                for listener in self.on_commit.get(channel, ()):
+                    listener(changed)
             return result
         raise AssertionError("unreachable")
 

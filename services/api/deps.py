@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 
+from services.api.access.gate import SCOPE_KEY as API_KEY_SCOPE
 from services.api.db import Database
 from services.api.schemas import cursor
 from services.api.writes import WriteContext
@@ -23,9 +24,11 @@ AgentCursor = Annotated[str | None, _AFTER, cursor("agent")]
 VariantCursor = Annotated[str | None, _AFTER, cursor("variant")]
 RevisionCursor = Annotated[str | None, _AFTER, cursor("revision")]
 ExperimentCursor = Annotated[str | None, _AFTER, cursor("experiment")]
+KeyCursor = Annotated[str | None, _AFTER, cursor("api_key")]
 
 
 async def write_context(
+    request: Request,
     x_actor: Annotated[
         str | None,
         Header(alias="X-Actor", min_length=1, max_length=256,
@@ -37,7 +40,11 @@ async def write_context(
                description='Only if the target\'s ETag still matches (`"3"`, or `*`); 412 otherwise.'),
     ] = None,
 ) -> WriteContext:
-    return WriteContext(actor=_utf8(x_actor), if_match=if_match)
+    # The key the access gate verified (absent while auth is off). A claimed actor is
+    # always recorded next to the key that made the claim.
+    key = request.scope.get(API_KEY_SCOPE)
+    key_name = key.name if key is not None else None
+    return WriteContext(actor=_utf8(x_actor) or key_name, api_key=key_name, if_match=if_match)
 
 
 def _utf8(value: str | None) -> str | None:

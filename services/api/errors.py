@@ -41,7 +41,10 @@ PROBLEMS: dict[str, ProblemType] = {
     "resource_missing": ProblemType(404, "Resource not found"),
     "route_not_found": ProblemType(404, "No such route"),
     "method_not_allowed": ProblemType(405, "Method not allowed"),
+    "unauthorized": ProblemType(401, "Unauthorized"),
+    "insufficient_scope": ProblemType(403, "Insufficient scope"),
     "slug_taken": ProblemType(409, "Slug already taken"),
+    "key_name_taken": ProblemType(409, "API key name already taken"),
     "variant_active": ProblemType(409, "Variant is active"),
     "variant_in_experiment": ProblemType(409, "Variant is in an experiment"),
     "experiment_not_draft": ProblemType(409, "Experiment is not a draft"),
@@ -56,6 +59,7 @@ PROBLEMS: dict[str, ProblemType] = {
     "payload_too_large": ProblemType(413, "Payload too large"),
     "unsupported_media_type": ProblemType(415, "Unsupported media type"),
     "validation_error": ProblemType(422, "Invalid request"),
+    "rate_limited": ProblemType(429, "Too many requests"),
     "invalid_cursor": ProblemType(422, "Invalid pagination cursor"),
     "inconsistent_config": ProblemType(422, "Inconsistent config"),
     "slug_reserved": ProblemType(422, "Slug reserved"),
@@ -189,8 +193,9 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 # SQLSTATE classes that mean "the database cannot serve now", not "this request is bad":
-# connection exceptions, insufficient resources, operator intervention (shutdown, startup).
-_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
+# connection exceptions, insufficient resources, operator intervention (shutdown, startup),
+# and 57014, a statement cancelled by `statement_timeout` (DB_STATEMENT_TIMEOUT_SECONDS).
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P", "57014")
 
 
 def database_unavailable(exc: BaseException) -> bool:
@@ -252,11 +257,15 @@ class Problem(BaseModel):
 # Component name and description for each error status an operation may list.
 RESPONSE_COMPONENTS: dict[int, tuple[str, str]] = {
     400: ("BadRequest", "Malformed JSON (`malformed_json`)."),
+    401: ("Unauthorized", "No API key, or one that is not valid, revoked or expired (`unauthorized`); "
+                          "see `WWW-Authenticate`."),
+    403: ("Forbidden", "The API key's scope does not allow this (`insufficient_scope`)."),
     404: ("NotFound", "The agent or variant does not exist (`resource_missing`)."),
     409: ("Conflict", "The request conflicts with the current state (`slug_taken`, `variant_active`, ...)."),
     412: ("PreconditionFailed", "`If-Match` did not match the current ETag (`precondition_failed`)."),
     413: ("PayloadTooLarge", "The body is over 4 MiB (`payload_too_large`)."),
     415: ("UnsupportedMediaType", "The body is not JSON (`unsupported_media_type`)."),
+    429: ("TooManyRequests", "The API key is over its rate limit (`rate_limited`); retry after `Retry-After`."),
     422: ("ValidationError",
           "Invalid input; `errors` names every bad field (`validation_error`, `inconsistent_config`, ...)."),
     503: ("ServiceUnavailable",

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.api.access.gate import SCOPE_KEY as API_KEY_SCOPE
 from services.api.db import Database
 from services.api.errors import database_unavailable, problem
 from services.api.exceptions import FieldError
@@ -43,7 +44,7 @@ TTL = timedelta(hours=24)
 # How long an in-flight claim holds before another request may take it over.
 LEASE = timedelta(seconds=60)
 # Response headers worth replaying (the body's type, where it lives, its version).
-REPLAYED_HEADERS = ("content-type", "location", "etag")
+REPLAYED_HEADERS = ("content-type", "location", "etag", "cache-control")
 
 
 # Request headers that change what a request means: a retry sends them again unchanged.
@@ -173,11 +174,13 @@ class IdempotencyMiddleware:
             return  # the client left before sending its whole body: claim nothing
 
         db: Database = scope["app"].state.db
+        caller = scope.get(API_KEY_SCOPE)
+        stored_key = storage_key(caller.id if caller is not None else None, key)
         target = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
         owner = secrets.token_hex(16)
         try:
             print_ = fingerprint(scope["method"], target, body, _meaningful_headers(scope))
-            outcome = await claim(db, key, print_, owner)
+            outcome = await claim(db, stored_key, print_, owner)
         except Exception as error:
             # Outside the app's exception handlers: map an unreachable database here.
             if not database_unavailable(error):
@@ -207,7 +210,7 @@ class IdempotencyMiddleware:
             await send({"type": "http.response.start", "status": outcome["status"], "headers": headers})
             await send({"type": "http.response.body", "body": outcome["body"]})
             return
-        await self._run_and_store(scope, body, receive, send, db, key, owner)
+        await self._run_and_store(scope, body, receive, send, db, stored_key, owner)
 
     async def _run_and_store(
         self, scope: Scope, body: bytes, receive: Receive, send: Send, db: Database, key: str, owner: str
@@ -244,7 +247,28 @@ class IdempotencyMiddleware:
         if status >= 500:
             await release(db, key, owner)  # a failure is not an answer: let a retry run again
         else:
-            await complete(db, key, owner, status, headers, b"".join(chunks))
+            await complete(db, key, owner, status, headers, without_secret(scope["path"], b"".join(chunks)))
+
+
+def storage_key(api_key_id: str | None, key: str) -> str:
+    """Each API key has its own idempotency keys (as at Stripe): another API key's request
+    under the same Idempotency-Key is a request of its own, never a replay of another's."""
+    return key if api_key_id is None else f"{api_key_id}:{key}"
+
+
+def without_secret(path: str, body: bytes) -> bytes:
+    """What may be stored of a response: a created API key's secret never is (a replay
+    answers `"secret": null`, as the contract says)."""
+    if path.rstrip("/") != "/v1/keys":
+        return body
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(document, dict) and document.get("secret") is not None:
+        document["secret"] = None
+        return json.dumps(document, separators=(",", ":")).encode()
+    return body
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -1,7 +1,9 @@
-"""One LISTEN connection per process: other processes' changes drop our cached entries.
+"""One LISTEN connection per process: other processes' changes drop our cached entries
+and make the key ring reload.
 
 While the connection is down the cache is not trusted (nothing is served from it or
-stored in it), since NOTIFYs sent meanwhile are lost; on reconnecting it is cleared, then
+stored in it) and keys are checked against the database, since NOTIFYs sent meanwhile
+are lost; on reconnecting the cache is cleared and the ring reloaded, then both are
 trusted again. Loss is noticed at once when the server closes the connection, and within
 `ping_seconds` when the network silently drops it.
 """
@@ -12,12 +14,16 @@ import asyncio
 import contextlib
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from services.api.db import RESOLUTION_CHANNEL
+from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL
 from services.api.resolve_cache import ResolveCache
+
+if TYPE_CHECKING:
+    from services.api.access.keyring import KeyRing
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +38,13 @@ def asyncpg_dsn(url: str) -> str:
 
 
 class ResolutionListener:
-    def __init__(self, dsn: str, cache: ResolveCache, *, ping_seconds: float = 2.0, retry_seconds: float = 0.5):
+    def __init__(
+        self, dsn: str, cache: ResolveCache, *, keys: KeyRing | None = None,
+        ping_seconds: float = 2.0, retry_seconds: float = 0.5,
+    ):
         self.dsn = dsn
         self.cache = cache
+        self.keys = keys
         self.ping_seconds = ping_seconds
         self.retry_seconds = retry_seconds
         self.connected = asyncio.Event()
@@ -53,6 +63,10 @@ class ResolutionListener:
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         self.cache.invalidate({payload})
 
+    def _on_key_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if self.keys is not None:
+            self.keys.invalidate({payload})
+
     async def _run(self) -> None:
         while True:
             conn: asyncpg.Connection | None = None
@@ -64,10 +78,14 @@ class ResolutionListener:
                 )
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(RESOLUTION_CHANNEL, self._on_notify)
+                await conn.add_listener(KEYS_CHANNEL, self._on_key_notify)
                 self.backend_pid = conn.get_server_pid()
                 # Listening now: whatever happened before is unknown, so start empty.
                 self.cache.clear()
                 self.cache.trusted = True
+                if self.keys is not None:
+                    self.keys.invalidate()  # the next check reloads the ring
+                    self.keys.listening = True
                 self.connected.set()
                 log.info("listening for resolution changes (backend pid %s)", self.backend_pid)
                 while not lost.is_set():
@@ -82,6 +100,8 @@ class ResolutionListener:
             finally:
                 self.connected.clear()
                 self.cache.trusted = False
+                if self.keys is not None:
+                    self.keys.listening = False
                 self.cache.clear()
                 if conn is not None and not conn.is_closed():
                     conn.terminate()

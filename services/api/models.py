@@ -238,3 +238,28 @@ class Outcome(Base):
     success: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     score: Mapped[float | None] = mapped_column(Double, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ApiKey(Base):
+    """A credential: a name, a scope and the SHA-256 of its secret (never the secret).
+
+    Revoked keys stay, so a revision's `api_key` name always names exactly one key.
+    """
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        UniqueConstraint("name"),
+        UniqueConstraint("secret_hash"),
+        CheckConstraint("scope IN ('resolve', 'read', 'write', 'admin')", name="scope"),
+        CheckConstraint("char_length(name) BETWEEN 1 AND 64", name="name_length"),
+        CheckConstraint("octet_length(secret_hash) = 32", name="secret_hash_length"),
+    )
+
+    id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -7,7 +7,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from services.api.access.rules import required_scope
 from services.api.errors import PROBLEM_MEDIA_TYPE, RESPONSE_COMPONENTS
+
+BEARER = {"type": "http", "scheme": "bearer",
+          "description": "An API key (`avk_...`). Scopes nest: admin > write > read > resolve."}
 
 IDEMPOTENCY_KEY_PARAMETER = {
     "name": "Idempotency-Key",
@@ -29,8 +33,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
 
 def refactor_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     """Point every 4xx/5xx of every operation at a shared `components.responses` entry,
-    and document the merge-patch media type on PATCH operations."""
+    document the merge-patch media type on PATCH operations, and the key each needs."""
     components = schema.setdefault("components", {})
+    components.setdefault("securitySchemes", {})["apiKey"] = BEARER
     shared = components.setdefault("responses", {})
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     for path, paths in schema.get("paths", {}).items():
@@ -41,6 +46,14 @@ def refactor_openapi(schema: dict[str, Any]) -> dict[str, Any]:
                 # IdempotencyMiddleware handles the header before routing; document it here.
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY_PARAMETER)
                 operation["responses"].setdefault("409", {})
+            needed = required_scope(method.upper(), path)
+            if needed is not None:
+                operation["security"] = [{"apiKey": []}]
+                operation["x-required-scope"] = needed
+                operation["description"] = (operation.get("description", "") +
+                                            f"\n\nNeeds an API key with scope `{needed}` or above.").strip()
+                for status in ("401", "403", "429"):
+                    operation["responses"].setdefault(status, {})
             content = operation.get("requestBody", {}).get("content", {})
             if method == "patch" and "application/json" in content:
                 # PATCH bodies are JSON merge patches (RFC 7396); both media types work.

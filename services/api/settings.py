@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from services.api.keys.schemas import SCOPES
 
 
 def normalise_database_url(url: str) -> str:
@@ -29,6 +33,18 @@ def normalise_database_url(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, safe="/")))
 
 
+class RateLimit(BaseModel):
+    """A token bucket: `per_second` sustained, bursts of up to `burst` requests."""
+
+    model_config = {"extra": "forbid"}
+    per_second: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+# The contract's defaults: generous enough for any honest client.
+DEFAULT_RATE_LIMIT = RateLimit(per_second=1000, burst=2000)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
@@ -42,7 +58,22 @@ class Settings(BaseSettings):
     # new backend per request), which halves throughput; waiting for a pooled one is cheaper.
     db_pool_size: int = Field(20, ge=1, le=1000)
     db_max_overflow: int = Field(0, ge=0, le=1000)
-    embedded_postgres_dir: Path = Path(".data/postgres")
+    # Where the service keeps its files: the first admin key (`admin-key`), and the
+    # embedded PostgreSQL unless EMBEDDED_POSTGRES_DIR says otherwise.
+    data_dir: Path = Path(".data")
+    embedded_postgres_dir: Path | None = None
+    # A statement running longer is cancelled (503), so one slow query cannot hold a
+    # pooled connection forever; a transaction left idle is ended after idle_* seconds.
+    db_statement_timeout_seconds: float = Field(30.0, gt=0)
+    db_idle_in_transaction_timeout_seconds: float = Field(60.0, gt=0)
+    # Auth is on unless explicitly disabled (local experiments only; warned at every start).
+    auth_disabled: bool = False
+    # Per-scope token buckets, as JSON: {"write": {"per_second": 50, "burst": 100}}.
+    # Scopes left out keep the default.
+    rate_limits: dict[str, RateLimit] = Field(default_factory=lambda: {s: DEFAULT_RATE_LIMIT for s in SCOPES})
+    # Origins browsers may call the API from (CORS). Empty: no cross-origin access at all.
+    # A JSON list or comma-separated: https://a.example,https://b.example
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Resolved configs kept in memory per process (0 disables the cache), and their
     # lifetime: a safety net only, since changes invalidate entries at once.
     resolve_cache_size: int = Field(100_000, ge=0)
@@ -58,6 +89,33 @@ class Settings(BaseSettings):
         if value is None or value.strip() == "":
             return None
         return normalise_database_url(value.strip())
+
+    @property
+    def postgres_dir(self) -> Path:
+        """The embedded PostgreSQL's data directory."""
+        return self.embedded_postgres_dir or self.data_dir / "postgres"
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _rate_limits(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise ValueError('RATE_LIMITS must be a JSON object like {"write": {"per_second": 50, "burst": 100}}')
+        unknown = sorted(set(value) - set(SCOPES))
+        if unknown:
+            raise ValueError(f"RATE_LIMITS: unknown scope {', '.join(unknown)} (scopes: {', '.join(SCOPES)})")
+        return {**{scope: DEFAULT_RATE_LIMIT for scope in SCOPES}, **value}
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [origin.strip() for origin in text.split(",") if origin.strip()]
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -10,16 +10,20 @@ import pytest
 
 from services.api.app import create_app
 from services.api.db import Database
-from services.api.settings import Settings
-from tests.helpers import assert_problem, config
+from tests.helpers import assert_problem, bearer, config, settings_for_tests
 
 
-@pytest.fixture
-async def unreachable(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+@pytest.fixture(params=["auth on", "auth off"])
+async def unreachable(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """With auth on, checking the key is what meets the outage first (the key ring cannot
+    load); with auth off, the routes and the idempotency claim meet it themselves."""
     # A real connection attempt to a socket directory where no server listens.
     database = Database.from_url(f"postgresql+asyncpg://postgres@/agent_variants?host={tmp_path}")
-    app = create_app(Settings(database_url=None), database=database)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    auth_off = request.param == "auth off"
+    app = create_app(settings_for_tests(auth_disabled=auth_off), database=database)
+    headers = {} if auth_off else bearer("avk_" + "x" * 43)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+                                 headers=headers) as client:
         yield client
     await database.dispose()
 

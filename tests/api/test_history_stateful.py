@@ -27,9 +27,8 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 from services.api.app import create_app
-from services.api.settings import Settings
 from tests.api.history_support import FIELDS
-from tests.helpers import unique
+from tests.helpers import bearer, settings_for_tests, unique
 
 pytestmark = pytest.mark.live
 
@@ -209,11 +208,11 @@ class HistoryMachine(RuleBasedStateMachine):
             self.client.delete(f"/v1/agents/{self.agent}")
 
 
-def test_time_travel_answers_what_resolution_said_at_every_step(live_url: str) -> None:
-    app = create_app(Settings(database_url=live_url, db_pool_size=2, db_max_overflow=2))
+def test_time_travel_answers_what_resolution_said_at_every_step(live_url: str, live_key: str) -> None:
+    app = create_app(settings_for_tests(database_url=live_url, db_pool_size=2, db_max_overflow=2))
     HistoryMachine.statuses = Counter()
     HistoryMachine.compared = 0
-    with TestClient(app) as client:
+    with TestClient(app, headers=bearer(live_key)) as client:
         HistoryMachine.client = client
         run_state_machine_as_test(
             HistoryMachine,

@@ -20,8 +20,17 @@ from sqlalchemy import text
 
 from services.api import idempotency
 from services.api.db import Database
-from services.api.idempotency import fingerprint
-from tests.helpers import assert_problem, config, create_agent, create_variant, problem_params, unique
+from services.api.idempotency import fingerprint, storage_key
+from services.api.keys.tokens import digest
+from tests.helpers import (
+    assert_problem,
+    config,
+    create_agent,
+    create_variant,
+    problem_params,
+    settings_for_tests,
+    unique,
+)
 
 JSON = "application/json"
 
@@ -385,7 +394,17 @@ async def count_agents(db: Database, name: str) -> int:
         return await conn.scalar(text("SELECT count(*) FROM agents WHERE name = :name"), {"name": name})
 
 
-async def key_row(db: Database, key: str) -> dict[str, Any] | None:
+async def stored(db: Database, client: httpx.AsyncClient, key: str) -> str:
+    """The row key the client's Idempotency-Key is stored under (namespaced by its API key)."""
+    secret = client.headers["authorization"].removeprefix("Bearer ")
+    async with db.read() as conn:
+        key_id = await conn.scalar(text("SELECT id FROM api_keys WHERE secret_hash = :h"), {"h": digest(secret)})
+    assert key_id is not None
+    return storage_key(key_id, key)
+
+
+async def key_row(db: Database, client: httpx.AsyncClient, key: str) -> dict[str, Any] | None:
+    key = await stored(db, client, key)
     async with db.read() as conn:
         row = (await conn.execute(text("SELECT * FROM idempotency_keys WHERE key = :key"), {"key": key})).mappings()
         found = row.one_or_none()
@@ -460,7 +479,7 @@ async def test_a_request_in_flight_under_the_key_is_409_in_use(live_client, live
             text("INSERT INTO idempotency_keys (key, fingerprint, state, owner, locked_until, created_at, expires_at)"
                  " VALUES (:key, :print, 'in_flight', 'running', now() + interval '1 minute', now(),"
                  "         now() + interval '1 day')"),
-            {"key": key, "print": fingerprint("POST", "/v1/agents", raw)},
+            {"key": await stored(live_db, live_client, key), "print": fingerprint("POST", "/v1/agents", raw)},
         )
 
     response = await live_client.post("/v1/agents", content=raw, headers=keyed(key, **{"Content-Type": JSON}))
@@ -468,7 +487,7 @@ async def test_a_request_in_flight_under_the_key_is_409_in_use(live_client, live
     problem = assert_problem(response, 409, "idempotency_key_in_use")
     assert key in problem["detail"]
     assert await count_agents(live_db, body["name"]) == 0
-    assert (await key_row(live_db, key))["state"] == "in_flight"
+    assert (await key_row(live_db, live_client, key))["state"] == "in_flight"
 
 
 async def age(db: Database, key: str, column: str) -> None:
@@ -488,16 +507,16 @@ async def test_purge_deletes_expired_keys_and_frees_them(live_client, live_db):
     created = {first.json()["id"], other.json()["id"]}
     try:
         assert first.status_code == other.status_code == 201
-        row = await key_row(live_db, key)
+        row = await key_row(live_db, live_client, key)
         assert row is not None and row["state"] == "done"
         ttl = row["expires_at"] - row["created_at"]
         assert ttl.total_seconds() == 24 * 3600
-        await age(live_db, key, "expires_at")
+        await age(live_db, await stored(live_db, live_client, key), "expires_at")
 
         assert await idempotency.purge_expired(live_db) >= 1
 
-        assert await key_row(live_db, key) is None
-        assert await key_row(live_db, kept) is not None  # not yet expired: kept
+        assert await key_row(live_db, live_client, key) is None
+        assert await key_row(live_db, live_client, kept) is not None  # not yet expired: kept
         fresh = await live_client.post("/v1/agents", json=agent_body(), headers=keyed(key))
         assert fresh.status_code == 201, fresh.text
         assert "idempotent-replayed" not in fresh.headers
@@ -516,7 +535,7 @@ async def test_an_expired_key_not_yet_purged_is_free(live_client, live_db, same_
     created = {first.json()["id"]}
     try:
         assert first.status_code == 201, first.text
-        await age(live_db, key, "expires_at")
+        await age(live_db, await stored(live_db, live_client, key), "expires_at")
         second_body = body if same_body else agent_body()
 
         again = await live_client.post("/v1/agents", json=second_body, headers=keyed(key))
@@ -530,7 +549,7 @@ async def test_an_expired_key_not_yet_purged_is_free(live_client, live_db, same_
         assert_replay_of(again, await live_client.post("/v1/agents", json=second_body, headers=keyed(key)))
         assert_problem(await live_client.post("/v1/agents", json=agent_body(), headers=keyed(key)),
                        409, "idempotency_key_reused")
-        row = await key_row(live_db, key)
+        row = await key_row(live_db, live_client, key)
         assert (row["expires_at"] - row["created_at"]).total_seconds() == 24 * 3600
     finally:
         await delete_agents(live_client, created)
@@ -552,14 +571,14 @@ async def insert_claim(db: Database, key: str, print_: str) -> None:
 async def test_an_abandoned_claim_is_taken_over_by_a_retry(live_client, live_db):
     key, body = new_key(), agent_body()
     raw = json.dumps(body).encode()
-    await insert_claim(live_db, key, fingerprint("POST", "/v1/agents", raw))
+    await insert_claim(live_db, await stored(live_db, live_client, key), fingerprint("POST", "/v1/agents", raw))
 
     response = await live_client.post("/v1/agents", content=raw, headers=keyed(key, **{"Content-Type": JSON}))
 
     try:
         assert response.status_code == 201, response.text
         assert "idempotent-replayed" not in response.headers
-        assert (await key_row(live_db, key))["state"] == "done"
+        assert (await key_row(live_db, live_client, key))["state"] == "done"
         assert await count_agents(live_db, body["name"]) == 1
         assert_replay_of(response, await live_client.post("/v1/agents", content=raw,
                                                           headers=keyed(key, **{"Content-Type": JSON})))
@@ -571,7 +590,8 @@ async def test_an_abandoned_claim_is_taken_over_by_a_retry(live_client, live_db)
 @pytest.mark.live
 async def test_an_abandoned_claim_of_another_request_is_not_taken_over(live_client, live_db):
     key, body = new_key(), agent_body()
-    await insert_claim(live_db, key, fingerprint("POST", "/v1/agents", b'{"name": "another request"}'))
+    another = fingerprint("POST", "/v1/agents", b'{"name": "another request"}')
+    await insert_claim(live_db, await stored(live_db, live_client, key), another)
 
     response = await live_client.post("/v1/agents", json=body, headers=keyed(key))
 
@@ -667,9 +687,9 @@ def test_fingerprint_distinguishes_null_empty_object_and_no_body():
 async def test_a_client_that_leaves_mid_body_claims_nothing(db, conn):
     """A body cut short by a disconnect is not a request: the key stays free for the retry."""
     from services.api.app import create_app
-    from services.api.settings import Settings
 
-    app = create_app(Settings(database_url=None), database=db)
+    # Auth off: the key is stored as sent (with auth, under the API key's id).
+    app = create_app(settings_for_tests(auth_disabled=True), database=db)
     key = new_key()
     messages = iter([
         {"type": "http.request", "body": b'{"name": "half', "more_body": True},

@@ -26,9 +26,17 @@ from services.api.app import create_app
 from services.api.db import Database
 from services.api.resolution.schemas import to_body
 from services.api.resolve_cache import ResolveCache
-from services.api.settings import Settings
 from services.shared.agent_config import resolve_agent_config
-from tests.helpers import assert_problem, config, create_agent, create_variant, unique
+from tests.helpers import (
+    admin_key,
+    assert_problem,
+    bearer,
+    config,
+    create_agent,
+    create_variant,
+    settings_for_tests,
+    unique,
+)
 
 # ------------------------------------------------------------------------- the LRU itself
 
@@ -211,8 +219,10 @@ async def counting(conn: AsyncConnection) -> AsyncIterator[Statements]:
 @pytest.fixture
 async def uncached(db: Database) -> AsyncIterator[httpx.AsyncClient]:
     """The same database through an app without a cache: the truth to compare with."""
-    app = create_app(Settings(database_url=None, resolve_cache_size=0), database=db)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+    app = create_app(settings_for_tests(resolve_cache_size=0), database=db)
+    secret = await admin_key(db, "test-admin-uncached")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                 headers=bearer(secret)) as http:
         yield http
 
 

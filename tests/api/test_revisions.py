@@ -18,7 +18,7 @@ from tests.api.history_support import (
     newest_revision,
     stored_revision_count,
 )
-from tests.helpers import assert_problem, config, create_agent, create_variant, problem_params, unique
+from tests.helpers import TEST_KEY_NAME, assert_problem, config, create_agent, create_variant, problem_params, unique
 
 ACTOR = {"X-Actor": "alice@example.com"}
 
@@ -47,7 +47,7 @@ class History:
         active: str | None,
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
-        actor: str | None = None,
+        actor: str = TEST_KEY_NAME,
     ) -> dict[str, Any]:
         assert await stored_revision_count(self.conn, self.agent_id) == self.count + 1
         self.count += 1
@@ -61,8 +61,9 @@ class History:
         assert TIMESTAMP.match(revision["created_at"]), revision["created_at"]
         assert revision["agent_id"] == self.agent_id
         assert (revision["target"], revision["target_id"], revision["action"]) == (target, target_id, action)
+        # X-Actor when sent, else the key's name; the key is always named.
         assert revision["actor"] == actor
-        assert revision["api_key"] is None  # auth is off in tests
+        assert revision["api_key"] == TEST_KEY_NAME
         assert revision["active_variant_id"] == active
         assert revision["before"] == before
         assert revision["after"] == after
@@ -98,8 +99,8 @@ async def test_agent_create_and_update_write_one_revision_each(
     updated = response.json()
     await history.expect(target="agent", target_id=agent["id"], action="update", active=None,
                          before=agent, after=updated)
-    # Without X-Actor the actor is null (no key either, auth being off).
-    assert (await newest_revision(client, agent["id"]))["actor"] is None
+    # Without X-Actor the actor is the name of the key that made the change.
+    assert (await newest_revision(client, agent["id"]))["actor"] == TEST_KEY_NAME
 
 
 async def test_variant_changes_write_one_revision_each(client: httpx.AsyncClient, conn: AsyncConnection) -> None:

@@ -31,8 +31,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 from services.api.app import create_app
-from services.api.settings import Settings
-from tests.helpers import unique
+from tests.helpers import bearer, settings_for_tests, unique
 
 pytestmark = pytest.mark.live
 
@@ -278,10 +277,10 @@ class VariantsMachine(RuleBasedStateMachine):
         assert consistent(expected)
 
 
-def test_variants_behave_like_the_model(live_url: str) -> None:
-    app = create_app(Settings(database_url=live_url, db_pool_size=2, db_max_overflow=2))
+def test_variants_behave_like_the_model(live_url: str, live_key: str) -> None:
+    app = create_app(settings_for_tests(database_url=live_url, db_pool_size=2, db_max_overflow=2))
     VariantsMachine.rejections = {}
-    with TestClient(app) as client:
+    with TestClient(app, headers=bearer(live_key)) as client:
         VariantsMachine.client = client
         run_state_machine_as_test(
             VariantsMachine,

@@ -31,9 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from services.api.app import create_app
 from services.api.db import Database
-from services.api.settings import Settings
 from services.shared.agent_config import AgentNotFound, VariantNotFound, resolve_agent_config
-from tests.helpers import config, create_agent, create_variant
+from tests.helpers import bearer, config, create_agent, create_variant, settings_for_tests
 
 pytestmark = pytest.mark.live
 
@@ -233,14 +232,15 @@ async def test_control_the_counter_sees_begin_commit_and_prepare(
 
 
 async def test_http_resolve_uses_one_round_trip_through_database_read(
-    seeded: dict[str, Any], live_url: str, recorder: Recorder
+    seeded: dict[str, Any], live_url: str, live_key: str, recorder: Recorder
 ) -> None:
-    """`GET /v1/agents/{agent}/resolved` through the app's own `Database.read()`."""
+    """`GET /v1/agents/{agent}/resolved` through the app's own `Database.read()`, with an
+    API key: once the key ring is loaded, checking the key costs no round trip."""
     # One pooled connection, so warming it up warms every request.
     engine = counting_engine(live_url, recorder, pool_size=1, max_overflow=0)
     database = Database(engine=engine)
     # The cache off: this measures the database path, not cache hits.
-    app = create_app(Settings(database_url=None, resolve_cache_size=0), database=database)
+    app = create_app(settings_for_tests(resolve_cache_size=0), database=database)
     agent, active, other = seeded["agent"], seeded["active"], seeded["other"]
     urls = [
         f"/v1/agents/{agent['id']}/resolved",
@@ -250,7 +250,10 @@ async def test_http_resolve_uses_one_round_trip_through_database_read(
         f"/v1/agents/{seeded['bare']['slug']}/resolved",
     ]
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                     headers=bearer(live_key)) as http:
+            # The first authenticated request loads the key ring (one query, once).
+            assert (await http.get(f"/v1/agents/{agent['id']}")).status_code == 200
             for attempt in range(3):
                 for url in urls:
                     async with recorder.measure() as trips:

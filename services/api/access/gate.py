@@ -1,0 +1,97 @@
+"""The ASGI layer in front of everything else: who is calling, and may they?
+
+It runs before the resolve cache's fast path, so cached resolutions are authenticated
+too, and costs no database round trip on the way (see `keyring`). The verified key is
+left in the ASGI scope (`scope["api_key"]`) for the routes (revisions record its name).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.api.access.keyring import KeyRefused, KeyRing
+from services.api.access.rate_limit import RateLimiter
+from services.api.access.rules import RouteRules, allows
+from services.api.errors import database_unavailable, problem
+
+log = logging.getLogger(__name__)
+
+REALM = 'Bearer realm="agent-variants"'
+SCOPE_KEY = "api_key"
+
+
+def _bearer(scope: Scope) -> str | None:
+    """The token of `Authorization: Bearer <token>`, "" for another form, None when absent."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            kind, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if kind.lower() == "bearer" and token.strip() else ""
+    return None
+
+
+class AccessGate:
+    def __init__(self, app: ASGIApp, *, rules: RouteRules, ring: KeyRing, limiter: RateLimiter) -> None:
+        self.app = app
+        self.rules = rules
+        self.ring = ring
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        needed = self.rules.required(scope["method"], scope["path"])
+        if needed is None:
+            await self.app(scope, receive, send)
+            return
+        token = _bearer(scope)
+        if token is None:
+            await self._refuse(scope, receive, send, "unauthorized",
+                               "An API key is required: send it as `Authorization: Bearer <key>`", REALM)
+            return
+        if not token:
+            await self._refuse(scope, receive, send, "unauthorized",
+                               "The Authorization header must be `Bearer <key>`", f'{REALM}, error="invalid_request"')
+            return
+        try:
+            key = await self.ring.verify(token)
+        except KeyRefused as refused:
+            await self._refuse(scope, receive, send, "unauthorized", str(refused), f'{REALM}, error="invalid_token"')
+            return
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            log.warning("checking an API key failed, database unavailable: %s", error)
+            await self._refuse(scope, receive, send, "service_unavailable",
+                               "The database is unavailable; retry shortly", None, retry_after=1)
+            return
+        if not allows(key.scope, needed):
+            await self._refuse(
+                scope, receive, send, "insufficient_scope",
+                f"The API key '{key.name}' has scope '{key.scope}'; this needs '{needed}' or above",
+                f'{REALM}, error="insufficient_scope", scope="{needed}"',
+            )
+            return
+        wait = self.limiter.take(key.id, key.scope)
+        if wait is not None:
+            await self._refuse(scope, receive, send, "rate_limited",
+                               f"The API key '{key.name}' is over its rate limit; retry in {wait} s", None,
+                               retry_after=wait)
+            return
+        scope[SCOPE_KEY] = key
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(
+        scope: Scope, receive: Receive, send: Send, code: str, detail: str, challenge: str | None,
+        *, retry_after: int | None = None,
+    ) -> None:
+        headers = {}
+        if challenge is not None:
+            headers["WWW-Authenticate"] = challenge
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        await problem(code, detail, request=Request(scope), headers=headers)(scope, receive, send)

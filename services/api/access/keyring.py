@@ -1,0 +1,151 @@
+"""Verified API keys, held in memory so checking a key costs no database round trip.
+
+The ring holds every key (revoked ones too, to say why a key is refused), indexed by the
+first 8 bytes of the SHA-256 of its secret; the whole 32-byte digest is then compared in
+constant time. It is trusted only while it is `fresh`:
+
+- a create or revoke anywhere NOTIFYs `KEYS_CHANNEL`; the process listener (and, for this
+  process's own commits, the database's on-commit hook) calls `invalidate`, and requests
+  wait for one shared reload instead of using what may be stale;
+- while the listener is down, NOTIFYs may be lost, so each request asks the database
+  (`listening` False), until the listener is back and the ring reloaded.
+
+Uses are noted in memory and written to `last_used_at` every few seconds (`flush_usage`),
+not on every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from services.api.db import Database
+from services.api.keys import repository, tokens
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A key as the gate sees it. `expires_at` and `revoked_at` are Unix times."""
+
+    id: str
+    name: str
+    scope: str
+    digest: bytes
+    expires_at: float | None
+    revoked_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Principal:
+        return cls(
+            id=row["id"], name=row["name"], scope=row["scope"], digest=bytes(row["secret_hash"]),
+            expires_at=row["expires_at"].timestamp() if row["expires_at"] else None,
+            revoked_at=row["revoked_at"].timestamp() if row["revoked_at"] else None,
+        )
+
+
+class KeyRefused(Exception):
+    """Why a secret does not authenticate (the 401's detail)."""
+
+
+def _index(digest: bytes) -> bytes:
+    return digest[:8]
+
+
+class KeyRing:
+    def __init__(self, database: Callable[[], Database], *, listening: bool) -> None:
+        self._database = database  # the app's, made in the lifespan
+        # False while the process listener is down: then every check asks the database.
+        self.listening = listening
+        self.fresh = False
+        self._by_index: dict[bytes, tuple[Principal, ...]] = {}
+        self._generation = 0
+        self._reload: asyncio.Task[None] | None = None
+        self._used: dict[str, float] = {}
+
+    # --- verifying ---------------------------------------------------------------------
+
+    async def verify(self, secret: str) -> Principal:
+        """The live key this secret belongs to; KeyRefused saying why not."""
+        digest = tokens.digest(secret)
+        if not self.listening:
+            async with self._database().read() as conn:
+                row = await repository.by_digest(conn, digest)
+            candidates: tuple[Principal, ...] = (Principal.from_row(row),) if row is not None else ()
+        else:
+            if not self.fresh:
+                await self._reloaded()
+            candidates = self._by_index.get(_index(digest), ())
+        key = next((k for k in candidates if hmac.compare_digest(k.digest, digest)), None)
+        if key is None:
+            raise KeyRefused("The API key is not valid")
+        now = time.time()
+        if key.revoked_at is not None:
+            raise KeyRefused(f"The API key '{key.name}' has been revoked")
+        if key.expires_at is not None and key.expires_at <= now:
+            raise KeyRefused(f"The API key '{key.name}' has expired")
+        self._used[key.id] = now
+        return key
+
+    # --- keeping current ---------------------------------------------------------------
+
+    def invalidate(self, _key_ids: set[str] | None = None) -> None:
+        """A key changed somewhere: stop trusting the ring until it has been reloaded."""
+        self._generation += 1
+        self.fresh = False
+
+    async def _reloaded(self) -> None:
+        """Wait for a reload that started after the last invalidation (one at a time,
+        shared by every waiting request)."""
+        while not self.fresh:
+            if self._reload is None or self._reload.done():
+                self._reload = asyncio.ensure_future(self._load())
+            await asyncio.shield(self._reload)
+
+    async def _load(self) -> None:
+        generation = self._generation
+        async with self._database().read() as conn:
+            rows = await repository.every(conn)
+        by_index: dict[bytes, tuple[Principal, ...]] = {}
+        for row in rows:
+            key = Principal.from_row(row)
+            by_index[_index(key.digest)] = (*by_index.get(_index(key.digest), ()), key)
+        # A change while we read may be missing from what we read: then load again.
+        if generation == self._generation:
+            self._by_index = by_index
+            self.fresh = True
+
+    # --- last used ---------------------------------------------------------------------
+
+    async def flush_usage(self) -> None:
+        """Write when each key was last used (since the previous flush)."""
+        used, self._used = self._used, {}
+        if not used:
+            return
+        stamps = {key_id: datetime.fromtimestamp(t, UTC) for key_id, t in used.items()}
+
+        async def unit(conn: Any) -> None:
+            await repository.record_use(conn, stamps)
+
+        try:
+            await self._database().transaction(unit)
+        except Exception:
+            # Keep them for the next flush rather than lose them.
+            for key_id, t in used.items():
+                self._used[key_id] = max(t, self._used.get(key_id, t))
+            raise
+
+    async def flush_usage_forever(self, every_seconds: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(every_seconds)
+            try:
+                await self.flush_usage()
+            except Exception as error:  # noqa: BLE001 - retried next time
+                log.warning("recording API key use failed: %s", error)

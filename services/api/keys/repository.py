@@ -1,0 +1,80 @@
+"""Queries on API keys. Functions take a connection; the caller owns the transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, RowMapping, Text, bindparam, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.api.models import ApiKey
+from services.shared.identifiers import is_id
+
+keys = ApiKey.__table__
+
+
+async def insert_one(
+    conn: AsyncConnection, *, id: str, name: str, scope: str, secret_hash: bytes, expires_at: datetime | None
+) -> RowMapping | None:
+    """The new key, or None when the name is taken (by a live or a revoked key)."""
+    statement = (
+        pg_insert(keys)
+        .values(id=id, name=name, scope=scope, secret_hash=secret_hash, expires_at=expires_at)
+        .on_conflict_do_nothing(index_elements=["name"])
+        .returning(keys)
+    )
+    return (await conn.execute(statement)).mappings().first()
+
+
+async def get(conn: AsyncConnection, ref: str) -> RowMapping | None:
+    """A key by id or name."""
+    column = keys.c.id if is_id("api_key", ref) else keys.c.name
+    return (await conn.execute(select(keys).where(column == ref))).mappings().first()
+
+
+async def by_digest(conn: AsyncConnection, digest: bytes) -> RowMapping | None:
+    return (await conn.execute(select(keys).where(keys.c.secret_hash == digest))).mappings().first()
+
+
+async def every(conn: AsyncConnection) -> list[RowMapping]:
+    """All keys, revoked ones too (so a revoked key is refused as revoked, not unknown)."""
+    return list((await conn.execute(select(keys))).mappings())
+
+
+async def list_page(conn: AsyncConnection, *, after: str | None, limit: int) -> list[RowMapping]:
+    query = select(keys).order_by(keys.c.id.desc()).limit(limit)
+    if after is not None:
+        query = query.where(keys.c.id < after)
+    return list((await conn.execute(query)).mappings())
+
+
+async def revoke(conn: AsyncConnection, key_id: str) -> RowMapping:
+    """Revoke the key now, or keep the time it was first revoked."""
+    statement = (
+        update(keys).where(keys.c.id == key_id)
+        .values(revoked_at=func.coalesce(keys.c.revoked_at, func.now())).returning(keys)
+    )
+    return (await conn.execute(statement)).mappings().one()
+
+
+async def any_exists(conn: AsyncConnection) -> bool:
+    return (await conn.scalar(select(literal_column("1")).select_from(keys).limit(1))) is not None
+
+
+async def record_use(conn: AsyncConnection, used: dict[str, datetime]) -> None:
+    """Move each key's `last_used_at` forward to when it was last seen (never back)."""
+    if not used:
+        return
+    ids, times = zip(*sorted(used.items()), strict=True)
+    rows = select(
+        func.unnest(bindparam("ids", list(ids), type_=ARRAY(Text))).label("id"),
+        func.unnest(bindparam("times", list(times), type_=ARRAY(DateTime(timezone=True)))).label("used_at"),
+    ).subquery()
+    await conn.execute(
+        update(keys).where(keys.c.id == rows.c.id)
+        .where((keys.c.last_used_at.is_(None)) | (keys.c.last_used_at < rows.c.used_at))
+        .values(last_used_at=rows.c.used_at)
+    )
+

@@ -1,0 +1,44 @@
+"""HTTP routes for API keys (admin scope: see `services.api.access.rules`)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from services.api.deps import DB, KeyCursor, Limit
+from services.api.errors import responses
+from services.api.keys import service
+from services.api.keys.schemas import KeyCreate, KeyRead
+from services.api.schemas import Page, list_page
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+# A secret is in one response only: no cache or proxy may keep any of these.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+@router.post("", status_code=201, response_model=KeyRead,
+             summary="Create an API key (its secret is in this response only)",
+             responses=responses(400, 409, 413, 415, 422))
+async def create_key(body: KeyCreate, db: DB) -> Response:
+    key = await service.create_key(db, body)
+    return JSONResponse(key, status_code=201, headers={**NO_STORE, "Location": f"/v1/keys/{key['id']}"})
+
+
+@router.get("", response_model=Page[KeyRead], summary="List API keys, newest first (no secrets)",
+            responses=responses(422))
+async def list_keys(db: DB, limit: Limit = 20, after: KeyCursor = None) -> Response:
+    rows = await service.list_keys(db, after=after, limit=limit + 1)
+    return JSONResponse(list_page(rows, limit=limit), headers=NO_STORE)
+
+
+@router.get("/{key}", response_model=KeyRead, summary="Get an API key by id or name (no secret)",
+            responses=responses(404))
+async def get_key(key: str, db: DB) -> Response:
+    return JSONResponse(await service.get_key(db, key), headers=NO_STORE)
+
+
+@router.delete("/{key}", status_code=204, summary="Revoke an API key, on every replica within the propagation bound",
+               responses=responses(404))
+async def revoke_key(key: str, db: DB) -> Response:
+    await service.revoke_key(db, key)
+    return Response(status_code=204, headers=NO_STORE)

@@ -1,0 +1,85 @@
+"""API keys: create (the only time a secret exists outside its holder), list, revoke.
+
+Every create and revoke NOTIFYs on KEYS_CHANNEL in its transaction, so every process's
+key ring reloads; the process that made the change reloads before it answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.api.db import KEYS_CHANNEL, Database, notify
+from services.api.exceptions import DomainError, NotFound
+from services.api.keys import repository, tokens
+from services.api.keys.schemas import KeyCreate, key_body
+from services.shared.identifiers import new_id
+
+
+class KeyNameTaken(DomainError):
+    code = "key_name_taken"
+
+
+async def _insert(conn: AsyncConnection, body: KeyCreate) -> dict[str, Any]:
+    secret = tokens.new_secret()
+    row = await repository.insert_one(
+        conn, id=new_id("api_key"), name=body.name, scope=body.scope,
+        secret_hash=tokens.digest(secret), expires_at=body.expires_at,
+    )
+    if row is None:
+        raise KeyNameTaken(f"An API key named '{body.name}' already exists (revoked keys keep their names)")
+    await notify(conn, KEYS_CHANNEL, row["id"])
+    return key_body(row, secret=secret)
+
+
+async def create_key(db: Database, body: KeyCreate) -> dict[str, Any]:
+    """The new key, with its secret: shown this once, stored only as a digest."""
+
+    async def unit(conn: AsyncConnection) -> dict[str, Any]:
+        return await _insert(conn, body)
+
+    return await db.transaction(unit)
+
+
+async def create_first_admin_key(db: Database, name: str = "admin") -> dict[str, Any] | None:
+    """An admin key when there is no key at all, else None. Processes starting together
+    create one between them: the table lock makes the check and the insert one step."""
+
+    async def unit(conn: AsyncConnection) -> dict[str, Any] | None:
+        await conn.execute(text("LOCK TABLE api_keys IN SHARE ROW EXCLUSIVE MODE"))
+        if await repository.any_exists(conn):
+            return None
+        return await _insert(conn, KeyCreate(name=name, scope="admin"))
+
+    return await db.transaction(unit)
+
+
+async def list_keys(db: Database, *, after: str | None, limit: int) -> list[dict[str, Any]]:
+    async with db.read() as conn:
+        return [key_body(row) for row in await repository.list_page(conn, after=after, limit=limit)]
+
+
+async def get_key(db: Database, ref: str) -> dict[str, Any]:
+    async with db.read() as conn:
+        row = await repository.get(conn, ref)
+    if row is None:
+        raise NotFound("API key", ref)
+    return key_body(row)
+
+
+async def revoke_key(db: Database, ref: str) -> dict[str, Any]:
+    """Revoke a key by id or name. Revoking a revoked key changes nothing and succeeds."""
+
+    async def unit(conn: AsyncConnection) -> dict[str, Any]:
+        row = await repository.get(conn, ref)
+        if row is None:
+            raise NotFound("API key", ref)
+        if row["revoked_at"] is not None:
+            return key_body(row)
+        revoked = await repository.revoke(conn, row["id"])
+        await notify(conn, KEYS_CHANNEL, revoked["id"])
+        return key_body(revoked)
+
+    return await db.transaction(unit)

@@ -1,0 +1,37 @@
+"""Response headers that keep browsers from misusing what the API returns.
+
+The API serves JSON only: nothing may sniff it as another type, frame it, leak the URL in
+a Referer, or run anything from it. The interactive docs (`/docs`, `/redoc`) are HTML
+that loads Swagger UI, so they get all but the content security policy.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+_HTML_PAGES = ("/docs", "/redoc")
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._all = [*HEADERS, CSP]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = HEADERS if scope["path"].startswith(_HTML_PAGES) else self._all
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
