@@ -17,6 +17,7 @@ not on every request.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import time
@@ -26,18 +27,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.api.db import Database
-from services.api.keys import repository, tokens
+from services.api.keys import repository
+from services.api.keys.schemas import RANK
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """A key as the gate sees it. `expires_at` and `revoked_at` are Unix times."""
+    """A key as the gate sees it. `expires_at` and `revoked_at` are Unix times; `rank`
+    orders scopes (resolve 0 ... admin 3)."""
 
     id: str
     name: str
     scope: str
+    rank: int
     digest: bytes
     expires_at: float | None
     revoked_at: float | None
@@ -45,7 +49,8 @@ class Principal:
     @classmethod
     def from_row(cls, row: Any) -> Principal:
         return cls(
-            id=row["id"], name=row["name"], scope=row["scope"], digest=bytes(row["secret_hash"]),
+            id=row["id"], name=row["name"], scope=row["scope"], rank=RANK[row["scope"]],
+            digest=bytes(row["secret_hash"]),
             expires_at=row["expires_at"].timestamp() if row["expires_at"] else None,
             revoked_at=row["revoked_at"].timestamp() if row["revoked_at"] else None,
         )
@@ -72,18 +77,29 @@ class KeyRing:
 
     # --- verifying ---------------------------------------------------------------------
 
-    async def verify(self, secret: str) -> Principal:
+    def verify_now(self, secret: bytes) -> Principal | None:
+        """The hot path: the live key this secret belongs to, from memory. None when the
+        ring cannot answer now (stale, or not listening) or refuses: then `verify` says why."""
+        if not (self.fresh and self.listening):
+            return None
+        key = self._find(self._by_index, hashlib.sha256(secret).digest())
+        now = time.time()
+        if key is None or key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
+            return None
+        self._used[key.id] = now
+        return key
+
+    async def verify(self, secret: bytes) -> Principal:
         """The live key this secret belongs to; KeyRefused saying why not."""
-        digest = tokens.digest(secret)
-        if not self.listening:
-            async with self._database().read() as conn:
-                row = await repository.by_digest(conn, digest)
-            candidates: tuple[Principal, ...] = (Principal.from_row(row),) if row is not None else ()
-        else:
+        digest = hashlib.sha256(secret).digest()
+        if self.listening:
             if not self.fresh:
                 await self._reloaded()
-            candidates = self._by_index.get(_index(digest), ())
-        key = next((k for k in candidates if hmac.compare_digest(k.digest, digest)), None)
+            key = self._find(self._by_index, digest)
+        else:
+            async with self._database().read() as conn:
+                row = await repository.by_digest(conn, digest)
+            key = self._find({_index(digest): (Principal.from_row(row),)} if row is not None else {}, digest)
         if key is None:
             raise KeyRefused("The API key is not valid")
         now = time.time()
@@ -93,6 +109,12 @@ class KeyRing:
             raise KeyRefused(f"The API key '{key.name}' has expired")
         self._used[key.id] = now
         return key
+
+    @staticmethod
+    def _find(by_index: dict[bytes, tuple[Principal, ...]], digest: bytes) -> Principal | None:
+        """The key with this digest: looked up by its first 8 bytes, then compared whole
+        in constant time."""
+        return next((k for k in by_index.get(_index(digest), ()) if hmac.compare_digest(k.digest, digest)), None)
 
     # --- keeping current ---------------------------------------------------------------
 

@@ -49,27 +49,46 @@ class _Rule:
     template: str
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _ranks(template: str) -> dict[str, int | None]:
+    """The least rank per method for one route template (computed once, not per request)."""
+    ranks = {}
+    for method in _METHODS:
+        scope = required_scope(method, template)
+        ranks[method] = RANK[scope] if scope is not None else None
+    return ranks
+
+
 class RouteRules:
     """Finds the route a request path belongs to, in the app's order, and its scope."""
 
     def __init__(self, routes: Iterable[BaseRoute]) -> None:
         templates = dict.fromkeys(path for path, _methods in every_route(routes))  # in order, once each
-        self._rules = [_Rule(compile_path(path)[0], path) for path in templates]
+        # Paths without parameters by a dict lookup; the others by their regexes, in order.
+        self._static = {path: path for path in templates if "{" not in path}
+        self._rules = [_Rule(compile_path(path)[0], path) for path in templates if "{" in path]
+        self._ranks = {template: _ranks(template) for template in templates}
 
     def template(self, path: str) -> str | None:
+        static = self._static.get(path)
+        if static is not None:
+            return static
         for rule in self._rules:
             if rule.regex.match(path):
                 return rule.template
         return None
 
-    def required(self, method: str, path: str) -> str | None:
-        """The scope a request needs. A /v1 path no route serves needs a valid key of any
-        scope, so the API's shape is not shown to callers without one."""
+    def required(self, method: str, path: str) -> int | None:
+        """The rank of the least scope a request needs (`RANK`), or None when it is open.
+        A /v1 path no route serves needs a valid key of any scope, so the API's shape is
+        not shown to callers without one."""
         template = self.template(path)
         if template is None:
-            return "resolve" if path.startswith("/v1/") or path == "/v1" else None
-        return required_scope(method, template)
-
-
-def allows(scope: str, needed: str) -> bool:
-    return RANK[scope] >= RANK[needed]
+            return RANK["resolve"] if path.startswith("/v1/") or path == "/v1" else None
+        ranks = self._ranks[template]
+        if method in ranks:
+            return ranks[method]
+        scope = required_scope(method, template)  # a method nobody uses: work it out
+        return RANK[scope] if scope is not None else None
