@@ -7,6 +7,8 @@ with one active variant):
   (a) cached resolve (random agent of N),      (b) uncached resolve (RESOLVE_CACHE_SIZE=0),
   (c) a FastAPI route returning constant bytes, (d) a naive two-ORM-query resolve,
   (e) a raw ASGI callable returning the same constant bytes.
+The /v1 cases send a `resolve` API key, as agents do. The cost of checking it is measured
+by running the cached case against two servers in turn, one with AUTH_DISABLED.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DURATION = os.environ.get("BENCH_DURATION", "8s")
 COUNTS = (1, 10_000, 100_000)
 PROPAGATION_ROUNDS = 200
+AUTH_ROUNDS = 3
+# Set by main(): the secrets of a `resolve` key (what wrk sends) and an admin key.
+KEYS: dict[str, str] = {}
 
 
 def ensure_wrk() -> str:
@@ -83,7 +88,9 @@ async def seed(url: str, count: int) -> None:
 class Server:
     def __init__(self, url: str, **env: str) -> None:
         self.port = free_port()
-        environment = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "warning", "BENCH_ROUTES": "1", **env}
+        # The keys exist before any server starts, so none makes (or writes) a first admin key.
+        environment = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "warning", "BENCH_ROUTES": "1",
+                       "DATA_DIR": str(ROOT / ".data" / "bench"), **env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.api.cli", "serve", "--no-migrate", "--port", str(self.port)],
             env=environment, stdout=subprocess.DEVNULL,
@@ -114,6 +121,8 @@ def wrk(
     """Run wrk on `base + path`; with `count`, `%d` in the path is a random 1..count per
     request, or with `sweep` 1, 2, ... count in turn (to warm a cache with every agent)."""
     args = [wrk_bin, "-t1", "-c32", f"-d{duration}", "--latency"]
+    if "resolve" in KEYS:
+        args += ["-H", f"Authorization: Bearer {KEYS['resolve']}"]
     script = None
     if count is not None:
         script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
@@ -145,7 +154,7 @@ def wrk(
 async def propagation(url: str) -> dict[str, float]:
     """From an activation's 200 on process A until process B serves it, in ms."""
     with Server(url) as a, Server(url) as b:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {KEYS['admin']}"}) as client:
             agent = "bench-1"
             variants = []
             for name in ("p-one", "p-two"):
@@ -194,6 +203,7 @@ async def main() -> None:
     await admin.dispose()
     url = embedded.with_database(server.get_uri(), "av_load")
     await migrate.upgrade(url)
+    await make_keys(url)
 
     rows: dict[int, dict[str, dict[str, float]]] = {}
     baselines: dict[str, dict[str, float]] = {}
@@ -218,12 +228,43 @@ async def main() -> None:
         rows[count] = results
         print(count, {k: round(v["rps"]) for k, v in results.items()}, flush=True)
     print("baselines", {k: round(v["rps"]) for k, v in baselines.items()}, flush=True)
+    auth = auth_cost(wrk_bin, url)
+    print("auth", auth, flush=True)
     spread = await propagation(url)
     print("propagation", spread, flush=True)
-    write_report(rows, baselines, spread)
+    write_report(rows, baselines, spread, auth)
 
 
-def write_report(rows, baselines, spread) -> None:
+async def make_keys(url: str) -> None:
+    from services.api.db import Database
+    from services.api.keys import service
+    from services.api.keys.schemas import KeyCreate
+
+    db = Database.from_url(url)
+    try:
+        for scope, name in (("resolve", "bench-agent"), ("admin", "bench-admin")):
+            KEYS[scope] = (await service.create_key(db, KeyCreate(name=name, scope=scope)))["secret"]
+    finally:
+        await db.dispose()
+
+
+def auth_cost(wrk_bin: str, url: str) -> dict[str, float]:
+    """Cached resolve of 1 agent with the key checked and with AUTH_DISABLED, alternating
+    AUTH_ROUNDS times between two servers up at once, so drift hits both alike."""
+    resolve = "/v1/agents/bench-%d/resolved"
+    on: list[float] = []
+    off: list[float] = []
+    with Server(url, RESOLVE_CACHE_TTL_SECONDS="3600") as with_auth, \
+            Server(url, RESOLVE_CACHE_TTL_SECONDS="3600", AUTH_DISABLED="true") as without:
+        for s in (with_auth, without):
+            wrk(wrk_bin, s.base, resolve, count=1, duration="2s")  # warm
+        for _ in range(AUTH_ROUNDS):
+            on.append(wrk(wrk_bin, with_auth.base, resolve, count=1)["rps"])
+            off.append(wrk(wrk_bin, without.base, resolve, count=1)["rps"])
+    return {"on": statistics.median(on), "off": statistics.median(off), "runs_on": on, "runs_off": off}
+
+
+def write_report(rows, baselines, spread, auth) -> None:
     c, e = baselines["c_fastapi_constant"], baselines["e_raw_asgi_constant"]
     lines = [
         "# Benchmark results",
@@ -253,6 +294,12 @@ def write_report(rows, baselines, spread) -> None:
     first, last = rows[COUNTS[0]]["a_cached"]["rps"], rows[COUNTS[-1]]["a_cached"]["rps"]
     lines += [
         f"- cached resolve at {COUNTS[-1]:,} agents vs 1: {last / first:.2f} (target within 10%)",
+        "",
+        f"API keys: cached resolve of 1 agent with its `resolve` key checked, against the same with"
+        f" AUTH_DISABLED, alternating {AUTH_ROUNDS} runs each between two servers: median {auth['on']:,.0f} vs"
+        f" {auth['off']:,.0f} req/s, with auth = {auth['on'] / auth['off']:.2f} of without (target >= 0.90)."
+        f" Runs with auth: {', '.join(f'{r:,.0f}' for r in auth['runs_on'])};"
+        f" without: {', '.join(f'{r:,.0f}' for r in auth['runs_off'])}.",
         "",
         f"Propagation from an activation's 200 on process A to process B serving it, over {PROPAGATION_ROUNDS}"
         f" activations: p50 {spread['p50']:.2f} ms, p99 {spread['p99']:.2f} ms, max {spread['max']:.2f} ms"

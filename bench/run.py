@@ -27,6 +27,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.api import embedded, migrate
 from services.api.app import create_app
 from services.api.db import Database
+from services.api.keys import service as keys_service
+from services.api.keys.schemas import SCOPES, KeyCreate
 from services.api.settings import Settings, normalise_database_url
 from services.shared.agent_config import resolve_agent_config
 
@@ -126,9 +128,14 @@ async def main() -> None:
     await migrate.upgrade(url)
 
     db = Database.from_url(url)
-    app = create_app(Settings(database_url=None), database=db)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
-        slug = f"bench-{int(time.time())}"
+    # Auth on, as in production, without rate limits (this measures cost, not policy).
+    unlimited = {scope: {"per_second": 1e9, "burst": 10**9} for scope in SCOPES}
+    app = create_app(Settings(database_url=None, rate_limits=unlimited), database=db)
+    slug = f"bench-{int(time.time())}"
+    key = await keys_service.create_key(db, KeyCreate(name=slug, scope="admin"))
+    auth = {"Authorization": f"Bearer {key['secret']}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
+                                 headers=auth) as client:
         agent = (await client.post("/v1/agents", json={
             "name": slug, "config": {"model_provider": "openai", "model_name": "gpt-4o", "context_window": 8000},
         })).json()
@@ -161,6 +168,7 @@ async def main() -> None:
         )
         ingestion, results_timing = await _outcomes(client, url, slug, variant["id"])
         await client.delete(f"/v1/agents/{slug}")
+        await client.delete(f"/v1/keys/{slug}")
     await db.dispose()
 
     base = results["baseline_select_1"]
