@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import logging
+
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from services.api.access.gate import SCOPE_KEY
 from services.api.deps import DB, KeyCursor, Limit
 from services.api.errors import responses
 from services.api.keys import service
@@ -12,6 +15,7 @@ from services.api.keys.schemas import KeyCreate, KeyRead
 from services.api.schemas import Page, list_page
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
+log = logging.getLogger(__name__)
 # A secret is in one response only: no cache or proxy may keep any of these.
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -19,8 +23,10 @@ NO_STORE = {"Cache-Control": "no-store"}
 @router.post("", status_code=201, response_model=KeyRead,
              summary="Create an API key (its secret is in this response only)",
              responses=responses(400, 409, 413, 415, 422))
-async def create_key(body: KeyCreate, db: DB) -> Response:
+async def create_key(request: Request, body: KeyCreate, db: DB) -> Response:
     key = await service.create_key(db, body)
+    # An audit line (never the secret): key management writes no agent revision.
+    log.info("API key '%s' (%s, scope %s) created by %s", key["name"], key["id"], key["scope"], _caller(request))
     return JSONResponse(key, status_code=201, headers={**NO_STORE, "Location": f"/v1/keys/{key['id']}"})
 
 
@@ -39,6 +45,12 @@ async def get_key(key: str, db: DB) -> Response:
 
 @router.delete("/{key}", status_code=204, summary="Revoke an API key, on every replica within the propagation bound",
                responses=responses(404))
-async def revoke_key(key: str, db: DB) -> Response:
-    await service.revoke_key(db, key)
+async def revoke_key(request: Request, key: str, db: DB) -> Response:
+    revoked = await service.revoke_key(db, key)
+    log.info("API key '%s' (%s) revoked by %s", revoked["name"], revoked["id"], _caller(request))
     return Response(status_code=204, headers=NO_STORE)
+
+
+def _caller(request: Request) -> str:
+    key = request.scope.get(SCOPE_KEY)
+    return f"key '{key.name}'" if key is not None else "a caller without a key (auth disabled)"
