@@ -25,6 +25,7 @@ from sqlalchemy import delete, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
+from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api.access.gate import SCOPE_KEY as API_KEY_SCOPE
@@ -151,7 +152,7 @@ class IdempotencyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http" or scope["method"] != "POST" or not get_route_path(scope).startswith("/v1/"):
             await self.app(scope, receive, send)
             return
         raw_key = next((value for name, value in scope["headers"] if name == HEADER), None)
@@ -247,7 +248,7 @@ class IdempotencyMiddleware:
         if status >= 500:
             await release(db, key, owner)  # a failure is not an answer: let a retry run again
         else:
-            await complete(db, key, owner, status, headers, without_secret(scope["path"], b"".join(chunks)))
+            await complete(db, key, owner, status, headers, without_secret(get_route_path(scope), b"".join(chunks)))
 
 
 def storage_key(api_key_id: str | None, key: str) -> str:

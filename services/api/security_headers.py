@@ -7,6 +7,7 @@ that loads Swagger UI, so they get all but the content security policy.
 
 from __future__ import annotations
 
+from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADERS = [
@@ -27,7 +28,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = HEADERS if scope["path"].startswith(_HTML_PAGES) else self._all
+        extra = HEADERS if get_route_path(scope).startswith(_HTML_PAGES) else self._all
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

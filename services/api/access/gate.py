@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from starlette.requests import Request
+from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api.access.keyring import KeyRefused, KeyRing
@@ -42,10 +43,12 @@ class AccessGate:
         self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):  # lifespan
             await self.app(scope, receive, send)
             return
-        needed = self.rules.required(scope["method"], scope["path"])  # the least rank, or None
+        # The path as the router sees it: without the root path a proxy or mount adds.
+        method = scope["method"] if scope["type"] == "http" else "GET"
+        needed = self.rules.required(method, get_route_path(scope))  # the least rank, or None
         if needed is None:
             await self.app(scope, receive, send)
             return
@@ -97,6 +100,9 @@ class AccessGate:
         scope: Scope, receive: Receive, send: Send, code: str, detail: str, challenge: str | None,
         *, retry_after: int | None = None,
     ) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": code})  # policy violation
+            return
         headers = {}
         if challenge is not None:
             headers["WWW-Authenticate"] = challenge

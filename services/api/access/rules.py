@@ -26,7 +26,8 @@ RESOLVE_ROUTES = frozenset({
     ("GET", "/v1/agents/{agent}/bundle/watch"),
     ("POST", "/v1/agents/{agent}/outcomes"),
 })
-READ_METHODS = frozenset({"GET", "HEAD"})
+# OPTIONS changes nothing either (with CORS on, preflights never reach the gate).
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def required_scope(method: str, path: str) -> str | None:
