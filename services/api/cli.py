@@ -122,7 +122,10 @@ def duration(text: str) -> timedelta:
     match = _DURATION.match(text.strip().lower())
     if match is None or float(match.group(1)) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30d, 12h, 45m or 3600")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    try:
+        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long a duration") from None
 
 
 def _keys(args: argparse.Namespace, settings: Settings) -> int:
@@ -137,6 +140,9 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 expires_at = datetime.now(UTC) + args.expires_in if args.expires_in else None
                 body = KeyCreate(name=args.name, scope=args.scope, expires_at=expires_at)
+            except OverflowError:
+                print("agent-variants: --expires-in reaches past the year 9999", file=sys.stderr)
+                return 2
             except ValueError as error:
                 print(f"agent-variants: {error}", file=sys.stderr)
                 return 2

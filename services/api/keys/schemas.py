@@ -32,7 +32,13 @@ class KeyCreate(StrictModel):
     @field_validator("expires_at")
     @classmethod
     def _future(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value <= datetime.now(UTC):
+        if value is None:
+            return None
+        try:
+            value = value.astimezone(UTC)  # what the database stores
+        except OverflowError:
+            raise ValueError("must be an instant between the years 1 and 9999 in UTC") from None
+        if value <= datetime.now(UTC):
             raise ValueError("must be in the future")
         return value
 
