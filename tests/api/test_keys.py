@@ -865,3 +865,19 @@ def test_a_new_secret_has_its_prefix_and_256_random_bits() -> None:
         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
     assert tokens.digest("avk_x") == hashlib.sha256(b"avk_x").digest() and len(tokens.digest("avk_x")) == 32
 
+
+
+@pytest.mark.parametrize("disabled", [True, False])
+async def test_auth_disabled_is_explicit_and_warned_at_every_start(
+    db: Database, caplog: pytest.LogCaptureFixture, disabled: bool
+) -> None:
+    app = create_app(settings_for_tests(auth_disabled=disabled), database=db)
+    with caplog.at_level(logging.WARNING):
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as anonymous:
+                status = (await anonymous.get("/v1/agents")).status_code
+    warned = [r for r in caplog.records if "AUTH_DISABLED" in r.getMessage()]
+    if disabled:
+        assert status == 200 and len(warned) == 1 and warned[0].levelno == logging.WARNING
+    else:
+        assert status == 401 and warned == []
