@@ -11,10 +11,10 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 from services.api import embedded, migrate
+from services.api.keys.schemas import SCOPES
 from services.api.settings import Settings
 
 T = TypeVar("T")
@@ -45,26 +45,32 @@ async def _with_database(url: str, work: Callable[[Any], Awaitable[T]]) -> T:
         await db.dispose()
 
 
-def _write_secret(path: Path, secret: str) -> None:
-    """Write the secret to a file only its owner can read (made so before it holds anything)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
-    with os.fdopen(fd, "w") as file:
-        file.write(secret + "\n")
-
-
 def _first_admin_key(url: str, settings: Settings) -> None:
-    """On a database with no key at all, make an admin key, print it once and save it."""
+    """On a database with no key at all, make an admin key, save it and print it once.
+
+    The file is made first (exclusively, mode 0600, never through a symlink) and moved into
+    place only once the key is committed, so a data directory that cannot be written stops
+    us before a key exists that nobody would ever see.
+    """
     from services.api.keys import service
 
-    created = asyncio.run(_with_database(url, service.create_first_admin_key))
     path = settings.data_dir.resolve() / ADMIN_KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pending = path.with_name(f".{ADMIN_KEY_FILE}.{os.getpid()}")
+    fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        created = asyncio.run(_with_database(url, service.create_first_admin_key))
+        if created is not None:
+            os.write(fd, (created["secret"] + "\n").encode())
+            os.fsync(fd)
+            os.replace(pending, path)
+    finally:
+        os.close(fd)
+        pending.unlink(missing_ok=True)
     if created is None:
         if path.exists():
             log.info("API keys are required; the admin key made at first start is in %s", path)
         return
-    _write_secret(path, created["secret"])
     rule = "=" * 78
     print(f"{rule}\n"
           f"No API key existed, so an admin key named '{created['name']}' was created.\n"
@@ -87,10 +93,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if not args.no_migrate:
         asyncio.run(migrate.upgrade(url))
         log.info("migrations at head (%s)", migrate.head_revision())
-    if settings.auth_disabled:
-        log.warning("AUTH_DISABLED is set: every request is served without an API key. "
-                    "Use this for local experiments only.")
-    else:
+    if not settings.auth_disabled:  # the app warns at every start when it is
         _first_admin_key(url, settings)
     uvicorn.run(
         "services.api.app:create_app",
@@ -134,7 +137,13 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     from services.api.keys.schemas import KeyCreate
 
     url = _database_url(settings)
-    asyncio.run(migrate.upgrade(url))
+    # Never migrate behind the operator's back: a newer checkout must not move a shared
+    # database ahead of the replicas serving it.
+    current = asyncio.run(_with_database(url, _schema_revision))
+    if current != migrate.head_revision():
+        print(f"agent-variants: the database schema is at {current or 'nothing'}, not at"
+              f" {migrate.head_revision()}: run `agent-variants migrate` (or `serve`) first", file=sys.stderr)
+        return 1
     try:
         if args.keys_command == "create":
             try:
@@ -167,6 +176,11 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _schema_revision(db: Any) -> str | None:
+    async with db.read() as conn:
+        return await migrate.current_revision(conn)
+
+
 async def _every_key(db: Any) -> list[dict[str, Any]]:
     from services.api.keys import service
 
@@ -194,10 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_commands.add_parser("create", help="create a key; its secret is the last line of the output")
     create.add_argument("--name", required=True, help="a-z, 0-9, '.', '@' and '-', up to 64; unique")
-    create.add_argument("--scope", required=True, choices=("resolve", "read", "write", "admin"))
+    create.add_argument("--scope", required=True, choices=SCOPES)
     create.add_argument("--expires-in", type=duration, help="lifetime: 30d, 12h, 45m or seconds (default: never)")
     keys_commands.add_parser("list", help="every key, revoked ones too (never secrets)")
-    revoke = keys_commands.add_parser("revoke", help="revoke a key on every replica at once")
+    revoke = keys_commands.add_parser(
+        "revoke", help="revoke a key (this refuses it at once; running servers within the propagation bound)")
     revoke.add_argument("name", help="the key's name or id")
     args = parser.parse_args(argv)
 

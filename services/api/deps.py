@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 
-from services.api.access.gate import SCOPE_KEY as API_KEY_SCOPE
+from services.api.access.gate import current_key
 from services.api.db import Database
 from services.api.schemas import cursor
 from services.api.writes import WriteContext
@@ -42,7 +42,7 @@ async def write_context(
 ) -> WriteContext:
     # The key the access gate verified (absent while auth is off). A claimed actor is
     # always recorded next to the key that made the claim.
-    key = request.scope.get(API_KEY_SCOPE)
+    key = current_key(request.scope)
     key_name = key.name if key is not None else None
     return WriteContext(actor=_utf8(x_actor) or key_name, api_key=key_name, if_match=if_match)
 

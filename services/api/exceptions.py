@@ -49,6 +49,12 @@ class SlugTaken(DomainError):
     code = "slug_taken"
 
 
+class KeyNameTaken(DomainError):
+    """API key names are unique forever: a revoked key keeps its name."""
+
+    code = "key_name_taken"
+
+
 class VariantActive(DomainError):
     code = "variant_active"
 

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.api.access.gate import SCOPE_KEY as API_KEY_SCOPE
+from services.api.access.gate import current_key
 from services.api.db import Database
 from services.api.errors import database_unavailable, problem
 from services.api.exceptions import FieldError
@@ -175,7 +175,7 @@ class IdempotencyMiddleware:
             return  # the client left before sending its whole body: claim nothing
 
         db: Database = scope["app"].state.db
-        caller = scope.get(API_KEY_SCOPE)
+        caller = current_key(scope)
         stored_key = storage_key(caller.id if caller is not None else None, key)
         target = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
         owner = secrets.token_hex(16)

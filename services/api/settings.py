@@ -70,7 +70,9 @@ class Settings(BaseSettings):
     auth_disabled: bool = False
     # Per-scope token buckets, as JSON: {"write": {"per_second": 50, "burst": 100}}.
     # Scopes left out keep the default.
-    rate_limits: dict[str, RateLimit] = Field(default_factory=lambda: {s: DEFAULT_RATE_LIMIT for s in SCOPES})
+    rate_limits: Annotated[dict[str, RateLimit], NoDecode] = Field(
+        default_factory=lambda: dict.fromkeys(SCOPES, DEFAULT_RATE_LIMIT)
+    )
     # Origins browsers may call the API from (CORS). Empty: no cross-origin access at all.
     # A JSON list or comma-separated: https://a.example,https://b.example
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -105,7 +107,7 @@ class Settings(BaseSettings):
         unknown = sorted(set(value) - set(SCOPES))
         if unknown:
             raise ValueError(f"RATE_LIMITS: unknown scope {', '.join(unknown)} (scopes: {', '.join(SCOPES)})")
-        return {**{scope: DEFAULT_RATE_LIMIT for scope in SCOPES}, **value}
+        return {**dict.fromkeys(SCOPES, DEFAULT_RATE_LIMIT), **value}
 
     @field_validator("cors_allow_origins", mode="before")
     @classmethod

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.api.access.keyring import KeyRefused, KeyRing
-from services.api.access.rate_limit import RateLimiter
+from services.api.access.keyring import KeyRefused, KeyRing, Principal
+from services.api.access.rate_limit import Limit, RateLimiter
 from services.api.access.rules import RouteRules
 from services.api.errors import database_unavailable, problem
 from services.api.keys.schemas import SCOPES
@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 
 REALM = 'Bearer realm="agent-variants"'
 SCOPE_KEY = "api_key"
+# Per client address: how many refused keys it may send (a misconfigured agent retrying
+# is well within this; guessing at secrets is pointless at 256 bits anyway).
+FAILURES = "failures"
+FAILURE_LIMIT = Limit(per_second=10, burst=100)
+
+
+def current_key(scope: Scope) -> Principal | None:
+    """The API key the gate verified for this request (None while auth is off)."""
+    return scope.get(SCOPE_KEY)
 
 
 def _bearer(scope: Scope) -> bytes | None:
@@ -41,14 +50,20 @@ class AccessGate:
         self.rules = rules
         self.ring = ring
         self.limiter = limiter
+        self.failures = RateLimiter({FAILURES: FAILURE_LIMIT})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):  # lifespan
+        kind = scope["type"]
+        if kind == "http":
+            method = scope["method"]
+        elif kind == "websocket":
+            method = "GET"
+        else:  # lifespan
             await self.app(scope, receive, send)
             return
         # The path as the router sees it: without the root path a proxy or mount adds.
-        method = scope["method"] if scope["type"] == "http" else "GET"
-        needed = self.rules.required(method, get_route_path(scope))  # the least rank, or None
+        path = get_route_path(scope) if scope.get("root_path") else scope["path"]
+        needed = self.rules.required(method, path)  # the least rank, or None
         if needed is None:
             await self.app(scope, receive, send)
             return
@@ -65,18 +80,32 @@ class AccessGate:
         # it refuses (to say why), awaits the slow path.
         key = self.ring.verify_now(token)
         if key is None:
+            # Callers whose keys keep failing may not make us check more: the slow path
+            # can cost a query (while the listener is down), so it is rationed per client.
+            client = scope["client"][0] if scope.get("client") else ""
+            wait = self.failures.blocked(client, FAILURES)
+            if wait is not None:
+                await self._refuse(scope, receive, send, "rate_limited",
+                                   f"Too many requests with keys that do not work; retry in {wait} s", None,
+                                   retry_after=wait)
+                return
             try:
                 key = await self.ring.verify(token)
             except KeyRefused as refused:
+                self.failures.take(client, FAILURES)
                 await self._refuse(scope, receive, send, "unauthorized", str(refused),
                                    f'{REALM}, error="invalid_token"')
                 return
             except Exception as error:
-                if not database_unavailable(error):
-                    raise
-                log.warning("checking an API key failed, database unavailable: %s", error)
-                await self._refuse(scope, receive, send, "service_unavailable",
-                                   "The database is unavailable; retry shortly", None, retry_after=1)
+                # Outside FastAPI's handlers: answer problem+json here, never a bare 500.
+                if database_unavailable(error):
+                    log.warning("checking an API key failed, database unavailable: %s", error)
+                    await self._refuse(scope, receive, send, "service_unavailable",
+                                       "The database is unavailable; retry shortly", None, retry_after=1)
+                else:
+                    log.exception("checking an API key failed", exc_info=error)
+                    await self._refuse(scope, receive, send, "internal_error",
+                                       "An unexpected error occurred; it has been logged", None)
                 return
         if key.rank < needed:
             scope_needed = SCOPES[needed]
@@ -92,6 +121,7 @@ class AccessGate:
                                f"The API key '{key.name}' is over its rate limit; retry in {wait} s", None,
                                retry_after=wait)
             return
+        self.ring.note_use(key)
         scope[SCOPE_KEY] = key
         await self.app(scope, receive, send)
 

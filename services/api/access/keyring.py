@@ -82,12 +82,13 @@ class KeyRing:
         ring cannot answer now (stale, or not listening) or refuses: then `verify` says why."""
         if not (self.fresh and self.listening):
             return None
-        key = self._find(self._by_index, hashlib.sha256(secret).digest())
-        now = time.time()
-        if key is None or key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
-            return None
-        self._used[key.id] = now
-        return key
+        digest = hashlib.sha256(secret).digest()
+        for key in self._by_index.get(digest[:8], ()):  # written out: this runs on every request
+            if hmac.compare_digest(key.digest, digest):
+                if key.revoked_at is None and (key.expires_at is None or key.expires_at > time.time()):
+                    return key
+                return None
+        return None
 
     async def verify(self, secret: bytes) -> Principal:
         """The live key this secret belongs to; KeyRefused saying why not."""
@@ -98,8 +99,8 @@ class KeyRing:
             key = self._find(self._by_index, digest)
         else:
             async with self._database().read() as conn:
-                row = await repository.by_digest(conn, digest)
-            key = self._find({_index(digest): (Principal.from_row(row),)} if row is not None else {}, digest)
+                row = await repository.by_digest(conn, digest)  # equal digests: found in the index
+            key = Principal.from_row(row) if row is not None else None
         if key is None:
             raise KeyRefused("The API key is not valid")
         now = time.time()
@@ -107,8 +108,11 @@ class KeyRing:
             raise KeyRefused(f"The API key '{key.name}' has been revoked")
         if key.expires_at is not None and key.expires_at <= now:
             raise KeyRefused(f"The API key '{key.name}' has expired")
-        self._used[key.id] = now
         return key
+
+    def note_use(self, key: Principal) -> None:
+        """A request made with this key is being served (refused ones are not uses)."""
+        self._used[key.id] = time.time()
 
     @staticmethod
     def _find(by_index: dict[bytes, tuple[Principal, ...]], digest: bytes) -> Principal | None:

@@ -19,7 +19,8 @@ from services.api.routes import every_route
 
 # Open to anyone: probes and the API's own description.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-# What an agent in production needs.
+# What an agent in production needs. The bundle routes come with the SDK (issue 8): their
+# rule is in place before they are.
 RESOLVE_ROUTES = frozenset({
     ("GET", "/v1/agents/{agent}/resolved"),
     ("GET", "/v1/agents/{agent}/bundle"),
@@ -50,6 +51,8 @@ class _Rule:
     template: str
 
 
+_UNKNOWN = object()
+_MEMO_SIZE = 4096
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -71,6 +74,7 @@ class RouteRules:
         self._static = {path: path for path in templates if "{" not in path}
         self._rules = [_Rule(compile_path(path)[0], path) for path in templates if "{" in path]
         self._ranks = {template: _ranks(template) for template in templates}
+        self._memo: dict[tuple[str, str], int | None] = {}
 
     def template(self, path: str) -> str | None:
         static = self._static.get(path)
@@ -82,12 +86,27 @@ class RouteRules:
         return None
 
     def required(self, method: str, path: str) -> int | None:
+        """`rank_for`, remembered for the paths asked most (agents resolve the same few
+        paths over and over); forgotten wholesale when the memo fills."""
+        memo_key = (method, path)
+        rank = self._memo.get(memo_key, _UNKNOWN)
+        if rank is _UNKNOWN:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            rank = self._memo[memo_key] = self.rank_for(method, path)
+        return rank  # type: ignore[return-value]
+
+    def rank_for(self, method: str, path: str) -> int | None:
         """The rank of the least scope a request needs (`RANK`), or None when it is open.
-        A /v1 path no route serves needs a valid key of any scope, so the API's shape is
-        not shown to callers without one."""
+
+        A path no known route serves is judged by the path itself, as if it were a
+        template: a /v1 path needs a key (so the API's shape is not shown to callers
+        without one) and never less than its method and prefix ask for. Should a route
+        ever be missing from the table, it fails closed, not open."""
         template = self.template(path)
         if template is None:
-            return RANK["resolve"] if path.startswith("/v1/") or path == "/v1" else None
+            scope = required_scope(method, "/v1/" if path == "/v1" else path)
+            return RANK[scope] if scope is not None else None
         ranks = self._ranks[template]
         if method in ranks:
             return ranks[method]

@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.api.access.gate import SCOPE_KEY
+from services.api.access.gate import current_key
 from services.api.deps import DB, KeyCursor, Limit
 from services.api.errors import responses
 from services.api.keys import service
@@ -52,5 +52,5 @@ async def revoke_key(request: Request, key: str, db: DB) -> Response:
 
 
 def _caller(request: Request) -> str:
-    key = request.scope.get(SCOPE_KEY)
+    key = current_key(request.scope)
     return f"key '{key.name}'" if key is not None else "a caller without a key (auth disabled)"

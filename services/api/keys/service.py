@@ -1,7 +1,8 @@
 """API keys: create (the only time a secret exists outside its holder), list, revoke.
 
 Every create and revoke NOTIFYs on KEYS_CHANNEL in its transaction, so every process's
-key ring reloads; the process that made the change reloads before it answers.
+key ring stops trusting what it holds and reloads; the process that made the change
+invalidates its ring before it answers (its next request waits for the reload).
 """
 
 from __future__ import annotations
@@ -12,14 +13,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.db import KEYS_CHANNEL, Database, notify
-from services.api.exceptions import DomainError, NotFound
+from services.api.exceptions import KeyNameTaken, NotFound
 from services.api.keys import repository, tokens
 from services.api.keys.schemas import KeyCreate, key_body
 from services.shared.identifiers import new_id
-
-
-class KeyNameTaken(DomainError):
-    code = "key_name_taken"
 
 
 async def _insert(conn: AsyncConnection, body: KeyCreate) -> dict[str, Any]:
@@ -48,6 +45,8 @@ async def create_first_admin_key(db: Database, name: str = "admin") -> dict[str,
     create one between them: the table lock makes the check and the insert one step."""
 
     async def unit(conn: AsyncConnection) -> dict[str, Any] | None:
+        if await repository.any_exists(conn):  # the usual start: no lock needed
+            return None
         await conn.execute(text("LOCK TABLE api_keys IN SHARE ROW EXCLUSIVE MODE"))
         if await repository.any_exists(conn):
             return None

@@ -12,6 +12,7 @@ and the endpoint fills the cache. Both paths send the same body and headers.
 from __future__ import annotations
 
 from starlette.datastructures import State
+from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api.resolve_cache import ResolveCache
@@ -34,7 +35,8 @@ class ResolveFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
-            path: str = scope["path"]
+            # The routed path (without a proxy's root path), as the access gate judged it.
+            path: str = get_route_path(scope) if scope.get("root_path") else scope["path"]
             explain = _EXPLAIN.get(scope.get("query_string", b""))
             if explain is not None and path.startswith(_PREFIX) and path.endswith(_SUFFIX):
                 ref = path[len(_PREFIX) : -len(_SUFFIX)]
