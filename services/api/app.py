@@ -159,14 +159,14 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     if settings.bench_routes:
         bench_routes.include(app)
 
-    # The ASGI chain uvicorn calls, outermost first: CORS (preflights carry no key), security
-    # headers, the access gate, then cache hits, and only then FastAPI.
-    front: ASGIApp = ResolveFastPath(app.front, app.state)
+    # The ASGI chain uvicorn calls, outermost first: CORS (preflights carry no key), the
+    # access gate, cache hits, security headers, and only then FastAPI. Cache hits and the
+    # gate's refusals carry the security headers themselves (no wrapper on the hot path).
+    front: ASGIApp = ResolveFastPath(SecurityHeaders(app.front), app.state)
     if not settings.auth_disabled:
         limits = {scope: Limit(limit.per_second, limit.burst) for scope, limit in settings.rate_limits.items()}
         front = AccessGate(front, rules=RouteRules(app.routes), ring=app.state.key_ring,
                            limiter=RateLimiter(limits))
-    front = SecurityHeaders(front)
     if settings.cors_allow_origins:
         front = _cors(front, settings.cors_allow_origins)
     if settings.bench_routes:

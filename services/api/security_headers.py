@@ -10,19 +10,23 @@ from __future__ import annotations
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-HEADERS = [
+HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
-]
+)
 CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+# What every JSON response carries. Responses made before FastAPI runs (cache hits, the
+# access gate's refusals) include these themselves; `SecurityHeaders` adds them to the rest.
+JSON_HEADERS = (*HEADERS, CSP)
+JSON_HEADERS_DICT = {name.decode(): value.decode() for name, value in JSON_HEADERS}
 _HTML_PAGES = ("/docs", "/redoc")
 
 
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._all = [*HEADERS, CSP]
+        self._all = JSON_HEADERS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -18,6 +18,7 @@ from services.api.access.rate_limit import Limit, RateLimiter
 from services.api.access.rules import RouteRules
 from services.api.errors import database_unavailable, problem
 from services.api.keys.schemas import SCOPES
+from services.api.security_headers import JSON_HEADERS_DICT
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class AccessGate:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": code})  # policy violation
             return
-        headers = {}
+        headers = dict(JSON_HEADERS_DICT)  # made before SecurityHeaders would see it
         if challenge is not None:
             headers["WWW-Authenticate"] = challenge
         if retry_after is not None:

@@ -16,6 +16,7 @@ from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api.resolve_cache import ResolveCache
+from services.api.security_headers import JSON_HEADERS
 
 _PREFIX = "/v1/agents/"
 _SUFFIX = "/resolved"
@@ -46,7 +47,8 @@ class ResolveFastPath:
                     etag = entry.etag_bytes
                     conditional = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
                     if conditional is not None and _matches(conditional, etag):
-                        await send({"type": "http.response.start", "status": 304, "headers": [(b"etag", etag)]})
+                        await send({"type": "http.response.start", "status": 304,
+                                    "headers": [(b"etag", etag), *JSON_HEADERS]})
                         await send({"type": "http.response.body", "body": b""})
                         return
                     await send({"type": "http.response.start", "status": 200, "headers": entry.headers})
