@@ -20,6 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from services.api import embedded, migrate
 from services.api.app import create_app
@@ -109,6 +110,21 @@ async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=transport, base_url="http://test",
                                  headers={"Authorization": f"Bearer {secret}"}) as http:
         yield http
+
+
+@pytest.fixture
+async def empty_url(server_url: str) -> AsyncIterator[str]:
+    """An empty database (no schema), made for this test and dropped after it."""
+    name = f"av_empty_{os.getpid()}_{new_id('api_key')[-8:].lower()}"
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield embedded.with_database(server_url, name)
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ unexpected errors in the gate, uses that are not uses, and the first admin key's
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from services.api import cli, embedded, migrate
+from services.api import cli, migrate
 from services.api.access.gate import FAILURE_LIMIT
 from services.api.app import create_app
 from services.api.db import Database
@@ -95,21 +94,6 @@ async def test_refused_requests_are_not_uses_of_the_key(app_and_http, db, conn) 
 
 
 # ------------------------------------------------------------------ the first admin key
-
-
-@pytest.fixture
-async def empty_url(server_url: str) -> AsyncIterator[str]:
-    name = f"av_first_key_{os.getpid()}"
-    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield embedded.with_database(server_url, name)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 async def key_count(url: str) -> int:

@@ -18,7 +18,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from services.api import embedded, migrate
+from services.api import migrate
 from services.api.access.keyring import KeyRefused, KeyRing
 from services.api.app import create_app
 from services.api.cli import duration
@@ -695,25 +694,11 @@ async def test_no_first_admin_key_when_a_key_exists(db: Database, conn: AsyncCon
     assert await conn.scalar(text("SELECT count(*) FROM api_keys")) == before == 1
 
 
-_databases = itertools.count()
-
-
 @pytest.fixture
-async def fresh_url(server_url: str) -> AsyncIterator[str]:
+async def fresh_url(empty_url: str) -> str:
     """A migrated database of this test's own, with no key at all; dropped after."""
-    name = f"av_keys_{os.getpid()}_{next(_databases)}"
-    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = embedded.with_database(server_url, name)
-        await migrate.upgrade(url)
-        yield url
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    await migrate.upgrade(empty_url)
+    return empty_url
 
 
 async def key_rows(url: str) -> list[Any]:
@@ -864,7 +849,6 @@ def test_a_new_secret_has_its_prefix_and_256_random_bits() -> None:
     assert set("".join(s[4:] for s in secrets_)) == set(
         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
     assert tokens.digest("avk_x") == hashlib.sha256(b"avk_x").digest() and len(tokens.digest("avk_x")) == 32
-
 
 
 @pytest.mark.parametrize("disabled", [True, False])
