@@ -403,3 +403,35 @@ async def test_with_its_listener_gone_b_still_refuses_a_key_revoked_meanwhile(re
     assert latency < 0.25, latency
     await wait_listening(replicas, b, not_pid=killed)
     assert await status_with(replicas, b, key["secret"], path) == 401
+
+
+async def test_a_listener_that_stops_answering_costs_no_stale_answer_beyond_the_bound(replicas: Replicas) -> None:
+    """The silent failure: B's LISTEN connection stays open but its backend stops answering
+    (SIGSTOP, as a network that drops packets without a reset would look). NOTIFYs no
+    longer reach B; B must stop trusting its cache and its key ring within the bound."""
+    http, a, b, conn = replicas.http, replicas.a, replicas.b, replicas.conn
+    agent, variants = await setup_agent(replicas)
+    path = f"/v1/agents/{agent['id']}/resolved"
+    key = await ok(http.post(f"{a.url}/v1/keys", json={"name": unique("hung").replace(" ", "-"),
+                                                       "scope": "read"}), 201)
+    deadline = time.perf_counter() + PROPAGATION_BOUND
+    while await status_with(replicas, b, key["secret"], path) != 200:
+        assert time.perf_counter() < deadline, "B never accepted the new key"
+    await ok(http.post(f"{a.url}/v1/agents/{agent['id']}/variants/{variants[0]['id']}/activate"))
+    await seen_within_bound(replicas, b, agent["id"], variants[0]["id"], "variant_id", written_at=time.perf_counter())
+    await warm(replicas, b, agent["id"])
+
+    hung = await wait_listening(replicas, b)
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        # Both changes right after the hang: B cannot hear either.
+        assert (await http.delete(f"{a.url}/v1/keys/{key['id']}")).status_code == 204
+        revoked_at = time.perf_counter()
+        await ok(http.post(f"{a.url}/v1/agents/{agent['id']}/variants/{variants[1]['id']}/activate"))
+        activated_at = time.perf_counter()
+        await refused_within_bound(replicas, b, key["secret"], path, written_at=revoked_at)
+        await seen_within_bound(replicas, b, agent["id"], variants[1]["id"], "variant_id", written_at=activated_at)
+    finally:
+        os.kill(hung, signal.SIGCONT)
+        await conn.scalar(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": hung})
+    await wait_listening(replicas, b, not_pid=hung)

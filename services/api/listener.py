@@ -5,7 +5,9 @@ While the connection is down the cache is not trusted (nothing is served from it
 stored in it) and keys are checked against the database, since NOTIFYs sent meanwhile
 are lost; on reconnecting the cache is cleared and the ring reloaded, then both are
 trusted again. Loss is noticed at once when the server closes the connection, and within
-`ping_seconds` when the network silently drops it.
+`ping_seconds + ping_timeout` (0.8 s) when the network silently drops it or the server stops
+answering: inside the 1 s propagation bound, so a process that can no longer hear about
+changes (a revoked key included) stops trusting what it holds before the bound runs out.
 """
 
 from __future__ import annotations
@@ -40,12 +42,13 @@ def asyncpg_dsn(url: str) -> str:
 class ResolutionListener:
     def __init__(
         self, dsn: str, cache: ResolveCache, *, keys: KeyRing | None = None,
-        ping_seconds: float = 2.0, retry_seconds: float = 0.5,
+        ping_seconds: float = 0.3, ping_timeout: float = 0.5, retry_seconds: float = 0.5,
     ):
         self.dsn = dsn
         self.cache = cache
         self.keys = keys
         self.ping_seconds = ping_seconds
+        self.ping_timeout = ping_timeout
         self.retry_seconds = retry_seconds
         self.connected = asyncio.Event()
         self.backend_pid: int | None = None
@@ -92,7 +95,7 @@ class ResolutionListener:
                     try:
                         await asyncio.wait_for(lost.wait(), timeout=self.ping_seconds)
                     except TimeoutError:
-                        await asyncio.wait_for(conn.fetchval("SELECT 1"), timeout=self.ping_seconds)
+                        await asyncio.wait_for(conn.fetchval("SELECT 1"), timeout=self.ping_timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - any failure means: reconnect
