@@ -144,3 +144,10 @@ async def _in_thread(function, *args):  # type: ignore[no-untyped-def]
     import asyncio
 
     return await asyncio.to_thread(function, *args)
+
+
+async def test_with_no_key_at_all_the_log_says_how_to_make_one(db, caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(settings_for_tests(), database=db)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        assert (await http.get("/v1/agents", headers=bearer(WRONG))).status_code == 401
+    assert any("No API key exists" in r.getMessage() and "keys create" in r.getMessage() for r in caplog.records)

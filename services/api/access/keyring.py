@@ -143,6 +143,9 @@ class KeyRing:
         for row in rows:
             key = Principal.from_row(row)
             by_index[_index(key.digest)] = (*by_index.get(_index(key.digest), ()), key)
+        if not rows:
+            log.warning("No API key exists, so every /v1 request is refused: make one with "
+                        "`agent-variants keys create --name NAME --scope admin`")
         # A change while we read may be missing from what we read: then load again.
         if generation == self._generation:
             self._by_index = by_index
