@@ -171,6 +171,19 @@ class Database:
         async with self._autocommit_engine.connect() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads that must agree with each other (several statements, one
+        state): a read-only REPEATABLE READ transaction, so no commit lands between them."""
+        if self._connection is not None:
+            yield self._connection  # tests: one connection, nobody else writes in between
+            return
+        assert self.engine is not None
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            async with conn.begin():
+                yield conn
+
     async def dispose(self) -> None:
         if self.engine is not None:
             await self.engine.dispose()

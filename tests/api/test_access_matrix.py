@@ -51,9 +51,9 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", "/docs/oauth2-redirect"): OPEN,
     ("GET", "/redoc"): OPEN,
     # resolve: what an agent in production needs. (The contract also gives resolve
-    # `GET .../bundle` and `GET .../bundle/watch`; the app has no such routes yet, and
-    # they go here when it does.)
+    # `GET .../bundle/watch`; the app has no such route yet, and it goes here when it does.)
     ("GET", f"{A}/resolved"): RESOLVE,
+    ("GET", f"{A}/bundle"): RESOLVE,
     ("POST", f"{A}/outcomes"): RESOLVE,
     # read: every other GET but keys.
     ("GET", "/v1/inspect/routes"): READ,

@@ -15,8 +15,9 @@ from services.api.deps import DB
 from services.api.errors import responses
 from services.api.exceptions import FieldError, ValidationFailed
 from services.api.http import if_none_match
+from services.api.resolution import bundle
 from services.api.resolution.experiments import running_arms
-from services.api.resolution.schemas import ResolvedRead, to_body
+from services.api.resolution.schemas import BundleRead, ResolvedRead, to_body
 from services.api.resolve_cache import ResolveCache
 from services.api.revisions import service as revisions
 from services.shared.agent_config import ResolvedAgentConfig, resolve_agent_config
@@ -100,6 +101,20 @@ async def resolve(
         payload, etag = render(resolved, explain=explain)
         if cache is not None and not given:  # plain resolution: what the fast path serves
             cache.put(agent, explain, resolved.agent_id, payload, etag, generation=generation)
+    if if_none_match(request, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(payload, media_type="application/json", headers={"ETag": etag})
+
+
+@router.get(
+    "/bundle",
+    response_model=BundleRead,
+    summary="Everything a client needs to resolve any subject locally (ETag; 304 on If-None-Match)",
+    responses=responses(404),
+)
+async def get_bundle(request: Request, agent: str, db: DB) -> Response:
+    payload, token = await bundle.build(db, agent)
+    etag = f'"{token}"'
     if if_none_match(request, etag):
         return Response(status_code=304, headers={"ETag": etag})
     return Response(payload, media_type="application/json", headers={"ETag": etag})

@@ -33,6 +33,31 @@ class ResolvedRead(BaseModel):
     provenance: dict[str, Literal["agent", "variant", "experiment"]] | None = None
 
 
+class BundleArm(BaseModel):
+    arm: int
+    weight: int
+    variant_id: str | None
+    resolved: ResolvedRead
+
+
+class BundleExperiment(BaseModel):
+    id: str
+    salt: str
+    arms: list[BundleArm]
+
+
+class BundleRead(BaseModel):
+    """What a client needs to resolve any subject itself: the plain resolution and, while
+    an experiment runs, every arm's (with `provenance`). `etag` is a hash of the content."""
+
+    object: Literal["resolution_bundle"]
+    agent_id: str
+    agent_slug: str
+    etag: str
+    resolved: ResolvedRead
+    experiment: BundleExperiment | None
+
+
 def to_body(resolved: ResolvedAgentConfig, *, explain: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
         "object": "resolved_agent_config",

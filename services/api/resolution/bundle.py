@@ -1,0 +1,49 @@
+"""GET /v1/agents/{agent}/bundle: everything a client needs to resolve any subject itself.
+
+The plain resolution, and the running experiment with each arm's resolution, read in one
+snapshot so a bundle never mixes two states. `etag` is a hash of the rest of the bundle,
+so every replica gives the same one for the same state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from typing import Any
+
+from services.api.db import Database
+from services.api.experiments import repository as experiments
+from services.api.resolution.schemas import to_body
+from services.shared.agent_config import BASE, resolve_agent_config
+
+
+async def build(db: Database, agent: str) -> tuple[bytes, str]:
+    """The bundle's JSON and its etag (a bare token). An unknown agent raises
+    `AgentNotFound`."""
+    async with db.snapshot() as conn:
+        plain = await resolve_agent_config(conn, agent)
+        running = await experiments.running(conn, plain.agent_id)
+        arms = []
+        if running is not None:
+            for arm in running["arms"]:
+                preview = await resolve_agent_config(conn, plain.agent_id, variant=arm["variant_id"] or BASE)
+                arms.append((arm, replace(preview, source="experiment", experiment_id=running["id"], arm=arm["arm"])))
+    experiment: dict[str, Any] | None = None
+    if running is not None:
+        experiment = {
+            "id": running["id"],
+            "salt": running["salt"],
+            "arms": [
+                {"arm": arm["arm"], "weight": arm["weight"], "variant_id": arm["variant_id"],
+                 "resolved": to_body(resolved, explain=True)}
+                for arm, resolved in arms
+            ],
+        }
+    content = {"agent_id": plain.agent_id, "agent_slug": plain.agent_slug,
+               "resolved": to_body(plain, explain=True), "experiment": experiment}
+    etag = hashlib.blake2b(json.dumps(content, sort_keys=True, separators=(",", ":")).encode(),
+                           digest_size=12).hexdigest()
+    body = {"object": "resolution_bundle", "agent_id": plain.agent_id, "agent_slug": plain.agent_slug,
+            "etag": etag, "resolved": content["resolved"], "experiment": experiment}
+    return json.dumps(body, separators=(",", ":")).encode(), etag
