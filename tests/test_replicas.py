@@ -68,6 +68,7 @@ class Replicas:
     database: str
     conn: AsyncConnection  # the test's own, autocommit
     http: httpx.AsyncClient
+    url: str  # the database's, for more servers
 
 
 def start(name: str, database_url: str, log_dir: Path, *, migrate: bool) -> Server:
@@ -149,7 +150,7 @@ async def replicas(server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
             http.headers["Authorization"] = f"Bearer {admin_secret}"
             servers.append(start("B", url, log_dir, migrate=False))
             await wait_ready(http, servers[1])
-            replicas = Replicas(servers[0], servers[1], database, conn, http)
+            replicas = Replicas(servers[0], servers[1], database, conn, http, url)
             for server in servers:
                 await wait_listening(replicas, server)
             yield replicas

@@ -28,6 +28,7 @@ from services.api.openapi import build_openapi
 from services.api.outcomes.router import router as outcomes_router
 from services.api.resolution.fast_path import ResolveFastPath
 from services.api.resolution.router import router as resolution_router
+from services.api.resolution.watch import WatchHub
 from services.api.resolve_cache import ResolveCache
 from services.api.revisions.router import router as revisions_router
 from services.api.security_headers import SecurityHeaders
@@ -117,7 +118,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         ring: KeyRing = app.state.key_ring
         ring.listening = False
         db.on_commit[KEYS_CHANNEL].append(ring.invalidate)
-        listener = ResolutionListener(asyncpg_dsn(settings.database_url), cache, keys=ring)
+        hub: WatchHub = app.state.watch_hub
+        db.on_commit[RESOLUTION_CHANNEL].append(hub.changed)
+        db.on_commit[KEYS_CHANNEL].append(hub.changed_all)
+        listener = ResolutionListener(asyncpg_dsn(settings.database_url), cache, keys=ring, watches=hub)
         listener.start()
         app.state.resolution_listener = listener
         background = [asyncio.create_task(_purge_idempotency_keys(db)),
@@ -125,6 +129,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         try:
             yield
         finally:
+            hub.close()
             for task in background:
                 task.cancel()
             await listener.stop()
@@ -143,11 +148,14 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     # A database handed in is this process's alone (tests, embedding): its own commits
     # are all the invalidation the cache and the key ring need.
     app.state.key_ring = KeyRing(lambda: app.state.db, listening=database is not None)
+    app.state.watch_hub = WatchHub()
     if database is not None:
         app.state.db = database
         app.state.resolve_cache = _cache(settings, trusted=True)
         database.on_commit[RESOLUTION_CHANNEL].append(app.state.resolve_cache.invalidate)
         database.on_commit[KEYS_CHANNEL].append(app.state.key_ring.invalidate)
+        database.on_commit[RESOLUTION_CHANNEL].append(app.state.watch_hub.changed)
+        database.on_commit[KEYS_CHANNEL].append(app.state.watch_hub.changed_all)
     errors.install(app)
     # Outermost last: the size limit applies before idempotency reads the body.
     app.add_middleware(IdempotencyMiddleware)

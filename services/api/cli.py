@@ -15,10 +15,15 @@ from typing import Any, TypeVar
 
 from services.api import embedded, migrate
 from services.api.keys.schemas import SCOPES
+from services.api.resolution import watch
 from services.api.settings import Settings
 
 T = TypeVar("T")
 ADMIN_KEY_FILE = "admin-key"
+
+# Before uvicorn installs its signal handlers (here and in each worker process, which
+# imports this module): its exit signal must end the watch streams, or it waits on them.
+watch.end_streams_when_the_server_stops()
 
 log = logging.getLogger("agent_variants")
 

@@ -26,6 +26,7 @@ from services.api.resolve_cache import ResolveCache
 
 if TYPE_CHECKING:
     from services.api.access.keyring import KeyRing
+    from services.api.resolution.watch import WatchHub
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,13 @@ def asyncpg_dsn(url: str) -> str:
 
 class ResolutionListener:
     def __init__(
-        self, dsn: str, cache: ResolveCache, *, keys: KeyRing | None = None,
+        self, dsn: str, cache: ResolveCache, *, keys: KeyRing | None = None, watches: WatchHub | None = None,
         ping_seconds: float = 0.3, ping_timeout: float = 0.5, retry_seconds: float = 0.5,
     ):
         self.dsn = dsn
         self.cache = cache
         self.keys = keys
+        self.watches = watches
         self.ping_seconds = ping_seconds
         self.ping_timeout = ping_timeout
         self.retry_seconds = retry_seconds
@@ -65,10 +67,14 @@ class ResolutionListener:
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         self.cache.invalidate({payload})
+        if self.watches is not None:
+            self.watches.changed({payload})
 
     def _on_key_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         if self.keys is not None:
             self.keys.invalidate({payload})
+        if self.watches is not None:
+            self.watches.changed_all()  # streams re-check their keys
 
     async def _run(self) -> None:
         while True:
@@ -89,6 +95,8 @@ class ResolutionListener:
                 if self.keys is not None:
                     self.keys.invalidate()  # the next check reloads the ring
                     self.keys.listening = True
+                if self.watches is not None:
+                    self.watches.changed_all()  # what happened while deaf is unknown: re-read
                 self.connected.set()
                 log.info("listening for resolution changes (backend pid %s)", self.backend_pid)
                 while not lost.is_set():
@@ -105,6 +113,8 @@ class ResolutionListener:
                 self.cache.trusted = False
                 if self.keys is not None:
                     self.keys.listening = False
+                if self.watches is not None:
+                    self.watches.changed_all()  # streams switch to polling until we are back
                 self.cache.clear()
                 if conn is not None and not conn.is_closed():
                     conn.terminate()

@@ -110,6 +110,19 @@ class KeyRing:
             raise KeyRefused(f"The API key '{key.name}' has expired")
         return key
 
+    async def still_valid(self, key: Principal) -> bool:
+        """Whether a key verified earlier (a long-lived watch stream's) still works now."""
+        if self.listening:
+            if not self.fresh:
+                await self._reloaded()
+            current = self._find(self._by_index, key.digest)
+        else:
+            async with self._database().read() as conn:
+                row = await repository.by_digest(conn, key.digest)
+            current = Principal.from_row(row) if row is not None else None
+        return current is not None and current.revoked_at is None and (
+            current.expires_at is None or current.expires_at > time.time())
+
     def note_use(self, key: Principal) -> None:
         """A request made with this key is being served (refused ones are not uses)."""
         self._used[key.id] = time.time()

@@ -18,9 +18,9 @@ from services.api.resolution.schemas import to_body
 from services.shared.agent_config import BASE, resolve_agent_config
 
 
-async def build(db: Database, agent: str) -> tuple[bytes, str]:
-    """The bundle's JSON and its etag (a bare token). An unknown agent raises
-    `AgentNotFound`."""
+async def build(db: Database, agent: str) -> tuple[bytes, str, str]:
+    """The bundle's JSON, its etag (a bare token) and the agent's id. An unknown agent
+    raises `AgentNotFound`."""
     async with db.snapshot() as conn:
         plain = await resolve_agent_config(conn, agent)
         running = await experiments.running(conn, plain.agent_id)
@@ -46,4 +46,4 @@ async def build(db: Database, agent: str) -> tuple[bytes, str]:
                            digest_size=12).hexdigest()
     body = {"object": "resolution_bundle", "agent_id": plain.agent_id, "agent_slug": plain.agent_slug,
             "etag": etag, "resolved": content["resolved"], "experiment": experiment}
-    return json.dumps(body, separators=(",", ":")).encode(), etag
+    return json.dumps(body, separators=(",", ":")).encode(), etag, plain.agent_id

@@ -7,15 +7,17 @@ import json
 from datetime import UTC
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
+from services.api.access.gate import current_key
 from services.api.db import Database
 from services.api.deps import DB
 from services.api.errors import responses
 from services.api.exceptions import FieldError, ValidationFailed
 from services.api.http import if_none_match
-from services.api.resolution import bundle
+from services.api.resolution import bundle, watch
 from services.api.resolution.experiments import running_arms
 from services.api.resolution.schemas import BundleRead, ResolvedRead, to_body
 from services.api.resolve_cache import ResolveCache
@@ -113,8 +115,32 @@ async def resolve(
     responses=responses(404),
 )
 async def get_bundle(request: Request, agent: str, db: DB) -> Response:
-    payload, token = await bundle.build(db, agent)
+    payload, token, _ = await bundle.build(db, agent)
     etag = f'"{token}"'
     if if_none_match(request, etag):
         return Response(status_code=304, headers={"ETag": etag})
     return Response(payload, media_type="application/json", headers={"ETag": etag})
+
+
+@router.get(
+    "/bundle/watch",
+    summary="Server-sent events: the bundle now, then after every change that alters it",
+    responses={**responses(404), 200: {"content": {"text/event-stream": {}},
+                                        "description": "`event: bundle` (id: the etag, data: the bundle), "
+                                                       "`: keepalive` comments, `event: deleted` at the end"}},
+    response_class=StreamingResponse,
+)
+async def watch_bundle(
+    request: Request,
+    agent: str,
+    db: DB,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", max_length=256,
+                           description="The etag the client has: the first event is skipped when it is current.")
+    ] = None,
+) -> StreamingResponse:
+    # The first build happens here, so an unknown agent is a 404, not an empty stream.
+    first = await bundle.build(db, agent)
+    stream = watch.stream(request.app.state, db, first, last_event_id, current_key(request.scope))
+    return StreamingResponse(stream, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

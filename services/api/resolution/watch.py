@@ -1,0 +1,160 @@
+"""Watching an agent's bundle: one in-memory hub per process fans changes out to streams.
+
+Each `GET .../bundle/watch` stream subscribes an `asyncio.Event` under its agent's id. The
+same signals that invalidate the resolve cache wake it: this process's commits and the
+listener's NOTIFYs (any replica's changes); a key change or a listener reconnect wakes
+every stream. Nothing is polled per watcher while the listener is up, and a change costs
+one bundle build per agent, shared by all of that agent's streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from services.api.access.keyring import Principal
+from services.api.db import Database
+from services.api.resolution import bundle
+from services.shared.agent_config import AgentNotFound
+
+Build = Callable[[str], Awaitable[tuple[bytes, str, str]]]
+
+# Every hub of this process, so the server's shutdown can end every stream.
+_HUBS: weakref.WeakSet[WatchHub] = weakref.WeakSet()
+
+
+class WatchHub:
+    def __init__(self) -> None:
+        self._events: dict[str, set[asyncio.Event]] = {}
+        self._versions: dict[str, int] = {}
+        self._builds: dict[str, tuple[int, asyncio.Future[tuple[bytes, str, str]]]] = {}
+        self.closing = False
+        _HUBS.add(self)
+
+    def subscribe(self, agent_id: str) -> asyncio.Event:
+        event = asyncio.Event()
+        self._events.setdefault(agent_id, set()).add(event)
+        return event
+
+    def unsubscribe(self, agent_id: str, event: asyncio.Event) -> None:
+        events = self._events.get(agent_id)
+        if events is not None:
+            events.discard(event)
+            if not events:
+                del self._events[agent_id]
+
+    @property
+    def watchers(self) -> int:
+        return sum(len(events) for events in self._events.values())
+
+    def changed(self, agent_ids: set[str]) -> None:
+        """These agents' resolution may have changed: wake their streams."""
+        for agent_id in agent_ids:
+            self._versions[agent_id] = self._versions.get(agent_id, 0) + 1
+            for event in self._events.get(agent_id, ()):
+                event.set()
+
+    def changed_all(self, _ids: set[str] | None = None) -> None:
+        """Anything may have changed (a key, a listener reconnect): wake every stream."""
+        self.changed(set(self._events))
+
+    def close(self) -> None:
+        """The server is stopping: every stream ends."""
+        self.closing = True
+        self.changed_all()
+
+    async def latest(self, agent_id: str, build: Build) -> tuple[bytes, str, str]:
+        """The agent's bundle as of now: one build per agent and change, however many
+        streams ask (a build that started before the last change is not reused)."""
+        version = self._versions.get(agent_id, 0)
+        running = self._builds.get(agent_id)
+        if running is None or running[0] != version or (running[1].done() and running[1].exception()):
+            future = asyncio.ensure_future(build(agent_id))
+            self._builds[agent_id] = (version, future)
+            running = (version, future)
+        result = await asyncio.shield(running[1])
+        if not self._events.get(agent_id):
+            self._builds.pop(agent_id, None)  # nobody watches: keep nothing
+        return result
+
+
+def close_all() -> None:
+    """End every stream of this process (called as the server starts to shut down)."""
+    for hub in list(_HUBS):
+        hub.close()
+
+
+# A comment line at least this often, so proxies and clients know the stream is alive.
+KEEPALIVE_SECONDS = 15.0
+# While the listener is down, changes are not heard: streams re-read this often.
+POLL_SECONDS = 1.0
+
+
+async def stream(
+    state: Any, db: Database, first: tuple[bytes, str, str], last_event_id: str | None, key: Principal | None
+) -> AsyncIterator[bytes]:
+    """The events of one watch: `bundle` when the bundle differs from what the client has,
+    `: keepalive` when quiet, `deleted` (and the end) when the agent is gone. The stream
+    also ends when the server stops or the key that opened it stops working."""
+    hub: WatchHub = state.watch_hub
+    payload, etag, agent_id = first
+    event = hub.subscribe(agent_id)
+    sent = last_event_id
+    quiet_since = time.monotonic()
+    try:
+        while True:
+            if etag != sent:
+                yield b"event: bundle\nid: " + etag.encode() + b"\ndata: " + payload + b"\n\n"
+                sent, quiet_since = etag, time.monotonic()
+            trusted = getattr(state.resolve_cache, "trusted", True)
+            wait = KEEPALIVE_SECONDS - (time.monotonic() - quiet_since)
+            if not trusted:
+                wait = min(wait, POLL_SECONDS)
+            try:
+                await asyncio.wait_for(event.wait(), timeout=max(0.0, wait))
+            except TimeoutError:
+                pass
+            event.clear()  # before reading: a change from now on wakes us again
+            if hub.closing:
+                return
+            if key is not None and not await state.key_ring.still_valid(key):
+                return
+            if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                yield b": keepalive\n\n"
+                quiet_since = time.monotonic()
+            try:
+                payload, etag, _ = await hub.latest(agent_id, lambda agent: bundle.build(db, agent))
+            except AgentNotFound:
+                yield b"event: deleted\ndata: {\"agent_id\": \"" + agent_id.encode() + b"\"}\n\n"
+                return
+    finally:
+        hub.unsubscribe(agent_id, event)
+
+
+def end_streams_when_the_server_stops() -> None:
+    """Make uvicorn's exit signal (SIGTERM, SIGINT) end every watch stream.
+
+    uvicorn finishes in-flight responses before it shuts the app down, and a watch never
+    finishes by itself, so without this `serve` would hang until killed. The same approach
+    as sse-starlette: wrap `Server.handle_exit`. Called when the CLI module loads, which
+    is before uvicorn installs its handlers, in the server process and in each worker.
+    """
+    from uvicorn.server import Server
+
+    if getattr(Server.handle_exit, "ends_watches", False):
+        return
+    original = Server.handle_exit
+
+    def handle_exit(self: Server, sig: int, frame: Any) -> None:
+        original(self, sig, frame)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_soon_threadsafe(close_all)
+
+    handle_exit.ends_watches = True  # type: ignore[attr-defined]
+    Server.handle_exit = handle_exit  # type: ignore[method-assign]
