@@ -168,9 +168,10 @@ async def test_thousands_of_watches_on_one_process_all_get_a_change(
             task.cancel()
 
 
-async def test_sigterm_ends_open_watches_and_the_server_exits(
-    replicas: Replicas, watcher_http: httpx.AsyncClient, tmp_path
+async def test_a_quiet_stream_keeps_alive_and_sigterm_ends_it_and_the_server_exits(
+    replicas: Replicas, watcher_http: httpx.AsyncClient, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("WATCH_KEEPALIVE_SECONDS", "0.3")  # the default is the contract's 15 s
     server = start("C", replicas.url, tmp_path, migrate=False)
     try:
         await wait_ready(replicas.http, server)
@@ -178,6 +179,7 @@ async def test_sigterm_ends_open_watches_and_the_server_exits(
         auth = {"Authorization": replicas.http.headers["Authorization"]}
         watch, task = await open_watch(watcher_http, f"{server.url}/v1/agents/{agent['id']}/bundle/watch", auth)
         assert (await watch.next())[0] == "bundle"
+        assert await asyncio.wait_for(watch.events.get(), 2) == ("keepalive", None, None)
         sent = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(watch.ended.wait(), 10)

@@ -149,6 +149,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     # are all the invalidation the cache and the key ring need.
     app.state.key_ring = KeyRing(lambda: app.state.db, listening=database is not None)
     app.state.watch_hub = WatchHub()
+    app.state.watch_keepalive_seconds = settings.watch_keepalive_seconds
     if database is not None:
         app.state.db = database
         app.state.resolve_cache = _cache(settings, trusted=True)

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     rate_limits: Annotated[dict[str, RateLimit], NoDecode] = Field(
         default_factory=lambda: dict.fromkeys(SCOPES, DEFAULT_RATE_LIMIT)
     )
+    # A watch stream sends a `: keepalive` comment after this long without an event (the
+    # contract: at least every 15 s).
+    watch_keepalive_seconds: float = Field(15.0, gt=0, le=15)
     # Origins browsers may call the API from (CORS). Empty: no cross-origin access at all.
     # A JSON list or comma-separated: https://a.example,https://b.example
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -43,8 +43,10 @@ class WatchHub:
         events = self._events.get(agent_id)
         if events is not None:
             events.discard(event)
-            if not events:
+            if not events:  # nobody watches this agent any more: keep nothing of it
                 del self._events[agent_id]
+                self._versions.pop(agent_id, None)
+                self._builds.pop(agent_id, None)
 
     @property
     def watchers(self) -> int:
@@ -53,8 +55,11 @@ class WatchHub:
     def changed(self, agent_ids: set[str]) -> None:
         """These agents' resolution may have changed: wake their streams."""
         for agent_id in agent_ids:
+            events = self._events.get(agent_id)
+            if not events:
+                continue  # only watched agents are tracked
             self._versions[agent_id] = self._versions.get(agent_id, 0) + 1
-            for event in self._events.get(agent_id, ()):
+            for event in events:
                 event.set()
 
     def changed_all(self, _ids: set[str] | None = None) -> None:
@@ -71,14 +76,14 @@ class WatchHub:
         streams ask (a build that started before the last change is not reused)."""
         version = self._versions.get(agent_id, 0)
         running = self._builds.get(agent_id)
-        if running is None or running[0] != version or (running[1].done() and running[1].exception()):
+        failed = running is not None and running[1].done() and (
+            running[1].cancelled() or isinstance(running[1].exception(), Exception)
+            and not isinstance(running[1].exception(), AgentNotFound))
+        if running is None or running[0] != version or failed:  # a failure is retried, a deletion is final
             future = asyncio.ensure_future(build(agent_id))
             self._builds[agent_id] = (version, future)
             running = (version, future)
-        result = await asyncio.shield(running[1])
-        if not self._events.get(agent_id):
-            self._builds.pop(agent_id, None)  # nobody watches: keep nothing
-        return result
+        return await asyncio.shield(running[1])
 
 
 def close_all() -> None:
@@ -87,8 +92,6 @@ def close_all() -> None:
         hub.close()
 
 
-# A comment line at least this often, so proxies and clients know the stream is alive.
-KEEPALIVE_SECONDS = 15.0
 # While the listener is down, changes are not heard: streams re-read this often.
 POLL_SECONDS = 1.0
 
@@ -100,6 +103,7 @@ async def stream(
     `: keepalive` when quiet, `deleted` (and the end) when the agent is gone. The stream
     also ends when the server stops or the key that opened it stops working."""
     hub: WatchHub = state.watch_hub
+    keepalive: float = state.watch_keepalive_seconds  # WATCH_KEEPALIVE_SECONDS
     payload, etag, agent_id = first
     event = hub.subscribe(agent_id)
     sent = last_event_id
@@ -110,7 +114,7 @@ async def stream(
                 yield b"event: bundle\nid: " + etag.encode() + b"\ndata: " + payload + b"\n\n"
                 sent, quiet_since = etag, time.monotonic()
             trusted = getattr(state.resolve_cache, "trusted", True)
-            wait = KEEPALIVE_SECONDS - (time.monotonic() - quiet_since)
+            wait = keepalive - (time.monotonic() - quiet_since)
             if not trusted:
                 wait = min(wait, POLL_SECONDS)
             try:
@@ -122,7 +126,7 @@ async def stream(
                 return
             if key is not None and not await state.key_ring.still_valid(key):
                 return
-            if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+            if time.monotonic() - quiet_since >= keepalive:
                 yield b": keepalive\n\n"
                 quiet_since = time.monotonic()
             try:
