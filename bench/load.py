@@ -311,8 +311,30 @@ def write_report(rows, baselines, spread, auth) -> None:
         "The in-process resolver (no HTTP) is measured by `bench/run.py`: see bench/results/resolve.json.",
         "",
         *experiments_section(),
+        *watch_section(),
     ]
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines))
+
+
+def watch_section() -> list[str]:
+    """Open watch streams, as `bench/watch.py` measured them."""
+    import json
+
+    path = ROOT / "bench" / "results" / "watch.json"
+    if not path.exists():
+        return []
+    w = json.loads(path.read_text())
+    return [
+        "## Watch streams",
+        "",
+        f"- {w['watchers']:,} open `GET .../bundle/watch` streams on one server process (one worker): resident"
+        f" memory {w['rss_before_mib']} MiB before, {w['rss_after_mib']} MiB after, about {w['kib_per_watch']} KiB"
+        " per stream.",
+        f"- From an activation's 200 until the last of them has the new bundle: median {w['fan_out_ms_median']} ms,"
+        f" max {w['fan_out_ms_max']} ms. One Python process reads all {w['watchers']:,} streams, so this is the"
+        " reader's speed as much as the server's (one watcher alone: a few ms, see tests/test_watch.py).",
+        "",
+    ]
 
 
 def experiments_section() -> list[str]:
