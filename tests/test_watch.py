@@ -183,12 +183,11 @@ async def test_a_quiet_stream_keeps_alive_and_sigterm_ends_it_and_the_server_exi
         sent = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(watch.ended.wait(), 10)
-        for _ in range(100):
-            if server.process.poll() is not None:
-                break
+        # Generous: under the full suite on 2 cores the shutdown itself can be slow; a
+        # server that waited on the stream would never exit at all.
+        while server.process.poll() is None and time.monotonic() - sent < 30:
             await asyncio.sleep(0.1)
-        assert server.process.poll() == 0, server.output()
-        assert time.monotonic() - sent < 10
+        assert server.process.poll() == 0, f"not exited {time.monotonic() - sent:.1f} s after SIGTERM"
         task.cancel()
     finally:
         stop(server)

@@ -1,0 +1,153 @@
+"""The agent config: its twelve fields, the cross-field rule, and `ResolvedAgentConfig`.
+
+`ResolvedAgentConfig` is what an agent runs with: the active variant's overrides coalesced
+over the agent's base config. This module is its one definition: the service imports it
+from here (`services.shared.agent_config` re-exports it), and so does the SDK. Standard
+library only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# The twelve fields, in the contract's order.
+CONFIG_FIELDS: tuple[str, ...] = (
+    "model_provider",
+    "model_name",
+    "system_prompt",
+    "user_prompt_template",
+    "prompt_version",
+    "temperature",
+    "max_tokens",
+    "context_window",
+    "input_token_limit",
+    "token_budget",
+    "timeout_seconds",
+    "max_retries",
+)
+
+# Fields that are strings, with their (min, max) length in characters.
+STRING_FIELDS: dict[str, tuple[int, int]] = {
+    "model_provider": (1, 64),
+    "model_name": (1, 256),
+    "system_prompt": (0, 200_000),
+    "user_prompt_template": (0, 200_000),
+    "prompt_version": (0, 64),
+}
+# Numeric fields with their inclusive (min, max).
+NUMBER_FIELDS: dict[str, tuple[float, float]] = {"temperature": (0.0, 2.0)}
+INTEGER_FIELDS: dict[str, tuple[int, int]] = {
+    "max_tokens": (1, 10_000_000),
+    "context_window": (0, 100_000_000),  # 0 = unspecified
+    "input_token_limit": (0, 100_000_000),  # 0 = none
+    "token_budget": (0, 10_000_000_000),  # 0 = none
+    "timeout_seconds": (1, 86_400),
+    "max_retries": (0, 100),
+}
+# What an agent gets for a field its create request leaves out (None = required).
+DEFAULTS: dict[str, Any] = {
+    "model_provider": None,
+    "model_name": None,
+    "system_prompt": "",
+    "user_prompt_template": "",
+    "prompt_version": "",
+    "temperature": 1.0,
+    "max_tokens": 1024,
+    "context_window": 0,
+    "input_token_limit": 0,
+    "token_budget": 0,
+    "timeout_seconds": 60,
+    "max_retries": 2,
+}
+
+# The name that stands for the agent's own base config where a variant is expected
+# (`clone_from`, previews, experiment arms); no variant may take it as its slug.
+BASE = "base"
+
+# The fields the cross-field rule involves, in the order errors name them.
+CONSISTENCY_FIELDS: tuple[str, ...] = ("context_window", "input_token_limit", "max_tokens")
+
+Source = Literal["agent", "variant", "preview", "experiment"]
+
+
+class AgentNotFound(LookupError):
+    """No agent has that id or slug."""
+
+    def __init__(self, agent: str) -> None:
+        super().__init__(f"Agent '{agent}' not found")
+        self.agent = agent
+
+
+class VariantNotFound(LookupError):
+    """The agent has no variant with that id or slug."""
+
+    def __init__(self, variant: str) -> None:
+        super().__init__(f"Variant '{variant}' not found")
+        self.variant = variant
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolvedAgentConfig:
+    """What an agent runs with: overrides coalesced over the base config."""
+
+    agent_id: str
+    variant_id: str | None
+    model_provider: str
+    model_name: str
+    system_prompt: str
+    user_prompt_template: str
+    prompt_version: str
+    temperature: float
+    max_tokens: int
+    context_window: int
+    input_token_limit: int
+    token_budget: int
+    timeout_seconds: int
+    max_retries: int
+    # Additions after the contract's fields, each with a default.
+    agent_slug: str | None = None
+    variant_slug: str | None = None
+    source: Source = "agent"
+    experiment_id: str | None = None
+    arm: int | None = None
+    # The fields whose value came from the variant rather than the agent.
+    overridden: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """Where each of the twelve values came from: "agent", or "variant" ("experiment"
+        when an experiment's arm chose the variant)."""
+        other = "experiment" if self.source == "experiment" else "variant"
+        return {f: (other if f in self.overridden else "agent") for f in CONFIG_FIELDS}
+
+    def config(self) -> dict[str, Any]:
+        """The twelve values as a plain dict."""
+        return {f: getattr(self, f) for f in CONFIG_FIELDS}
+
+
+def coalesce(overrides: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
+    """The twelve values: each override that is set (not None), else the base's."""
+    resolved = {}
+    for name in CONFIG_FIELDS:
+        value = overrides.get(name)
+        resolved[name] = base[name] if value is None else value
+    return resolved
+
+
+def consistency_violation(config: Mapping[str, Any]) -> str | None:
+    """Why a resolved config breaks the cross-field rule, or None when it holds.
+
+    When `context_window > 0`, `input_token_limit + max_tokens <= context_window`.
+    """
+    window = config["context_window"]
+    if window <= 0:
+        return None
+    needed = config["input_token_limit"] + config["max_tokens"]
+    if needed <= window:
+        return None
+    return (
+        f"input_token_limit ({config['input_token_limit']}) + max_tokens ({config['max_tokens']})"
+        f" = {needed} exceeds context_window ({window})"
+    )

@@ -1,0 +1,45 @@
+"""The SDK package (`sdk/python`, imported as `agent_variants`) holds the one definition of
+the resolved config and of experiment assignment; the service re-exports them, and the
+SDK never pulls in the server's dependencies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import agent_variants
+from agent_variants import assignment, config
+
+from services.shared import agent_config
+from services.shared import assignment as shared_assignment
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVER_ONLY = {"fastapi", "starlette", "sqlalchemy", "asyncpg", "alembic", "uvicorn", "pydantic", "services"}
+
+
+def test_the_service_and_the_sdk_share_one_definition() -> None:
+    assert agent_config.ResolvedAgentConfig is agent_variants.ResolvedAgentConfig is config.ResolvedAgentConfig
+    assert agent_config.AgentNotFound is agent_variants.AgentNotFound
+    assert agent_config.CONFIG_FIELDS is config.CONFIG_FIELDS
+    assert shared_assignment.assign is agent_variants.assign is assignment.assign
+    assert shared_assignment.bucket is assignment.bucket
+
+
+def test_importing_the_sdk_loads_none_of_the_server() -> None:
+    probe = (
+        "import sys, agent_variants, agent_variants.config, agent_variants.assignment\n"
+        f"loaded = {{name.split('.')[0] for name in sys.modules}} & set({sorted(SERVER_ONLY)!r})\n"
+        "print(sorted(loaded))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/", check=True)
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_the_sdk_distribution_needs_httpx_only_and_is_typed() -> None:
+    project = tomllib.loads((ROOT / "sdk" / "python" / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "agent-variants-sdk"
+    assert [dependency.split(">")[0] for dependency in project["dependencies"]] == ["httpx"]
+    assert (ROOT / "sdk" / "python" / "agent_variants" / "py.typed").exists()
+    assert Path(agent_variants.__file__).resolve().is_relative_to(ROOT / "sdk" / "python")
