@@ -1,0 +1,68 @@
+"""Typed errors from the service's problem+json answers. Each keeps the whole document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AgentVariantsError(Exception):
+    """Base of every error the SDK raises. `problem` is the service's problem+json body."""
+
+    def __init__(self, message: str, *, status: int | None = None, problem: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.problem = problem or {}
+        self.code: str | None = self.problem.get("code")
+
+
+class NotFound(AgentVariantsError):
+    pass
+
+
+class Conflict(AgentVariantsError):
+    pass
+
+
+class ValidationFailed(AgentVariantsError):
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return list(self.problem.get("errors") or [])
+
+
+class PreconditionFailed(AgentVariantsError):
+    pass
+
+
+class Unauthorized(AgentVariantsError):
+    pass
+
+
+class Forbidden(AgentVariantsError):
+    pass
+
+
+class RateLimited(AgentVariantsError):
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class Unavailable(AgentVariantsError):
+    """The service cannot be reached (or answered 503), and nothing fresh enough is held."""
+
+
+_BY_STATUS: dict[int, type[AgentVariantsError]] = {
+    401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 412: PreconditionFailed,
+    422: ValidationFailed, 429: RateLimited, 503: Unavailable,
+}
+
+
+def from_response(status: int, body: Any, headers: Any) -> AgentVariantsError:
+    """The error for a 4xx/5xx answer."""
+    problem = body if isinstance(body, dict) else {}
+    message = str(problem.get("detail") or f"HTTP {status}")
+    kind = _BY_STATUS.get(status, Unavailable if status >= 500 else AgentVariantsError)
+    if kind is RateLimited:
+        retry = headers.get("retry-after")
+        return RateLimited(message, retry_after=float(retry) if retry else None, status=status, problem=problem)
+    return kind(message, status=status, problem=problem)
