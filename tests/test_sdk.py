@@ -88,3 +88,36 @@ async def test_an_unknown_agent_is_not_found(replicas: Replicas) -> None:
         with pytest.raises(NotFound) as raised:
             await client.resolve("no-such-agent")
     assert raised.value.code == "resource_missing" and raised.value.status == 404
+
+
+async def test_with_its_server_gone_the_sdk_serves_the_last_bundle_until_max_staleness(
+    replicas: Replicas, tmp_path
+) -> None:
+    import asyncio
+
+    from agent_variants import Unavailable
+
+    from tests.test_replicas import start, stop, wait_ready
+
+    agent, variants = await setup_agent(replicas)
+    server = start("D", replicas.url, tmp_path, migrate=False)
+    try:
+        await wait_ready(replicas.http, server)
+        patient = AsyncAgentVariants(server.url, secret(replicas))
+        strict = AsyncAgentVariants(server.url, secret(replicas), max_staleness=0.5)
+        try:
+            before = await patient.resolve(agent["id"])
+            assert (await strict.resolve(agent["id"])) == before
+            server.process.kill()
+            server.process.wait(10)
+            await asyncio.sleep(1.0)
+            # The service is gone: the last bundle is still served ...
+            assert await patient.resolve(agent["id"]) == before
+            # ... but not past max_staleness.
+            with pytest.raises(Unavailable):
+                await strict.resolve(agent["id"])
+        finally:
+            await patient.close()
+            await strict.close()
+    finally:
+        stop(server)
