@@ -198,14 +198,7 @@ def machine() -> str:
 
 async def main() -> None:
     wrk_bin = ensure_wrk()
-    server = embedded.start(ROOT / ".data" / "bench-postgres")
-    admin = create_async_engine(embedded.with_database(server.get_uri(), "postgres"), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text('DROP DATABASE IF EXISTS "av_load" WITH (FORCE)'))
-        await conn.execute(text('CREATE DATABASE "av_load"'))
-    await admin.dispose()
-    url = embedded.with_database(server.get_uri(), "av_load")
-    await migrate.upgrade(url)
+    url = await fresh_database("av_load")
     await make_keys(url)
 
     rows: dict[int, dict[str, dict[str, float]]] = {}
@@ -236,6 +229,19 @@ async def main() -> None:
     spread = await propagation(url)
     print("propagation", spread, flush=True)
     write_report(rows, baselines, spread, auth)
+
+
+async def fresh_database(name: str) -> str:
+    """An empty, migrated database `name` on the bench's embedded server (made anew)."""
+    server = embedded.start(ROOT / ".data" / "bench-postgres")
+    admin = create_async_engine(embedded.with_database(server.get_uri(), "postgres"), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    url = embedded.with_database(server.get_uri(), name)
+    await migrate.upgrade(url)
+    return url
 
 
 async def make_keys(url: str) -> None:

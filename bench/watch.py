@@ -18,11 +18,8 @@ from pathlib import Path
 
 import httpx
 import psutil
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench import load
-from services.api import embedded, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 WATCHERS = 2000
@@ -37,14 +34,7 @@ async def next_event(lines: AsyncIterator[str]) -> None:
 
 
 async def main() -> None:
-    server = embedded.start(ROOT / ".data" / "bench-postgres")
-    admin = create_async_engine(embedded.with_database(server.get_uri(), "postgres"), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text('DROP DATABASE IF EXISTS "av_watch" WITH (FORCE)'))
-        await conn.execute(text('CREATE DATABASE "av_watch"'))
-    await admin.dispose()
-    url = embedded.with_database(server.get_uri(), "av_watch")
-    await migrate.upgrade(url)
+    url = await load.fresh_database("av_watch")
     await load.seed(url, 1)
     await load.make_keys(url)
     auth = {"Authorization": f"Bearer {load.KEYS['admin']}"}

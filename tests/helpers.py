@@ -82,3 +82,18 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
             assert set(error) == {"param", "message"}
             assert error["param"] and error["message"]
     return body
+
+
+async def every_item(client: httpx.AsyncClient, path: str, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a list endpoint, newest first, paging through it with `after`."""
+    found: list[dict[str, Any]] = []
+    after = None
+    while True:
+        query = {"limit": 100, **params, **({"after": after} if after else {})}
+        response = await client.get(path, params=query)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        found += page["data"]
+        if not page["has_more"]:
+            return found
+        after = page["last_id"]

@@ -9,6 +9,8 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tests.helpers import every_item
+
 REVISION_ID = re.compile(r"^rev_[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 REVISION_KEYS = {
@@ -24,17 +26,7 @@ FIELDS = (
 
 async def all_revisions(client: httpx.AsyncClient, agent: str, **params: Any) -> list[dict[str, Any]]:
     """Every revision of the agent, newest first, paging through the list."""
-    found: list[dict[str, Any]] = []
-    after = None
-    while True:
-        query = {"limit": 100, **params, **({"after": after} if after else {})}
-        response = await client.get(f"/v1/agents/{agent}/revisions", params=query)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        found += page["data"]
-        if not page["has_more"]:
-            return found
-        after = page["last_id"]
+    return await every_item(client, f"/v1/agents/{agent}/revisions", **params)
 
 
 async def newest_revision(client: httpx.AsyncClient, agent: str) -> dict[str, Any]:

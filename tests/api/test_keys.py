@@ -44,6 +44,7 @@ from tests.helpers import (
     bearer,
     config,
     create_agent,
+    every_item,
     problem_params,
     settings_for_tests,
     unique,
@@ -87,16 +88,7 @@ async def create_key(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
 
 
 async def every_key(client: httpx.AsyncClient) -> list[dict[str, Any]]:
-    found, after = [], None
-    while True:
-        params: dict[str, Any] = {"limit": 100} | ({"after": after} if after else {})
-        response = await client.get("/v1/keys", params=params)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        found += page["data"]
-        if not page["has_more"]:
-            return found
-        after = page["last_id"]
+    return await every_item(client, "/v1/keys")
 
 
 # ------------------------------------------------------------------------ create, list, get

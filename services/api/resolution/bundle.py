@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
 from typing import Any
 
 from services.api.db import Database
 from services.api.experiments import repository as experiments
+from services.api.resolution.experiments import arm_configs
 from services.api.resolution.schemas import to_body
-from services.shared.agent_config import BASE, resolve_agent_config
+from services.shared.agent_config import resolve_agent_config
 
 
 async def build(db: Database, agent: str) -> tuple[bytes, str, str]:
@@ -24,11 +24,7 @@ async def build(db: Database, agent: str) -> tuple[bytes, str, str]:
     async with db.snapshot() as conn:
         plain = await resolve_agent_config(conn, agent)
         running = await experiments.running(conn, plain.agent_id)
-        arms = []
-        if running is not None:
-            for arm in running["arms"]:
-                preview = await resolve_agent_config(conn, plain.agent_id, variant=arm["variant_id"] or BASE)
-                arms.append((arm, replace(preview, source="experiment", experiment_id=running["id"], arm=arm["arm"])))
+        arms = await arm_configs(conn, running) if running is not None else ()
     experiment: dict[str, Any] | None = None
     if running is not None:
         experiment = {
@@ -37,7 +33,7 @@ async def build(db: Database, agent: str) -> tuple[bytes, str, str]:
             "arms": [
                 {"arm": arm["arm"], "weight": arm["weight"], "variant_id": arm["variant_id"],
                  "resolved": to_body(resolved, explain=True)}
-                for arm, resolved in arms
+                for arm, resolved in zip(running["arms"], arms, strict=True)
             ],
         }
     content = {"agent_id": plain.agent_id, "agent_slug": plain.agent_slug,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,9 +26,14 @@ async def running_arms(conn: AsyncConnection, agent: str) -> Arms:
     if experiment is None:
         resolved = await resolve_agent_config(conn, agent)
         return resolved.agent_id, None, "", (1,), (resolved,)
+    weights = tuple(arm["weight"] for arm in experiment["arms"])
+    return experiment["agent_id"], experiment["id"], experiment["salt"], weights, await arm_configs(conn, experiment)
+
+
+async def arm_configs(conn: AsyncConnection, experiment: Any) -> tuple[ResolvedAgentConfig, ...]:
+    """Each arm's resolved config, in arm order, as the experiment serves it."""
     arms = []
     for arm in experiment["arms"]:
-        preview = await resolve_agent_config(conn, agent, variant=arm["variant_id"] or BASE)
+        preview = await resolve_agent_config(conn, experiment["agent_id"], variant=arm["variant_id"] or BASE)
         arms.append(replace(preview, source="experiment", experiment_id=experiment["id"], arm=arm["arm"]))
-    weights = tuple(arm["weight"] for arm in experiment["arms"])
-    return experiment["agent_id"], experiment["id"], experiment["salt"], weights, tuple(arms)
+    return tuple(arms)
