@@ -71,13 +71,14 @@ class Replicas:
     url: str  # the database's, for more servers
 
 
-def start(name: str, database_url: str, log_dir: Path, *, migrate: bool) -> Server:
-    port = free_port()
+def start(name: str, database_url: str, log_dir: Path, *, migrate: bool, port: int | None = None) -> Server:
+    """A `serve` process (on `port`, else a free one); its output goes to `<name>.log`."""
+    port = port or free_port()
     log = log_dir / f"{name}.log"
     # DATA_DIR: where the first server writes the admin key it makes on an empty database.
     env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "warning", "DATA_DIR": str(log_dir)}
     command = [sys.executable, "-m", "services.api.cli", "serve", "--port", str(port)]
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         process = subprocess.Popen(command + ([] if migrate else ["--no-migrate"]), cwd=ROOT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
     return Server(name, process, f"http://127.0.0.1:{port}", log)

@@ -1,13 +1,17 @@
-"""agent-variants for agents: the resolved config and experiment assignment.
+"""agent-variants for agents: resolve an agent's config locally, report outcomes, administer.
 
-    from agent_variants import ResolvedAgentConfig, assign
+    from agent_variants import AgentVariants
 
-`ResolvedAgentConfig` and `assign` are the same objects the service uses (one definition,
-here), so a config resolved locally from a bundle is exactly what the service would have
-answered. `AsyncAgentVariants.resolve` answers from a local copy of the agent's bundle that
-a background watch keeps current.
+    with AgentVariants("http://config:8000", api_key="avk_...") as client:
+        config = client.resolve("support-bot", subject="user-42")   # from memory after the first call
+        client.report("support-bot", config=config, input_tokens=812, output_tokens=164, latency_ms=1930)
+
+`AsyncAgentVariants` has the same methods as coroutines. `ResolvedAgentConfig` and
+`assign` are the same objects the service uses (one definition, here), so a config
+resolved locally from a bundle is exactly what the service would have answered.
 """
 
+from agent_variants._version import __version__
 from agent_variants.assignment import assign
 from agent_variants.client import AsyncAgentVariants
 from agent_variants.config import AgentNotFound, ResolvedAgentConfig, VariantNotFound
@@ -22,10 +26,11 @@ from agent_variants.errors import (
     Unavailable,
     ValidationFailed,
 )
+from agent_variants.outcomes import ReportStats
+from agent_variants.sync import AgentVariants
 
 __all__ = [
-    "AgentNotFound", "AgentVariantsError", "AsyncAgentVariants", "Conflict", "Forbidden", "NotFound",
-    "PreconditionFailed", "RateLimited", "ResolvedAgentConfig", "Unauthorized", "Unavailable", "ValidationFailed",
-    "VariantNotFound", "assign",
+    "AgentNotFound", "AgentVariants", "AgentVariantsError", "AsyncAgentVariants", "Conflict", "Forbidden", "NotFound",
+    "PreconditionFailed", "RateLimited", "ReportStats", "ResolvedAgentConfig", "Unauthorized", "Unavailable",
+    "ValidationFailed", "VariantNotFound", "__version__", "assign",
 ]
-__version__ = "0.1.0"

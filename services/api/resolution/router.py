@@ -140,7 +140,9 @@ async def watch_bundle(
     ] = None,
 ) -> StreamingResponse:
     # The first build happens here, so an unknown agent is a 404, not an empty stream.
+    ticks = request.app.state.watch_hub.ticks
     first = await bundle.build(db, agent)
-    stream = watch.stream(request.app.state, db, first, last_event_id, current_key(request.scope))
+    stream = watch.stream(request.app.state, db, first, last_event_id, current_key(request.scope),
+                          ticks_before_first=ticks)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -31,6 +31,9 @@ class WatchHub:
         self._events: dict[str, set[asyncio.Event]] = {}
         self._versions: dict[str, int] = {}
         self._builds: dict[str, tuple[int, asyncio.Future[tuple[bytes, str, str]]]] = {}
+        # Counts every change heard, watched agent or not: a stream whose first bundle was
+        # built before its subscription compares it, so a change in between is not missed.
+        self.ticks = 0
         self.closing = False
         _HUBS.add(self)
 
@@ -54,6 +57,7 @@ class WatchHub:
 
     def changed(self, agent_ids: set[str]) -> None:
         """These agents' resolution may have changed: wake their streams."""
+        self.ticks += 1
         for agent_id in agent_ids:
             events = self._events.get(agent_id)
             if not events:
@@ -97,15 +101,21 @@ POLL_SECONDS = 1.0
 
 
 async def stream(
-    state: Any, db: Database, first: tuple[bytes, str, str], last_event_id: str | None, key: Principal | None
+    state: Any, db: Database, first: tuple[bytes, str, str], last_event_id: str | None, key: Principal | None,
+    *, ticks_before_first: int,
 ) -> AsyncIterator[bytes]:
     """The events of one watch: `bundle` when the bundle differs from what the client has,
     `: keepalive` when quiet, `deleted` (and the end) when the agent is gone. The stream
-    also ends when the server stops or the key that opened it stops working."""
+    also ends when the server stops or the key that opened it stops working.
+
+    `first` was built before the stream could subscribe (its agent id comes from it), as
+    of `ticks_before_first`: if any change was heard since, it is built again at once."""
     hub: WatchHub = state.watch_hub
     keepalive: float = state.watch_keepalive_seconds  # WATCH_KEEPALIVE_SECONDS
     payload, etag, agent_id = first
     event = hub.subscribe(agent_id)
+    if hub.ticks != ticks_before_first:
+        event.set()  # a change landed between the first build and the subscription
     sent = last_event_id
     quiet_since = time.monotonic()
     try:

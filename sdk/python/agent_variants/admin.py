@@ -1,0 +1,248 @@
+"""The admin calls, mirroring the HTTP API: `agents`, `variants`, `experiments`, `keys`.
+
+Each namespace is written once and used by both clients: a method builds its request
+(`Call`) and hands it to the client's transport, which sends it (the sync client
+returns the JSON object, the async one an awaitable of it). Every `POST` carries an
+`Idempotency-Key` (pass your own to make a retry across processes safe as well), and
+`if_match` takes the object's `version` (or an ETag, or `"*"`). Objects come back as the
+API's JSON objects (`dict`); a list call returns one page
+(`{"object": "list", "data", "first_id", "last_id", "has_more"}`), continued with
+`after=page["last_id"]`.
+
+    variant = client.variants.create("support-bot", "concise", overrides={"temperature": 0.2})
+    client.variants.activate("support-bot", variant["slug"], if_match=variant["version"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+from agent_variants._http import Call, segment
+
+JSON = dict[str, Any]
+Obj = TypeVar("Obj", covariant=True)  # JSON, or Awaitable[JSON]
+Nil = TypeVar("Nil", covariant=True)  # None, or Awaitable[None]
+ETag = int | str
+
+
+class Transport(Protocol[Obj, Nil]):
+    def obj(self, call: Call) -> Obj: ...
+
+    def nil(self, call: Call) -> Nil: ...
+
+
+def _fields(**fields: Any) -> JSON:
+    """A create body: the fields given (None stands for "leave it to the default")."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _page(limit: int | None, after: str | None, **filters: Any) -> dict[str, Any]:
+    return {"limit": limit, "after": after, **filters}
+
+
+class _Namespace(Generic[Obj, Nil]):
+    def __init__(self, transport: Transport[Obj, Nil]) -> None:
+        self._send = transport
+
+
+def _agent(agent: str) -> str:
+    return f"/v1/agents/{segment(agent)}"
+
+
+class Agents(_Namespace[Obj, Nil]):
+    """`client.agents`: agents, their resolution, usage, history and undo.
+
+        agent = client.agents.create("Support bot", {"model_provider": "openai", "model_name": "gpt-4o"})
+        client.agents.update(agent["slug"], {"config": {"temperature": 0.3}}, if_match=agent["version"])
+    """
+
+    def create(
+        self, name: str, config: Mapping[str, Any], *, slug: str | None = None, description: str | None = None,
+        metadata: Mapping[str, str] | None = None, idempotency_key: str | None = None,
+    ) -> Obj:
+        body = _fields(name=name, slug=slug, description=description, metadata=metadata, config=dict(config))
+        return self._send.obj(Call.of("POST", "/v1/agents", json=body, idempotency_key=idempotency_key))
+
+    def list(self, *, limit: int | None = None, after: str | None = None) -> Obj:
+        return self._send.obj(Call.of("GET", "/v1/agents", params=_page(limit, after)))
+
+    def get(self, agent: str) -> Obj:
+        return self._send.obj(Call.of("GET", _agent(agent)))
+
+    def update(self, agent: str, patch: Mapping[str, Any], *, if_match: ETag | None = None) -> Obj:
+        """A JSON merge patch over `name`, `slug`, `description`, `metadata`, `config`."""
+        return self._send.obj(Call.of("PATCH", _agent(agent), json=dict(patch), if_match=if_match))
+
+    def delete(self, agent: str, *, if_match: ETag | None = None) -> Nil:
+        return self._send.nil(Call.of("DELETE", _agent(agent), if_match=if_match))
+
+    def resolved(
+        self, agent: str, *, subject: str | None = None, variant: str | None = None, at: str | None = None,
+        explain: bool | None = None,
+    ) -> Obj:
+        """The service's own resolution (`GET .../resolved`); `resolve()` answers from memory instead."""
+        params = {"subject": subject, "variant": variant, "at": at, "explain": explain}
+        return self._send.obj(Call.of("GET", f"{_agent(agent)}/resolved", params=params))
+
+    def bundle(self, agent: str) -> Obj:
+        return self._send.obj(Call.of("GET", f"{_agent(agent)}/bundle"))
+
+    def usage(self, agent: str) -> Obj:
+        return self._send.obj(Call.of("GET", f"{_agent(agent)}/usage"))
+
+    def revisions(
+        self, agent: str, *, target_id: str | None = None, limit: int | None = None, after: str | None = None
+    ) -> Obj:
+        params = _page(limit, after, target_id=target_id)
+        return self._send.obj(Call.of("GET", f"{_agent(agent)}/revisions", params=params))
+
+    def revision(self, agent: str, revision: str) -> Obj:
+        return self._send.obj(Call.of("GET", f"{_agent(agent)}/revisions/{segment(revision)}"))
+
+    def undo(self, agent: str, *, if_match: ETag | None = None, idempotency_key: str | None = None) -> Obj:
+        """Revert the agent's newest change not undone yet: `{"object": "undo", "reverted_revision_id", "revision"}`."""
+        call = Call.of("POST", f"{_agent(agent)}/undo", if_match=if_match, idempotency_key=idempotency_key)
+        return self._send.obj(call)
+
+
+class Variants(_Namespace[Obj, Nil]):
+    """`client.variants`: an agent's variants, activation, restore and diff.
+
+        draft = client.variants.create("support-bot", "terse", clone_from="base", overrides={"max_tokens": 256})
+        client.variants.activate("support-bot", draft["slug"], if_match=draft["version"])
+    """
+
+    def _path(self, agent: str, variant: str | None = None, action: str | None = None) -> str:
+        path = f"{_agent(agent)}/variants"
+        if variant is not None:
+            path += f"/{segment(variant)}"
+        return f"{path}/{action}" if action else path
+
+    def create(
+        self, agent: str, variant_name: str, *, slug: str | None = None, description: str | None = None,
+        metadata: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
+        clone_from: str | None = None, idempotency_key: str | None = None,
+    ) -> Obj:
+        body = _fields(variant_name=variant_name, slug=slug, description=description, metadata=metadata,
+                       overrides=None if overrides is None else dict(overrides), clone_from=clone_from)
+        return self._send.obj(Call.of("POST", self._path(agent), json=body, idempotency_key=idempotency_key))
+
+    def list(
+        self, agent: str, *, is_active: bool | None = None, limit: int | None = None, after: str | None = None
+    ) -> Obj:
+        return self._send.obj(Call.of("GET", self._path(agent), params=_page(limit, after, is_active=is_active)))
+
+    def get(self, agent: str, variant: str) -> Obj:
+        return self._send.obj(Call.of("GET", self._path(agent, variant)))
+
+    def update(self, agent: str, variant: str, patch: Mapping[str, Any], *, if_match: ETag | None = None) -> Obj:
+        """A JSON merge patch; an override set to None is removed (inherited again)."""
+        return self._send.obj(Call.of("PATCH", self._path(agent, variant), json=dict(patch), if_match=if_match))
+
+    def delete(self, agent: str, variant: str, *, if_match: ETag | None = None) -> Nil:
+        return self._send.nil(Call.of("DELETE", self._path(agent, variant), if_match=if_match))
+
+    def activate(
+        self, agent: str, variant: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
+    ) -> Obj:
+        call = Call.of("POST", self._path(agent, variant, "activate"), if_match=if_match,
+                       idempotency_key=idempotency_key)
+        return self._send.obj(call)
+
+    def deactivate(
+        self, agent: str, variant: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
+    ) -> Obj:
+        call = Call.of("POST", self._path(agent, variant, "deactivate"), if_match=if_match,
+                       idempotency_key=idempotency_key)
+        return self._send.obj(call)
+
+    def restore(
+        self, agent: str, variant: str, revision_id: str, *, if_match: ETag | None = None,
+        idempotency_key: str | None = None,
+    ) -> Obj:
+        call = Call.of("POST", self._path(agent, variant, "restore"), json={"revision_id": revision_id},
+                       if_match=if_match, idempotency_key=idempotency_key)
+        return self._send.obj(call)
+
+    def diff(self, agent: str, variant: str, *, against: str = "base") -> Obj:
+        return self._send.obj(Call.of("GET", self._path(agent, variant, "diff"), params={"against": against}))
+
+
+class Experiments(_Namespace[Obj, Nil]):
+    """`client.experiments`: A/B tests between variants, and their results.
+
+        test = client.experiments.create("support-bot", "terse vs base",
+                                         [{"variant": "base", "weight": 1}, {"variant": "terse", "weight": 1}])
+        client.experiments.start("support-bot", test["id"])
+        client.experiments.results("support-bot", test["id"])["arms"][1]["vs_control"]
+    """
+
+    def _path(self, agent: str, experiment: str | None = None, action: str | None = None) -> str:
+        path = f"{_agent(agent)}/experiments"
+        if experiment is not None:
+            path += f"/{segment(experiment)}"
+        return f"{path}/{action}" if action else path
+
+    def create(
+        self, agent: str, name: str, arms: Sequence[Mapping[str, Any]], *, description: str | None = None,
+        salt: str | None = None, idempotency_key: str | None = None,
+    ) -> Obj:
+        body = _fields(name=name, description=description, arms=[dict(arm) for arm in arms], salt=salt)
+        return self._send.obj(Call.of("POST", self._path(agent), json=body, idempotency_key=idempotency_key))
+
+    def list(
+        self, agent: str, *, status: str | None = None, limit: int | None = None, after: str | None = None
+    ) -> Obj:
+        return self._send.obj(Call.of("GET", self._path(agent), params=_page(limit, after, status=status)))
+
+    def get(self, agent: str, experiment: str) -> Obj:
+        return self._send.obj(Call.of("GET", self._path(agent, experiment)))
+
+    def update(self, agent: str, experiment: str, patch: Mapping[str, Any], *, if_match: ETag | None = None) -> Obj:
+        call = Call.of("PATCH", self._path(agent, experiment), json=dict(patch), if_match=if_match)
+        return self._send.obj(call)
+
+    def delete(self, agent: str, experiment: str, *, if_match: ETag | None = None) -> Nil:
+        return self._send.nil(Call.of("DELETE", self._path(agent, experiment), if_match=if_match))
+
+    def start(
+        self, agent: str, experiment: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
+    ) -> Obj:
+        call = Call.of("POST", self._path(agent, experiment, "start"), if_match=if_match,
+                       idempotency_key=idempotency_key)
+        return self._send.obj(call)
+
+    def stop(
+        self, agent: str, experiment: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
+    ) -> Obj:
+        call = Call.of("POST", self._path(agent, experiment, "stop"), if_match=if_match,
+                       idempotency_key=idempotency_key)
+        return self._send.obj(call)
+
+    def results(self, agent: str, experiment: str) -> Obj:
+        return self._send.obj(Call.of("GET", self._path(agent, experiment, "results")))
+
+
+class Keys(_Namespace[Obj, Nil]):
+    """`client.keys` (an `admin` key): API keys. The secret is in `create`'s answer only.
+
+        key = client.keys.create("billing-agent", "resolve")
+        key["secret"]   # keep it: it is never shown again
+        client.keys.revoke("billing-agent")
+    """
+
+    def create(
+        self, name: str, scope: str, *, expires_at: str | None = None, idempotency_key: str | None = None
+    ) -> Obj:
+        body = _fields(name=name, scope=scope, expires_at=expires_at)
+        return self._send.obj(Call.of("POST", "/v1/keys", json=body, idempotency_key=idempotency_key))
+
+    def list(self, *, limit: int | None = None, after: str | None = None) -> Obj:
+        return self._send.obj(Call.of("GET", "/v1/keys", params=_page(limit, after)))
+
+    def get(self, key: str) -> Obj:
+        return self._send.obj(Call.of("GET", f"/v1/keys/{segment(key)}"))
+
+    def revoke(self, key: str) -> Nil:
+        return self._send.nil(Call.of("DELETE", f"/v1/keys/{segment(key)}"))

@@ -1,0 +1,220 @@
+"""`report()`: outcomes buffered in memory and sent in batches, never blocking the agent.
+
+`OutcomeBuffer.add` is all an agent's `report` costs: a check of the field names and an
+append under a lock (it is called from any thread). When the buffer is full, the outcome
+is dropped and counted, never waited for. `Sender` drains the buffer at least every
+second (at once when an agent has a full batch waiting), in batches of up to 1,000 per
+agent. Each batch gets its own `Idempotency-Key`, kept across its retries, so a batch
+whose answer was lost is stored once, not twice. A batch the service refuses naming some
+of its items (422 invalid, 404 for an `experiment_id` it does not know) is sent again
+without them; those are counted as rejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from agent_variants._http import Call, new_idempotency_key, segment, send_async
+from agent_variants.config import ResolvedAgentConfig
+from agent_variants.errors import AgentVariantsError, NotFound, Unavailable, ValidationFailed
+
+log = logging.getLogger("agent_variants")
+
+BATCH = 1000  # the service's largest batch
+EVERY = 1.0  # seconds: the longest an outcome waits in the buffer while the service answers
+CAPACITY = 100_000
+FIELDS = frozenset({"variant_id", "experiment_id", "subject", "input_tokens", "output_tokens", "latency_ms",
+                    "cost_usd", "success", "score"})
+RETRY_FIRST, RETRY_MAX = 0.2, 10.0
+_ITEM = re.compile(r"^data\[(\d+)\]")
+
+
+def outcome_of(config: ResolvedAgentConfig | None, fields: dict[str, Any]) -> dict[str, Any]:
+    """The outcome's JSON: `config` (what the run resolved) fills `variant_id` and
+    `experiment_id`; `fields` are the contract's outcome fields."""
+    unknown = fields.keys() - FIELDS
+    if unknown:
+        raise TypeError(f"report() got unknown outcome fields: {', '.join(sorted(unknown))}"
+                        f" (known: {', '.join(sorted(FIELDS))})")
+    outcome = {name: value for name, value in fields.items() if value is not None}
+    if config is not None:
+        outcome.setdefault("variant_id", config.variant_id)
+        if config.experiment_id is not None:
+            outcome.setdefault("experiment_id", config.experiment_id)
+    if "variant_id" not in outcome:
+        outcome["variant_id"] = None  # the base config served it
+    return outcome
+
+
+@dataclass(frozen=True)
+class ReportStats:
+    """What became of the outcomes given to `report()` so far."""
+
+    sent: int  # stored by the service
+    pending: int  # buffered or in flight
+    dropped: int  # refused because the buffer was full, or left unsent at close
+    rejected: int  # refused by the service (invalid, or for an unknown agent)
+
+
+class OutcomeBuffer:
+    """A bounded, thread-safe buffer of (agent, outcome) that drops (and counts) when full."""
+
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self._items: deque[tuple[str, dict[str, Any]]] = deque()
+        self._lock = threading.Lock()
+        self.capacity = capacity
+        self.dropped = 0
+        self.sent = 0
+        self.rejected = 0
+        self.in_flight = 0
+        # Called (from the adding thread) when a full batch is waiting: wakes the sender.
+        self.on_full: Callable[[], None] | None = None
+
+    def add(self, agent: str, outcome: dict[str, Any]) -> bool:
+        with self._lock:
+            if len(self._items) >= self.capacity:
+                self.dropped += 1
+                return False
+            self._items.append((agent, outcome))
+            full = len(self._items) % BATCH == 0
+        if full and self.on_full is not None:
+            self.on_full()
+        return True
+
+    def take(self) -> list[tuple[str, dict[str, Any]]]:
+        """Everything buffered; it counts as pending until `settle` says what became of it."""
+        with self._lock:
+            items = list(self._items)
+            self._items.clear()
+            self.in_flight += len(items)
+            return items
+
+    def settle(self, *, sent: int = 0, rejected: int = 0, dropped: int = 0) -> None:
+        with self._lock:
+            self.sent += sent
+            self.rejected += rejected
+            self.dropped += dropped
+            self.in_flight -= sent + rejected + dropped
+
+    def stats(self) -> ReportStats:
+        with self._lock:
+            return ReportStats(self.sent, len(self._items) + self.in_flight, self.dropped, self.rejected)
+
+
+@dataclass
+class Batch:
+    """Up to 1,000 outcomes of one agent, and the idempotency key every attempt sends."""
+
+    agent: str
+    items: list[dict[str, Any]]
+    key: str = field(default_factory=new_idempotency_key)
+
+
+class Sender:
+    """Drains an `OutcomeBuffer` into `POST .../outcomes` batches, on the client's event loop."""
+
+    def __init__(self, http: httpx.AsyncClient, buffer: OutcomeBuffer) -> None:
+        self._http = http
+        self._buffer = buffer
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._batches: deque[Batch] = deque()
+        self._sending = asyncio.Lock()  # one flush at a time, so flush() also waits for the one under way
+        loop = asyncio.get_running_loop()
+        buffer.on_full = lambda: loop.call_soon_threadsafe(self._wake.set)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="agent-variants outcomes")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), EVERY)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:  # a bug must not end reporting for the life of the process
+                log.exception("agent-variants: sending outcomes failed; retrying")
+                await asyncio.sleep(RETRY_MAX)
+
+    async def flush(self) -> None:
+        """Send everything reported so far, each batch until it is stored or refused for good.
+
+        Cancelled (a timeout), the batch being sent stays first in line with its key, so
+        its next attempt cannot store it twice."""
+        async with self._sending:
+            by_agent: dict[str, list[dict[str, Any]]] = {}
+            for agent, outcome in self._buffer.take():
+                by_agent.setdefault(agent, []).append(outcome)
+            for agent, outcomes in by_agent.items():
+                self._batches.extend(Batch(agent, outcomes[i:i + BATCH]) for i in range(0, len(outcomes), BATCH))
+            while self._batches:
+                await self._deliver(self._batches[0])
+                self._batches.popleft()
+
+    async def close(self, timeout: float) -> None:
+        """Send what is left (for up to `timeout` seconds); what is still unsent then is dropped."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await asyncio.wait_for(self.flush(), timeout)
+        except TimeoutError:
+            pass
+        self._buffer.take()  # anything reported meanwhile joins what is pending
+        unsent = self._buffer.stats().pending
+        if unsent:
+            log.warning("agent-variants: %d outcome(s) still unsent after %s s at close were dropped", unsent, timeout)
+            self._buffer.settle(dropped=unsent)
+        self._batches.clear()
+
+    async def _deliver(self, batch: Batch) -> None:
+        """One batch, retried with its key until stored; items the service names as invalid
+        (or as naming an unknown experiment) are taken out (and counted), and the rest sent
+        under a new key."""
+        delay = RETRY_FIRST
+        while batch.items:
+            call = Call.of("POST", f"/v1/agents/{segment(batch.agent)}/outcomes", json={"data": batch.items},
+                           idempotency_key=batch.key)
+            try:
+                await send_async(self._http, call)
+            except (ValidationFailed, NotFound) as error:  # a 404 names items for an unknown experiment
+                named = error.problem.get("errors") or []
+                bad = {int(m.group(1)) for e in named if (m := _ITEM.match(str(e.get("param", ""))))}
+                bad &= set(range(len(batch.items)))
+                if not bad:  # nothing to take out: the batch as a whole is refused
+                    self._reject(batch.agent, len(batch.items), error)
+                    return
+                self._reject(batch.agent, len(bad), error)
+                batch.items = [item for i, item in enumerate(batch.items) if i not in bad]
+                batch.key = new_idempotency_key()  # another body needs another key
+            except AgentVariantsError as error:
+                transient = isinstance(error, Unavailable) or error.status in (408, 409, 429)
+                if not transient and (error.status or 0) < 500:
+                    self._reject(batch.agent, len(batch.items), error)
+                    return
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, RETRY_MAX)
+            else:
+                self._buffer.settle(sent=len(batch.items))
+                return
+
+    def _reject(self, agent: str, count: int, error: AgentVariantsError) -> None:
+        log.warning("agent-variants: the service refused %d outcome(s) of %r: %s %s", count, agent,
+                    error, error.problem.get("errors") or "")
+        self._buffer.settle(rejected=count)

@@ -1,0 +1,174 @@
+"""`AgentVariants`: the SDK for ordinary (blocking) programs, with `AsyncAgentVariants`'s methods.
+
+    with AgentVariants("http://config:8000", api_key="avk_...") as client:
+        config = client.resolve("support-bot", subject="user-42")
+        ...  # run the agent
+        client.report("support-bot", config=config, input_tokens=812, output_tokens=164, latency_ms=1930)
+
+The watches and the outcome sender are the async client's own code, run on an event loop
+in one daemon thread that starts with the first `resolve` or `report`. `resolve` reads the
+copies that thread keeps current straight from memory (no hop to the thread, no lock), and
+`report` appends to a thread-safe buffer, so both are as cheap as in the async client and
+safe to call from any thread. Admin calls are plain blocking requests in the caller's thread.
+At interpreter exit a client that was not closed still flushes its outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import httpx
+
+from agent_variants._http import Call, send
+from agent_variants.admin import JSON, Agents, Experiments, Keys, Variants
+from agent_variants.bundles import Bundles, Local, answer
+from agent_variants.client import CLOSE_TIMEOUT, http_options
+from agent_variants.config import ResolvedAgentConfig
+from agent_variants.outcomes import CAPACITY, OutcomeBuffer, ReportStats, Sender, outcome_of
+
+T = TypeVar("T")
+
+
+class _Transport:
+    def __init__(self, http: httpx.Client) -> None:
+        self._http = http
+
+    def obj(self, call: Call) -> JSON:
+        return send(self._http, call)  # type: ignore[no-any-return]
+
+    def nil(self, call: Call) -> None:
+        send(self._http, call)
+
+
+class _Background:
+    """An event loop in a daemon thread, holding the watches and the outcome sender."""
+
+    def __init__(self, options: dict[str, Any], outcomes: OutcomeBuffer) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="agent-variants", daemon=True)
+        self._thread.start()
+        self._stopped = False
+
+        async def setup() -> tuple[httpx.AsyncClient, Bundles, Sender]:
+            http = httpx.AsyncClient(**options)
+            sender = Sender(http, outcomes)
+            sender.start()
+            return http, Bundles(http), sender
+
+        self.http, self.bundles, self.sender = self.run(setup())
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run `coroutine` on the loop and wait for it (at most `timeout` seconds)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def stop(self, timeout: float) -> None:
+        """Flush, end the watches, stop the thread. Runs once (at `close`, or at exit)."""
+        if self._stopped:
+            return
+        self._stopped = True
+
+        async def wind_down() -> None:
+            await self.sender.close(timeout)
+            await self.bundles.close()
+            await self.http.aclose()
+
+        try:
+            self.run(wind_down(), timeout + 5)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            if not self._thread.is_alive():
+                self.loop.close()
+
+
+class AgentVariants:
+    """The SDK for blocking programs; thread-safe. See the module's docstring."""
+
+    def __init__(
+        self, base_url: str, api_key: str | None = None, *, timeout: float = 5.0,
+        max_staleness: float | None = None, buffer_capacity: int = CAPACITY,
+    ) -> None:
+        self._options = http_options(base_url, api_key, timeout)
+        self._timeout = timeout
+        self._http = httpx.Client(**self._options)
+        self._max_staleness = max_staleness
+        self._outcomes = OutcomeBuffer(buffer_capacity)
+        self._background: _Background | None = None
+        self._starting = threading.Lock()
+        self._finalizer: weakref.finalize | None = None
+        self._closed = False
+        transport = _Transport(self._http)
+        self.agents = Agents(transport)
+        self.variants = Variants(transport)
+        self.experiments = Experiments(transport)
+        self.keys = Keys(transport)
+
+    def __enter__(self) -> AgentVariants:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _started(self) -> _Background:
+        background = self._background
+        if background is not None and not self._closed:
+            return background
+        with self._starting:
+            if self._closed:
+                raise RuntimeError("the client is closed")
+            if self._background is None:
+                self._background = _Background(self._options, self._outcomes)
+                # At exit (or when the client is collected) the outcomes still go out.
+                self._finalizer = weakref.finalize(self, self._background.stop, CLOSE_TIMEOUT)
+            return self._background
+
+    def resolve(self, agent: str, subject: str | None = None) -> ResolvedAgentConfig:
+        """The agent's config (its arm, for `subject`, while an experiment runs), from memory.
+
+            config = client.resolve("support-bot", subject="user-42")
+        """
+        background = self._background or self._started()
+        local: Local | None = background.bundles.local.get(agent)
+        if local is None:
+            # The first call for this agent: fetch its bundle and start its watch.
+            local = background.run(background.bundles.start(agent), self._timeout * 5)
+        return answer(local, subject, self._max_staleness)
+
+    def report(self, agent: str, *, config: ResolvedAgentConfig | None = None, **outcome: Any) -> None:
+        """Buffer one outcome (it is sent within a second); never waits for the service.
+
+            client.report("support-bot", config=config, input_tokens=812, output_tokens=164, latency_ms=1930)
+        """
+        self._started()
+        self._outcomes.add(agent, outcome_of(config, outcome))
+
+    def flush(self, timeout: float | None = None) -> ReportStats:
+        """Send every outcome reported so far (waiting at most `timeout` seconds, if set)."""
+        background = self._background
+        if background is not None:
+            future = asyncio.run_coroutine_threadsafe(background.sender.flush(), background.loop)
+            try:
+                future.result(timeout)
+            except TimeoutError:
+                future.cancel()  # what is unsent stays pending, and goes out later under the same keys
+        return self._outcomes.stats()
+
+    def report_stats(self) -> ReportStats:
+        """How many outcomes were sent, are pending, were dropped (buffer full) or rejected."""
+        return self._outcomes.stats()
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Flush the outcomes (for up to `timeout` seconds), end the watches, close connections."""
+        with self._starting:
+            if self._closed:
+                return
+            self._closed = True
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        if self._background is not None:
+            self._background.stop(timeout)
+        self._http.close()
