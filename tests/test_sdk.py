@@ -226,3 +226,45 @@ async def _as_served_or_none(client: Client, agent: str) -> dict[str, Any] | Non
         return as_served(await resolve(client, agent))
     except Unavailable:
         return None
+
+
+async def test_a_forked_child_gets_its_own_watch_and_its_own_buffer(replicas: Replicas) -> None:
+    """A pre-forking server imports the agent (and its client) once, then forks workers: each
+    worker must watch for itself, and never send the outcomes its parent reported."""
+    import os
+
+    agent, variants = await setup_agent(replicas)
+    client = AgentVariants(replicas.b.url, secret(replicas))
+    try:
+        assert client.resolve(agent["id"]).variant_id is None
+        client.report(agent["id"], input_tokens=1, output_tokens=0, latency_ms=1)  # the parent's own
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: the sync client only, then _exit (never the parent's event loop)
+            code = 3
+            try:
+                client.resolve(agent["id"])  # starts the child's own background thread and watch
+                os.write(ready_w, b"r")
+                os.read(go_r, 1)  # the parent has activated
+                deadline = time.monotonic() + PROPAGATION_BOUND
+                while client.resolve(agent["id"]).variant_id != variants[0]["id"]:
+                    if time.monotonic() > deadline:
+                        os._exit(4)
+                    time.sleep(0.002)
+                client.report(agent["id"], input_tokens=10, output_tokens=0, latency_ms=1)
+                client.close()
+                code = 0 if client.report_stats().sent == 1 else 5
+            finally:
+                os._exit(code)
+        assert await asyncio.to_thread(os.read, ready_r, 1) == b"r"
+        await activate(replicas, agent, variants[0])
+        os.write(go_w, b"g")
+        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "3: crashed, 4: change not seen, 5: not sent once"
+        assert client.resolve(agent["id"]).variant_id == variants[0]["id"]  # the parent's watch is intact
+        assert client.flush(timeout=10).sent == 1
+    finally:
+        client.close()
+    usage = await ok(replicas.http.get(f"{replicas.a.url}/v1/agents/{agent['id']}/usage"))
+    assert (usage["outcomes"], usage["input_tokens"]) == (2, 11)  # each outcome once

@@ -83,6 +83,8 @@ class AsyncAgentVariants:
         """
         local = self._bundles.local.get(agent)
         if local is None:
+            if self._closed:
+                raise RuntimeError("resolve() on a closed client")
             local = await self._bundles.start(agent)
         return answer(local, subject, self._max_staleness)
 

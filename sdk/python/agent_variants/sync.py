@@ -16,6 +16,7 @@ At interpreter exit a client that was not closed still flushes its outcomes.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import weakref
 from collections.abc import Coroutine
@@ -28,6 +29,7 @@ from agent_variants.admin import JSON, Agents, Experiments, Keys, Variants
 from agent_variants.bundles import Bundles, Local, answer
 from agent_variants.client import CLOSE_TIMEOUT, http_options
 from agent_variants.config import ResolvedAgentConfig
+from agent_variants.errors import Unavailable
 from agent_variants.outcomes import CAPACITY, OutcomeBuffer, ReportStats, Sender, outcome_of
 
 T = TypeVar("T")
@@ -35,13 +37,13 @@ T = TypeVar("T")
 
 class _Transport:
     def __init__(self, http: httpx.Client) -> None:
-        self._http = http
+        self.http = http
 
     def obj(self, call: Call) -> JSON:
-        return send(self._http, call)  # type: ignore[no-any-return]
+        return send(self.http, call)  # type: ignore[no-any-return]
 
     def nil(self, call: Call) -> None:
-        send(self._http, call)
+        send(self.http, call)
 
 
 class _Background:
@@ -101,11 +103,24 @@ class AgentVariants:
         self._starting = threading.Lock()
         self._finalizer: weakref.finalize | None = None
         self._closed = False
-        transport = _Transport(self._http)
-        self.agents = Agents(transport)
-        self.variants = Variants(transport)
-        self.experiments = Experiments(transport)
-        self.keys = Keys(transport)
+        self._transport = _Transport(self._http)
+        self.agents = Agents(self._transport)
+        self.variants = Variants(self._transport)
+        self.experiments = Experiments(self._transport)
+        self.keys = Keys(self._transport)
+        _CLIENTS.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child (a pre-forking server's worker) has no background thread: it starts
+        its own on first use, with its own connections and an empty buffer (the parent sends
+        what it had reported)."""
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self._finalizer = None
+        self._background = None
+        self._starting = threading.Lock()
+        self._outcomes = OutcomeBuffer(self._outcomes.capacity)
+        self._http = self._transport.http = httpx.Client(**self._options)
 
     def __enter__(self) -> AgentVariants:
         return self
@@ -135,7 +150,10 @@ class AgentVariants:
         local: Local | None = background.bundles.local.get(agent)
         if local is None:
             # The first call for this agent: fetch its bundle and start its watch.
-            local = background.run(background.bundles.start(agent), self._timeout * 5)
+            try:
+                local = background.run(background.bundles.start(agent), self._timeout * 5)
+            except TimeoutError as error:
+                raise Unavailable(f"The service did not answer within {self._timeout * 5} s") from error
         return answer(local, subject, self._max_staleness)
 
     def report(self, agent: str, *, config: ResolvedAgentConfig | None = None, **outcome: Any) -> None:
@@ -171,4 +189,17 @@ class AgentVariants:
             self._finalizer.detach()
         if self._background is not None:
             self._background.stop(timeout)
+            self._background = None  # from now on resolve() and report() say the client is closed
         self._http.close()
+
+
+# Every live sync client, so a fork's child can give each its own background thread.
+_CLIENTS: weakref.WeakSet[AgentVariants] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_CLIENTS):
+        client._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
