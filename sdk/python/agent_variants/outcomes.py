@@ -173,7 +173,7 @@ class Sender:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         try:
-            pass
+            await asyncio.wait_for(self.flush(), timeout)
         except TimeoutError:
             pass
         self._buffer.take()  # anything reported meanwhile joins what is pending
@@ -204,7 +204,11 @@ class Sender:
                 batch.items = [item for i, item in enumerate(batch.items) if i not in bad]
                 batch.key = new_idempotency_key()  # another body needs another key
             except AgentVariantsError as error:
-                transient = isinstance(error, Unavailable) or error.status in (408, 409, 429)
+                # 409 idempotency_key_in_use: our own earlier attempt is still running. Any other
+                # 4xx (a revoked key, say) will not pass on a retry: the batch is rejected and
+                # logged rather than stalling every batch behind it.
+                in_flight = error.status == 409 and error.code == "idempotency_key_in_use"
+                transient = isinstance(error, Unavailable) or in_flight or error.status in (408, 429)
                 if not transient and (error.status or 0) < 500:
                     self._reject(batch.agent, len(batch.items), error)
                     return
