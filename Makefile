@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.watch
 	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.sdk
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .hypothesis

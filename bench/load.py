@@ -71,14 +71,15 @@ async def seed(url: str, count: int) -> None:
             "INSERT INTO agents (id, slug, name, model_provider, model_name, system_prompt, user_prompt_template,"
             " prompt_version, temperature, max_tokens, context_window, input_token_limit, token_budget,"
             " timeout_seconds, max_retries)"
-            " SELECT 'agt_' || upper(substr(md5('a' || n), 1, 26)), 'bench-' || n, 'Bench ' || n, 'openai', 'gpt-4o',"
+            # Ids must be well-formed ULIDs (a first character 0-7), or the service reads them as unknown.
+            " SELECT 'agt_0' || upper(substr(md5('a' || n), 1, 25)), 'bench-' || n, 'Bench ' || n, 'openai', 'gpt-4o',"
             "        'You are a helpful assistant for customer ' || n, '{input}', 'v1', 0.7, 1024, 128000, 0, 0, 60, 2"
             " FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS n"
         ), {"start": have + 1, "stop": count})
         await conn.execute(text(
             "INSERT INTO variants (id, agent_id, slug, variant_name, temperature, system_prompt, is_active,"
             " activated_at)"
-            " SELECT 'var_' || upper(substr(md5('v' || n), 1, 26)), 'agt_' || upper(substr(md5('a' || n), 1, 26)),"
+            " SELECT 'var_0' || upper(substr(md5('v' || n), 1, 25)), 'agt_0' || upper(substr(md5('a' || n), 1, 25)),"
             "        'concise', 'Concise', 0.2, 'Answer in two sentences.', true, now()"
             " FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS n"
         ), {"start": have + 1, "stop": count})
