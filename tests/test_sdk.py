@@ -268,3 +268,32 @@ async def test_a_forked_child_gets_its_own_watch_and_its_own_buffer(replicas: Re
         client.close()
     usage = await ok(replicas.http.get(f"{replicas.a.url}/v1/agents/{agent['id']}/usage"))
     assert (usage["outcomes"], usage["input_tokens"]) == (2, 11)  # each outcome once
+
+
+async def test_while_its_watch_is_refused_the_sdk_revalidates_with_if_none_match(replicas: Replicas) -> None:
+    """A service that answers requests but not streams (a proxy that cuts them) still keeps
+    the copy current, and fresh enough for `max_staleness`."""
+    from tests.faulty_proxy import FaultyProxy
+
+    agent, variants = await setup_agent(replicas)
+    proxy = FaultyProxy(replicas.a.url, mode="no_streams")
+    proxy.start()
+    try:
+        client = AgentVariants(proxy.url, secret(replicas), max_staleness=2.0)
+        try:
+            assert client.resolve(agent["id"]).variant_id is None
+            await asyncio.sleep(3.0)  # past max_staleness: only revalidation keeps it fresh
+            assert client.resolve(agent["id"]).variant_id is None
+            await activate(replicas, agent, variants[0])
+            took = await until(lambda: client.resolve(agent["id"]).variant_id == variants[0]["id"], within=5.0,
+                               what="the change revalidated")
+            print(f"the change reached the SDK by revalidation in {took:.2f} s")
+        finally:
+            client.close()
+    finally:
+        proxy.stop()
+    bundle_path = f"/v1/agents/{agent['id']}/bundle"
+    revalidations = [(status, condition) for method, path, status, condition in proxy.passed
+                     if path == bundle_path and condition is not None]
+    assert any(status == 304 for status, _ in revalidations), "no revalidation answered 304"
+    assert any(status == 200 for status, _ in revalidations), "the change never came by revalidation"

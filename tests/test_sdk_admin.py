@@ -148,3 +148,30 @@ async def test_keys_and_scopes(sdk: Client, replicas: Replicas) -> None:
             await done(reader.agents.list())
     finally:
         await done(reader.close())
+
+
+async def test_a_post_whose_answer_was_lost_is_retried_under_its_key_and_acts_once(replicas: Replicas) -> None:
+    from tests.faulty_proxy import FaultyProxy
+
+    proxy = FaultyProxy(replicas.a.url, mode="lose_posts")  # every POST's first answer is lost
+    proxy.start()
+    try:
+        for kind in ("sync", "async"):
+            client = make(kind, proxy.url, secret(replicas))
+            try:
+                name = unique(f"SDK lost {kind}")
+                agent = await done(client.agents.create(name, config()))
+                variant = await done(client.variants.create(agent["id"], "only"))
+                await done(client.variants.activate(agent["id"], variant["id"]))
+            finally:
+                await done(client.close())
+            # Each POST reached the server twice under one key: acted once, then replayed.
+            listed = (await replicas.http.get(f"{replicas.a.url}/v1/agents", params={"limit": 100})).json()
+            agents = [a for a in listed["data"] if a["name"] == name]
+            assert len(agents) == 1 and agents[0]["variant_count"] == 1
+            assert agents[0]["active_variant_id"] == variant["id"]
+            revisions = (await replicas.http.get(f"{replicas.a.url}/v1/agents/{agent['id']}/revisions")).json()
+            assert [r["action"] for r in revisions["data"]] == ["activate", "create", "create"]
+    finally:
+        proxy.stop()
+    assert len(proxy.faults) == 6 and {kind for kind, _ in proxy.faults} == {"lost"}

@@ -1,7 +1,7 @@
 """The SDK's `report()` against real server processes, through a proxy that fails half the
 outcome batches: every outcome is stored exactly once.
 
-`FaultyProxy` forwards everything to server A, except that every other `POST .../outcomes`
+`FaultyProxy` (tests/faulty_proxy.py) forwards everything to server A, except that every other `POST .../outcomes`
 fails, in two ways in turn: *refused* (503 without forwarding: nothing stored) and *lost*
 (forwarded, so the server stores the batch, then answered 502: only the same
 `Idempotency-Key`, replayed by the server, keeps the retry from storing it twice). The
@@ -10,139 +10,22 @@ figures are then read from server A itself (`/usage`, and the outcomes table).
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 from agent_variants import AgentVariants, AsyncAgentVariants, ReportStats
 from sqlalchemy import text
 
 from services.shared.identifiers import new_id
+from tests.faulty_proxy import FaultyProxy
 from tests.test_replicas import Replicas, free_port, ok, replicas, setup_agent
 
 pytestmark = pytest.mark.live
 __all__ = ["replicas"]  # the module-scoped fixture: two servers on one database
-
-Fault = Literal["refused", "lost"]
-# Response headers the proxy does not pass on: it sets the length itself, and httpx has
-# already decoded the body.
-HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"content-encoding"}
-
-
-@dataclass(frozen=True)
-class Forwarded:
-    """An outcomes POST that reached the server, and what the server answered."""
-
-    key: str
-    status: int
-    replayed: bool  # `Idempotent-Replayed: true`: the server answered from the key, storing nothing
-
-
-@dataclass
-class FaultyProxy:
-    """An ASGI proxy to `upstream` (uvicorn, in a thread of its own, so a blocking client
-    in the test's thread does not stop it) that fails outcome POSTs.
-
-    `mode` "alternate": outcome POSTs number 0, 2, 4, 6, ... fail, as refused, lost,
-    refused, lost, ...; the others go through. "refuse": every outcome POST is refused."""
-
-    upstream: str
-    mode: Literal["alternate", "refuse"] = "alternate"
-    url: str = ""
-    outcome_posts: int = 0
-    faults: list[tuple[Fault, str]] = field(default_factory=list)  # (kind, Idempotency-Key), in order
-    forwarded: list[Forwarded] = field(default_factory=list)
-    _http: httpx.AsyncClient | None = None
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
-
-    def keys(self, kind: Fault) -> list[str]:
-        return [key for fault, key in self.faults if fault == kind]
-
-    def _fault(self) -> Fault | None:
-        n = self.outcome_posts
-        self.outcome_posts += 1
-        if self.mode == "refuse":
-            return "refused"
-        if n % 2:
-            return None
-        return "refused" if n // 2 % 2 == 0 else "lost"
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        assert scope["type"] == "http", scope["type"]
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-        headers = [(name, value) for name, value in scope["headers"] if name not in (b"host", b"content-length")]
-        key = next((value.decode() for name, value in headers if name == b"idempotency-key"), "")
-        outcomes = scope["method"] == "POST" and scope["path"].endswith("/outcomes")
-        fault = self._fault() if outcomes else None
-        if fault is not None:
-            self.faults.append((fault, key))
-        if fault == "refused":
-            await _answer(send, 503, _problem("service_unavailable", "Refused by the faulty proxy"))
-            return
-        target = self.upstream + (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        if scope.get("query_string"):
-            target += "?" + scope["query_string"].decode("latin-1")
-        assert self._http is not None
-        response = await self._http.request(scope["method"], target, headers=headers, content=body)
-        if outcomes:
-            replayed = response.headers.get("idempotent-replayed") == "true"
-            self.forwarded.append(Forwarded(key, response.status_code, replayed))
-        if fault == "lost":  # the server has the batch; the SDK hears it failed
-            await _answer(send, 502, _problem("bad_gateway", "The faulty proxy lost the answer"))
-            return
-        kept = [(name, value) for name, value in response.headers.raw if name.lower() not in HOP_BY_HOP]
-        await _answer(send, response.status_code, response.content, kept)
-
-    def start(self) -> None:
-        config = uvicorn.Config(self, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
-                                access_log=False, timeout_graceful_shutdown=2)
-        server = self._server = uvicorn.Server(config)
-
-        async def serve() -> None:
-            async with httpx.AsyncClient(timeout=30) as http:
-                self._http = http
-                await server.serve()
-
-        self._thread = threading.Thread(target=asyncio.run, args=(serve(),), name="faulty-proxy", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert self._thread.is_alive() and time.monotonic() < deadline, "the proxy did not start"
-            time.sleep(0.01)
-        self.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(10)
-
-
-def _problem(code: str, detail: str) -> bytes:
-    return json.dumps({"type": "about:blank", "title": detail, "status": 0, "code": code, "detail": detail}).encode()
-
-
-async def _answer(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    if headers is None:
-        headers = [(b"content-type", b"application/problem+json")]
-    headers = [*headers, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@
 doubling to 10 s) and `Last-Event-ID`, so a reconnect brings what changed meanwhile; while
 it is down, each round revalidates the copy with an `If-None-Match` request, so a service
 that answers requests but not streams (a proxy that cuts them, say) still keeps the copy
-current, every 10 s at worst.
+current: every 10 s at worst, or every `max_staleness / 2` when that is shorter.
 
 How current a copy is: while its stream is open it is current (the service sends a line
 at least every 15 s, and a stream silent for `SILENT_AFTER` seconds counts as lost);
@@ -94,8 +94,11 @@ def answer(local: Local, subject: str | None, max_staleness: float | None) -> Re
 class Bundles:
     """Every agent this client resolves: its copy (`local`, read without awaiting) and its watch."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, *, max_staleness: float | None = None) -> None:
         self._http = http
+        # While the stream is down, revalidate often enough that a service which answers
+        # requests (but not streams) keeps the copy within max_staleness.
+        self._poll_every = max_staleness / 2 if max_staleness else None
         self.local: dict[str, Local] = {}
         self._watches: dict[str, asyncio.Task[None]] = {}
         self._first: dict[str, asyncio.Lock] = {}
@@ -146,7 +149,10 @@ class Bundles:
                     return
                 except (httpx.HTTPError, AgentVariantsError, ValueError, KeyError) as error:
                     complaint = self._complain(agent, "revalidation", error, complaint)
-            await asyncio.sleep(delay * (0.5 + random.random()))
+            pause = delay * (0.5 + random.random())
+            if failed and self._poll_every is not None:
+                pause = min(pause, self._poll_every)
+            await asyncio.sleep(pause)
             delay = min(delay * 2, MAX_DELAY)
 
     @staticmethod

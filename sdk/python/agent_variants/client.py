@@ -60,7 +60,7 @@ class AsyncAgentVariants:
     ) -> None:
         self._http = httpx.AsyncClient(**http_options(base_url, api_key, timeout))
         self._max_staleness = max_staleness
-        self._bundles = Bundles(self._http)
+        self._bundles = Bundles(self._http, max_staleness=max_staleness)
         self._outcomes = OutcomeBuffer(buffer_capacity)
         self._sender: Sender | None = None
         self._closed = False

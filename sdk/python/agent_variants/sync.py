@@ -49,7 +49,7 @@ class _Transport:
 class _Background:
     """An event loop in a daemon thread, holding the watches and the outcome sender."""
 
-    def __init__(self, options: dict[str, Any], outcomes: OutcomeBuffer) -> None:
+    def __init__(self, options: dict[str, Any], outcomes: OutcomeBuffer, max_staleness: float | None) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="agent-variants", daemon=True)
         self._thread.start()
@@ -59,7 +59,7 @@ class _Background:
             http = httpx.AsyncClient(**options)
             sender = Sender(http, outcomes)
             sender.start()
-            return http, Bundles(http), sender
+            return http, Bundles(http, max_staleness=max_staleness), sender
 
         self.http, self.bundles, self.sender = self.run(setup())
 
@@ -136,7 +136,7 @@ class AgentVariants:
             if self._closed:
                 raise RuntimeError("the client is closed")
             if self._background is None:
-                self._background = _Background(self._options, self._outcomes)
+                self._background = _Background(self._options, self._outcomes, self._max_staleness)
                 # At exit (or when the client is collected) the outcomes still go out.
                 self._finalizer = weakref.finalize(self, self._background.stop, CLOSE_TIMEOUT)
             return self._background
