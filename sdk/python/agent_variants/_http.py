@@ -94,7 +94,7 @@ def wait_before_retry(
     """Seconds to wait before attempt `attempt + 1`, or None: this attempt's result stands."""
     if attempt >= ATTEMPTS:
         return None
-    backoff = FIRST_DELAY * 2 ** (attempt - 1) * (0.5 + random.random())
+    backoff = FIRST_DELAY * 2.0 ** (attempt - 1) * (0.5 + random.random())
     if error is not None:
         never_sent = isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
         return backoff if never_sent or call.replayable else None

@@ -132,7 +132,11 @@ class Sender:
         self._batches: deque[Batch] = deque()
         self._sending = asyncio.Lock()  # one flush at a time, so flush() also waits for the one under way
         loop = asyncio.get_running_loop()
-        buffer.on_full = lambda: loop.call_soon_threadsafe(self._wake.set)
+
+        def wake() -> None:  # called from whichever thread reported
+            loop.call_soon_threadsafe(self._wake.set)
+
+        buffer.on_full = wake
 
     def start(self) -> None:
         if self._task is None:

@@ -101,7 +101,7 @@ class AgentVariants:
         self._outcomes = OutcomeBuffer(buffer_capacity)
         self._background: _Background | None = None
         self._starting = threading.Lock()
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[[float], AgentVariants] | None = None
         self._closed = False
         self._transport = _Transport(self._http)
         self.agents = Agents(self._transport)
