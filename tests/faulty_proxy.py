@@ -40,12 +40,21 @@ class FaultyProxy:
       lost, ...; the others go through;
     - "refuse": every outcome POST is refused;
     - "no_streams": every watch stream is refused (503), everything else goes through;
-    - "lose_posts": every POST's first attempt (by its `Idempotency-Key`) is forwarded, then lost.
+    - "lose_posts": every POST's first attempt (by its `Idempotency-Key`) is forwarded, then lost;
+    - "silent_streams": a watch stream is answered 200 `text/event-stream`, then nothing
+      ever comes on it (a proxy that buffers it); everything else goes through;
+    - "maintenance": every request gets a 200 HTML page (a load balancer's);
+    - "html_404": every request gets an HTML 404 (a load balancer during a deploy);
+    - "pass": everything goes through (watch streams are refused).
+    `fail_with_500`: a path fragment; outcome POSTs whose path holds it get a 500 (a
+    server bug), in any mode. `mode` may be changed while the proxy runs.
 
-    Watch streams are not forwarded (the proxy reads whole answers), only refused."""
+    Watch streams are never forwarded (the proxy reads whole answers)."""
 
     upstream: str
-    mode: Literal["alternate", "refuse", "no_streams", "lose_posts"] = "alternate"
+    mode: Literal["alternate", "refuse", "no_streams", "lose_posts", "silent_streams", "maintenance", "html_404",
+                  "pass"] = "alternate"
+    fail_with_500: str | None = None
     url: str = ""
     # Every request that went through: (method, path, status, If-None-Match sent).
     passed: list[tuple[str, str, int, str | None]] = field(default_factory=list)
@@ -82,8 +91,23 @@ class FaultyProxy:
         headers = [(name, value) for name, value in scope["headers"] if name not in (b"host", b"content-length")]
         key = next((value.decode() for name, value in headers if name == b"idempotency-key"), "")
         outcomes = scope["method"] == "POST" and scope["path"].endswith("/outcomes")
+        if self.mode in ("maintenance", "html_404"):
+            status = 200 if self.mode == "maintenance" else 404
+            await _answer(send, status, b"<html>back soon</html>", [(b"content-type", b"text/html")])
+            return
+        if scope["path"].endswith("/bundle/watch") and self.mode == "silent_streams":
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream")]})
+            await send({"type": "http.response.body", "body": b"", "more_body": True})
+            while (await receive())["type"] != "http.disconnect":
+                pass  # hold it open, say nothing
+            return
+        if self.fail_with_500 and outcomes and self.fail_with_500 in scope["path"]:
+            self.faults.append(("refused", key))
+            await _answer(send, 500, _problem("internal_error", "A bug, for the test"))
+            return
         fault = self._fault() if outcomes and self.mode in ("alternate", "refuse") else None
-        if self.mode == "no_streams" and scope["path"].endswith("/bundle/watch"):
+        if self.mode in ("no_streams", "pass") and scope["path"].endswith("/bundle/watch"):
             fault = "refused"
         if self.mode == "lose_posts" and scope["method"] == "POST" and key not in self._seen_keys:
             self._seen_keys.add(key)

@@ -297,3 +297,78 @@ async def test_while_its_watch_is_refused_the_sdk_revalidates_with_if_none_match
                      if path == bundle_path and condition is not None]
     assert any(status == 304 for status, _ in revalidations), "no revalidation answered 304"
     assert any(status == 200 for status, _ in revalidations), "the change never came by revalidation"
+
+
+async def test_a_stream_that_says_nothing_cannot_pass_a_stale_copy_off_as_fresh(replicas: Replicas) -> None:
+    """A proxy that holds the stream open but passes nothing on: with `max_staleness`, the
+    quiet copy is revalidated, so the change arrives all the same."""
+    from tests.faulty_proxy import FaultyProxy
+
+    agent, variants = await setup_agent(replicas)
+    proxy = FaultyProxy(replicas.a.url, mode="silent_streams")
+    proxy.start()
+    client = AgentVariants(proxy.url, secret(replicas), max_staleness=1.0)
+    try:
+        assert client.resolve(agent["id"]).variant_id is None
+        await activate(replicas, agent, variants[0])
+        took = await until(lambda: client.resolve(agent["id"]).variant_id == variants[0]["id"], within=3.0,
+                           what="the change seen through a silent stream")
+        print(f"seen by revalidation {took:.2f} s after the change")
+    finally:
+        client.close()
+        proxy.stop()
+
+
+async def test_a_load_balancers_pages_are_an_outage_not_a_deletion_nor_a_word_from_the_service(
+    replicas: Replicas
+) -> None:
+    from tests.faulty_proxy import FaultyProxy
+
+    agent, variants = await setup_agent(replicas)
+    proxy = FaultyProxy(replicas.a.url, mode="pass")
+    proxy.start()
+    patient = AgentVariants(proxy.url, secret(replicas))
+    strict = AgentVariants(proxy.url, secret(replicas), max_staleness=1.0)
+    try:
+        before = patient.resolve(agent["id"])
+        assert strict.resolve(agent["id"]) == before
+        for page in ("html_404", "maintenance"):
+            proxy.mode = page
+            await asyncio.sleep(1.5)
+            assert patient.resolve(agent["id"]) == before, page  # never NotFound: the copy is kept
+            with pytest.raises(Unavailable):
+                strict.resolve(agent["id"])  # an HTML page does not vouch for the copy
+        await activate(replicas, agent, variants[1])
+        proxy.mode = "pass"
+        for client in (patient, strict):
+            await until(lambda c=client: _variant_or_none(c, agent["id"]) == variants[1]["id"], within=15.0,
+                        what="caught up once the service answers again")
+    finally:
+        patient.close()
+        strict.close()
+        proxy.stop()
+
+
+def _variant_or_none(client: AgentVariants, agent: str) -> str | None:
+    try:
+        return client.resolve(agent).variant_id
+    except Unavailable:
+        return None
+
+
+async def test_more_agents_than_a_connection_pool_holds_are_watched_and_reported(replicas: Replicas) -> None:
+    """Each watched agent holds a connection: 105 of them must not starve the 106th fetch
+    nor the outcome sender."""
+    http, a = replicas.http, replicas.a.url
+    agents = [await ok(http.post(f"{a}/v1/agents", json={"name": f"pool {n}", "slug": f"pool-{n}-{time.time_ns()}",
+                                                          "config": {"model_provider": "p", "model_name": "m"}}), 201)
+              for n in range(105)]
+    with AgentVariants(replicas.b.url, secret(replicas)) as client:
+        for agent in agents:
+            assert client.resolve(agent["slug"]).agent_id == agent["id"]
+        client.report(agents[-1]["slug"], input_tokens=1, output_tokens=1, latency_ms=1)
+        assert client.flush(timeout=10).sent == 1
+        # And the last one's watch works.
+        await ok(http.patch(f"{a}/v1/agents/{agents[-1]['id']}", json={"config": {"model_name": "m2"}}))
+        await until(lambda: client.resolve(agents[-1]["slug"]).model_name == "m2", within=PROPAGATION_BOUND,
+                    what="the 105th agent's change")

@@ -10,6 +10,7 @@ figures are then read from server A itself (`/usage`, and the outcomes table).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -254,3 +255,86 @@ async def test_close_sends_what_is_buffered(replicas: Replicas) -> None:
     blocking.close()
     assert blocking.report_stats() == ReportStats(sent=7, pending=0, dropped=0, rejected=0)
     await assert_stored_once(replicas, reported)
+
+
+async def test_values_that_cannot_be_sent_raise_at_the_call_site_and_numbers_of_any_kind_are_taken(
+    replicas: Replicas
+) -> None:
+    import decimal
+    import fractions
+
+    agent, _ = await setup_agent(replicas)
+    async with AsyncAgentVariants(replicas.a.url, secret(replicas)) as client:
+        bad: list[dict[str, Any]] = [
+            {"input_tokens": 1, "output_tokens": 1, "latency_ms": float("nan")},  # a scorer that failed
+            {"input_tokens": 1, "output_tokens": 1, "latency_ms": 1, "score": float("inf")},
+            {"input_tokens": 1.5, "output_tokens": 1, "latency_ms": 1},
+            {"input_tokens": True, "output_tokens": 1, "latency_ms": 1},
+            {"input_tokens": 1, "output_tokens": 1, "latency_ms": 1, "success": 1},
+            {"input_tokens": 1, "output_tokens": 1, "latency_ms": 1, "subject": 42},
+            {"input_tokens": 1, "output_tokens": 1, "latency_ms": "fast"},
+        ]
+        for fields in bad:
+            with pytest.raises((TypeError, ValueError)):
+                await client.report(agent["id"], **fields)
+        await client.report(agent["id"], input_tokens=2, output_tokens=3, latency_ms=decimal.Decimal("1.5"),
+                            cost_usd=fractions.Fraction(1, 4), score=decimal.Decimal("0.5"))
+        assert await client.flush(timeout=10) == ReportStats(sent=1, pending=0, dropped=0, rejected=0)
+    usage = await ok(replicas.http.get(f"{replicas.a.url}/v1/agents/{agent['id']}/usage"))
+    assert (usage["outcomes"], usage["input_tokens"]) == (1, 2)
+
+
+async def test_outcomes_go_out_within_a_second_or_so_without_flush(replicas: Replicas) -> None:
+    agent, _ = await setup_agent(replicas)
+    usage_url = f"{replicas.a.url}/v1/agents/{agent['id']}/usage"
+    async with AsyncAgentVariants(replicas.a.url, secret(replicas)) as client:
+        for n in range(3):
+            await client.report(agent["id"], input_tokens=n, output_tokens=0, latency_ms=1)
+        reported = time.monotonic()
+        while (await ok(replicas.http.get(usage_url)))["outcomes"] < 3:
+            assert time.monotonic() - reported < 3.0, "not sent within 3 s (it goes out at least every second)"
+            await asyncio.sleep(0.05)
+        assert client.report_stats() == ReportStats(sent=3, pending=0, dropped=0, rejected=0)
+
+
+async def test_a_batch_the_server_keeps_failing_is_rejected_in_the_end_and_holds_up_no_other(
+    replicas: Replicas
+) -> None:
+    broken, _ = await setup_agent(replicas)
+    fine, _ = await setup_agent(replicas)
+    proxy = FaultyProxy(replicas.a.url, mode="pass", fail_with_500=broken["id"])
+    proxy.start()
+    try:
+        async with AsyncAgentVariants(proxy.url, secret(replicas)) as client:
+            for agent in (broken, fine, broken, fine):
+                await client.report(agent["id"], input_tokens=1, output_tokens=0, latency_ms=1)
+            stats = await client.flush(timeout=60)
+        assert stats == ReportStats(sent=2, pending=0, dropped=0, rejected=2)
+        assert len(proxy.faults) == 5  # SERVER_ERROR_ATTEMPTS, then refused for good
+    finally:
+        proxy.stop()
+    usage = await ok(replicas.http.get(f"{replicas.a.url}/v1/agents/{fine['id']}/usage"))
+    assert usage["outcomes"] == 2
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+async def test_a_program_that_ends_without_close_still_sends_its_outcomes(replicas: Replicas, host: str) -> None:
+    """The exit flush runs while asyncio can still resolve a host name."""
+    import subprocess
+    import sys
+
+    agent, _ = await setup_agent(replicas)
+    url = replicas.a.url.replace("127.0.0.1", host)
+    program = (
+        "import sys\n"
+        "from agent_variants import AgentVariants\n"
+        "client = AgentVariants(sys.argv[1], sys.argv[2])\n"
+        "for n in range(3):\n"
+        "    client.report(sys.argv[3], input_tokens=n, output_tokens=1, latency_ms=1)\n"
+        "print('exiting without close')\n"
+    )
+    ran = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", program, url, secret(replicas), agent["id"]],
+                                  capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0 and "exiting without close" in ran.stdout, ran.stderr
+    usage = await ok(replicas.http.get(f"{replicas.a.url}/v1/agents/{agent['id']}/usage"))
+    assert (usage["outcomes"], usage["output_tokens"]) == (3, 3), ran.stderr

@@ -32,12 +32,15 @@ from agent_variants.outcomes import CAPACITY, OutcomeBuffer, ReportStats, Sender
 CLOSE_TIMEOUT = 10.0
 
 
-def http_options(base_url: str, api_key: str | None, timeout: float) -> dict[str, Any]:
+def http_options(base_url: str, api_key: str | None, timeout: float | None) -> dict[str, Any]:
     """What both clients give their `httpx` client."""
     headers = {"User-Agent": f"agent-variants-sdk/{__version__}"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    return {"base_url": base_url.rstrip("/"), "headers": headers, "timeout": timeout}
+    # Each watched agent holds a connection for as long as it is watched: no cap on the pool
+    # (httpx's default, 100, would leave the 101st agent, and every report, waiting forever).
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
+    return {"base_url": base_url.rstrip("/"), "headers": headers, "timeout": timeout, "limits": limits}
 
 
 class _Transport:
@@ -55,7 +58,7 @@ class AsyncAgentVariants:
     """The SDK for asyncio programs; every method is a coroutine. See the module's docstring."""
 
     def __init__(
-        self, base_url: str, api_key: str | None = None, *, timeout: float = 5.0,
+        self, base_url: str, api_key: str | None = None, *, timeout: float | None = 5.0,
         max_staleness: float | None = None, buffer_capacity: int = CAPACITY,
     ) -> None:
         self._http = httpx.AsyncClient(**http_options(base_url, api_key, timeout))
@@ -81,10 +84,10 @@ class AsyncAgentVariants:
 
             config = await client.resolve("support-bot", subject="user-42")
         """
+        if self._closed:
+            raise RuntimeError("resolve() on a closed client")
         local = self._bundles.local.get(agent)
         if local is None:
-            if self._closed:
-                raise RuntimeError("resolve() on a closed client")
             local = await self._bundles.start(agent)
         return answer(local, subject, self._max_staleness)
 
@@ -122,8 +125,12 @@ class AsyncAgentVariants:
         if self._closed:
             return
         self._closed = True
-        if self._sender is not None:
-            await self._sender.close(timeout)
-        await self._bundles.close()
-        await self._http.aclose()
+        try:
+            if self._sender is not None:
+                await self._sender.close(timeout)
+        finally:
+            try:
+                await self._bundles.close()
+            finally:
+                await self._http.aclose()
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import decimal
 import logging
+import math
+import numbers
 import random
 import re
 import threading
@@ -27,7 +30,7 @@ import httpx
 
 from agent_variants._http import Call, new_idempotency_key, segment, send_async
 from agent_variants.config import ResolvedAgentConfig
-from agent_variants.errors import AgentVariantsError, NotFound, Unavailable, ValidationFailed
+from agent_variants.errors import AgentVariantsError, NotFound, RateLimited, Unavailable, ValidationFailed
 
 log = logging.getLogger("agent_variants")
 
@@ -40,14 +43,42 @@ RETRY_FIRST, RETRY_MAX = 0.2, 10.0
 _ITEM = re.compile(r"^data\[(\d+)\]")
 
 
+_COUNTS = frozenset({"input_tokens", "output_tokens"})
+_NUMBERS = frozenset({"latency_ms", "cost_usd", "score"})
+
+
+def _as_json(name: str, value: Any) -> Any:
+    """A field's value as JSON can carry it, or the error at the call site: a value that
+    cannot be sent must never reach the buffer (it would be refused with its whole batch)."""
+    if name in _COUNTS:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"report(): {name} must be an int, not {type(value).__name__}")
+        return int(value)
+    if name in _NUMBERS:
+        if isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal)):
+            raise TypeError(f"report(): {name} must be a number, not {type(value).__name__}")
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"report(): {name} must be finite, not {number}")
+        return number
+    if name == "success":
+        if not isinstance(value, bool):
+            raise TypeError(f"report(): success must be a bool, not {type(value).__name__}")
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"report(): {name} must be a str, not {type(value).__name__}")
+    return value
+
+
 def outcome_of(config: ResolvedAgentConfig | None, fields: dict[str, Any]) -> dict[str, Any]:
     """The outcome's JSON: `config` (what the run resolved) fills `variant_id` and
-    `experiment_id`; `fields` are the contract's outcome fields."""
+    `experiment_id`; `fields` are the contract's outcome fields. Names and types are
+    checked here (a `TypeError` or `ValueError` for the caller); ranges by the service."""
     unknown = fields.keys() - FIELDS
     if unknown:
         raise TypeError(f"report() got unknown outcome fields: {', '.join(sorted(unknown))}"
                         f" (known: {', '.join(sorted(FIELDS))})")
-    outcome = {name: value for name, value in fields.items() if value is not None}
+    outcome = {name: _as_json(name, value) for name, value in fields.items() if value is not None}
     if config is not None:
         outcome.setdefault("variant_id", config.variant_id)
         if config.experiment_id is not None:
@@ -80,9 +111,18 @@ class OutcomeBuffer:
         self.in_flight = 0
         # Called (from the adding thread) when a full batch is waiting: wakes the sender.
         self.on_full: Callable[[], None] | None = None
+        self.closed = False
+
+    def close(self) -> None:
+        """No more outcomes: `add` raises from now on (checked under the lock, so an outcome
+        reported while the client closes is either sent by the close or refused, never stranded)."""
+        with self._lock:
+            self.closed = True
 
     def add(self, agent: str, outcome: dict[str, Any]) -> bool:
         with self._lock:
+            if self.closed:
+                raise RuntimeError("report() on a closed client")
             if len(self._items) >= self.capacity:
                 self.dropped += 1
                 return False
@@ -171,7 +211,9 @@ class Sender:
                 self._batches.popleft()
 
     async def close(self, timeout: float) -> None:
-        """Send what is left (for up to `timeout` seconds); what is still unsent then is dropped."""
+        """Send what is left (for up to `timeout` seconds); what is still unsent then is
+        counted as dropped (a batch cut off mid-flight may have been stored all the same)."""
+        self._buffer.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -190,39 +232,65 @@ class Sender:
     async def _deliver(self, batch: Batch) -> None:
         """One batch, retried with its key until stored; items the service names as invalid
         (or as naming an unknown experiment) are taken out (and counted), and the rest sent
-        under a new key."""
-        delay = RETRY_FIRST
+        under a new key. An outage is waited out; a refusal that no retry will change is
+        counted as rejected, so one bad batch never holds up the others."""
+        delay, attempts = RETRY_FIRST, 0
         while batch.items:
+            attempts += 1
             call = Call.of("POST", f"/v1/agents/{segment(batch.agent)}/outcomes", json={"data": batch.items},
                            idempotency_key=batch.key)
             try:
                 await send_async(self._http, call)
-            except (ValidationFailed, NotFound) as error:  # a 404 names items for an unknown experiment
-                named = error.problem.get("errors") or []
-                bad = {int(m.group(1)) for e in named if (m := _ITEM.match(str(e.get("param", ""))))}
-                bad &= set(range(len(batch.items)))
-                if not bad:  # nothing to take out: the batch as a whole is refused
-                    self._reject(batch.agent, len(batch.items), error)
-                    return
-                self._reject(batch.agent, len(bad), error)
-                batch.items = [item for i, item in enumerate(batch.items) if i not in bad]
-                batch.key = new_idempotency_key()  # another body needs another key
             except AgentVariantsError as error:
-                # 409 idempotency_key_in_use: our own earlier attempt is still running. Any other
-                # 4xx (a revoked key, say) will not pass on a retry: the batch is rejected and
-                # logged rather than stalling every batch behind it.
-                in_flight = error.status == 409 and error.code == "idempotency_key_in_use"
-                transient = isinstance(error, Unavailable) or in_flight or error.status in (408, 429)
-                if not transient and (error.status or 0) < 500:
+                named = _named_items(error, len(batch.items))
+                if named:  # a 422, or a 404 naming items (an unknown experiment): take them out
+                    self._reject(batch.agent, len(named), error)
+                    batch.items = [item for i, item in enumerate(batch.items) if i not in named]
+                    batch.key = new_idempotency_key()  # another body needs another key
+                    continue
+                wait = _retry_in(error, attempts, delay)
+                if wait is None:
                     self._reject(batch.agent, len(batch.items), error)
                     return
-                await asyncio.sleep(delay * (0.5 + random.random()))
+                await asyncio.sleep(wait)
                 delay = min(delay * 2, RETRY_MAX)
+            except Exception as error:  # cannot even be sent (a bug): refuse it rather than retry it forever
+                self._reject(batch.agent, len(batch.items), Unavailable(repr(error)))
+                return
             else:
                 self._buffer.settle(sent=len(batch.items))
                 return
 
     def _reject(self, agent: str, count: int, error: AgentVariantsError) -> None:
+        """Count `count` outcomes as refused for good, and say why."""
         log.warning("agent-variants: the service refused %d outcome(s) of %r: %s %s", count, agent,
                     error, error.problem.get("errors") or "")
         self._buffer.settle(rejected=count)
+
+
+def _named_items(error: AgentVariantsError, size: int) -> set[int]:
+    """The batch items a 422 or 404 names (`data[3].input_tokens`): the ones to take out."""
+    if not isinstance(error, (ValidationFailed, NotFound)):
+        return set()
+    named = error.problem.get("errors") or []
+    return {int(m.group(1)) for e in named if (m := _ITEM.match(str(e.get("param", ""))))} & set(range(size))
+
+
+# A server error that is not an outage (a 500: a bug) is tried this many times, then refused.
+SERVER_ERROR_ATTEMPTS = 5
+
+
+def _retry_in(error: AgentVariantsError, attempts: int, delay: float) -> float | None:
+    """Seconds to wait before sending a batch again, or None: it will never pass."""
+    pause = delay * (0.5 + random.random())
+    if isinstance(error, RateLimited):
+        return max(error.retry_after or 0.0, pause)
+    if error.status is None or error.status in (408, 502, 503, 504):
+        return pause  # the service is away: wait it out (the buffer bounds what waits)
+    if error.status == 409 and error.code == "idempotency_key_in_use":
+        return pause  # our own earlier attempt is still running
+    if isinstance(error, NotFound) and error.code != "resource_missing":
+        return pause  # not the service's 404 (a proxy's, during a deploy): an outage
+    if error.status >= 500 and attempts < SERVER_ERROR_ATTEMPTS:
+        return pause
+    return None  # a revoked key, an unknown agent, a server bug that persists: refused for good

@@ -16,6 +16,9 @@ At interpreter exit a client that was not closed still flushes its outcomes.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures.thread  # noqa: F401  (imported now: see _close_at_exit below)
+import logging
 import os
 import threading
 import weakref
@@ -74,10 +77,18 @@ class _Background:
         self._stopped = True
 
         async def wind_down() -> None:
-            await self.sender.close(timeout)
-            await self.bundles.close()
-            await self.http.aclose()
+            try:
+                await self.sender.close(timeout)
+            finally:
+                try:
+                    await self.bundles.close()
+                finally:
+                    await self.http.aclose()
 
+        if threading.current_thread() is self._thread:
+            # Collected on the loop's own thread (a cycle freed there): it cannot wait for itself.
+            self.loop.create_task(wind_down())
+            return
         try:
             self.run(wind_down(), timeout + 5)
         finally:
@@ -91,7 +102,7 @@ class AgentVariants:
     """The SDK for blocking programs; thread-safe. See the module's docstring."""
 
     def __init__(
-        self, base_url: str, api_key: str | None = None, *, timeout: float = 5.0,
+        self, base_url: str, api_key: str | None = None, *, timeout: float | None = 5.0,
         max_staleness: float | None = None, buffer_capacity: int = CAPACITY,
     ) -> None:
         self._options = http_options(base_url, api_key, timeout)
@@ -137,8 +148,9 @@ class AgentVariants:
                 raise RuntimeError("the client is closed")
             if self._background is None:
                 self._background = _Background(self._options, self._outcomes, self._max_staleness)
-                # At exit (or when the client is collected) the outcomes still go out.
+                # When the client is collected, the outcomes still go out (at exit, see below).
                 self._finalizer = weakref.finalize(self, self._background.stop, CLOSE_TIMEOUT)
+                self._finalizer.atexit = False
             return self._background
 
     def resolve(self, agent: str, subject: str | None = None) -> ResolvedAgentConfig:
@@ -150,10 +162,11 @@ class AgentVariants:
         local: Local | None = background.bundles.local.get(agent)
         if local is None:
             # The first call for this agent: fetch its bundle and start its watch.
+            wait = None if self._timeout is None else self._timeout * 5  # its retries included
             try:
-                local = background.run(background.bundles.start(agent), self._timeout * 5)
+                local = background.run(background.bundles.start(agent), wait)
             except TimeoutError as error:
-                raise Unavailable(f"The service did not answer within {self._timeout * 5} s") from error
+                raise Unavailable(f"The service did not answer within {wait} s") from error
         return answer(local, subject, self._max_staleness)
 
     def report(self, agent: str, *, config: ResolvedAgentConfig | None = None, **outcome: Any) -> None:
@@ -202,4 +215,22 @@ def _after_fork_in_child() -> None:
         client._after_fork_in_child()
 
 
+def _close_at_exit() -> None:
+    """Flush every client left open when the program ends."""
+    for client in list(_CLIENTS):
+        try:
+            client.close()
+        except Exception:  # one client's failure must not keep the others' outcomes from going out
+            logging.getLogger("agent_variants").exception("agent-variants: closing a client at exit failed")
+
+
 os.register_at_fork(after_in_child=_after_fork_in_child)
+# The exit flush must run before the interpreter stops its threads' machinery: an atexit
+# handler runs after, when asyncio can no longer resolve a host name (its executor is
+# gone), so a URL like http://config:8000 would never be reached. `threading` runs these
+# hooks first, in reverse order of registration, so this one comes before the executors'
+# own. concurrent.futures.thread registers its hook when imported, and asyncio imports it
+# lazily, at its first executor, which during shutdown fails ("can't register atexit
+# after shutdown"): hence the import at the top. It is how concurrent.futures itself
+# cleans up at exit; where the hook is missing, atexit is the fallback.
+getattr(threading, "_register_atexit", atexit.register)(_close_at_exit)
