@@ -92,3 +92,21 @@ def test_answers_become_values_or_typed_errors_that_keep_the_problem() -> None:
     with pytest.raises(Unavailable) as unreachable:
         result(None, NEVER_SENT)
     assert isinstance(unreachable.value.__cause__, httpx.ConnectError)
+
+
+@pytest.mark.parametrize("call", [GET, POST, DELETE, PATCH, PATCH_IF])
+def test_a_429_did_nothing_so_any_request_goes_again_after_retry_after(call: Call) -> None:
+    assert wait_before_retry(call, 1, answer(429, {"code": "rate_limited"}, **{"Retry-After": "1"}), None) == 1.0
+
+
+def test_retry_after_as_an_http_date() -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    in_a_while = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    with pytest.raises(RateLimited) as limited:
+        result(answer(429, {"code": "rate_limited"}, **{"Retry-After": in_a_while}), None)
+    assert limited.value.retry_after is not None and 25 <= limited.value.retry_after <= 30
+    past = format_datetime(datetime.now(UTC) - timedelta(seconds=30), usegmt=True)
+    assert wait_before_retry(GET, 1, answer(503, None, **{"Retry-After": past}), None) == 0.0
+    assert wait_before_retry(GET, 1, answer(503, None, **{"Retry-After": "soon"}), None) is not None  # backoff

@@ -4,7 +4,8 @@ Both clients share everything here; only the waiting differs (`send` blocks,
 `send_async` awaits). A request is retried only when a retry cannot do anything twice:
 
 - a connection that was never made (nothing reached the service): any request;
-- a lost answer, 502/503/504, or 429: `GET`; `POST`, which always carries an
+- a 429 (the service did nothing): any request, after its `Retry-After`;
+- a lost answer or 502/503/504: `GET`; `POST`, which always carries an
   `Idempotency-Key`, so the service answers a retry with the first response; and a
   `PATCH` without `If-Match` (a merge patch applied twice leaves the same state);
 - 409 `idempotency_key_in_use`: the first attempt is still running; wait for it.
@@ -26,7 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
-from agent_variants.errors import Unavailable, from_response
+from agent_variants.errors import Unavailable, from_response, seconds_until
 
 ATTEMPTS = 4
 FIRST_DELAY = 0.2
@@ -102,7 +103,8 @@ def wait_before_retry(
     status = response.status_code
     if status == 409 and call.method == "POST" and _code(response) == "idempotency_key_in_use":
         return backoff
-    if status in (429, 502, 503, 504) and call.replayable:
+    # A 429 was not processed at all: any request may go again. A 5xx may have been.
+    if status == 429 or (status in (502, 503, 504) and call.replayable):
         after = retry_after(response)
         if after is None:
             return backoff
@@ -111,11 +113,8 @@ def wait_before_retry(
 
 
 def retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    """`Retry-After` in seconds: a number, or an HTTP date (RFC 9110); None if absent or unreadable."""
+    return seconds_until(response.headers.get("retry-after"))
 
 
 def _code(response: httpx.Response) -> str | None:

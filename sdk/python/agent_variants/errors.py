@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 from typing import Any
 
 
@@ -63,6 +65,23 @@ def from_response(status: int, body: Any, headers: Any) -> AgentVariantsError:
     message = str(problem.get("detail") or f"HTTP {status}")
     kind = _BY_STATUS.get(status, Unavailable if status >= 500 else AgentVariantsError)
     if kind is RateLimited:
-        retry = headers.get("retry-after")
-        return RateLimited(message, retry_after=float(retry) if retry else None, status=status, problem=problem)
+        retry = seconds_until(headers.get("retry-after"))
+        return RateLimited(message, retry_after=retry, status=status, problem=problem)
     return kind(message, status=status, problem=problem)
+
+
+def seconds_until(value: str | None) -> float | None:
+    """A `Retry-After` value in seconds: a number, or an HTTP date (RFC 9110); None if unreadable."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
