@@ -61,13 +61,16 @@ class Agents(_Namespace[Obj, Nil]):
         self, name: str, config: Mapping[str, Any], *, slug: str | None = None, description: str | None = None,
         metadata: Mapping[str, str] | None = None, idempotency_key: str | None = None,
     ) -> Obj:
+        """An agent: `client.agents.create("Support bot", {"model_provider": "openai", "model_name": "gpt-4o"})`."""
         body = _fields(name=name, slug=slug, description=description, metadata=metadata, config=dict(config))
         return self._send.obj(Call.of("POST", "/v1/agents", json=body, idempotency_key=idempotency_key))
 
     def list(self, *, limit: int | None = None, after: str | None = None) -> Obj:
+        """One page of agents, newest first: `client.agents.list(limit=50, after=page["last_id"])`."""
         return self._send.obj(Call.of("GET", "/v1/agents", params=_page(limit, after)))
 
     def get(self, agent: str) -> Obj:
+        """An agent by id or slug: `client.agents.get("support-bot")`."""
         return self._send.obj(Call.of("GET", _agent(agent)))
 
     def update(self, agent: str, patch: Mapping[str, Any], *, if_match: ETag | None = None) -> Obj:
@@ -75,6 +78,7 @@ class Agents(_Namespace[Obj, Nil]):
         return self._send.obj(Call.of("PATCH", _agent(agent), json=dict(patch), if_match=if_match))
 
     def delete(self, agent: str, *, if_match: ETag | None = None) -> Nil:
+        """Delete an agent and all it holds: `client.agents.delete("support-bot", if_match=agent["version"])`."""
         return self._send.nil(Call.of("DELETE", _agent(agent), if_match=if_match))
 
     def resolved(
@@ -86,18 +90,22 @@ class Agents(_Namespace[Obj, Nil]):
         return self._send.obj(Call.of("GET", f"{_agent(agent)}/resolved", params=params))
 
     def bundle(self, agent: str) -> Obj:
+        """What the SDK resolves from: `client.agents.bundle("support-bot")["etag"]`."""
         return self._send.obj(Call.of("GET", f"{_agent(agent)}/bundle"))
 
     def usage(self, agent: str) -> Obj:
+        """Tokens and runs, by variant: `client.agents.usage("support-bot")["total_tokens"]`."""
         return self._send.obj(Call.of("GET", f"{_agent(agent)}/usage"))
 
     def revisions(
         self, agent: str, *, target_id: str | None = None, limit: int | None = None, after: str | None = None
     ) -> Obj:
+        """One page of the agent's history, newest first: `client.agents.revisions("support-bot", limit=10)`."""
         params = _page(limit, after, target_id=target_id)
         return self._send.obj(Call.of("GET", f"{_agent(agent)}/revisions", params=params))
 
     def revision(self, agent: str, revision: str) -> Obj:
+        """One revision: `client.agents.revision("support-bot", "rev_...")["before"]`."""
         return self._send.obj(Call.of("GET", f"{_agent(agent)}/revisions/{segment(revision)}"))
 
     def undo(self, agent: str, *, if_match: ETag | None = None, idempotency_key: str | None = None) -> Obj:
@@ -124,6 +132,7 @@ class Variants(_Namespace[Obj, Nil]):
         metadata: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
         clone_from: str | None = None, idempotency_key: str | None = None,
     ) -> Obj:
+        """A variant: `client.variants.create("support-bot", "Concise", overrides={"temperature": 0.2})`."""
         body = _fields(variant_name=variant_name, slug=slug, description=description, metadata=metadata,
                        overrides=None if overrides is None else dict(overrides), clone_from=clone_from)
         return self._send.obj(Call.of("POST", self._path(agent), json=body, idempotency_key=idempotency_key))
@@ -131,9 +140,11 @@ class Variants(_Namespace[Obj, Nil]):
     def list(
         self, agent: str, *, is_active: bool | None = None, limit: int | None = None, after: str | None = None
     ) -> Obj:
+        """One page of the agent's variants: `client.variants.list("support-bot", is_active=True)`."""
         return self._send.obj(Call.of("GET", self._path(agent), params=_page(limit, after, is_active=is_active)))
 
     def get(self, agent: str, variant: str) -> Obj:
+        """A variant by id or slug: `client.variants.get("support-bot", "concise")`."""
         return self._send.obj(Call.of("GET", self._path(agent, variant)))
 
     def update(self, agent: str, variant: str, patch: Mapping[str, Any], *, if_match: ETag | None = None) -> Obj:
@@ -141,11 +152,13 @@ class Variants(_Namespace[Obj, Nil]):
         return self._send.obj(Call.of("PATCH", self._path(agent, variant), json=dict(patch), if_match=if_match))
 
     def delete(self, agent: str, variant: str, *, if_match: ETag | None = None) -> Nil:
+        """Delete a variant (not the active one): `client.variants.delete("support-bot", "concise")`."""
         return self._send.nil(Call.of("DELETE", self._path(agent, variant), if_match=if_match))
 
     def activate(
         self, agent: str, variant: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
     ) -> Obj:
+        """Make it the active variant: `client.variants.activate("support-bot", "concise", if_match=3)`."""
         call = Call.of("POST", self._path(agent, variant, "activate"), if_match=if_match,
                        idempotency_key=idempotency_key)
         return self._send.obj(call)
@@ -153,6 +166,7 @@ class Variants(_Namespace[Obj, Nil]):
     def deactivate(
         self, agent: str, variant: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
     ) -> Obj:
+        """Leave the agent on its base config: `client.variants.deactivate("support-bot", "concise")`."""
         call = Call.of("POST", self._path(agent, variant, "deactivate"), if_match=if_match,
                        idempotency_key=idempotency_key)
         return self._send.obj(call)
@@ -161,11 +175,13 @@ class Variants(_Namespace[Obj, Nil]):
         self, agent: str, variant: str, revision_id: str, *, if_match: ETag | None = None,
         idempotency_key: str | None = None,
     ) -> Obj:
+        """Put it back as it was after a revision: `client.variants.restore("support-bot", "concise", "rev_...")`."""
         call = Call.of("POST", self._path(agent, variant, "restore"), json={"revision_id": revision_id},
                        if_match=if_match, idempotency_key=idempotency_key)
         return self._send.obj(call)
 
     def diff(self, agent: str, variant: str, *, against: str = "base") -> Obj:
+        """Resolved differences: `client.variants.diff("support-bot", "concise", against="base")["changes"]`."""
         return self._send.obj(Call.of("GET", self._path(agent, variant, "diff"), params={"against": against}))
 
 
@@ -188,27 +204,34 @@ class Experiments(_Namespace[Obj, Nil]):
         self, agent: str, name: str, arms: Sequence[Mapping[str, Any]], *, description: str | None = None,
         salt: str | None = None, idempotency_key: str | None = None,
     ) -> Obj:
+        """A draft: `client.experiments.create("support-bot", "test", [{"variant": "base", "weight": 1}, ...])`."""
         body = _fields(name=name, description=description, arms=[dict(arm) for arm in arms], salt=salt)
         return self._send.obj(Call.of("POST", self._path(agent), json=body, idempotency_key=idempotency_key))
 
     def list(
         self, agent: str, *, status: str | None = None, limit: int | None = None, after: str | None = None
     ) -> Obj:
+        """One page of experiments: `client.experiments.list("support-bot", status="running")`."""
         return self._send.obj(Call.of("GET", self._path(agent), params=_page(limit, after, status=status)))
 
     def get(self, agent: str, experiment: str) -> Obj:
+        """An experiment: `client.experiments.get("support-bot", "exp_...")["status"]`."""
         return self._send.obj(Call.of("GET", self._path(agent, experiment)))
 
     def update(self, agent: str, experiment: str, patch: Mapping[str, Any], *, if_match: ETag | None = None) -> Obj:
+        """A merge patch (arms and salt only while a draft):
+        `client.experiments.update("support-bot", "exp_...", {"name": "v2"})`."""
         call = Call.of("PATCH", self._path(agent, experiment), json=dict(patch), if_match=if_match)
         return self._send.obj(call)
 
     def delete(self, agent: str, experiment: str, *, if_match: ETag | None = None) -> Nil:
+        """Delete a draft: `client.experiments.delete("support-bot", "exp_...")`."""
         return self._send.nil(Call.of("DELETE", self._path(agent, experiment), if_match=if_match))
 
     def start(
         self, agent: str, experiment: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
     ) -> Obj:
+        """Start splitting traffic: `client.experiments.start("support-bot", "exp_...")`."""
         call = Call.of("POST", self._path(agent, experiment, "start"), if_match=if_match,
                        idempotency_key=idempotency_key)
         return self._send.obj(call)
@@ -216,11 +239,13 @@ class Experiments(_Namespace[Obj, Nil]):
     def stop(
         self, agent: str, experiment: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
     ) -> Obj:
+        """Stop it (final): `client.experiments.stop("support-bot", "exp_...")`."""
         call = Call.of("POST", self._path(agent, experiment, "stop"), if_match=if_match,
                        idempotency_key=idempotency_key)
         return self._send.obj(call)
 
     def results(self, agent: str, experiment: str) -> Obj:
+        """Per-arm figures and tests against the control: `client.experiments.results("support-bot", "exp_...")`."""
         return self._send.obj(Call.of("GET", self._path(agent, experiment, "results")))
 
 
@@ -235,14 +260,18 @@ class Keys(_Namespace[Obj, Nil]):
     def create(
         self, name: str, scope: str, *, expires_at: str | None = None, idempotency_key: str | None = None
     ) -> Obj:
+        """A key (its secret is in this answer only): `client.keys.create("billing-agent", "resolve")["secret"]`."""
         body = _fields(name=name, scope=scope, expires_at=expires_at)
         return self._send.obj(Call.of("POST", "/v1/keys", json=body, idempotency_key=idempotency_key))
 
     def list(self, *, limit: int | None = None, after: str | None = None) -> Obj:
+        """One page of keys, never their secrets: `client.keys.list()`."""
         return self._send.obj(Call.of("GET", "/v1/keys", params=_page(limit, after)))
 
     def get(self, key: str) -> Obj:
+        """A key by id or name: `client.keys.get("billing-agent")["last_used_at"]`."""
         return self._send.obj(Call.of("GET", f"/v1/keys/{segment(key)}"))
 
     def revoke(self, key: str) -> Nil:
+        """Revoke a key, everywhere within a second: `client.keys.revoke("billing-agent")`."""
         return self._send.nil(Call.of("DELETE", f"/v1/keys/{segment(key)}"))

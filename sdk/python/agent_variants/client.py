@@ -92,7 +92,7 @@ class AsyncAgentVariants:
         return answer(local, subject, self._max_staleness)
 
     async def report(self, agent: str, *, config: ResolvedAgentConfig | None = None, **outcome: Any) -> None:
-        """Buffer one outcome (it is sent within a second); never waits for the service.
+        """Buffer one outcome (sent within a second while the service answers); never waits for it.
 
         `config`, the `ResolvedAgentConfig` the run used, fills `variant_id` and
         `experiment_id`; the other fields are the contract's (`subject`, `input_tokens`,
@@ -108,7 +108,10 @@ class AsyncAgentVariants:
         self._outcomes.add(agent, outcome_of(config, outcome))
 
     async def flush(self, timeout: float | None = None) -> ReportStats:
-        """Send every outcome reported so far (waiting at most `timeout` seconds, if set)."""
+        """Send every outcome reported so far (waiting at most `timeout` seconds, if set).
+
+            stats = await client.flush(timeout=5)   # ReportStats(sent=..., pending=0, dropped=0, rejected=0)
+        """
         if self._sender is not None:
             try:
                 await asyncio.wait_for(self._sender.flush(), timeout)
@@ -117,11 +120,17 @@ class AsyncAgentVariants:
         return self._outcomes.stats()
 
     def report_stats(self) -> ReportStats:
-        """How many outcomes were sent, are pending, were dropped (buffer full) or rejected."""
+        """How many outcomes were sent, are pending, were dropped (buffer full) or rejected.
+
+            if client.report_stats().dropped: ...   # the buffer overflowed: report less, or raise buffer_capacity
+        """
         return self._outcomes.stats()
 
     async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
-        """Flush the outcomes (for up to `timeout` seconds), end the watches, close connections."""
+        """Flush the outcomes (for up to `timeout` seconds), end the watches, close connections.
+
+            await client.close()   # or use the client as a context manager
+        """
         if self._closed:
             return
         self._closed = True

@@ -170,7 +170,7 @@ class AgentVariants:
         return answer(local, subject, self._max_staleness)
 
     def report(self, agent: str, *, config: ResolvedAgentConfig | None = None, **outcome: Any) -> None:
-        """Buffer one outcome (it is sent within a second); never waits for the service.
+        """Buffer one outcome (sent within a second while the service answers); never waits for it.
 
             client.report("support-bot", config=config, input_tokens=812, output_tokens=164, latency_ms=1930)
         """
@@ -178,7 +178,10 @@ class AgentVariants:
         self._outcomes.add(agent, outcome_of(config, outcome))
 
     def flush(self, timeout: float | None = None) -> ReportStats:
-        """Send every outcome reported so far (waiting at most `timeout` seconds, if set)."""
+        """Send every outcome reported so far (waiting at most `timeout` seconds, if set).
+
+            stats = client.flush(timeout=5)   # ReportStats(sent=..., pending=0, dropped=0, rejected=0)
+        """
         background = self._background
         if background is not None:
             future = asyncio.run_coroutine_threadsafe(background.sender.flush(), background.loop)
@@ -189,11 +192,17 @@ class AgentVariants:
         return self._outcomes.stats()
 
     def report_stats(self) -> ReportStats:
-        """How many outcomes were sent, are pending, were dropped (buffer full) or rejected."""
+        """How many outcomes were sent, are pending, were dropped (buffer full) or rejected.
+
+            if client.report_stats().dropped: ...   # the buffer overflowed: report less, or raise buffer_capacity
+        """
         return self._outcomes.stats()
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
-        """Flush the outcomes (for up to `timeout` seconds), end the watches, close connections."""
+        """Flush the outcomes (for up to `timeout` seconds), end the watches, close connections.
+
+            client.close()   # or use the client as a context manager
+        """
         with self._starting:
             if self._closed:
                 return
