@@ -154,8 +154,8 @@ def propagation(sync: AgentVariants, a: str, variants: list[str]) -> tuple[list[
     process = multiprocessing.get_context("spawn").Process(
         target=writer, args=(theirs, a, load.KEYS["admin"], variants), daemon=True)
     process.start()
-    watches = sync._started().bundles._watches  # the SDK's own: one watch task per agent
-    watch = watches[PLAIN]
+    tasks = sync._started().bundles._tasks  # the SDK's own: its watch task comes first
+    watch = tasks[PLAIN][0]
     latencies, from_request = [], []
     try:
         for n in range(-2, ROUNDS):  # two rounds of warm-up
@@ -174,7 +174,7 @@ def propagation(sync: AgentVariants, a: str, variants: list[str]) -> tuple[list[
                 from_request.append((seen - sent) * 1000)
         ours.send(None)
         process.join(10)
-        if watches.get(PLAIN) is not watch or watch.done():
+        if tasks.get(PLAIN, [None])[0] is not watch or watch.done():
             raise RuntimeError("the SDK's watch was restarted: changes did not all come down one stream")
     finally:
         if process.is_alive():
