@@ -58,6 +58,8 @@ class FaultyProxy:
     url: str = ""
     # Every request that went through: (method, path, status, If-None-Match sent).
     passed: list[tuple[str, str, int, str | None]] = field(default_factory=list)
+    # The `Last-Event-ID` of every watch request, in order (None when not sent).
+    stream_ids: list[str | None] = field(default_factory=list)
     _seen_keys: set[str] = field(default_factory=set)
     outcome_posts: int = 0
     faults: list[tuple[Fault, str]] = field(default_factory=list)  # (kind, Idempotency-Key), in order
@@ -91,6 +93,8 @@ class FaultyProxy:
         headers = [(name, value) for name, value in scope["headers"] if name not in (b"host", b"content-length")]
         key = next((value.decode() for name, value in headers if name == b"idempotency-key"), "")
         outcomes = scope["method"] == "POST" and scope["path"].endswith("/outcomes")
+        if scope["path"].endswith("/bundle/watch"):
+            self.stream_ids.append(next((v.decode() for n, v in headers if n == b"last-event-id"), None))
         if self.mode in ("maintenance", "html_404"):
             status = 200 if self.mode == "maintenance" else 404
             await _answer(send, status, b"<html>back soon</html>", [(b"content-type", b"text/html")])

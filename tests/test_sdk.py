@@ -288,6 +288,9 @@ async def test_while_its_watch_is_refused_the_sdk_revalidates_with_if_none_match
             took = await until(lambda: client.resolve(agent["id"]).variant_id == variants[0]["id"], within=5.0,
                                what="the change revalidated")
             print(f"the change reached the SDK by revalidation in {took:.2f} s")
+            # The next stream attempt says what the SDK now has (Last-Event-ID): the new etag.
+            new_etag = (await ok(replicas.http.get(f"{replicas.a.url}/v1/agents/{agent['id']}/bundle")))["etag"]
+            await until(lambda: proxy.stream_ids[-1] == new_etag, within=20.0, what="a stream with the new etag")
         finally:
             client.close()
     finally:
@@ -297,6 +300,8 @@ async def test_while_its_watch_is_refused_the_sdk_revalidates_with_if_none_match
                      if path == bundle_path and condition is not None]
     assert any(status == 304 for status, _ in revalidations), "no revalidation answered 304"
     assert any(status == 200 for status, _ in revalidations), "the change never came by revalidation"
+    # Every stream attempt said what the SDK had: the old etag first, the new one at last.
+    assert None not in proxy.stream_ids and proxy.stream_ids[0] != new_etag
 
 
 async def test_a_stream_that_says_nothing_cannot_pass_a_stale_copy_off_as_fresh(replicas: Replicas) -> None:
