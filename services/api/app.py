@@ -18,6 +18,7 @@ from services.api.access.keyring import KeyRing
 from services.api.access.rate_limit import Limit, RateLimiter
 from services.api.access.rules import RouteRules
 from services.api.agents.router import router as agents_router
+from services.api.console import router as console
 from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL, Database
 from services.api.experiments.router import router as experiments_router
 from services.api.idempotency import IdempotencyMiddleware
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.key_ring = KeyRing(lambda: app.state.db, listening=database is not None)
     app.state.watch_hub = WatchHub()
     app.state.watch_keepalive_seconds = settings.watch_keepalive_seconds
+    app.state.auth_disabled = settings.auth_disabled
     if database is not None:
         app.state.db = database
         app.state.resolve_cache = _cache(settings, trusted=True)
@@ -165,6 +167,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     for router in (resolution_router, system_router, agents_router, variants_router, revisions_router,
                    experiments_router, outcomes_router, keys_router):
         app.include_router(router)
+    console.install(app)
     if settings.bench_routes:
         bench_routes.include(app)
 

@@ -263,3 +263,22 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ConsoleSession(Base):
+    """A console sign-in: the browser holds a random token, we keep its SHA-256 (never the
+    API key's secret). It lasts while its key does: revoking the key ends it."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (
+        CheckConstraint("octet_length(token_hash) = 32", name="token_hash_length"),
+        Index("ix_console_sessions_api_key_id", "api_key_id"),
+    )
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    # Null while auth is disabled (nobody signs in then).
+    api_key_id: Mapped[str | None] = mapped_column(ID_TYPE, ForeignKey("api_keys.id", ondelete="CASCADE"),
+                                                   nullable=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -21,6 +21,12 @@ CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"
 JSON_HEADERS = (*HEADERS, CSP)
 JSON_HEADERS_DICT = {name.decode(): value.decode() for name, value in JSON_HEADERS}
 _HTML_PAGES = ("/docs", "/redoc")
+# The console's pages: our own styles, scripts and inline SVG; nothing from elsewhere.
+CONSOLE = "/console"
+CONSOLE_CSP = (b"content-security-policy",
+               b"default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self';"
+               b" frame-ancestors 'none'; base-uri 'none'")
+CONSOLE_HEADERS = (*HEADERS, CONSOLE_CSP)
 
 
 class SecurityHeaders:
@@ -32,7 +38,13 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = HEADERS if get_route_path(scope).startswith(_HTML_PAGES) else self._all
+        path = get_route_path(scope)
+        if path.startswith(_HTML_PAGES):
+            extra = HEADERS
+        elif path == CONSOLE or path.startswith(CONSOLE + "/"):
+            extra = CONSOLE_HEADERS
+        else:
+            extra = self._all
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

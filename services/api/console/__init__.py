@@ -1,0 +1,1 @@
+"""The admin console: HTML pages rendered by the service itself at /console."""

@@ -1,0 +1,260 @@
+"""Console pages for agents and their variants: list and search, create, edit the base
+config, an agent's resolved config with provenance, variants (create, clone, preview,
+diff) and activation behind a confirmation that shows exactly what will change."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from sqlalchemy import or_
+
+from services.api.agents import repository as agent_rows
+from services.api.agents import service as agents
+from services.api.agents.schemas import AgentCreate, AgentUpdate
+from services.api.console import charts
+from services.api.console.sessions import Viewer
+from services.api.console.web import config_from, db_of, errors_of, render, see_other, url, viewer, writer
+from services.api.exceptions import DomainError
+from services.api.outcomes import service as outcomes
+from services.api.variants import service as variants
+from services.api.variants.schemas import VariantCreate, VariantUpdate
+from services.api.writes import WriteContext
+from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, resolve_agent_config
+
+router = APIRouter()
+PAGE = 25
+Seen = Annotated[Viewer, Depends(viewer)]
+Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
+
+
+def context_of(who: Viewer) -> WriteContext:
+    """Changes made in the console are the key's, like any API call with it."""
+    return WriteContext(actor=who.key_name, api_key=who.key_name)
+
+
+def field_kinds() -> dict[str, str]:
+    """How each config field is entered: a number, a long text, or a short text."""
+    kinds = {}
+    for name in CONFIG_FIELDS:
+        if name in INTEGER_FIELDS:
+            kinds[name] = "integer"
+        elif name in NUMBER_FIELDS:
+            kinds[name] = "number"
+        elif name in ("system_prompt", "user_prompt_template"):
+            kinds[name] = "text"
+        else:
+            kinds[name] = "line"
+    return kinds
+
+
+# ------------------------------------------------------------------------------ agents
+
+
+@router.get("/agents")
+async def list_page(request: Request, who: Seen, q: str = "", after: str | None = None) -> Response:
+    found = await _search(request, q.strip(), after)
+    more = len(found) > PAGE
+    return render(request, "agents.html", who=who, agents=found[:PAGE], q=q, more=more,
+                  next_after=found[PAGE - 1]["id"] if more else None, form={}, errors={}, problem=None,
+                  kinds=field_kinds(), fields=CONFIG_FIELDS)
+
+
+async def _search(request: Request, q: str, after: str | None) -> list[dict[str, Any]]:
+    """Agents newest first whose name or slug holds `q` (case-insensitive), paged by id."""
+    table = agent_rows.agents
+    query = agent_rows._AGENT_SELECT.order_by(table.c.id.desc()).limit(PAGE + 1)
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(table.c.name.ilike(pattern), table.c.slug.ilike(pattern)))
+    if after:
+        query = query.where(table.c.id < after)
+    async with db_of(request).read() as conn:
+        rows = (await conn.execute(query)).mappings()
+        return [agents.to_read(row) for row in rows]
+
+
+@router.post("/agents")
+async def create(request: Request, writes: Writes) -> Response:
+    who, form = writes
+    body: dict[str, Any] = {"name": form.get("name", ""), "config": config_from(form, "config", keep_empty=False)}
+    if form.get("slug", "").strip():
+        body["slug"] = form["slug"].strip()
+    if form.get("description", "").strip():
+        body["description"] = form["description"]
+    try:
+        agent = await agents.create_agent(db_of(request), AgentCreate.model_validate(body), context=context_of(who))
+    except (ValidationError, DomainError) as error:
+        problem, errors = errors_of(error)
+        return render(request, "agents.html", status_code=422, who=who, agents=[], q="", more=False, next_after=None,
+                      form=form, errors=errors, problem=problem, kinds=field_kinds(), fields=CONFIG_FIELDS,
+                      creating=True)
+    return see_other(url("agents", agent["slug"]))
+
+
+@router.get("/agents/{agent}")
+async def agent_page(request: Request, agent: str, who: Seen) -> Response:
+    db = db_of(request)
+    found = await agents.get_agent(db, agent)
+    async with db.read() as conn:
+        resolved = await resolve_agent_config(conn, found["id"])
+    listed = await variants.list_variants(db, found["id"], after=None, limit=200, is_active=None)
+    usage = await outcomes.usage(db, found["id"])
+    names = {v["id"]: v["variant_name"] for v in listed}
+    names[None] = "base config"  # type: ignore[index]
+    return render(request, "agent.html", who=who, agent=found, resolved=resolved, variants=listed,
+                  fields=CONFIG_FIELDS, kinds=field_kinds(), form={}, errors={}, problem=None,
+                  usage=usage, usage_svg=charts.usage_chart(usage, names) if usage["outcomes"] else None)
+
+
+@router.get("/agents/{agent}/edit")
+async def edit_form(request: Request, agent: str, who: Seen) -> Response:
+    found = await agents.get_agent(db_of(request), agent)
+    form = {"name": found["name"], "description": found["description"],
+            **{f"config.{name}": found["config"][name] for name in CONFIG_FIELDS}}
+    return render(request, "agent_edit.html", who=who, agent=found, form=form, errors={}, problem=None,
+                  fields=CONFIG_FIELDS, kinds=field_kinds())
+
+
+@router.post("/agents/{agent}/edit")
+async def edit(request: Request, agent: str, writes: Writes) -> Response:
+    who, form = writes
+    db = db_of(request)
+    found = await agents.get_agent(db, agent)
+    patch = {"name": form.get("name", ""), "description": form.get("description", ""),
+             "config": config_from(form, "config", keep_empty=True)}
+    context = WriteContext(actor=who.key_name, api_key=who.key_name, if_match=f'"{form.get("version", "")}"')
+    try:
+        await agents.update_agent(db, found["id"], AgentUpdate.model_validate(patch), context=context)
+    except (ValidationError, DomainError) as error:
+        problem, errors = errors_of(error)
+        return render(request, "agent_edit.html", status_code=422, who=who, agent=found, form=form, errors=errors,
+                      problem=problem, fields=CONFIG_FIELDS, kinds=field_kinds())
+    return see_other(url("agents", found["slug"]))
+
+
+# ---------------------------------------------------------------------------- variants
+
+
+@router.post("/agents/{agent}/variants")
+async def create_variant(request: Request, agent: str, writes: Writes) -> Response:
+    who, form = writes
+    db = db_of(request)
+    found = await agents.get_agent(db, agent)
+    body: dict[str, Any] = {"variant_name": form.get("variant_name", ""),
+                            "overrides": config_from(form, "overrides", keep_empty=False)}
+    if form.get("slug", "").strip():
+        body["slug"] = form["slug"].strip()
+    if form.get("clone_from", "").strip():
+        body["clone_from"] = form["clone_from"].strip()
+    try:
+        created = await variants.create_variant(db, found["id"], VariantCreate.model_validate(body),
+                                                context=context_of(who))
+    except (ValidationError, DomainError) as error:
+        problem, errors = errors_of(error)
+        async with db.read() as conn:
+            resolved = await resolve_agent_config(conn, found["id"])
+        listed = await variants.list_variants(db, found["id"], after=None, limit=200, is_active=None)
+        usage = await outcomes.usage(db, found["id"])
+        return render(request, "agent.html", status_code=422, who=who, agent=found, resolved=resolved,
+                      variants=listed, fields=CONFIG_FIELDS, kinds=field_kinds(), form=form, errors=errors,
+                      problem=problem, usage=usage, usage_svg=None, creating=True)
+    return see_other(url("agents", found["slug"], "variants", created["slug"]))
+
+
+@router.get("/agents/{agent}/variants/{variant}")
+async def variant_page(request: Request, agent: str, variant: str, who: Seen, against: str = "live") -> Response:
+    db = db_of(request)
+    found = await agents.get_agent(db, agent)
+    shown = await variants.get_variant(db, found["id"], variant)
+    async with db.read() as conn:
+        preview = await resolve_agent_config(conn, found["id"], variant=shown["id"])
+        live = await resolve_agent_config(conn, found["id"])
+    changes = await _changes(request, found, shown, against, live)
+    form = {f"overrides.{name}": value for name, value in shown["overrides"].items()}
+    form.update(variant_name=shown["variant_name"], description=shown["description"])
+    others = await variants.list_variants(db, found["id"], after=None, limit=200, is_active=None)
+    return render(request, "variant.html", who=who, agent=found, variant=shown, preview=preview, live=live,
+                  changes=changes, against=against, others=others, fields=CONFIG_FIELDS, kinds=field_kinds(),
+                  form=form, errors={}, problem=None)
+
+
+async def _changes(request: Request, agent: dict[str, Any], variant: dict[str, Any], against: str,
+                   live: Any) -> list[dict[str, Any]]:
+    """The variant's resolved values against `against`: "live" (what the agent resolves to
+    now), "base", another variant, or a revision id."""
+    if against == "live":
+        async with db_of(request).read() as conn:
+            preview = await resolve_agent_config(conn, agent["id"], variant=variant["id"])
+        return [{"field": f, "from": getattr(live, f), "to": getattr(preview, f)}
+                for f in CONFIG_FIELDS if getattr(live, f) != getattr(preview, f)]
+    try:
+        diff = await variants.diff_variant(db_of(request), agent["id"], variant["id"], against=against)
+    except DomainError:
+        return []
+    return list(diff["changes"])
+
+
+@router.post("/agents/{agent}/variants/{variant}/edit")
+async def edit_variant(request: Request, agent: str, variant: str, writes: Writes) -> Response:
+    who, form = writes
+    db = db_of(request)
+    found = await agents.get_agent(db, agent)
+    shown = await variants.get_variant(db, found["id"], variant)
+    posted = config_from(form, "overrides", keep_empty=False)
+    # An override left empty is removed (inherited again): null in a merge patch.
+    overrides: dict[str, Any] = {name: posted.get(name) for name in CONFIG_FIELDS}
+    patch = {"variant_name": form.get("variant_name", ""), "description": form.get("description", ""),
+             "overrides": overrides}
+    context = WriteContext(actor=who.key_name, api_key=who.key_name, if_match=f'"{form.get("version", "")}"')
+    try:
+        await variants.update_variant(db, found["id"], shown["id"], VariantUpdate.model_validate(patch),
+                                      context=context)
+    except (ValidationError, DomainError) as error:
+        problem, errors = errors_of(error)
+        async with db.read() as conn:
+            preview = await resolve_agent_config(conn, found["id"], variant=shown["id"])
+            live = await resolve_agent_config(conn, found["id"])
+        others = await variants.list_variants(db, found["id"], after=None, limit=200, is_active=None)
+        return render(request, "variant.html", status_code=422, who=who, agent=found, variant=shown,
+                      preview=preview, live=live, changes=[], against="live", others=others, fields=CONFIG_FIELDS,
+                      kinds=field_kinds(), form=form, errors=errors, problem=problem)
+    return see_other(url("agents", found["slug"], "variants", shown["slug"]))
+
+
+@router.get("/agents/{agent}/variants/{variant}/{action}")
+async def confirm(request: Request, agent: str, variant: str, action: str, who: Seen) -> Response:
+    """What activating (or deactivating) will change, field by field, before it happens."""
+    if action not in ("activate", "deactivate"):
+        from services.api.exceptions import NotFound
+
+        raise NotFound("Page", action)
+    db = db_of(request)
+    found = await agents.get_agent(db, agent)
+    shown = await variants.get_variant(db, found["id"], variant)
+    async with db.read() as conn:
+        live = await resolve_agent_config(conn, found["id"])
+        after = await resolve_agent_config(conn, found["id"], variant=shown["id"] if action == "activate" else "base")
+    changes = [{"field": f, "from": getattr(live, f), "to": getattr(after, f)}
+               for f in CONFIG_FIELDS if getattr(live, f) != getattr(after, f)]
+    return render(request, "confirm.html", who=who, agent=found, variant=shown, action=action, changes=changes,
+                  live=live)
+
+
+@router.post("/agents/{agent}/variants/{variant}/{action}")
+async def act(request: Request, agent: str, variant: str, action: str, writes: Writes) -> Response:
+    who, form = writes
+    db = db_of(request)
+    found = await agents.get_agent(db, agent)
+    context = WriteContext(actor=who.key_name, api_key=who.key_name, if_match=f'"{form.get("version", "")}"')
+    if action == "activate":
+        await variants.activate_variant(db, found["id"], variant, context=context)
+    elif action == "deactivate":
+        await variants.deactivate_variant(db, found["id"], variant, context=context)
+    else:
+        from services.api.exceptions import NotFound
+
+        raise NotFound("Action", action)
+    return see_other(url("agents", found["slug"]))

@@ -1,0 +1,109 @@
+"""Console pages for experiments: create with arms and weights, start, stop, and results
+as charts per arm with a plain-language reading of each comparison with the control."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from services.api.agents import service as agents
+from services.api.console import charts, reading
+from services.api.console.sessions import Viewer
+from services.api.console.web import db_of, errors_of, render, see_other, url, viewer, writer
+from services.api.exceptions import DomainError
+from services.api.experiments import service as experiments
+from services.api.experiments.schemas import ExperimentCreate
+from services.api.outcomes import service as outcomes
+from services.api.variants import service as variants
+from services.api.writes import WriteContext
+
+router = APIRouter()
+ARM_ROWS = 4  # arm inputs on the create form (the API takes 2 to 10)
+Seen = Annotated[Viewer, Depends(viewer)]
+Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
+
+
+async def _page(request: Request, agent: str, who: Viewer, *, form: dict[str, str], errors: dict[str, str],
+                problem: str | None, status_code: int = 200) -> Response:
+    db = db_of(request)
+    found = await agents.get_agent(db, agent)
+    listed = await experiments.list_experiments(db, found["id"], after=None, limit=100, status=None)
+    choices = await variants.list_variants(db, found["id"], after=None, limit=200, is_active=None)
+    return render(request, "experiments.html", status_code=status_code, who=who, agent=found, experiments=listed,
+                  choices=choices, rows=range(ARM_ROWS), form=form, errors=errors, problem=problem)
+
+
+@router.get("/agents/{agent}/experiments")
+async def list_page(request: Request, agent: str, who: Seen) -> Response:
+    return await _page(request, agent, who, form={"arms[0].variant": "base", "arms[0].weight": "1",
+                                                   "arms[1].weight": "1"}, errors={}, problem=None)
+
+
+@router.post("/agents/{agent}/experiments")
+async def create(request: Request, agent: str, writes: Writes) -> Response:
+    who, form = writes
+    db = db_of(request)
+    found = await agents.get_agent(db, agent)
+    arms: list[dict[str, Any]] = []
+    for row in range(ARM_ROWS):
+        chosen = form.get(f"arms[{row}].variant", "").strip()
+        if not chosen:
+            continue
+        weight: Any = form.get(f"arms[{row}].weight", "").strip()
+        try:
+            weight = int(weight)
+        except ValueError:
+            pass  # validation names it
+        arms.append({"variant": chosen, "weight": weight})
+    body: dict[str, Any] = {"name": form.get("name", ""), "arms": arms}
+    if form.get("description", "").strip():
+        body["description"] = form["description"]
+    try:
+        created = await experiments.create_experiment(db, found["id"], ExperimentCreate.model_validate(body),
+                                                      context=WriteContext(actor=who.key_name, api_key=who.key_name))
+    except (ValidationError, DomainError) as error:
+        problem, errors = errors_of(error)
+        return await _page(request, agent, who, form=form, errors=errors, problem=problem, status_code=422)
+    return see_other(url("agents", found["slug"], "experiments", created["id"]))
+
+
+@router.get("/agents/{agent}/experiments/{experiment}")
+async def results_page(request: Request, agent: str, experiment: str, who: Seen,
+                       problem: str | None = None) -> Response:
+    db = db_of(request)
+    found = await agents.get_agent(db, agent)
+    shown = await experiments.get_experiment(db, found["id"], experiment)
+    results = await outcomes.results(db, found["id"], shown["id"])
+    listed = await variants.list_variants(db, found["id"], after=None, limit=200, is_active=None)
+    by_id = {v["id"]: v["variant_name"] for v in listed}
+    names = [("Control: " if arm["arm"] == 0 else f"Arm {arm['arm']}: ")
+             + (by_id.get(arm["variant_id"], "deleted variant") if arm["variant_id"] else "base config")
+             for arm in results["arms"]]
+    return render(request, "experiment.html", who=who, agent=found, experiment=shown, results=results,
+                  names=names, charts=charts.results_charts(results, names), reading=reading.reading(results, names),
+                  problem=problem)
+
+
+@router.post("/agents/{agent}/experiments/{experiment}/{action}")
+async def act(request: Request, agent: str, experiment: str, action: str, writes: Writes) -> Response:
+    who, _ = writes
+    db = db_of(request)
+    found = await agents.get_agent(db, agent)
+    context = WriteContext(actor=who.key_name, api_key=who.key_name)
+    try:
+        if action == "start":
+            await experiments.start_experiment(db, found["id"], experiment, context=context)
+        elif action == "stop":
+            await experiments.stop_experiment(db, found["id"], experiment, context=context)
+        else:
+            from services.api.exceptions import NotFound
+
+            raise NotFound("Action", action)
+    except DomainError as error:
+        if error.code == "resource_missing":
+            raise
+        return await results_page(request, agent, experiment, who, problem=error.detail)
+    return see_other(url("agents", found["slug"], "experiments", experiment))

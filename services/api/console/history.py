@@ -1,0 +1,97 @@
+"""Console pages for an agent's history: the timeline of revisions with what each changed,
+undo of the latest change, restore of a variant to a revision, and the "as of" view."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from services.api.agents import service as agents
+from services.api.console.sessions import Viewer
+from services.api.console.web import db_of, render, see_other, url, viewer, writer
+from services.api.exceptions import DomainError
+from services.api.revisions import service as revisions
+from services.api.variants import service as variants
+from services.api.writes import WriteContext
+from services.shared.agent_config import CONFIG_FIELDS
+
+router = APIRouter()
+PAGE = 30
+Seen = Annotated[Viewer, Depends(viewer)]
+Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
+# What a revision's before/after objects may differ in, shown as a diff (the rest is bookkeeping).
+SHOWN = ("name", "variant_name", "slug", "description", "metadata", "status", "is_active", "arms", "salt")
+
+
+def changes(revision: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the revision changed, field by field (config and overrides flattened)."""
+    before, after = revision["before"] or {}, revision["after"] or {}
+
+    def flat(obj: dict[str, Any]) -> dict[str, Any]:
+        out = {key: obj[key] for key in SHOWN if key in obj}
+        for group in ("config", "overrides"):
+            for name, value in (obj.get(group) or {}).items():
+                out[f"{group}.{name}"] = value
+        return out
+
+    old, new = flat(before), flat(after)
+    return [{"field": key, "from": old.get(key), "to": new.get(key)}
+            for key in sorted(old.keys() | new.keys(), key=_order) if old.get(key) != new.get(key)]
+
+
+def _order(key: str) -> tuple[int, str]:
+    name = key.split(".", 1)[-1]
+    return (CONFIG_FIELDS.index(name) if name in CONFIG_FIELDS else -1, key)
+
+
+@router.get("/agents/{agent}/history")
+async def timeline(request: Request, agent: str, who: Seen, after: str | None = None, at: str = "",
+                   problem: str | None = None) -> Response:
+    db = db_of(request)
+    found = await agents.get_agent(db, agent)
+    page = await revisions.list_revisions(db, found["id"], after=after, limit=PAGE + 1, target_id=None)
+    more = len(page) > PAGE
+    entries = [{"revision": r, "changes": changes(r)} for r in page[:PAGE]]
+    as_of, as_of_error = None, None
+    if at:
+        try:
+            moment = datetime.fromisoformat(at)
+            if moment.tzinfo is None:
+                moment = moment.astimezone()  # the browser sends local time without an offset
+            async with db.read() as conn:
+                as_of = await revisions.resolve_at(conn, found["id"], moment)
+        except ValueError:
+            as_of_error = "Not a date and time."
+        except (DomainError, LookupError) as error:
+            as_of_error = str(error)
+    return render(request, "history.html", who=who, agent=found, entries=entries, more=more,
+                  next_after=page[PAGE - 1]["id"] if more else None, at=at, as_of=as_of, as_of_error=as_of_error,
+                  fields=CONFIG_FIELDS, problem=problem)
+
+
+@router.post("/agents/{agent}/undo")
+async def undo(request: Request, agent: str, writes: Writes) -> Response:
+    who, _ = writes
+    db = db_of(request)
+    found = await agents.get_agent(db, agent)
+    try:
+        await revisions.undo(db, found["id"], context=WriteContext(actor=who.key_name, api_key=who.key_name))
+    except DomainError as error:  # nothing to undo, or an undo that would break a rule
+        return await timeline(request, agent, who, problem=error.detail)
+    return see_other(url("agents", found["slug"], "history"))
+
+
+@router.post("/agents/{agent}/variants/{variant}/restore")
+async def restore(request: Request, agent: str, variant: str, writes: Writes) -> Response:
+    who, form = writes
+    db = db_of(request)
+    found = await agents.get_agent(db, agent)
+    try:
+        restored = await variants.restore_variant(db, found["id"], variant, form.get("revision_id", ""),
+                                                  context=WriteContext(actor=who.key_name, api_key=who.key_name))
+    except DomainError as error:
+        return await timeline(request, agent, who, problem=error.detail)
+    return see_other(url("agents", found["slug"], "variants", restored["slug"]))

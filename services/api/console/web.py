@@ -1,0 +1,145 @@
+"""What every console page shares: templates, the signed-in viewer, CSRF, forms and errors.
+
+Pages call the same service functions as the API, with the same validation, so a form
+shows exactly the API's errors, each next to the field its `param` names.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+
+from services.api.console.sessions import Viewer, viewer_of
+from services.api.db import Database
+from services.api.errors import field_errors
+from services.api.exceptions import DomainError, FieldError
+from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+SESSION_COOKIE = "av_session"
+# Before sign-in there is no session to hold a CSRF token: the sign-in form carries one
+# that must equal this cookie's (double submit).
+SIGN_IN_COOKIE = "av_sign_in"
+PREFIX = "/console"
+
+
+class SignInRequired(Exception):
+    """No live session: the page redirects to the sign-in form."""
+
+
+class Forbidden(Exception):
+    """The viewer's key may not change anything (a `read` key)."""
+
+
+async def viewer(request: Request) -> Viewer:
+    """The signed-in viewer (a dependency of every page but sign-in)."""
+    found = await viewer_of(request.app.state.db, request.cookies.get(SESSION_COOKIE))
+    if found is None:
+        raise SignInRequired
+    return found
+
+
+async def writer(request: Request) -> tuple[Viewer, dict[str, str]]:
+    """A viewer allowed to change things, and the POSTed form, whose CSRF token checks out."""
+    who = await viewer(request)
+    form = await form_of(request)
+    if not hmac.compare_digest(form.get("csrf", ""), who.csrf_token):
+        raise CsrfRefused
+    if not who.can_write:
+        raise Forbidden
+    return who, form
+
+
+class CsrfRefused(Exception):
+    """A POST without the session's CSRF token."""
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {name: value for name, value in form.items() if isinstance(value, str)}
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, template, context, status_code=status_code,
+                                      headers={"Cache-Control": "no-store"})
+
+
+def see_other(path: str) -> RedirectResponse:
+    """After a successful POST: the page to show (Post/Redirect/Get)."""
+    return RedirectResponse(path, status_code=303)
+
+
+def url(*parts: str) -> str:
+    """A console URL from path segments (ids and slugs need no escaping, but names might)."""
+    return PREFIX + "".join("/" + quote(part, safe="") for part in parts)
+
+
+def new_csrf() -> str:
+    return secrets.token_urlsafe(32)
+
+
+# ----------------------------------------------------------------------------- forms
+
+
+def typed(name: str, raw: str) -> Any:
+    """A config field's form value as the API would receive it: numbers as numbers (a
+    value that is not one stays a string, and validation says so next to the field)."""
+    if name in INTEGER_FIELDS:
+        try:
+            return int(raw)
+        except ValueError:
+            return raw
+    if name in NUMBER_FIELDS:
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def config_from(form: Mapping[str, str], prefix: str, *, keep_empty: bool) -> dict[str, Any]:
+    """The twelve fields posted as `<prefix>.<field>`. Empty numeric inputs are left out;
+    empty text inputs too unless `keep_empty` (a base config may set a prompt to "")."""
+    out: dict[str, Any] = {}
+    for name in CONFIG_FIELDS:
+        key = f"{prefix}.{name}"
+        if key not in form:
+            continue
+        raw = form[key].replace("\r\n", "\n")
+        if raw.strip() == "" and (name in INTEGER_FIELDS or name in NUMBER_FIELDS or not keep_empty):
+            continue
+        out[name] = typed(name, raw)
+    return out
+
+
+def errors_of(error: Exception) -> tuple[str, dict[str, str]]:
+    """(a sentence for the top of the form, {param: message}) from the API's own errors."""
+    if isinstance(error, ValidationError):
+        found = field_errors(error.errors())
+        return "Some fields need fixing.", {e.param: e.message for e in found}
+    if isinstance(error, DomainError):
+        found = error.errors or []
+        return error.detail, {e.param: e.message for e in found}
+    raise error
+
+
+def field_map(found: list[FieldError]) -> dict[str, str]:
+    return {e.param: e.message for e in found}
+
+
+def db_of(request: Request) -> Database:
+    return request.app.state.db
+
+
+def refusal(status_code: int, title: str, detail: str, request: Request) -> Response:
+    return render(request, "message.html", status_code=status_code, title=title, detail=detail)

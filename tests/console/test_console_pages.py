@@ -1,0 +1,191 @@
+"""The console over HTTP, in process: sign-in, sessions, CSRF, scopes, and every page and
+form doing what the API would (the browser tests drive the same pages in Chromium)."""
+
+from __future__ import annotations
+
+import re
+
+from services.api.db import Database
+from tests.console.conftest import Browser, csrf_of, make_key
+
+
+async def test_pages_need_a_session_and_sign_in_sets_an_httponly_strict_cookie(browser: Browser, db: Database) -> None:
+    response = await browser.http.get("/console/agents")
+    assert response.status_code == 303 and response.headers["location"] == "/console/sign-in"
+    _, secret = await make_key(db, "read")
+    signed = await browser.sign_in(secret)
+    assert signed.status_code == 303 and signed.headers["location"] == "/console/agents"
+    cookie = next(v for k, v in signed.headers.multi_items() if k == "set-cookie" and v.startswith("av_session="))
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
+    assert secret not in cookie  # the cookie holds a session token, never the key
+    assert "<h1>Agents</h1>" in await browser.page("/console/agents")
+
+
+async def test_a_wrong_key_is_refused_next_to_the_field(browser: Browser) -> None:
+    response = await browser.sign_in("avk_not-a-key")
+    assert response.status_code == 401
+    assert 'aria-invalid="true"' in response.text and "not valid" in response.text
+
+
+async def test_sign_in_without_its_csrf_token_is_refused(browser: Browser, db: Database) -> None:
+    _, secret = await make_key(db, "admin")
+    await browser.http.get("/console/sign-in")
+    response = await browser.http.post("/console/sign-in", data={"csrf": "forged", "key": secret})
+    assert response.status_code == 403 and "av_session" not in response.headers.get("set-cookie", "")
+
+
+async def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(admin: Browser) -> None:
+    response = await admin.http.post("/console/agents", data={"name": "Forged", "config.model_provider": "p",
+                                                              "config.model_name": "m"})
+    assert response.status_code == 403 and "CSRF" in response.text
+    assert "name or slug holds" in await admin.page("/console/agents?q=Forged")
+
+
+async def test_create_an_agent_with_errors_next_to_their_fields_then_fixed(admin: Browser) -> None:
+    bad = await admin.submit("/console/agents", {"name": "Console bot", "config.model_provider": "openai",
+                                                 "config.model_name": "", "config.temperature": "hot",
+                                                 "config.max_tokens": "5000", "config.context_window": "4000"},
+                             from_page="/console/agents")
+    assert bad.status_code == 422
+    for field in ("config-model_name", "config-temperature"):
+        assert re.search(rf'id="err-{field}"[^>]*>[^<]+<', bad.text), field
+    good = await admin.submit("/console/agents", {"name": "Console bot", "config.model_provider": "openai",
+                                                  "config.model_name": "gpt-4o", "config.temperature": "0.3"},
+                              from_page="/console/agents")
+    assert good.status_code == 303 and good.headers["location"] == "/console/agents/console-bot"
+    page = await admin.page("/console/agents/console-bot")
+    assert re.search(r'data-field="temperature">.*?0\.3.*?badge base', page, re.S)
+
+
+async def test_a_variant_activated_behind_its_confirmation_changes_the_resolved_config_and_undo_returns_it(
+    admin: Browser
+) -> None:
+    await admin.submit("/console/agents", {"name": "Flow bot", "config.model_provider": "openai",
+                                           "config.model_name": "gpt-4o", "config.temperature": "0.7"},
+                       from_page="/console/agents")
+    made = await admin.submit("/console/agents/flow-bot/variants",
+                              {"variant_name": "Cold", "clone_from": "", "overrides.temperature": "0.1"},
+                              from_page="/console/agents/flow-bot")
+    assert made.status_code == 303 and made.headers["location"] == "/console/agents/flow-bot/variants/cold"
+    confirm = await admin.page("/console/agents/flow-bot/variants/cold/activate")
+    assert re.search(r"<code>temperature</code>.*?0\.7.*?0\.1", confirm, re.S)  # exactly what will change
+    done = await admin.http.post("/console/agents/flow-bot/variants/cold/activate",
+                                 data={"csrf": csrf_of(confirm), "version": "1"})
+    assert done.status_code == 303
+    page = await admin.page("/console/agents/flow-bot")
+    assert re.search(r'data-field="temperature">.*?0\.1.*?badge variant', page, re.S)
+    assert "is-active" in page
+    undone = await admin.submit("/console/agents/flow-bot/undo", {}, from_page="/console/agents/flow-bot/history")
+    assert undone.status_code == 303
+    page = await admin.page("/console/agents/flow-bot")
+    assert re.search(r'data-field="temperature">.*?0\.7.*?badge base', page, re.S)
+
+
+async def test_a_read_key_sees_everything_and_no_control_that_changes_anything(
+    admin: Browser, browser: Browser, db: Database
+) -> None:
+    await admin.submit("/console/agents", {"name": "Read bot", "config.model_provider": "p", "config.model_name": "m"},
+                       from_page="/console/agents")
+    await admin.submit("/console/agents/read-bot/variants", {"variant_name": "V"}, from_page="/console/agents/read-bot")
+    await admin.http.post("/console/sign-out", data={"csrf": csrf_of(await admin.page("/console/agents"))})
+    _, secret = await make_key(db, "read")
+    await browser.sign_in(secret)
+    for path in ("/console/agents", "/console/agents/read-bot", "/console/agents/read-bot/variants/v",
+                 "/console/agents/read-bot/history", "/console/agents/read-bot/experiments",
+                 "/console/agents/read-bot/variants/v/activate"):
+        page = await browser.page(path)
+        posts = re.findall(r'<form method="post" action="([^"]+)"', page)
+        assert posts == ["/console/sign-out"], (path, posts)
+    refused = await browser.submit("/console/agents/read-bot/variants/v/activate", {"version": "1"},
+                                   from_page="/console/agents")
+    assert refused.status_code == 403
+
+
+async def test_a_revoked_key_is_signed_out(admin: Browser, browser: Browser, db: Database) -> None:
+    from services.api.keys import service as keys
+
+    name, secret = await make_key(db, "write")
+    await browser.sign_in(secret)
+    assert (await browser.http.get("/console/agents")).status_code == 200
+    await keys.revoke_key(db, name)
+    response = await browser.http.get("/console/agents")
+    assert response.status_code == 303 and response.headers["location"] == "/console/sign-in"
+
+
+async def test_sign_out_ends_the_session_on_the_server(admin: Browser) -> None:
+    token = admin.http.cookies.get("av_session")
+    await admin.http.post("/console/sign-out", data={"csrf": csrf_of(await admin.page("/console/agents"))})
+    admin.http.cookies.set("av_session", token, path="/console")  # a copy of the cookie kept somewhere
+    assert (await admin.http.get("/console/agents")).status_code == 303
+
+
+async def test_console_pages_allow_only_their_own_assets(admin: Browser) -> None:
+    response = await admin.http.get("/console/agents")
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "style-src 'self'" in csp
+    assert response.headers["x-frame-options"] == "DENY"
+    assert (await admin.http.get("/console/static/console.css")).status_code == 200
+    assert (await admin.http.get("/console/static/../app.py")).status_code == 404
+
+
+async def test_an_experiment_from_draft_to_results_with_charts_and_a_reading(admin: Browser, db: Database) -> None:
+    from services.api.outcomes import service as outcomes
+    from services.api.outcomes.schemas import OutcomeIn
+
+    await admin.submit("/console/agents", {"name": "Test bot", "config.model_provider": "p", "config.model_name": "m"},
+                       from_page="/console/agents")
+    await admin.submit("/console/agents/test-bot/variants", {"variant_name": "Terse", "overrides.max_tokens": "64"},
+                       from_page="/console/agents/test-bot")
+    bad = await admin.submit("/console/agents/test-bot/experiments",
+                             {"name": "T", "arms[0].variant": "base", "arms[0].weight": "1",
+                              "arms[1].variant": "terse", "arms[1].weight": "0"},
+                             from_page="/console/agents/test-bot/experiments")
+    assert bad.status_code == 422 and re.search(r'id="err-arms-1-weight"[^>]*>[^<]+<', bad.text)
+    made = await admin.submit("/console/agents/test-bot/experiments",
+                              {"name": "Terse vs base", "arms[0].variant": "base", "arms[0].weight": "1",
+                               "arms[1].variant": "terse", "arms[1].weight": "1"},
+                              from_page="/console/agents/test-bot/experiments")
+    assert made.status_code == 303
+    page_path = made.headers["location"]
+    started = await admin.submit(page_path + "/start", {}, from_page=page_path)
+    assert started.status_code == 303
+    page = await admin.page(page_path)
+    assert 'id="status">running' in page
+    experiment_id = page_path.rsplit("/", 1)[1]
+    from services.api.variants import service as variants
+
+    terse = await variants.get_variant(db, "test-bot", "terse")
+    batch = [OutcomeIn(variant_id=None if n % 2 else terse["id"],
+                       experiment_id=experiment_id, input_tokens=100, output_tokens=20, latency_ms=500 + n,
+                       success=n % 3 != 0, score=float(n % 5)) for n in range(80)]
+    await outcomes.store(db, "test-bot", batch, batch=True)
+    page = await admin.page(page_path)
+    assert page.count("<svg") >= 4 and "Reading" in page
+    assert re.search(r'<div id="reading">\s*<p>', page)
+    stopped = await admin.submit(page_path + "/stop", {}, from_page=page_path)
+    assert stopped.status_code == 303 and 'id="status">stopped' in await admin.page(page_path)
+    assert "<svg" in await admin.page("/console/agents/test-bot")  # the usage chart
+
+
+async def test_history_as_of_restore_and_compare(admin: Browser) -> None:
+    await admin.submit("/console/agents", {"name": "Hist bot", "config.model_provider": "p", "config.model_name": "m"},
+                       from_page="/console/agents")
+    await admin.submit("/console/agents/hist-bot/variants", {"variant_name": "V", "overrides.temperature": "0.2"},
+                       from_page="/console/agents/hist-bot")
+    page = await admin.page("/console/agents/hist-bot/variants/v")
+    edited = await admin.http.post("/console/agents/hist-bot/variants/v/edit", data={
+        "csrf": csrf_of(page), "version": "1", "variant_name": "V", "description": "", "overrides.temperature": "0.9"})
+    assert edited.status_code == 303
+    history = await admin.page("/console/agents/hist-bot/history")
+    assert re.search(r"<code>overrides.temperature</code>.*?0\.2.*?0\.9", history, re.S)
+    revisions = re.findall(r'name="revision_id" value="(rev_[0-9A-Z]{26})"', history)
+    assert len(revisions) == 2  # the create, then the update: newest first
+    restored = await admin.http.post("/console/agents/hist-bot/variants/v/restore",
+                                     data={"csrf": csrf_of(history), "revision_id": revisions[1]})
+    assert restored.status_code == 303
+    assert re.search(r'id="f-overrides-temperature"[^>]*value="0.2"', await admin.page("/console/agents/hist-bot/"
+                                                                                       "variants/v"))
+    compared = await admin.page(f"/console/agents/hist-bot/variants/v?against={revisions[0]}")
+    assert re.search(r"<code>temperature</code>.*?0\.9.*?0\.2", compared, re.S)
+    as_of = await admin.page("/console/agents/hist-bot/history?at=2000-01-01T00:00:00")
+    assert "did not exist" in as_of or "not found" in as_of.lower()
