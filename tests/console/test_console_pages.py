@@ -189,3 +189,24 @@ async def test_history_as_of_restore_and_compare(admin: Browser) -> None:
     assert re.search(r"<code>temperature</code>.*?0\.9.*?0\.2", compared, re.S)
     as_of = await admin.page("/console/agents/hist-bot/history?at=2000-01-01T00:00:00")
     assert "did not exist" in as_of or "not found" in as_of.lower()
+
+
+async def test_long_lists_are_paged(admin: Browser, db: Database) -> None:
+    from services.api.agents import service as agents
+    from services.api.agents.schemas import AgentCreate
+    from services.api.console.agents import PAGE
+    from services.api.variants import service as variants
+    from services.api.variants.schemas import VariantCreate
+
+    agent = await agents.create_agent(db, AgentCreate.model_validate({"name": "Many bot", "config": {
+        "model_provider": "p", "model_name": "m"}}))
+    for n in range(PAGE + 3):
+        await variants.create_variant(db, agent["id"], VariantCreate.model_validate({"variant_name": f"v{n:03d}"}))
+    first = await admin.page("/console/agents/many-bot")
+    row = re.compile(r'<td><a href="/console/agents/many-bot/variants/v\d+">')
+    assert len(row.findall(first)) == PAGE
+    older = re.search(r'href="(/console/agents/many-bot\?after=var_[0-9A-Z]{26})#variants-h"', first)
+    assert older, "no link to the older variants"
+    second = await admin.page(older.group(1))
+    assert len(row.findall(second)) == 3
+    assert 'value="v000"' in first  # every variant can be cloned, paged or not

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from sqlalchemy import or_
+from sqlalchemy import or_, select
 
 from services.api.agents import repository as agent_rows
 from services.api.agents import service as agents
@@ -19,6 +19,7 @@ from services.api.console.sessions import Viewer
 from services.api.console.web import config_from, db_of, errors_of, render, see_other, url, viewer, writer
 from services.api.exceptions import DomainError
 from services.api.outcomes import service as outcomes
+from services.api.variants import repository as variant_rows
 from services.api.variants import service as variants
 from services.api.variants.schemas import VariantCreate, VariantUpdate
 from services.api.writes import WriteContext
@@ -95,18 +96,35 @@ async def create(request: Request, writes: Writes) -> Response:
 
 
 @router.get("/agents/{agent}")
-async def agent_page(request: Request, agent: str, who: Seen) -> Response:
+async def agent_page(request: Request, agent: str, who: Seen, after: str | None = None) -> Response:
+    return await _agent_page(request, agent, who, after=after, form={}, errors={}, problem=None)
+
+
+async def _agent_page(request: Request, agent: str, who: Viewer, *, after: str | None, form: dict[str, str],
+                      errors: dict[str, str], problem: str | None, status_code: int = 200) -> Response:
     db = db_of(request)
     found = await agents.get_agent(db, agent)
     async with db.read() as conn:
         resolved = await resolve_agent_config(conn, found["id"])
-    listed = await variants.list_variants(db, found["id"], after=None, limit=200, is_active=None)
+        slugs = await _variant_slugs(conn, found["id"])
+    page = await variants.list_variants(db, found["id"], after=after, limit=PAGE + 1, is_active=None)
+    more = len(page) > PAGE
     usage = await outcomes.usage(db, found["id"])
-    names = {v["id"]: v["variant_name"] for v in listed}
-    names[None] = "base config"  # type: ignore[index]
-    return render(request, "agent.html", who=who, agent=found, resolved=resolved, variants=listed,
-                  fields=CONFIG_FIELDS, kinds=field_kinds(), form={}, errors={}, problem=None,
-                  usage=usage, usage_svg=charts.usage_chart(usage, names) if usage["outcomes"] else None)
+    names: dict[str | None, str] = dict(slugs)
+    names[None] = "base config"
+    return render(request, "agent.html", status_code=status_code, who=who, agent=found, resolved=resolved,
+                  variants=page[:PAGE], more=more, next_after=page[PAGE - 1]["id"] if more else None,
+                  slugs=[slug for _, slug in slugs], fields=CONFIG_FIELDS, kinds=field_kinds(), form=form,
+                  errors=errors, problem=problem, creating=bool(errors or problem), usage=usage,
+                  usage_svg=charts.usage_chart(usage, names) if usage["outcomes"] else None)
+
+
+async def _variant_slugs(conn: Any, agent_id: str) -> list[tuple[str, str]]:
+    """(id, slug) of every variant of the agent: for the "start from" and arm pickers."""
+    table = variant_rows.variants
+    rows = await conn.execute(select(table.c.id, table.c.slug).where(table.c.agent_id == agent_id)
+                              .order_by(table.c.slug))
+    return [(row.id, row.slug) for row in rows]
 
 
 @router.get("/agents/{agent}/edit")
@@ -154,13 +172,8 @@ async def create_variant(request: Request, agent: str, writes: Writes) -> Respon
                                                 context=context_of(who))
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
-        async with db.read() as conn:
-            resolved = await resolve_agent_config(conn, found["id"])
-        listed = await variants.list_variants(db, found["id"], after=None, limit=200, is_active=None)
-        usage = await outcomes.usage(db, found["id"])
-        return render(request, "agent.html", status_code=422, who=who, agent=found, resolved=resolved,
-                      variants=listed, fields=CONFIG_FIELDS, kinds=field_kinds(), form=form, errors=errors,
-                      problem=problem, usage=usage, usage_svg=None, creating=True)
+        return await _agent_page(request, found["id"], who, after=None, form=form, errors=errors, problem=problem,
+                                 status_code=422)
     return see_other(url("agents", found["slug"], "variants", created["slug"]))
 
 
@@ -175,7 +188,8 @@ async def variant_page(request: Request, agent: str, variant: str, who: Seen, ag
     changes = await _changes(request, found, shown, against, live)
     form = {f"overrides.{name}": value for name, value in shown["overrides"].items()}
     form.update(variant_name=shown["variant_name"], description=shown["description"])
-    others = await variants.list_variants(db, found["id"], after=None, limit=200, is_active=None)
+    async with db.read() as conn:
+        others = await _variant_slugs(conn, found["id"])
     return render(request, "variant.html", who=who, agent=found, variant=shown, preview=preview, live=live,
                   changes=changes, against=against, others=others, fields=CONFIG_FIELDS, kinds=field_kinds(),
                   form=form, errors={}, problem=None)
@@ -217,7 +231,7 @@ async def edit_variant(request: Request, agent: str, variant: str, writes: Write
         async with db.read() as conn:
             preview = await resolve_agent_config(conn, found["id"], variant=shown["id"])
             live = await resolve_agent_config(conn, found["id"])
-        others = await variants.list_variants(db, found["id"], after=None, limit=200, is_active=None)
+            others = await _variant_slugs(conn, found["id"])
         return render(request, "variant.html", status_code=422, who=who, agent=found, variant=shown,
                       preview=preview, live=live, changes=[], against="live", others=others, fields=CONFIG_FIELDS,
                       kinds=field_kinds(), form=form, errors=errors, problem=problem)

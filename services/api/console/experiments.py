@@ -11,13 +11,13 @@ from pydantic import ValidationError
 
 from services.api.agents import service as agents
 from services.api.console import charts, reading
+from services.api.console.agents import _variant_slugs
 from services.api.console.sessions import Viewer
 from services.api.console.web import db_of, errors_of, render, see_other, url, viewer, writer
 from services.api.exceptions import DomainError
 from services.api.experiments import service as experiments
 from services.api.experiments.schemas import ExperimentCreate
 from services.api.outcomes import service as outcomes
-from services.api.variants import service as variants
 from services.api.writes import WriteContext
 
 router = APIRouter()
@@ -31,7 +31,8 @@ async def _page(request: Request, agent: str, who: Viewer, *, form: dict[str, st
     db = db_of(request)
     found = await agents.get_agent(db, agent)
     listed = await experiments.list_experiments(db, found["id"], after=None, limit=100, status=None)
-    choices = await variants.list_variants(db, found["id"], after=None, limit=200, is_active=None)
+    async with db.read() as conn:
+        choices = [slug for _, slug in await _variant_slugs(conn, found["id"])]
     return render(request, "experiments.html", status_code=status_code, who=who, agent=found, experiments=listed,
                   choices=choices, rows=range(ARM_ROWS), form=form, errors=errors, problem=problem)
 
@@ -77,8 +78,8 @@ async def results_page(request: Request, agent: str, experiment: str, who: Seen,
     found = await agents.get_agent(db, agent)
     shown = await experiments.get_experiment(db, found["id"], experiment)
     results = await outcomes.results(db, found["id"], shown["id"])
-    listed = await variants.list_variants(db, found["id"], after=None, limit=200, is_active=None)
-    by_id = {v["id"]: v["variant_name"] for v in listed}
+    async with db.read() as conn:
+        by_id = dict(await _variant_slugs(conn, found["id"]))
     names = [("Control: " if arm["arm"] == 0 else f"Arm {arm['arm']}: ")
              + (by_id.get(arm["variant_id"], "deleted variant") if arm["variant_id"] else "base config")
              for arm in results["arms"]]
