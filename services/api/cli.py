@@ -81,7 +81,8 @@ def _first_admin_key(url: str, settings: Settings) -> None:
           f"No API key existed, so an admin key named '{created['name']}' was created.\n"
           f"It is shown this once (and saved, readable only by you, in {path}):\n\n"
           f"    {created['secret']}\n\n"
-          f"Send it as `Authorization: Bearer <key>`. Make narrower keys with\n"
+          f"Send it as `Authorization: Bearer <key>`, or sign in to the console with it\n"
+          f"(/console on this server). Make narrower keys with\n"
           f"`agent-variants keys create --name NAME --scope resolve|read|write|admin`.\n"
           f"{rule}", flush=True)
 
