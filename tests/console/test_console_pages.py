@@ -210,3 +210,19 @@ async def test_long_lists_are_paged(admin: Browser, db: Database) -> None:
     second = await admin.page(older.group(1))
     assert len(row.findall(second)) == 3
     assert 'value="v000"' in first  # every variant can be cloned, paged or not
+
+
+async def test_with_auth_disabled_sign_in_asks_for_no_key_and_gives_full_rights(db: Database) -> None:
+    import httpx
+
+    from services.api.app import create_app
+    from tests.helpers import settings_for_tests
+
+    app = create_app(settings_for_tests(auth_disabled=True), database=db)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        form = await http.get("/console/sign-in")
+        assert 'name="key"' not in form.text and "disabled" in form.text
+        signed = await http.post("/console/sign-in", data={"csrf": csrf_of(form.text)})
+        assert signed.status_code == 303
+        page = await http.get("/console/agents")
+        assert page.status_code == 200 and 'action="/console/agents"' in page.text  # may create
