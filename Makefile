@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.watch
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.sdk
+	$(BIN)/python -m bench.console
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .hypothesis

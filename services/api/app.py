@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -127,6 +128,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         app.state.resolution_listener = listener
         background = [asyncio.create_task(_purge_idempotency_keys(db)),
                       asyncio.create_task(ring.flush_usage_forever())]
+        # Everything loaded so far (modules, routes, models) lives as long as the process:
+        # out of the collector's sight, a full collection takes about 1 ms instead of about
+        # 85 ms (bench/console.py measured the pauses in the p95 of the console's pages).
+        gc.freeze()
         try:
             yield
         finally:
