@@ -20,6 +20,7 @@ from services.api.access.rate_limit import Limit, RateLimiter
 from services.api.access.rules import RouteRules
 from services.api.agents.router import router as agents_router
 from services.api.console import router as console
+from services.api.console import sessions as console_sessions
 from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL, Database
 from services.api.experiments.router import router as experiments_router
 from services.api.idempotency import IdempotencyMiddleware
@@ -46,12 +47,16 @@ log = logging.getLogger(__name__)
 
 
 async def _purge_idempotency_keys(db: Database, *, every_seconds: float = 600) -> None:
-    """Delete idempotency keys past their 24 hours, every ten minutes, for the app's life."""
+    """Delete idempotency keys past their 24 hours and console sessions past their 12,
+    every ten minutes, for the app's life."""
     while True:
         try:
             purged = await idempotency.purge_expired(db)
             if purged:
                 log.info("purged %d expired idempotency keys", purged)
+            purged = await console_sessions.purge_expired(db)
+            if purged:
+                log.info("purged %d expired console sessions", purged)
         except Exception as error:  # noqa: BLE001 - a failed purge is retried next time
             log.warning("purging idempotency keys failed: %s", error)
         await asyncio.sleep(every_seconds)

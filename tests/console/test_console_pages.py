@@ -69,9 +69,15 @@ async def test_a_variant_activated_behind_its_confirmation_changes_the_resolved_
     assert made.status_code == 303 and made.headers["location"] == "/console/agents/flow-bot/variants/cold"
     confirm = await admin.page("/console/agents/flow-bot/variants/cold/activate")
     assert re.search(r"<code>temperature</code>.*?0\.7.*?0\.1", confirm, re.S)  # exactly what will change
+    state = re.search(r'name="state" value="([0-9a-f]+)"', confirm).group(1)
+    stale = await admin.http.post("/console/agents/flow-bot/variants/cold/activate",
+                                  data={"csrf": csrf_of(confirm), "version": "1", "state": "0" * 32})
+    assert stale.status_code == 409 and "changed since" in stale.text  # shown again, not done
     done = await admin.http.post("/console/agents/flow-bot/variants/cold/activate",
-                                 data={"csrf": csrf_of(confirm), "version": "1"})
+                                 data={"csrf": csrf_of(confirm), "version": "1", "state": state})
     assert done.status_code == 303
+    again = await admin.page("/console/agents/flow-bot/variants/cold/activate")
+    assert "already active" in again and 'action="/console/agents/flow-bot/variants/cold/activate"' not in again
     page = await admin.page("/console/agents/flow-bot")
     assert re.search(r'data-field="temperature">.*?0\.1.*?badge variant', page, re.S)
     assert "is-active" in page
@@ -178,7 +184,8 @@ async def test_history_as_of_restore_and_compare(admin: Browser) -> None:
     assert edited.status_code == 303
     history = await admin.page("/console/agents/hist-bot/history")
     assert re.search(r"<code>overrides.temperature</code>.*?0\.2.*?0\.9", history, re.S)
-    revisions = re.findall(r'name="revision_id" value="(rev_[0-9A-Z]{26})"', history)
+    revisions = re.findall(r'/restore" class="inline">\s*<input type="hidden" name="csrf" value="[^"]+">'
+                           r'<input type="hidden" name="revision_id" value="(rev_[0-9A-Z]{26})"', history)
     assert len(revisions) == 2  # the create, then the update: newest first
     restored = await admin.http.post("/console/agents/hist-bot/variants/v/restore",
                                      data={"csrf": csrf_of(history), "revision_id": revisions[1]})
@@ -226,3 +233,125 @@ async def test_with_auth_disabled_sign_in_asks_for_no_key_and_gives_full_rights(
         assert signed.status_code == 303
         page = await http.get("/console/agents")
         assert page.status_code == 200 and 'action="/console/agents"' in page.text  # may create
+
+
+# --- from review: each of these was a hole or a 500 ------------------------------------------
+
+
+async def test_a_resolve_key_cannot_sign_in(browser: Browser, db: Database) -> None:
+    _, secret = await make_key(db, "resolve")
+    response = await browser.sign_in(secret)
+    assert response.status_code == 403 and "read or above" in response.text
+    assert "av_session" not in response.headers.get("set-cookie", "")
+
+
+async def test_a_session_opened_while_auth_was_off_ends_when_it_is_on(db: Database) -> None:
+    import httpx
+
+    from services.api.app import create_app
+    from tests.helpers import settings_for_tests
+
+    off = create_app(settings_for_tests(auth_disabled=True), database=db)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=off), base_url="http://test") as http:
+        form = await http.get("/console/sign-in")
+        await http.post("/console/sign-in", data={"csrf": csrf_of(form.text)})
+        token = http.cookies.get("av_session")
+    on = create_app(settings_for_tests(), database=db)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=on), base_url="http://test",
+                                 cookies={"av_session": token}) as http:
+        assert (await http.get("/console/agents")).status_code == 303
+
+
+async def test_odd_input_is_a_4xx_never_a_500(admin: Browser) -> None:
+    await admin.submit("/console/agents", {"name": "Odd bot", "config.model_provider": "p", "config.model_name": "m"},
+                       from_page="/console/agents")
+    for path, status in [("/console/agents?after=%00", 422), ("/console/agents?q=%00", 200),
+                         ("/console/agents/odd-bot?after=junk", 422),
+                         ("/console/agents/odd-bot/history?after=%00", 422),
+                         ("/console/agents/odd-bot/history?at=9999-12-31T23:59:59-01:00", 200),
+                         ("/console/agents/odd-bot/history?at=yesterday", 200),
+                         ("/console/agents/odd-bot/experiments/%00", 404),
+                         ("/console/agents/odd-bot/variants/nope/frobnicate", 404)]:
+        assert (await admin.http.get(path)).status_code == status, path
+    assert (await admin.http.post("/console/agents", data={"csrf": "é"})).status_code == 403
+    await admin.http.get("/console/sign-in")
+    assert (await admin.http.post("/console/sign-in", data={"csrf": "é", "key": "x"})).status_code == 403
+    assert (await admin.http.get("/v1/agents/odd-bot/experiments/%00",
+                                 headers={"Authorization": "Bearer x"})).status_code in (401, 404)
+
+
+async def test_a_read_key_gets_no_edit_form(admin: Browser, browser: Browser, db: Database) -> None:
+    await admin.submit("/console/agents", {"name": "Ro bot", "config.model_provider": "p", "config.model_name": "m"},
+                       from_page="/console/agents")
+    _, secret = await make_key(db, "read")
+    await browser.sign_in(secret)
+    response = await browser.http.get("/console/agents/ro-bot/edit")
+    assert response.status_code == 403 and "<form method=\"post\" action=\"/console/agents/ro-bot" not in response.text
+    assert "/edit" not in await browser.page("/console/agents/ro-bot")
+
+
+async def test_an_override_set_to_empty_survives_an_edit_of_another_field(admin: Browser, db: Database) -> None:
+    from services.api.variants import service as variants
+
+    await admin.submit("/console/agents", {"name": "Empty bot", "config.model_provider": "p", "config.model_name": "m",
+                                           "config.system_prompt": "Base prompt."}, from_page="/console/agents")
+    made = await admin.submit("/console/agents/empty-bot/variants",
+                              {"variant_name": "Silent", "overrides.system_prompt": "",
+                               "overrides.system_prompt.empty": "on"}, from_page="/console/agents/empty-bot")
+    assert made.status_code == 303
+    assert (await variants.get_variant(db, "empty-bot", "silent"))["overrides"] == {"system_prompt": ""}
+    page = await admin.page("/console/agents/empty-bot/variants/silent")
+    assert re.search(r'name="overrides.system_prompt.empty" checked', page)
+    form = {"csrf": csrf_of(page), "version": "1", "variant_name": "Silent", "description": "",
+            "overrides.system_prompt": "", "overrides.system_prompt.empty": "on", "overrides.temperature": "0.5"}
+    assert (await admin.http.post("/console/agents/empty-bot/variants/silent/edit", data=form)).status_code == 303
+    assert (await variants.get_variant(db, "empty-bot", "silent"))["overrides"] == {"system_prompt": "",
+                                                                                     "temperature": 0.5}
+
+
+async def test_a_stale_edit_keeps_refusing_until_reloaded(admin: Browser) -> None:
+    await admin.submit("/console/agents", {"name": "Race bot", "config.model_provider": "p", "config.model_name": "m"},
+                       from_page="/console/agents")
+    page = await admin.page("/console/agents/race-bot/edit")
+    fields = {"csrf": csrf_of(page), "version": "1", "name": "Race bot", "description": "",
+              "config.model_provider": "p", "config.model_name": "m"}
+    assert (await admin.http.post("/console/agents/race-bot/edit",
+                                  data={**fields, "config.temperature": "1.5"})).status_code == 303
+    late = await admin.http.post("/console/agents/race-bot/edit", data={**fields, "config.temperature": "0.2"})
+    assert late.status_code == 412 or late.status_code == 422
+    assert 'name="version" value="1"' in late.text  # resubmitting it fails again, never overwrites
+    spoofed = await admin.http.post("/console/agents/race-bot/edit", data={**fields, "version": '1", *, "x'})
+    assert spoofed.status_code in (412, 422)
+    assert re.search(r'data-field="temperature">.*?1\.5', await admin.page("/console/agents/race-bot"), re.S)
+
+
+async def test_arm_errors_land_on_their_rows_and_a_bad_comparison_says_so(admin: Browser) -> None:
+    await admin.submit("/console/agents", {"name": "Arm bot", "config.model_provider": "p", "config.model_name": "m"},
+                       from_page="/console/agents")
+    await admin.submit("/console/agents/arm-bot/variants", {"variant_name": "V"}, from_page="/console/agents/arm-bot")
+    bad = await admin.submit("/console/agents/arm-bot/experiments",
+                             {"name": "T", "arms[0].variant": "base", "arms[0].weight": "1",
+                              "arms[2].variant": "v", "arms[2].weight": "0"},
+                             from_page="/console/agents/arm-bot/experiments")
+    assert re.search(r'id="err-arms-2-weight"', bad.text) and not re.search(r'id="err-arms-1-weight"', bad.text)
+    page = await admin.page("/console/agents/arm-bot/variants/v?against=rev_00000000000000000000000000")
+    assert re.search(r'class="error" role="alert" id="diff">[^<]*not found', page)
+
+
+async def test_undo_names_what_it_undoes_and_refuses_if_something_else_came_first(admin: Browser) -> None:
+    await admin.submit("/console/agents", {"name": "Undo bot", "config.model_provider": "p", "config.model_name": "m"},
+                       from_page="/console/agents")
+    await admin.submit("/console/agents/undo-bot/variants", {"variant_name": "A"}, from_page="/console/agents/undo-bot")
+    history = await admin.page("/console/agents/undo-bot/history")
+    shown = re.search(r'name="revision_id" value="(rev_[0-9A-Z]{26})">\s*<button type="submit">Undo', history)
+    assert shown and "create of variant “A”" in history
+    await admin.submit("/console/agents/undo-bot/variants", {"variant_name": "B"}, from_page="/console/agents/undo-bot")
+    late = await admin.http.post("/console/agents/undo-bot/undo",
+                                 data={"csrf": csrf_of(history), "revision_id": shown.group(1)})
+    assert late.status_code == 409 and "latest change is now" in late.text
+    assert "/variants/b" in await admin.page("/console/agents/undo-bot")  # B was not undone
+
+
+async def test_a_page_reached_without_the_cookie_does_not_delete_it(browser: Browser) -> None:
+    response = await browser.http.get("/console/agents")
+    assert response.status_code == 303 and "av_session" not in response.headers.get("set-cookie", "")

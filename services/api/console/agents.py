@@ -4,6 +4,8 @@ diff) and activation behind a confirmation that shows exactly what will change."
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -16,19 +18,37 @@ from services.api.agents import service as agents
 from services.api.agents.schemas import AgentCreate, AgentUpdate
 from services.api.console import charts
 from services.api.console.sessions import Viewer
-from services.api.console.web import config_from, db_of, errors_of, render, see_other, url, viewer, writer
-from services.api.exceptions import DomainError
+from services.api.console.web import (
+    Forbidden,
+    config_from,
+    db_of,
+    errors_of,
+    refusal,
+    render,
+    see_other,
+    url,
+    viewer,
+    writer,
+)
+from services.api.exceptions import DomainError, NotFound
 from services.api.outcomes import service as outcomes
 from services.api.variants import repository as variant_rows
 from services.api.variants import service as variants
 from services.api.variants.schemas import VariantCreate, VariantUpdate
 from services.api.writes import WriteContext
 from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, resolve_agent_config
+from services.shared.identifiers import is_id
 
 router = APIRouter()
 PAGE = 25
 Seen = Annotated[Viewer, Depends(viewer)]
 Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
+
+
+def if_match(form: dict[str, str]) -> str:
+    """The version the page showed, as an If-Match (digits only: nothing else may pass for one)."""
+    version = form.get("version", "")
+    return f'"{version}"' if version.isdigit() else '"none"'
 
 
 def context_of(who: Viewer) -> WriteContext:
@@ -56,7 +76,9 @@ def field_kinds() -> dict[str, str]:
 
 @router.get("/agents")
 async def list_page(request: Request, who: Seen, q: str = "", after: str | None = None) -> Response:
-    found = await _search(request, q.strip(), after)
+    if after is not None and not is_id("agent", after):
+        return refusal(422, "Not a page", f"'{after}' is not an agent id.", request)
+    found = await _search(request, q.replace("\x00", "").strip(), after)
     more = len(found) > PAGE
     return render(request, "agents.html", who=who, agents=found[:PAGE], q=q, more=more,
                   next_after=found[PAGE - 1]["id"] if more else None, form={}, errors={}, problem=None,
@@ -97,6 +119,8 @@ async def create(request: Request, writes: Writes) -> Response:
 
 @router.get("/agents/{agent}")
 async def agent_page(request: Request, agent: str, who: Seen, after: str | None = None) -> Response:
+    if after is not None and not is_id("variant", after):
+        return refusal(422, "Not a page", f"'{after}' is not a variant id.", request)
     return await _agent_page(request, agent, who, after=after, form={}, errors={}, problem=None)
 
 
@@ -129,8 +153,10 @@ async def _variant_slugs(conn: Any, agent_id: str) -> list[tuple[str, str]]:
 
 @router.get("/agents/{agent}/edit")
 async def edit_form(request: Request, agent: str, who: Seen) -> Response:
+    if not who.can_write:
+        raise Forbidden
     found = await agents.get_agent(db_of(request), agent)
-    form = {"name": found["name"], "description": found["description"],
+    form = {"name": found["name"], "description": found["description"], "version": str(found["version"]),
             **{f"config.{name}": found["config"][name] for name in CONFIG_FIELDS}}
     return render(request, "agent_edit.html", who=who, agent=found, form=form, errors={}, problem=None,
                   fields=CONFIG_FIELDS, kinds=field_kinds())
@@ -143,7 +169,7 @@ async def edit(request: Request, agent: str, writes: Writes) -> Response:
     found = await agents.get_agent(db, agent)
     patch = {"name": form.get("name", ""), "description": form.get("description", ""),
              "config": config_from(form, "config", keep_empty=True)}
-    context = WriteContext(actor=who.key_name, api_key=who.key_name, if_match=f'"{form.get("version", "")}"')
+    context = WriteContext(actor=who.key_name, api_key=who.key_name, if_match=if_match(form))
     try:
         await agents.update_agent(db, found["id"], AgentUpdate.model_validate(patch), context=context)
     except (ValidationError, DomainError) as error:
@@ -185,14 +211,19 @@ async def variant_page(request: Request, agent: str, variant: str, who: Seen, ag
     async with db.read() as conn:
         preview = await resolve_agent_config(conn, found["id"], variant=shown["id"])
         live = await resolve_agent_config(conn, found["id"])
-    changes = await _changes(request, found, shown, against, live)
+    try:
+        changes, against_error = await _changes(request, found, shown, against, live), None
+    except DomainError as error:  # not base, nor a variant, nor a revision of this agent
+        changes, against_error = [], error.detail
     form = {f"overrides.{name}": value for name, value in shown["overrides"].items()}
+    form.update({f"overrides.{name}.empty": "on" for name, value in shown["overrides"].items() if value == ""})
     form.update(variant_name=shown["variant_name"], description=shown["description"])
     async with db.read() as conn:
         others = await _variant_slugs(conn, found["id"])
+    form["version"] = str(shown["version"])
     return render(request, "variant.html", who=who, agent=found, variant=shown, preview=preview, live=live,
-                  changes=changes, against=against, others=others, fields=CONFIG_FIELDS, kinds=field_kinds(),
-                  form=form, errors={}, problem=None)
+                  changes=changes, against=against, against_error=against_error, others=others, fields=CONFIG_FIELDS,
+                  kinds=field_kinds(), form=form, errors={}, problem=None)
 
 
 async def _changes(request: Request, agent: dict[str, Any], variant: dict[str, Any], against: str,
@@ -204,10 +235,7 @@ async def _changes(request: Request, agent: dict[str, Any], variant: dict[str, A
             preview = await resolve_agent_config(conn, agent["id"], variant=variant["id"])
         return [{"field": f, "from": getattr(live, f), "to": getattr(preview, f)}
                 for f in CONFIG_FIELDS if getattr(live, f) != getattr(preview, f)]
-    try:
-        diff = await variants.diff_variant(db_of(request), agent["id"], variant["id"], against=against)
-    except DomainError:
-        return []
+    diff = await variants.diff_variant(db_of(request), agent["id"], variant["id"], against=against)
     return list(diff["changes"])
 
 
@@ -222,7 +250,7 @@ async def edit_variant(request: Request, agent: str, variant: str, writes: Write
     overrides: dict[str, Any] = {name: posted.get(name) for name in CONFIG_FIELDS}
     patch = {"variant_name": form.get("variant_name", ""), "description": form.get("description", ""),
              "overrides": overrides}
-    context = WriteContext(actor=who.key_name, api_key=who.key_name, if_match=f'"{form.get("version", "")}"')
+    context = WriteContext(actor=who.key_name, api_key=who.key_name, if_match=if_match(form))
     try:
         await variants.update_variant(db, found["id"], shown["id"], VariantUpdate.model_validate(patch),
                                       context=context)
@@ -241,34 +269,56 @@ async def edit_variant(request: Request, agent: str, variant: str, writes: Write
 @router.get("/agents/{agent}/variants/{variant}/{action}")
 async def confirm(request: Request, agent: str, variant: str, action: str, who: Seen) -> Response:
     """What activating (or deactivating) will change, field by field, before it happens."""
-    if action not in ("activate", "deactivate"):
-        from services.api.exceptions import NotFound
+    return await _confirmation(request, agent, variant, action, who, notice=None)
 
+
+async def _confirmation(request: Request, agent: str, variant: str, action: str, who: Viewer, *,
+                        notice: str | None, status_code: int = 200) -> Response:
+    if action not in ("activate", "deactivate"):
         raise NotFound("Page", action)
     db = db_of(request)
     found = await agents.get_agent(db, agent)
     shown = await variants.get_variant(db, found["id"], variant)
-    async with db.read() as conn:
-        live = await resolve_agent_config(conn, found["id"])
-        after = await resolve_agent_config(conn, found["id"], variant=shown["id"] if action == "activate" else "base")
-    changes = [{"field": f, "from": getattr(live, f), "to": getattr(after, f)}
-               for f in CONFIG_FIELDS if getattr(live, f) != getattr(after, f)]
-    return render(request, "confirm.html", who=who, agent=found, variant=shown, action=action, changes=changes,
-                  live=live)
+    live, changes = await _what_changes(request, found["id"], shown, action)
+    # Already so: the action would change nothing, and the page offers no button.
+    moot = shown["is_active"] == (action == "activate")
+    return render(request, "confirm.html", status_code=status_code, who=who, agent=found, variant=shown,
+                  action=action, changes=changes, live=live, moot=moot, state=_state(live, shown), notice=notice)
+
+
+async def _what_changes(request: Request, agent_id: str, variant: dict[str, Any], action: str) -> tuple[Any, list]:
+    async with db_of(request).read() as conn:
+        live = await resolve_agent_config(conn, agent_id)
+        if variant["is_active"] == (action == "activate"):
+            return live, []
+        after = await resolve_agent_config(conn, agent_id, variant=variant["id"] if action == "activate" else "base")
+    return live, [{"field": f, "from": getattr(live, f), "to": getattr(after, f)}
+                  for f in CONFIG_FIELDS if getattr(live, f) != getattr(after, f)]
+
+
+def _state(live: Any, variant: dict[str, Any]) -> str:
+    """A digest of what the confirmation showed: the live config and the variant's version.
+    If either moved before the click, the confirmation is shown again, up to date."""
+    seen = json.dumps([live.variant_id, live.config(), variant["version"]], sort_keys=True, default=str)
+    return hashlib.sha256(seen.encode()).hexdigest()[:32]
 
 
 @router.post("/agents/{agent}/variants/{variant}/{action}")
 async def act(request: Request, agent: str, variant: str, action: str, writes: Writes) -> Response:
     who, form = writes
+    if action not in ("activate", "deactivate"):
+        raise NotFound("Action", action)
     db = db_of(request)
     found = await agents.get_agent(db, agent)
-    context = WriteContext(actor=who.key_name, api_key=who.key_name, if_match=f'"{form.get("version", "")}"')
+    shown = await variants.get_variant(db, found["id"], variant)
+    live, _ = await _what_changes(request, found["id"], shown, action)
+    if form.get("state") != _state(live, shown):
+        return await _confirmation(request, agent, variant, action, who, status_code=409,
+                                   notice="The config changed since that page was shown. This is what will change"
+                                          " now; confirm again.")
+    context = WriteContext(actor=who.key_name, api_key=who.key_name, if_match=if_match(form))
     if action == "activate":
-        await variants.activate_variant(db, found["id"], variant, context=context)
-    elif action == "deactivate":
-        await variants.deactivate_variant(db, found["id"], variant, context=context)
+        await variants.activate_variant(db, found["id"], shown["id"], context=context)
     else:
-        from services.api.exceptions import NotFound
-
-        raise NotFound("Action", action)
+        await variants.deactivate_variant(db, found["id"], shown["id"], context=context)
     return see_other(url("agents", found["slug"]))

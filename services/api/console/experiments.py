@@ -3,6 +3,7 @@ as charts per arm with a plain-language reading of each comparison with the cont
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -22,6 +23,7 @@ from services.api.writes import WriteContext
 
 router = APIRouter()
 ARM_ROWS = 4  # arm inputs on the create form (the API takes 2 to 10)
+ARM = re.compile(r"^arms\[(\d+)\]")
 Seen = Annotated[Viewer, Depends(viewer)]
 Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
 
@@ -49,6 +51,7 @@ async def create(request: Request, agent: str, writes: Writes) -> Response:
     db = db_of(request)
     found = await agents.get_agent(db, agent)
     arms: list[dict[str, Any]] = []
+    rows: list[int] = []  # the form row of each arm sent (empty rows are skipped)
     for row in range(ARM_ROWS):
         chosen = form.get(f"arms[{row}].variant", "").strip()
         if not chosen:
@@ -59,6 +62,7 @@ async def create(request: Request, agent: str, writes: Writes) -> Response:
         except ValueError:
             pass  # validation names it
         arms.append({"variant": chosen, "weight": weight})
+        rows.append(row)
     body: dict[str, Any] = {"name": form.get("name", ""), "arms": arms}
     if form.get("description", "").strip():
         body["description"] = form["description"]
@@ -67,13 +71,26 @@ async def create(request: Request, agent: str, writes: Writes) -> Response:
                                                       context=WriteContext(actor=who.key_name, api_key=who.key_name))
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
+        # The API numbers the arms it was sent; the form, its rows (some may be empty).
+        errors = {_to_row(param, rows): message for param, message in errors.items()}
         return await _page(request, agent, who, form=form, errors=errors, problem=problem, status_code=422)
     return see_other(url("agents", found["slug"], "experiments", created["id"]))
 
 
+def _to_row(param: str, rows: list[int]) -> str:
+    found = ARM.match(param)
+    if found is None or int(found.group(1)) >= len(rows):
+        return param
+    return f"arms[{rows[int(found.group(1))]}]{param[found.end():]}"
+
+
 @router.get("/agents/{agent}/experiments/{experiment}")
-async def results_page(request: Request, agent: str, experiment: str, who: Seen,
-                       problem: str | None = None) -> Response:
+async def results_page(request: Request, agent: str, experiment: str, who: Seen) -> Response:
+    return await _results(request, agent, experiment, who, problem=None)
+
+
+async def _results(request: Request, agent: str, experiment: str, who: Viewer, *, problem: str | None,
+                   status_code: int = 200) -> Response:
     db = db_of(request)
     found = await agents.get_agent(db, agent)
     shown = await experiments.get_experiment(db, found["id"], experiment)
@@ -83,7 +100,8 @@ async def results_page(request: Request, agent: str, experiment: str, who: Seen,
     names = [("Control: " if arm["arm"] == 0 else f"Arm {arm['arm']}: ")
              + (by_id.get(arm["variant_id"], "deleted variant") if arm["variant_id"] else "base config")
              for arm in results["arms"]]
-    return render(request, "experiment.html", who=who, agent=found, experiment=shown, results=results,
+    return render(request, "experiment.html", status_code=status_code, who=who, agent=found, experiment=shown,
+                  results=results,
                   names=names, charts=charts.results_charts(results, names), reading=reading.reading(results, names),
                   problem=problem)
 
@@ -106,5 +124,5 @@ async def act(request: Request, agent: str, experiment: str, action: str, writes
     except DomainError as error:
         if error.code == "resource_missing":
             raise
-        return await results_page(request, agent, experiment, who, problem=error.detail)
+        return await _results(request, agent, experiment, who, problem=error.detail, status_code=409)
     return see_other(url("agents", found["slug"], "experiments", experiment))

@@ -3,7 +3,7 @@ undo of the latest change, restore of a variant to a revision, and the "as of" v
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,12 +11,13 @@ from fastapi.responses import Response
 
 from services.api.agents import service as agents
 from services.api.console.sessions import Viewer
-from services.api.console.web import db_of, render, see_other, url, viewer, writer
+from services.api.console.web import db_of, refusal, render, see_other, url, viewer, writer
 from services.api.exceptions import DomainError
 from services.api.revisions import service as revisions
 from services.api.variants import service as variants
 from services.api.writes import WriteContext
 from services.shared.agent_config import CONFIG_FIELDS
+from services.shared.identifiers import is_id
 
 router = APIRouter()
 PAGE = 30
@@ -48,39 +49,57 @@ def _order(key: str) -> tuple[int, str]:
 
 
 @router.get("/agents/{agent}/history")
-async def timeline(request: Request, agent: str, who: Seen, after: str | None = None, at: str = "",
-                   problem: str | None = None) -> Response:
+async def timeline(request: Request, agent: str, who: Seen, after: str | None = None, at: str = "") -> Response:
+    return await _timeline(request, agent, who, after=after, at=at, problem=None)
+
+
+def instant(text: str) -> datetime:
+    """An "as of" time: RFC 3339, or the browser's `datetime-local` (no offset), read as UTC
+    like every time the console shows. ValueError when it is not one, or out of range."""
+    try:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError) as error:
+        raise ValueError("Not a date and time between the years 1 and 9999 (UTC).") from error
+
+
+async def _timeline(request: Request, agent: str, who: Viewer, *, after: str | None, at: str,
+                    problem: str | None, status_code: int = 200) -> Response:
     db = db_of(request)
     found = await agents.get_agent(db, agent)
+    if after is not None and not is_id("revision", after):
+        return refusal(422, "Not a page", f"'{after}' is not a revision id.", request)
     page = await revisions.list_revisions(db, found["id"], after=after, limit=PAGE + 1, target_id=None)
     more = len(page) > PAGE
     entries = [{"revision": r, "changes": changes(r)} for r in page[:PAGE]]
     as_of, as_of_error = None, None
     if at:
         try:
-            moment = datetime.fromisoformat(at)
-            if moment.tzinfo is None:
-                moment = moment.astimezone()  # the browser sends local time without an offset
+            moment = instant(at)
             async with db.read() as conn:
                 as_of = await revisions.resolve_at(conn, found["id"], moment)
-        except ValueError:
-            as_of_error = "Not a date and time."
+        except ValueError as error:
+            as_of_error = str(error)
         except (DomainError, LookupError) as error:
             as_of_error = str(error)
-    return render(request, "history.html", who=who, agent=found, entries=entries, more=more,
-                  next_after=page[PAGE - 1]["id"] if more else None, at=at, as_of=as_of, as_of_error=as_of_error,
-                  fields=CONFIG_FIELDS, problem=problem)
+    return render(request, "history.html", status_code=status_code, who=who, agent=found, entries=entries,
+                  more=more, next_after=page[PAGE - 1]["id"] if more else None, at=at, as_of=as_of,
+                  as_of_error=as_of_error, fields=CONFIG_FIELDS, problem=problem,
+                  next_undo=await revisions.next_undo(db, found["id"]))
 
 
 @router.post("/agents/{agent}/undo")
 async def undo(request: Request, agent: str, writes: Writes) -> Response:
-    who, _ = writes
+    who, form = writes
     db = db_of(request)
     found = await agents.get_agent(db, agent)
     try:
-        await revisions.undo(db, found["id"], context=WriteContext(actor=who.key_name, api_key=who.key_name))
-    except DomainError as error:  # nothing to undo, or an undo that would break a rule
-        return await timeline(request, agent, who, problem=error.detail)
+        await revisions.undo(db, found["id"], context=WriteContext(actor=who.key_name, api_key=who.key_name),
+                             expected=form.get("revision_id") or None)
+    except DomainError as error:  # nothing to undo, another change came first, or it would break a rule
+        return await _timeline(request, agent, who, after=None, at="", problem=error.detail, status_code=409)
     return see_other(url("agents", found["slug"], "history"))
 
 
@@ -93,5 +112,7 @@ async def restore(request: Request, agent: str, variant: str, writes: Writes) ->
         restored = await variants.restore_variant(db, found["id"], variant, form.get("revision_id", ""),
                                                   context=WriteContext(actor=who.key_name, api_key=who.key_name))
     except DomainError as error:
-        return await timeline(request, agent, who, problem=error.detail)
+        if error.code == "resource_missing" and not error.errors:
+            raise
+        return await _timeline(request, agent, who, after=None, at="", problem=error.detail, status_code=409)
     return see_other(url("agents", found["slug"], "variants", restored["slug"]))

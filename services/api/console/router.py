@@ -5,7 +5,6 @@ The pages themselves live in `agents.py`, `history.py` and `experiments.py`.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,7 +12,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from services.api.access.keyring import KeyRefused, KeyRing
 from services.api.console import agents, experiments, history
-from services.api.console.sessions import close_session, open_session, viewer_of
+from services.api.console.sessions import CONSOLE_SCOPES, close_session, open_session, viewer_of
 from services.api.console.web import (
     HERE,
     PREFIX,
@@ -27,6 +26,7 @@ from services.api.console.web import (
     new_csrf,
     refusal,
     render,
+    same_token,
     see_other,
 )
 from services.api.errors import PROBLEMS
@@ -72,7 +72,7 @@ def _sign_in_page(request: Request, *, error: str | None, status_code: int = 200
 async def sign_in(request: Request) -> Response:
     form = await form_of(request)
     expected = request.cookies.get(SIGN_IN_COOKIE, "")
-    if not expected or not hmac.compare_digest(form.get("csrf", ""), expected):
+    if not expected or not same_token(form.get("csrf", ""), expected):
         return _sign_in_page(request, error="The form expired; please sign in again.", status_code=403)
     db = db_of(request)
     if request.app.state.auth_disabled:
@@ -83,7 +83,11 @@ async def sign_in(request: Request) -> Response:
             key = await ring.verify(form.get("key", "").strip().encode("utf-8", "surrogateescape"))
         except KeyRefused as refused:
             return _sign_in_page(request, error=str(refused), status_code=401)
+        if key.scope not in CONSOLE_SCOPES:
+            return _sign_in_page(request, error=f"The API key '{key.name}' has the scope '{key.scope}', which is for"
+                                 " agents: the console needs read or above.", status_code=403)
         key_id = key.id
+    await close_session(db, request.cookies.get(SESSION_COOKIE))  # a browser holds one session at a time
     token = await open_session(db, key_id)
     response = see_other(f"{PREFIX}/agents")
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request),
@@ -95,9 +99,9 @@ async def sign_in(request: Request) -> Response:
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
-    who = await viewer_of(db_of(request), token)
+    who = await viewer_of(db_of(request), token, auth_disabled=request.app.state.auth_disabled)
     form = await form_of(request)
-    if who is not None and not hmac.compare_digest(form.get("csrf", ""), who.csrf_token):
+    if who is not None and not same_token(form.get("csrf", ""), who.csrf_token):
         raise CsrfRefused
     await close_session(db_of(request), token)
     response = see_other(f"{PREFIX}/sign-in")
@@ -118,9 +122,9 @@ def install(app: object) -> None:
     app.include_router(router)
 
     async def to_sign_in(request: Request, exc: Exception) -> Response:
-        response = see_other(f"{PREFIX}/sign-in")
-        response.delete_cookie(SESSION_COOKIE, path=PREFIX)
-        return response
+        # The cookie is left alone: a link followed from another site arrives without the
+        # SameSite=Strict cookie, and deleting it then would sign out a valid session.
+        return see_other(f"{PREFIX}/sign-in")
 
     async def csrf_refused(request: Request, exc: Exception) -> Response:
         return refusal(403, "Refused", "This form was not sent by the console (its CSRF token is missing or"

@@ -56,16 +56,23 @@ async def open_session(db: Database, key_id: str | None) -> str:
     return token
 
 
-async def viewer_of(db: Database, token: str | None) -> Viewer | None:
-    """The session's viewer, if the token names a live session whose key still works."""
+# The least scope that may use the console: `resolve` keys are for agents, and see no page.
+LEAST_SCOPE = "read"
+CONSOLE_SCOPES = tuple(scope for scope, rank in RANK.items() if rank >= RANK[LEAST_SCOPE])
+
+
+async def viewer_of(db: Database, token: str | None, *, auth_disabled: bool) -> Viewer | None:
+    """The session's viewer, if the token names a live session whose key still works. A
+    session opened while auth was off (no key) counts only while auth is still off."""
     if not token or len(token) > 100:
         return None
+    key_is_live = (keys.c.revoked_at.is_(None) & keys.c.scope.in_(CONSOLE_SCOPES)
+                   & or_(keys.c.expires_at.is_(None), keys.c.expires_at > func.now()))
     query = (
         select(sessions.c.api_key_id, sessions.c.csrf_token, keys.c.name, keys.c.scope)
         .select_from(sessions.outerjoin(keys, keys.c.id == sessions.c.api_key_id))
         .where(sessions.c.token_hash == _hash(token), sessions.c.expires_at > func.now())
-        .where(or_(sessions.c.api_key_id.is_(None), keys.c.revoked_at.is_(None)))
-        .where(or_(keys.c.expires_at.is_(None), keys.c.expires_at > func.now()))
+        .where(sessions.c.api_key_id.is_(None) if auth_disabled else key_is_live)
     )
     async with db.read() as conn:
         row = (await conn.execute(query)).first()

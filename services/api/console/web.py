@@ -22,7 +22,7 @@ from services.api.console.sessions import Viewer, viewer_of
 from services.api.db import Database
 from services.api.errors import field_errors
 from services.api.exceptions import DomainError, FieldError
-from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS
+from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, STRING_FIELDS
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -43,7 +43,8 @@ class Forbidden(Exception):
 
 async def viewer(request: Request) -> Viewer:
     """The signed-in viewer (a dependency of every page but sign-in)."""
-    found = await viewer_of(request.app.state.db, request.cookies.get(SESSION_COOKIE))
+    found = await viewer_of(request.app.state.db, request.cookies.get(SESSION_COOKIE),
+                            auth_disabled=request.app.state.auth_disabled)
     if found is None:
         raise SignInRequired
     return found
@@ -53,7 +54,7 @@ async def writer(request: Request) -> tuple[Viewer, dict[str, str]]:
     """A viewer allowed to change things, and the POSTed form, whose CSRF token checks out."""
     who = await viewer(request)
     form = await form_of(request)
-    if not hmac.compare_digest(form.get("csrf", ""), who.csrf_token):
+    if not same_token(form.get("csrf", ""), who.csrf_token):
         raise CsrfRefused
     if not who.can_write:
         raise Forbidden
@@ -88,6 +89,11 @@ def new_csrf() -> str:
     return secrets.token_urlsafe(32)
 
 
+def same_token(given: str, expected: str) -> bool:
+    """Constant-time comparison of a posted token (any text at all) with ours."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
+
+
 # ----------------------------------------------------------------------------- forms
 
 
@@ -107,6 +113,14 @@ def typed(name: str, raw: str) -> Any:
     return raw
 
 
+# Text fields that may be "" (a variant may override a prompt with nothing): their inputs
+# come with a "set to empty" box, since an empty input means "inherit".
+EMPTY_ALLOWED = tuple(name for name, (least, _) in STRING_FIELDS.items() if least == 0)
+
+
+templates.env.globals["EMPTY_ALLOWED"] = EMPTY_ALLOWED
+
+
 def config_from(form: Mapping[str, str], prefix: str, *, keep_empty: bool) -> dict[str, Any]:
     """The twelve fields posted as `<prefix>.<field>`. Empty numeric inputs are left out;
     empty text inputs too unless `keep_empty` (a base config may set a prompt to "")."""
@@ -117,6 +131,8 @@ def config_from(form: Mapping[str, str], prefix: str, *, keep_empty: bool) -> di
             continue
         raw = form[key].replace("\r\n", "\n")
         if raw.strip() == "" and (name in INTEGER_FIELDS or name in NUMBER_FIELDS or not keep_empty):
+            if name in EMPTY_ALLOWED and f"{key}.empty" in form:
+                out[name] = ""  # "set to empty": an override of "", not an inherited value
             continue
         out[name] = typed(name, raw)
     return out

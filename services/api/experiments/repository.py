@@ -9,7 +9,7 @@ from sqlalchemy import RowMapping, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.models import Agent, Experiment
-from services.shared.identifiers import is_id
+from services.shared.identifiers import ref_key
 
 experiments = Experiment.__table__
 agents = Agent.__table__
@@ -17,8 +17,10 @@ agents = Agent.__table__
 
 async def get(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping | None:
     """The agent's experiment by id or slug."""
-    column = experiments.c.id if is_id("experiment", ref) else experiments.c.slug
-    query = select(experiments).where(experiments.c.agent_id == agent_id, column == ref)
+    key = ref_key("experiment", ref)
+    if key is None:
+        return None  # neither an id nor a slug (a NUL, say): nothing can match, ask nothing
+    query = select(experiments).where(experiments.c.agent_id == agent_id, experiments.c[key] == ref)
     return (await conn.execute(query)).mappings().first()
 
 

@@ -58,11 +58,14 @@ async def get_revision(db: Database, agent_ref: str, revision_id: str) -> dict[s
         return to_read(row)
 
 
-async def undo(db: Database, agent_ref: str, *, context: WriteContext = NO_CONTEXT) -> dict[str, Any]:
+async def undo(
+    db: Database, agent_ref: str, *, context: WriteContext = NO_CONTEXT, expected: str | None = None
+) -> dict[str, Any]:
     """Revert the agent's newest change not yet undone (never its creation).
 
     The agent's row lock serializes undos, so two concurrent undos revert two different
-    revisions (or the second finds nothing left), never the same one twice.
+    revisions (or the second finds nothing left), never the same one twice. `expected`
+    (the console's button names the change it undoes) refuses if that is no longer the one.
     """
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
@@ -71,6 +74,8 @@ async def undo(db: Database, agent_ref: str, *, context: WriteContext = NO_CONTE
         target = await repository.newest_undoable(conn, agent["id"])
         if target is None or (target["target"] == "agent" and target["action"] == "create"):
             raise NothingToUndo(f"Nothing to undo on agent '{agent_ref}': every change since its creation is undone")
+        if expected is not None and target["id"] != expected:
+            raise UndoConflict(f"The latest change is now revision {target['id']}, not {expected}: look again")
         undo_context = WriteContext(actor=context.actor, api_key=context.api_key)
         revision = await _revert(conn, agent, target, undo_context)
         await repository.mark_undone(conn, target["id"], revision["id"])
@@ -153,3 +158,12 @@ async def resolve_at(conn: AsyncConnection, agent_ref: str, at: datetime) -> Res
         overridden=frozenset(overrides),
         **{name: overrides.get(name, base["config"][name]) for name in CONFIG_FIELDS},
     )
+
+
+async def next_undo(db: Database, agent_id: str) -> dict[str, Any] | None:
+    """The revision an undo would revert now, or None when there is nothing to undo."""
+    async with db.read() as conn:
+        target = await repository.newest_undoable(conn, agent_id)
+    if target is None or (target["target"] == "agent" and target["action"] == "create"):
+        return None
+    return to_read(target)

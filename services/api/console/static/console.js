@@ -10,3 +10,7 @@ window.addEventListener("DOMContentLoaded", () => {
   const bad = document.querySelector("[aria-invalid=true]");
   if (bad) bad.focus();
 });
+// Back to a page kept in the browser's cache: its buttons must work again.
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) document.querySelectorAll("button[type=submit]").forEach((b) => { b.disabled = false; });
+});
