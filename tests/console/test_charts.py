@@ -438,3 +438,17 @@ def test_random_results_always_give_well_formed_charts(results, names):
 )
 def test_random_usage_always_gives_a_well_formed_chart(entries, names):
     check_document(usage_chart({"object": "usage", "by_variant": entries}, names), words=False)
+
+
+def test_tick_labels_say_what_the_axis_measures() -> None:
+    """A "k" tick is thousands: the axis of 263,060 tokens ends at 300k, not 30k."""
+    for total in (2_500, 26_306, 263_060, 2_630_600):
+        svg = charts.usage_chart({"object": "usage", "input_tokens": total, "output_tokens": 0, "total_tokens": total,
+                                  "outcomes": 1, "by_variant": [{"variant_id": None, "input_tokens": total,
+                                                                 "output_tokens": 0, "total_tokens": total,
+                                                                 "outcomes": 1}]}, {None: "base"})
+        ticks = []
+        for text in re.findall(r">(-?[\d,.]+)([kMB]?)</text>", svg):
+            number, suffix = float(text[0].replace(",", "")), text[1]
+            ticks.append(number * {"": 1, "k": 1e3, "M": 1e6, "B": 1e9}[suffix])
+        assert ticks and max(ticks) >= total and max(ticks) < total * 10, (total, ticks)

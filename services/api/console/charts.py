@@ -212,8 +212,9 @@ def _tick_formatter(ticks: Sequence[float], percent: bool) -> Callable[[float], 
         return as_percent
     largest = max((abs(t) for t in ticks), default=0.0)
     divisor, suffix = 1.0, ""
-    for size, letter in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e4, "k")):
-        if largest >= size:
+    # (from how large, divide by, suffix): "k" only from 10,000, so 2,500 stays "2,500".
+    for threshold, size, letter in ((1e12, 1e12, "T"), (1e9, 1e9, "B"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
+        if largest >= threshold:
             divisor, suffix = size, letter
             break
     decimals = _decimals(step / divisor) if step else 0
