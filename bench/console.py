@@ -595,24 +595,15 @@ def console_section() -> list[str]:
         f" requests, median {g['median_ms']:.0f} ms, max {g['max_ms']:.0f} ms each, landing on whichever page allocated"
         f" last (the collector then walks every long-lived object in the process, about"
         f" {r['gc_tracked_objects'] // 1000:,}k of them, mostly the app's own modules, routes and models)."
-        f" \"p95 ms, frozen\": the same rounds again after `gc.freeze()` (done in the bench process, as a"
-        f" server could at the end of startup): {g['frozen_count']} full collections, max {g['frozen_max_ms']:.1f} ms.",
+        f" \"p95 ms, frozen\": the same rounds again after `gc.freeze()` (done in the bench process, as"
+        f" `serve` does at the end of startup): {g['frozen_count']} full collections, max {g['frozen_max_ms']:.1f} ms.",
         "",
     ]
 
 
 def write_section() -> None:
-    """Put the Console section at the end of bench/RESULTS.md, replacing an earlier one."""
-    path = ROOT / "bench" / "RESULTS.md"
-    lines = path.read_text().splitlines() if path.exists() else ["# Benchmark results", ""]
-    if "## Console" in lines:
-        start = lines.index("## Console")
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = []
-    while lines and not lines[-1]:
-        lines.pop()
-    path.write_text("\n".join([*lines, "", *console_section()]))
-
+    """Put this bench's section at the end of bench/RESULTS.md, replacing an earlier one."""
+    load.replace_section("## Console", console_section())
 
 if __name__ == "__main__":
     main()

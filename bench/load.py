@@ -367,3 +367,17 @@ def experiments_section() -> list[str]:
 
 if __name__ == "__main__":
     asyncio.run(main())
+
+
+def replace_section(heading: str, lines: list[str]) -> None:
+    """Put a `## heading` section at the end of bench/RESULTS.md, replacing an earlier one
+    (the benches that run after bench.load add theirs this way)."""
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text().splitlines() if path.exists() else ["# Benchmark results", ""]
+    if heading in text:
+        start = text.index(heading)
+        end = next((i for i in range(start + 1, len(text)) if text[i].startswith("## ")), len(text))
+        text[start:end] = []
+    while text and not text[-1]:
+        text.pop()
+    path.write_text("\n".join([*text, "", *lines]))

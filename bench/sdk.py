@@ -313,17 +313,8 @@ def sdk_section() -> list[str]:
 
 
 def write_section() -> None:
-    """Put the SDK section at the end of bench/RESULTS.md, replacing an earlier one."""
-    path = ROOT / "bench" / "RESULTS.md"
-    lines = path.read_text().splitlines() if path.exists() else ["# Benchmark results", ""]
-    if "## SDK" in lines:
-        start = lines.index("## SDK")
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = []
-    while lines and not lines[-1]:
-        lines.pop()
-    path.write_text("\n".join([*lines, "", *sdk_section()]))
-
+    """Put this bench's section at the end of bench/RESULTS.md, replacing an earlier one."""
+    load.replace_section("## SDK", sdk_section())
 
 if __name__ == "__main__":
     main()

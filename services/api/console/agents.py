@@ -233,8 +233,7 @@ async def _changes(request: Request, agent: dict[str, Any], variant: dict[str, A
     if against == "live":
         async with db_of(request).read() as conn:
             preview = await resolve_agent_config(conn, agent["id"], variant=variant["id"])
-        return [{"field": f, "from": getattr(live, f), "to": getattr(preview, f)}
-                for f in CONFIG_FIELDS if getattr(live, f) != getattr(preview, f)]
+        return field_changes(live, preview)
     diff = await variants.diff_variant(db_of(request), agent["id"], variant["id"], against=against)
     return list(diff["changes"])
 
@@ -292,8 +291,13 @@ async def _what_changes(request: Request, agent_id: str, variant: dict[str, Any]
         if variant["is_active"] == (action == "activate"):
             return live, []
         after = await resolve_agent_config(conn, agent_id, variant=variant["id"] if action == "activate" else "base")
-    return live, [{"field": f, "from": getattr(live, f), "to": getattr(after, f)}
-                  for f in CONFIG_FIELDS if getattr(live, f) != getattr(after, f)]
+    return live, field_changes(live, after)
+
+
+def field_changes(before: Any, after: Any) -> list[dict[str, Any]]:
+    """The config fields two resolutions differ in: `{"field", "from", "to"}`, in field order."""
+    return [{"field": f, "from": getattr(before, f), "to": getattr(after, f)}
+            for f in CONFIG_FIELDS if getattr(before, f) != getattr(after, f)]
 
 
 def _state(live: Any, variant: dict[str, Any]) -> str:

@@ -66,7 +66,7 @@ _WHITESPACE = re.compile(r"\s+")
 # Numbers
 
 
-def _finite(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
     """The value as a float when it is a finite real number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -81,7 +81,7 @@ def _interval(value: Any) -> tuple[float, float] | None:
     """A ``[lo, hi]`` pair of finite numbers, in order, else None."""
     if not isinstance(value, list | tuple) or len(value) != 2:
         return None
-    lo, hi = _finite(value[0]), _finite(value[1])
+    lo, hi = finite(value[0]), finite(value[1])
     if lo is None or hi is None:
         return None
     return (lo, hi) if lo <= hi else (hi, lo)
@@ -97,7 +97,7 @@ def format_number(value: Any, unit: str = "") -> str:
     Below a million, thousands separators; from a million on, k/M/B/T suffixes with three
     significant digits. The unit, when given, follows after a space.
     """
-    number = _finite(value)
+    number = finite(value)
     if number is None:
         return "no data"
     if number == 0:
@@ -124,7 +124,7 @@ def format_number(value: Any, unit: str = "") -> str:
 
 def format_percent(value: Any) -> str:
     """A rate in [0, 1] as a percentage with one decimal: ``0.625`` -> ``"62.5%"``."""
-    number = _finite(value)
+    number = finite(value)
     if number is None:
         return "no data"
     if abs(number) >= MAX_ABS:
@@ -169,8 +169,8 @@ def nice_axis(
     A bound that is given is kept as is (ticks are the round values inside it); a bound taken
     from the data is widened to the next round tick. No finite figure at all gives ``[0, 1]``.
     """
-    lo, hi = _finite(lo), _finite(hi)
-    data = [min(max(v, -MAX_ABS), MAX_ABS) for v in (_finite(x) for x in values) if v is not None]
+    lo, hi = finite(lo), finite(hi)
+    data = [min(max(v, -MAX_ABS), MAX_ABS) for v in (finite(x) for x in values) if v is not None]
     if include_zero:
         data.append(0.0)
     low = lo if lo is not None else (min(data) if data else (min(0.0, hi) if hi is not None else 0.0))
@@ -357,9 +357,9 @@ def interval_chart(
     rows = len(labels)
     if rows == 0:
         return _message_chart(title, "No arms to show.")
-    points = [_finite(_at(values, i)) for i in range(rows)]
+    points = [finite(_at(values, i)) for i in range(rows)]
     bounds = [_interval(_at(intervals, i)) if points[i] is not None else None for i in range(rows)]
-    reference = _finite(reference)
+    reference = finite(reference)
     data: list[float | None] = [*points, *(b for pair in bounds if pair for b in pair)]
     if reference is not None:
         data.append(reference)
@@ -426,7 +426,7 @@ def bar_chart(title: str, labels: list[str], series: dict[str, list[float | None
     if rows == 0 or not names:
         return _message_chart(title, "Nothing to show.")
     colours = [PALETTE[k % len(PALETTE)] for k in range(len(names))]
-    grid = [[_finite(_at(series[name], i)) for name in names] for i in range(rows)]
+    grid = [[finite(_at(series[name], i)) for name in names] for i in range(rows)]
     domain_lo, domain_hi, ticks = nice_axis([v for row in grid for v in row], include_zero=True)
     scale = LinearScale(domain_lo, domain_hi)
     zero = scale(0.0)
@@ -522,7 +522,7 @@ def usage_chart(usage: dict, names: dict[str | None, str]) -> str:
         return _message_chart(title, "No usage recorded yet.")
 
     def count(entry: dict, key: str) -> float:
-        number = _finite(entry.get(key))
+        number = finite(entry.get(key))
         return max(number, 0.0) if number is not None else 0.0
 
     labels = []
@@ -583,7 +583,7 @@ def usage_chart(usage: dict, names: dict[str | None, str]) -> str:
         body.append(_label(format_number(runs[i], "runs"), VALUE_X, y + bar_h - 4, size=SMALL))
 
     def whole(key: str, fallback: float) -> str:
-        number = _finite(usage.get(key))
+        number = finite(usage.get(key))
         return format_number(number if number is not None else fallback)
 
     summary = "; ".join(

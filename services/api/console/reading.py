@@ -18,10 +18,11 @@ Plain text only: the page escapes it like any other text.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from services.api.console.charts import finite
 
 __all__ = ["format_p_value", "reading"]
 
@@ -44,25 +45,15 @@ _METRICS = (
 )
 
 
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except (OverflowError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _count(value: Any) -> int:
-    number = _finite(value)
+    number = finite(value)
     return int(number) if number is not None and number > 0 else 0
 
 
 def _interval(value: Any) -> tuple[float, float] | None:
     if not isinstance(value, list | tuple) or len(value) != 2:
         return None
-    lo, hi = _finite(value[0]), _finite(value[1])
+    lo, hi = finite(value[0]), finite(value[1])
     if lo is None or hi is None:
         return None
     return (lo, hi) if lo <= hi else (hi, lo)
@@ -162,8 +153,8 @@ def reading(results: dict, names: list[str], *, alpha: float = 0.05, min_outcome
         arm_n = _count(arm.get("outcomes"))
         for metric in _METRICS:
             lead = f"{metric.noun.capitalize()}, “{name}” vs. the control (“{control_name}”)"
-            p = _finite(versus.get(metric.p_key))
-            diff = _finite(versus.get(metric.diff_key))
+            p = finite(versus.get(metric.p_key))
+            diff = finite(versus.get(metric.diff_key))
             if p is not None:
                 p = min(max(p, 0.0), 1.0)
             counts = f"{arm_n:,} outcomes in this arm, {control_n:,} in the control"
@@ -184,8 +175,8 @@ def reading(results: dict, names: list[str], *, alpha: float = 0.05, min_outcome
                     f"same, only that any real difference is too small to detect with the data so far."
                 )
                 continue
-            value = _finite(arm.get(metric.value_key))
-            base = _finite(control.get(metric.value_key))
+            value = finite(arm.get(metric.value_key))
+            base = finite(control.get(metric.value_key))
             figures = []
             if value is not None and base is not None:
                 figures.append(f"{_show(metric, value)} vs. {_show(metric, base)}")
