@@ -81,7 +81,12 @@ async def test_a_variant_activated_behind_its_confirmation_changes_the_resolved_
     page = await admin.page("/console/agents/flow-bot")
     assert re.search(r'data-field="temperature">.*?0\.1.*?badge variant', page, re.S)
     assert "is-active" in page
-    undone = await admin.submit("/console/agents/flow-bot/undo", {}, from_page="/console/agents/flow-bot/history")
+    history = await admin.page("/console/agents/flow-bot/history")
+    unnamed = await admin.http.post("/console/agents/flow-bot/undo", data={"csrf": csrf_of(history)})
+    assert unnamed.status_code == 422  # the console always names the change it undoes
+    named = re.search(r'name="revision_id" value="(rev_[0-9A-Z]{26})">\s*<button type="submit">Undo', history)
+    undone = await admin.http.post("/console/agents/flow-bot/undo",
+                                   data={"csrf": csrf_of(history), "revision_id": named.group(1)})
     assert undone.status_code == 303
     page = await admin.page("/console/agents/flow-bot")
     assert re.search(r'data-field="temperature">.*?0\.7.*?badge base', page, re.S)
@@ -355,3 +360,41 @@ async def test_undo_names_what_it_undoes_and_refuses_if_something_else_came_firs
 async def test_a_page_reached_without_the_cookie_does_not_delete_it(browser: Browser) -> None:
     response = await browser.http.get("/console/agents")
     assert response.status_code == 303 and "av_session" not in response.headers.get("set-cookie", "")
+
+
+
+async def test_the_confirmation_covers_the_after_side_too(admin: Browser) -> None:
+    """Deactivating shows "0.1 -> 0.7"; if the base moves to 1.9 meanwhile (the live config,
+    overridden by the variant, does not), the click must not silently give 1.9."""
+    await admin.submit("/console/agents", {"name": "After bot", "config.model_provider": "p", "config.model_name": "m",
+                                           "config.temperature": "0.7"}, from_page="/console/agents")
+    await admin.submit("/console/agents/after-bot/variants", {"variant_name": "Cold", "overrides.temperature": "0.1"},
+                       from_page="/console/agents/after-bot")
+    page = await admin.page("/console/agents/after-bot/variants/cold/activate")
+    state = re.search(r'name="state" value="([0-9a-f]+)"', page).group(1)
+    assert (await admin.http.post("/console/agents/after-bot/variants/cold/activate",
+                                  data={"csrf": csrf_of(page), "version": "1", "state": state})).status_code == 303
+    confirm = await admin.page("/console/agents/after-bot/variants/cold/deactivate")
+    state = re.search(r'name="state" value="([0-9a-f]+)"', confirm).group(1)
+    edit = await admin.page("/console/agents/after-bot/edit")
+    version = re.search(r'name="version" value="(\d+)"', edit).group(1)
+    moved = await admin.http.post("/console/agents/after-bot/edit", data={
+        "csrf": csrf_of(edit), "version": version, "name": "After bot", "description": "",
+        "config.model_provider": "p", "config.model_name": "m", "config.temperature": "1.9"})
+    assert moved.status_code == 303
+    late = await admin.http.post("/console/agents/after-bot/variants/cold/deactivate",
+                                 data={"csrf": csrf_of(confirm), "version": "2", "state": state})
+    assert late.status_code == 409 and re.search(r"<code>temperature</code>.*?0\.1.*?1\.9", late.text, re.S)
+
+
+async def test_a_sign_out_posted_without_a_session_leaves_the_cookie_alone(browser: Browser) -> None:
+    response = await browser.http.post("/console/sign-out", data={})
+    assert response.status_code == 303 and "av_session" not in response.headers.get("set-cookie", "")
+
+
+async def test_as_of_shows_the_instant_it_resolved_in_utc(admin: Browser) -> None:
+    await admin.submit("/console/agents", {"name": "When bot", "config.model_provider": "p", "config.model_name": "m"},
+                       from_page="/console/agents")
+    page = await admin.page("/console/agents/when-bot/history?at=2099-01-01T10:00:00%2B05:00")
+    assert "At 2099-01-01 05:00:00.000000 UTC" in page
+    assert 'value="2099-01-01T05:00:00.000000"' in page

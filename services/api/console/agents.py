@@ -26,6 +26,7 @@ from services.api.console.web import (
     refusal,
     render,
     see_other,
+    status_of,
     url,
     viewer,
     writer,
@@ -174,8 +175,8 @@ async def edit(request: Request, agent: str, writes: Writes) -> Response:
         await agents.update_agent(db, found["id"], AgentUpdate.model_validate(patch), context=context)
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
-        return render(request, "agent_edit.html", status_code=422, who=who, agent=found, form=form, errors=errors,
-                      problem=problem, fields=CONFIG_FIELDS, kinds=field_kinds())
+        return render(request, "agent_edit.html", status_code=status_of(error), who=who, agent=found, form=form,
+                      errors=errors, problem=problem, fields=CONFIG_FIELDS, kinds=field_kinds())
     return see_other(url("agents", found["slug"]))
 
 
@@ -259,9 +260,9 @@ async def edit_variant(request: Request, agent: str, variant: str, writes: Write
             preview = await resolve_agent_config(conn, found["id"], variant=shown["id"])
             live = await resolve_agent_config(conn, found["id"])
             others = await _variant_slugs(conn, found["id"])
-        return render(request, "variant.html", status_code=422, who=who, agent=found, variant=shown,
-                      preview=preview, live=live, changes=[], against="live", others=others, fields=CONFIG_FIELDS,
-                      kinds=field_kinds(), form=form, errors=errors, problem=problem)
+        return render(request, "variant.html", status_code=status_of(error), who=who, agent=found, variant=shown,
+                      preview=preview, live=live, changes=field_changes(live, preview), against="live", others=others,
+                      fields=CONFIG_FIELDS, kinds=field_kinds(), form=form, errors=errors, problem=problem)
     return see_other(url("agents", found["slug"], "variants", shown["slug"]))
 
 
@@ -282,10 +283,12 @@ async def _confirmation(request: Request, agent: str, variant: str, action: str,
     # Already so: the action would change nothing, and the page offers no button.
     moot = shown["is_active"] == (action == "activate")
     return render(request, "confirm.html", status_code=status_code, who=who, agent=found, variant=shown,
-                  action=action, changes=changes, live=live, moot=moot, state=_state(live, shown), notice=notice)
+                  action=action, changes=changes, live=live, moot=moot, state=_state(live, changes, shown),
+                  notice=notice)
 
 
 async def _what_changes(request: Request, agent_id: str, variant: dict[str, Any], action: str) -> tuple[Any, list]:
+    """The live config, and what the action would change in it (nothing when moot)."""
     async with db_of(request).read() as conn:
         live = await resolve_agent_config(conn, agent_id)
         if variant["is_active"] == (action == "activate"):
@@ -300,10 +303,11 @@ def field_changes(before: Any, after: Any) -> list[dict[str, Any]]:
             for f in CONFIG_FIELDS if getattr(before, f) != getattr(after, f)]
 
 
-def _state(live: Any, variant: dict[str, Any]) -> str:
-    """A digest of what the confirmation showed: the live config and the variant's version.
-    If either moved before the click, the confirmation is shown again, up to date."""
-    seen = json.dumps([live.variant_id, live.config(), variant["version"]], sort_keys=True, default=str)
+def _state(live: Any, changes: list[dict[str, Any]], variant: dict[str, Any]) -> str:
+    """A digest of what the confirmation showed: the live config, every change it listed
+    (the after side too: the base may move under a field the live variant overrides) and
+    the variant's version. If any moved before the click, it is shown again, up to date."""
+    seen = json.dumps([live.variant_id, live.config(), changes, variant["version"]], sort_keys=True, default=str)
     return hashlib.sha256(seen.encode()).hexdigest()[:32]
 
 
@@ -315,8 +319,8 @@ async def act(request: Request, agent: str, variant: str, action: str, writes: W
     db = db_of(request)
     found = await agents.get_agent(db, agent)
     shown = await variants.get_variant(db, found["id"], variant)
-    live, _ = await _what_changes(request, found["id"], shown, action)
-    if form.get("state") != _state(live, shown):
+    live, changes = await _what_changes(request, found["id"], shown, action)
+    if form.get("state") != _state(live, changes, shown):
         return await _confirmation(request, agent, variant, action, who, status_code=409,
                                    notice="The config changed since that page was shown. This is what will change"
                                           " now; confirm again.")

@@ -74,7 +74,7 @@ async def _timeline(request: Request, agent: str, who: Viewer, *, after: str | N
     page = await revisions.list_revisions(db, found["id"], after=after, limit=PAGE + 1, target_id=None)
     more = len(page) > PAGE
     entries = [{"revision": r, "changes": changes(r)} for r in page[:PAGE]]
-    as_of, as_of_error = None, None
+    as_of, as_of_error, moment = None, None, None
     if at:
         try:
             moment = instant(at)
@@ -85,7 +85,7 @@ async def _timeline(request: Request, agent: str, who: Viewer, *, after: str | N
         except (DomainError, LookupError) as error:
             as_of_error = str(error)
     return render(request, "history.html", status_code=status_code, who=who, agent=found, entries=entries,
-                  more=more, next_after=page[PAGE - 1]["id"] if more else None, at=at, as_of=as_of,
+                  more=more, next_after=page[PAGE - 1]["id"] if more else None, at=at, moment=moment, as_of=as_of,
                   as_of_error=as_of_error, fields=CONFIG_FIELDS, problem=problem,
                   next_undo=await revisions.next_undo(db, found["id"]))
 
@@ -95,9 +95,13 @@ async def undo(request: Request, agent: str, writes: Writes) -> Response:
     who, form = writes
     db = db_of(request)
     found = await agents.get_agent(db, agent)
+    expected = form.get("revision_id", "")
+    if not is_id("revision", expected):  # the console always says which change it undoes
+        return await _timeline(request, agent, who, after=None, at="", status_code=422,
+                               problem="Which change to undo was not said; use the button on this page.")
     try:
         await revisions.undo(db, found["id"], context=WriteContext(actor=who.key_name, api_key=who.key_name),
-                             expected=form.get("revision_id") or None)
+                             expected=expected)
     except DomainError as error:  # nothing to undo, another change came first, or it would break a rule
         return await _timeline(request, agent, who, after=None, at="", problem=error.detail, status_code=409)
     return see_other(url("agents", found["slug"], "history"))

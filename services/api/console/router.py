@@ -103,8 +103,12 @@ async def sign_out(request: Request) -> Response:
     form = await form_of(request)
     if who is not None and not same_token(form.get("csrf", ""), who.csrf_token):
         raise CsrfRefused
-    await close_session(db_of(request), token)
     response = see_other(f"{PREFIX}/sign-in")
+    if who is None:
+        # No session came with it (a form posted from another site arrives without the
+        # SameSite=Strict cookie): deleting the cookie would sign out whoever holds it.
+        return response
+    await close_session(db_of(request), token)
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
 

@@ -20,8 +20,8 @@ from pydantic import ValidationError
 
 from services.api.console.sessions import Viewer, viewer_of
 from services.api.db import Database
-from services.api.errors import field_errors
-from services.api.exceptions import DomainError, FieldError
+from services.api.errors import PROBLEMS, field_errors
+from services.api.exceptions import DomainError, FieldError, PreconditionFailed
 from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, STRING_FIELDS
 
 HERE = Path(__file__).parent
@@ -143,10 +143,20 @@ def errors_of(error: Exception) -> tuple[str, dict[str, str]]:
     if isinstance(error, ValidationError):
         found = field_errors(error.errors())
         return "Some fields need fixing.", {e.param: e.message for e in found}
+    if isinstance(error, PreconditionFailed):
+        return ("Someone changed this since you opened the page; nothing was saved. Reload it to see their"
+                " change, then make yours again."), {}
     if isinstance(error, DomainError):
         found = error.errors or []
         return error.detail, {e.param: e.message for e in found}
     raise error
+
+
+def status_of(error: Exception) -> int:
+    """The status the API gives this error (422 for a form's own validation)."""
+    if isinstance(error, DomainError) and error.code in PROBLEMS:
+        return PROBLEMS[error.code].status
+    return 422
 
 
 def field_map(found: list[FieldError]) -> dict[str, str]:
