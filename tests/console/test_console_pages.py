@@ -398,3 +398,17 @@ async def test_as_of_shows_the_instant_it_resolved_in_utc(admin: Browser) -> Non
     page = await admin.page("/console/agents/when-bot/history?at=2099-01-01T10:00:00%2B05:00")
     assert "At 2099-01-01 05:00:00.000000 UTC" in page
     assert 'value="2099-01-01T05:00:00.000000"' in page
+
+
+async def test_an_emptied_number_on_the_base_config_is_pointed_at_not_kept_quietly(admin: Browser) -> None:
+    await admin.submit("/console/agents", {"name": "Blank bot", "config.model_provider": "p", "config.model_name": "m"},
+                       from_page="/console/agents")
+    page = await admin.page("/console/agents/blank-bot/edit")
+    response = await admin.http.post("/console/agents/blank-bot/edit", data={
+        "csrf": csrf_of(page), "version": "1", "name": "Blank bot", "description": "", "config.model_provider": "p",
+        "config.model_name": "m", "config.max_tokens": "", "config.temperature": "0.4"})
+    assert response.status_code == 422
+    assert re.search(r'id="err-config-max_tokens"[^>]*>A value is required', response.text)
+    assert re.search(r'data-field="temperature">.*?1\.0', await admin.page("/console/agents/blank-bot"), re.S)
+    listed = await admin.page("/console/agents/blank-bot/experiments?after=junk", status=422)
+    assert "not an experiment id" in listed

@@ -171,6 +171,14 @@ async def edit(request: Request, agent: str, writes: Writes) -> Response:
     patch = {"name": form.get("name", ""), "description": form.get("description", ""),
              "config": config_from(form, "config", keep_empty=True)}
     context = WriteContext(actor=who.key_name, api_key=who.key_name, if_match=if_match(form))
+    # The base config inherits from nothing: a number left empty is a mistake to point at,
+    # not a value to keep quietly.
+    blank = {f"config.{name}": "A value is required: the base config inherits from nothing"
+             for name in CONFIG_FIELDS if f"config.{name}" in form and f"config.{name}" not in
+             {f"config.{kept}" for kept in patch["config"]}}
+    if blank:
+        return render(request, "agent_edit.html", status_code=422, who=who, agent=found, form=form, errors=blank,
+                      problem="Some fields need fixing.", fields=CONFIG_FIELDS, kinds=field_kinds())
     try:
         await agents.update_agent(db, found["id"], AgentUpdate.model_validate(patch), context=context)
     except (ValidationError, DomainError) as error:

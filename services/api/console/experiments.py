@@ -14,35 +14,41 @@ from services.api.agents import service as agents
 from services.api.console import charts, reading
 from services.api.console.agents import _variant_slugs
 from services.api.console.sessions import Viewer
-from services.api.console.web import db_of, errors_of, render, see_other, url, viewer, writer
+from services.api.console.web import db_of, errors_of, refusal, render, see_other, url, viewer, writer
 from services.api.exceptions import DomainError
 from services.api.experiments import service as experiments
 from services.api.experiments.schemas import ExperimentCreate
 from services.api.outcomes import service as outcomes
 from services.api.writes import WriteContext
+from services.shared.identifiers import is_id
 
 router = APIRouter()
 ARM_ROWS = 4  # arm inputs on the create form (the API takes 2 to 10)
+PAGE = 25
 ARM = re.compile(r"^arms\[(\d+)\]")
 Seen = Annotated[Viewer, Depends(viewer)]
 Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
 
 
 async def _page(request: Request, agent: str, who: Viewer, *, form: dict[str, str], errors: dict[str, str],
-                problem: str | None, status_code: int = 200) -> Response:
+                problem: str | None, after: str | None = None, status_code: int = 200) -> Response:
     db = db_of(request)
     found = await agents.get_agent(db, agent)
-    listed = await experiments.list_experiments(db, found["id"], after=None, limit=100, status=None)
+    listed = await experiments.list_experiments(db, found["id"], after=after, limit=PAGE + 1, status=None)
+    more = len(listed) > PAGE
     async with db.read() as conn:
         choices = [slug for _, slug in await _variant_slugs(conn, found["id"])]
-    return render(request, "experiments.html", status_code=status_code, who=who, agent=found, experiments=listed,
+    return render(request, "experiments.html", status_code=status_code, who=who, agent=found,
+                  experiments=listed[:PAGE], more=more, next_after=listed[PAGE - 1]["id"] if more else None,
                   choices=choices, rows=range(ARM_ROWS), form=form, errors=errors, problem=problem)
 
 
 @router.get("/agents/{agent}/experiments")
-async def list_page(request: Request, agent: str, who: Seen) -> Response:
+async def list_page(request: Request, agent: str, who: Seen, after: str | None = None) -> Response:
+    if after is not None and not is_id("experiment", after):
+        return refusal(422, "Not a page", f"'{after}' is not an experiment id.", request)
     return await _page(request, agent, who, form={"arms[0].variant": "base", "arms[0].weight": "1",
-                                                   "arms[1].weight": "1"}, errors={}, problem=None)
+                                                   "arms[1].weight": "1"}, errors={}, problem=None, after=after)
 
 
 @router.post("/agents/{agent}/experiments")
