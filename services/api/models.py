@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -238,6 +239,22 @@ class Outcome(Base):
     success: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     score: Mapped[float | None] = mapped_column(Double, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class UsageTotal(Base):
+    """An agent's outcomes summed per variant, kept up to date by every batch in the same
+    transaction (so /usage is exact the moment a 202 returns), so that usage costs one
+    row per variant to read, however many outcomes there are. `variant_key` is the
+    variant id, or "" for the base config (a primary key cannot hold null)."""
+
+    __tablename__ = "usage_totals"
+
+    agent_id: Mapped[str] = mapped_column(ID_TYPE, ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    variant_key: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    outcomes: Mapped[int] = mapped_column(BigInteger)
+    # Sums of up to 2**62 per outcome: beyond what a bigint holds after a few of them.
+    input_tokens: Mapped[int] = mapped_column(Numeric(40, 0))
+    output_tokens: Mapped[int] = mapped_column(Numeric(40, 0))
 
 
 class ApiKey(Base):

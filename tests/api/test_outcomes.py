@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
@@ -171,3 +173,34 @@ async def test_empty_arms_give_nulls_never_nan(client):
     text = (await client.get(f"/v1/agents/{agent['id']}/experiments/{experiment}/results")).text
     assert "NaN" not in text and "Infinity" not in text
     assert not any(isinstance(v, float) and not math.isfinite(v) for v in arm.values())
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(st.tuples(st.sampled_from([None, 0, 1]), st.integers(0, 2**62),
+                                           st.integers(0, 10**6)), min_size=1, max_size=20), min_size=1, max_size=6))
+async def test_usage_totals_equal_the_outcomes_own_sums_even_when_batches_race(live_client, live_db, batches) -> None:
+    """/usage reads per-variant totals kept by every batch; they must equal what the stored
+    outcomes add up to, with batches for the same agent and variants sent at once."""
+    import asyncio
+
+    from sqlalchemy import text as sql
+
+    agent = await create_agent(live_client)
+    variants = [await create_variant(live_client, agent["id"]) for _ in range(2)]
+
+    async def send(batch: list[tuple[int | None, int, int]]) -> None:
+        data = [{"variant_id": None if v is None else variants[v]["id"], "input_tokens": i, "output_tokens": o,
+                 "latency_ms": 1} for v, i, o in batch]
+        response = await live_client.post(f"/v1/agents/{agent['id']}/outcomes", json={"data": data})
+        assert response.status_code == 202, response.text
+
+    await asyncio.gather(*(send(batch) for batch in batches))
+    usage = (await live_client.get(f"/v1/agents/{agent['id']}/usage")).json()
+    async with live_db.read() as conn:
+        rows = (await conn.execute(sql(
+            "SELECT variant_id, count(*) AS n, sum(input_tokens) AS i, sum(output_tokens) AS o FROM outcomes"
+            " WHERE agent_id = :agent GROUP BY variant_id ORDER BY variant_id NULLS FIRST"), {"agent": agent["id"]}))
+        expected = [{"variant_id": r.variant_id, "input_tokens": int(r.i), "output_tokens": int(r.o),
+                     "total_tokens": int(r.i) + int(r.o), "outcomes": r.n} for r in rows]
+    assert usage["by_variant"] == expected
+    assert usage["outcomes"] == sum(len(b) for b in batches)

@@ -168,3 +168,27 @@ async def test_migrated_schema_equals_the_models_own_ddl(fresh: AsyncConnection)
     assert {row[0] for row in migrated} == {"constraint", "index", "column"}
     assert any(row[2] == "ck_variants_temperature_range" for row in migrated)
     assert sorted(migrated - modelled) == [] and sorted(modelled - migrated) == []
+
+
+async def test_usage_totals_are_backfilled_from_the_outcomes_already_stored(fresh: AsyncConnection) -> None:
+    await step(fresh, "upgrade", "c3d1f7a9e2b4")  # the revision before usage_totals
+    await fresh.execute(text(
+        "INSERT INTO agents (id, slug, name, model_provider, model_name, system_prompt,"
+        " user_prompt_template, prompt_version, temperature, max_tokens, context_window,"
+        " input_token_limit, token_budget, timeout_seconds, max_retries)"
+        " VALUES ('agt_1', 'a', 'A', 'p', 'm', '', '', '', 1.0, 1, 0, 0, 0, 60, 2)"
+    ))
+    await fresh.execute(text(
+        "INSERT INTO outcomes (agent_id, variant_id, input_tokens, output_tokens, latency_ms)"
+        " SELECT 'agt_1', CASE WHEN n % 3 = 0 THEN NULL ELSE 'var_' || (n % 3) END, n, 2 * n, 1"
+        " FROM generate_series(1, 30) AS n"
+    ))
+    await fresh.commit()
+    await step(fresh, "upgrade", "head")
+    rows = (await fresh.execute(text(
+        "SELECT variant_key, outcomes, input_tokens, output_tokens FROM usage_totals ORDER BY variant_key"))).all()
+    expected = {key: [0, 0, 0] for key in ("", "var_1", "var_2")}
+    for n in range(1, 31):
+        row = expected["" if n % 3 == 0 else f"var_{n % 3}"]
+        row[0], row[1], row[2] = row[0] + 1, row[1] + n, row[2] + 2 * n
+    assert [(k, o, int(i), int(t)) for k, o, i, t in rows] == [(k, *v) for k, v in sorted(expected.items())]

@@ -52,15 +52,39 @@ async def store(db: Database, agent_ref: str, outcomes: list[OutcomeIn], *, batc
         ]
         raw = await conn.get_raw_connection()
         await raw.driver_connection.copy_records_to_table("outcomes", records=records, columns=COLUMNS)
+        await _add_to_totals(conn, agent["id"], outcomes)
         return len(records)
 
     return await db.transaction(unit)
 
 
+ADD_TO_TOTALS = text(
+    "INSERT INTO usage_totals AS t (agent_id, variant_key, outcomes, input_tokens, output_tokens)"
+    " SELECT :agent, key, n, i, o FROM unnest(CAST(:keys AS text[]), CAST(:counts AS bigint[]),"
+    "      CAST(:inputs AS numeric[]), CAST(:outputs AS numeric[])) AS batch(key, n, i, o)"
+    " ORDER BY key"  # the same order in every transaction: concurrent batches cannot deadlock
+    " ON CONFLICT (agent_id, variant_key) DO UPDATE SET outcomes = t.outcomes + EXCLUDED.outcomes,"
+    "     input_tokens = t.input_tokens + EXCLUDED.input_tokens,"
+    "     output_tokens = t.output_tokens + EXCLUDED.output_tokens"
+)
+
+
+async def _add_to_totals(conn: AsyncConnection, agent_id: str, outcomes: list[OutcomeIn]) -> None:
+    """Add the batch to the agent's usage totals, one row per variant it names."""
+    sums: dict[str, list[int]] = {}
+    for o in outcomes:
+        row = sums.setdefault(o.variant_id or "", [0, 0, 0])
+        row[0] += 1
+        row[1] += o.input_tokens
+        row[2] += o.output_tokens
+    keys = sorted(sums)
+    await conn.execute(ADD_TO_TOTALS, {"agent": agent_id, "keys": keys, "counts": [sums[k][0] for k in keys],
+                                       "inputs": [sums[k][1] for k in keys], "outputs": [sums[k][2] for k in keys]})
+
+
 USAGE = text(
-    "SELECT variant_id, count(*) AS outcomes, coalesce(sum(input_tokens), 0) AS input_tokens,"
-    "       coalesce(sum(output_tokens), 0) AS output_tokens"
-    " FROM outcomes WHERE agent_id = :agent GROUP BY variant_id ORDER BY variant_id NULLS FIRST"
+    "SELECT nullif(variant_key, '') AS variant_id, outcomes, input_tokens, output_tokens"
+    " FROM usage_totals WHERE agent_id = :agent ORDER BY variant_key"  # "" (the base) first
 )
 
 
