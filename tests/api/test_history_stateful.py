@@ -220,6 +220,10 @@ def test_time_travel_answers_what_resolution_said_at_every_step(live_url: str, l
                 max_examples=25,
                 stateful_step_count=15,
                 deadline=None,
+                # The same runs every time: the coverage checks below (the runs reached
+                # activations, deletions, restores ...) must not depend on the luck of the draw,
+                # which once left activations all refused (CI, 2026-11-23).
+                derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
             ),
         )
