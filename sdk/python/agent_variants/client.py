@@ -134,12 +134,18 @@ class AsyncAgentVariants:
         if self._closed:
             return
         self._closed = True
+        await wind_down(self._sender, self._bundles, self._http, timeout)
+
+
+async def wind_down(sender: Sender | None, bundles: Bundles, http: httpx.AsyncClient, timeout: float) -> None:
+    """Flush the outcomes, end the watches, close the connections: each step whatever the
+    one before it raised (both clients close this way)."""
+    try:
+        if sender is not None:
+            await sender.close(timeout)
+    finally:
         try:
-            if self._sender is not None:
-                await self._sender.close(timeout)
+            await bundles.close()
         finally:
-            try:
-                await self._bundles.close()
-            finally:
-                await self._http.aclose()
+            await http.aclose()
 

@@ -30,7 +30,7 @@ import httpx
 from agent_variants._http import Call, send
 from agent_variants.admin import JSON, Agents, Experiments, Keys, Variants
 from agent_variants.bundles import Bundles, Local, answer
-from agent_variants.client import CLOSE_TIMEOUT, http_options
+from agent_variants.client import CLOSE_TIMEOUT, http_options, wind_down
 from agent_variants.config import ResolvedAgentConfig
 from agent_variants.errors import Unavailable
 from agent_variants.outcomes import CAPACITY, OutcomeBuffer, ReportStats, Sender, outcome_of
@@ -76,21 +76,13 @@ class _Background:
             return
         self._stopped = True
 
-        async def wind_down() -> None:
-            try:
-                await self.sender.close(timeout)
-            finally:
-                try:
-                    await self.bundles.close()
-                finally:
-                    await self.http.aclose()
-
+        closing = wind_down(self.sender, self.bundles, self.http, timeout)
         if threading.current_thread() is self._thread:
             # Collected on the loop's own thread (a cycle freed there): it cannot wait for itself.
-            self.loop.create_task(wind_down())
+            self.loop.create_task(closing)
             return
         try:
-            self.run(wind_down(), timeout + 5)
+            self.run(closing, timeout + 5)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)

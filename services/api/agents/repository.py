@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, func, select, update
+from sqlalchemy import RowMapping, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -57,6 +57,17 @@ async def get(conn: AsyncConnection, ref: str, *, lock: bool = False) -> RowMapp
 async def list_page(conn: AsyncConnection, *, after: str | None, limit: int) -> list[RowMapping]:
     """Up to `limit` agents newest first, starting below `after`."""
     query = _AGENT_SELECT.order_by(agents.c.id.desc()).limit(limit)
+    if after is not None:
+        query = query.where(agents.c.id < after)
+    return list((await conn.execute(query)).mappings())
+
+
+async def search_page(conn: AsyncConnection, *, text: str, after: str | None, limit: int) -> list[RowMapping]:
+    """Up to `limit` agents newest first whose name or slug holds `text` (any case)."""
+    query = _AGENT_SELECT.order_by(agents.c.id.desc()).limit(limit)
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(agents.c.name.ilike(pattern), agents.c.slug.ilike(pattern)))
     if after is not None:
         query = query.where(agents.c.id < after)
     return list((await conn.execute(query)).mappings())

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from sqlalchemy import or_, select
 
 from services.api.agents import repository as agent_rows
 from services.api.agents import service as agents
@@ -87,17 +86,9 @@ async def list_page(request: Request, who: Seen, q: str = "", after: str | None 
 
 
 async def _search(request: Request, q: str, after: str | None) -> list[dict[str, Any]]:
-    """Agents newest first whose name or slug holds `q` (case-insensitive), paged by id."""
-    table = agent_rows.agents
-    query = agent_rows._AGENT_SELECT.order_by(table.c.id.desc()).limit(PAGE + 1)
-    if q:
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(or_(table.c.name.ilike(pattern), table.c.slug.ilike(pattern)))
-    if after:
-        query = query.where(table.c.id < after)
     async with db_of(request).read() as conn:
-        rows = (await conn.execute(query)).mappings()
-        return [agents.to_read(row) for row in rows]
+        rows = await agent_rows.search_page(conn, text=q, after=after, limit=PAGE + 1)
+    return [agents.to_read(row) for row in rows]
 
 
 @router.post("/agents")
@@ -131,7 +122,7 @@ async def _agent_page(request: Request, agent: str, who: Viewer, *, after: str |
     found = await agents.get_agent(db, agent)
     async with db.read() as conn:
         resolved = await resolve_agent_config(conn, found["id"])
-        slugs = await _variant_slugs(conn, found["id"])
+        slugs = await variant_rows.slugs(conn, found["id"])
     page = await variants.list_variants(db, found["id"], after=after, limit=PAGE + 1, is_active=None)
     more = len(page) > PAGE
     usage = await outcomes.usage(db, found["id"])
@@ -142,14 +133,6 @@ async def _agent_page(request: Request, agent: str, who: Viewer, *, after: str |
                   slugs=[slug for _, slug in slugs], fields=CONFIG_FIELDS, kinds=field_kinds(), form=form,
                   errors=errors, problem=problem, creating=bool(errors or problem), usage=usage,
                   usage_svg=charts.usage_chart(usage, names) if usage["outcomes"] else None)
-
-
-async def _variant_slugs(conn: Any, agent_id: str) -> list[tuple[str, str]]:
-    """(id, slug) of every variant of the agent: for the "start from" and arm pickers."""
-    table = variant_rows.variants
-    rows = await conn.execute(select(table.c.id, table.c.slug).where(table.c.agent_id == agent_id)
-                              .order_by(table.c.slug))
-    return [(row.id, row.slug) for row in rows]
 
 
 @router.get("/agents/{agent}/edit")
@@ -228,7 +211,7 @@ async def variant_page(request: Request, agent: str, variant: str, who: Seen, ag
     form.update({f"overrides.{name}.empty": "on" for name, value in shown["overrides"].items() if value == ""})
     form.update(variant_name=shown["variant_name"], description=shown["description"])
     async with db.read() as conn:
-        others = await _variant_slugs(conn, found["id"])
+        others = await variant_rows.slugs(conn, found["id"])
     form["version"] = str(shown["version"])
     return render(request, "variant.html", who=who, agent=found, variant=shown, preview=preview, live=live,
                   changes=changes, against=against, against_error=against_error, others=others, fields=CONFIG_FIELDS,
@@ -267,7 +250,7 @@ async def edit_variant(request: Request, agent: str, variant: str, writes: Write
         async with db.read() as conn:
             preview = await resolve_agent_config(conn, found["id"], variant=shown["id"])
             live = await resolve_agent_config(conn, found["id"])
-            others = await _variant_slugs(conn, found["id"])
+            others = await variant_rows.slugs(conn, found["id"])
         return render(request, "variant.html", status_code=status_of(error), who=who, agent=found, variant=shown,
                       preview=preview, live=live, changes=field_changes(live, preview), against="live", others=others,
                       fields=CONFIG_FIELDS, kinds=field_kinds(), form=form, errors=errors, problem=problem)

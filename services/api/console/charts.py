@@ -77,7 +77,7 @@ def finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _interval(value: Any) -> tuple[float, float] | None:
+def interval(value: Any) -> tuple[float, float] | None:
     """A ``[lo, hi]`` pair of finite numbers, in order, else None."""
     if not isinstance(value, list | tuple) or len(value) != 2:
         return None
@@ -358,7 +358,7 @@ def interval_chart(
     if rows == 0:
         return _message_chart(title, "No arms to show.")
     points = [finite(_at(values, i)) for i in range(rows)]
-    bounds = [_interval(_at(intervals, i)) if points[i] is not None else None for i in range(rows)]
+    bounds = [interval(_at(intervals, i)) if points[i] is not None else None for i in range(rows)]
     reference = finite(reference)
     data: list[float | None] = [*points, *(b for pair in bounds if pair for b in pair)]
     if reference is not None:

@@ -12,13 +12,13 @@ from pydantic import ValidationError
 
 from services.api.agents import service as agents
 from services.api.console import charts, reading
-from services.api.console.agents import _variant_slugs
 from services.api.console.sessions import Viewer
 from services.api.console.web import db_of, errors_of, refusal, render, see_other, url, viewer, writer
 from services.api.exceptions import DomainError
 from services.api.experiments import service as experiments
 from services.api.experiments.schemas import ExperimentCreate
 from services.api.outcomes import service as outcomes
+from services.api.variants import repository as variant_rows
 from services.api.writes import WriteContext
 from services.shared.identifiers import is_id
 
@@ -37,7 +37,7 @@ async def _page(request: Request, agent: str, who: Viewer, *, form: dict[str, st
     listed = await experiments.list_experiments(db, found["id"], after=after, limit=PAGE + 1, status=None)
     more = len(listed) > PAGE
     async with db.read() as conn:
-        choices = [slug for _, slug in await _variant_slugs(conn, found["id"])]
+        choices = [slug for _, slug in await variant_rows.slugs(conn, found["id"])]
     return render(request, "experiments.html", status_code=status_code, who=who, agent=found,
                   experiments=listed[:PAGE], more=more, next_after=listed[PAGE - 1]["id"] if more else None,
                   choices=choices, rows=range(ARM_ROWS), form=form, errors=errors, problem=problem)
@@ -102,7 +102,7 @@ async def _results(request: Request, agent: str, experiment: str, who: Viewer, *
     shown = await experiments.get_experiment(db, found["id"], experiment)
     results = await outcomes.results(db, found["id"], shown["id"])
     async with db.read() as conn:
-        by_id = dict(await _variant_slugs(conn, found["id"]))
+        by_id = dict(await variant_rows.slugs(conn, found["id"]))
     names = [("Control: " if arm["arm"] == 0 else f"Arm {arm['arm']}: ")
              + (by_id.get(arm["variant_id"], "deleted variant") if arm["variant_id"] else "base config")
              for arm in results["arms"]]

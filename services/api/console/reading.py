@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.api.console.charts import finite
+from services.api.console.charts import finite, interval
 
 __all__ = ["format_p_value", "reading"]
 
@@ -48,15 +48,6 @@ _METRICS = (
 def _count(value: Any) -> int:
     number = finite(value)
     return int(number) if number is not None and number > 0 else 0
-
-
-def _interval(value: Any) -> tuple[float, float] | None:
-    if not isinstance(value, list | tuple) or len(value) != 2:
-        return None
-    lo, hi = finite(value[0]), finite(value[1])
-    if lo is None or hi is None:
-        return None
-    return (lo, hi) if lo <= hi else (hi, lo)
 
 
 def format_p_value(p: float, alpha: float = 0.05) -> str:
@@ -181,9 +172,9 @@ def reading(results: dict, names: list[str], *, alpha: float = 0.05, min_outcome
             if value is not None and base is not None:
                 figures.append(f"{_show(metric, value)} vs. {_show(metric, base)}")
             figures.append(p_text)
-            interval = _interval(arm.get(metric.interval_key))
-            if interval is not None:
-                figures.append(f"this arm's 95% interval: {_show(metric, interval[0])} to {_show(metric, interval[1])}")
+            bounds = interval(arm.get(metric.interval_key))
+            if bounds is not None:
+                figures.append(f"this arm's 95% interval: {_show(metric, bounds[0])} to {_show(metric, bounds[1])}")
             detail = "; ".join(figures)
             claim = f"{lead}: evidence that this arm's {metric.noun}"
             if diff is None or diff == 0:

@@ -39,6 +39,12 @@ async def get_by_id(conn: AsyncConnection, variant_id: str) -> RowMapping | None
     return (await conn.execute(select(variants).where(variants.c.id == variant_id))).mappings().first()
 
 
+async def slugs(conn: AsyncConnection, agent_id: str) -> list[tuple[str, str]]:
+    """(id, slug) of every variant of the agent, by slug: one small row each, for pickers."""
+    query = select(variants.c.id, variants.c.slug).where(variants.c.agent_id == agent_id).order_by(variants.c.slug)
+    return [(row.id, row.slug) for row in await conn.execute(query)]
+
+
 async def list_page(
     conn: AsyncConnection, agent_id: str, *, after: str | None, limit: int, is_active: bool | None
 ) -> list[RowMapping]:
