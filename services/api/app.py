@@ -43,6 +43,7 @@ from services.api.variants.router import router as variants_router
 __all__ = ["create_app", "_slugify"]
 
 VERSION = "0.1.0"
+SHUTDOWN_STEP_SECONDS = 5.0
 log = logging.getLogger(__name__)
 
 
@@ -143,12 +144,13 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             hub.close()
             for task in background:
                 task.cancel()
-            await listener.stop()
-            try:
-                await ring.flush_usage()
-            except Exception as error:  # noqa: BLE001 - shutting down: log and go on
-                log.warning("recording API key use at shutdown failed: %s", error)
-            await db.dispose()
+            # Each step is bounded: a server told to stop must stop, whatever the database does.
+            for what, step in (("stopping the listener", listener.stop), ("recording API key use", ring.flush_usage),
+                               ("closing the database pool", db.dispose)):
+                try:
+                    await asyncio.wait_for(step(), SHUTDOWN_STEP_SECONDS)
+                except Exception as error:  # noqa: BLE001 - shutting down: log and go on
+                    log.warning("%s at shutdown failed: %r", what, error)
 
     app = FrontDoorAPI(
         title="agent-variants",

@@ -87,6 +87,9 @@ def _first_admin_key(url: str, settings: Settings) -> None:
           f"{rule}", flush=True)
 
 
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -111,6 +114,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         loop="uvloop",
         http="httptools",
         proxy_headers=True,
+        # Requests still running this long after SIGTERM are cancelled: without a bound,
+        # uvicorn waits for them forever (a test saw a server not exit 30 s after SIGTERM).
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return 0
 
