@@ -28,7 +28,8 @@ from services.api import embedded, migrate
 from services.api.app import create_app
 from services.api.db import Database
 from services.api.keys import service as keys_service
-from services.api.keys.schemas import SCOPES, KeyCreate
+from services.api.keys.schemas import KeyCreate
+from services.api.principal import SCOPES
 from services.api.settings import Settings, normalise_database_url
 from services.shared.agent_config import resolve_agent_config
 

@@ -1,15 +1,35 @@
-"""The FastAPI application: routers, error handlers, lifespan."""
+"""The FastAPI application: routers, error handlers, lifespan, and the one ASGI stack.
+
+A request meets these layers in this order (`_stack` builds them, in this order):
+
+1. `RawConstant` (only with BENCH_ROUTES=1): the ceiling of any ASGI app, for the benches.
+2. `CORSMiddleware` (only with CORS_ALLOW_ORIGINS): preflights carry no key.
+3. `AccessGate` (unless AUTH_DISABLED): the API key and its rate limit, or a 401/403/429.
+4. `ResolveFastPath`: a cached `GET .../resolved` is answered here, before FastAPI.
+5. `SecurityHeaders`: the headers every other response carries.
+6. FastAPI, that is Starlette's `ServerErrorMiddleware` (an unexpected error is a 500
+   problem), then
+7. `BodySizeLimit`: a body over MAX_BODY_BYTES is a 413 before anything reads it,
+8. `IdempotencyMiddleware`: a retried POST with its `Idempotency-Key` is replayed,
+9. Starlette's `ExceptionMiddleware`: domain errors become problems (`errors.py`), or
+   the console's HTML error page on its routes,
+10. routing, dependencies, the router and the service.
+
+Layers 1-5 sit in front of FastAPI, so a cache hit and the gate's refusals cost none of
+FastAPI's work; they carry the security headers themselves.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -26,18 +46,19 @@ from services.api.experiments.router import router as experiments_router
 from services.api.idempotency import IdempotencyMiddleware
 from services.api.keys.router import router as keys_router
 from services.api.limits import BodySizeLimit
-from services.api.listener import ResolutionListener, asyncpg_dsn
 from services.api.openapi import build_openapi
 from services.api.outcomes.router import router as outcomes_router
+from services.api.resolution.cache import ResolveCache
 from services.api.resolution.fast_path import ResolveFastPath
+from services.api.resolution.listener import ResolutionListener, asyncpg_dsn
 from services.api.resolution.router import router as resolution_router
 from services.api.resolution.watch import WatchHub
-from services.api.resolve_cache import ResolveCache
 from services.api.revisions.router import router as revisions_router
 from services.api.security_headers import SecurityHeaders
 from services.api.settings import Settings
 from services.api.slugs import _slugify
 from services.api.system.router import router as system_router
+from services.api.undo.router import router as undo_router
 from services.api.variants.router import router as variants_router
 
 __all__ = ["create_app", "_slugify"]
@@ -94,6 +115,38 @@ def _cors(app: ASGIApp, origins: list[str]) -> ASGIApp:
     )
 
 
+def _subscribe(db: Database, *, cache: ResolveCache, ring: KeyRing, hub: WatchHub) -> None:
+    """What this process does after each of its own commits (`announce`), before the write
+    is answered: forget the changed agents' cached answers, wake their watch streams, and
+    reload the key ring. Other processes' commits reach the same three through the listener."""
+    db.on_commit[RESOLUTION_CHANNEL] += [cache.invalidate, hub.changed]
+    db.on_commit[KEYS_CHANNEL] += [ring.invalidate, hub.changed_all]
+
+
+def _stack(app: FrontDoorAPI, settings: Settings) -> ASGIApp:
+    """The ASGI stack of the module docstring, in the order a request meets it: the layers
+    in front of FastAPI wrap `app.front`, the rest go inside it, around the router."""
+    app.user_middleware = [
+        Middleware(BodySizeLimit, limit=settings.max_body_bytes),  # 7: before anything reads the body
+        Middleware(IdempotencyMiddleware),  # 8
+    ]
+    in_front: list[Callable[[ASGIApp], ASGIApp]] = []
+    if settings.bench_routes:
+        in_front.append(bench_routes.RawConstant)  # 1
+    if settings.cors_allow_origins:
+        in_front.append(lambda inner: _cors(inner, settings.cors_allow_origins))  # 2
+    if not settings.auth_disabled:
+        limits = {scope: Limit(limit.per_second, limit.burst) for scope, limit in settings.rate_limits.items()}
+        in_front.append(lambda inner: AccessGate(inner, rules=RouteRules(app.routes), ring=app.state.key_ring,
+                                                 limiter=RateLimiter(limits)))  # 3
+    in_front.append(lambda inner: ResolveFastPath(inner, app.state))  # 4
+    in_front.append(SecurityHeaders)  # 5
+    stack: ASGIApp = app.front  # 6-10: FastAPI itself
+    for layer in reversed(in_front):
+        stack = layer(stack)
+    return stack
+
+
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
     """Build the app. Tests pass a `database`; otherwise one is made from DATABASE_URL."""
     settings = settings or Settings()
@@ -121,13 +174,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         # listen for their changes.
         cache = _cache(settings, trusted=False)
         app.state.resolve_cache = cache
-        db.on_commit[RESOLUTION_CHANNEL].append(cache.invalidate)
         ring: KeyRing = app.state.key_ring
         ring.listening = False
-        db.on_commit[KEYS_CHANNEL].append(ring.invalidate)
         hub: WatchHub = app.state.watch_hub
-        db.on_commit[RESOLUTION_CHANNEL].append(hub.changed)
-        db.on_commit[KEYS_CHANNEL].append(hub.changed_all)
+        _subscribe(db, cache=cache, ring=ring, hub=hub)
         listener = ResolutionListener(asyncpg_dsn(settings.database_url), cache, keys=ring, watches=hub)
         listener.start()
         app.state.resolution_listener = listener
@@ -167,35 +217,16 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     if database is not None:
         app.state.db = database
         app.state.resolve_cache = _cache(settings, trusted=True)
-        database.on_commit[RESOLUTION_CHANNEL].append(app.state.resolve_cache.invalidate)
-        database.on_commit[KEYS_CHANNEL].append(app.state.key_ring.invalidate)
-        database.on_commit[RESOLUTION_CHANNEL].append(app.state.watch_hub.changed)
-        database.on_commit[KEYS_CHANNEL].append(app.state.watch_hub.changed_all)
+        _subscribe(database, cache=app.state.resolve_cache, ring=app.state.key_ring, hub=app.state.watch_hub)
     errors.install(app)
-    # Outermost last: the size limit applies before idempotency reads the body.
-    app.add_middleware(IdempotencyMiddleware)
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     # The hot route first: routing tries routes in order.
-    for router in (resolution_router, system_router, agents_router, variants_router, revisions_router,
+    for router in (resolution_router, system_router, agents_router, variants_router, revisions_router, undo_router,
                    experiments_router, outcomes_router, keys_router):
         app.include_router(router)
     console.install(app)
     if settings.bench_routes:
         bench_routes.include(app)
 
-    # The ASGI chain uvicorn calls, outermost first: CORS (preflights carry no key), the
-    # access gate, cache hits, security headers, and only then FastAPI. Cache hits and the
-    # gate's refusals carry the security headers themselves (no wrapper on the hot path).
-    front: ASGIApp = ResolveFastPath(SecurityHeaders(app.front), app.state)
-    if not settings.auth_disabled:
-        limits = {scope: Limit(limit.per_second, limit.burst) for scope, limit in settings.rate_limits.items()}
-        front = AccessGate(front, rules=RouteRules(app.routes), ring=app.state.key_ring,
-                           limiter=RateLimiter(limits))
-    if settings.cors_allow_origins:
-        front = _cors(front, settings.cors_allow_origins)
-    if settings.bench_routes:
-        front = bench_routes.RawConstant(front)  # the ceiling of any ASGI app here, so in front of all
-    app.front = front
-
+    app.front = _stack(app, settings)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

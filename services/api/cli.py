@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from services.api import embedded, migrate
-from services.api.keys.schemas import SCOPES
+from services.api.principal import SCOPES
 from services.api.resolution import watch
 from services.api.settings import Settings
 

@@ -67,16 +67,12 @@ KEYS_CHANNEL = "agent_variants_keys"
 
 async def notify(conn: AsyncConnection, channel: str, payload: str) -> None:
     """Record, in the current transaction, that `payload` changed: a NOTIFY that other
-    processes get at commit, and a note for this process's own `on_commit` callbacks."""
+    processes get at commit, and a note for this process's own `on_commit` callbacks.
+    Use cases call it through `services.api.writes.announce`."""
     await conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload})
     changes = _changes.get()
     if changes is not None:
         changes.setdefault(channel, set()).add(payload)
-
-
-async def changed_agent(conn: AsyncConnection, agent_id: str) -> None:
-    """This agent's resolution may have changed (its cached entries must go)."""
-    await notify(conn, RESOLUTION_CHANNEL, agent_id)
 
 
 class Database:

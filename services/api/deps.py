@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 
-from services.api.access.gate import current_key
 from services.api.db import Database
+from services.api.principal import current_key
 from services.api.schemas import cursor
-from services.api.writes import WriteContext
+from services.api.writes.context import WriteContext
 
 
 async def get_db(request: Request) -> Database:

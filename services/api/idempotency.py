@@ -28,12 +28,12 @@ from starlette.requests import Request
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.api.access.gate import current_key
 from services.api.db import Database
 from services.api.errors import database_unavailable, problem
 from services.api.exceptions import FieldError
 from services.api.limits import PayloadTooLarge
 from services.api.models import IdempotencyKey
+from services.api.principal import current_key
 
 log = logging.getLogger(__name__)
 

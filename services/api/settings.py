@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from services.api.keys.schemas import SCOPES
+from services.api.principal import SCOPES
 
 
 def normalise_database_url(url: str) -> str:

@@ -11,15 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+# From the SDK's definitions, as `agent_config` re-exports them: `agent_config` imports
+# this module, never the other way round.
+from agent_variants.config import BASE, CONFIG_FIELDS, ResolvedAgentConfig, VariantNotFound
 from sqlalchemy import Row, and_, bindparam, column, exists, false, func, select, table, true
 from sqlalchemy.ext.asyncio import AsyncConnection
-
-from services.shared.agent_config import (
-    BASE,
-    CONFIG_FIELDS,
-    ResolvedAgentConfig,
-    VariantNotFound,
-)
 
 _agents = table("agents", column("id"), column("slug"), *(column(f) for f in CONFIG_FIELDS))
 _variants = table(
@@ -61,10 +57,6 @@ _STATEMENTS = {
 }
 
 _N = len(CONFIG_FIELDS)
-
-
-def statement(agent_key: str, variant_key: str | None):
-    return _STATEMENTS[(agent_key, variant_key)]
 
 
 _SQL: dict[tuple[str, str | None], tuple[str, tuple[str, ...]]] = {}

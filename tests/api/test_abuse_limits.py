@@ -27,7 +27,8 @@ from services.api.app import create_app
 from services.api.db import Database, sqlstate
 from services.api.errors import database_unavailable
 from services.api.keys import service
-from services.api.keys.schemas import SCOPES, KeyCreate
+from services.api.keys.schemas import KeyCreate
+from services.api.principal import SCOPES
 from services.api.settings import DEFAULT_RATE_LIMIT, RateLimit, Settings
 from tests.helpers import admin_key, assert_problem, bearer, config, create_agent, settings_for_tests, unique
 

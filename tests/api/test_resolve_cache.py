@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api import resolve_cache
 from services.api.app import create_app
 from services.api.db import Database
+from services.api.resolution import cache as resolve_cache
+from services.api.resolution.cache import ResolveCache
 from services.api.resolution.schemas import to_body
-from services.api.resolve_cache import ResolveCache
 from services.shared.agent_config import resolve_agent_config
 from tests.helpers import (
     admin_key,

@@ -13,26 +13,20 @@ from starlette.requests import Request
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.api.access.keyring import KeyRefused, KeyRing, Principal
+from services.api.access.keyring import KeyRefused, KeyRing
 from services.api.access.rate_limit import Limit, RateLimiter
 from services.api.access.rules import RouteRules
 from services.api.errors import database_unavailable, problem
-from services.api.keys.schemas import SCOPES
+from services.api.principal import SCOPE_KEY, SCOPES
 from services.api.security_headers import JSON_HEADERS_DICT
 
 log = logging.getLogger(__name__)
 
 REALM = 'Bearer realm="agent-variants"'
-SCOPE_KEY = "api_key"
 # Per client address: how many refused keys it may send (a misconfigured agent retrying
 # is well within this; guessing at secrets is pointless at 256 bits anyway).
 FAILURES = "failures"
 FAILURE_LIMIT = Limit(per_second=10, burst=100)
-
-
-def current_key(scope: Scope) -> Principal | None:
-    """The API key the gate verified for this request (None while auth is off)."""
-    return scope.get(SCOPE_KEY)
 
 
 def _bearer(scope: Scope) -> bytes | None:

@@ -22,38 +22,14 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from services.api.db import Database
 from services.api.keys import repository
-from services.api.keys.schemas import RANK
+from services.api.principal import Principal
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """A key as the gate sees it. `expires_at` and `revoked_at` are Unix times; `rank`
-    orders scopes (resolve 0 ... admin 3)."""
-
-    id: str
-    name: str
-    scope: str
-    rank: int
-    digest: bytes
-    expires_at: float | None
-    revoked_at: float | None
-
-    @classmethod
-    def from_row(cls, row: Any) -> Principal:
-        return cls(
-            id=row["id"], name=row["name"], scope=row["scope"], rank=RANK[row["scope"]],
-            digest=bytes(row["secret_hash"]),
-            expires_at=row["expires_at"].timestamp() if row["expires_at"] else None,
-            revoked_at=row["revoked_at"].timestamp() if row["revoked_at"] else None,
-        )
 
 
 class KeyRefused(Exception):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from starlette.routing import BaseRoute, compile_path
 
-from services.api.keys.schemas import RANK
+from services.api.principal import RANK
 from services.api.routes import every_route
 
 # Open to anyone: probes and the API's own description.

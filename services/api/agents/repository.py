@@ -36,21 +36,11 @@ def ref_condition(ref: str):
     return None if key is None else agents.c[key] == ref
 
 
-async def get(conn: AsyncConnection, ref: str, *, lock: bool = False) -> RowMapping | None:
-    """The agent by id or slug. `lock` takes its row lock: every write to an agent or its
-    variants does, so changes to one agent are serialized."""
+async def get(conn: AsyncConnection, ref: str) -> RowMapping | None:
+    """The agent object's row by id or slug, with its derived columns."""
     condition = ref_condition(ref)
     if condition is None:
         return None
-    if lock:
-        # Lock first, then read the derived columns: they must reflect the locked state.
-        # `locked_at` is clock_timestamp() read after the lock is held: the one instant a
-        # write stamps on its rows and its revision, so revisions follow commit order.
-        locked = await conn.scalar(select(agents.c.id).where(condition).with_for_update())
-        if locked is None:
-            return None
-        query = _AGENT_SELECT.add_columns(func.clock_timestamp().label("locked_at"))
-        return (await conn.execute(query.where(agents.c.id == locked))).mappings().first()
     return (await conn.execute(_AGENT_SELECT.where(condition))).mappings().first()
 
 

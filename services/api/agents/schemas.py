@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator
 
@@ -17,6 +18,7 @@ from services.api.schemas import (
     Slug,
     StrictModel,
     derivable_slug,
+    timestamp,
 )
 from services.shared.agent_config import CONFIG_FIELDS
 
@@ -69,3 +71,22 @@ class AgentRead(BaseModel):
     version: int
     created_at: str
     updated_at: str
+
+
+def agent_read(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The agent object of the contract: an `AgentRead`, the one shape routes return and
+    OpenAPI shows, as JSON-ready values (revisions store it as it is)."""
+    return AgentRead(
+        object="agent",
+        id=row["id"],
+        slug=row["slug"],
+        name=row["name"],
+        description=row["description"],
+        metadata=row["metadata"],
+        config={name: row[name] for name in CONFIG_FIELDS},
+        active_variant_id=row["active_variant_id"],
+        variant_count=row["variant_count"],
+        version=row["version"],
+        created_at=timestamp(row["created_at"]),
+        updated_at=timestamp(row["updated_at"]),
+    ).model_dump(mode="json")

@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api import patching, slugs
 from services.api.agents import repository
-from services.api.agents.schemas import AgentCreate, AgentUpdate
+from services.api.agents.schemas import AgentCreate, AgentUpdate, agent_read
 from services.api.consistency import check_resolved
-from services.api.db import Database, changed_agent, constraint_name
+from services.api.db import Database, constraint_name
 from services.api.exceptions import (
     DomainError,
     ExperimentRunning,
@@ -22,34 +22,20 @@ from services.api.exceptions import (
     conflicts_reported_as,
 )
 from services.api.experiments import repository as experiments
-from services.api.revisions import repository as revisions
-from services.api.schemas import set_fields, timestamp
+from services.api.schemas import set_fields
 from services.api.variants import repository as variant_repository
-from services.api.writes import NO_CONTEXT, WriteContext
+from services.api.variants.schemas import overrides_of
+from services.api.writes import announce
+from services.api.writes.context import NO_CONTEXT, WriteContext
+from services.api.writes.locks import LockedAgent, lock_agent
+from services.api.writes.revisions import record
 from services.shared.agent_config import CONFIG_FIELDS, DEFAULTS
 from services.shared.identifiers import new_id
 
 
-def to_read(row: RowMapping) -> dict[str, Any]:
-    """The agent object of the contract."""
-    return {
-        "object": "agent",
-        "id": row["id"],
-        "slug": row["slug"],
-        "name": row["name"],
-        "description": row["description"],
-        "metadata": row["metadata"],
-        "config": {name: row[name] for name in CONFIG_FIELDS},
-        "active_variant_id": row["active_variant_id"],
-        "variant_count": row["variant_count"],
-        "version": row["version"],
-        "created_at": timestamp(row["created_at"]),
-        "updated_at": timestamp(row["updated_at"]),
-    }
-
-
-async def require(conn: AsyncConnection, ref: str, *, lock: bool = False) -> RowMapping:
-    row = await repository.get(conn, ref, lock=lock)
+async def require(conn: AsyncConnection, ref: str) -> RowMapping:
+    """The agent object's row (with its derived columns) by id or slug; `NotFound` otherwise."""
+    row = await repository.get(conn, ref)
     if row is None:
         raise NotFound("Agent", ref)
     return row
@@ -85,9 +71,10 @@ async def create_agent(db: Database, data: AgentCreate, *, context: WriteContext
                 taken=lambda candidates: repository.slugs_taken(conn, candidates),
                 insert=lambda slug: repository.insert_unless_slug_taken(conn, {**values, "slug": slug}),
             )
-        agent = to_read(await require(conn, agent_id))
-        await revisions.record(conn, agent_id=agent_id, target="agent", target_id=agent_id, action="create",
-                               before=None, after=agent, context=context, at=at)
+        agent = agent_read(await require(conn, agent_id))
+        await record(conn, agent_id=agent_id, target="agent", target_id=agent_id, action="create",
+                     before=None, after=agent, context=context, at=at)
+        await announce.agent_changed(conn, agent_id)
         return agent
 
     return await db.transaction(unit)
@@ -95,12 +82,12 @@ async def create_agent(db: Database, data: AgentCreate, *, context: WriteContext
 
 async def get_agent(db: Database, ref: str) -> dict[str, Any]:
     async with db.read() as conn:
-        return to_read(await require(conn, ref))
+        return agent_read(await require(conn, ref))
 
 
 async def list_agents(db: Database, *, after: str | None, limit: int) -> list[dict[str, Any]]:
     async with db.read() as conn:
-        return [to_read(row) for row in await repository.list_page(conn, after=after, limit=limit)]
+        return [agent_read(row) for row in await repository.list_page(conn, after=after, limit=limit)]
 
 
 async def update_agent(
@@ -111,8 +98,9 @@ async def update_agent(
     config_patch = set_fields(patch.config) if patch.config is not None else {}
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
-        row = await require(conn, ref, lock=True)
-        context.check_version(row["version"], what="agent")
+        agent = await lock_agent(conn, ref)
+        context.check_version(agent.version, what="agent")
+        row = await require(conn, agent.id)
         changes: dict[str, Any] = {}
         if "name" in sent and sent["name"] != row["name"]:
             changes["name"] = sent["name"]
@@ -128,14 +116,17 @@ async def update_agent(
             if value != row[name]:
                 changes[name] = value
         if not changes:
-            return to_read(row)
-        return await apply_changes(conn, row, changes, action="update", context=context)
+            return agent_read(row)
+        after = await apply_changes(conn, agent, row, changes, action="update", context=context)
+        await announce.agent_changed(conn, agent.id)
+        return after
 
     return await db.transaction(unit)
 
 
 async def apply_changes(
     conn: AsyncConnection,
+    agent: LockedAgent,
     row: RowMapping,
     changes: dict[str, Any],
     *,
@@ -144,43 +135,41 @@ async def apply_changes(
     reverts_id: str | None = None,
     on_conflict: type[DomainError] | None = None,
 ) -> dict[str, Any]:
-    """Write `changes` to an agent (`row`, read with its lock) after checking the rule, and
-    record the revision.
+    """Write `changes` to a locked agent (`row`: its object's row) after checking the rule,
+    and record the revision.
 
     `on_conflict`, when given, replaces the errors a rule or a taken slug would raise (an
     undo reports them all as `undo_conflict`).
     """
-    config = {name: changes.get(name, row[name]) for name in CONFIG_FIELDS}
+    config = {name: changes.get(name, agent.config[name]) for name in CONFIG_FIELDS}
     with conflicts_reported_as(on_conflict):
         check_resolved(config, overrides={})
-        if row["active_variant_id"] is not None:
-            active = await variant_repository.get_by_id(conn, row["active_variant_id"])
-            assert active is not None
-            check_resolved(config, overrides=variant_repository.overrides_of(active),
+        active = await variant_repository.active(conn, agent.id)
+        if active is not None:
+            check_resolved(config, overrides=overrides_of(active),
                            subject=f"config of the active variant '{active['slug']}'")
         try:
-            await repository.update_fields(conn, row["id"], changes, at=row["locked_at"])
+            await repository.update_fields(conn, agent.id, changes, at=agent.at)
         except IntegrityError as error:
             # The transaction is aborted now; raising ends it, which is what we want.
             if constraint_name(error) == "uq_agents_slug":
                 raise slug_taken(changes["slug"]) from None
             raise
-    after = to_read(await require(conn, row["id"]))
-    await revisions.record(conn, agent_id=row["id"], target="agent", target_id=row["id"], action=action,
-                           before=to_read(row), after=after, context=context, at=row["locked_at"],
-                           reverts_id=reverts_id)
+    after = agent_read(await require(conn, agent.id))
+    await record(conn, agent_id=agent.id, target="agent", target_id=agent.id, action=action,
+                 before=agent_read(row), after=after, context=context, at=agent.at, reverts_id=reverts_id)
     return after
 
 
 async def delete_agent(db: Database, ref: str, *, context: WriteContext = NO_CONTEXT) -> None:
     async def unit(conn: AsyncConnection) -> None:
-        row = await require(conn, ref, lock=True)
-        context.check_version(row["version"], what="agent")
-        running = await experiments.running(conn, row["id"])
+        agent = await lock_agent(conn, ref)
+        context.check_version(agent.version, what="agent")
+        running = await experiments.running(conn, agent.id)
         if running is not None:
             raise ExperimentRunning(f"Experiment '{running['slug']}' of agent '{ref}' is running; stop it first")
         # Its variants, experiments, outcomes and revisions go with it (ON DELETE CASCADE).
-        await repository.delete_one(conn, row["id"])
-        await changed_agent(conn, row["id"])
+        await repository.delete_one(conn, agent.id)
+        await announce.agent_changed(conn, agent.id)
 
     await db.transaction(unit)

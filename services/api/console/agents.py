@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from services.api.agents import repository as agent_rows
 from services.api.agents import service as agents
-from services.api.agents.schemas import AgentCreate, AgentUpdate
+from services.api.agents.schemas import AgentCreate, AgentUpdate, agent_read
 from services.api.console import charts
 from services.api.console.sessions import Viewer
 from services.api.console.web import (
@@ -35,7 +35,7 @@ from services.api.outcomes import service as outcomes
 from services.api.variants import repository as variant_rows
 from services.api.variants import service as variants
 from services.api.variants.schemas import VariantCreate, VariantUpdate
-from services.api.writes import WriteContext
+from services.api.writes.context import WriteContext
 from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, resolve_agent_config
 from services.shared.identifiers import is_id
 
@@ -88,7 +88,7 @@ async def list_page(request: Request, who: Seen, q: str = "", after: str | None 
 async def _search(request: Request, q: str, after: str | None) -> list[dict[str, Any]]:
     async with db_of(request).read() as conn:
         rows = await agent_rows.search_page(conn, text=q, after=after, limit=PAGE + 1)
-    return [agents.to_read(row) for row in rows]
+    return [agent_read(row) for row in rows]
 
 
 @router.post("/agents")

@@ -19,7 +19,7 @@ from services.api.experiments import service as experiments
 from services.api.experiments.schemas import ExperimentCreate
 from services.api.outcomes import service as outcomes
 from services.api.variants import repository as variant_rows
-from services.api.writes import WriteContext
+from services.api.writes.context import WriteContext
 from services.shared.identifiers import is_id
 
 router = APIRouter()

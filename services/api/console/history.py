@@ -13,9 +13,11 @@ from services.api.agents import service as agents
 from services.api.console.sessions import Viewer
 from services.api.console.web import db_of, refusal, render, see_other, url, viewer, writer
 from services.api.exceptions import DomainError
+from services.api.resolution.time_travel import resolve_at
 from services.api.revisions import service as revisions
+from services.api.undo import use_case as undoing
 from services.api.variants import service as variants
-from services.api.writes import WriteContext
+from services.api.writes.context import WriteContext
 from services.shared.agent_config import CONFIG_FIELDS
 from services.shared.identifiers import is_id
 
@@ -79,7 +81,7 @@ async def _timeline(request: Request, agent: str, who: Viewer, *, after: str | N
         try:
             moment = instant(at)
             async with db.read() as conn:
-                as_of = await revisions.resolve_at(conn, found["id"], moment)
+                as_of = await resolve_at(conn, found["id"], moment)
         except ValueError as error:
             as_of_error = str(error)
         except (DomainError, LookupError) as error:
@@ -87,7 +89,7 @@ async def _timeline(request: Request, agent: str, who: Viewer, *, after: str | N
     return render(request, "history.html", status_code=status_code, who=who, agent=found, entries=entries,
                   more=more, next_after=page[PAGE - 1]["id"] if more else None, at=at, moment=moment, as_of=as_of,
                   as_of_error=as_of_error, fields=CONFIG_FIELDS, problem=problem,
-                  next_undo=await revisions.next_undo(db, found["id"]))
+                  next_undo=await undoing.next_undo(db, found["id"]))
 
 
 @router.post("/agents/{agent}/undo")
@@ -100,7 +102,7 @@ async def undo(request: Request, agent: str, writes: Writes) -> Response:
         return await _timeline(request, agent, who, after=None, at="", status_code=422,
                                problem="Which change to undo was not said; use the button on this page.")
     try:
-        await revisions.undo(db, found["id"], context=WriteContext(actor=who.key_name, api_key=who.key_name),
+        await undoing.undo(db, found["id"], context=WriteContext(actor=who.key_name, api_key=who.key_name),
                              expected=expected)
     except DomainError as error:  # nothing to undo, another change came first, or it would break a rule
         return await _timeline(request, agent, who, after=None, at="", problem=error.detail, status_code=409)

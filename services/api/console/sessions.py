@@ -17,8 +17,8 @@ from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.db import Database
-from services.api.keys.schemas import RANK
 from services.api.models import ApiKey, ConsoleSession
+from services.api.principal import RANK
 
 LIFETIME = timedelta(hours=12)
 sessions = ConsoleSession.__table__

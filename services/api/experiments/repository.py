@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, insert, or_, select, update
+from sqlalchemy import RowMapping, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.models import Agent, Experiment
@@ -80,12 +80,3 @@ async def update_fields(conn: AsyncConnection, experiment_id: str, values: dict[
 async def delete_one(conn: AsyncConnection, experiment_id: str) -> None:
     await conn.execute(delete(experiments).where(experiments.c.id == experiment_id))
 
-
-async def naming_variant(conn: AsyncConnection, agent_id: str, variant_id: str) -> RowMapping | None:
-    """A draft or running experiment of the agent with an arm on this variant, if any."""
-    query = select(experiments).where(
-        experiments.c.agent_id == agent_id,
-        or_(experiments.c.status == "draft", experiments.c.status == "running"),
-        experiments.c.arms.contains([{"variant_id": variant_id}]),
-    ).limit(1)
-    return (await conn.execute(query)).mappings().first()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from services.api.schemas import Description, Name, StrictModel, text
+from services.api.schemas import Description, Name, StrictModel, text, timestamp
 
 MIN_ARMS, MAX_ARMS = 2, 10
 Weight = Annotated[int, Field(strict=True, ge=1, le=10_000)]
@@ -60,3 +61,24 @@ class ExperimentRead(BaseModel):
     updated_at: str
     started_at: str | None
     stopped_at: str | None
+
+
+def experiment_read(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The experiment object of the contract (plus `slug`, derived from the name): an
+    `ExperimentRead`, the one shape routes return and OpenAPI shows, as JSON-ready values."""
+    return ExperimentRead(
+        object="experiment",
+        id=row["id"],
+        agent_id=row["agent_id"],
+        slug=row["slug"],
+        name=row["name"],
+        description=row["description"],
+        status=row["status"],
+        salt=row["salt"],
+        arms=row["arms"],
+        version=row["version"],
+        created_at=timestamp(row["created_at"]),
+        updated_at=timestamp(row["updated_at"]),
+        started_at=timestamp(row["started_at"]),
+        stopped_at=timestamp(row["stopped_at"]),
+    ).model_dump(mode="json")

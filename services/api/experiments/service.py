@@ -15,7 +15,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api import slugs
-from services.api.agents import service as agents
 from services.api.consistency import check_resolved
 from services.api.db import Database, constraint_name
 from services.api.exceptions import (
@@ -27,34 +26,16 @@ from services.api.exceptions import (
     ValidationFailed,
 )
 from services.api.experiments import repository
-from services.api.experiments.schemas import ArmIn, ExperimentCreate, ExperimentUpdate
-from services.api.revisions import repository as revisions
-from services.api.schemas import set_fields, timestamp
+from services.api.experiments.schemas import ArmIn, ExperimentCreate, ExperimentUpdate, experiment_read
+from services.api.schemas import set_fields
 from services.api.variants import repository as variants
-from services.api.variants.service import base_config
-from services.api.writes import NO_CONTEXT, WriteContext
+from services.api.variants.schemas import overrides_of
+from services.api.writes import announce
+from services.api.writes.context import NO_CONTEXT, WriteContext
+from services.api.writes.locks import LockedAgent, find_agent, lock_agent
+from services.api.writes.revisions import record
 from services.shared.agent_config import BASE
 from services.shared.identifiers import new_id
-
-
-def to_read(row: RowMapping) -> dict[str, Any]:
-    """The experiment object of the contract (plus `slug`, derived from the name)."""
-    return {
-        "object": "experiment",
-        "id": row["id"],
-        "agent_id": row["agent_id"],
-        "slug": row["slug"],
-        "name": row["name"],
-        "description": row["description"],
-        "status": row["status"],
-        "salt": row["salt"],
-        "arms": row["arms"],
-        "version": row["version"],
-        "created_at": timestamp(row["created_at"]),
-        "updated_at": timestamp(row["updated_at"]),
-        "started_at": timestamp(row["started_at"]),
-        "stopped_at": timestamp(row["stopped_at"]),
-    }
 
 
 async def require(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping:
@@ -90,14 +71,14 @@ async def create_experiment(
     experiment_id = new_id("experiment")
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
-        agent = await agents.require(conn, agent_ref, lock=True)
-        arms = await _arms(conn, agent["id"], data.arms)
+        agent = await lock_agent(conn, agent_ref)
+        arms = await _arms(conn, agent.id, data.arms)
         stem = slugs._slugify(data.name) or "experiment"
-        slug = await slugs.first_free(stem, lambda chunk: repository.slugs_taken(conn, agent["id"], chunk))
-        at = agent["locked_at"]
+        slug = await slugs.first_free(stem, lambda chunk: repository.slugs_taken(conn, agent.id, chunk))
+        at = agent.at
         await repository.insert_one(conn, {
             "id": experiment_id,
-            "agent_id": agent["id"],
+            "agent_id": agent.id,
             "slug": slug,
             "name": data.name,
             "description": data.description or "",
@@ -107,9 +88,10 @@ async def create_experiment(
             "created_at": at,
             "updated_at": at,
         })
-        experiment = to_read(await require(conn, agent["id"], experiment_id))
-        await revisions.record(conn, agent_id=agent["id"], target="experiment", target_id=experiment_id,
-                               action="create", before=None, after=experiment, context=context, at=at)
+        experiment = experiment_read(await require(conn, agent.id, experiment_id))
+        await record(conn, agent_id=agent.id, target="experiment", target_id=experiment_id,
+                     action="create", before=None, after=experiment, context=context, at=at)
+        await announce.agent_changed(conn, agent.id)
         return experiment
 
     return await db.transaction(unit)
@@ -117,32 +99,32 @@ async def create_experiment(
 
 async def get_experiment(db: Database, agent_ref: str, ref: str) -> dict[str, Any]:
     async with db.read() as conn:
-        agent = await agents.require(conn, agent_ref)
-        return to_read(await require(conn, agent["id"], ref))
+        agent = await find_agent(conn, agent_ref)
+        return experiment_read(await require(conn, agent.id, ref))
 
 
 async def list_experiments(
     db: Database, agent_ref: str, *, after: str | None, limit: int, status: str | None
 ) -> list[dict[str, Any]]:
     async with db.read() as conn:
-        agent = await agents.require(conn, agent_ref)
-        rows = await repository.list_page(conn, agent["id"], after=after, limit=limit, status=status)
-        return [to_read(row) for row in rows]
+        agent = await find_agent(conn, agent_ref)
+        rows = await repository.list_page(conn, agent.id, after=after, limit=limit, status=status)
+        return [experiment_read(row) for row in rows]
 
 
 async def _write(
-    conn: AsyncConnection, agent: RowMapping, row: RowMapping, changes: dict[str, Any], *, action: str,
+    conn: AsyncConnection, agent: LockedAgent, row: RowMapping, changes: dict[str, Any], *, action: str,
     context: WriteContext,
 ) -> dict[str, Any]:
     try:
-        await repository.update_fields(conn, row["id"], changes, at=agent["locked_at"])
+        await repository.update_fields(conn, row["id"], changes, at=agent.at)
     except IntegrityError as error:
         if constraint_name(error) == "uq_experiments_one_running_per_agent":
             raise _running_elsewhere() from None
         raise
-    after = to_read(await require(conn, agent["id"], row["id"]))
-    await revisions.record(conn, agent_id=agent["id"], target="experiment", target_id=row["id"], action=action,
-                           before=to_read(row), after=after, context=context, at=agent["locked_at"])
+    after = experiment_read(await require(conn, agent.id, row["id"]))
+    await record(conn, agent_id=agent.id, target="experiment", target_id=row["id"], action=action,
+                 before=experiment_read(row), after=after, context=context, at=agent.at)
     return after
 
 
@@ -156,8 +138,8 @@ async def update_experiment(
     sent = set_fields(patch)
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
-        agent = await agents.require(conn, agent_ref, lock=True)
-        row = await require(conn, agent["id"], ref)
+        agent = await lock_agent(conn, agent_ref)
+        row = await require(conn, agent.id, ref)
         context.check_version(row["version"], what="experiment")
         changes: dict[str, Any] = {}
         if "name" in sent and sent["name"] != row["name"]:
@@ -167,7 +149,7 @@ async def update_experiment(
         if "salt" in sent and sent["salt"] != row["salt"]:
             changes["salt"] = sent["salt"]
         if "arms" in sent:
-            arms = await _arms(conn, agent["id"], patch.arms)
+            arms = await _arms(conn, agent.id, patch.arms)
             if arms != row["arms"]:
                 changes["arms"] = arms
         frozen = sorted({"arms", "salt"} & changes.keys())
@@ -176,65 +158,71 @@ async def update_experiment(
                 f"Experiment '{ref}' is {row['status']}: its {' and '.join(frozen)} change only while it is a draft"
             )
         if not changes:
-            return to_read(row)
-        return await _write(conn, agent, row, changes, action="update", context=context)
+            return experiment_read(row)
+        after = await _write(conn, agent, row, changes, action="update", context=context)
+        await announce.agent_changed(conn, agent.id)
+        return after
 
     return await db.transaction(unit)
 
 
 async def delete_experiment(db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT) -> None:
     async def unit(conn: AsyncConnection) -> None:
-        agent = await agents.require(conn, agent_ref, lock=True)
-        row = await require(conn, agent["id"], ref)
+        agent = await lock_agent(conn, agent_ref)
+        row = await require(conn, agent.id, ref)
         context.check_version(row["version"], what="experiment")
         if row["status"] != "draft":
             raise ExperimentNotDraft(f"Experiment '{ref}' is {row['status']}; only drafts can be deleted")
         await repository.delete_one(conn, row["id"])
-        await revisions.record(conn, agent_id=agent["id"], target="experiment", target_id=row["id"],
-                               action="delete", before=to_read(row), after=None, context=context,
-                               at=agent["locked_at"])
+        await record(conn, agent_id=agent.id, target="experiment", target_id=row["id"],
+                     action="delete", before=experiment_read(row), after=None, context=context, at=agent.at)
+        await announce.agent_changed(conn, agent.id)
 
     await db.transaction(unit)
 
 
 async def start_experiment(db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT) -> dict:
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
-        agent = await agents.require(conn, agent_ref, lock=True)
-        row = await require(conn, agent["id"], ref)
+        agent = await lock_agent(conn, agent_ref)
+        row = await require(conn, agent.id, ref)
         context.check_version(row["version"], what="experiment")
         if row["status"] == "running":
-            return to_read(row)  # like activating the active variant: a no-op
+            return experiment_read(row)  # like activating the active variant: a no-op
         if row["status"] == "stopped":
             raise InvalidStatus(f"Experiment '{ref}' is stopped; a stopped experiment cannot start again")
-        other = await repository.running(conn, agent["id"])
+        other = await repository.running(conn, agent.id)
         if other is not None:
             raise ExperimentRunning(f"Experiment '{other['slug']}' of this agent is running; stop it first")
-        base = base_config(agent)
+        base = agent.config
         for arm in row["arms"]:
             overrides: dict[str, Any] = {}
             if arm["variant_id"] is not None:
-                variant = await variants.get(conn, agent["id"], arm["variant_id"])
+                variant = await variants.get(conn, agent.id, arm["variant_id"])
                 if variant is None:  # deleting a variant an arm names is refused; kept as a guard
                     raise NotFound("Variant", arm["variant_id"], param=f"arms[{arm['arm']}].variant")
-                overrides = variants.overrides_of(variant)
+                overrides = overrides_of(variant)
             check_resolved(base, overrides=overrides, subject=f"config of arm {arm['arm']}")
-        at = agent["locked_at"]
-        return await _write(conn, agent, row, {"status": "running", "started_at": at}, action="start",
-                            context=context)
+        at = agent.at
+        after = await _write(conn, agent, row, {"status": "running", "started_at": at}, action="start",
+                             context=context)
+        await announce.agent_changed(conn, agent.id)
+        return after
 
     return await db.transaction(unit)
 
 
 async def stop_experiment(db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT) -> dict:
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
-        agent = await agents.require(conn, agent_ref, lock=True)
-        row = await require(conn, agent["id"], ref)
+        agent = await lock_agent(conn, agent_ref)
+        row = await require(conn, agent.id, ref)
         context.check_version(row["version"], what="experiment")
         if row["status"] == "stopped":
-            return to_read(row)
+            return experiment_read(row)
         if row["status"] == "draft":
             raise InvalidStatus(f"Experiment '{ref}' is a draft; only a running experiment can be stopped")
-        return await _write(conn, agent, row, {"status": "stopped", "stopped_at": agent["locked_at"]},
-                            action="stop", context=context)
+        after = await _write(conn, agent, row, {"status": "stopped", "stopped_at": agent.at},
+                             action="stop", context=context)
+        await announce.agent_changed(conn, agent.id)
+        return after
 
     return await db.transaction(unit)

@@ -7,11 +7,11 @@ import logging
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.api.access.gate import current_key
 from services.api.deps import DB, KeyCursor, Limit
 from services.api.errors import responses
 from services.api.keys import service
 from services.api.keys.schemas import KeyCreate, KeyRead
+from services.api.principal import current_key
 from services.api.schemas import Page, list_page
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])

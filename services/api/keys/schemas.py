@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
+from services.api.principal import ScopeName
 from services.api.schemas import StrictModel, timestamp
-
-# Each scope allows what the ones before it allow: admin > write > read > resolve.
-ScopeName = Literal["resolve", "read", "write", "admin"]
-SCOPES: tuple[str, ...] = get_args(ScopeName)
-RANK = {scope: rank for rank, scope in enumerate(SCOPES)}
 
 # A name is how people, the CLI (`keys revoke NAME`), paths (`/v1/keys/{id or name}`) and
 # revisions (`api_key`) refer to a key. No `_`: in a path, `_` marks an id.

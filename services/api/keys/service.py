@@ -1,6 +1,6 @@
 """API keys: create (the only time a secret exists outside its holder), list, revoke.
 
-Every create and revoke NOTIFYs on KEYS_CHANNEL in its transaction, so every process's
+Every create and revoke announces itself (a NOTIFY on KEYS_CHANNEL) in its transaction, so every process's
 key ring stops trusting what it holds and reloads; the process that made the change
 invalidates its ring before it answers (its next request waits for the reload).
 """
@@ -12,10 +12,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.db import KEYS_CHANNEL, Database, notify
+from services.api.db import Database
 from services.api.exceptions import KeyNameTaken, NotFound
 from services.api.keys import repository, tokens
 from services.api.keys.schemas import KeyCreate, key_body
+from services.api.writes import announce
 from services.shared.identifiers import new_id
 
 
@@ -27,7 +28,7 @@ async def _insert(conn: AsyncConnection, body: KeyCreate) -> dict[str, Any]:
     )
     if row is None:
         raise KeyNameTaken(f"An API key named '{body.name}' already exists (revoked keys keep their names)")
-    await notify(conn, KEYS_CHANNEL, row["id"])
+    await announce.key_changed(conn, row["id"])
     return key_body(row, secret=secret)
 
 
@@ -78,7 +79,7 @@ async def revoke_key(db: Database, ref: str) -> dict[str, Any]:
         if row["revoked_at"] is not None:
             return key_body(row)
         revoked = await repository.revoke(conn, row["id"])
-        await notify(conn, KEYS_CHANNEL, revoked["id"])
+        await announce.key_changed(conn, revoked["id"])
         return key_body(revoked)
 
     return await db.transaction(unit)

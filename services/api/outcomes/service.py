@@ -14,12 +14,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.agents import service as agents
 from services.api.db import Database
 from services.api.exceptions import FieldError, NotFound
 from services.api.experiments import repository as experiment_repository
-from services.api.experiments import service as experiments
 from services.api.outcomes.schemas import OutcomeIn
+from services.api.writes.locks import find_agent
 from services.shared import stats
 
 COLUMNS = ("agent_id", "variant_id", "experiment_id", "subject", "input_tokens", "output_tokens", "latency_ms",
@@ -32,10 +31,10 @@ async def store(db: Database, agent_ref: str, outcomes: list[OutcomeIn], *, batc
     an agent may report runs of a variant deleted meanwhile."""
 
     async def unit(conn: AsyncConnection) -> int:
-        agent = await agents.require(conn, agent_ref)
+        agent = await find_agent(conn, agent_ref)
         named = {o.experiment_id for o in outcomes if o.experiment_id is not None}
         if named:
-            unknown = named - await experiment_repository.existing(conn, agent["id"], named)
+            unknown = named - await experiment_repository.existing(conn, agent.id, named)
             if unknown:
                 errors = [FieldError(f"data[{i}].experiment_id" if batch else "experiment_id",
                                      f"Experiment '{o.experiment_id}' not found")
@@ -46,13 +45,13 @@ async def store(db: Database, agent_ref: str, outcomes: list[OutcomeIn], *, batc
                 error.errors = errors
                 raise error
         records = [
-            (agent["id"], o.variant_id, o.experiment_id, o.subject, o.input_tokens, o.output_tokens,
+            (agent.id, o.variant_id, o.experiment_id, o.subject, o.input_tokens, o.output_tokens,
              o.latency_ms, o.cost_usd, o.success, o.score)
             for o in outcomes
         ]
         raw = await conn.get_raw_connection()
         await raw.driver_connection.copy_records_to_table("outcomes", records=records, columns=COLUMNS)
-        await _add_to_totals(conn, agent["id"], outcomes)
+        await _add_to_totals(conn, agent.id, outcomes)
         return len(records)
 
     return await db.transaction(unit)
@@ -90,8 +89,8 @@ USAGE = text(
 
 async def usage(db: Database, agent_ref: str) -> dict[str, Any]:
     async with db.read() as conn:
-        agent = await agents.require(conn, agent_ref)
-        rows = (await conn.execute(USAGE, {"agent": agent["id"]})).mappings().all()
+        agent = await find_agent(conn, agent_ref)
+        rows = (await conn.execute(USAGE, {"agent": agent.id})).mappings().all()
     by_variant = [
         {"variant_id": row["variant_id"], "input_tokens": int(row["input_tokens"]),
          "output_tokens": int(row["output_tokens"]),
@@ -148,8 +147,10 @@ class ArmFigures:
 
 async def results(db: Database, agent_ref: str, ref: str) -> dict[str, Any]:
     async with db.read() as conn:
-        agent = await agents.require(conn, agent_ref)
-        experiment = await experiments.require(conn, agent["id"], ref)
+        agent = await find_agent(conn, agent_ref)
+        experiment = await experiment_repository.get(conn, agent.id, ref)
+        if experiment is None:
+            raise NotFound("Experiment", ref)
         rows = {row["variant_id"]: row
                 for row in (await conn.execute(RESULTS, {"experiment": experiment["id"]})).mappings()}
     figures = [ArmFigures.of(rows.get(arm["variant_id"])) for arm in experiment["arms"]]

@@ -7,12 +7,12 @@ so every replica gives the same one for the same state.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 from services.api.db import Database
 from services.api.experiments import repository as experiments
+from services.api.http import content_hash
 from services.api.resolution.experiments import arm_configs
 from services.api.resolution.schemas import to_body
 from services.shared.agent_config import resolve_agent_config
@@ -38,8 +38,7 @@ async def build(db: Database, agent: str) -> tuple[bytes, str, str]:
         }
     content = {"agent_id": plain.agent_id, "agent_slug": plain.agent_slug,
                "resolved": to_body(plain, explain=True), "experiment": experiment}
-    etag = hashlib.blake2b(json.dumps(content, sort_keys=True, separators=(",", ":")).encode(),
-                           digest_size=12).hexdigest()
+    etag = content_hash(json.dumps(content, sort_keys=True, separators=(",", ":")).encode())
     body = {"object": "resolution_bundle", "agent_id": plain.agent_id, "agent_slug": plain.agent_slug,
             "etag": etag, "resolved": content["resolved"], "experiment": experiment}
     return json.dumps(body, separators=(",", ":")).encode(), etag, plain.agent_id

@@ -15,18 +15,14 @@ from starlette.datastructures import State
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.api.resolve_cache import ResolveCache
+from services.api.http import listed
+from services.api.resolution.cache import ResolveCache
 from services.api.security_headers import JSON_HEADERS
 
 _PREFIX = "/v1/agents/"
 _SUFFIX = "/resolved"
 # The query strings this layer understands; every other one falls through.
 _EXPLAIN = {b"": False, b"explain=false": False, b"explain=0": False, b"explain=true": True, b"explain=1": True}
-
-
-def _matches(if_none_match: bytes, etag: bytes) -> bool:
-    tags = [tag.strip().removeprefix(b"W/") for tag in if_none_match.split(b",")]
-    return b"*" in tags or etag in tags
 
 
 class ResolveFastPath:
@@ -46,7 +42,7 @@ class ResolveFastPath:
                 if entry is not None:
                     etag = entry.etag_bytes
                     conditional = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
-                    if conditional is not None and _matches(conditional, etag):
+                    if conditional is not None and listed(conditional, etag, weak=True):
                         await send({"type": "http.response.start", "status": 304,
                                     "headers": [(b"etag", etag), *JSON_HEADERS]})
                         await send({"type": "http.response.body", "body": b""})

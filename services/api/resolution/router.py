@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import UTC
 from typing import Annotated
 
@@ -11,51 +9,16 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
-from services.api.access.gate import current_key
-from services.api.db import Database
 from services.api.deps import DB
 from services.api.errors import responses
 from services.api.exceptions import FieldError, ValidationFailed
-from services.api.http import if_none_match
-from services.api.resolution import bundle, watch
-from services.api.resolution.experiments import running_arms
-from services.api.resolution.schemas import BundleRead, ResolvedRead, to_body
-from services.api.resolve_cache import ResolveCache
-from services.api.revisions import service as revisions
-from services.shared.agent_config import ResolvedAgentConfig, resolve_agent_config
-from services.shared.assignment import assign
+from services.api.http import if_none_match, not_modified
+from services.api.principal import current_key
+from services.api.resolution import bundle, service, watch
+from services.api.resolution.cache import ResolveCache
+from services.api.resolution.schemas import BundleRead, ResolvedRead
 
 router = APIRouter(prefix="/v1/agents/{agent}", tags=["resolution"])
-
-
-def _etag(payload: bytes) -> str:
-    # A hash of the body: the same state gives the same ETag on every replica.
-    return '"' + hashlib.blake2b(payload, digest_size=12).hexdigest() + '"'
-
-
-def render(resolved: ResolvedAgentConfig, *, explain: bool) -> tuple[bytes, str]:
-    """The response body and its ETag: one rendering for every path that answers."""
-    payload = json.dumps(to_body(resolved, explain=explain), separators=(",", ":")).encode()
-    return payload, _etag(payload)
-
-
-async def for_subject(
-    db: Database, cache: ResolveCache | None, agent: str, subject: str, *, explain: bool
-) -> tuple[bytes, str]:
-    """The response (body, ETag) for this subject: its arm of the agent's running
-    experiment, or the plain resolution when none runs. What it takes is cached together
-    (the experiment's salt and weights and every arm's response), so a subject costs a
-    hash, not a query."""
-    entry = cache.get_experiment(agent, explain) if cache is not None else None
-    if entry is not None:
-        return entry.arms[assign(entry.salt, subject, entry.weights)]
-    generation = cache.generation if cache is not None else 0  # read before the database is
-    async with db.read() as conn:
-        agent_id, experiment_id, salt, weights, arms = await running_arms(conn, agent)
-    rendered = tuple(render(arm, explain=explain) for arm in arms)
-    if cache is not None:
-        cache.put_experiment(agent, explain, agent_id, experiment_id, salt, weights, rendered, generation=generation)
-    return rendered[assign(salt, subject, weights)]
 
 
 @router.get(
@@ -91,21 +54,10 @@ async def resolve(
             message = "must be an instant between years 1 and 9999 in UTC"
             raise ValidationFailed(f"Invalid request: at: {message}", errors=[FieldError("at", message)]) from None
     cache: ResolveCache | None = getattr(request.app.state, "resolve_cache", None)
-    if subject is not None:
-        payload, etag = await for_subject(db, cache, agent, subject, explain=explain)
-    else:
-        generation = cache.generation if cache is not None else 0  # read before the database is
-        async with db.read() as conn:
-            if at is not None:
-                resolved = await revisions.resolve_at(conn, agent, at)
-            else:
-                resolved = await resolve_agent_config(conn, agent, variant=variant)
-        payload, etag = render(resolved, explain=explain)
-        if cache is not None and not given:  # plain resolution: what the fast path serves
-            cache.put(agent, explain, resolved.agent_id, payload, etag, generation=generation)
-    if if_none_match(request, etag):
-        return Response(status_code=304, headers={"ETag": etag})
-    return Response(payload, media_type="application/json", headers={"ETag": etag})
+    payload, tag = await service.resolve(db, cache, agent, variant=variant, subject=subject, at=at, explain=explain)
+    if if_none_match(request, tag):
+        return not_modified(tag)
+    return Response(payload, media_type="application/json", headers={"ETag": tag})
 
 
 @router.get(
@@ -116,10 +68,10 @@ async def resolve(
 )
 async def get_bundle(request: Request, agent: str, db: DB) -> Response:
     payload, token, _ = await bundle.build(db, agent)
-    etag = f'"{token}"'
-    if if_none_match(request, etag):
-        return Response(status_code=304, headers={"ETag": etag})
-    return Response(payload, media_type="application/json", headers={"ETag": etag})
+    tag = f'"{token}"'  # the bundle's own `etag` field is the bare token
+    if if_none_match(request, tag):
+        return not_modified(tag)
+    return Response(payload, media_type="application/json", headers={"ETag": tag})
 
 
 @router.get(

@@ -15,8 +15,8 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from services.api.access.keyring import Principal
 from services.api.db import Database
+from services.api.principal import Principal
 from services.api.resolution import bundle
 from services.shared.agent_config import AgentNotFound
 

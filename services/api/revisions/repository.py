@@ -1,67 +1,18 @@
-"""Queries on revisions. Functions take a connection; the caller owns the transaction."""
+"""Queries on revisions: history pages, the undo candidates, and the state at an instant.
+Functions take a connection; the caller owns the transaction. Writing a revision is the
+write primitive `services.api.writes.revisions.record`."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, and_, bindparam, insert, select, true, tuple_, update
+from sqlalchemy import RowMapping, and_, bindparam, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.db import changed_agent
-from services.api.models import Revision, Variant
-from services.api.writes import WriteContext
-from services.shared.identifiers import new_id
+from services.api.models import Revision
 
 revisions = Revision.__table__
-variants = Variant.__table__
-
-
-async def record(
-    conn: AsyncConnection,
-    *,
-    agent_id: str,
-    target: str,
-    target_id: str,
-    action: str,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-    context: WriteContext,
-    at: datetime,
-    reverts_id: str | None = None,
-) -> RowMapping:
-    """Write the revision of a change, in the change's transaction, after the change.
-
-    `active_variant_id` is read from the variants table as the change left it.
-    `created_at` is `at`: the instant the change stamped on its rows, read after the
-    agent's row lock was taken, so an agent's revisions are ordered as they committed and
-    `?at=<updated_at of an object>` sees the change.
-    """
-    active = (
-        select(variants.c.id).where(variants.c.agent_id == agent_id, variants.c.is_active).scalar_subquery()
-    )
-    statement = (
-        insert(revisions)
-        .values(
-            id=new_id("revision"),
-            agent_id=agent_id,
-            target=target,
-            target_id=target_id,
-            action=action,
-            actor=context.actor,
-            api_key=context.api_key,
-            active_variant_id=active,
-            before=before,
-            after=after,
-            reverts_id=reverts_id,
-            created_at=at,
-        )
-        .returning(revisions)
-    )
-    revision = (await conn.execute(statement)).mappings().one()
-    # Every change writes a revision, so this is where every change is announced.
-    await changed_agent(conn, agent_id)
-    return revision
 
 
 async def get(conn: AsyncConnection, agent_id: str, revision_id: str) -> RowMapping | None:
@@ -84,8 +35,9 @@ async def list_page(
 
 
 async def newest_undoable(conn: AsyncConnection, agent_id: str) -> RowMapping | None:
-    """The newest change not yet undone that is not an undo and not an experiment's
-    (experiment changes are final). The agent's creation is returned too: it ends undo."""
+    """The change an undo would revert now: the newest not yet undone that is not an undo
+    and not an experiment's (experiment changes are final). None when nothing is left:
+    the agent's creation ends undo."""
     query = (
         select(revisions)
         .where(
@@ -97,7 +49,10 @@ async def newest_undoable(conn: AsyncConnection, agent_id: str) -> RowMapping | 
         .order_by(revisions.c.created_at.desc(), revisions.c.id.desc())
         .limit(1)
     )
-    return (await conn.execute(query)).mappings().first()
+    row = (await conn.execute(query)).mappings().first()
+    if row is None or (row["target"] == "agent" and row["action"] == "create"):
+        return None
+    return row
 
 
 async def previous(conn: AsyncConnection, revision: RowMapping) -> RowMapping | None:

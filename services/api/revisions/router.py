@@ -1,40 +1,19 @@
-"""HTTP routes for history: revisions and undo."""
+"""HTTP routes for history: the agent's revisions."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
-from services.api.deps import DB, Limit, RevisionCursor, Write
+from services.api.deps import DB, Limit, RevisionCursor
 from services.api.errors import responses
 from services.api.revisions import service
+from services.api.revisions.schemas import RevisionRead
 from services.api.schemas import Page, list_page
 
 router = APIRouter(prefix="/v1/agents/{agent}", tags=["history"])
-
-
-class RevisionRead(BaseModel):
-    object: Literal["revision"]
-    id: str
-    agent_id: str
-    target: Literal["agent", "variant", "experiment"]
-    target_id: str
-    action: str
-    actor: str | None
-    api_key: str | None
-    active_variant_id: str | None
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    created_at: str
-
-
-class UndoRead(BaseModel):
-    object: Literal["undo"]
-    reverted_revision_id: str
-    revision: RevisionRead
 
 
 @router.get("/revisions", response_model=Page[RevisionRead], summary="The agent's history, newest first",
@@ -54,9 +33,3 @@ async def list_revisions(
             responses=responses(404, 422))
 async def get_revision(agent: str, revision: str, db: DB) -> dict[str, Any]:
     return await service.get_revision(db, agent, revision)
-
-
-@router.post("/undo", response_model=UndoRead, summary="Revert the agent's newest change not yet undone",
-             responses=responses(404, 409, 412, 422))
-async def undo(agent: str, db: DB, context: Write) -> dict[str, Any]:
-    return await service.undo(db, agent, context=context)

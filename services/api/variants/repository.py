@@ -5,20 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, select, true, update
+from sqlalchemy import RowMapping, delete, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.models import Variant
-from services.shared.agent_config import CONFIG_FIELDS
+from services.api.models import Experiment, Variant
 from services.shared.identifiers import ref_key
 
 variants = Variant.__table__
-
-
-def overrides_of(row: RowMapping) -> dict[str, Any]:
-    """The fields the variant sets (non-NULL columns)."""
-    return {name: row[name] for name in CONFIG_FIELDS if row[name] is not None}
+experiments = Experiment.__table__
 
 
 def ref_condition(ref: str):
@@ -37,6 +32,12 @@ async def get(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping | No
 
 async def get_by_id(conn: AsyncConnection, variant_id: str) -> RowMapping | None:
     return (await conn.execute(select(variants).where(variants.c.id == variant_id))).mappings().first()
+
+
+async def active(conn: AsyncConnection, agent_id: str) -> RowMapping | None:
+    """The agent's active variant, if any."""
+    query = select(variants).where(variants.c.agent_id == agent_id, variants.c.is_active)
+    return (await conn.execute(query)).mappings().first()
 
 
 async def slugs(conn: AsyncConnection, agent_id: str) -> list[tuple[str, str]]:
@@ -104,3 +105,15 @@ async def activate(conn: AsyncConnection, variant_id: str, *, at: datetime) -> N
 
 async def delete_one(conn: AsyncConnection, variant_id: str) -> None:
     await conn.execute(delete(variants).where(variants.c.id == variant_id))
+
+
+async def experiment_naming(conn: AsyncConnection, agent_id: str, variant_id: str) -> RowMapping | None:
+    """A draft or running experiment of the agent with an arm on this variant, if any
+    (such a variant may not be deleted). Asked here, not of the experiments package, since
+    experiments are built on variants and not the other way round."""
+    query = select(experiments).where(
+        experiments.c.agent_id == agent_id,
+        or_(experiments.c.status == "draft", experiments.c.status == "running"),
+        experiments.c.arms.contains([{"variant_id": variant_id}]),
+    ).limit(1)
+    return (await conn.execute(query)).mappings().first()

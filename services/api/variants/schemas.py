@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
@@ -18,7 +19,9 @@ from services.api.schemas import (
     derivable_slug,
     not_reserved,
     text,
+    timestamp,
 )
+from services.shared.agent_config import CONFIG_FIELDS
 
 
 class VariantCreate(StrictModel):
@@ -90,3 +93,30 @@ class DiffChange(BaseModel):
 class DiffRead(BaseModel):
     object: Literal["diff"]
     changes: list[DiffChange]
+
+
+def overrides_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a variant sets (its non-NULL columns)."""
+    return {name: row[name] for name in CONFIG_FIELDS if row[name] is not None}
+
+
+def variant_read(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The variant object of the contract: a `VariantRead`, the one shape routes return and
+    OpenAPI shows, as JSON-ready values. `overrides` holds only the fields it sets."""
+    source = row["cloned_from_source"]
+    return VariantRead(
+        object="variant",
+        id=row["id"],
+        agent_id=row["agent_id"],
+        variant_name=row["variant_name"],
+        slug=row["slug"],
+        description=row["description"],
+        metadata=row["metadata"],
+        overrides=overrides_of(row),
+        is_active=row["is_active"],
+        cloned_from=None if source is None else {"source": source, "variant_id": row["cloned_from_variant_id"]},
+        version=row["version"],
+        created_at=timestamp(row["created_at"]),
+        updated_at=timestamp(row["updated_at"]),
+        activated_at=timestamp(row["activated_at"]),
+    ).model_dump(mode="json", exclude_unset=True)

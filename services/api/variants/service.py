@@ -1,8 +1,10 @@
 """Variant use cases: create (or clone), read, list, patch, delete, activate, deactivate.
 
-Every write locks the agent's row first, so writes to one agent are serialized: the
-consistency check always sees the base config it is checked against, and activation
-never races another activation of the same agent.
+Every write locks the agent's row first (`lock_agent`), so writes to one agent are
+serialized: the consistency check always sees the base config it is checked against, and
+activation never races another activation of the same agent. Each use case shows its
+whole story: lock, check, change, record the revision, announce the change. The steps
+below them (`apply_changes`, `remove`, `bring_back`, `set_active`) also serve undo.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api import patching, slugs
-from services.api.agents import service as agents
 from services.api.consistency import check_resolved
 from services.api.db import Database, constraint_name
 from services.api.exceptions import (
@@ -29,40 +30,16 @@ from services.api.exceptions import (
     VariantInExperiment,
     conflicts_reported_as,
 )
-from services.api.experiments import repository as experiments
 from services.api.revisions import repository as revisions
-from services.api.schemas import set_fields, timestamp
+from services.api.schemas import set_fields
 from services.api.variants import repository
-from services.api.variants.schemas import VariantCreate, VariantUpdate
-from services.api.writes import NO_CONTEXT, WriteContext
+from services.api.variants.schemas import VariantCreate, VariantUpdate, overrides_of, variant_read
+from services.api.writes import announce
+from services.api.writes.context import NO_CONTEXT, WriteContext
+from services.api.writes.locks import LockedAgent, find_agent, lock_agent
+from services.api.writes.revisions import record
 from services.shared.agent_config import BASE, CONFIG_FIELDS, coalesce
 from services.shared.identifiers import is_id, new_id
-
-
-def to_read(row: RowMapping) -> dict[str, Any]:
-    """The variant object of the contract."""
-    source = row["cloned_from_source"]
-    return {
-        "object": "variant",
-        "id": row["id"],
-        "agent_id": row["agent_id"],
-        "variant_name": row["variant_name"],
-        "slug": row["slug"],
-        "description": row["description"],
-        "metadata": row["metadata"],
-        "overrides": repository.overrides_of(row),
-        "is_active": row["is_active"],
-        "cloned_from": None if source is None
-        else {"source": source, "variant_id": row["cloned_from_variant_id"]},
-        "version": row["version"],
-        "created_at": timestamp(row["created_at"]),
-        "updated_at": timestamp(row["updated_at"]),
-        "activated_at": timestamp(row["activated_at"]),
-    }
-
-
-def base_config(agent: RowMapping) -> dict[str, Any]:
-    return {name: agent[name] for name in CONFIG_FIELDS}
 
 
 async def require(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping:
@@ -89,24 +66,24 @@ async def create_variant(
     variant_id = new_id("variant")
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
-        agent = await agents.require(conn, agent_ref, lock=True)
+        agent = await lock_agent(conn, agent_ref)
         cloned_from: tuple[str | None, str | None] = (None, None)
         start: dict[str, Any] = {}
         if data.clone_from == BASE:
-            start, cloned_from = base_config(agent), ("base", None)
+            start, cloned_from = agent.config, ("base", None)
         elif data.clone_from is not None:
-            source = await repository.get(conn, agent["id"], data.clone_from)
+            source = await repository.get(conn, agent.id, data.clone_from)
             if source is None:
                 raise NotFound("Variant", data.clone_from, param="clone_from")
-            start, cloned_from = repository.overrides_of(source), ("variant", source["id"])
+            start, cloned_from = overrides_of(source), ("variant", source["id"])
         overrides = patching.merge_patch(start, patch)
-        check_resolved(base_config(agent), overrides=overrides, subject="config of the variant")
-        at = agent["locked_at"]
+        check_resolved(agent.config, overrides=overrides, subject="config of the variant")
+        at = agent.at
         values = {
             "id": variant_id,
             "created_at": at,
             "updated_at": at,
-            "agent_id": agent["id"],
+            "agent_id": agent.id,
             "variant_name": data.variant_name,
             "description": data.description or "",
             "metadata": data.metadata or {},
@@ -120,13 +97,14 @@ async def create_variant(
         else:  # VariantCreate made sure the name gives a slug
             await slugs.insert_with_derived_slug(
                 slugs._slugify(data.variant_name),
-                taken=lambda candidates: repository.slugs_taken(conn, agent["id"], candidates),
+                taken=lambda candidates: repository.slugs_taken(conn, agent.id, candidates),
                 insert=lambda slug: repository.insert_unless_slug_taken(conn, {**values, "slug": slug}),
                 reserved=slugs.RESERVED_VARIANT_SLUGS,
             )
-        variant = to_read(await require(conn, agent["id"], variant_id))
-        await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=variant_id,
-                               action="create", before=None, after=variant, context=context, at=at)
+        variant = variant_read(await require(conn, agent.id, variant_id))
+        await record(conn, agent_id=agent.id, target="variant", target_id=variant_id,
+                     action="create", before=None, after=variant, context=context, at=at)
+        await announce.agent_changed(conn, agent.id)
         return variant
 
     return await db.transaction(unit)
@@ -134,17 +112,17 @@ async def create_variant(
 
 async def get_variant(db: Database, agent_ref: str, ref: str) -> dict[str, Any]:
     async with db.read() as conn:
-        agent = await agents.require(conn, agent_ref)
-        return to_read(await require(conn, agent["id"], ref))
+        agent = await find_agent(conn, agent_ref)
+        return variant_read(await require(conn, agent.id, ref))
 
 
 async def list_variants(
     db: Database, agent_ref: str, *, after: str | None, limit: int, is_active: bool | None
 ) -> list[dict[str, Any]]:
     async with db.read() as conn:
-        agent = await agents.require(conn, agent_ref)
-        rows = await repository.list_page(conn, agent["id"], after=after, limit=limit, is_active=is_active)
-        return [to_read(row) for row in rows]
+        agent = await find_agent(conn, agent_ref)
+        rows = await repository.list_page(conn, agent.id, after=after, limit=limit, is_active=is_active)
+        return [variant_read(row) for row in rows]
 
 
 async def update_variant(
@@ -154,8 +132,8 @@ async def update_variant(
     overrides_patch = set_fields(patch.overrides) if patch.overrides is not None else {}
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
-        agent = await agents.require(conn, agent_ref, lock=True)
-        row = await require(conn, agent["id"], ref)
+        agent = await lock_agent(conn, agent_ref)
+        row = await require(conn, agent.id, ref)
         context.check_version(row["version"], what="variant")
         changes: dict[str, Any] = {}
         for name in ("variant_name", "slug"):
@@ -167,15 +145,17 @@ async def update_variant(
             metadata = patching.merge_metadata(row["metadata"], sent["metadata"])
             if metadata != row["metadata"]:
                 changes["metadata"] = metadata
-        current = repository.overrides_of(row)
+        current = overrides_of(row)
         # `"overrides": null` removes them all, as a merge patch does.
         overrides = patching.merge_patch(current, None if patch.overrides is None and "overrides" in sent
                                          else overrides_patch)
         if overrides != current:
             changes.update(_columns(overrides))
         if not changes:
-            return to_read(row)
-        return await apply_changes(conn, agent, row, changes, action="update", context=context)
+            return variant_read(row)
+        after = await apply_changes(conn, agent, row, changes, action="update", context=context)
+        await announce.agent_changed(conn, agent.id)
+        return after
 
     return await db.transaction(unit)
 
@@ -196,7 +176,7 @@ def changes_to(row: RowMapping, state: dict[str, Any], *, with_slug: bool) -> di
 
 async def apply_changes(
     conn: AsyncConnection,
-    agent: RowMapping,
+    agent: LockedAgent,
     row: RowMapping,
     changes: dict[str, Any],
     *,
@@ -211,37 +191,38 @@ async def apply_changes(
         if any(name in changes for name in CONFIG_FIELDS):
             overrides = {name: changes.get(name, row[name]) for name in CONFIG_FIELDS}
             overrides = {name: value for name, value in overrides.items() if value is not None}
-            check_resolved(base_config(agent), overrides=overrides, subject="config of the variant")
+            check_resolved(agent.config, overrides=overrides, subject="config of the variant")
         try:
-            await repository.update_fields(conn, row["id"], changes, at=agent["locked_at"])
+            await repository.update_fields(conn, row["id"], changes, at=agent.at)
         except IntegrityError as error:
             if constraint_name(error) == "uq_variants_agent_id_slug":
                 raise slug_taken(changes["slug"]) from None
             raise
-    after = to_read(await require(conn, agent["id"], row["id"]))
-    await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=row["id"], action=action,
-                           before=to_read(row), after=after, context=context, at=agent["locked_at"],
+    after = variant_read(await require(conn, agent.id, row["id"]))
+    await record(conn, agent_id=agent.id, target="variant", target_id=row["id"], action=action,
+                           before=variant_read(row), after=after, context=context, at=agent.at,
                            reverts_id=reverts_id)
     return after
 
 
 async def delete_variant(db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT) -> None:
     async def unit(conn: AsyncConnection) -> None:
-        agent = await agents.require(conn, agent_ref, lock=True)
-        row = await require(conn, agent["id"], ref)
+        agent = await lock_agent(conn, agent_ref)
+        row = await require(conn, agent.id, ref)
         context.check_version(row["version"], what="variant")
         if row["is_active"]:
             raise VariantActive(
                 f"Variant '{ref}' is active; activate another variant or deactivate it first"
             )
         await remove(conn, agent, row, action="delete", context=context)
+        await announce.agent_changed(conn, agent.id)
 
     await db.transaction(unit)
 
 
 async def remove(
     conn: AsyncConnection,
-    agent: RowMapping,
+    agent: LockedAgent,
     row: RowMapping,
     *,
     action: str,
@@ -251,21 +232,21 @@ async def remove(
 ) -> None:
     """Delete an inactive variant of a locked agent and record the revision."""
     with conflicts_reported_as(on_conflict):
-        experiment = await experiments.naming_variant(conn, agent["id"], row["id"])
+        experiment = await repository.experiment_naming(conn, agent.id, row["id"])
         if experiment is not None:
             raise VariantInExperiment(
                 f"Variant '{row['slug']}' is an arm of experiment '{experiment['slug']}' ({experiment['status']});"
                 " delete the draft or wait until it is stopped"
             )
     await repository.delete_one(conn, row["id"])
-    await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=row["id"], action=action,
-                           before=to_read(row), after=None, context=context, at=agent["locked_at"],
+    await record(conn, agent_id=agent.id, target="variant", target_id=row["id"], action=action,
+                           before=variant_read(row), after=None, context=context, at=agent.at,
                            reverts_id=reverts_id)
 
 
 async def bring_back(
     conn: AsyncConnection,
-    agent: RowMapping,
+    agent: LockedAgent,
     state: dict[str, Any],
     *,
     action: str,
@@ -277,11 +258,11 @@ async def bring_back(
     inactive, and record the revision."""
     overrides = state["overrides"]
     with conflicts_reported_as(on_conflict):
-        check_resolved(base_config(agent), overrides=overrides, subject="config of the variant")
+        check_resolved(agent.config, overrides=overrides, subject="config of the variant")
     cloned = state["cloned_from"] or {}
     values = {
         "id": state["id"],
-        "agent_id": agent["id"],
+        "agent_id": agent.id,
         "slug": state["slug"],
         "variant_name": state["variant_name"],
         "description": state["description"],
@@ -290,22 +271,22 @@ async def bring_back(
         "cloned_from_variant_id": cloned.get("variant_id"),
         "version": state["version"] + 1,
         "created_at": datetime.fromisoformat(state["created_at"]),
-        "updated_at": agent["locked_at"],
+        "updated_at": agent.at,
         **_columns(overrides),
     }
     if not await repository.insert_unless_slug_taken(conn, values):
         raise on_conflict(f"Slug '{state['slug']}' has been taken by another variant since",
                           errors=[FieldError("slug", "already taken")])
-    after = to_read(await require(conn, agent["id"], state["id"]))
-    await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=state["id"], action=action,
-                           before=None, after=after, context=context, at=agent["locked_at"],
+    after = variant_read(await require(conn, agent.id, state["id"]))
+    await record(conn, agent_id=agent.id, target="variant", target_id=state["id"], action=action,
+                           before=None, after=after, context=context, at=agent.at,
                            reverts_id=reverts_id)
     return after
 
 
 async def set_active(
     conn: AsyncConnection,
-    agent: RowMapping,
+    agent: LockedAgent,
     row: RowMapping,
     *,
     active: bool,
@@ -318,14 +299,14 @@ async def set_active(
     locked agent, and record the revision."""
     if active:
         with conflicts_reported_as(on_conflict):
-            check_resolved(base_config(agent), overrides=repository.overrides_of(row),
+            check_resolved(agent.config, overrides=overrides_of(row),
                            subject="config of the variant")
-    await repository.deactivate_all(conn, agent["id"], at=agent["locked_at"])
+    await repository.deactivate_all(conn, agent.id, at=agent.at)
     if active:
-        await repository.activate(conn, row["id"], at=agent["locked_at"])
-    after = to_read(await require(conn, agent["id"], row["id"]))
-    await revisions.record(conn, agent_id=agent["id"], target="variant", target_id=row["id"], action=action,
-                           before=to_read(row), after=after, context=context, at=agent["locked_at"],
+        await repository.activate(conn, row["id"], at=agent.at)
+    after = variant_read(await require(conn, agent.id, row["id"]))
+    await record(conn, agent_id=agent.id, target="variant", target_id=row["id"], action=action,
+                           before=variant_read(row), after=after, context=context, at=agent.at,
                            reverts_id=reverts_id)
     return after
 
@@ -341,12 +322,14 @@ async def activate_variant(
     """
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
-        agent = await agents.require(conn, agent_ref, lock=True)
-        row = await require(conn, agent["id"], ref)
+        agent = await lock_agent(conn, agent_ref)
+        row = await require(conn, agent.id, ref)
         context.check_version(row["version"], what="variant")
         if row["is_active"]:
-            return to_read(row)
-        return await set_active(conn, agent, row, active=True, action="activate", context=context)
+            return variant_read(row)
+        after = await set_active(conn, agent, row, active=True, action="activate", context=context)
+        await announce.agent_changed(conn, agent.id)
+        return after
 
     return await db.transaction(unit)
 
@@ -355,12 +338,14 @@ async def deactivate_variant(
     db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT
 ) -> dict[str, Any]:
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
-        agent = await agents.require(conn, agent_ref, lock=True)
-        row = await require(conn, agent["id"], ref)
+        agent = await lock_agent(conn, agent_ref)
+        row = await require(conn, agent.id, ref)
         context.check_version(row["version"], what="variant")
         if not row["is_active"]:
-            return to_read(row)
-        return await set_active(conn, agent, row, active=False, action="deactivate", context=context)
+            return variant_read(row)
+        after = await set_active(conn, agent, row, active=False, action="deactivate", context=context)
+        await announce.agent_changed(conn, agent.id)
+        return after
 
     return await db.transaction(unit)
 
@@ -372,10 +357,10 @@ async def restore_variant(
     after `revision_id` (a revision of this variant)."""
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
-        agent = await agents.require(conn, agent_ref, lock=True)
-        row = await require(conn, agent["id"], ref)
+        agent = await lock_agent(conn, agent_ref)
+        row = await require(conn, agent.id, ref)
         context.check_version(row["version"], what="variant")
-        revision = await revisions.get(conn, agent["id"], revision_id) if is_id("revision", revision_id) else None
+        revision = await revisions.get(conn, agent.id, revision_id) if is_id("revision", revision_id) else None
         if revision is None:
             raise NotFound("Revision", revision_id, param="revision_id")
         if revision["target_id"] != row["id"]:
@@ -388,8 +373,10 @@ async def restore_variant(
             )
         changes = changes_to(row, revision["after"], with_slug=False)
         if not changes:
-            return to_read(row)
-        return await apply_changes(conn, agent, row, changes, action="restore", context=context)
+            return variant_read(row)
+        after = await apply_changes(conn, agent, row, changes, action="restore", context=context)
+        await announce.agent_changed(conn, agent.id)
+        return after
 
     return await db.transaction(unit)
 
@@ -398,21 +385,21 @@ async def diff_variant(db: Database, agent_ref: str, ref: str, *, against: str) 
     """The resolved values of this variant (`to`) against `base`, another variant or the
     state right after a revision (`from`), field by field, only where they differ."""
     async with db.read() as conn:
-        agent = await agents.require(conn, agent_ref)
-        row = await require(conn, agent["id"], ref)
-        to = coalesce(repository.overrides_of(row), base_config(agent))
+        agent = await find_agent(conn, agent_ref)
+        row = await require(conn, agent.id, ref)
+        to = coalesce(overrides_of(row), agent.config)
         if against == BASE:
-            origin = base_config(agent)
+            origin = agent.config
         elif is_id("revision", against):
-            revision = await revisions.get(conn, agent["id"], against)
+            revision = await revisions.get(conn, agent.id, against)
             if revision is None:
                 raise NotFound("Revision", against, param="against")
             origin = await _resolved_after(conn, revision)
         else:
-            other = await repository.get(conn, agent["id"], against)
+            other = await repository.get(conn, agent.id, against)
             if other is None:
                 raise NotFound("Variant", against, param="against")
-            origin = coalesce(repository.overrides_of(other), base_config(agent))
+            origin = coalesce(overrides_of(other), agent.config)
     changes = [
         {"field": name, "from": origin[name], "to": to[name]} for name in CONFIG_FIELDS if origin[name] != to[name]
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.api.exceptions import PreconditionFailed
+from services.api.http import etag, listed
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,13 +21,16 @@ class WriteContext:
         """412 unless `If-Match` is absent, `*`, or names this version's strong ETag."""
         if self.if_match is None:
             return
-        tags = [tag.strip() for tag in self.if_match.split(",")]
         # Weak tags (W/"3") never match: If-Match uses the strong comparison (RFC 9110).
-        if "*" in tags or f'"{version}"' in tags:
+        if listed(self.if_match, etag(version), weak=False):
             return
         raise PreconditionFailed(
             f"If-Match {self.if_match} does not match the current ETag of the {what}, \"{version}\""
         )
+
+    def without_precondition(self) -> WriteContext:
+        """The same author, checking no version (the steps of an undo check their own)."""
+        return WriteContext(actor=self.actor, api_key=self.api_key)
 
 
 NO_CONTEXT = WriteContext()

@@ -22,7 +22,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL
-from services.api.resolve_cache import ResolveCache
+from services.api.resolution.cache import ResolveCache
 
 if TYPE_CHECKING:
     from services.api.access.keyring import KeyRing

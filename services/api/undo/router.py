@@ -1,0 +1,27 @@
+"""POST /v1/agents/{agent}/undo."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from services.api.deps import DB, Write
+from services.api.errors import responses
+from services.api.revisions.schemas import RevisionRead
+from services.api.undo import use_case
+
+router = APIRouter(prefix="/v1/agents/{agent}", tags=["history"])
+
+
+class UndoRead(BaseModel):
+    object: Literal["undo"]
+    reverted_revision_id: str
+    revision: RevisionRead
+
+
+@router.post("/undo", response_model=UndoRead, summary="Revert the agent's newest change not yet undone",
+             responses=responses(404, 409, 412, 422))
+async def undo(agent: str, db: DB, context: Write) -> dict[str, Any]:
+    return await use_case.undo(db, agent, context=context)

@@ -1,0 +1,110 @@
+"""Undo: revert the agent's newest change not yet undone, through the steps of the agent
+and variant services, and say which change that would be."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.api.agents import service as agents
+from services.api.db import Database
+from services.api.exceptions import NothingToUndo, UndoConflict
+from services.api.revisions import repository as history
+from services.api.revisions.schemas import revision_read
+from services.api.variants import repository as variant_repository
+from services.api.variants import service as variants
+from services.api.writes import announce
+from services.api.writes.context import NO_CONTEXT, WriteContext
+from services.api.writes.locks import LockedAgent, lock_agent
+from services.shared.agent_config import CONFIG_FIELDS
+
+
+async def undo(
+    db: Database, agent_ref: str, *, context: WriteContext = NO_CONTEXT, expected: str | None = None
+) -> dict[str, Any]:
+    """Revert the agent's newest change not yet undone (never its creation).
+
+    The agent's row lock serializes undos, so two concurrent undos revert two different
+    revisions (or the second finds nothing left), never the same one twice. `expected`
+    (the console's button names the change it undoes) refuses if that is no longer the one.
+    """
+
+    async def unit(conn: AsyncConnection) -> dict[str, Any]:
+        agent = await lock_agent(conn, agent_ref)
+        context.check_version(agent.version, what="agent")
+        target = await history.newest_undoable(conn, agent.id)
+        if target is None:
+            raise NothingToUndo(f"Nothing to undo on agent '{agent_ref}': every change since its creation is undone")
+        if expected is not None and target["id"] != expected:
+            raise UndoConflict(f"The latest change is now revision {target['id']}, not {expected}: look again")
+        revision = await _revert(conn, agent, target, context.without_precondition())
+        await history.mark_undone(conn, target["id"], revision["id"])
+        await announce.agent_changed(conn, agent.id)
+        return {"object": "undo", "reverted_revision_id": target["id"], "revision": revision_read(revision)}
+
+    return await db.transaction(unit)
+
+
+async def _revert(conn: AsyncConnection, agent: LockedAgent, target: RowMapping, context: WriteContext) -> RowMapping:
+    """Apply the reversal of `target` and return the `undo` revision it wrote."""
+    kind, action, reverts = target["target"], target["action"], target["id"]
+    common: dict[str, Any] = {"action": "undo", "context": context, "reverts_id": reverts,
+                              "on_conflict": UndoConflict}
+    if kind == "agent":  # update, restore: back to the before state
+        row = await agents.require(conn, agent.id)
+        before = target["before"]
+        changes = {
+            name: before[name] for name in ("name", "slug", "description", "metadata") if row[name] != before[name]
+        }
+        changes |= {name: before["config"][name] for name in CONFIG_FIELDS if row[name] != before["config"][name]}
+        await agents.apply_changes(conn, agent, row, changes, **common)
+        return await _newest(conn, agent.id)
+
+    variant = await variant_repository.get_by_id(conn, target["target_id"])
+    if action == "create":
+        if variant is None:
+            raise UndoConflict(f"The variant created by revision {reverts} no longer exists")
+        if variant["is_active"]:
+            raise UndoConflict(f"Variant '{variant['slug']}' is active now; deactivate it before undoing its creation")
+        await variants.remove(conn, agent, variant, **common)
+    elif action == "delete":
+        await variants.bring_back(conn, agent, target["before"], **common)
+    elif action in ("update", "restore"):
+        if variant is None:
+            raise UndoConflict(f"The variant changed by revision {reverts} no longer exists")
+        changes = variants.changes_to(variant, target["before"], with_slug=True)
+        await variants.apply_changes(conn, agent, variant, changes, **common)
+    elif action == "activate":
+        previous = await history.previous(conn, target)
+        previous_id = previous["active_variant_id"] if previous is not None else None
+        if previous_id is None:
+            if variant is None or not variant["is_active"]:
+                raise UndoConflict(f"The variant activated by revision {reverts} is no longer active")
+            await variants.set_active(conn, agent, variant, active=False, **common)
+        else:
+            earlier = await variant_repository.get_by_id(conn, previous_id)
+            if earlier is None:
+                raise UndoConflict(f"The previously active variant {previous_id} no longer exists")
+            await variants.set_active(conn, agent, earlier, active=True, **common)
+    elif action == "deactivate":
+        if variant is None:
+            raise UndoConflict(f"The variant deactivated by revision {reverts} no longer exists")
+        await variants.set_active(conn, agent, variant, active=True, **common)
+    else:  # pragma: no cover - every action the services record is handled above
+        raise UndoConflict(f"Revision {reverts} ({kind} {action}) cannot be undone")
+    return await _newest(conn, agent.id)
+
+
+async def _newest(conn: AsyncConnection, agent_id: str) -> RowMapping:
+    row = await history.newest(conn, agent_id)
+    assert row is not None
+    return row
+
+
+async def next_undo(db: Database, agent_id: str) -> dict[str, Any] | None:
+    """The revision an undo would revert now, or None when there is nothing to undo."""
+    async with db.read() as conn:
+        target = await history.newest_undoable(conn, agent_id)
+    return revision_read(target) if target is not None else None

@@ -1,0 +1,22 @@
+"""Announcing a change: every process drops what it cached and tells its watchers.
+
+A use case calls these in its transaction, as its last step. The NOTIFY reaches the
+other processes at commit; this process's own subscribers (see `Database.on_commit`) run
+right after the commit, before the write is answered, so a client reads its own writes.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL, notify
+
+
+async def agent_changed(conn: AsyncConnection, agent_id: str) -> None:
+    """This agent's resolution may have changed: its cached answers and bundles go."""
+    await notify(conn, RESOLUTION_CHANNEL, agent_id)
+
+
+async def key_changed(conn: AsyncConnection, key_id: str) -> None:
+    """This API key was created or revoked: every process's key ring forgets it."""
+    await notify(conn, KEYS_CHANNEL, key_id)

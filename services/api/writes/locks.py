@@ -1,0 +1,70 @@
+"""Naming an agent in a use case: `lock_agent` for writes, `find_agent` for reads.
+
+Every write to an agent, its variants or its experiments locks the agent's row first, so
+writes to one agent are serialized: a check always sees the base config it is checked
+against, and activations, undos and experiment starts never race each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.api.exceptions import NotFound
+from services.api.models import Agent
+from services.shared.agent_config import CONFIG_FIELDS
+from services.shared.identifiers import ref_key
+
+agents = Agent.__table__
+_COLUMNS = (agents.c.id, agents.c.slug, agents.c.version, *(agents.c[name] for name in CONFIG_FIELDS))
+
+
+@dataclass(frozen=True, slots=True)
+class FoundAgent:
+    """An agent as a use case needs it: who it is, its version and its base config."""
+
+    id: str
+    slug: str
+    version: int
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LockedAgent(FoundAgent):
+    """An agent whose row lock this transaction holds. `at` is clock_timestamp() read after
+    the lock was taken: the one instant the write stamps on its rows and its revision, so
+    an agent's revisions are ordered as they committed."""
+
+    at: datetime
+
+
+def _condition(ref: str) -> Any:
+    key = ref_key("agent", ref)
+    return None if key is None else agents.c[key] == ref
+
+
+async def find_agent(conn: AsyncConnection, ref: str) -> FoundAgent:
+    """The agent named by id or slug; `NotFound` otherwise."""
+    condition = _condition(ref)
+    row = None if condition is None else (await conn.execute(select(*_COLUMNS).where(condition))).mappings().first()
+    if row is None:
+        raise NotFound("Agent", ref)
+    return FoundAgent(row["id"], row["slug"], row["version"], {name: row[name] for name in CONFIG_FIELDS})
+
+
+async def lock_agent(conn: AsyncConnection, ref: str) -> LockedAgent:
+    """Take the agent's row lock (until the transaction ends) and read it; `NotFound`
+    when no agent has this id or slug."""
+    condition = _condition(ref)
+    locked = None if condition is None else await conn.scalar(select(agents.c.id).where(condition).with_for_update())
+    if locked is None:
+        raise NotFound("Agent", ref)
+    # Read after the lock is held, so the values and the instant are those of the locked state.
+    query = select(*_COLUMNS, func.clock_timestamp().label("at")).where(agents.c.id == locked)
+    row = (await conn.execute(query)).mappings().one()
+    config = {name: row[name] for name in CONFIG_FIELDS}
+    return LockedAgent(row["id"], row["slug"], row["version"], config, row["at"])
