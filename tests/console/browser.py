@@ -36,7 +36,7 @@ from sqlalchemy.pool import NullPool
 
 from services.api import embedded
 from tests.helpers import config, unique
-from tests.test_replicas import Server, start, stop, wait_ready
+from tests.system.test_replicas import Server, start, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))

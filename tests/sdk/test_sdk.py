@@ -18,7 +18,7 @@ from agent_variants import AgentVariants, AsyncAgentVariants, NotFound, Resolved
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.test_replicas import PROPAGATION_BOUND, Replicas, ok, replicas, setup_agent, start, stop, wait_ready
+from tests.system.test_replicas import PROPAGATION_BOUND, Replicas, ok, replicas, setup_agent, start, stop, wait_ready
 
 pytestmark = pytest.mark.live
 __all__ = ["replicas"]  # the module-scoped fixture: two servers on one database
@@ -273,7 +273,7 @@ async def test_a_forked_child_gets_its_own_watch_and_its_own_buffer(replicas: Re
 async def test_while_its_watch_is_refused_the_sdk_revalidates_with_if_none_match(replicas: Replicas) -> None:
     """A service that answers requests but not streams (a proxy that cuts them) still keeps
     the copy current, and fresh enough for `max_staleness`."""
-    from tests.faulty_proxy import FaultyProxy
+    from tests.sdk.faulty_proxy import FaultyProxy
 
     agent, variants = await setup_agent(replicas)
     proxy = FaultyProxy(replicas.a.url, mode="no_streams")
@@ -307,7 +307,7 @@ async def test_while_its_watch_is_refused_the_sdk_revalidates_with_if_none_match
 async def test_a_stream_that_says_nothing_cannot_pass_a_stale_copy_off_as_fresh(replicas: Replicas) -> None:
     """A proxy that holds the stream open but passes nothing on: with `max_staleness`, the
     quiet copy is revalidated, so the change arrives all the same."""
-    from tests.faulty_proxy import FaultyProxy
+    from tests.sdk.faulty_proxy import FaultyProxy
 
     agent, variants = await setup_agent(replicas)
     proxy = FaultyProxy(replicas.a.url, mode="silent_streams")
@@ -327,7 +327,7 @@ async def test_a_stream_that_says_nothing_cannot_pass_a_stale_copy_off_as_fresh(
 async def test_a_load_balancers_pages_are_an_outage_not_a_deletion_nor_a_word_from_the_service(
     replicas: Replicas
 ) -> None:
-    from tests.faulty_proxy import FaultyProxy
+    from tests.sdk.faulty_proxy import FaultyProxy
 
     agent, variants = await setup_agent(replicas)
     proxy = FaultyProxy(replicas.a.url, mode="pass")

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.helpers import unique
-from tests.test_replicas import PROPAGATION_BOUND, Replicas, ok, replicas, setup_agent, start, stop, wait_ready
+from tests.system.test_replicas import PROPAGATION_BOUND, Replicas, ok, replicas, setup_agent, start, stop, wait_ready
 
 pytestmark = pytest.mark.live
 __all__ = ["replicas"]  # the module-scoped fixture: two servers on one database

@@ -21,7 +21,7 @@ from agent_variants import (
 )
 
 from tests.helpers import config, unique
-from tests.test_replicas import Replicas, replicas
+from tests.system.test_replicas import Replicas, replicas
 
 pytestmark = pytest.mark.live
 __all__ = ["replicas"]
@@ -151,7 +151,7 @@ async def test_keys_and_scopes(sdk: Client, replicas: Replicas) -> None:
 
 
 async def test_a_post_whose_answer_was_lost_is_retried_under_its_key_and_acts_once(replicas: Replicas) -> None:
-    from tests.faulty_proxy import FaultyProxy
+    from tests.sdk.faulty_proxy import FaultyProxy
 
     proxy = FaultyProxy(replicas.a.url, mode="lose_posts")  # every POST's first answer is lost
     proxy.start()

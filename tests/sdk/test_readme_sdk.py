@@ -11,12 +11,12 @@ import pytest
 from agent_variants import ResolvedAgentConfig
 
 from tests.helpers import config
-from tests.test_replicas import Replicas, ok, replicas
+from tests.system.test_replicas import Replicas, ok, replicas
 
 pytestmark = pytest.mark.live
 __all__ = ["replicas"]
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 MARKER = "<!-- this block runs in tests/test_readme_sdk.py -->"
 
 

@@ -1,7 +1,7 @@
 """The SDK's `report()` against real server processes, through a proxy that fails half the
 outcome batches: every outcome is stored exactly once.
 
-`FaultyProxy` (tests/faulty_proxy.py) forwards everything to server A, except that every other `POST .../outcomes`
+`FaultyProxy` (tests/sdk/faulty_proxy.py) forwards everything to server A, except that every other `POST .../outcomes`
 fails, in two ways in turn: *refused* (503 without forwarding: nothing stored) and *lost*
 (forwarded, so the server stores the batch, then answered 502: only the same
 `Idempotency-Key`, replayed by the server, keeps the retry from storing it twice). The
@@ -22,8 +22,8 @@ from agent_variants import AgentVariants, AsyncAgentVariants, ReportStats
 from sqlalchemy import text
 
 from services.shared.identifiers import new_id
-from tests.faulty_proxy import FaultyProxy
-from tests.test_replicas import Replicas, free_port, ok, replicas, setup_agent
+from tests.sdk.faulty_proxy import FaultyProxy
+from tests.system.test_replicas import Replicas, free_port, ok, replicas, setup_agent
 
 pytestmark = pytest.mark.live
 __all__ = ["replicas"]  # the module-scoped fixture: two servers on one database

@@ -24,13 +24,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from services.api import embedded
-from services.api.listener import APPLICATION_NAME
+from services.api.resolution.listener import APPLICATION_NAME
 from tests.helpers import config, unique
-from tests.test_replicas import PROPAGATION_BOUND, Server, free_port, stop, wait_ready
+from tests.system.test_replicas import PROPAGATION_BOUND, Server, free_port, stop, wait_ready
 
 pytestmark = pytest.mark.live
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 2
 
 

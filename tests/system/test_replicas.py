@@ -28,12 +28,12 @@ from sqlalchemy.pool import NullPool
 
 from services.api import embedded
 from services.api.db import RESOLUTION_CHANNEL
-from services.api.listener import APPLICATION_NAME
+from services.api.resolution.listener import APPLICATION_NAME
 from tests.helpers import config, unique
 
 pytestmark = pytest.mark.live
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # The contract's bound: after it, no process serves a config older than the last write.
 PROPAGATION_BOUND = 1.0
 ACTIVATIONS = 50
