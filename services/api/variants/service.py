@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.api import patching, slugs
 from services.api.consistency import check_resolved
 from services.api.db import Database, constraint_name
+from services.api.diffs import config_after, config_changes
 from services.api.exceptions import (
     DomainError,
     FieldError,
@@ -394,27 +395,10 @@ async def diff_variant(db: Database, agent_ref: str, ref: str, *, against: str) 
             revision = await revisions.get(conn, agent.id, against)
             if revision is None:
                 raise NotFound("Revision", against, param="against")
-            origin = await _resolved_after(conn, revision)
+            origin = config_after(revision, await revisions.state_after(conn, revision))
         else:
             other = await repository.get(conn, agent.id, against)
             if other is None:
                 raise NotFound("Variant", against, param="against")
             origin = coalesce(overrides_of(other), agent.config)
-    changes = [
-        {"field": name, "from": origin[name], "to": to[name]} for name in CONFIG_FIELDS if origin[name] != to[name]
-    ]
-    return {"object": "diff", "changes": changes}
-
-
-async def _resolved_after(conn: AsyncConnection, revision: RowMapping) -> dict[str, Any]:
-    """The resolved values of a revision's target right after it: the agent's config, or
-    the variant's overrides over the agent's config of that instant."""
-    state = await revisions.state_after(conn, revision)
-    if state is None:  # only for history written before the agent's own revision existed
-        raise RevisionNotRestorable(f"No state of the agent is recorded at revision {revision['id']}")
-    base = state["agent"]["config"]
-    if revision["target"] == "agent":
-        return dict(base)
-    if revision["after"] is None:
-        raise RevisionNotRestorable(f"The variant did not exist right after revision {revision['id']}")
-    return coalesce(revision["after"]["overrides"], base)
+    return {"object": "diff", "changes": config_changes(origin, to)}

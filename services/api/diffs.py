@@ -1,0 +1,35 @@
+"""What two resolved configs differ in: the one diff of the API's `.../diff` and the console.
+
+Pure functions over plain mappings of the twelve config fields (a `ResolvedAgentConfig`
+gives one with `.config()`). The console's history page diffs something else, a
+revision's before and after objects (`console/history.py: revision_changes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from services.api.exceptions import RevisionNotRestorable
+from services.shared.agent_config import CONFIG_FIELDS, coalesce
+
+
+def config_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The config fields two resolved configs differ in, in CONFIG_FIELDS order:
+    `[{"field", "from", "to"}]`, `from` being `before`'s value and `to` `after`'s."""
+    return [{"field": name, "from": before[name], "to": after[name]}
+            for name in CONFIG_FIELDS if before[name] != after[name]]
+
+
+def config_after(revision: Mapping[str, Any], state: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The resolved values of a revision's target right after it, from `state`, the agent
+    (and active variant) recorded at that instant (`revisions.repository.state_after`):
+    the agent's config, or the variant's overrides over the agent's config of then."""
+    if state is None:  # only for history written before the agent's own revision existed
+        raise RevisionNotRestorable(f"No state of the agent is recorded at revision {revision['id']}")
+    base = state["agent"]["config"]
+    if revision["target"] == "agent":
+        return dict(base)
+    if revision["after"] is None:
+        raise RevisionNotRestorable(f"The variant did not exist right after revision {revision['id']}")
+    return coalesce(revision["after"]["overrides"], base)
