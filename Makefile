@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test migrate bench clean
+.PHONY: install run lint test migrate bench clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -22,6 +22,14 @@ run: $(STAMP)
 
 migrate: $(STAMP)
 	$(BIN)/agent-variants migrate
+
+# Style, types and the layers (import-linter contracts in pyproject.toml, see docs/architecture.md).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict sdk/python/agent_variants
+	$(BIN)/mypy services
+	$(BIN)/lint-imports
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)

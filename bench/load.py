@@ -339,7 +339,7 @@ def watch_section() -> list[str]:
         " per stream.",
         f"- From an activation's 200 until the last of them has the new bundle: median {w['fan_out_ms_median']} ms,"
         f" max {w['fan_out_ms_max']} ms. One Python process reads all {w['watchers']:,} streams, so this is the"
-        " reader's speed as much as the server's (one watcher alone: a few ms, see tests/test_watch.py).",
+        " reader's speed as much as the server's (one watcher alone: a few ms, see tests/system/test_watch.py).",
         "",
     ]
 

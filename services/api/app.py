@@ -56,7 +56,7 @@ from services.api.resolution.watch import WatchHub
 from services.api.revisions.router import router as revisions_router
 from services.api.security_headers import SecurityHeaders
 from services.api.settings import Settings
-from services.api.slugs import _slugify
+from services.api.slugs import slugify as _slugify  # the contract's name for the one slug function
 from services.api.system.router import router as system_router
 from services.api.undo.router import router as undo_router
 from services.api.variants.router import router as variants_router

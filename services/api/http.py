@@ -34,11 +34,11 @@ def listed(header: AnyStr, tag: AnyStr, *, weak: bool) -> bool:
         comma, star, weak_prefix = b",", b"*", b"W/"
     else:
         comma, star, weak_prefix = ",", "*", "W/"
-    for candidate in header.split(comma):  # type: ignore[arg-type]
+    for candidate in header.split(comma):
         candidate = candidate.strip()
         if candidate == star:
             return True
-        if candidate.startswith(weak_prefix):  # type: ignore[arg-type]
+        if candidate.startswith(weak_prefix):
             if not weak:
                 continue
             candidate = candidate[2:]
@@ -50,7 +50,7 @@ def listed(header: AnyStr, tag: AnyStr, *, weak: bool) -> bool:
 def if_none_match(request: Request, tag: str) -> bool:
     """True when the client's `If-None-Match` already names this ETag (or `*`)."""
     header = request.headers.get("if-none-match")
-    return bool(header) and listed(header, tag, weak=True)
+    return header is not None and listed(header, tag, weak=True)
 
 
 def not_modified(tag: str) -> Response:

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import delete, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningInsert
 from starlette.requests import Request
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,12 +33,12 @@ from services.api.db import Database
 from services.api.errors import database_unavailable, problem
 from services.api.exceptions import FieldError
 from services.api.limits import PayloadTooLarge
-from services.api.models import IdempotencyKey
+from services.api.models import IdempotencyKey, table_of
 from services.api.principal import current_key
 
 log = logging.getLogger(__name__)
 
-keys = IdempotencyKey.__table__
+keys = table_of(IdempotencyKey)
 
 HEADER = b"idempotency-key"
 KEY_MAX_LENGTH = 255
@@ -90,9 +91,9 @@ async def claim(db: Database, key: str, print_: str, owner: str) -> dict[str, An
             "created_at": now,
             "expires_at": now + TTL,
         }
-        statement = pg_insert(keys).values(key=key, **fresh)
-        excluded = statement.excluded
-        statement = statement.on_conflict_do_update(
+        insert = pg_insert(keys).values(key=key, **fresh)
+        excluded = insert.excluded
+        statement: ReturningInsert[Any] = insert.on_conflict_do_update(
             index_elements=["key"],
             set_={name: getattr(excluded, name) for name in fresh},
             # Take the row over only when it expired, or when its claim was abandoned by

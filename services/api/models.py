@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -54,8 +55,8 @@ def config_checks() -> list[CheckConstraint]:
     checks = []
     for name, (low, high) in STRING_FIELDS.items():
         checks.append(CheckConstraint(f"char_length({name}) BETWEEN {low} AND {high}", name=f"{name}_length"))
-    for name, (low, high) in {**NUMBER_FIELDS, **INTEGER_FIELDS}.items():
-        checks.append(CheckConstraint(f"{name} BETWEEN {low} AND {high}", name=f"{name}_range"))
+    for name, (least, most) in {**NUMBER_FIELDS, **INTEGER_FIELDS}.items():
+        checks.append(CheckConstraint(f"{name} BETWEEN {least} AND {most}", name=f"{name}_range"))
     return checks
 
 
@@ -299,3 +300,9 @@ class ConsoleSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, typed as the `Table` it is (`__table__` is typed as any FromClause),
+    for the Core statements the repositories build."""
+    return cast(Table, model.__table__)

@@ -17,7 +17,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from services.api.slugs import RESERVED_VARIANT_SLUGS, _slugify
+from services.api.slugs import RESERVED_VARIANT_SLUGS, slugify
 from services.shared.agent_config import (
     CONFIG_FIELDS,
     INTEGER_FIELDS,
@@ -64,7 +64,7 @@ def derivable_slug(slug: str | None, info: ValidationInfo, *, name_field: str) -
     error is reported together with every other bad field.
     """
     name = info.data.get(name_field)
-    if slug is None and isinstance(name, str) and not _slugify(name):
+    if slug is None and isinstance(name, str) and not slugify(name):
         raise PydanticCustomError(
             "slug_required", "required: the {name_field} gives an empty slug", {"name_field": name_field}
         )
@@ -98,9 +98,9 @@ def cursor(kind: str) -> Any:
 MetadataKey = text(1, 64)
 MetadataValue = text(0, 512)
 METADATA_MAX_PAIRS = 16
-Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=METADATA_MAX_PAIRS)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=METADATA_MAX_PAIRS)]  # type: ignore[valid-type]
 # In a merge patch a null value removes the key; the 16-pair cap is checked after merging.
-MetadataPatch = dict[MetadataKey, MetadataValue | None]
+MetadataPatch = dict[MetadataKey, MetadataValue | None]  # type: ignore[valid-type]
 
 
 def _field_type(name: str) -> Any:

@@ -39,6 +39,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path = get_route_path(scope)
+        extra: tuple[tuple[bytes, bytes], ...]
         if path.startswith(_HTML_PAGES):
             extra = HEADERS
         elif path == CONSOLE or path.startswith(CONSOLE + "/"):

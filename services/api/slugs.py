@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
 
-from slugify import slugify
+from slugify import slugify as python_slugify
 
 from services.shared.agent_config import BASE
 from services.shared.identifiers import SLUG_MAX_LENGTH
@@ -13,9 +13,10 @@ from services.shared.identifiers import SLUG_MAX_LENGTH
 RESERVED_VARIANT_SLUGS = frozenset({BASE})
 
 
-def _slugify(name: str) -> str:
-    """Lowercase kebab-case of `name`, transliterated, at most 64 characters, or ""."""
-    return slugify(name, max_length=SLUG_MAX_LENGTH, lowercase=True)
+def slugify(name: str) -> str:
+    """Lowercase kebab-case of `name`, transliterated, at most 64 characters, or "".
+    The contract names it `services.api.app._slugify`, bound to this function."""
+    return python_slugify(name, max_length=SLUG_MAX_LENGTH, lowercase=True)
 
 
 def with_suffix(stem: str, n: int) -> str:

@@ -60,7 +60,9 @@ async def resolve_agent_config(
             if not await resolution_query.agent_exists(conn, agent_key, agent):
                 raise AgentNotFound(agent)
             raise VariantNotFound(variant)
-    params = {"agent": agent} if variant_key in (None, BASE) else {"agent": agent, "variant": variant}
+    params = {"agent": agent}
+    if variant is not None and variant_key != BASE:
+        params["variant"] = variant
     row = await resolution_query.fetch(conn, agent_key, variant_key, params)
     if row is None:
         raise AgentNotFound(agent)

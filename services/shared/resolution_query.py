@@ -14,7 +14,7 @@ from typing import Any
 # From the SDK's definitions, as `agent_config` re-exports them: `agent_config` imports
 # this module, never the other way round.
 from agent_variants.config import BASE, CONFIG_FIELDS, ResolvedAgentConfig, VariantNotFound
-from sqlalchemy import Row, and_, bindparam, column, exists, false, func, select, table, true
+from sqlalchemy import and_, bindparam, column, exists, false, func, select, table, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 _agents = table("agents", column("id"), column("slug"), *(column(f) for f in CONFIG_FIELDS))
@@ -85,13 +85,14 @@ async def fetch(conn: AsyncConnection, agent_key: str, variant_key: str | None, 
     """
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
+    assert driver is not None  # a checked-out connection always has one
     if driver.is_in_transaction() or getattr(raw.dbapi_connection, "autocommit", False):
         sql, names = _sql(agent_key, variant_key)
         return await driver.fetchrow(sql, *(params[name] for name in names))
     return (await conn.execute(_STATEMENTS[(agent_key, variant_key)], params)).first()
 
 
-def to_resolved(row: Row[Any], *, preview: bool, variant: str | None) -> ResolvedAgentConfig:
+def to_resolved(row: Any, *, preview: bool, variant: str | None) -> ResolvedAgentConfig:
     agent_id, agent_slug, variant_id, variant_slug = row[0], row[1], row[2], row[3]
     if preview and variant_id is None and variant != BASE:
         raise VariantNotFound(variant or "")

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.live
 __all__ = ["replicas"]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-MARKER = "<!-- this block runs in tests/test_readme_sdk.py -->"
+MARKER = "<!-- this block runs in tests/sdk/test_readme_sdk.py -->"
 
 
 def readme_example() -> str:

@@ -9,11 +9,11 @@ from sqlalchemy import RowMapping, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.models import Agent, Variant
+from services.api.models import Agent, Variant, table_of
 from services.shared.identifiers import ref_key
 
-agents = Agent.__table__
-variants = Variant.__table__
+agents = table_of(Agent)
+variants = table_of(Variant)
 
 # The agent's own columns plus the two derived ones the agent object shows.
 _active_variant_id = (

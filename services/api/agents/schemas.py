@@ -29,7 +29,7 @@ class AgentCreate(StrictModel):
     slug: Slug | None = Field(None, validate_default=True)
     description: Description | None = None
     metadata: Metadata | None = None
-    config: AgentConfigCreate  # type: ignore[valid-type]
+    config: AgentConfigCreate
 
     @field_validator("slug")
     @classmethod
@@ -50,12 +50,12 @@ class AgentUpdate(StrictModel):
     """A JSON merge patch: fields left out keep their value."""
 
     # Required on the object, so not nullable in a patch (their default is never used).
-    name: Name = None  # type: ignore[assignment]
+    name: Name = None
     slug: Slug = None  # type: ignore[assignment]
     # null resets these to their default ("" and {}).
     description: Description | None = None
     metadata: MetadataPatch | None = None
-    config: AgentConfigPatch = None  # type: ignore[valid-type,assignment]
+    config: AgentConfigPatch = None  # type: ignore[assignment]
 
 
 class AgentRead(BaseModel):
@@ -65,7 +65,7 @@ class AgentRead(BaseModel):
     name: str
     description: str
     metadata: dict[str, str]
-    config: AgentConfig  # type: ignore[valid-type]
+    config: AgentConfig
     active_variant_id: str | None
     variant_count: int
     version: int
@@ -73,7 +73,7 @@ class AgentRead(BaseModel):
     updated_at: str
 
 
-def agent_read(row: Mapping[str, Any]) -> dict[str, Any]:
+def agent_read(row: Mapping[Any, Any]) -> dict[str, Any]:
     """The agent object of the contract: an `AgentRead`, the one shape routes return and
     OpenAPI shows, as JSON-ready values (revisions store it as it is)."""
     return AgentRead(

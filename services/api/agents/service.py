@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, func, select
@@ -52,7 +53,7 @@ async def create_agent(db: Database, data: AgentCreate, *, context: WriteContext
     agent_id = new_id("agent")
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
-        at = await conn.scalar(select(func.clock_timestamp()))
+        at: datetime = await conn.scalar(select(func.clock_timestamp()))  # type: ignore[assignment]  # never NULL
         values = {
             "id": agent_id,
             "created_at": at,
@@ -67,7 +68,7 @@ async def create_agent(db: Database, data: AgentCreate, *, context: WriteContext
                 raise slug_taken(data.slug)
         else:  # AgentCreate made sure the name gives a slug
             await slugs.insert_with_derived_slug(
-                slugs._slugify(data.name),
+                slugs.slugify(data.name),
                 taken=lambda candidates: repository.slugs_taken(conn, candidates),
                 insert=lambda slug: repository.insert_unless_slug_taken(conn, {**values, "slug": slug}),
             )

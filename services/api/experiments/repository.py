@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import RowMapping, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.models import Agent, Experiment
+from services.api.models import Agent, Experiment, table_of
 from services.shared.identifiers import ref_key
 
-experiments = Experiment.__table__
-agents = Agent.__table__
+experiments = table_of(Experiment)
+agents = table_of(Agent)
 
 
 async def get(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping | None:

@@ -34,10 +34,10 @@ class ExperimentCreate(StrictModel):
 class ExperimentUpdate(StrictModel):
     """A JSON merge patch over name, description, arms (replaced whole) and salt."""
 
-    name: Name = None  # type: ignore[assignment]
+    name: Name = None
     description: Description | None = None
     arms: Annotated[list[ArmIn], Field(min_length=MIN_ARMS, max_length=MAX_ARMS)] = None  # type: ignore[assignment]
-    salt: Salt = None  # type: ignore[valid-type,assignment]
+    salt: Salt = None  # type: ignore[valid-type]
 
 
 class ArmRead(BaseModel):
@@ -63,7 +63,7 @@ class ExperimentRead(BaseModel):
     stopped_at: str | None
 
 
-def experiment_read(row: Mapping[str, Any]) -> dict[str, Any]:
+def experiment_read(row: Mapping[Any, Any]) -> dict[str, Any]:
     """The experiment object of the contract (plus `slug`, derived from the name): an
     `ExperimentRead`, the one shape routes return and OpenAPI shows, as JSON-ready values."""
     return ExperimentRead(

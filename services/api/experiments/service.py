@@ -73,7 +73,7 @@ async def create_experiment(
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         agent = await lock_agent(conn, agent_ref)
         arms = await _arms(conn, agent.id, data.arms)
-        stem = slugs._slugify(data.name) or "experiment"
+        stem = slugs.slugify(data.name) or "experiment"
         slug = await slugs.first_free(stem, lambda chunk: repository.slugs_taken(conn, agent.id, chunk))
         at = agent.at
         await repository.insert_one(conn, {

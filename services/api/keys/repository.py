@@ -9,10 +9,10 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.models import ApiKey
+from services.api.models import ApiKey, table_of
 from services.shared.identifiers import is_id
 
-keys = ApiKey.__table__
+keys = table_of(ApiKey)
 
 
 async def insert_one(

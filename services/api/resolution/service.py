@@ -78,5 +78,5 @@ async def _for_subject(
     rendered = tuple(render(arm, explain=explain) for arm in arms)
     if cache is not None:
         cache.put_experiment(agent, explain, agent_id, experiment_id, salt, weights,
-                             tuple(tuple(arm) for arm in rendered), generation=generation)
+                             tuple((arm.body, arm.etag) for arm in rendered), generation=generation)
     return rendered[assign(salt, subject, weights)]

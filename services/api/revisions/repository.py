@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import RowMapping, and_, bindparam, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.models import Revision
+from services.api.models import Revision, table_of
 
-revisions = Revision.__table__
+revisions = table_of(Revision)
 
 
 async def get(conn: AsyncConnection, agent_id: str, revision_id: str) -> RowMapping | None:

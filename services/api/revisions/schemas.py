@@ -25,7 +25,7 @@ class RevisionRead(BaseModel):
     created_at: str
 
 
-def revision_read(row: Mapping[str, Any]) -> dict[str, Any]:
+def revision_read(row: Mapping[Any, Any]) -> dict[str, Any]:
     """The revision object of the contract: a `RevisionRead`, the one shape routes return
     and OpenAPI shows, as JSON-ready values (`before` and `after` as they were stored)."""
     return RevisionRead(

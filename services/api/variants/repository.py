@@ -9,11 +9,11 @@ from sqlalchemy import RowMapping, delete, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.models import Experiment, Variant
+from services.api.models import Experiment, Variant, table_of
 from services.shared.identifiers import ref_key
 
-variants = Variant.__table__
-experiments = Experiment.__table__
+variants = table_of(Variant)
+experiments = table_of(Experiment)
 
 
 def ref_condition(ref: str):

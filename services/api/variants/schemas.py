@@ -30,7 +30,7 @@ class VariantCreate(StrictModel):
     slug: Slug | None = Field(None, validate_default=True)
     description: Description | None = None
     metadata: Metadata | None = None
-    overrides: ConfigOverrides | None = None  # type: ignore[valid-type]
+    overrides: ConfigOverrides | None = None
     # "base" (copy the agent's config), a variant's id or slug, or null (start empty).
     clone_from: text(1, 64) | None = None  # type: ignore[valid-type]
 
@@ -44,12 +44,12 @@ class VariantUpdate(StrictModel):
     """A JSON merge patch: fields left out keep their value; an override set to null is
     removed, so the field is inherited again."""
 
-    variant_name: Name = None  # type: ignore[assignment]
+    variant_name: Name = None
     slug: Slug = None  # type: ignore[assignment]
     description: Description | None = None
     metadata: MetadataPatch | None = None
     # null removes every override.
-    overrides: ConfigOverrides | None = None  # type: ignore[valid-type]
+    overrides: ConfigOverrides | None = None
 
     @field_validator("slug")
     @classmethod
@@ -70,7 +70,7 @@ class VariantRead(BaseModel):
     slug: str
     description: str
     metadata: dict[str, str]
-    overrides: ConfigOverridesRead  # type: ignore[valid-type]
+    overrides: ConfigOverridesRead
     is_active: bool
     cloned_from: ClonedFrom | None
     version: int
@@ -95,12 +95,12 @@ class DiffRead(BaseModel):
     changes: list[DiffChange]
 
 
-def overrides_of(row: Mapping[str, Any]) -> dict[str, Any]:
+def overrides_of(row: Mapping[Any, Any]) -> dict[str, Any]:
     """The fields a variant sets (its non-NULL columns)."""
     return {name: row[name] for name in CONFIG_FIELDS if row[name] is not None}
 
 
-def variant_read(row: Mapping[str, Any]) -> dict[str, Any]:
+def variant_read(row: Mapping[Any, Any]) -> dict[str, Any]:
     """The variant object of the contract: a `VariantRead`, the one shape routes return and
     OpenAPI shows, as JSON-ready values. `overrides` holds only the fields it sets."""
     source = row["cloned_from_source"]

@@ -97,7 +97,7 @@ async def create_variant(
                 raise slug_taken(data.slug)
         else:  # VariantCreate made sure the name gives a slug
             await slugs.insert_with_derived_slug(
-                slugs._slugify(data.variant_name),
+                slugs.slugify(data.variant_name),
                 taken=lambda candidates: repository.slugs_taken(conn, agent.id, candidates),
                 insert=lambda slug: repository.insert_unless_slug_taken(conn, {**values, "slug": slug}),
                 reserved=slugs.RESERVED_VARIANT_SLUGS,

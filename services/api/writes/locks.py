@@ -15,11 +15,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.exceptions import NotFound
-from services.api.models import Agent
+from services.api.models import Agent, table_of
 from services.shared.agent_config import CONFIG_FIELDS
 from services.shared.identifiers import ref_key
 
-agents = Agent.__table__
+agents = table_of(Agent)
 _COLUMNS = (agents.c.id, agents.c.slug, agents.c.version, *(agents.c[name] for name in CONFIG_FIELDS))
 
 

@@ -8,12 +8,12 @@ from typing import Any
 from sqlalchemy import RowMapping, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.models import Revision, Variant
+from services.api.models import Revision, Variant, table_of
 from services.api.writes.context import WriteContext
 from services.shared.identifiers import new_id
 
-revisions = Revision.__table__
-variants = Variant.__table__
+revisions = table_of(Revision)
+variants = table_of(Variant)
 
 
 async def record(
