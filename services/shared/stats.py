@@ -1,4 +1,4 @@
-"""Confidence intervals and p-values from SQL aggregates (counts, sums, sums of squares), in pure Python."""
+"""Confidence intervals and p-values from SQL aggregates (counts, means, sample variances), in pure Python."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 from decimal import Decimal
 from fractions import Fraction
 
-# A sum from SQL arrives as int (bigint), Decimal (numeric) or float (double precision).
+# An aggregate from SQL arrives as int (bigint), Decimal (numeric) or float (double precision); avg and
+# var_samp of too few rows arrive as None (NULL).
 Number = int | float | Decimal
 
 _SQRT2 = math.sqrt(2.0)
@@ -308,18 +309,9 @@ def _check_finite(*values: Number) -> None:
             raise ValueError(f"aggregate is not finite: {value!r}")
 
 
-def _mean_and_variance(n: int, total: Number, sum_squares: Number) -> tuple[float, float]:
-    """Mean and sample variance (n - 1) of n >= 2 values from their sum and sum of squares.
-
-    (sum_squares - total^2 / n) subtracts two numbers that are nearly equal when the mean is large
-    against the spread (scores around 1e6 with sd 1 would keep ~4 digits in floats), so it is done in
-    exact rationals: the only rounding left is the final one, plus whatever the aggregates carry."""
-    _check_finite(total, sum_squares)
-    exact_total = Fraction(total)
-    squares_about_mean = Fraction(sum_squares) - exact_total * exact_total / n
-    # Negative only when the aggregates themselves were rounded (SQL float sums); no spread then.
-    variance = float(squares_about_mean / (n - 1)) if squares_about_mean > 0 else 0.0
-    return float(exact_total / n), variance
+def _check_sizes(*counts: int) -> None:
+    if any(n < 0 for n in counts):
+        raise ValueError(f"counts must be >= 0, got {', '.join(map(str, counts))}")
 
 
 def _finite_pair(low: float, high: float) -> tuple[float, float]:
@@ -345,25 +337,23 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     return low, high
 
 
-def mean_t_interval(n: int, total: Number, sum_squares: Number, confidence: float = 0.95) -> tuple[float, float] | None:
-    """Student t interval for the mean of n values given their sum and sum of squares.
+def mean_interval(
+    n: int, mean: Number | None, variance: Number | None, confidence: float = 0.95
+) -> tuple[float, float] | None:
+    """Student t interval for the mean of n values from their mean and sample variance (n - 1), as
+    SQL's `avg` and `var_samp` give them (both computed stably by PostgreSQL, so no digits are lost
+    to the spread being small against the mean).
 
-    None when n < 2: one value has no sample variance. (mean, mean) when all values are equal."""
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    None when n < 2 or an aggregate is None: one value has no sample variance. (mean, mean) when all
+    values are equal."""
+    _check_sizes(n)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    if n < 2:
-        return None
-    return mean_interval(n, *_mean_and_variance(n, total, sum_squares), confidence=confidence)
-
-
-def mean_interval(n: int, mean: float | None, variance: float | None, confidence: float = 0.95):
-    """The same interval from the mean and sample variance (n - 1), as SQL's `avg` and
-    `var_samp` give them (both computed stably by PostgreSQL). None when n < 2."""
     if n < 2 or mean is None or variance is None:
         return None
     _check_finite(mean, variance)
+    mean = float(mean)  # a Decimal from a numeric column; float arithmetic from here on
+    # Below 0 only when the variance itself was rounded (a float aggregate); no spread then.
     variance = max(0.0, float(variance))
     if variance == 0.0:
         return mean, mean
@@ -390,23 +380,17 @@ def two_proportion_z_test(s1: int, n1: int, s2: int, n2: int) -> float | None:
     return math.erfc(abs(z) / _SQRT2)  # = 2 * P(Z > |z|), precise for small p-values
 
 
-def welch_t_test(n1: int, sum1: Number, sumsq1: Number, n2: int, sum2: Number, sumsq2: Number) -> float | None:
-    """Two-sided p-value of Welch's unequal-variance t-test, from each arm's count, sum and sum of squares.
-
-    None when an arm has fewer than 2 values (no variance) or both arms have zero variance: t is then
-    +-inf or 0/0, and a p-value of 0 from two constant samples would be a claim the data can't carry."""
-    if n1 < 0 or n2 < 0:
-        raise ValueError(f"counts must be >= 0, got {n1} and {n2}")
-    if n1 < 2 or n2 < 2:
-        return None
-    return welch_from_moments(n1, *_mean_and_variance(n1, sum1, sumsq1), n2, *_mean_and_variance(n2, sum2, sumsq2))
-
-
 def welch_from_moments(
-    n1: int, mean1: float | None, var1: float | None, n2: int, mean2: float | None, var2: float | None
+    n1: int, mean1: Number | None, var1: Number | None, n2: int, mean2: Number | None, var2: Number | None
 ) -> float | None:
-    """Welch's test from each arm's count, mean and sample variance (SQL's `avg`, `var_samp`)."""
-    if n1 < 2 or n2 < 2 or None in (mean1, var1, mean2, var2):
+    """Two-sided p-value of Welch's unequal-variance t-test, from each arm's count, mean and sample
+    variance (SQL's `count`, `avg`, `var_samp`).
+
+    None when an arm has fewer than 2 values or an aggregate is None (no variance), or when both arms
+    have zero variance: t is then +-inf or 0/0, and a p-value of 0 from two constant samples would be
+    a claim the data can't carry."""
+    _check_sizes(n1, n2)
+    if n1 < 2 or n2 < 2 or mean1 is None or var1 is None or mean2 is None or var2 is None:
         return None
     _check_finite(mean1, var1, mean2, var2)
     var1, var2 = max(0.0, float(var1)), max(0.0, float(var2))
@@ -414,7 +398,14 @@ def welch_from_moments(
     se2 = v1 + v2
     if se2 == 0.0:
         return None
-    t = (mean1 - mean2) / math.sqrt(se2)
+    # The difference is taken exactly and rounded once: two Decimal means around 1e9 from a numeric
+    # column, rounded to floats first, would keep only ~7 digits of a difference of 1. (For float
+    # means this is the same as mean1 - mean2.)
+    try:
+        difference = float(Fraction(mean1) - Fraction(mean2))
+    except OverflowError:  # past the float range; only |t| is used below
+        difference = math.inf
+    t = difference / math.sqrt(se2)
     if math.isnan(t):
         raise OverflowError("difference of means overflows a float")
     # Welch–Satterthwaite df, written with shares of se2 so squaring huge variances can't overflow.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import warnings
 from decimal import Decimal
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
 from services.shared.stats import (
-    mean_t_interval,
+    mean_interval,
     normal_cdf,
     normal_ppf,
     normal_sf,
@@ -22,7 +23,7 @@ from services.shared.stats import (
     t_ppf,
     t_sf,
     two_proportion_z_test,
-    welch_t_test,
+    welch_from_moments,
     wilson_interval,
 )
 
@@ -40,12 +41,21 @@ def assert_finite(result: object) -> None:
     assert all(isinstance(v, float) and math.isfinite(v) for v in values), result
 
 
-def aggregates(values: list[float]) -> tuple[int, float, float]:
-    """(n, sum, sum of squares) as SQL would give them: ints stay exact ints; fsum keeps float data exact
-    (every float data set below is dyadic, so its squares are exact too)."""
-    if all(isinstance(v, int) for v in values):
-        return len(values), sum(values), sum(v * v for v in values)
-    return len(values), math.fsum(values), math.fsum(v * v for v in values)
+def moments(values: list[float]) -> tuple[int, float | None, float | None]:
+    """(count, avg, var_samp) as SQL gives them for a double precision column: NULL (None) for the mean
+    of no values and the variance of fewer than 2. fmean divides the correctly rounded sum by n, as NumPy
+    does for the exact sums below; statistics' variance is exact rational arithmetic rounded once, as
+    close as a float gets to var_samp."""
+    n = len(values)
+    mean = statistics.fmean(values) if n else None
+    return n, mean, float(statistics.variance(values)) if n >= 2 else None
+
+
+def decimal_moments(values: list[Decimal]) -> tuple[int, Decimal, Decimal]:
+    """(count, avg, var_samp) of a numeric column: Decimal arithmetic, 28 significant digits."""
+    n = len(values)
+    mean = sum(values) / n
+    return n, mean, sum((v - mean) ** 2 for v in values) / (n - 1)
 
 
 def quiet(call):  # SciPy warns on the degenerate samples whose nan we are checking for
@@ -115,7 +125,8 @@ def test_two_proportion_z_test_without_variance_is_none(s1: int, n1: int, s2: in
 
 MODERATE = [12, 15, 9, 11, 14, 13, 10, 12, 16, 8, 11, 13, 12, 14, 9, 10, 15, 13, 11, 12,
             17, 7, 12, 13, 11, 10, 14, 12, 13, 11]  # fmt: skip
-# Dyadic values around 1e6: their squares and sums are exact in floats, so any error is the code's.
+# Dyadic values around 1e6: their sums are exact in floats and their variance is exact before its one
+# rounding, so any error beyond the mean's own rounding (shared with NumPy's) is the code's.
 LARGE_OFFSET = [1_000_000.25, 999_999.5, 1_000_001.0, 1_000_000.75, 999_999.75,
                 1_000_000.0, 1_000_000.5, 999_998.75, 1_000_001.25, 1_000_000.0]  # fmt: skip
 SAMPLES = {
@@ -138,9 +149,9 @@ SAMPLES = {
 
 @pytest.mark.parametrize("name", [k for k in SAMPLES if not k.startswith("constant")])
 @pytest.mark.parametrize("confidence", [0.95, 0.9, 0.999])
-def test_mean_t_interval_matches_scipy(name: str, confidence: float) -> None:
+def test_mean_interval_matches_scipy(name: str, confidence: float) -> None:
     values = SAMPLES[name]
-    ours = mean_t_interval(*aggregates(values), confidence=confidence)
+    ours = mean_interval(*moments(values), confidence=confidence)
     n = len(values)
     low, high = scipy.stats.t.interval(
         confidence, n - 1, loc=np.mean(values), scale=np.std(values, ddof=1) / math.sqrt(n)
@@ -149,16 +160,22 @@ def test_mean_t_interval_matches_scipy(name: str, confidence: float) -> None:
     assert ours == (close(low), close(high))
 
 
-def test_mean_t_interval_large_offset_keeps_its_digits() -> None:
-    # Variance 0.5 around 1e6: in floats (sum_squares - total**2/n) keeps ~4 digits, so this pins the exact path.
-    values = [1_000_000.5, 999_999.5, 1_000_001.0, 999_999.0]
-    n, total, sum_squares = aggregates(values)
+def test_mean_interval_large_offset_keeps_its_digits() -> None:
+    # Variance 5/6 around 1e9: bounds agreeing to 9 digits would still allow an error of 1 in a half
+    # width of 1.45, so the width itself must be right to the last bits that floats around 1e9 carry.
+    values = [1e9 + 0.5, 1e9 - 0.5, 1e9 + 1.0, 1e9 - 1.0]
+    n = len(values)
     mean = np.mean(values)
     half = scipy.stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / 2
     expected = (mean - half, mean + half)
-    assert mean_t_interval(n, total, sum_squares) == (close(expected[0]), close(expected[1]))
-    as_decimal = mean_t_interval(n, Decimal(total), Decimal(sum_squares))  # what a numeric column returns
-    assert as_decimal == (close(expected[0]), close(expected[1]))
+    as_float = mean_interval(*moments(values))
+    # What a numeric column returns for the same scores: Decimal avg and var_samp (0.8333...3, 28 digits).
+    as_decimal = mean_interval(*decimal_moments([Decimal(v) for v in values]))
+    for low, high in (as_float, as_decimal):
+        assert_finite((low, high))
+        assert (low, high) == (close(expected[0]), close(expected[1]))
+        assert high - low == pytest.approx(2 * half, rel=0, abs=2 * math.ulp(1e9))
+        assert (low + high) / 2 == mean
 
 
 PAIRS = [
@@ -177,9 +194,9 @@ PAIRS = [
 
 
 @pytest.mark.parametrize(("first", "second"), PAIRS)
-def test_welch_t_test_matches_scipy(first: str, second: str) -> None:
+def test_welch_from_moments_matches_scipy(first: str, second: str) -> None:
     a, b = SAMPLES[first], SAMPLES[second]
-    ours = welch_t_test(*aggregates(a), *aggregates(b))
+    ours = welch_from_moments(*moments(a), *moments(b))
     from_data = quiet(lambda: scipy.stats.ttest_ind(a, b, equal_var=False).pvalue)  # warns on a constant arm
     from_stats = scipy.stats.ttest_ind_from_stats(
         np.mean(a), np.std(a, ddof=1), len(a), np.mean(b), np.std(b, ddof=1), len(b), equal_var=False
@@ -189,25 +206,47 @@ def test_welch_t_test_matches_scipy(first: str, second: str) -> None:
     assert ours == close(from_stats)
 
 
+def test_welch_from_moments_large_offset_keeps_its_digits() -> None:
+    # Two arms of a numeric column around 1e9 whose means differ by 0.4 with sd ~0.3: each Decimal avg
+    # rounded to a float is off by up to 6e-8, which would move p in its 6th digit. The test does not
+    # depend on the offset, so SciPy gets the data with 1e9 taken off exactly.
+    a = [Decimal(v) for v in ("1000000000.1", "999999999.7", "1000000000.4", "999999999.9", "1000000000.2")]
+    b = [Decimal(v) for v in ("1000000000.6", "1000000000.3", "1000000000.9", "1000000000.5")]
+    ours = welch_from_moments(*decimal_moments(a), *decimal_moments(b))
+    offset = Decimal(1_000_000_000)
+    reference = scipy.stats.ttest_ind([float(v - offset) for v in a], [float(v - offset) for v in b], equal_var=False)
+    assert_finite(ours)
+    assert ours == close(reference.pvalue)
+
+
 # --- Degenerate input: None, never NaN -------------------------------------------------------------------------
 
 
 def test_no_data_gives_none() -> None:
     assert wilson_interval(0, 0) is None
-    assert mean_t_interval(0, 0, 0) is None
-    assert mean_t_interval(1, 5.0, 25.0) is None  # one value has no spread to build an interval from
+    assert mean_interval(*moments([])) is None  # (0, None, None): avg and var_samp of no rows are NULL
+    assert mean_interval(*moments([5.0])) is None  # one value has no spread to build an interval from
+    assert mean_interval(1, 5.0, 0.0) is None  # not even if a variance is supplied
     assert two_proportion_z_test(0, 0, 3, 10) is None
-    assert welch_t_test(0, 0, 0, 3, 12, 50) is None
-    assert welch_t_test(1, 4, 16, 3, 12, 50) is None
-    assert welch_t_test(3, 12, 50, 1, 4, 16) is None
+    assert welch_from_moments(*moments([]), *moments([3, 4, 5])) is None
+    assert welch_from_moments(*moments([4]), *moments([3, 4, 5])) is None
+    assert welch_from_moments(*moments([3, 4, 5]), *moments([4])) is None
 
 
 def test_zero_variance() -> None:
-    assert mean_t_interval(3, 6, 12) == (2.0, 2.0)
-    # Float aggregates that rounded the squares about the mean slightly below 0: clamp, don't take sqrt(<0).
-    assert mean_t_interval(3, 0.30000000000000004, 0.03) == (0.10000000000000002, 0.10000000000000002)
-    assert welch_t_test(3, 6, 12, 4, 8, 16) is None  # equal constants: t = 0/0
-    assert welch_t_test(3, 6, 12, 4, 12, 36) is None  # different constants: t = inf
+    assert mean_interval(*moments([2, 2, 2])) == (2.0, 2.0)
+    # A constant float sample whose mean is not exact: var_samp is 0, the interval the rounded mean.
+    assert mean_interval(*moments([0.1, 0.1, 0.1])) == (0.10000000000000002, 0.10000000000000002)
+    # A float variance rounded slightly below 0 (or -0.0): clamp, don't take sqrt(<0).
+    assert mean_interval(3, 0.1, -1e-18) == (0.1, 0.1)
+    assert mean_interval(3, 0.1, -0.0) == (0.1, 0.1)
+    assert welch_from_moments(3, 2.0, -1e-18, 4, 3.0, -0.0) is None
+    # A constant numeric column: Decimal in, floats out.
+    as_decimal = mean_interval(3, Decimal("2.5"), Decimal(0))
+    assert_finite(as_decimal)
+    assert as_decimal == (2.5, 2.5)
+    assert welch_from_moments(*moments([2, 2, 2]), *moments([2, 2, 2, 2])) is None  # equal constants: t = 0/0
+    assert welch_from_moments(*moments([2, 2, 2]), *moments([3, 3, 3, 3])) is None  # different constants: t = inf
 
 
 def test_all_successes_and_all_failures() -> None:
@@ -224,11 +263,15 @@ def test_all_successes_and_all_failures() -> None:
         lambda: wilson_interval(3, 2),
         lambda: wilson_interval(-1, 2),
         lambda: wilson_interval(1, 2, confidence=1.0),
-        lambda: mean_t_interval(-1, 0, 0),
-        lambda: mean_t_interval(3, math.nan, 1.0),
-        lambda: mean_t_interval(3, 1.0, math.inf),
+        lambda: mean_interval(-1, 0.0, 0.0),
+        lambda: mean_interval(3, 1.0, 1.0, confidence=1.0),
+        lambda: mean_interval(3, math.nan, 1.0),
+        lambda: mean_interval(3, 1.0, math.inf),
+        lambda: mean_interval(3, Decimal("NaN"), Decimal(1)),
         lambda: two_proportion_z_test(5, 4, 1, 2),
-        lambda: welch_t_test(3, math.nan, 1, 3, 1, 1),
+        lambda: welch_from_moments(-1, 0.0, 0.0, 3, 1.0, 1.0),
+        lambda: welch_from_moments(3, math.nan, 1.0, 3, 1.0, 1.0),
+        lambda: welch_from_moments(3, 1.0, 1.0, 3, 1.0, math.inf),
         lambda: t_sf(1.0, 0.0),
         lambda: t_ppf(1.0, 3.0),
         lambda: normal_ppf(0.0),
@@ -296,8 +339,8 @@ samples = st.lists(st.integers(min_value=-20, max_value=20), max_size=12)
 @example([3, 3, 3], [3, 3])
 @example([3, 3, 3], [4, 4])
 @example([0, 0, 1], [-20, 20, 20, -20, 0])
-def test_welch_t_test_agrees_with_scipy_on_random_samples(a: list[int], b: list[int]) -> None:
-    ours = welch_t_test(*aggregates(a), *aggregates(b))
+def test_welch_from_moments_agrees_with_scipy_on_random_samples(a: list[int], b: list[int]) -> None:
+    ours = welch_from_moments(*moments(a), *moments(b))
     reference = quiet(lambda: scipy.stats.ttest_ind(a, b, equal_var=False).pvalue)
     if len(a) >= 2 and len(b) >= 2 and len(set(a)) == 1 and len(set(b)) == 1:
         # Two constant arms: SciPy's t is 0/0 (nan) or +-inf (p = 0.0); we give no p-value either way.
@@ -313,8 +356,8 @@ def test_welch_t_test_agrees_with_scipy_on_random_samples(a: list[int], b: list[
 @given(samples)
 @example([7])
 @example([2, 2])
-def test_mean_t_interval_agrees_with_scipy_on_random_samples(values: list[int]) -> None:
-    ours = mean_t_interval(*aggregates(values))
+def test_mean_interval_agrees_with_scipy_on_random_samples(values: list[int]) -> None:
+    ours = mean_interval(*moments(values))
     n = len(values)
     reference = quiet(
         lambda: scipy.stats.t.interval(0.95, n - 1, loc=np.mean(values), scale=np.std(values, ddof=1) / math.sqrt(n))
