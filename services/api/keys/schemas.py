@@ -54,14 +54,16 @@ class KeyRead(BaseModel):
 
 
 def key_body(row: Any, *, secret: str | None = None) -> dict[str, Any]:
-    return {
-        "object": "api_key",
-        "id": row["id"],
-        "name": row["name"],
-        "scope": row["scope"],
-        "secret": secret,
-        "created_at": timestamp(row["created_at"]),
-        "expires_at": timestamp(row["expires_at"]),
-        "last_used_at": timestamp(row["last_used_at"]),
-        "revoked_at": timestamp(row["revoked_at"]),
-    }
+    """The API key object of the contract: a `KeyRead`, the one shape the routes return and
+    OpenAPI shows, as JSON-ready values."""
+    return KeyRead(
+        object="api_key",
+        id=row["id"],
+        name=row["name"],
+        scope=row["scope"],
+        secret=secret,
+        created_at=timestamp(row["created_at"]),
+        expires_at=timestamp(row["expires_at"]),
+        last_used_at=timestamp(row["last_used_at"]),
+        revoked_at=timestamp(row["revoked_at"]),
+    ).model_dump(mode="json")

@@ -14,7 +14,7 @@ from services.api.db import Database
 from services.api.experiments import repository as experiments
 from services.api.http import content_hash
 from services.api.resolution.experiments import arm_configs
-from services.api.resolution.schemas import to_body
+from services.api.resolution.schemas import BundleArm, BundleExperiment, BundleRead, to_body
 from services.shared.agent_config import resolve_agent_config
 
 
@@ -27,18 +27,17 @@ async def build(db: Database, agent: str) -> tuple[bytes, str, str]:
         arms = await arm_configs(conn, running) if running is not None else ()
     experiment: dict[str, Any] | None = None
     if running is not None:
-        experiment = {
-            "id": running["id"],
-            "salt": running["salt"],
-            "arms": [
-                {"arm": arm["arm"], "weight": arm["weight"], "variant_id": arm["variant_id"],
-                 "resolved": to_body(resolved, explain=True)}
+        experiment = BundleExperiment(
+            id=running["id"],
+            salt=running["salt"],
+            arms=[
+                BundleArm(arm=arm["arm"], weight=arm["weight"], variant_id=arm["variant_id"],
+                          resolved=to_body(resolved, explain=True))
                 for arm, resolved in zip(running["arms"], arms, strict=True)
             ],
-        }
+        ).model_dump(exclude_unset=True)
     content = {"agent_id": plain.agent_id, "agent_slug": plain.agent_slug,
                "resolved": to_body(plain, explain=True), "experiment": experiment}
     etag = content_hash(json.dumps(content, sort_keys=True, separators=(",", ":")).encode())
-    body = {"object": "resolution_bundle", "agent_id": plain.agent_id, "agent_slug": plain.agent_slug,
-            "etag": etag, "resolved": content["resolved"], "experiment": experiment}
+    body = BundleRead(object="resolution_bundle", etag=etag, **content).model_dump(exclude_unset=True)
     return json.dumps(body, separators=(",", ":")).encode(), etag, plain.agent_id

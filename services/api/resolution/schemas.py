@@ -59,18 +59,18 @@ class BundleRead(BaseModel):
 
 
 def to_body(resolved: ResolvedAgentConfig, *, explain: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "object": "resolved_agent_config",
-        "agent_id": resolved.agent_id,
-        "agent_slug": resolved.agent_slug,
-        "variant_id": resolved.variant_id,
-        "variant_slug": resolved.variant_slug,
-        "source": resolved.source,
-        "experiment_id": resolved.experiment_id,
-        "arm": resolved.arm,
-    }
-    for name in CONFIG_FIELDS:
-        body[name] = getattr(resolved, name)
-    if explain:
-        body["provenance"] = resolved.provenance
-    return body
+    """The resolved config as the API shows it: a `ResolvedRead`, the one shape the routes
+    return and OpenAPI shows, as JSON-ready values; `provenance` only when `explain`."""
+    extra: dict[str, Any] = {"provenance": resolved.provenance} if explain else {}
+    return ResolvedRead(
+        object="resolved_agent_config",
+        agent_id=resolved.agent_id,
+        agent_slug=resolved.agent_slug,
+        variant_id=resolved.variant_id,
+        variant_slug=resolved.variant_slug,
+        source=resolved.source,
+        experiment_id=resolved.experiment_id,
+        arm=resolved.arm,
+        **{name: getattr(resolved, name) for name in CONFIG_FIELDS},
+        **extra,
+    ).model_dump(exclude_unset=True)

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
 
 from services.api.deps import DB, Write
 from services.api.errors import responses
-from services.api.revisions.schemas import RevisionRead
 from services.api.undo import use_case
+from services.api.undo.schemas import UndoRead
 
 router = APIRouter(prefix="/v1/agents/{agent}", tags=["history"])
-
-
-class UndoRead(BaseModel):
-    object: Literal["undo"]
-    reverted_revision_id: str
-    revision: RevisionRead
 
 
 @router.post("/undo", response_model=UndoRead, summary="Revert the agent's newest change not yet undone",

@@ -13,6 +13,7 @@ from services.api.db import Database
 from services.api.exceptions import NothingToUndo, UndoConflict
 from services.api.revisions import repository as history
 from services.api.revisions.schemas import revision_read
+from services.api.undo.schemas import UndoRead
 from services.api.variants import repository as variant_repository
 from services.api.variants import service as variants
 from services.api.writes import announce
@@ -42,7 +43,8 @@ async def undo(
         revision = await _revert(conn, agent, target, context.without_precondition())
         await history.mark_undone(conn, target["id"], revision["id"])
         await announce.agent_changed(conn, agent.id)
-        return {"object": "undo", "reverted_revision_id": target["id"], "revision": revision_read(revision)}
+        return UndoRead(object="undo", reverted_revision_id=target["id"],
+                        revision=revision_read(revision)).model_dump(mode="json")
 
     return await db.transaction(unit)
 
