@@ -218,7 +218,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         app.state.db = database
         app.state.resolve_cache = _cache(settings, trusted=True)
         _subscribe(database, cache=app.state.resolve_cache, ring=app.state.key_ring, hub=app.state.watch_hub)
-    errors.install(app)
+    errors.install(app, html_pages=(console.PREFIX, console.error_page))  # the console: its own error page
     # The hot route first: routing tries routes in order.
     for router in (resolution_router, system_router, agents_router, variants_router, revisions_router, undo_router,
                    experiments_router, outcomes_router, keys_router):

@@ -7,7 +7,7 @@ Starlette's routing errors included, so clients see one shape with a stable `cod
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,7 @@ import asyncpg
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -114,7 +114,7 @@ def param_of(loc: Iterable[Any]) -> str:
     return out or "body"
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: Mapping[str, Any]) -> str:
     if error.get("type") == "extra_forbidden":
         return "Unknown field"
     if error.get("type") == "missing":
@@ -123,7 +123,7 @@ def _message(error: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
-def field_errors(raw: Iterable[dict[str, Any]]) -> list[FieldError]:
+def field_errors(raw: Iterable[Mapping[str, Any]]) -> list[FieldError]:
     seen: set[tuple[str, str]] = set()
     result = []
     for error in raw:
@@ -139,35 +139,89 @@ def validation_detail(errors: Sequence[FieldError]) -> str:
     return "Invalid request: " + "; ".join(f"{e.param}: {e.message}" for e in errors)
 
 
-async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DomainError)
-    headers = {"Retry-After": "1"} if PROBLEMS[exc.code].status == 503 else None
-    return problem(exc.code, exc.detail, request=request, errors=exc.errors, headers=headers)
+# What answers an error on a route that serves HTML (the console): its page for the
+# problem's status, title and detail. errors.py names no page; the app hands one in.
+HtmlPage = Callable[[Request, int, str, str], Response]
 
 
-async def _on_lookup_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AgentNotFound | VariantNotFound)
-    return problem(NotFound.code, str(exc), request=request)
+class _Handlers:
+    """The exception handlers. Each builds its problem, and `answer` gives it as
+    problem+json or, on a path under the HTML prefix, as that page with the same status."""
 
+    def __init__(self, html_pages: tuple[str, HtmlPage] | None) -> None:
+        self.html_prefix: str | None = html_pages[0] if html_pages is not None else None
+        self.html_page: HtmlPage | None = html_pages[1] if html_pages is not None else None
 
-async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    raw = list(exc.errors())
-    if any(e.get("type") == "json_invalid" for e in raw):
-        reason = next(str(e.get("ctx", {}).get("error", "")) for e in raw if e.get("type") == "json_invalid")
-        return problem("malformed_json", f"The request body is not valid JSON: {reason}".rstrip(": "), request=request)
-    body_unparsed = any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in raw)
-    if body_unparsed and not _is_json(request):
-        # FastAPI parses only JSON bodies; anything else reaches validation as raw bytes.
-        sent = request.headers.get("content-type") or "no Content-Type"
-        return problem("unsupported_media_type",
-                       f"Send the body as JSON with Content-Type: application/json (got {sent})",
-                       request=request)
-    errors = field_errors(raw)
-    # A failure that is only of one kind the contract names gets that code.
-    kinds = {e.get("type") for e in raw}
-    code = kinds.pop() if len(kinds) == 1 and kinds <= _SPECIFIC_VALIDATION_CODES else "validation_error"
-    return problem(code, validation_detail(errors), request=request, errors=errors)
+    def _html(self, request: Request) -> HtmlPage | None:
+        if self.html_prefix is not None and request.url.path.startswith(self.html_prefix + "/"):
+            return self.html_page
+        return None
+
+    def answer(
+        self, request: Request, code: str, detail: str, *, errors: Sequence[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        page = self._html(request)
+        if page is not None:
+            kind = PROBLEMS[code]
+            return page(request, kind.status, kind.title, detail)
+        return problem(code, detail, request=request, errors=errors, headers=headers)
+
+    async def domain_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DomainError)
+        headers = {"Retry-After": "1"} if PROBLEMS[exc.code].status == 503 else None
+        return self.answer(request, exc.code, exc.detail, errors=exc.errors, headers=headers)
+
+    async def lookup_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AgentNotFound | VariantNotFound)
+        return self.answer(request, NotFound.code, str(exc))
+
+    async def validation_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        raw = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in raw):
+            reason = next(str(e.get("ctx", {}).get("error", "")) for e in raw if e.get("type") == "json_invalid")
+            return self.answer(request, "malformed_json",
+                               f"The request body is not valid JSON: {reason}".rstrip(": "))
+        body_unparsed = any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in raw)
+        if body_unparsed and not _is_json(request):
+            # FastAPI parses only JSON bodies; anything else reaches validation as raw bytes.
+            sent = request.headers.get("content-type") or "no Content-Type"
+            return self.answer(request, "unsupported_media_type",
+                               f"Send the body as JSON with Content-Type: application/json (got {sent})")
+        errors = field_errors(raw)
+        # A failure that is only of one kind the contract names gets that code.
+        kinds = {e.get("type") for e in raw}
+        code = kinds.pop() if len(kinds) == 1 and kinds <= _SPECIFIC_VALIDATION_CODES else "validation_error"
+        return self.answer(request, str(code), validation_detail(errors), errors=errors)
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code)
+        if code is None:  # nothing in the service raises others; keep the status if one does
+            page = self._html(request)
+            if page is not None:
+                return page(request, exc.status_code, str(exc.detail), str(exc.detail))
+            body = {"type": "about:blank", "title": str(exc.detail), "status": exc.status_code,
+                    "detail": str(exc.detail), "code": "http_error", "instance": request.url.path}
+            return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_MEDIA_TYPE)
+        detail = exc.detail if isinstance(exc.detail, str) else PROBLEMS[code].title
+        if code == "route_not_found":
+            detail = f"No route matches {request.method} {request.url.path}"
+        elif code == "method_not_allowed":
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return self.answer(request, code, detail, headers=getattr(exc, "headers", None))
+
+    async def infrastructure_error(self, request: Request, exc: Exception) -> Response:
+        if database_unavailable(exc):
+            log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+            return self.answer(request, "service_unavailable", "The database is unavailable; retry shortly",
+                               headers={"Retry-After": "1"})
+        return await self.unexpected(request, exc)
+
+    async def unexpected(self, request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return self.answer(request, "internal_error", "An unexpected error occurred; it has been logged")
 
 
 def _is_json(request: Request) -> bool:
@@ -175,21 +229,6 @@ def _is_json(request: Request) -> bool:
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
     )
-
-
-async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code)
-    if code is None:  # nothing in the service raises others; keep the status if one does
-        body = {"type": "about:blank", "title": str(exc.detail), "status": exc.status_code,
-                "detail": str(exc.detail), "code": "http_error", "instance": request.url.path}
-        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_MEDIA_TYPE)
-    detail = exc.detail if isinstance(exc.detail, str) else PROBLEMS[code].title
-    if code == "route_not_found":
-        detail = f"No route matches {request.method} {request.url.path}"
-    elif code == "method_not_allowed":
-        detail = f"{request.method} is not allowed on {request.url.path}"
-    return problem(code, detail, request=request, headers=getattr(exc, "headers", None))
 
 
 # SQLSTATE classes that mean "the database cannot serve now", not "this request is bad":
@@ -210,28 +249,19 @@ def database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError)
 
 
-async def _on_infrastructure_error(request: Request, exc: Exception) -> JSONResponse:
-    if database_unavailable(exc):
-        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
-        return problem("service_unavailable", "The database is unavailable; retry shortly",
-                       request=request, headers={"Retry-After": "1"})
-    return await _on_unexpected(request, exc)
-
-
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem("internal_error", "An unexpected error occurred; it has been logged", request=request)
-
-
-def install(app: FastAPI) -> None:
-    app.add_exception_handler(DomainError, _on_domain_error)
-    app.add_exception_handler(AgentNotFound, _on_lookup_error)
-    app.add_exception_handler(VariantNotFound, _on_lookup_error)
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+def install(app: FastAPI, *, html_pages: tuple[str, HtmlPage] | None = None) -> None:
+    """Every error handler of the app, in one place. With `html_pages=(prefix, page)`, an
+    error on a path under `prefix + "/"` is that page (same status, title and detail)
+    instead of problem+json: the console's routes get the console's error page."""
+    handlers = _Handlers(html_pages)
+    app.add_exception_handler(DomainError, handlers.domain_error)
+    app.add_exception_handler(AgentNotFound, handlers.lookup_error)
+    app.add_exception_handler(VariantNotFound, handlers.lookup_error)
+    app.add_exception_handler(RequestValidationError, handlers.validation_error)
+    app.add_exception_handler(StarletteHTTPException, handlers.http_error)
     for infrastructure in (OSError, sqlalchemy.exc.SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        app.add_exception_handler(infrastructure, _on_infrastructure_error)
-    app.add_exception_handler(Exception, _on_unexpected)
+        app.add_exception_handler(infrastructure, handlers.infrastructure_error)
+    app.add_exception_handler(Exception, handlers.unexpected)
 
 
 # --- OpenAPI: shared error responses -------------------------------------------------

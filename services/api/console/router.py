@@ -1,13 +1,14 @@
-"""The console's entry: sign-in and sign-out, and the error pages every console page shares.
+"""The console's entry: sign-in and sign-out, its routes, and the answers to its own
+exceptions (no session, a missing CSRF token, a read-only key).
 
-The pages themselves live in `agents.py`, `history.py` and `experiments.py`.
+The pages themselves live in `agents.py`, `history.py` and `experiments.py`. The API's
+errors on console paths are the console's error page (`web.error_page`): `errors.install`
+picks it by route, handed in by the app.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from services.api.access.keyring import KeyRefused, KeyRing
@@ -22,16 +23,14 @@ from services.api.console.web import (
     Forbidden,
     SignInRequired,
     db_of,
+    error_page,
     form_of,
     new_csrf,
-    refusal,
     render,
     same_token,
     see_other,
 )
-from services.api.errors import PROBLEMS
-from services.api.exceptions import DomainError, NotFound
-from services.shared.agent_config import AgentNotFound, VariantNotFound
+from services.api.exceptions import NotFound
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
@@ -118,11 +117,8 @@ for pages in (history.router, experiments.router, agents.router):
     router.include_router(pages)
 
 
-def install(app: object) -> None:
+def install(app: FastAPI) -> None:
     """The console's routes and the answers its own exceptions get."""
-    from fastapi import FastAPI
-
-    assert isinstance(app, FastAPI)
     app.include_router(router)
 
     async def to_sign_in(request: Request, exc: Exception) -> Response:
@@ -131,25 +127,12 @@ def install(app: object) -> None:
         return see_other(f"{PREFIX}/sign-in")
 
     async def csrf_refused(request: Request, exc: Exception) -> Response:
-        return refusal(403, "Refused", "This form was not sent by the console (its CSRF token is missing or"
-                       " wrong). Reload the page and try again.", request)
+        return error_page(request, 403, "Refused", "This form was not sent by the console (its CSRF token is missing"
+                          " or wrong). Reload the page and try again.")
 
     async def forbidden(request: Request, exc: Exception) -> Response:
-        return refusal(403, "Read only", "Your API key can read but not change anything.", request)
+        return error_page(request, 403, "Read only", "Your API key can read but not change anything.")
 
     app.add_exception_handler(SignInRequired, to_sign_in)
     app.add_exception_handler(CsrfRefused, csrf_refused)
     app.add_exception_handler(Forbidden, forbidden)
-
-    # The API's errors are problem+json; on a console page the same error is a page.
-    for kind in (DomainError, AgentNotFound, VariantNotFound):
-        api_handler = app.exception_handlers[kind]
-
-        async def either(request: Request, exc: Exception, api_handler: Any = api_handler) -> Response:
-            if not request.url.path.startswith(PREFIX + "/"):
-                return await api_handler(request, exc)
-            code = getattr(exc, "code", "resource_missing")
-            status = PROBLEMS[code].status if code in PROBLEMS else 404
-            return refusal(status, PROBLEMS[code].title if code in PROBLEMS else "Not found", str(exc), request)
-
-        app.add_exception_handler(kind, either)

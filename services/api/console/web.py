@@ -169,3 +169,9 @@ def db_of(request: Request) -> Database:
 
 def refusal(status_code: int, title: str, detail: str, request: Request) -> Response:
     return render(request, "message.html", status_code=status_code, title=title, detail=detail)
+
+
+def error_page(request: Request, status_code: int, title: str, detail: str) -> Response:
+    """The console's error page: what went wrong, with the status the API would give it.
+    `errors.install` renders the API's errors with it on console paths."""
+    return render(request, "message.html", status_code=status_code, title=title, detail=detail)
