@@ -21,7 +21,7 @@ def config_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[
             for name in CONFIG_FIELDS if before[name] != after[name]]
 
 
-def config_after(revision: Mapping[str, Any], state: Mapping[str, Any] | None) -> dict[str, Any]:
+def config_after(revision: Mapping[Any, Any], state: Mapping[str, Any] | None) -> dict[str, Any]:
     """The resolved values of a revision's target right after it, from `state`, the agent
     (and active variant) recorded at that instant (`revisions.repository.state_after`):
     the agent's config, or the variant's overrides over the agent's config of then."""

@@ -1,5 +1,7 @@
 """Console pages for experiments: create with arms and weights, start, stop, and results
-as charts per arm with a plain-language reading of each comparison with the control."""
+as charts per arm with a plain-language reading of each comparison with the control.
+
+Reads come from `console.queries` (one snapshot a page), writes go through the services."""
 
 from __future__ import annotations
 
@@ -10,16 +12,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from services.api.agents import service as agents
-from services.api.console import charts, reading
+from services.api.console import charts, queries, reading
 from services.api.console.sessions import Viewer
-from services.api.console.web import db_of, errors_of, refusal, render, see_other, url, viewer, writer
-from services.api.exceptions import DomainError
+from services.api.console.web import db_of, error_page, errors_of, render, see_other, url, viewer, write_context, writer
+from services.api.exceptions import DomainError, NotFound
 from services.api.experiments import service as experiments
 from services.api.experiments.schemas import ExperimentCreate
-from services.api.outcomes import service as outcomes
-from services.api.variants import repository as variant_rows
-from services.api.writes.context import WriteContext
 from services.shared.identifiers import is_id
 
 router = APIRouter()
@@ -32,21 +30,17 @@ Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
 
 async def _page(request: Request, agent: str, who: Viewer, *, form: dict[str, str], errors: dict[str, str],
                 problem: str | None, after: str | None = None, status_code: int = 200) -> Response:
-    db = db_of(request)
-    found = await agents.get_agent(db, agent)
-    listed = await experiments.list_experiments(db, found["id"], after=after, limit=PAGE + 1, status=None)
-    more = len(listed) > PAGE
-    async with db.read() as conn:
-        choices = [slug for _, slug in await variant_rows.slugs(conn, found["id"])]
-    return render(request, "experiments.html", status_code=status_code, who=who, agent=found,
-                  experiments=listed[:PAGE], more=more, next_after=listed[PAGE - 1]["id"] if more else None,
-                  choices=choices, rows=range(ARM_ROWS), form=form, errors=errors, problem=problem)
+    shown = await queries.experiments_page(db_of(request), agent, after, limit=PAGE)
+    return render(request, "experiments.html", status_code=status_code, who=who, agent=shown.agent,
+                  experiments=shown.experiments.items, more=shown.experiments.next_after is not None,
+                  next_after=shown.experiments.next_after, choices=[slug for _, slug in shown.slugs],
+                  rows=range(ARM_ROWS), form=form, errors=errors, problem=problem)
 
 
 @router.get("/agents/{agent}/experiments")
 async def list_page(request: Request, agent: str, who: Seen, after: str | None = None) -> Response:
     if after is not None and not is_id("experiment", after):
-        return refusal(422, "Not a page", f"'{after}' is not an experiment id.", request)
+        return error_page(request, 422, "Not a page", f"'{after}' is not an experiment id.")
     return await _page(request, agent, who, form={"arms[0].variant": "base", "arms[0].weight": "1",
                                                    "arms[1].weight": "1"}, errors={}, problem=None, after=after)
 
@@ -55,7 +49,7 @@ async def list_page(request: Request, agent: str, who: Seen, after: str | None =
 async def create(request: Request, agent: str, writes: Writes) -> Response:
     who, form = writes
     db = db_of(request)
-    found = await agents.get_agent(db, agent)
+    found = await queries.agent(db, agent)
     arms: list[dict[str, Any]] = []
     rows: list[int] = []  # the form row of each arm sent (empty rows are skipped)
     for row in range(ARM_ROWS):
@@ -74,7 +68,7 @@ async def create(request: Request, agent: str, writes: Writes) -> Response:
         body["description"] = form["description"]
     try:
         created = await experiments.create_experiment(db, found["id"], ExperimentCreate.model_validate(body),
-                                                      context=WriteContext(actor=who.key_name, api_key=who.key_name))
+                                                      context=write_context(who))
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
         # The API numbers the arms it was sent; the form, its rows (some may be empty).
@@ -97,18 +91,14 @@ async def results_page(request: Request, agent: str, experiment: str, who: Seen)
 
 async def _results(request: Request, agent: str, experiment: str, who: Viewer, *, problem: str | None,
                    status_code: int = 200) -> Response:
-    db = db_of(request)
-    found = await agents.get_agent(db, agent)
-    shown = await experiments.get_experiment(db, found["id"], experiment)
-    results = await outcomes.results(db, found["id"], shown["id"])
-    async with db.read() as conn:
-        by_id = dict(await variant_rows.slugs(conn, found["id"]))
+    shown = await queries.experiment_page(db_of(request), agent, experiment)
+    results = shown.results
     names = [("Control: " if arm["arm"] == 0 else f"Arm {arm['arm']}: ")
-             + (by_id.get(arm["variant_id"], "deleted variant") if arm["variant_id"] else "base config")
+             + (shown.slugs.get(arm["variant_id"], "deleted variant") if arm["variant_id"] else "base config")
              for arm in results["arms"]]
-    return render(request, "experiment.html", status_code=status_code, who=who, agent=found, experiment=shown,
-                  results=results,
-                  names=names, charts=charts.results_charts(results, names), reading=reading.reading(results, names),
+    return render(request, "experiment.html", status_code=status_code, who=who, agent=shown.agent,
+                  experiment=shown.experiment, results=results, names=names,
+                  charts=charts.results_charts(results, names), reading=reading.reading(results, names),
                   problem=problem)
 
 
@@ -116,16 +106,13 @@ async def _results(request: Request, agent: str, experiment: str, who: Viewer, *
 async def act(request: Request, agent: str, experiment: str, action: str, writes: Writes) -> Response:
     who, _ = writes
     db = db_of(request)
-    found = await agents.get_agent(db, agent)
-    context = WriteContext(actor=who.key_name, api_key=who.key_name)
+    found = await queries.agent(db, agent)
     try:
         if action == "start":
-            await experiments.start_experiment(db, found["id"], experiment, context=context)
+            await experiments.start_experiment(db, found["id"], experiment, context=write_context(who))
         elif action == "stop":
-            await experiments.stop_experiment(db, found["id"], experiment, context=context)
+            await experiments.stop_experiment(db, found["id"], experiment, context=write_context(who))
         else:
-            from services.api.exceptions import NotFound
-
             raise NotFound("Action", action)
     except DomainError as error:
         if error.code == "resource_missing":

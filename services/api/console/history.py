@@ -1,5 +1,7 @@
 """Console pages for an agent's history: the timeline of revisions with what each changed,
-undo of the latest change, restore of a variant to a revision, and the "as of" view."""
+undo of the latest change, restore of a variant to a revision, and the "as of" view.
+
+Reads come from `console.queries` (one snapshot a page), writes go through the services."""
 
 from __future__ import annotations
 
@@ -9,15 +11,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from services.api.agents import service as agents
+from services.api.console import queries
 from services.api.console.sessions import Viewer
-from services.api.console.web import db_of, refusal, render, see_other, url, viewer, writer
+from services.api.console.web import db_of, error_page, render, see_other, url, viewer, write_context, writer
 from services.api.exceptions import DomainError
-from services.api.resolution.time_travel import resolve_at
-from services.api.revisions import service as revisions
 from services.api.undo import use_case as undoing
 from services.api.variants import service as variants
-from services.api.writes.context import WriteContext
 from services.shared.agent_config import CONFIG_FIELDS
 from services.shared.identifiers import is_id
 
@@ -29,8 +28,10 @@ Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
 SHOWN = ("name", "variant_name", "slug", "description", "metadata", "status", "is_active", "arms", "salt")
 
 
-def changes(revision: dict[str, Any]) -> list[dict[str, Any]]:
-    """What the revision changed, field by field (config and overrides flattened)."""
+def revision_changes(revision: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a revision changed in its target object, field by field: its before and after
+    objects with `config` and `overrides` flattened (`overrides.temperature`), names and
+    flags included. Not `diffs.config_changes`, which compares two resolved configs."""
     before, after = revision["before"] or {}, revision["after"] or {}
 
     def flat(obj: dict[str, Any]) -> dict[str, Any]:
@@ -69,41 +70,34 @@ def instant(text: str) -> datetime:
 
 async def _timeline(request: Request, agent: str, who: Viewer, *, after: str | None, at: str,
                     problem: str | None, status_code: int = 200) -> Response:
-    db = db_of(request)
-    found = await agents.get_agent(db, agent)
     if after is not None and not is_id("revision", after):
-        return refusal(422, "Not a page", f"'{after}' is not a revision id.", request)
-    page = await revisions.list_revisions(db, found["id"], after=after, limit=PAGE + 1, target_id=None)
-    more = len(page) > PAGE
-    entries = [{"revision": r, "changes": changes(r)} for r in page[:PAGE]]
-    as_of, as_of_error, moment = None, None, None
+        await queries.agent(db_of(request), agent)  # an unknown agent is a 404 first
+        return error_page(request, 422, "Not a page", f"'{after}' is not a revision id.")
+    moment, as_of_error = None, None
     if at:
         try:
             moment = instant(at)
-            async with db.read() as conn:
-                as_of = await resolve_at(conn, found["id"], moment)
         except ValueError as error:
             as_of_error = str(error)
-        except (DomainError, LookupError) as error:
-            as_of_error = str(error)
-    return render(request, "history.html", status_code=status_code, who=who, agent=found, entries=entries,
-                  more=more, next_after=page[PAGE - 1]["id"] if more else None, at=at, moment=moment, as_of=as_of,
-                  as_of_error=as_of_error, fields=CONFIG_FIELDS, problem=problem,
-                  next_undo=await undoing.next_undo(db, found["id"]))
+    shown = await queries.history_page(db_of(request), agent, after, moment, limit=PAGE)
+    entries = [{"revision": r, "changes": revision_changes(r)} for r in shown.revisions.items]
+    return render(request, "history.html", status_code=status_code, who=who, agent=shown.agent, entries=entries,
+                  more=shown.revisions.next_after is not None, next_after=shown.revisions.next_after, at=at,
+                  moment=moment, as_of=shown.as_of, as_of_error=as_of_error or shown.as_of_error,
+                  fields=CONFIG_FIELDS, problem=problem, next_undo=shown.next_undo)
 
 
 @router.post("/agents/{agent}/undo")
 async def undo(request: Request, agent: str, writes: Writes) -> Response:
     who, form = writes
     db = db_of(request)
-    found = await agents.get_agent(db, agent)
+    found = await queries.agent(db, agent)
     expected = form.get("revision_id", "")
     if not is_id("revision", expected):  # the console always says which change it undoes
         return await _timeline(request, agent, who, after=None, at="", status_code=422,
                                problem="Which change to undo was not said; use the button on this page.")
     try:
-        await undoing.undo(db, found["id"], context=WriteContext(actor=who.key_name, api_key=who.key_name),
-                             expected=expected)
+        await undoing.undo(db, found["id"], context=write_context(who), expected=expected)
     except DomainError as error:  # nothing to undo, another change came first, or it would break a rule
         return await _timeline(request, agent, who, after=None, at="", problem=error.detail, status_code=409)
     return see_other(url("agents", found["slug"], "history"))
@@ -113,10 +107,10 @@ async def undo(request: Request, agent: str, writes: Writes) -> Response:
 async def restore(request: Request, agent: str, variant: str, writes: Writes) -> Response:
     who, form = writes
     db = db_of(request)
-    found = await agents.get_agent(db, agent)
+    found = await queries.agent(db, agent)
     try:
         restored = await variants.restore_variant(db, found["id"], variant, form.get("revision_id", ""),
-                                                  context=WriteContext(actor=who.key_name, api_key=who.key_name))
+                                                  context=write_context(who))
     except DomainError as error:
         if error.code == "resource_missing" and not error.errors:
             raise

@@ -1,1 +1,253 @@
-"""placeholder"""
+"""What each console page shows, read in one snapshot per page.
+
+A page's figures must agree with each other (the variants listed and the slugs of the
+pickers, the live config and the change an activation would make), so each function here
+reads one page's data in `db.snapshot()`: one read-only REPEATABLE READ transaction, one
+connection, no commit landing between two of its reads. The pages call these for reads and
+the services for writes; this module uses the repositories and the pure shapes the services
+use (`*_read`, `diffs`, `outcomes.figures`), so a page shows what the API returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.api.agents import repository as agent_rows
+from services.api.agents.schemas import agent_read
+from services.api.db import Database
+from services.api.diffs import config_after, config_changes
+from services.api.exceptions import DomainError, NotFound
+from services.api.experiments import repository as experiment_rows
+from services.api.experiments.schemas import experiment_read
+from services.api.outcomes import repository as outcome_rows
+from services.api.outcomes.figures import results_of, usage_of
+from services.api.resolution.time_travel import resolve_at
+from services.api.revisions import repository as revision_rows
+from services.api.revisions.schemas import revision_read
+from services.api.variants import repository as variant_rows
+from services.api.variants.schemas import overrides_of, variant_read
+from services.shared.agent_config import BASE, ResolvedAgentConfig, coalesce, resolve_agent_config
+from services.shared.identifiers import is_id
+
+Slugs = list[tuple[str, str]]  # (id, slug) of every variant of an agent, by slug
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list, newest first; `next_after` is the cursor of the next (None on the last)."""
+
+    items: list[dict[str, Any]]
+    next_after: str | None
+
+    @classmethod
+    def of(cls, items: list[dict[str, Any]], limit: int) -> Page:
+        """From up to `limit + 1` items: the extra one only says there is a next page."""
+        more = len(items) > limit
+        return cls(items[:limit], items[limit - 1]["id"] if more else None)
+
+
+def _page(rows: list[RowMapping], read: Callable[[RowMapping], dict[str, Any]], limit: int) -> Page:
+    return Page.of([read(row) for row in rows], limit)
+
+
+async def _agent(conn: AsyncConnection, ref: str) -> dict[str, Any]:
+    row = await agent_rows.get(conn, ref)
+    if row is None:
+        raise NotFound("Agent", ref)
+    return agent_read(row)
+
+
+async def _variant_row(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping:
+    row = await variant_rows.get(conn, agent_id, ref)
+    if row is None:
+        raise NotFound("Variant", ref)
+    return row
+
+
+# ------------------------------------------------------------------------------ agents
+
+
+async def agents_page(db: Database, q: str, after: str | None, *, limit: int) -> Page:
+    """The agents whose name or slug holds `q`, newest first."""
+    async with db.snapshot() as conn:
+        rows = await agent_rows.search_page(conn, text=q, after=after, limit=limit + 1)
+    return _page(rows, agent_read, limit)
+
+
+async def agent(db: Database, agent_ref: str) -> dict[str, Any]:
+    """The agent object (the edit form, and the pages that change it)."""
+    async with db.snapshot() as conn:
+        return await _agent(conn, agent_ref)
+
+
+@dataclass(frozen=True)
+class AgentPage:
+    agent: dict[str, Any]
+    resolved: ResolvedAgentConfig  # what it runs with now, with each value's provenance
+    variants: Page
+    slugs: Slugs  # every variant, paged or not (the clone picker)
+    usage: dict[str, Any]  # the API's usage object
+
+
+async def agent_page(db: Database, agent_ref: str, after: str | None, *, limit: int) -> AgentPage:
+    async with db.snapshot() as conn:
+        found = await _agent(conn, agent_ref)
+        resolved = await resolve_agent_config(conn, found["id"])
+        rows = await variant_rows.list_page(conn, found["id"], after=after, limit=limit + 1, is_active=None)
+        slugs = await variant_rows.slugs(conn, found["id"])
+        usage = usage_of(await outcome_rows.usage_totals(conn, found["id"]))
+    return AgentPage(found, resolved, _page(rows, variant_read, limit), slugs, usage)
+
+
+# ---------------------------------------------------------------------------- variants
+
+
+async def agent_and_variant(db: Database, agent_ref: str, variant_ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The agent and variant objects (for the pages that change the variant)."""
+    async with db.snapshot() as conn:
+        found = await _agent(conn, agent_ref)
+        return found, variant_read(await _variant_row(conn, found["id"], variant_ref))
+
+
+@dataclass(frozen=True)
+class VariantPage:
+    agent: dict[str, Any]
+    variant: dict[str, Any]
+    preview: ResolvedAgentConfig  # the agent's config were this variant active
+    live: ResolvedAgentConfig  # what the agent runs with now
+    changes: list[dict[str, Any]]  # the preview against `against` (`diffs.config_changes`)
+    against_error: str | None  # why there is nothing to compare with
+    others: Slugs  # the comparison picker
+
+
+async def variant_page(db: Database, agent_ref: str, variant_ref: str, against: str = "live") -> VariantPage:
+    """The variant, its preview, the live config, and the preview's changes against
+    `against`: "live", "base", another variant (id or slug) or a revision id."""
+    async with db.snapshot() as conn:
+        found = await _agent(conn, agent_ref)
+        row = await _variant_row(conn, found["id"], variant_ref)
+        preview = await resolve_agent_config(conn, found["id"], variant=row["id"])
+        live = await resolve_agent_config(conn, found["id"])
+        changes: list[dict[str, Any]] = []
+        against_error = None
+        if against == "live":
+            changes = config_changes(live.config(), preview.config())
+        else:
+            try:
+                origin = await _against(conn, found, against)
+            except DomainError as error:  # not base, nor a variant, nor a revision of this agent
+                against_error = error.detail
+            else:
+                changes = config_changes(origin, coalesce(overrides_of(row), found["config"]))
+        others = await variant_rows.slugs(conn, found["id"])
+    return VariantPage(found, variant_read(row), preview, live, changes, against_error, others)
+
+
+async def _against(conn: AsyncConnection, agent: Mapping[str, Any], against: str) -> Mapping[str, Any]:
+    """The resolved values a variant is compared with, as GET .../diff?against= reads them:
+    the base config, the state right after a revision, or another variant."""
+    if against == BASE:
+        return agent["config"]
+    if is_id("revision", against):
+        revision = await revision_rows.get(conn, agent["id"], against)
+        if revision is None:
+            raise NotFound("Revision", against, param="against")
+        return config_after(revision, await revision_rows.state_after(conn, revision))
+    other = await variant_rows.get(conn, agent["id"], against)
+    if other is None:
+        raise NotFound("Variant", against, param="against")
+    return coalesce(overrides_of(other), agent["config"])
+
+
+@dataclass(frozen=True)
+class Activation:
+    """What activating (or deactivating) a variant would change in what the agent runs."""
+
+    agent: dict[str, Any]
+    variant: dict[str, Any]
+    live: ResolvedAgentConfig
+    changes: list[dict[str, Any]]  # live -> after (`diffs.config_changes`); none when moot
+    moot: bool  # already so: the action would change nothing
+
+
+async def activation(db: Database, agent_ref: str, variant_ref: str, *, activate: bool) -> Activation:
+    async with db.snapshot() as conn:
+        found = await _agent(conn, agent_ref)
+        shown = variant_read(await _variant_row(conn, found["id"], variant_ref))
+        live = await resolve_agent_config(conn, found["id"])
+        moot = shown["is_active"] == activate
+        if moot:
+            return Activation(found, shown, live, [], moot)
+        after = await resolve_agent_config(conn, found["id"], variant=shown["id"] if activate else BASE)
+    return Activation(found, shown, live, config_changes(live.config(), after.config()), moot)
+
+
+# ----------------------------------------------------------------------------- history
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    agent: dict[str, Any]
+    revisions: Page
+    next_undo: dict[str, Any] | None  # the revision an undo would revert now
+    as_of: ResolvedAgentConfig | None  # what resolution returned at `at`
+    as_of_error: str | None  # why it cannot say (the agent did not exist then)
+
+
+async def history_page(db: Database, agent_ref: str, after: str | None, at: datetime | None, *,
+                       limit: int) -> HistoryPage:
+    async with db.snapshot() as conn:
+        found = await _agent(conn, agent_ref)
+        rows = await revision_rows.list_page(conn, found["id"], after=after, limit=limit + 1, target_id=None)
+        undoable = await revision_rows.newest_undoable(conn, found["id"])
+        as_of, as_of_error = None, None
+        if at is not None:
+            try:
+                as_of = await resolve_at(conn, found["id"], at)
+            except (DomainError, LookupError) as error:
+                as_of_error = str(error)
+    return HistoryPage(found, _page(rows, revision_read, limit),
+                       revision_read(undoable) if undoable is not None else None, as_of, as_of_error)
+
+
+# ------------------------------------------------------------------------- experiments
+
+
+@dataclass(frozen=True)
+class ExperimentsPage:
+    agent: dict[str, Any]
+    experiments: Page
+    slugs: Slugs  # the arm pickers
+
+
+async def experiments_page(db: Database, agent_ref: str, after: str | None, *, limit: int) -> ExperimentsPage:
+    async with db.snapshot() as conn:
+        found = await _agent(conn, agent_ref)
+        rows = await experiment_rows.list_page(conn, found["id"], after=after, limit=limit + 1, status=None)
+        slugs = await variant_rows.slugs(conn, found["id"])
+    return ExperimentsPage(found, _page(rows, experiment_read, limit), slugs)
+
+
+@dataclass(frozen=True)
+class ExperimentPage:
+    agent: dict[str, Any]
+    experiment: dict[str, Any]
+    results: dict[str, Any]  # the API's results object (`outcomes.figures.results_of`)
+    slugs: dict[str, str]  # variant id -> slug, to name the arms
+
+
+async def experiment_page(db: Database, agent_ref: str, experiment_ref: str) -> ExperimentPage:
+    async with db.snapshot() as conn:
+        found = await _agent(conn, agent_ref)
+        row = await experiment_rows.get(conn, found["id"], experiment_ref)
+        if row is None:
+            raise NotFound("Experiment", experiment_ref)
+        aggregates = await outcome_rows.arm_aggregates(conn, row["id"])
+        slugs = dict(await variant_rows.slugs(conn, found["id"]))
+    return ExperimentPage(found, experiment_read(row), results_of(row, aggregates), slugs)

@@ -21,7 +21,8 @@ from pydantic import ValidationError
 from services.api.console.sessions import Viewer, viewer_of
 from services.api.db import Database
 from services.api.errors import PROBLEMS, field_errors
-from services.api.exceptions import DomainError, FieldError, PreconditionFailed
+from services.api.exceptions import DomainError, PreconditionFailed
+from services.api.writes.context import WriteContext
 from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, STRING_FIELDS
 
 HERE = Path(__file__).parent
@@ -159,19 +160,23 @@ def status_of(error: Exception) -> int:
     return 422
 
 
-def field_map(found: list[FieldError]) -> dict[str, str]:
-    return {e.param: e.message for e in found}
-
-
 def db_of(request: Request) -> Database:
     return request.app.state.db
-
-
-def refusal(status_code: int, title: str, detail: str, request: Request) -> Response:
-    return render(request, "message.html", status_code=status_code, title=title, detail=detail)
 
 
 def error_page(request: Request, status_code: int, title: str, detail: str) -> Response:
     """The console's error page: what went wrong, with the status the API would give it.
     `errors.install` renders the API's errors with it on console paths."""
     return render(request, "message.html", status_code=status_code, title=title, detail=detail)
+
+
+def write_context(who: Viewer, form: Mapping[str, str] | None = None) -> WriteContext:
+    """What a console write carries. Changes made in the console are the key's, like any
+    API call with it. Given the posted `form` of a page that showed a version, that
+    version is the If-Match: digits only, and anything else (or none) matches no version,
+    so a form that lost or forged it is refused rather than applied over someone's change."""
+    if form is None:
+        return WriteContext(actor=who.key_name, api_key=who.key_name)
+    version = form.get("version", "")
+    return WriteContext(actor=who.key_name, api_key=who.key_name,
+                        if_match=f'"{version}"' if version.isdigit() else '"none"')

@@ -15,7 +15,7 @@ from typing import Any
 from services.shared import stats
 
 
-def usage_of(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def usage_of(rows: Sequence[Mapping[Any, Any]]) -> dict[str, Any]:
     """The usage object from the agent's usage totals (`outcomes.repository.usage_totals`)."""
     by_variant = [
         {"variant_id": row["variant_id"], "input_tokens": int(row["input_tokens"]),
@@ -44,7 +44,7 @@ class ArmFigures:
     score_var: float | None = None  # sample variance; None below 2 scores
 
     @classmethod
-    def of(cls, row: Mapping[str, Any] | None) -> ArmFigures:
+    def of(cls, row: Mapping[Any, Any] | None) -> ArmFigures:
         if row is None:
             return cls()
         return cls(
@@ -58,7 +58,7 @@ class ArmFigures:
         return self.successes / self.judged if self.judged else None
 
 
-def results_of(experiment: Mapping[str, Any], aggregates: Mapping[str | None, Mapping[str, Any]]) -> dict[str, Any]:
+def results_of(experiment: Mapping[Any, Any], aggregates: Mapping[str | None, Mapping[Any, Any]]) -> dict[str, Any]:
     """The experiment results object: per arm its figures and, but for the control (the
     first arm), its comparison with the control. `aggregates` by variant id
     (`outcomes.repository.arm_aggregates`)."""
