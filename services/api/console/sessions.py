@@ -17,12 +17,12 @@ from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.db import Database
-from services.api.models import ApiKey, ConsoleSession
+from services.api.models import ApiKey, ConsoleSession, table_of
 from services.api.principal import RANK
 
 LIFETIME = timedelta(hours=12)
-sessions = ConsoleSession.__table__
-keys = ApiKey.__table__
+sessions = table_of(ConsoleSession)
+keys = table_of(ApiKey)
 
 
 @dataclass(frozen=True)
