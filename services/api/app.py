@@ -126,6 +126,7 @@ def _subscribe(db: Database, *, cache: ResolveCache, ring: KeyRing, hub: WatchHu
 def _stack(app: FrontDoorAPI, settings: Settings) -> ASGIApp:
     """The ASGI stack of the module docstring, in the order a request meets it: the layers
     in front of FastAPI wrap `app.front`, the rest go inside it, around the router."""
+    assert not app.user_middleware, "the middleware inside FastAPI is declared here, with the rest"
     app.user_middleware = [
         Middleware(BodySizeLimit, limit=settings.max_body_bytes),  # 7: before anything reads the body
         Middleware(IdempotencyMiddleware),  # 8

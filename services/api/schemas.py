@@ -114,6 +114,12 @@ def _field_type(name: str) -> Any:
 
 
 CONFIG_TYPES: dict[str, Any] = {name: _field_type(name) for name in CONFIG_FIELDS}
+# In responses, plain types: what is stored is shown as it is. The limits are the requests'
+# (and the database's CHECKs); a read never re-checks them, so tightening one later cannot
+# make old rows unreadable, and a 200,000-character prompt is not scanned on every read.
+CONFIG_READ_TYPES: dict[str, Any] = {
+    name: str if name in STRING_FIELDS else float if name in NUMBER_FIELDS else int for name in CONFIG_FIELDS
+}
 
 
 class StrictModel(BaseModel):
@@ -121,14 +127,6 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-
-# All twelve, required: the config as an agent carries it.
-AgentConfig = create_model(  # type: ignore[call-overload]
-    "AgentConfig",
-    __base__=StrictModel,
-    __doc__="The agent's base config: all twelve fields.",
-    **{name: (CONFIG_TYPES[name], ...) for name in CONFIG_FIELDS},
-)
 
 # On create: model_provider and model_name required, the rest default (null = default).
 AgentConfigCreate = create_model(  # type: ignore[call-overload]
@@ -151,11 +149,18 @@ ConfigOverrides = create_model(  # type: ignore[call-overload]
 )
 
 
+# In responses: all twelve, as stored.
+AgentConfigRead = create_model(  # type: ignore[call-overload]
+    "AgentConfigRead",
+    __doc__="The agent's base config: all twelve fields.",
+    **{name: (CONFIG_READ_TYPES[name], ...) for name in CONFIG_FIELDS},
+)
+
 # In responses: only the fields a variant sets are present, and none is ever null.
 ConfigOverridesRead = create_model(  # type: ignore[call-overload]
     "ConfigOverridesRead",
     __doc__="The fields a variant overrides (the others are inherited from the agent).",
-    **{name: (CONFIG_TYPES[name], None) for name in CONFIG_FIELDS},
+    **{name: (CONFIG_READ_TYPES[name], None) for name in CONFIG_FIELDS},
 )
 
 

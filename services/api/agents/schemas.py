@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field, ValidationInfo, create_model, field_valid
 
 from services.api.schemas import (
     CONFIG_TYPES,
-    AgentConfig,
     AgentConfigCreate,
+    AgentConfigRead,
     Description,
     Metadata,
     MetadataPatch,
@@ -65,7 +65,7 @@ class AgentRead(BaseModel):
     name: str
     description: str
     metadata: dict[str, str]
-    config: AgentConfig
+    config: AgentConfigRead
     active_variant_id: str | None
     variant_count: int
     version: int

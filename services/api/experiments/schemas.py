@@ -41,9 +41,10 @@ class ExperimentUpdate(StrictModel):
 
 
 class ArmRead(BaseModel):
+    # In the order PostgreSQL's jsonb keeps the stored arms' keys (shorter keys first).
     arm: int
-    variant_id: str | None
     weight: int
+    variant_id: str | None
 
 
 class ExperimentRead(BaseModel):
