@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/mypy services
 	$(BIN)/lint-imports
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -73,16 +73,29 @@ LATER = 3  # revisions the API writes after the bulk: an activation, the experim
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 CONFIG = {
-    "model_provider": "openai", "model_name": "gpt-4o",
+    "model_provider": "openai",
+    "model_name": "gpt-4o",
     "system_prompt": "You are the support assistant of Example Corp. Answer questions about orders, refunds and"
-                     " shipping politely and accurately. If you do not know, say so and offer to hand over to a"
-                     " person. Never invent order numbers.",
-    "user_prompt_template": "Customer {customer_name} asks: {input}", "prompt_version": "v1", "temperature": 0.7,
-    "max_tokens": 1024, "context_window": 128_000, "input_token_limit": 100_000, "timeout_seconds": 60,
+    " shipping politely and accurately. If you do not know, say so and offer to hand over to a"
+    " person. Never invent order numbers.",
+    "user_prompt_template": "Customer {customer_name} asks: {input}",
+    "prompt_version": "v1",
+    "temperature": 0.7,
+    "max_tokens": 1024,
+    "context_window": 128_000,
+    "input_token_limit": 100_000,
+    "timeout_seconds": 60,
 }
 MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini")
-STYLES = ("in two sentences", "step by step", "with a short summary first", "in a friendly tone",
-          "formally", "with bullet points", "citing the help centre article")
+STYLES = (
+    "in two sentences",
+    "step by step",
+    "with a short summary first",
+    "in a friendly tone",
+    "formally",
+    "with bullet points",
+    "citing the help centre article",
+)
 
 
 def id_at(kind: str, when: datetime, rng: random.Random) -> str:
@@ -103,8 +116,10 @@ async def made(response: Any) -> dict[str, Any]:
 
 
 def prompt(rng: random.Random, n: int) -> str:
-    return (f"{CONFIG['system_prompt']} Answer {rng.choice(STYLES)}. Variant note {n}: prefer the customer's"
-            f" language, and keep answers under {rng.choice((80, 120, 200, 300))} words.")
+    return (
+        f"{CONFIG['system_prompt']} Answer {rng.choice(STYLES)}. Variant note {n}: prefer the customer's"
+        f" language, and keep answers under {rng.choice((80, 120, 200, 300))} words."
+    )
 
 
 def new_overrides(rng: random.Random, n: int) -> dict[str, Any]:
@@ -141,8 +156,9 @@ def edit(rng: random.Random, state: dict[str, Any], n: int) -> None:
     state["overrides"] = {name: overrides[name] for name in CONFIG_FIELDS if name in overrides}
 
 
-def build_history(agent: dict[str, Any], shapes: dict[str, Any], count: int, start: datetime, actor: str,
-                  rng: random.Random) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+def build_history(
+    agent: dict[str, Any], shapes: dict[str, Any], count: int, start: datetime, actor: str, rng: random.Random
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """`count` revisions from `start`, one every STEP: (variant rows, revision rows, the
     agent object they leave). `shapes` holds a variant row and a variant object written by
     the service; every row and object here has exactly their keys."""
@@ -160,11 +176,22 @@ def build_history(agent: dict[str, Any], shapes: dict[str, Any], count: int, sta
         if i in creates:
             n = len(variants) + 1
             variant_id = id_at("variant", at, rng)
-            after = {**deepcopy(shapes["object"]), "id": variant_id, "agent_id": agent["id"],
-                     "variant_name": f"Variant {n:04d}", "slug": f"variant-{n:04d}",
-                     "description": f"Idea {n}: {rng.choice(STYLES)}" if rng.random() < 0.5 else "",
-                     "metadata": {}, "overrides": new_overrides(rng, n), "is_active": False, "cloned_from": None,
-                     "version": 1, "created_at": stamp, "updated_at": stamp, "activated_at": None}
+            after = {
+                **deepcopy(shapes["object"]),
+                "id": variant_id,
+                "agent_id": agent["id"],
+                "variant_name": f"Variant {n:04d}",
+                "slug": f"variant-{n:04d}",
+                "description": f"Idea {n}: {rng.choice(STYLES)}" if rng.random() < 0.5 else "",
+                "metadata": {},
+                "overrides": new_overrides(rng, n),
+                "is_active": False,
+                "cloned_from": None,
+                "version": 1,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "activated_at": None,
+            }
             before, target, target_id, action = None, "variant", variant_id, "create"
             agent_state = {**agent_state, "variant_count": agent_state["variant_count"] + 1}
         elif rng.random() < 0.01:  # an edit of the base config
@@ -182,8 +209,13 @@ def build_history(agent: dict[str, Any], shapes: dict[str, Any], count: int, sta
                 action = "activate"
                 if active is not None:  # deactivated by the same write, without a revision of its own
                     old = variants[active]
-                    variants[active] = {**old, "is_active": False, "activated_at": None, "version": old["version"] + 1,
-                                        "updated_at": stamp}
+                    variants[active] = {
+                        **old,
+                        "is_active": False,
+                        "activated_at": None,
+                        "version": old["version"] + 1,
+                        "updated_at": stamp,
+                    }
                 after.update(is_active=True, activated_at=stamp)
                 active = target_id
                 agent_state = {**agent_state, "active_variant_id": active}
@@ -193,17 +225,48 @@ def build_history(agent: dict[str, Any], shapes: dict[str, Any], count: int, sta
             after.update(version=after["version"] + 1, updated_at=stamp)
         if target == "variant":
             variants[target_id] = after
-        revisions.append({"id": id_at("revision", at, rng), "agent_id": agent["id"], "target": target,
-                          "target_id": target_id, "action": action, "actor": actor, "api_key": actor,
-                          "active_variant_id": active, "before": before, "after": after, "reverts_id": None,
-                          "undone_by_id": None, "created_at": stamp})
+        revisions.append(
+            {
+                "id": id_at("revision", at, rng),
+                "agent_id": agent["id"],
+                "target": target,
+                "target_id": target_id,
+                "action": action,
+                "actor": actor,
+                "api_key": actor,
+                "active_variant_id": active,
+                "before": before,
+                "after": after,
+                "reverts_id": None,
+                "undone_by_id": None,
+                "created_at": stamp,
+            }
+        )
     rows = []
     for state in variants.values():
-        row = {**shapes["row"], **dict.fromkeys(CONFIG_FIELDS), **state["overrides"],
-               **{name: state[name] for name in ("id", "agent_id", "slug", "variant_name", "description",
-                                                 "metadata", "is_active", "version", "created_at",
-                                                 "updated_at", "activated_at")},
-               "cloned_from_source": None, "cloned_from_variant_id": None}
+        row = {
+            **shapes["row"],
+            **dict.fromkeys(CONFIG_FIELDS),
+            **state["overrides"],
+            **{
+                name: state[name]
+                for name in (
+                    "id",
+                    "agent_id",
+                    "slug",
+                    "variant_name",
+                    "description",
+                    "metadata",
+                    "is_active",
+                    "version",
+                    "created_at",
+                    "updated_at",
+                    "activated_at",
+                )
+            },
+            "cloned_from_source": None,
+            "cloned_from_variant_id": None,
+        }
         assert row.keys() == shapes["row"].keys()
         rows.append(row)
     return rows, revisions, agent_state
@@ -213,14 +276,29 @@ async def seed(db: Database, http: httpx.AsyncClient, actor: str) -> dict[str, A
     """The agent, its variants, history, experiment and outcomes; what the pages need to know."""
     rng = random.Random(20261123)
     agent = await made(http.post("/v1/agents", json={"name": "Support bot", "slug": AGENT, "config": CONFIG}))
-    template = await made(http.post(f"/v1/agents/{AGENT}/variants", json={
-        "variant_name": "Concise", "overrides": {"temperature": 0.2, "system_prompt": "Answer in two sentences."}}))
+    template = await made(
+        http.post(
+            f"/v1/agents/{AGENT}/variants",
+            json={
+                "variant_name": "Concise",
+                "overrides": {"temperature": 0.2, "system_prompt": "Answer in two sentences."},
+            },
+        )
+    )
     await made(http.patch(f"/v1/agents/{AGENT}/variants/concise", json={"overrides": {"temperature": 0.3}}))
     async with db.engine.begin() as conn:
-        row = (await conn.execute(text("SELECT * FROM variants WHERE id = :id"),
-                                  {"id": template["id"]})).mappings().one()
-        written = (await conn.execute(text("SELECT * FROM revisions WHERE agent_id = :a ORDER BY created_at, id"),
-                                      {"a": agent["id"]})).mappings().all()
+        row = (
+            (await conn.execute(text("SELECT * FROM variants WHERE id = :id"), {"id": template["id"]})).mappings().one()
+        )
+        written = (
+            (
+                await conn.execute(
+                    text("SELECT * FROM revisions WHERE agent_id = :a ORDER BY created_at, id"), {"a": agent["id"]}
+                )
+            )
+            .mappings()
+            .all()
+        )
         assert [r["action"] for r in written] == ["create", "create", "update"], [r["action"] for r in written]
         created, _, updated = written
         shapes = {"row": {k: None for k in row}, "object": updated["after"]}
@@ -231,22 +309,33 @@ async def seed(db: Database, http: httpx.AsyncClient, actor: str) -> dict[str, A
         start = end - STEP * count
         born = start - STEP
         agent_after = {**created["after"], "created_at": timestamp(born), "updated_at": timestamp(born)}
-        await conn.execute(text(
-            "UPDATE revisions SET id = :new, created_at = :at, after = CAST(:after AS jsonb) WHERE id = :old"),
-            {"new": id_at("revision", born, rng), "at": born, "after": json.dumps(agent_after), "old": created["id"]})
+        await conn.execute(
+            text("UPDATE revisions SET id = :new, created_at = :at, after = CAST(:after AS jsonb) WHERE id = :old"),
+            {"new": id_at("revision", born, rng), "at": born, "after": json.dumps(agent_after), "old": created["id"]},
+        )
         variant_rows, revision_rows, final = build_history(agent_after, shapes, count, start, actor, rng)
-        await conn.execute(text(
-            "INSERT INTO variants SELECT * FROM jsonb_populate_recordset(NULL::variants, CAST(:rows AS jsonb))"),
-            {"rows": json.dumps(variant_rows)})
-        await conn.execute(text(
-            "INSERT INTO revisions SELECT * FROM jsonb_populate_recordset(NULL::revisions, CAST(:rows AS jsonb))"),
-            {"rows": json.dumps(revision_rows)})
+        await conn.execute(
+            text("INSERT INTO variants SELECT * FROM jsonb_populate_recordset(NULL::variants, CAST(:rows AS jsonb))"),
+            {"rows": json.dumps(variant_rows)},
+        )
+        await conn.execute(
+            text("INSERT INTO revisions SELECT * FROM jsonb_populate_recordset(NULL::revisions, CAST(:rows AS jsonb))"),
+            {"rows": json.dumps(revision_rows)},
+        )
         # The agent's row as its last revision left it; it was created at the history's start.
-        await conn.execute(text(
-            "UPDATE agents SET temperature = :temperature, prompt_version = :prompt_version, version = :version,"
-            " created_at = :born, updated_at = :updated WHERE id = :id"),
-            {**{k: final["config"][k] for k in ("temperature", "prompt_version")}, "version": final["version"],
-             "born": born, "updated": datetime.fromisoformat(final["updated_at"]), "id": agent["id"]})
+        await conn.execute(
+            text(
+                "UPDATE agents SET temperature = :temperature, prompt_version = :prompt_version, version = :version,"
+                " created_at = :born, updated_at = :updated WHERE id = :id"
+            ),
+            {
+                **{k: final["config"][k] for k in ("temperature", "prompt_version")},
+                "version": final["version"],
+                "born": born,
+                "updated": datetime.fromisoformat(final["updated_at"]),
+                "id": agent["id"],
+            },
+        )
     # Through the API again: activate a variant the history did not leave active, run an experiment.
     listed = await made(http.get(f"/v1/agents/{AGENT}/variants", params={"limit": 100}))
     assert listed["data"], listed
@@ -261,52 +350,99 @@ async def seed(db: Database, http: httpx.AsyncClient, actor: str) -> dict[str, A
     by_slug = {v["slug"]: v["id"] for v in variant_rows}
 
     def pick(n: int, *taken: str) -> str:  # variant-n, or the next one not taken
-        return next(by_slug[f"variant-{k:04d}"] for k in range(n, VARIANTS)
-                    if by_slug[f"variant-{k:04d}"] not in (active, shown, *taken))
+        return next(
+            by_slug[f"variant-{k:04d}"]
+            for k in range(n, VARIANTS)
+            if by_slug[f"variant-{k:04d}"] not in (active, shown, *taken)
+        )
 
     live = pick(500)
     arms = [pick(950, live)]
     arms.append(pick(990, live, *arms))
     await made(http.post(f"/v1/agents/{AGENT}/variants/{slug_of[live]}/activate"))
-    experiment = await made(http.post(f"/v1/agents/{AGENT}/experiments", json={
-        "name": "Shorter answers", "description": "Do shorter answers resolve tickets as well?",
-        "arms": [{"variant": "base", "weight": 2}, {"variant": slug_of[arms[0]], "weight": 1},
-                 {"variant": slug_of[arms[1]], "weight": 1}]}))
+    experiment = await made(
+        http.post(
+            f"/v1/agents/{AGENT}/experiments",
+            json={
+                "name": "Shorter answers",
+                "description": "Do shorter answers resolve tickets as well?",
+                "arms": [
+                    {"variant": "base", "weight": 2},
+                    {"variant": slug_of[arms[0]], "weight": 1},
+                    {"variant": slug_of[arms[1]], "weight": 1},
+                ],
+            },
+        )
+    )
     await made(http.post(f"/v1/agents/{AGENT}/experiments/{experiment['id']}/start"))
     arm_ids = [None, *arms]
     outcomes = []
     for n in range(OUTCOMES + OUTSIDE):
         arm = n % 3
         inside = n < OUTCOMES
-        outcomes.append({
-            "variant_id": arm_ids[arm] if inside else live, "experiment_id": experiment["id"] if inside else None,
-            "subject": f"user-{n}", "input_tokens": rng.randint(300, 3000), "output_tokens": rng.randint(40, 600),
-            "latency_ms": round(rng.lognormvariate(6.6 - 0.1 * arm, 0.4), 1),
-            "cost_usd": round(rng.uniform(0.001, 0.02), 5), "success": rng.random() < (0.62, 0.66, 0.60)[arm],
-            "score": round(min(1.0, max(0.0, rng.gauss((0.70, 0.74, 0.69)[arm], 0.15))), 3)})
+        outcomes.append(
+            {
+                "variant_id": arm_ids[arm] if inside else live,
+                "experiment_id": experiment["id"] if inside else None,
+                "subject": f"user-{n}",
+                "input_tokens": rng.randint(300, 3000),
+                "output_tokens": rng.randint(40, 600),
+                "latency_ms": round(rng.lognormvariate(6.6 - 0.1 * arm, 0.4), 1),
+                "cost_usd": round(rng.uniform(0.001, 0.02), 5),
+                "success": rng.random() < (0.62, 0.66, 0.60)[arm],
+                "score": round(min(1.0, max(0.0, rng.gauss((0.70, 0.74, 0.69)[arm], 0.15))), 3),
+            }
+        )
     for chunk in range(0, len(outcomes), 1000):
-        await made(http.post(f"/v1/agents/{AGENT}/outcomes", json={"data": outcomes[chunk:chunk + 1000]}))
+        await made(http.post(f"/v1/agents/{AGENT}/outcomes", json={"data": outcomes[chunk : chunk + 1000]}))
     async with db.engine.begin() as conn:
         await conn.execute(text("ANALYZE"))
-        totals = (await conn.execute(text(
-            "SELECT (SELECT count(*) FROM variants) AS variants, (SELECT count(*) FROM revisions) AS revisions,"
-            "       (SELECT count(*) FROM outcomes) AS outcomes, (SELECT count(*) FROM agents) AS agents"
-        ))).mappings().one()
-        history = (await conn.execute(text("SELECT id, target_id, action, created_at FROM revisions"
-                                           " WHERE agent_id = :a ORDER BY id DESC"), {"a": agent["id"]})).all()
-        variant_ids = (await conn.scalars(text("SELECT id FROM variants WHERE agent_id = :a ORDER BY id DESC"),
-                                          {"a": agent["id"]})).all()
-    assert dict(totals) == {"variants": VARIANTS, "revisions": REVISIONS, "outcomes": OUTCOMES + OUTSIDE,
-                            "agents": 1}, dict(totals)
+        totals = (
+            (
+                await conn.execute(
+                    text(
+                        "SELECT (SELECT count(*) FROM variants) AS variants,"
+                        "       (SELECT count(*) FROM revisions) AS revisions,"
+                        "       (SELECT count(*) FROM outcomes) AS outcomes, (SELECT count(*) FROM agents) AS agents"
+                    )
+                )
+            )
+            .mappings()
+            .one()
+        )
+        history = (
+            await conn.execute(
+                text("SELECT id, target_id, action, created_at FROM revisions WHERE agent_id = :a ORDER BY id DESC"),
+                {"a": agent["id"]},
+            )
+        ).all()
+        variant_ids = (
+            await conn.scalars(text("SELECT id FROM variants WHERE agent_id = :a ORDER BY id DESC"), {"a": agent["id"]})
+        ).all()
+    assert dict(totals) == {
+        "variants": VARIANTS,
+        "revisions": REVISIONS,
+        "outcomes": OUTCOMES + OUTSIDE,
+        "agents": 1,
+    }, dict(totals)
     assert [r.created_at for r in history] == sorted((r.created_at for r in history), reverse=True)
     # Against a revision: one of the shown variant's edits, from the middle of its history.
     edits = [r.id for r in history if r.target_id == shown and r.action == "update"]
     other = next(v for v in variant_ids if v not in (shown, live, *arms))
-    return {"agent": agent, "shown": slug_of[shown], "shown_id": shown, "edits_of_shown": counts[shown],
-            "against_revision": edits[len(edits) // 2], "against_variant": other,
-            "variants_after": variant_ids[VARIANTS // 2 - 1], "history_after": history[9_000 - 1].id,
-            "at": timestamp(history[REVISIONS // 2].created_at)[:19], "experiment": experiment["id"],
-            "totals": dict(totals), "history_days": round((history[0].created_at - history[-1].created_at).days)}
+    return {
+        "agent": agent,
+        "shown": slug_of[shown],
+        "shown_id": shown,
+        "edits_of_shown": counts[shown],
+        "against_revision": edits[len(edits) // 2],
+        "against_variant": other,
+        "variants_after": variant_ids[VARIANTS // 2 - 1],
+        "history_after": history[9_000 - 1].id,
+        "at": timestamp(history[REVISIONS // 2].created_at)[:19],
+        "experiment": experiment["id"],
+        "totals": dict(totals),
+        "history_days": round((history[0].created_at - history[-1].created_at).days),
+    }
 
 
 # ------------------------------------------------------------------------------ the pages
@@ -351,8 +487,9 @@ async def fetch(http: httpx.AsyncClient, path: str, marker: str) -> httpx.Respon
     return response
 
 
-async def timings(http: httpx.AsyncClient, cases: dict[str, tuple[str, str]]) -> tuple[dict[str, list[float]],
-                                                                                     dict[str, list[list[float]]]]:
+async def timings(
+    http: httpx.AsyncClient, cases: dict[str, tuple[str, str]]
+) -> tuple[dict[str, list[float]], dict[str, list[list[float]]]]:
     """ms per request of every page, REQUESTS each, the pages taking turns; and the ms each
     request spent in the garbage collector's pauses (by generation), which make the tails."""
     runs: dict[str, list[float]] = {name: [] for name in cases}
@@ -432,19 +569,29 @@ async def profile(http: httpx.AsyncClient, path: str) -> dict[str, Any]:
     def row(key: tuple[str, int, str], value: tuple[Any, ...]) -> dict[str, Any]:
         file, line, func = key
         _, calls, own, cumulative, _ = value
-        return {"function": f"{Path(file).name}:{line}({func})", "calls_per_request": round(calls / PROFILED, 1),
-                "own_ms": round(own / PROFILED * 1000, 2), "cumulative_ms": round(cumulative / PROFILED * 1000, 2)}
+        return {
+            "function": f"{Path(file).name}:{line}({func})",
+            "calls_per_request": round(calls / PROFILED, 1),
+            "own_ms": round(own / PROFILED * 1000, 2),
+            "cumulative_ms": round(cumulative / PROFILED * 1000, 2),
+        }
 
     def ours(file: str) -> bool:
         return "/services/" in file or file.endswith(".html") or file.endswith("jinja2/environment.py")
 
     by_own = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:20]
-    by_cumulative = sorted(((k, v) for k, v in stats.items() if ours(k[0])), key=lambda item: item[1][3],
-                           reverse=True)[:25]
+    by_cumulative = sorted(((k, v) for k, v in stats.items() if ours(k[0])), key=lambda item: item[1][3], reverse=True)[
+        :25
+    ]
     render = sum(v[3] for k, v in stats.items() if k[0].endswith("jinja2/environment.py") and k[2] == "render")
-    return {"path": path, "requests": PROFILED, "profiled_ms_per_request": round(total, 2),
-            "template_render_ms_per_request": round(render / PROFILED * 1000, 2),
-            "by_own_time": [row(k, v) for k, v in by_own], "by_cumulative": [row(k, v) for k, v in by_cumulative]}
+    return {
+        "path": path,
+        "requests": PROFILED,
+        "profiled_ms_per_request": round(total, 2),
+        "template_render_ms_per_request": round(render / PROFILED * 1000, 2),
+        "by_own_time": [row(k, v) for k, v in by_own],
+        "by_cumulative": [row(k, v) for k, v in by_cumulative],
+    }
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -459,15 +606,20 @@ async def run() -> dict[str, Any]:
         key = await keys_service.create_key(db, KeyCreate(name="bench-console", scope="admin"))
         app = create_app(Settings(database_url=None, rate_limits=load.UNLIMITED), database=db)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench",
-                                     headers={"Authorization": f"Bearer {key['secret']}"}, timeout=60) as api:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://bench",
+            headers={"Authorization": f"Bearer {key['secret']}"},
+            timeout=60,
+        ) as api:
             seeded = await seed(db, api, key["name"])
         print("seeded", {k: v for k, v in seeded.items() if k != "agent"}, flush=True)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=60) as http:
             await sign_in(http, key["secret"])
             cases = pages(seeded)
-            sizes = {name: len((await fetch(http, path, marker)).content) / 1024
-                     for name, (path, marker) in cases.items()}
+            sizes = {
+                name: len((await fetch(http, path, marker)).content) / 1024 for name, (path, marker) in cases.items()
+            }
             tracked = len(gc.get_objects())
             runs, pauses = await timings(http, cases)
             sql = await queries(db, http, cases)
@@ -489,41 +641,61 @@ async def run() -> dict[str, Any]:
     baseline = medians["baseline: GET /healthz"]
 
     def frozen_figures(name: str) -> dict[str, Any]:
-        return {"frozen_median_ms": round(statistics.median(frozen[name]), 2),
-                "frozen_p95_ms": round(quantile(frozen[name], 0.95), 2),
-                "frozen_requests_with_full_gc": sum(p[2] > 0 for p in frozen_pauses[name]),
-                "frozen_gc_ms_max": round(max(sum(p) for p in frozen_pauses[name]), 2)}
+        return {
+            "frozen_median_ms": round(statistics.median(frozen[name]), 2),
+            "frozen_p95_ms": round(quantile(frozen[name], 0.95), 2),
+            "frozen_requests_with_full_gc": sum(p[2] > 0 for p in frozen_pauses[name]),
+            "frozen_gc_ms_max": round(max(sum(p) for p in frozen_pauses[name]), 2),
+        }
 
     full = [sum(p) for r in pauses.values() for p in r if p[2]]
     return {
         "when": datetime.now(UTC).isoformat(),
         "machine": load.machine(),
         "target_ms": TARGET_MS,
-        "seed": {"agents": seeded["totals"]["agents"], "variants": seeded["totals"]["variants"],
-                 "revisions": seeded["totals"]["revisions"], "outcomes": seeded["totals"]["outcomes"],
-                 "experiment_outcomes": OUTCOMES, "experiment_arms": 3, "history_days": seeded["history_days"],
-                 "shown_variant": seeded["shown"], "shown_variant_revisions": seeded["edits_of_shown"]},
+        "seed": {
+            "agents": seeded["totals"]["agents"],
+            "variants": seeded["totals"]["variants"],
+            "revisions": seeded["totals"]["revisions"],
+            "outcomes": seeded["totals"]["outcomes"],
+            "experiment_outcomes": OUTCOMES,
+            "experiment_arms": 3,
+            "history_days": seeded["history_days"],
+            "shown_variant": seeded["shown"],
+            "shown_variant_revisions": seeded["edits_of_shown"],
+        },
         "warmup_rounds": WARMUP,
         "requests": REQUESTS,
         "pages": {
-            name: {"path": cases[name][0], "median_ms": round(medians[name], 2),
-                   "p95_ms": round(quantile(runs[name], 0.95), 2),
-                   "net_of_baseline_ms": round(medians[name] - baseline, 2) if name in pages_only else None,
-                   "kib": round(sizes[name], 1), **sql[name], "over_target": name in over,
-                   "requests_with_full_gc": sum(p[2] > 0 for p in pauses[name]),
-                   "gc_ms_max": round(max(sum(p) for p in pauses[name]), 2),
-                   "p95_without_gc_ms": round(quantile([x for x, p in zip(runs[name], pauses[name], strict=True)
-                                                        if not p[2]] or [math.nan], 0.95), 2),
-                   **frozen_figures(name)}
+            name: {
+                "path": cases[name][0],
+                "median_ms": round(medians[name], 2),
+                "p95_ms": round(quantile(runs[name], 0.95), 2),
+                "net_of_baseline_ms": round(medians[name] - baseline, 2) if name in pages_only else None,
+                "kib": round(sizes[name], 1),
+                **sql[name],
+                "over_target": name in over,
+                "requests_with_full_gc": sum(p[2] > 0 for p in pauses[name]),
+                "gc_ms_max": round(max(sum(p) for p in pauses[name]), 2),
+                "p95_without_gc_ms": round(
+                    quantile(
+                        [x for x, p in zip(runs[name], pauses[name], strict=True) if not p[2]] or [math.nan], 0.95
+                    ),
+                    2,
+                ),
+                **frozen_figures(name),
+            }
             for name in cases
         },
         "gc_tracked_objects": tracked,
-        "full_gc": {"count": len(full), "of_requests": REQUESTS * len(cases),
-                    "median_ms": round(statistics.median(full), 2) if full else None,
-                    "max_ms": round(max(full), 2) if full else None,
-                    "frozen_count": sum(p[2] > 0 for r in frozen_pauses.values() for p in r),
-                    "frozen_max_ms": round(max((sum(p) for r in frozen_pauses.values() for p in r if p[2]),
-                                               default=0.0), 2)},
+        "full_gc": {
+            "count": len(full),
+            "of_requests": REQUESTS * len(cases),
+            "median_ms": round(statistics.median(full), 2) if full else None,
+            "max_ms": round(max(full), 2) if full else None,
+            "frozen_count": sum(p[2] > 0 for r in frozen_pauses.values() for p in r),
+            "frozen_max_ms": round(max((sum(p) for r in frozen_pauses.values() for p in r if p[2]), default=0.0), 2),
+        },
         "over_target": over,
         "slowest": slowest,
         "runs_ms": {name: [round(x, 3) for x in r] for name, r in runs.items()},
@@ -537,11 +709,14 @@ def main() -> None:
     record = asyncio.run(run())
     for name, page in record["pages"].items():
         flag = "  OVER" if page["over_target"] else ""
-        print(f"{name:40} {page['median_ms']:8.2f} {page['p95_ms']:8.2f} ms {page['kib']:7.1f} KiB"
-              f" {page['statements']:4} SQL {page['sql_ms_median']:6.2f} ms;"
-              f" p95 without GC {page['p95_without_gc_ms']:7.2f},"
-              f" {page['requests_with_full_gc']} full GCs, max GC {page['gc_ms_max']} ms;"
-              f" frozen {page['frozen_median_ms']:.2f} / {page['frozen_p95_ms']:.2f} ms{flag}", flush=True)
+        print(
+            f"{name:40} {page['median_ms']:8.2f} {page['p95_ms']:8.2f} ms {page['kib']:7.1f} KiB"
+            f" {page['statements']:4} SQL {page['sql_ms_median']:6.2f} ms;"
+            f" p95 without GC {page['p95_without_gc_ms']:7.2f},"
+            f" {page['requests_with_full_gc']} full GCs, max GC {page['gc_ms_max']} ms;"
+            f" frozen {page['frozen_median_ms']:.2f} / {page['frozen_p95_ms']:.2f} ms{flag}",
+            flush=True,
+        )
     print("full collections:", record["full_gc"], "tracked objects:", record["gc_tracked_objects"])
     for name, found in record["profiles"].items():
         print(f"\nprofile of {name} ({found['profiled_ms_per_request']} ms per request under cProfile):")
@@ -564,12 +739,17 @@ def console_section() -> list[str]:
     for name, page in r["pages"].items():
         flag = " **over**" if page["over_target"] else ""
         net = "" if page["net_of_baseline_ms"] is None else f"{page['net_of_baseline_ms']:.1f}"
-        rows.append(f"| {name}{flag} | {page['median_ms']:.1f} | {page['p95_ms']:.1f} | {net} | {page['kib']:.1f}"
-                    f" | {page['statements']:g} | {page['sql_ms_median']:.1f} | {page['frozen_p95_ms']:.1f} |")
+        rows.append(
+            f"| {name}{flag} | {page['median_ms']:.1f} | {page['p95_ms']:.1f} | {net} | {page['kib']:.1f}"
+            f" | {page['statements']:g} | {page['sql_ms_median']:.1f} | {page['frozen_p95_ms']:.1f} |"
+        )
     over = r["over_target"]
-    verdict = (f"Over the target: {', '.join(over)}." if over else
-               f"Every page is under the target; the slowest is {r['slowest']}"
-               f" ({r['pages'][r['slowest']]['median_ms']:.1f} ms median).")
+    verdict = (
+        f"Over the target: {', '.join(over)}."
+        if over
+        else f"Every page is under the target; the slowest is {r['slowest']}"
+        f" ({r['pages'][r['slowest']]['median_ms']:.1f} ms median)."
+    )
     return [
         "## Console",
         "",
@@ -586,7 +766,7 @@ def console_section() -> list[str]:
         "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"Target: under {r['target_ms']:g} ms per page on the server. {verdict} \"Net of baseline\" subtracts"
+        f'Target: under {r["target_ms"]:g} ms per page on the server. {verdict} "Net of baseline" subtracts'
         " the median of `GET /healthz` through the same client (the client, the transport and the app's outer"
         " layers). SQL statements and SQL ms: per request, from a separate pass with SQLAlchemy's cursor events"
         " (median of 10 requests); the rest of a page's time is Python (the service layer, the templates).",
@@ -595,7 +775,7 @@ def console_section() -> list[str]:
         f" requests, median {g['median_ms']:.0f} ms, max {g['max_ms']:.0f} ms each, landing on whichever page allocated"
         f" last (the collector then walks every long-lived object in the process, about"
         f" {r['gc_tracked_objects'] // 1000:,}k of them, mostly the app's own modules, routes and models)."
-        f" \"p95 ms, frozen\": the same rounds again after `gc.freeze()` (done in the bench process, as"
+        f' "p95 ms, frozen": the same rounds again after `gc.freeze()` (done in the bench process, as'
         f" `serve` does at the end of startup): {g['frozen_count']} full collections, max {g['frozen_max_ms']:.1f} ms.",
         "",
     ]
@@ -604,6 +784,7 @@ def console_section() -> list[str]:
 def write_section() -> None:
     """Put this bench's section at the end of bench/RESULTS.md, replacing an earlier one."""
     load.replace_section("## Console", console_section())
+
 
 if __name__ == "__main__":
     main()

@@ -67,22 +67,30 @@ async def seed(url: str, count: int) -> None:
     engine = create_async_engine(url)
     async with engine.begin() as conn:
         have = await conn.scalar(text("SELECT count(*) FROM agents"))
-        await conn.execute(text(
-            "INSERT INTO agents (id, slug, name, model_provider, model_name, system_prompt, user_prompt_template,"
-            " prompt_version, temperature, max_tokens, context_window, input_token_limit, token_budget,"
-            " timeout_seconds, max_retries)"
-            # Ids must be well-formed ULIDs (a first character 0-7), or the service reads them as unknown.
-            " SELECT 'agt_0' || upper(substr(md5('a' || n), 1, 25)), 'bench-' || n, 'Bench ' || n, 'openai', 'gpt-4o',"
-            "        'You are a helpful assistant for customer ' || n, '{input}', 'v1', 0.7, 1024, 128000, 0, 0, 60, 2"
-            " FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS n"
-        ), {"start": have + 1, "stop": count})
-        await conn.execute(text(
-            "INSERT INTO variants (id, agent_id, slug, variant_name, temperature, system_prompt, is_active,"
-            " activated_at)"
-            " SELECT 'var_0' || upper(substr(md5('v' || n), 1, 25)), 'agt_0' || upper(substr(md5('a' || n), 1, 25)),"
-            "        'concise', 'Concise', 0.2, 'Answer in two sentences.', true, now()"
-            " FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS n"
-        ), {"start": have + 1, "stop": count})
+        await conn.execute(
+            text(
+                "INSERT INTO agents (id, slug, name, model_provider, model_name, system_prompt, user_prompt_template,"
+                " prompt_version, temperature, max_tokens, context_window, input_token_limit, token_budget,"
+                " timeout_seconds, max_retries)"
+                # Ids must be well-formed ULIDs (a first character 0-7), or the service reads them as unknown.
+                " SELECT 'agt_0' || upper(substr(md5('a' || n), 1, 25)), 'bench-' || n, 'Bench ' || n,"
+                "        'openai', 'gpt-4o', 'You are a helpful assistant for customer ' || n, '{input}', 'v1',"
+                "        0.7, 1024, 128000, 0, 0, 60, 2"
+                " FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS n"
+            ),
+            {"start": have + 1, "stop": count},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO variants (id, agent_id, slug, variant_name, temperature, system_prompt, is_active,"
+                " activated_at)"
+                " SELECT 'var_0' || upper(substr(md5('v' || n), 1, 25)),"
+                "        'agt_0' || upper(substr(md5('a' || n), 1, 25)),"
+                "        'concise', 'Concise', 0.2, 'Answer in two sentences.', true, now()"
+                " FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS n"
+            ),
+            {"start": have + 1, "stop": count},
+        )
         await conn.execute(text("ANALYZE"))
     await engine.dispose()
 
@@ -93,11 +101,19 @@ class Server:
         # The keys exist before any server starts, so none makes (or writes) a first admin key.
         # wrk sends tens of thousands of requests a second with one key, far over the
         # default limit (1,000/s): the limiter still runs on every request, but never binds.
-        environment = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "warning", "BENCH_ROUTES": "1",
-                       "DATA_DIR": str(ROOT / ".data" / "bench"), "RATE_LIMITS": UNLIMITED, **env}
+        environment = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "LOG_LEVEL": "warning",
+            "BENCH_ROUTES": "1",
+            "DATA_DIR": str(ROOT / ".data" / "bench"),
+            "RATE_LIMITS": UNLIMITED,
+            **env,
+        }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.api.cli", "serve", "--no-migrate", "--port", str(self.port)],
-            env=environment, stdout=subprocess.DEVNULL,
+            env=environment,
+            stdout=subprocess.DEVNULL,
             stderr=open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "a"),  # noqa: SIM115
         )
         self.base = f"http://127.0.0.1:{self.port}"
@@ -189,12 +205,21 @@ async def propagation(url: str) -> dict[str, float]:
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    memory = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal")), "?")
-    return (f"{os.cpu_count()} cores ({cpu}), {int(memory) // 1024 // 1024} GiB, Linux {platform.release()},"
-            f" Python {platform.python_version()}")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = next(
+        (line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "?"
+    )
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {int(memory) // 1024 // 1024} GiB, Linux {platform.release()},"
+        f" Python {platform.python_version()}"
+    )
 
 
 async def main() -> None:
@@ -264,8 +289,10 @@ def auth_cost(wrk_bin: str, url: str) -> dict[str, float]:
     resolve = "/v1/agents/bench-%d/resolved"
     on: list[float] = []
     off: list[float] = []
-    with Server(url, RESOLVE_CACHE_TTL_SECONDS="3600") as with_auth, \
-            Server(url, RESOLVE_CACHE_TTL_SECONDS="3600", AUTH_DISABLED="true") as without:
+    with (
+        Server(url, RESOLVE_CACHE_TTL_SECONDS="3600") as with_auth,
+        Server(url, RESOLVE_CACHE_TTL_SECONDS="3600", AUTH_DISABLED="true") as without,
+    ):
         for s in (with_auth, without):
             wrk(wrk_bin, s.base, resolve, count=1, duration="2s")  # warm
         for _ in range(AUTH_ROUNDS):

@@ -55,19 +55,22 @@ async def _grow_history(url: str, agent_id: str, variant_id: str, count: int) ->
     in the middle of them (RFC 3339)."""
     engine = create_async_engine(url)
     async with engine.begin() as conn:
-        await conn.execute(text(
-            "INSERT INTO revisions (id, agent_id, target, target_id, action, active_variant_id, before, after,"
-            " created_at)"
-            " SELECT 'rev_' || upper(substr(md5(r.target_id || ':' || n), 1, 26)), r.agent_id, 'variant',"
-            "        r.target_id, 'update',"
-            "        r.active_variant_id, r.after, r.after, clock_timestamp() + n * interval '1 millisecond'"
-            " FROM generate_series(1, :count) AS n,"
-            "      (SELECT * FROM revisions WHERE target_id = :variant ORDER BY created_at DESC LIMIT 1) AS r"
-        ), {"count": count, "variant": variant_id})
-        middle = await conn.scalar(text(
-            "SELECT created_at FROM revisions WHERE agent_id = :agent ORDER BY created_at"
-            " OFFSET :half LIMIT 1"
-        ), {"agent": agent_id, "half": count // 2})
+        await conn.execute(
+            text(
+                "INSERT INTO revisions (id, agent_id, target, target_id, action, active_variant_id, before, after,"
+                " created_at)"
+                " SELECT 'rev_' || upper(substr(md5(r.target_id || ':' || n), 1, 26)), r.agent_id, 'variant',"
+                "        r.target_id, 'update',"
+                "        r.active_variant_id, r.after, r.after, clock_timestamp() + n * interval '1 millisecond'"
+                " FROM generate_series(1, :count) AS n,"
+                "      (SELECT * FROM revisions WHERE target_id = :variant ORDER BY created_at DESC LIMIT 1) AS r"
+            ),
+            {"count": count, "variant": variant_id},
+        )
+        middle = await conn.scalar(
+            text("SELECT created_at FROM revisions WHERE agent_id = :agent ORDER BY created_at OFFSET :half LIMIT 1"),
+            {"agent": agent_id, "half": count // 2},
+        )
     await engine.dispose()
     return middle.isoformat()
 
@@ -80,15 +83,30 @@ async def _outcomes(client: httpx.AsyncClient, url: str, slug: str, variant_id: 
     """Ingestion: outcomes/s through `POST /outcomes` in batches of 1,000 (in process, one
     request at a time). Results: `GET .../results` over RESULT_OUTCOMES outcomes (10 million
     unless BENCH_RESULT_OUTCOMES says)."""
-    experiment = (await client.post(f"/v1/agents/{slug}/experiments", json={
-        "name": "bench", "arms": [{"variant": "base", "weight": 1}, {"variant": variant_id, "weight": 1}],
-    })).json()
-    batch = {"data": [
-        {"variant_id": variant_id if n % 2 else None, "experiment_id": experiment["id"], "subject": f"user-{n}",
-         "input_tokens": 800 + n, "output_tokens": 150, "latency_ms": 900.5 + n, "success": n % 3 == 0,
-         "score": (n % 5) * 1.0}
-        for n in range(1000)
-    ]}
+    experiment = (
+        await client.post(
+            f"/v1/agents/{slug}/experiments",
+            json={
+                "name": "bench",
+                "arms": [{"variant": "base", "weight": 1}, {"variant": variant_id, "weight": 1}],
+            },
+        )
+    ).json()
+    batch = {
+        "data": [
+            {
+                "variant_id": variant_id if n % 2 else None,
+                "experiment_id": experiment["id"],
+                "subject": f"user-{n}",
+                "input_tokens": 800 + n,
+                "output_tokens": 150,
+                "latency_ms": 900.5 + n,
+                "success": n % 3 == 0,
+                "score": (n % 5) * 1.0,
+            }
+            for n in range(1000)
+        ]
+    }
     rates = []
     for _ in range(BATCHES):
         start = time.perf_counter()
@@ -98,13 +116,16 @@ async def _outcomes(client: httpx.AsyncClient, url: str, slug: str, variant_id: 
     engine = create_async_engine(url)
     async with engine.begin() as conn:
         agent_id = await conn.scalar(text("SELECT id FROM agents WHERE slug = :slug"), {"slug": slug})
-        await conn.execute(text(
-            "INSERT INTO outcomes (agent_id, variant_id, experiment_id, input_tokens, output_tokens, latency_ms,"
-            " success, score)"
-            " SELECT :agent, CASE WHEN n % 2 = 1 THEN :variant END, :experiment, 800 + n % 400, 150,"
-            "        random() * 2000, random() < 0.3 + (n % 2) * 0.05, random() * 5"
-            " FROM generate_series(1, :count) AS n"
-        ), {"agent": agent_id, "variant": variant_id, "experiment": experiment["id"], "count": RESULT_OUTCOMES})
+        await conn.execute(
+            text(
+                "INSERT INTO outcomes (agent_id, variant_id, experiment_id, input_tokens, output_tokens, latency_ms,"
+                " success, score)"
+                " SELECT :agent, CASE WHEN n % 2 = 1 THEN :variant END, :experiment, 800 + n % 400, 150,"
+                "        random() * 2000, random() < 0.3 + (n % 2) * 0.05, random() * 5"
+                " FROM generate_series(1, :count) AS n"
+            ),
+            {"agent": agent_id, "variant": variant_id, "experiment": experiment["id"], "count": RESULT_OUTCOMES},
+        )
         await conn.execute(text("ANALYZE outcomes"))
     await engine.dispose()
     timings = []
@@ -135,14 +156,27 @@ async def main() -> None:
     slug = f"bench-{int(time.time())}"
     key = await keys_service.create_key(db, KeyCreate(name=slug, scope="admin"))
     auth = {"Authorization": f"Bearer {key['secret']}"}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
-                                 headers=auth) as client:
-        agent = (await client.post("/v1/agents", json={
-            "name": slug, "config": {"model_provider": "openai", "model_name": "gpt-4o", "context_window": 8000},
-        })).json()
-        variant = (await client.post(f"/v1/agents/{slug}/variants", json={
-            "variant_name": "v", "overrides": {"temperature": 0.2, "system_prompt": "x" * 2000},
-        })).json()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://bench", headers=auth
+    ) as client:
+        agent = (
+            await client.post(
+                "/v1/agents",
+                json={
+                    "name": slug,
+                    "config": {"model_provider": "openai", "model_name": "gpt-4o", "context_window": 8000},
+                },
+            )
+        ).json()
+        variant = (
+            await client.post(
+                f"/v1/agents/{slug}/variants",
+                json={
+                    "variant_name": "v",
+                    "overrides": {"temperature": 0.2, "system_prompt": "x" * 2000},
+                },
+            )
+        ).json()
         await client.post(f"/v1/agents/{slug}/variants/{variant['id']}/activate")
 
         engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
@@ -154,9 +188,7 @@ async def main() -> None:
                 "preview_by_slug": await _timed(lambda: resolve_agent_config(conn, slug, variant="v")),
             }
         await engine.dispose()
-        results["http_get_resolved_in_process"] = await _timed(
-            lambda: client.get(f"/v1/agents/{slug}/resolved")
-        )
+        results["http_get_resolved_in_process"] = await _timed(lambda: client.get(f"/v1/agents/{slug}/resolved"))
         # Time travel: on this short history (4 revisions), then on a long one.
         now = datetime.now(UTC).isoformat()
         results["http_get_resolved_at_4_revisions"] = await _timed(
@@ -183,7 +215,8 @@ async def main() -> None:
     record = {
         "when": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "rounds": ROUNDS, "calls_per_round": CALLS,
+        "rounds": ROUNDS,
+        "calls_per_round": CALLS,
         "median_us_per_call": {k: round(v, 1) for k, v in results.items()},
         "ratio_to_baseline": {k: round(v / base, 2) for k, v in results.items()},
         "outcome_ingestion": ingestion,

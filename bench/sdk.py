@@ -152,7 +152,8 @@ def propagation(sync: AgentVariants, a: str, variants: list[str]) -> tuple[list[
     it, and from the moment its request went out."""
     ours, theirs = multiprocessing.get_context("spawn").Pipe()
     process = multiprocessing.get_context("spawn").Process(
-        target=writer, args=(theirs, a, load.KEYS["admin"], variants), daemon=True)
+        target=writer, args=(theirs, a, load.KEYS["admin"], variants), daemon=True
+    )
     process.start()
     tasks = sync._started().bundles._tasks  # the SDK's own: its watch task comes first
     watch = tasks[PLAIN][0]
@@ -187,6 +188,7 @@ def setup(http: httpx.Client) -> list[str]:
     are md5 hex, which the service does not take for ids, and a watch on one ends with
     `deleted` at its first change): PLAIN with two variants to switch between, EXPERIMENT
     running a 3-arm experiment. Returns PLAIN's two variant ids."""
+
     def made(response: httpx.Response) -> dict[str, Any]:
         response.raise_for_status()
         return response.json()
@@ -194,14 +196,29 @@ def setup(http: httpx.Client) -> list[str]:
     config = {"model_provider": "openai", "model_name": "gpt-4o", "system_prompt": "You are a helpful assistant."}
     for slug in (PLAIN, EXPERIMENT):
         assert made(http.post("/v1/agents", json={"name": slug, "config": config}))["slug"] == slug
-    plain = [made(http.post(f"/v1/agents/{PLAIN}/variants", json={"variant_name": f"sdk-{n}"}))["id"]
-             for n in range(2)]
-    arms = [made(http.post(f"/v1/agents/{EXPERIMENT}/variants",
-                           json={"variant_name": f"arm-{n}", "overrides": {"prompt_version": f"arm-{n}"}}))["id"]
-            for n in range(2)]
-    created = made(http.post(f"/v1/agents/{EXPERIMENT}/experiments", json={
-        "name": "sdk-bench", "arms": [{"variant": "base", "weight": 1}, {"variant": arms[0], "weight": 1},
-                                      {"variant": arms[1], "weight": 1}]}))
+    plain = [made(http.post(f"/v1/agents/{PLAIN}/variants", json={"variant_name": f"sdk-{n}"}))["id"] for n in range(2)]
+    arms = [
+        made(
+            http.post(
+                f"/v1/agents/{EXPERIMENT}/variants",
+                json={"variant_name": f"arm-{n}", "overrides": {"prompt_version": f"arm-{n}"}},
+            )
+        )["id"]
+        for n in range(2)
+    ]
+    created = made(
+        http.post(
+            f"/v1/agents/{EXPERIMENT}/experiments",
+            json={
+                "name": "sdk-bench",
+                "arms": [
+                    {"variant": "base", "weight": 1},
+                    {"variant": arms[0], "weight": 1},
+                    {"variant": arms[1], "weight": 1},
+                ],
+            },
+        )
+    )
     made(http.post(f"/v1/agents/{EXPERIMENT}/experiments/{created['id']}/start"))
     return plain
 
@@ -213,10 +230,13 @@ def main() -> None:
         return url
 
     url = asyncio.run(prepare())
-    with load.Server(url) as a, load.Server(url) as b, \
-            httpx.Client(base_url=a.base, headers={"Authorization": f"Bearer {load.KEYS['admin']}"}) as admin, \
-            httpx.Client(base_url=b.base, headers={"Authorization": f"Bearer {load.KEYS['resolve']}"}) as http, \
-            AgentVariants(b.base, load.KEYS["resolve"]) as sync:
+    with (
+        load.Server(url) as a,
+        load.Server(url) as b,
+        httpx.Client(base_url=a.base, headers={"Authorization": f"Bearer {load.KEYS['admin']}"}) as admin,
+        httpx.Client(base_url=b.base, headers={"Authorization": f"Bearer {load.KEYS['resolve']}"}) as http,
+        AgentVariants(b.base, load.KEYS["resolve"]) as sync,
+    ):
         variants = setup(admin)
         time.sleep(0.5)
         for agent in (PLAIN, EXPERIMENT):
@@ -241,7 +261,8 @@ def main() -> None:
         "runs_us_per_call": {name: [round(x, 3) for x in r] for name, r in runs.items()},
         "http_over_sdk": {
             f"{kind}_{case}": round(medians[f"http_{case}"] / medians[f"{kind}_{case}"], 1)
-            for kind in ("sync", "async") for case in ("no_subject", "subject")
+            for kind in ("sync", "async")
+            for case in ("no_subject", "subject")
         },
         "propagation": {
             "rounds": ROUNDS,
@@ -258,8 +279,11 @@ def main() -> None:
             "from_request_ms": [round(x, 3) for x in from_request],
         },
     }
-    print({k: v for k, v in record.items() if k not in ("runs_us_per_call", "propagation")},
-          {k: v for k, v in record["propagation"].items() if not isinstance(v, list)}, flush=True)
+    print(
+        {k: v for k, v in record.items() if k not in ("runs_us_per_call", "propagation")},
+        {k: v for k, v in record["propagation"].items() if not isinstance(v, list)},
+        flush=True,
+    )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "sdk.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -291,14 +315,13 @@ def sdk_section() -> list[str]:
         row("`AgentVariants.resolve(agent)` (sync)", "sync_no_subject", f"{ratio['sync_no_subject']:,.0f}x"),
         row("`AgentVariants.resolve(agent, subject)` (sync)", "sync_subject", f"{ratio['sync_subject']:,.0f}x"),
         row("`await AsyncAgentVariants.resolve(agent)`", "async_no_subject", f"{ratio['async_no_subject']:,.0f}x"),
-        row("`await AsyncAgentVariants.resolve(agent, subject)`", "async_subject",
-            f"{ratio['async_subject']:,.0f}x"),
+        row("`await AsyncAgentVariants.resolve(agent, subject)`", "async_subject", f"{ratio['async_subject']:,.0f}x"),
         row("baseline: `GET .../resolved`, kept-alive `httpx.Client`, server B", "http_no_subject"),
         row("baseline: `GET .../resolved?subject=`, same", "http_subject"),
         row("harness: dict lookup + attribute access", "harness_dict_attr"),
         row("harness: `await` of a coroutine doing that", "harness_await_dict_attr"),
         "",
-        f"Target: under {r['target_us']:g} us per call, with and without a subject. \"HTTP / this\" is how many"
+        f'Target: under {r["target_us"]:g} us per call, with and without a subject. "HTTP / this" is how many'
         " times faster than the request it replaces (against the HTTP case with or without a subject to match).",
         "",
         f"Propagation from an activation's response (through server A, from another process) until"
@@ -315,6 +338,7 @@ def sdk_section() -> list[str]:
 def write_section() -> None:
     """Put this bench's section at the end of bench/RESULTS.md, replacing an earlier one."""
     load.replace_section("## SDK", sdk_section())
+
 
 if __name__ == "__main__":
     main()

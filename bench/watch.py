@@ -42,8 +42,10 @@ async def main() -> None:
     with load.Server(url) as s:
         process = psutil.Process(s.process.pid)
         async with httpx.AsyncClient(limits=limits, timeout=60, headers=auth) as http:
-            variants = [(await http.post(f"{s.base}/v1/agents/bench-1/variants", json={"variant_name": f"w{i}"})).json()
-                        for i in range(2)]
+            variants = [
+                (await http.post(f"{s.base}/v1/agents/bench-1/variants", json={"variant_name": f"w{i}"})).json()
+                for i in range(2)
+            ]
             await asyncio.sleep(1)
             rss_before = process.memory_info().rss
             streams = []

@@ -107,8 +107,9 @@ async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings_for_tests(), database=db)
     secret = await admin_key(db)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test",
-                                 headers={"Authorization": f"Bearer {secret}"}) as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {secret}"}
+    ) as http:
         yield http
 
 
@@ -151,8 +152,9 @@ async def live_client(live_db: Database, live_key: str) -> AsyncIterator[httpx.A
     app = create_app(settings_for_tests(), database=live_db)
     secret = live_key
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test",
-                                 headers={"Authorization": f"Bearer {secret}"}) as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {secret}"}
+    ) as http:
         yield http
 
 

@@ -99,9 +99,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("activated_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_variants"),
-        sa.ForeignKeyConstraint(
-            ["agent_id"], ["agents.id"], name="fk_variants_agent_id_agents", ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["agent_id"], ["agents.id"], name="fk_variants_agent_id_agents", ondelete="CASCADE"),
         sa.UniqueConstraint("agent_id", "slug", name="uq_variants_agent_id_slug"),
         sa.CheckConstraint(
             "cloned_from_source IS NULL OR cloned_from_source IN ('base', 'variant')",

@@ -39,14 +39,20 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("stopped_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("status IN ('draft', 'running', 'stopped')", name=op.f("ck_experiments_status")),
-        sa.ForeignKeyConstraint(["agent_id"], ["agents.id"], name=op.f("fk_experiments_agent_id_agents"),
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["agent_id"], ["agents.id"], name=op.f("fk_experiments_agent_id_agents"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_experiments")),
         sa.UniqueConstraint("agent_id", "slug", name=op.f("uq_experiments_agent_id_slug")),
     )
     op.create_index("ix_experiments_agent_id_id", "experiments", ["agent_id", "id"])
-    op.create_index("uq_experiments_one_running_per_agent", "experiments", ["agent_id"], unique=True,
-                    postgresql_where=sa.text("status = 'running'"))
+    op.create_index(
+        "uq_experiments_one_running_per_agent",
+        "experiments",
+        ["agent_id"],
+        unique=True,
+        postgresql_where=sa.text("status = 'running'"),
+    )
     op.create_table(
         "outcomes",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
@@ -64,13 +70,18 @@ def upgrade() -> None:
         sa.CheckConstraint("input_tokens >= 0 AND output_tokens >= 0", name=op.f("ck_outcomes_tokens")),
         sa.CheckConstraint("latency_ms >= 0", name=op.f("ck_outcomes_latency_ms")),
         sa.CheckConstraint("cost_usd >= 0", name=op.f("ck_outcomes_cost_usd")),
-        sa.ForeignKeyConstraint(["agent_id"], ["agents.id"], name=op.f("fk_outcomes_agent_id_agents"),
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["agent_id"], ["agents.id"], name=op.f("fk_outcomes_agent_id_agents"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outcomes")),
     )
     op.create_index("ix_outcomes_agent_id_variant_id", "outcomes", ["agent_id", "variant_id"])
-    op.create_index("ix_outcomes_experiment_id_variant_id", "outcomes", ["experiment_id", "variant_id"],
-                    postgresql_where=sa.text("experiment_id IS NOT NULL"))
+    op.create_index(
+        "ix_outcomes_experiment_id_variant_id",
+        "outcomes",
+        ["experiment_id", "variant_id"],
+        postgresql_where=sa.text("experiment_id IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:

@@ -25,8 +25,9 @@ def upgrade() -> None:
         sa.Column("outcomes", sa.BigInteger(), nullable=False),
         sa.Column("input_tokens", sa.Numeric(40, 0), nullable=False),
         sa.Column("output_tokens", sa.Numeric(40, 0), nullable=False),
-        sa.ForeignKeyConstraint(["agent_id"], ["agents.id"], name=op.f("fk_usage_totals_agent_id_agents"),
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["agent_id"], ["agents.id"], name=op.f("fk_usage_totals_agent_id_agents"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("agent_id", "variant_key", name=op.f("pk_usage_totals")),
     )
     # Outcomes are stored under a share lock on the table meanwhile, so none is counted twice or missed.

@@ -72,8 +72,10 @@ async def _purge_expired(db: Database, *, every_seconds: float = 600) -> None:
     """Delete idempotency keys past their 24 hours and console sessions past their 12,
     every ten minutes, for the app's life."""
     while True:
-        for what, purge in (("idempotency keys", idempotency.purge_expired),
-                            ("console sessions", console_sessions.purge_expired)):
+        for what, purge in (
+            ("idempotency keys", idempotency.purge_expired),
+            ("console sessions", console_sessions.purge_expired),
+        ):
             try:
                 purged = await purge(db)
                 if purged:
@@ -108,8 +110,15 @@ def _cors(app: ASGIApp, origins: list[str]) -> ASGIApp:
         app,
         allow_origins=origins,
         allow_methods=["GET", "POST", "PATCH", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match", "If-None-Match", "X-Actor",
-                       "Last-Event-ID"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "Idempotency-Key",
+            "If-Match",
+            "If-None-Match",
+            "X-Actor",
+            "Last-Event-ID",
+        ],
         expose_headers=["ETag", "Location", "Retry-After", "Idempotent-Replayed", "WWW-Authenticate"],
         max_age=600,
     )
@@ -138,8 +147,11 @@ def _stack(app: FrontDoorAPI, settings: Settings) -> ASGIApp:
         in_front.append(lambda inner: _cors(inner, settings.cors_allow_origins))  # 2
     if not settings.auth_disabled:
         limits = {scope: Limit(limit.per_second, limit.burst) for scope, limit in settings.rate_limits.items()}
-        in_front.append(lambda inner: AccessGate(inner, rules=RouteRules(app.routes), ring=app.state.key_ring,
-                                                 limiter=RateLimiter(limits)))  # 3
+        in_front.append(
+            lambda inner: AccessGate(
+                inner, rules=RouteRules(app.routes), ring=app.state.key_ring, limiter=RateLimiter(limits)
+            )
+        )  # 3
     in_front.append(lambda inner: ResolveFastPath(inner, app.state))  # 4
     in_front.append(SecurityHeaders)  # 5
     stack: ASGIApp = app.front  # 6-10: FastAPI itself
@@ -155,8 +167,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.auth_disabled:
-            log.warning("AUTH_DISABLED is set: every request is served without an API key. "
-                        "Use this for local experiments only.")
+            log.warning(
+                "AUTH_DISABLED is set: every request is served without an API key. Use this for local experiments only."
+            )
         if database is not None:
             yield
             return
@@ -166,7 +179,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                 "PostgreSQL when DATABASE_URL is unset) or set DATABASE_URL."
             )
         db = Database.from_url(
-            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
             statement_timeout_seconds=settings.db_statement_timeout_seconds,
             idle_in_transaction_timeout_seconds=settings.db_idle_in_transaction_timeout_seconds,
         )
@@ -182,8 +197,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         listener = ResolutionListener(asyncpg_dsn(settings.database_url), cache, keys=ring, watches=hub)
         listener.start()
         app.state.resolution_listener = listener
-        background = [asyncio.create_task(_purge_expired(db)),
-                      asyncio.create_task(ring.flush_usage_forever())]
+        background = [asyncio.create_task(_purge_expired(db)), asyncio.create_task(ring.flush_usage_forever())]
         # Everything loaded so far (modules, routes, models) lives as long as the process:
         # out of the collector's sight, a full collection takes about 1 ms instead of about
         # 85 ms (bench/console.py measured the pauses in the p95 of the console's pages).
@@ -196,8 +210,11 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             for task in background:
                 task.cancel()
             # Each step is bounded: a server told to stop must stop, whatever the database does.
-            for what, step in (("stopping the listener", listener.stop), ("recording API key use", ring.flush_usage),
-                               ("closing the database pool", db.dispose)):
+            for what, step in (
+                ("stopping the listener", listener.stop),
+                ("recording API key use", ring.flush_usage),
+                ("closing the database pool", db.dispose),
+            ):
                 try:
                     await asyncio.wait_for(step(), SHUTDOWN_STEP_SECONDS)
                 except Exception as error:  # noqa: BLE001 - shutting down: log and go on
@@ -221,8 +238,17 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         _subscribe(database, cache=app.state.resolve_cache, ring=app.state.key_ring, hub=app.state.watch_hub)
     errors.install(app, html_pages=(console.PREFIX, console.error_page))  # the console: its own error page
     # The hot route first: routing tries routes in order.
-    for router in (resolution_router, system_router, agents_router, variants_router, revisions_router, undo_router,
-                   experiments_router, outcomes_router, keys_router):
+    for router in (
+        resolution_router,
+        system_router,
+        agents_router,
+        variants_router,
+        revisions_router,
+        undo_router,
+        experiments_router,
+        outcomes_router,
+        keys_router,
+    ):
         app.include_router(router)
     console.install(app)
     if settings.bench_routes:

@@ -23,7 +23,7 @@ from services.api.models import Agent, Variant
 from services.shared.agent_config import CONFIG_FIELDS
 
 # About the size of a resolved config with a short prompt.
-CONSTANT = (b'{"object":"resolved_agent_config","padding":"' + b"x" * 600 + b'"}')
+CONSTANT = b'{"object":"resolved_agent_config","padding":"' + b"x" * 600 + b'"}'
 
 router = APIRouter(prefix="/bench", include_in_schema=False)
 

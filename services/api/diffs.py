@@ -17,8 +17,11 @@ from services.shared.agent_config import CONFIG_FIELDS, coalesce
 def config_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The config fields two resolved configs differ in, in CONFIG_FIELDS order:
     `[{"field", "from", "to"}]`, `from` being `before`'s value and `to` `after`'s."""
-    return [{"field": name, "from": before[name], "to": after[name]}
-            for name in CONFIG_FIELDS if before[name] != after[name]]
+    return [
+        {"field": name, "from": before[name], "to": after[name]}
+        for name in CONFIG_FIELDS
+        if before[name] != after[name]
+    ]
 
 
 def config_after(revision: Mapping[Any, Any], state: Mapping[str, Any] | None) -> dict[str, Any]:

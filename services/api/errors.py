@@ -71,8 +71,13 @@ PROBLEMS: dict[str, ProblemType] = {
 # Validation error types (raised as PydanticCustomError) that are codes of their own.
 _SPECIFIC_VALIDATION_CODES = {"slug_reserved", "invalid_cursor"}
 
-_HTTP_CODES = {400: "malformed_json", 404: "route_not_found", 405: "method_not_allowed",
-               413: "payload_too_large", 415: "unsupported_media_type"}
+_HTTP_CODES = {
+    400: "malformed_json",
+    404: "route_not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
 
 
 def problem(
@@ -158,7 +163,12 @@ class _Handlers:
         return None
 
     def answer(
-        self, request: Request, code: str, detail: str, *, errors: Sequence[FieldError] | None = None,
+        self,
+        request: Request,
+        code: str,
+        detail: str,
+        *,
+        errors: Sequence[FieldError] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Response:
         page = self._html(request)
@@ -181,14 +191,16 @@ class _Handlers:
         raw = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in raw):
             reason = next(str(e.get("ctx", {}).get("error", "")) for e in raw if e.get("type") == "json_invalid")
-            return self.answer(request, "malformed_json",
-                               f"The request body is not valid JSON: {reason}".rstrip(": "))
+            return self.answer(request, "malformed_json", f"The request body is not valid JSON: {reason}".rstrip(": "))
         body_unparsed = any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in raw)
         if body_unparsed and not _is_json(request):
             # FastAPI parses only JSON bodies; anything else reaches validation as raw bytes.
             sent = request.headers.get("content-type") or "no Content-Type"
-            return self.answer(request, "unsupported_media_type",
-                               f"Send the body as JSON with Content-Type: application/json (got {sent})")
+            return self.answer(
+                request,
+                "unsupported_media_type",
+                f"Send the body as JSON with Content-Type: application/json (got {sent})",
+            )
         errors = field_errors(raw)
         # A failure that is only of one kind the contract names gets that code.
         kinds = {e.get("type") for e in raw}
@@ -202,8 +214,14 @@ class _Handlers:
             page = self._html(request)
             if page is not None:
                 return page(request, exc.status_code, str(exc.detail), str(exc.detail))
-            body = {"type": "about:blank", "title": str(exc.detail), "status": exc.status_code,
-                    "detail": str(exc.detail), "code": "http_error", "instance": request.url.path}
+            body = {
+                "type": "about:blank",
+                "title": str(exc.detail),
+                "status": exc.status_code,
+                "detail": str(exc.detail),
+                "code": "http_error",
+                "instance": request.url.path,
+            }
             return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_MEDIA_TYPE)
         detail = exc.detail if isinstance(exc.detail, str) else PROBLEMS[code].title
         if code == "route_not_found":
@@ -215,8 +233,12 @@ class _Handlers:
     async def infrastructure_error(self, request: Request, exc: Exception) -> Response:
         if database_unavailable(exc):
             log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
-            return self.answer(request, "service_unavailable", "The database is unavailable; retry shortly",
-                               headers={"Retry-After": "1"})
+            return self.answer(
+                request,
+                "service_unavailable",
+                "The database is unavailable; retry shortly",
+                headers={"Retry-After": "1"},
+            )
         return await self.unexpected(request, exc)
 
     async def unexpected(self, request: Request, exc: Exception) -> Response:
@@ -226,9 +248,7 @@ class _Handlers:
 
 def _is_json(request: Request) -> bool:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    )
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
 # SQLSTATE classes that mean "the database cannot serve now", not "this request is bad":
@@ -287,8 +307,10 @@ class Problem(BaseModel):
 # Component name and description for each error status an operation may list.
 RESPONSE_COMPONENTS: dict[int, tuple[str, str]] = {
     400: ("BadRequest", "Malformed JSON (`malformed_json`)."),
-    401: ("Unauthorized", "No API key, or one that is not valid, revoked or expired (`unauthorized`); "
-                          "see `WWW-Authenticate`."),
+    401: (
+        "Unauthorized",
+        "No API key, or one that is not valid, revoked or expired (`unauthorized`); see `WWW-Authenticate`.",
+    ),
     403: ("Forbidden", "The API key's scope does not allow this (`insufficient_scope`)."),
     404: ("NotFound", "The agent or variant does not exist (`resource_missing`)."),
     409: ("Conflict", "The request conflicts with the current state (`slug_taken`, `variant_active`, ...)."),
@@ -296,17 +318,18 @@ RESPONSE_COMPONENTS: dict[int, tuple[str, str]] = {
     413: ("PayloadTooLarge", "The body is over 4 MiB (`payload_too_large`)."),
     415: ("UnsupportedMediaType", "The body is not JSON (`unsupported_media_type`)."),
     429: ("TooManyRequests", "The API key is over its rate limit (`rate_limited`); retry after `Retry-After`."),
-    422: ("ValidationError",
-          "Invalid input; `errors` names every bad field (`validation_error`, `inconsistent_config`, ...)."),
-    503: ("ServiceUnavailable",
-          "The database is unreachable, not ready, or kept refusing the transaction; retry after `Retry-After`."),
+    422: (
+        "ValidationError",
+        "Invalid input; `errors` names every bad field (`validation_error`, `inconsistent_config`, ...).",
+    ),
+    503: (
+        "ServiceUnavailable",
+        "The database is unreachable, not ready, or kept refusing the transaction; retry after `Retry-After`.",
+    ),
 }
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The `responses=` of a route that uses the database: each status, and 503 (the
     database unreachable or busy), becomes a `$ref` in `openapi.json`."""
-    return {
-        status: {"description": RESPONSE_COMPONENTS[status][1], "model": Problem}
-        for status in (*statuses, 503)
-    }
+    return {status: {"description": RESPONSE_COMPONENTS[status][1], "model": Problem} for status in (*statuses, 503)}

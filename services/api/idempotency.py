@@ -121,9 +121,9 @@ async def claim(db: Database, key: str, print_: str, owner: str) -> dict[str, An
 async def complete(db: Database, key: str, owner: str, status: int, headers: dict[str, str], body: bytes) -> None:
     async def unit(conn: AsyncConnection) -> None:
         await conn.execute(
-            update(keys).where(keys.c.key == key, keys.c.owner == owner, keys.c.state == "in_flight").values(
-                state="done", response_status=status, response_headers=headers, response_body=body
-            )
+            update(keys)
+            .where(keys.c.key == key, keys.c.owner == owner, keys.c.state == "in_flight")
+            .values(state="done", response_status=status, response_headers=headers, response_body=body)
         )
 
     await db.transaction(unit)
@@ -164,8 +164,12 @@ class IdempotencyMiddleware:
         request = Request(scope)  # for the problem documents' `instance`
         if not 1 <= len(key) <= KEY_MAX_LENGTH:
             message = f"must be 1 to {KEY_MAX_LENGTH} characters"
-            await problem("validation_error", f"Invalid request: Idempotency-Key: {message}", request=request,
-                          errors=[FieldError("Idempotency-Key", message)])(scope, receive, send)
+            await problem(
+                "validation_error",
+                f"Invalid request: Idempotency-Key: {message}",
+                request=request,
+                errors=[FieldError("Idempotency-Key", message)],
+            )(scope, receive, send)
             return
         try:
             body = await _read_body(receive)
@@ -188,8 +192,12 @@ class IdempotencyMiddleware:
             if not database_unavailable(error):
                 raise
             log.warning("idempotency claim failed, database unavailable: %s", error)
-            await problem("service_unavailable", "The database is unavailable; retry shortly", request=request,
-                          headers={"Retry-After": "1"})(scope, receive, send)
+            await problem(
+                "service_unavailable",
+                "The database is unavailable; retry shortly",
+                request=request,
+                headers={"Retry-After": "1"},
+            )(scope, receive, send)
             return
         if outcome["outcome"] == "reused":
             await problem(

@@ -83,9 +83,7 @@ class Agent(Base):
     slug: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, server_default="")
-    metadata_: Mapped[dict[str, str]] = mapped_column(
-        "metadata", JSONB, server_default=text("'{}'::jsonb")
-    )
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB, server_default=text("'{}'::jsonb"))
     locals().update(_config_columns(nullable=False))
     version: Mapped[int] = mapped_column(Integer, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -117,9 +115,7 @@ class Variant(Base):
     slug: Mapped[str] = mapped_column(String(64))
     variant_name: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, server_default="")
-    metadata_: Mapped[dict[str, str]] = mapped_column(
-        "metadata", JSONB, server_default=text("'{}'::jsonb")
-    )
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB, server_default=text("'{}'::jsonb"))
     locals().update(_config_columns(nullable=True))
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     # Where a clone came from; the source variant may be deleted later, so no foreign key.
@@ -192,8 +188,9 @@ class Experiment(Base):
         UniqueConstraint("agent_id", "slug"),
         CheckConstraint("status IN ('draft', 'running', 'stopped')", name="status"),
         # At most one running experiment per agent, enforced by the database.
-        Index("uq_experiments_one_running_per_agent", "agent_id", unique=True,
-              postgresql_where=text("status = 'running'")),
+        Index(
+            "uq_experiments_one_running_per_agent", "agent_id", unique=True, postgresql_where=text("status = 'running'")
+        ),
         Index("ix_experiments_agent_id_id", "agent_id", "id"),
     )
 
@@ -224,8 +221,12 @@ class Outcome(Base):
         CheckConstraint("cost_usd >= 0", name="cost_usd"),
         # /usage groups an agent's outcomes by variant; /results an experiment's.
         Index("ix_outcomes_agent_id_variant_id", "agent_id", "variant_id"),
-        Index("ix_outcomes_experiment_id_variant_id", "experiment_id", "variant_id",
-              postgresql_where=text("experiment_id IS NOT NULL")),
+        Index(
+            "ix_outcomes_experiment_id_variant_id",
+            "experiment_id",
+            "variant_id",
+            postgresql_where=text("experiment_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
@@ -295,8 +296,9 @@ class ConsoleSession(Base):
 
     token_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
     # Null while auth is disabled (nobody signs in then).
-    api_key_id: Mapped[str | None] = mapped_column(ID_TYPE, ForeignKey("api_keys.id", ondelete="CASCADE"),
-                                                   nullable=True)
+    api_key_id: Mapped[str | None] = mapped_column(
+        ID_TYPE, ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=True
+    )
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -10,8 +10,11 @@ from fastapi.openapi.utils import get_openapi
 from services.api.access.rules import required_scope
 from services.api.errors import PROBLEM_MEDIA_TYPE, RESPONSE_COMPONENTS
 
-BEARER = {"type": "http", "scheme": "bearer",
-          "description": "An API key (`avk_...`). Scopes nest: admin > write > read > resolve."}
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API key (`avk_...`). Scopes nest: admin > write > read > resolve.",
+}
 
 IDEMPOTENCY_KEY_PARAMETER = {
     "name": "Idempotency-Key",
@@ -50,8 +53,9 @@ def refactor_openapi(schema: dict[str, Any]) -> dict[str, Any]:
             if needed is not None:
                 operation["security"] = [{"apiKey": []}]
                 operation["x-required-scope"] = needed
-                operation["description"] = (operation.get("description", "") +
-                                            f"\n\nNeeds an API key with scope `{needed}` or above.").strip()
+                operation["description"] = (
+                    operation.get("description", "") + f"\n\nNeeds an API key with scope `{needed}` or above."
+                ).strip()
                 for status in ("401", "403", "429"):
                     operation["responses"].setdefault(status, {})
             content = operation.get("requestBody", {}).get("content", {})
@@ -62,8 +66,7 @@ def refactor_openapi(schema: dict[str, Any]) -> dict[str, Any]:
                 if not status.isdigit() or int(status) < 400:
                     continue
                 name, description = RESPONSE_COMPONENTS[int(status)]
-                shared[name] = {"description": description,
-                                "content": {PROBLEM_MEDIA_TYPE: {"schema": problem_ref}}}
+                shared[name] = {"description": description, "content": {PROBLEM_MEDIA_TYPE: {"schema": problem_ref}}}
                 operation["responses"][status] = {"$ref": f"#/components/responses/{name}"}
     schemas = components.get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):

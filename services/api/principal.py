@@ -32,7 +32,10 @@ class Principal:
     @classmethod
     def from_row(cls, row: Any) -> Principal:
         return cls(
-            id=row["id"], name=row["name"], scope=row["scope"], rank=RANK[row["scope"]],
+            id=row["id"],
+            name=row["name"],
+            scope=row["scope"],
+            rank=RANK[row["scope"]],
             digest=bytes(row["secret_hash"]),
             expires_at=row["expires_at"].timestamp() if row["expires_at"] else None,
             revoked_at=row["revoked_at"].timestamp() if row["revoked_at"] else None,

@@ -134,8 +134,9 @@ AgentConfigCreate = create_model(  # type: ignore[call-overload]
     __base__=StrictModel,
     __doc__="An agent's base config on create; omitted or null fields take their default.",
     **{
-        name: ((CONFIG_TYPES[name], ...) if name in ("model_provider", "model_name")
-               else (CONFIG_TYPES[name] | None, None))
+        name: (
+            (CONFIG_TYPES[name], ...) if name in ("model_provider", "model_name") else (CONFIG_TYPES[name] | None, None)
+        )
         for name in CONFIG_FIELDS
     },
 )

@@ -23,9 +23,11 @@ JSON_HEADERS_DICT = {name.decode(): value.decode() for name, value in JSON_HEADE
 _HTML_PAGES = ("/docs", "/redoc")
 # The console's pages: our own styles, scripts and inline SVG; nothing from elsewhere.
 CONSOLE = "/console"
-CONSOLE_CSP = (b"content-security-policy",
-               b"default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self';"
-               b" frame-ancestors 'none'; base-uri 'none'")
+CONSOLE_CSP = (
+    b"content-security-policy",
+    b"default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self';"
+    b" frame-ancestors 'none'; base-uri 'none'",
+)
 CONSOLE_HEADERS = (*HEADERS, CONSOLE_CSP)
 
 

@@ -27,8 +27,7 @@ def normalise_database_url(url: str) -> str:
         raise ValueError("DATABASE_URL must be a PostgreSQL URL (postgresql://user:pass@host:port/db)")
     parts = urlsplit(url)
     query = [
-        ("ssl" if key == "sslmode" else key, value)
-        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        ("ssl" if key == "sslmode" else key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
     ]
     return urlunsplit(parts._replace(query=urlencode(query, safe="/")))
 

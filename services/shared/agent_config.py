@@ -29,15 +29,24 @@ if TYPE_CHECKING:  # the driver is imported lazily so the dataclass needs no SQL
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
-    "BASE", "CONFIG_FIELDS", "CONSISTENCY_FIELDS", "DEFAULTS", "INTEGER_FIELDS", "NUMBER_FIELDS", "STRING_FIELDS",
-    "AgentNotFound", "ResolvedAgentConfig", "Source", "VariantNotFound", "coalesce", "consistency_violation",
+    "BASE",
+    "CONFIG_FIELDS",
+    "CONSISTENCY_FIELDS",
+    "DEFAULTS",
+    "INTEGER_FIELDS",
+    "NUMBER_FIELDS",
+    "STRING_FIELDS",
+    "AgentNotFound",
+    "ResolvedAgentConfig",
+    "Source",
+    "VariantNotFound",
+    "coalesce",
+    "consistency_violation",
     "resolve_agent_config",
 ]
 
 
-async def resolve_agent_config(
-    conn: AsyncConnection, agent: str, *, variant: str | None = None
-) -> ResolvedAgentConfig:
+async def resolve_agent_config(conn: AsyncConnection, agent: str, *, variant: str | None = None) -> ResolvedAgentConfig:
     """Resolve an agent's config in one database round trip.
 
     `agent` is an id or a slug. Without `variant`, the active variant (if any) is

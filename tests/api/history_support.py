@@ -14,13 +14,32 @@ from tests.helpers import every_item
 REVISION_ID = re.compile(r"^rev_[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 REVISION_KEYS = {
-    "object", "id", "agent_id", "target", "target_id", "action", "actor", "api_key",
-    "active_variant_id", "before", "after", "created_at",
+    "object",
+    "id",
+    "agent_id",
+    "target",
+    "target_id",
+    "action",
+    "actor",
+    "api_key",
+    "active_variant_id",
+    "before",
+    "after",
+    "created_at",
 }
 FIELDS = (
-    "model_provider", "model_name", "system_prompt", "user_prompt_template", "prompt_version",
-    "temperature", "max_tokens", "context_window", "input_token_limit", "token_budget",
-    "timeout_seconds", "max_retries",
+    "model_provider",
+    "model_name",
+    "system_prompt",
+    "user_prompt_template",
+    "prompt_version",
+    "temperature",
+    "max_tokens",
+    "context_window",
+    "input_token_limit",
+    "token_budget",
+    "timeout_seconds",
+    "max_retries",
 )
 
 

@@ -86,8 +86,9 @@ def test_a_bucket_never_holds_more_than_its_burst() -> None:
     assert [limiter.take("key_a", "write") for _ in range(3)] == [None, None, 1]
 
 
-@pytest.mark.parametrize(("per_second", "burst", "wait"), [(0.5, 1, 2), (0.1, 2, 10), (1, 1, 1), (1000, 1, 1),
-                                                            (1 / 30, 1, 30)])
+@pytest.mark.parametrize(
+    ("per_second", "burst", "wait"), [(0.5, 1, 2), (0.1, 2, 10), (1, 1, 1), (1000, 1, 1), (1 / 30, 1, 30)]
+)
 def test_retry_after_is_the_whole_seconds_until_the_next_token(per_second: float, burst: int, wait: int) -> None:
     limiter = RateLimiter({"resolve": Limit(per_second=per_second, burst=burst)})
     for _ in range(burst):
@@ -313,8 +314,10 @@ async def test_a_preflight_from_an_allowed_origin_succeeds_without_a_key(
     assert "GET" in {m.upper() for m in listed(response.headers["access-control-allow-methods"])}
     assert "access-control-allow-credentials" not in response.headers  # bearer keys, never cookies
     # A write from the console: the headers it needs are allowed too.
-    write = await http.options("/v1/agents/x/variants", headers=preflight(
-        "POST", "authorization, content-type, idempotency-key, if-match, x-actor"))
+    write = await http.options(
+        "/v1/agents/x/variants",
+        headers=preflight("POST", "authorization, content-type, idempotency-key, if-match, x-actor"),
+    )
     assert write.status_code == 200, write.text
     assert write.headers["access-control-allow-origin"] == ORIGIN
 
@@ -384,7 +387,7 @@ async def test_a_streamed_body_over_the_limit_on_keys_is_413(db: Database) -> No
     async def chunks() -> AsyncIterator[bytes]:
         body = padded_key_body(4096)
         for start in range(0, len(body), 512):
-            yield body[start:start + 512]
+            yield body[start : start + 512]
 
     async with client_for(app, **bearer(await admin_key(db))) as http:
         response = await http.post("/v1/keys", content=chunks(), headers={"Content-Type": "application/json"})

@@ -57,8 +57,9 @@ async def test_a_path_no_route_serves_fails_closed(app_and_http, db, method, pat
 async def test_a_client_sending_refused_keys_is_slowed_down_but_good_keys_are_not(app_and_http, db) -> None:
     _, http = app_and_http
     good = await key(db, "good-neighbour", "read")
-    statuses = [(await http.get("/v1/agents", headers=bearer(WRONG))).status_code
-                for _ in range(FAILURE_LIMIT.burst + 5)]
+    statuses = [
+        (await http.get("/v1/agents", headers=bearer(WRONG))).status_code for _ in range(FAILURE_LIMIT.burst + 5)
+    ]
     assert statuses[: FAILURE_LIMIT.burst] == [401] * FAILURE_LIMIT.burst
     limited = await http.get("/v1/agents", headers=bearer(WRONG))
     assert_problem(limited, 429, "rate_limited")
@@ -125,9 +126,9 @@ async def test_no_first_admin_key_is_made_where_it_could_not_be_saved(empty_url:
 
 
 @pytest.mark.live
-async def test_the_keys_cli_refuses_a_database_not_at_head(empty_url: str, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_keys_cli_refuses_a_database_not_at_head(
+    empty_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DATABASE_URL", empty_url)
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     code = await _in_thread(cli.main, ["keys", "list"])

@@ -119,8 +119,12 @@ EXPECTED: dict[tuple[str, str], str | None] = {
 
 def app_routes(app: FastAPI) -> list[tuple[str, str]]:
     """(method, template) of every route the app serves, HEAD aside, in the app's order."""
-    pairs = {(method, path): None for path, methods in every_route(app.routes) for method in sorted(methods)
-             if method != "HEAD"}
+    pairs = {
+        (method, path): None
+        for path, methods in every_route(app.routes)
+        for method in sorted(methods)
+        if method != "HEAD"
+    }
     return list(pairs)
 
 
@@ -128,10 +132,11 @@ def coverage_problems(routes: Iterable[tuple[str, str]], table: dict[tuple[str, 
     """Each route the app serves that the table has no rule for, and each rule for a route
     the app does not serve."""
     served = set(routes)
-    missing = [f"route {method} {path} has no access rule in this test"
-               for method, path in sorted(served - set(table))]
-    stale = [f"this test has an access rule for {method} {path}, which the app does not serve"
-             for method, path in sorted(set(table) - served)]
+    missing = [f"route {method} {path} has no access rule in this test" for method, path in sorted(served - set(table))]
+    stale = [
+        f"this test has an access rule for {method} {path}, which the app does not serve"
+        for method, path in sorted(set(table) - served)
+    ]
     return missing + stale
 
 
@@ -157,9 +162,14 @@ async def _expired_key(db: Database, app: FastAPI) -> str:
     secret = tokens.new_secret()
 
     async def unit(conn: Any) -> None:
-        row = await repository.insert_one(conn, id=new_id("api_key"), name="matrix-lapsed", scope="admin",
-                                          secret_hash=tokens.digest(secret),
-                                          expires_at=datetime.now(UTC) - timedelta(hours=1))
+        row = await repository.insert_one(
+            conn,
+            id=new_id("api_key"),
+            name="matrix-lapsed",
+            scope="admin",
+            secret_hash=tokens.digest(secret),
+            expires_at=datetime.now(UTC) - timedelta(hours=1),
+        )
         assert row is not None
 
     await db.transaction(unit)
@@ -190,20 +200,39 @@ async def world(db: Database) -> AsyncIterator[World]:
         async with admin:
             agent = await create_agent(admin)
             variant = await create_variant(admin, agent["id"])
-            response = await admin.post(f"/v1/agents/{agent['id']}/experiments", json={
-                "name": "Matrix", "arms": [{"variant": "base", "weight": 1}, {"variant": variant["id"], "weight": 1}]})
+            response = await admin.post(
+                f"/v1/agents/{agent['id']}/experiments",
+                json={
+                    "name": "Matrix",
+                    "arms": [{"variant": "base", "weight": 1}, {"variant": variant["id"], "weight": 1}],
+                },
+            )
             assert response.status_code == 201, response.text
             experiment = response.json()
             revisions = (await admin.get(f"/v1/agents/{agent['id']}/revisions")).json()["data"]
             assert revisions, "creating an agent wrote a revision"
         yield World(
-            http=http, app=app, headers=headers,
-            read_params={"agent": agent["slug"], "variant": variant["id"], "experiment": experiment["id"],
-                         "revision": revisions[0]["id"], "key": "matrix-read", "name": "console.css",
-                         "action": "activate"},
-            write_params={"agent": "zz-no-such-agent", "variant": "zz-no-such-variant",
-                          "experiment": "zz-no-such-experiment", "revision": "zz-no-such-revision",
-                          "key": "zz-no-such-key", "name": "zz", "action": "activate"},
+            http=http,
+            app=app,
+            headers=headers,
+            read_params={
+                "agent": agent["slug"],
+                "variant": variant["id"],
+                "experiment": experiment["id"],
+                "revision": revisions[0]["id"],
+                "key": "matrix-read",
+                "name": "console.css",
+                "action": "activate",
+            },
+            write_params={
+                "agent": "zz-no-such-agent",
+                "variant": "zz-no-such-variant",
+                "experiment": "zz-no-such-experiment",
+                "revision": "zz-no-such-revision",
+                "key": "zz-no-such-key",
+                "name": "zz",
+                "action": "activate",
+            },
         )
 
 
@@ -251,7 +280,8 @@ def test_a_new_route_without_a_rule_is_reported(db: Database) -> None:
     # ... and a rule whose route is gone too.
     table = {**EXPECTED, ("GET", "/v1/zz-new"): READ, ("GET", "/v1/zz-gone"): READ}
     assert set(coverage_problems(app_routes(app), table)) - before == {
-        "this test has an access rule for GET /v1/zz-gone, which the app does not serve"}
+        "this test has an access rule for GET /v1/zz-gone, which the app does not serve"
+    }
 
 
 def _check_refused(response: httpx.Response, credential: str) -> str | None:
@@ -289,16 +319,19 @@ async def test_access_matrix(world: World, credential: str) -> None:
             assert baseline.status_code == 200, f"GET {template} as admin: {baseline.status_code} {baseline.text}"
         else:  # changes nothing
             assert 400 <= baseline.status_code < 500, (
-                f"{method} {template} as admin must change nothing, got {baseline.status_code} {baseline.text}")
+                f"{method} {template} as admin must change nothing, got {baseline.status_code} {baseline.text}"
+            )
         response = await send(world, method, template, credential)
         where = f"{method} {template} with {credential} (needs {needed or 'nothing'})"
         if needed is OPEN or (credential in SCOPES and RANK[credential] >= RANK[needed]):
             # (A console form refused for its missing CSRF token is a 403 for every credential alike.)
             gate_refused = response.status_code == 401 or (
-                response.status_code == 403 and not template.startswith("/console"))
+                response.status_code == 403 and not template.startswith("/console")
+            )
             if gate_refused or response.status_code != baseline.status_code:
-                failures.append(f"{where}: {response.status_code}, the admin key got {baseline.status_code}: "
-                                f"{response.text[:200]}")
+                failures.append(
+                    f"{where}: {response.status_code}, the admin key got {baseline.status_code}: {response.text[:200]}"
+                )
         elif credential in REFUSED:
             why = _check_refused(response, credential)
             if why is not None:
@@ -315,11 +348,20 @@ async def test_no_key_listing_shows_a_secret(world: World) -> None:
     listed = await world.http.get("/v1/keys", params={"limit": 100}, headers=world.headers[ADMIN])
     assert listed.status_code == 200, listed.text
     keys = listed.json()["data"]
-    assert {key["name"] for key in keys} >= {"test-admin", "matrix-resolve", "matrix-read", "matrix-write",
-                                             "matrix-withdrawn", "matrix-lapsed"}
+    assert {key["name"] for key in keys} >= {
+        "test-admin",
+        "matrix-resolve",
+        "matrix-read",
+        "matrix-write",
+        "matrix-withdrawn",
+        "matrix-lapsed",
+    }
     assert all(key["secret"] is None for key in keys), keys
-    every_secret = [header["Authorization"].removeprefix("Bearer ") for header in world.headers.values()
-                    if header.get("Authorization", "").startswith("Bearer ")]
+    every_secret = [
+        header["Authorization"].removeprefix("Bearer ")
+        for header in world.headers.values()
+        if header.get("Authorization", "").startswith("Bearer ")
+    ]
     assert not any(secret in listed.text for secret in every_secret)
     one = await world.http.get("/v1/keys/matrix-read", headers=world.headers[ADMIN])
     assert one.status_code == 200 and one.json()["secret"] is None
@@ -332,9 +374,16 @@ async def test_the_matrix_changed_nothing(world: World) -> None:
 
     async def snapshot() -> list[Any]:
         agent = world.read_params["agent"]
-        return [(await world.http.get(path, headers=admin)).json() for path in (
-            "/v1/agents", f"/v1/agents/{agent}/variants", f"/v1/agents/{agent}/revisions",
-            f"/v1/agents/{agent}/experiments", "/v1/keys")]
+        return [
+            (await world.http.get(path, headers=admin)).json()
+            for path in (
+                "/v1/agents",
+                f"/v1/agents/{agent}/variants",
+                f"/v1/agents/{agent}/revisions",
+                f"/v1/agents/{agent}/experiments",
+                "/v1/keys",
+            )
+        ]
 
     def without_use(pages: list[Any]) -> list[Any]:
         for key in pages[-1]["data"]:

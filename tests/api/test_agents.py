@@ -26,8 +26,12 @@ async def agent_count(client: httpx.AsyncClient) -> int:
 async def test_create_returns_201_with_location_etag_and_the_full_object(client):
     response = await client.post(
         "/v1/agents",
-        json={"name": "Support Bot", "description": "Answers tickets", "metadata": {"team": "cx"},
-              "config": config(temperature=0.3)},
+        json={
+            "name": "Support Bot",
+            "description": "Answers tickets",
+            "metadata": {"team": "cx"},
+            "config": config(temperature=0.3),
+        },
     )
     assert response.status_code == 201, response.text
     agent = response.json()
@@ -443,9 +447,7 @@ async def test_delete_cascades_to_variants(client, conn):
     await create_variant(client, agent["id"], overrides={"temperature": 0.5})
     await client.post(f"/v1/agents/{agent['id']}/variants/{v1['id']}/activate")
     assert (await client.delete(f"/v1/agents/{agent['id']}")).status_code == 204
-    remaining = await conn.scalar(
-        text("SELECT count(*) FROM variants WHERE agent_id = :a"), {"a": agent["id"]}
-    )
+    remaining = await conn.scalar(text("SELECT count(*) FROM variants WHERE agent_id = :a"), {"a": agent["id"]})
     assert remaining == 0
     response = await client.get(f"/v1/agents/{agent['id']}/variants/{v1['id']}")
     assert_problem(response, 404, "resource_missing")

@@ -39,7 +39,10 @@ async def test_without_an_experiment_the_bundle_is_the_resolution(client) -> Non
         body = response.json()
         assert set(body) == {"object", "agent_id", "agent_slug", "etag", "resolved", "experiment"}
         assert (body["object"], body["agent_id"], body["agent_slug"]) == (
-            "resolution_bundle", agent["id"], agent["slug"])
+            "resolution_bundle",
+            agent["id"],
+            agent["slug"],
+        )
         assert ETAG.match(body["etag"]) and response.headers["etag"] == f'"{body["etag"]}"'
         assert body["experiment"] is None
         # The same object /resolved gives, with provenance, so a client can explain too.
@@ -75,9 +78,15 @@ async def start_experiment(client: httpx.AsyncClient) -> tuple[dict[str, Any], d
     a = await create_variant(client, agent["id"], overrides={"system_prompt": "A"})
     b = await create_variant(client, agent["id"], overrides={"system_prompt": "B"})
     assert (await client.post(f"/v1/agents/{agent['id']}/variants/{a['id']}/activate")).status_code == 200
-    experiment = (await client.post(f"/v1/agents/{agent['id']}/experiments", json={
-        "name": "prompts", "arms": [{"variant": "base", "weight": 2}, {"variant": b["id"], "weight": 3}],
-    })).json()
+    experiment = (
+        await client.post(
+            f"/v1/agents/{agent['id']}/experiments",
+            json={
+                "name": "prompts",
+                "arms": [{"variant": "base", "weight": 2}, {"variant": b["id"], "weight": 3}],
+            },
+        )
+    ).json()
     started = await client.post(f"/v1/agents/{agent['id']}/experiments/{experiment['id']}/start")
     assert started.status_code == 200, started.text
     return agent, b, started.json()
@@ -95,7 +104,10 @@ async def test_a_running_experiment_brings_every_arm(client) -> None:
     assert [arm["resolved"]["system_prompt"] for arm in shown["arms"]] == ["base", "B"]
     for arm in shown["arms"]:
         assert (arm["resolved"]["source"], arm["resolved"]["experiment_id"], arm["resolved"]["arm"]) == (
-            "experiment", experiment["id"], arm["arm"])
+            "experiment",
+            experiment["id"],
+            arm["arm"],
+        )
 
     stopped = await client.post(f"/v1/agents/{agent['id']}/experiments/{experiment['id']}/stop")
     assert stopped.status_code == 200

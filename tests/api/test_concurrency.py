@@ -54,9 +54,7 @@ async def agents_deleted(client: httpx.AsyncClient) -> AsyncIterator[list[str]]:
             assert response.status_code in (204, 404), response.text
 
 
-async def watch_single_active(
-    url: str, agent_id: str, stop: asyncio.Event
-) -> tuple[int, list[tuple[str, int]]]:
+async def watch_single_active(url: str, agent_id: str, stop: asyncio.Event) -> tuple[int, list[tuple[str, int]]]:
     """Poll for two active variants of the agent until `stop`; (polls made, violations)."""
     polls, violations = 0, []
     async with own_connection(url) as conn:
@@ -92,9 +90,7 @@ async def active_ids(conn: AsyncConnection, agent_id: str) -> list[str]:
     return list(rows)
 
 
-async def test_simultaneous_activations_leave_exactly_one_active(
-    live_client: httpx.AsyncClient, live_url: str
-) -> None:
+async def test_simultaneous_activations_leave_exactly_one_active(live_client: httpx.AsyncClient, live_url: str) -> None:
     async with agents_deleted(live_client) as created:
         agent = await create_agent(live_client)
         created.append(agent["id"])
@@ -107,8 +103,7 @@ async def test_simultaneous_activations_leave_exactly_one_active(
         for round_ in range(3):
             order = variants if round_ % 2 == 0 else variants[::-1]
             requests = [
-                (lambda v=v: live_client.post(f"/v1/agents/{agent['id']}/variants/{v['slug']}/activate"))
-                for v in order
+                (lambda v=v: live_client.post(f"/v1/agents/{agent['id']}/variants/{v['slug']}/activate")) for v in order
             ]
             responses, polls = await storm_with_observer(live_url, agent["id"], requests)
 
@@ -128,14 +123,13 @@ async def test_simultaneous_activations_leave_exactly_one_active(
             assert reported["active_variant_id"] == active[0]
             resolved = (await live_client.get(f"/v1/agents/{agent['id']}/resolved")).json()
             assert resolved["variant_id"] == active[0]
-            listed = (await live_client.get(f"/v1/agents/{agent['id']}/variants",
-                                            params={"is_active": "true", "limit": 100})).json()
+            listed = (
+                await live_client.get(f"/v1/agents/{agent['id']}/variants", params={"is_active": "true", "limit": 100})
+            ).json()
             assert [v["id"] for v in listed["data"]] == active
 
 
-async def test_database_itself_refuses_a_second_active_variant(
-    live_client: httpx.AsyncClient, live_url: str
-) -> None:
+async def test_database_itself_refuses_a_second_active_variant(live_client: httpx.AsyncClient, live_url: str) -> None:
     """The partial unique index, not only the service's lock, enforces the rule."""
     async with agents_deleted(live_client) as created:
         agent = await create_agent(live_client)
@@ -157,10 +151,14 @@ async def test_racing_creates_with_the_same_derived_agent_slug_get_suffixes(
     stem = name.lower().replace(" ", "-")
     racers = 10
     async with agents_deleted(live_client) as created:
-        responses = await asyncio.gather(*(
-            live_client.post("/v1/agents", json={"name": name, "config": {"model_provider": "p", "model_name": "m"}})
-            for _ in range(racers)
-        ))
+        responses = await asyncio.gather(
+            *(
+                live_client.post(
+                    "/v1/agents", json={"name": name, "config": {"model_provider": "p", "model_name": "m"}}
+                )
+                for _ in range(racers)
+            )
+        )
         created += [r.json()["id"] for r in responses if r.status_code == 201]
         assert [r.status_code for r in responses] == [201] * racers, [r.text for r in responses]
         slugs = sorted(r.json()["slug"] for r in responses)
@@ -178,10 +176,13 @@ async def test_racing_creates_with_the_same_derived_variant_slug_get_suffixes(
         agents = [await create_agent(live_client) for _ in range(2)]
         created += [a["id"] for a in agents]
         # The same name in two agents at once: suffixes count within each agent.
-        responses = await asyncio.gather(*(
-            live_client.post(f"/v1/agents/{agent['id']}/variants", json={"variant_name": "Shadow Prompt"})
-            for _ in range(racers) for agent in agents
-        ))
+        responses = await asyncio.gather(
+            *(
+                live_client.post(f"/v1/agents/{agent['id']}/variants", json={"variant_name": "Shadow Prompt"})
+                for _ in range(racers)
+                for agent in agents
+            )
+        )
         assert [r.status_code for r in responses] == [201] * len(responses), [r.text for r in responses]
         expected = sorted(["shadow-prompt"] + [f"shadow-prompt-{n}" for n in range(2, racers + 1)])
         for agent in agents:
@@ -197,12 +198,19 @@ async def test_racing_creates_with_the_same_explicit_agent_slug_one_wins(
     slug = unique("explicit").replace(" ", "-")
     racers = 10
     async with agents_deleted(live_client) as created:
-        responses = await asyncio.gather(*(
-            live_client.post("/v1/agents", json={
-                "name": f"Racer {n}", "slug": slug, "config": {"model_provider": "p", "model_name": "m"},
-            })
-            for n in range(racers)
-        ))
+        responses = await asyncio.gather(
+            *(
+                live_client.post(
+                    "/v1/agents",
+                    json={
+                        "name": f"Racer {n}",
+                        "slug": slug,
+                        "config": {"model_provider": "p", "model_name": "m"},
+                    },
+                )
+                for n in range(racers)
+            )
+        )
         created += [r.json()["id"] for r in responses if r.status_code == 201]
         statuses = Counter(r.status_code for r in responses)
         assert statuses == {201: 1, 409: racers - 1}, [r.text for r in responses]
@@ -222,11 +230,14 @@ async def test_racing_creates_with_the_same_explicit_variant_slug_one_wins(
     async with agents_deleted(live_client) as created:
         agent = await create_agent(live_client)
         created.append(agent["id"])
-        responses = await asyncio.gather(*(
-            live_client.post(f"/v1/agents/{agent['id']}/variants",
-                             json={"variant_name": f"Racer {n}", "slug": "contested"})
-            for n in range(racers)
-        ))
+        responses = await asyncio.gather(
+            *(
+                live_client.post(
+                    f"/v1/agents/{agent['id']}/variants", json={"variant_name": f"Racer {n}", "slug": "contested"}
+                )
+                for n in range(racers)
+            )
+        )
         statuses = Counter(r.status_code for r in responses)
         assert statuses == {201: 1, 409: racers - 1}, [r.text for r in responses]
         assert {r.json()["code"] for r in responses if r.status_code == 409} == {"slug_taken"}
@@ -316,13 +327,16 @@ async def test_activation_storm_mixed_with_deletes_and_deactivations(
                 assert response.headers["content-type"].startswith("application/problem+json")
         async with own_connection(live_url) as conn:
             active = await active_ids(conn, agent["id"])
-            remaining = set(await conn.scalars(
-                text("SELECT id FROM variants WHERE agent_id = :agent"), {"agent": agent["id"]}
-            ))
+            remaining = set(
+                await conn.scalars(text("SELECT id FROM variants WHERE agent_id = :agent"), {"agent": agent["id"]})
+            )
         assert len(active) <= 1 and set(active) <= remaining
         reported = (await live_client.get(f"/v1/agents/{agent['id']}")).json()
         assert reported["active_variant_id"] == (active[0] if active else None)
         assert reported["variant_count"] == len(remaining)
-        deleted = {r.request.url.path.rsplit("/", 1)[1] for r in responses
-                   if r.request.method == "DELETE" and r.status_code == 204}
+        deleted = {
+            r.request.url.path.rsplit("/", 1)[1]
+            for r in responses
+            if r.request.method == "DELETE" and r.status_code == 204
+        }
         assert deleted.isdisjoint(remaining)

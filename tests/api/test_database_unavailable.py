@@ -22,8 +22,9 @@ async def unreachable(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
     auth_off = request.param == "auth off"
     app = create_app(settings_for_tests(auth_disabled=auth_off), database=database)
     headers = {} if auth_off else bearer("avk_" + "x" * 43)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
-                                 headers=headers) as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers
+    ) as client:
         yield client
     await database.dispose()
 

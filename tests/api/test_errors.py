@@ -126,7 +126,11 @@ async def test_every_bad_field_is_named_at_once(client):
     )
     body = assert_problem(response, 422, "validation_error")
     assert problem_params(response) == {
-        "name", "config.temperature", "config.max_tokens", "config.timeout_seconds", "config.model_provider",
+        "name",
+        "config.temperature",
+        "config.max_tokens",
+        "config.timeout_seconds",
+        "config.model_provider",
     }
     for param in problem_params(response):
         assert param in body["detail"]
@@ -158,15 +162,24 @@ async def test_json_types_are_strict(client, field, value):
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("temperature", -0.1), ("temperature", 2.01),
-        ("max_tokens", 0), ("max_tokens", 10_000_001),
-        ("context_window", -1), ("context_window", 100_000_001),
-        ("input_token_limit", -1), ("input_token_limit", 100_000_001),
-        ("token_budget", -1), ("token_budget", 10_000_000_001),
-        ("timeout_seconds", 0), ("timeout_seconds", 86_401),
-        ("max_retries", -1), ("max_retries", 101),
-        ("model_provider", ""), ("model_provider", "p" * 65),
-        ("model_name", ""), ("model_name", "m" * 257),
+        ("temperature", -0.1),
+        ("temperature", 2.01),
+        ("max_tokens", 0),
+        ("max_tokens", 10_000_001),
+        ("context_window", -1),
+        ("context_window", 100_000_001),
+        ("input_token_limit", -1),
+        ("input_token_limit", 100_000_001),
+        ("token_budget", -1),
+        ("token_budget", 10_000_000_001),
+        ("timeout_seconds", 0),
+        ("timeout_seconds", 86_401),
+        ("max_retries", -1),
+        ("max_retries", 101),
+        ("model_provider", ""),
+        ("model_provider", "p" * 65),
+        ("model_name", ""),
+        ("model_name", "m" * 257),
         ("prompt_version", "v" * 65),
         ("system_prompt", "s" * 200_001),
         ("user_prompt_template", "u" * 200_001),
@@ -183,9 +196,17 @@ async def test_config_range_limits_are_inclusive(client):
     agent = await create_agent(
         client,
         config=config(
-            temperature=2.0, max_tokens=10_000_000, context_window=0, input_token_limit=100_000_000,
-            token_budget=10_000_000_000, timeout_seconds=86_400, max_retries=100,
-            model_provider="p" * 64, model_name="m" * 256, prompt_version="v" * 64, system_prompt="s" * 200_000,
+            temperature=2.0,
+            max_tokens=10_000_000,
+            context_window=0,
+            input_token_limit=100_000_000,
+            token_budget=10_000_000_000,
+            timeout_seconds=86_400,
+            max_retries=100,
+            model_provider="p" * 64,
+            model_name="m" * 256,
+            prompt_version="v" * 64,
+            system_prompt="s" * 200_000,
         ),
     )
     assert agent["config"]["token_budget"] == 10_000_000_000
@@ -423,7 +444,9 @@ async def test_inconsistent_variant_create_names_overrides_and_inherited_fields(
     )
     assert_problem(response, 422, "inconsistent_config")
     assert problem_params(response) == {
-        "overrides.context_window", "overrides.input_token_limit", "config.max_tokens",
+        "overrides.context_window",
+        "overrides.input_token_limit",
+        "config.max_tokens",
     }
     assert (await fetch(client, url))["data"] == []
     assert (await fetch(client, f"/v1/agents/{agent['id']}"))["variant_count"] == 0
@@ -448,19 +471,21 @@ async def test_inconsistent_variant_patch_is_422_and_writes_nothing(client):
     response = await client.patch(url, json={"description": "x", "overrides": {"input_token_limit": 500}})
     assert_problem(response, 422, "inconsistent_config")
     assert problem_params(response) == {
-        "config.context_window", "overrides.input_token_limit", "overrides.max_tokens",
+        "config.context_window",
+        "overrides.input_token_limit",
+        "overrides.max_tokens",
     }
     assert await fetch(client, url) == variant
     # Removing an override can break the rule too: the inherited value comes back.
-    strict_agent = await create_agent(
-        client, config=config(context_window=1000, max_tokens=500, input_token_limit=500)
-    )
+    strict_agent = await create_agent(client, config=config(context_window=1000, max_tokens=500, input_token_limit=500))
     loose = await create_variant(client, strict_agent["id"], overrides={"max_tokens": 100, "input_token_limit": 900})
     url = f"/v1/agents/{strict_agent['id']}/variants/{loose['id']}"
     response = await client.patch(url, json={"overrides": {"max_tokens": None}})
     assert_problem(response, 422, "inconsistent_config")
     assert problem_params(response) == {
-        "config.context_window", "overrides.input_token_limit", "config.max_tokens",
+        "config.context_window",
+        "overrides.input_token_limit",
+        "config.max_tokens",
     }
     assert await fetch(client, url) == loose
 
@@ -476,7 +501,9 @@ async def test_agent_patch_that_would_break_the_active_variant_is_422(client):
     response = await client.patch(f"/v1/agents/{agent['id']}", json={"config": {"input_token_limit": 600}})
     assert_problem(response, 422, "inconsistent_config")
     assert problem_params(response) == {
-        "overrides.context_window", "config.input_token_limit", "config.max_tokens",
+        "overrides.context_window",
+        "config.input_token_limit",
+        "config.max_tokens",
     }
     assert (await fetch(client, f"/v1/agents/{agent['id']}"))["version"] == agent["version"]
     assert await fetch(client, f"/v1/agents/{agent['id']}/resolved") == resolved_before
@@ -513,7 +540,9 @@ async def test_activation_rechecks_a_variant_broken_by_a_later_base_change(clien
     response = await client.post(f"/v1/agents/{agent['id']}/variants/{variant['id']}/activate")
     assert_problem(response, 422, "inconsistent_config")
     assert problem_params(response) == {
-        "overrides.context_window", "config.input_token_limit", "config.max_tokens",
+        "overrides.context_window",
+        "config.input_token_limit",
+        "config.max_tokens",
     }
     # Nothing moved: the variant stays inactive, the other stays active.
     assert await fetch(client, f"/v1/agents/{agent['id']}/variants/{variant['id']}") == variant_before
@@ -561,9 +590,7 @@ async def test_invalid_utf8_body_is_400(client):
 async def test_pathologically_nested_or_huge_json_is_a_client_error(client):
     nested = b'{"name": "x", "metadata": ' + b"[" * 5000 + b"]" * 5000 + b', "config": {}}'
     huge_number = (
-        b'{"name": "x", "config": {"model_provider": "a", "model_name": "b", "max_tokens": 1'
-        + b"0" * 5000
-        + b"}}"
+        b'{"name": "x", "config": {"model_provider": "a", "model_name": "b", "max_tokens": 1' + b"0" * 5000 + b"}}"
     )
     for raw in (nested, huge_number):
         response = await post_raw(client, "/v1/agents", raw)

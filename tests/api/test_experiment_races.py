@@ -43,10 +43,12 @@ async def own_connection(url: str) -> AsyncIterator[AsyncConnection]:
         await engine.dispose()
 
 
-async def new_experiment(client: httpx.AsyncClient, agent_id: str, arms: list[dict[str, Any]],
-                         **body: Any) -> dict[str, Any]:
-    response = await client.post(f"/v1/agents/{agent_id}/experiments",
-                                 json={"name": unique("experiment"), "arms": arms, **body})
+async def new_experiment(
+    client: httpx.AsyncClient, agent_id: str, arms: list[dict[str, Any]], **body: Any
+) -> dict[str, Any]:
+    response = await client.post(
+        f"/v1/agents/{agent_id}/experiments", json={"name": unique("experiment"), "arms": arms, **body}
+    )
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "draft"
     return response.json()
@@ -69,8 +71,9 @@ async def test_concurrent_starts_leave_exactly_one_running(live_client: httpx.As
         ]
         winners: Counter[int] = Counter()
         for round_ in range(ROUNDS):
-            drafts = [await new_experiment(live_client, agent["id"], arm_sets[n % len(arm_sets)])
-                      for n in range(RACERS)]
+            drafts = [
+                await new_experiment(live_client, agent["id"], arm_sets[n % len(arm_sets)]) for n in range(RACERS)
+            ]
             order = drafts if round_ % 2 == 0 else drafts[::-1]
             responses = await asyncio.gather(*(live_client.post(f"{base}/{d['id']}/start") for d in order))
 
@@ -152,16 +155,25 @@ async def running_experiment(client: httpx.AsyncClient) -> dict[str, Any]:
         a = await create_variant(client, agent["id"], overrides={"system_prompt": "prompt A"})
         b = await create_variant(client, agent["id"], overrides={"system_prompt": "prompt B"})
         experiment = await new_experiment(
-            client, agent["id"],
-            [{"variant": "base", "weight": WEIGHTS[0]}, {"variant": a["slug"], "weight": WEIGHTS[1]},
-             {"variant": b["id"], "weight": WEIGHTS[2]}],
+            client,
+            agent["id"],
+            [
+                {"variant": "base", "weight": WEIGHTS[0]},
+                {"variant": a["slug"], "weight": WEIGHTS[1]},
+                {"variant": b["id"], "weight": WEIGHTS[2]},
+            ],
             salt=SALT,
         )
         started = await client.post(f"/v1/agents/{agent['id']}/experiments/{experiment['id']}/start")
         assert started.status_code == 200, started.text
         _running.clear()
-        _running.update(client=client, agent=agent, experiment=started.json(),
-                        variant_ids=[None, a["id"], b["id"]], prompts=["base prompt", "prompt A", "prompt B"])
+        _running.update(
+            client=client,
+            agent=agent,
+            experiment=started.json(),
+            variant_ids=[None, a["id"], b["id"]],
+            prompts=["base prompt", "prompt A", "prompt B"],
+        )
     return _running
 
 
@@ -191,7 +203,8 @@ async def test_a_subject_keeps_its_arm_across_repeats_and_a_rename(client: httpx
     b = await create_variant(client, agent["id"], overrides={"system_prompt": "prompt B"})
     weights = [1, 1, 1]
     experiment = await new_experiment(
-        client, agent["id"],
+        client,
+        agent["id"],
         [{"variant": "base", "weight": 1}, {"variant": a["id"], "weight": 1}, {"variant": b["id"], "weight": 1}],
     )
     path = f"/v1/agents/{agent['id']}/experiments/{experiment['id']}"

@@ -29,8 +29,10 @@ async def test_create_get_list_and_the_object(client):
     experiment = response.json()
     assert experiment["object"] == "experiment" and experiment["id"].startswith("exp_")
     assert experiment["status"] == "draft" and experiment["salt"] == experiment["id"]
-    assert experiment["arms"] == [{"arm": 0, "variant_id": None, "weight": 1},
-                                  {"arm": 1, "variant_id": a["id"], "weight": 3}]
+    assert experiment["arms"] == [
+        {"arm": 0, "variant_id": None, "weight": 1},
+        {"arm": 1, "variant_id": a["id"], "weight": 3},
+    ]
     assert experiment["started_at"] is None and experiment["stopped_at"] is None and experiment["version"] == 1
     assert response.headers["location"].endswith(f"/experiments/{experiment['id']}")
     for ref in (experiment["id"], experiment["slug"]):
@@ -39,7 +41,8 @@ async def test_create_get_list_and_the_object(client):
     listed = (await client.get(f"/v1/agents/{agent['id']}/experiments", params={"status": "draft"})).json()
     assert [e["id"] for e in listed["data"]] == [experiment["id"]]
     assert (await client.get(f"/v1/agents/{agent['id']}/experiments", params={"status": "running"})).json()[
-        "data"] == []
+        "data"
+    ] == []
 
 
 async def test_bad_arms_are_named(client):
@@ -65,8 +68,9 @@ async def test_bad_arms_are_named(client):
 async def test_status_rules(client):
     agent, a, b = await setup(client)
     first = (await create(client, agent, [{"variant": "base", "weight": 1}, {"variant": a["id"], "weight": 1}])).json()
-    second = (await create(client, agent, [{"variant": a["id"], "weight": 1},
-                                           {"variant": b["id"], "weight": 1}])).json()
+    second = (
+        await create(client, agent, [{"variant": a["id"], "weight": 1}, {"variant": b["id"], "weight": 1}])
+    ).json()
     base = f"/v1/agents/{agent['id']}/experiments"
     assert_problem(await client.post(f"{base}/{first['id']}/stop"), 409, "invalid_status")
     started = await client.post(f"{base}/{first['id']}/start")
@@ -74,8 +78,14 @@ async def test_status_rules(client):
     assert (await client.post(f"{base}/{first['id']}/start")).status_code == 200  # a no-op
     assert_problem(await client.post(f"{base}/{second['id']}/start"), 409, "experiment_running")
     assert_problem(await client.patch(f"{base}/{first['id']}", json={"salt": "x"}), 409, "experiment_not_draft")
-    assert_problem(await client.patch(f"{base}/{first['id']}", json={"arms": [
-        {"variant": "base", "weight": 2}, {"variant": a["id"], "weight": 1}]}), 409, "experiment_not_draft")
+    assert_problem(
+        await client.patch(
+            f"{base}/{first['id']}",
+            json={"arms": [{"variant": "base", "weight": 2}, {"variant": a["id"], "weight": 1}]},
+        ),
+        409,
+        "experiment_not_draft",
+    )
     renamed = await client.patch(f"{base}/{first['id']}", json={"name": "Renamed"})
     assert renamed.status_code == 200 and renamed.json()["name"] == "Renamed"
     assert_problem(await client.delete(f"{base}/{first['id']}"), 409, "experiment_not_draft")
@@ -93,8 +103,14 @@ async def test_status_rules(client):
 async def test_subject_gets_its_arm_and_normal_resolution_otherwise(client):
     agent, a, b = await setup(client)
     weights = [1, 2, 3]
-    experiment = (await create(client, agent, [{"variant": "base", "weight": 1}, {"variant": a["id"], "weight": 2},
-                                               {"variant": b["id"], "weight": 3}], salt="s1")).json()
+    experiment = (
+        await create(
+            client,
+            agent,
+            [{"variant": "base", "weight": 1}, {"variant": a["id"], "weight": 2}, {"variant": b["id"], "weight": 3}],
+            salt="s1",
+        )
+    ).json()
     url = f"/v1/agents/{agent['slug']}/resolved"
     plain = (await client.get(url, params={"subject": "user-1"})).json()
     assert plain["source"] == "agent" and plain["experiment_id"] is None  # a draft assigns nothing
@@ -118,13 +134,15 @@ async def test_subject_gets_its_arm_and_normal_resolution_otherwise(client):
 
 async def test_experiment_changes_are_revisions(client):
     agent, a, _ = await setup(client)
-    experiment = (await create(client, agent, [{"variant": "base", "weight": 1},
-                                               {"variant": a["id"], "weight": 1}])).json()
+    experiment = (
+        await create(client, agent, [{"variant": "base", "weight": 1}, {"variant": a["id"], "weight": 1}])
+    ).json()
     base = f"/v1/agents/{agent['id']}/experiments/{experiment['id']}"
     await client.post(f"{base}/start")
     await client.post(f"{base}/stop")
-    revisions = (await client.get(f"/v1/agents/{agent['id']}/revisions",
-                                  params={"target_id": experiment["id"]})).json()["data"]
+    revisions = (
+        await client.get(f"/v1/agents/{agent['id']}/revisions", params={"target_id": experiment["id"]})
+    ).json()["data"]
     assert [r["action"] for r in revisions] == ["stop", "start", "create"]
     assert revisions[0]["before"]["status"] == "running" and revisions[0]["after"]["status"] == "stopped"
     # Experiment revisions are never undone: undo skips them.

@@ -163,8 +163,9 @@ class HistoryMachine(RuleBasedStateMachine):
         variant = self.pick(data)
         listed = self.call("list", "GET", "/revisions", {200}, params={"target_id": variant, "limit": 100})["data"]
         revision = data.draw(st.sampled_from([r["id"] for r in listed]))
-        self.call("restore", "POST", f"/variants/{variant}/restore", {200, 404, 409, 422},
-                  json={"revision_id": revision})
+        self.call(
+            "restore", "POST", f"/variants/{variant}/restore", {200, 404, 409, 422}, json={"revision_id": revision}
+        )
         self.record()
 
     @rule(patch=config_patches)

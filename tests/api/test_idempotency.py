@@ -117,10 +117,13 @@ async def test_replayed_variant_create_makes_one_variant(client):
 
 async def test_key_order_and_whitespace_do_not_make_another_request(client):
     key, name = new_key(), unique()
-    compact = json.dumps({"name": name, "config": {"model_provider": "openai", "model_name": "gpt-4o"}},
-                         separators=(",", ":"))
-    reordered = ('{\n  "config" : { "model_name" : "gpt-4o",\t"model_provider": "openai" },\n'
-                 f'  "name": {json.dumps(name)}\n}}\n')
+    compact = json.dumps(
+        {"name": name, "config": {"model_provider": "openai", "model_name": "gpt-4o"}}, separators=(",", ":")
+    )
+    reordered = (
+        '{\n  "config" : { "model_name" : "gpt-4o",\t"model_provider": "openai" },\n'
+        f'  "name": {json.dumps(name)}\n}}\n'
+    )
 
     first = await client.post("/v1/agents", content=compact, headers=keyed(key, **{"Content-Type": JSON}))
     again = await client.post("/v1/agents", content=reordered, headers=keyed(key, **{"Content-Type": JSON}))
@@ -476,9 +479,11 @@ async def test_a_request_in_flight_under_the_key_is_409_in_use(live_client, live
     raw = json.dumps(body).encode()
     async with live_db.engine.begin() as conn:  # a claim held by a request still running
         await conn.execute(
-            text("INSERT INTO idempotency_keys (key, fingerprint, state, owner, locked_until, created_at, expires_at)"
-                 " VALUES (:key, :print, 'in_flight', 'running', now() + interval '1 minute', now(),"
-                 "         now() + interval '1 day')"),
+            text(
+                "INSERT INTO idempotency_keys (key, fingerprint, state, owner, locked_until, created_at, expires_at)"
+                " VALUES (:key, :print, 'in_flight', 'running', now() + interval '1 minute', now(),"
+                "         now() + interval '1 day')"
+            ),
             {"key": await stored(live_db, live_client, key), "print": fingerprint("POST", "/v1/agents", raw)},
         )
 
@@ -547,8 +552,9 @@ async def test_an_expired_key_not_yet_purged_is_free(live_client, live_db, same_
         assert again.json()["name"] == second_body["name"]
         # The new answer is the one the key replays now, for another 24 hours.
         assert_replay_of(again, await live_client.post("/v1/agents", json=second_body, headers=keyed(key)))
-        assert_problem(await live_client.post("/v1/agents", json=agent_body(), headers=keyed(key)),
-                       409, "idempotency_key_reused")
+        assert_problem(
+            await live_client.post("/v1/agents", json=agent_body(), headers=keyed(key)), 409, "idempotency_key_reused"
+        )
         row = await key_row(live_db, live_client, key)
         assert (row["expires_at"] - row["created_at"]).total_seconds() == 24 * 3600
     finally:
@@ -559,10 +565,12 @@ async def insert_claim(db: Database, key: str, print_: str) -> None:
     """An in-flight claim whose lease ran out: the process that held it died."""
     async with db.engine.begin() as conn:
         await conn.execute(
-            text("INSERT INTO idempotency_keys (key, fingerprint, state, owner, locked_until, created_at, expires_at)"
-                 " VALUES (:key, :print, 'in_flight', 'dead-process', now() - interval '1 second',"
-                 "         now() - interval '2 minutes',"
-                 "         now() + interval '1 day')"),
+            text(
+                "INSERT INTO idempotency_keys (key, fingerprint, state, owner, locked_until, created_at, expires_at)"
+                " VALUES (:key, :print, 'in_flight', 'dead-process', now() - interval '1 second',"
+                "         now() - interval '2 minutes',"
+                "         now() + interval '1 day')"
+            ),
             {"key": key, "print": print_},
         )
 
@@ -580,8 +588,9 @@ async def test_an_abandoned_claim_is_taken_over_by_a_retry(live_client, live_db)
         assert "idempotent-replayed" not in response.headers
         assert (await key_row(live_db, live_client, key))["state"] == "done"
         assert await count_agents(live_db, body["name"]) == 1
-        assert_replay_of(response, await live_client.post("/v1/agents", content=raw,
-                                                          headers=keyed(key, **{"Content-Type": JSON})))
+        assert_replay_of(
+            response, await live_client.post("/v1/agents", content=raw, headers=keyed(key, **{"Content-Type": JSON}))
+        )
     finally:
         if response.status_code == 201:
             await delete_agents(live_client, {response.json()["id"]})
@@ -614,8 +623,9 @@ methods = st.sampled_from(["POST", "PUT", "PATCH", "DELETE", "GET"])
 @given(body=json_objects, data=st.data(), path=paths)
 def test_fingerprint_ignores_key_order_and_spacing(body, data, path):
     shuffled = dict(data.draw(st.permutations(list(body.items()))))
-    spaced = json.dumps(shuffled, indent=data.draw(st.sampled_from([None, 0, 2])),
-                        ensure_ascii=data.draw(st.booleans())).encode()
+    spaced = json.dumps(
+        shuffled, indent=data.draw(st.sampled_from([None, 0, 2])), ensure_ascii=data.draw(st.booleans())
+    ).encode()
     compact = json.dumps(body, separators=(",", ":")).encode()
 
     assert fingerprint("POST", path, spaced) == fingerprint("POST", path, compact)
@@ -680,8 +690,7 @@ def test_fingerprint_of_a_body_nested_too_deep_is_that_of_its_bytes():
 def test_fingerprint_distinguishes_null_empty_object_and_no_body():
     prints = {fingerprint("POST", "/v1/agents", body) for body in (b"null", b"{}", b"", b"[]", b'""')}
     assert len(prints) == 5
-    assert fingerprint("POST", "/v1/agents", b"{\"a\": 1, \"b\": 2}") == fingerprint("POST", "/v1/agents",
-                                                                                      b"{\"b\":2,\"a\":1}")
+    assert fingerprint("POST", "/v1/agents", b'{"a": 1, "b": 2}') == fingerprint("POST", "/v1/agents", b'{"b":2,"a":1}')
 
 
 async def test_a_client_that_leaves_mid_body_claims_nothing(db, conn):
@@ -691,10 +700,12 @@ async def test_a_client_that_leaves_mid_body_claims_nothing(db, conn):
     # Auth off: the key is stored as sent (with auth, under the API key's id).
     app = create_app(settings_for_tests(auth_disabled=True), database=db)
     key = new_key()
-    messages = iter([
-        {"type": "http.request", "body": b'{"name": "half', "more_body": True},
-        {"type": "http.disconnect"},
-    ])
+    messages = iter(
+        [
+            {"type": "http.request", "body": b'{"name": "half', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
     sent: list[dict] = []
 
     async def receive() -> dict:
@@ -704,9 +715,17 @@ async def test_a_client_that_leaves_mid_body_claims_nothing(db, conn):
         sent.append(message)
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/v1/agents", "raw_path": b"/v1/agents", "query_string": b"",
-        "root_path": "", "server": ("test", 80), "client": ("test", 1),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/agents",
+        "raw_path": b"/v1/agents",
+        "query_string": b"",
+        "root_path": "",
+        "server": ("test", 80),
+        "client": ("test", 1),
         "headers": [(b"content-type", b"application/json"), (b"idempotency-key", key.encode())],
     }
     await app(scope, receive, send)

@@ -250,8 +250,11 @@ def assert_etag_is_version(response: httpx.Response, status: int = 200) -> dict[
 
 async def test_every_write_returns_the_etag_of_its_version(client):
     created = assert_etag_is_version(
-        await client.post("/v1/agents", json={"name": "Etag bot", "config": {"model_provider": "openai",
-                                                                             "model_name": "gpt-4o"}}), 201)
+        await client.post(
+            "/v1/agents", json={"name": "Etag bot", "config": {"model_provider": "openai", "model_name": "gpt-4o"}}
+        ),
+        201,
+    )
     agent_url = f"/v1/agents/{created['id']}"
     assert created["version"] == 1
     patched = assert_etag_is_version(await client.patch(agent_url, json={"description": "x"}))
@@ -290,8 +293,9 @@ async def test_the_etag_of_a_write_is_the_one_to_send_next(client):
         assert response.status_code == 200, response.text
         assert response.headers["etag"] != current
         stale, current = current, response.headers["etag"]
-        assert_problem(await client.patch(url, json={"description": "z"}, headers={"If-Match": stale}),
-                       412, "precondition_failed")
+        assert_problem(
+            await client.patch(url, json={"description": "z"}, headers={"If-Match": stale}), 412, "precondition_failed"
+        )
     assert (await client.get(url)).json()["description"] == "d"
 
 
@@ -306,21 +310,24 @@ async def test_concurrent_patches_with_one_if_match_let_exactly_one_through(live
         url = variant_url(agent, variant)
         current = await etag(live_client, url)
 
-        responses = await asyncio.gather(*(
-            live_client.patch(url, json={"description": f"writer {n}"}, headers={"If-Match": current})
-            for n in range(10)
-        ))
+        responses = await asyncio.gather(
+            *(
+                live_client.patch(url, json={"description": f"writer {n}"}, headers={"If-Match": current})
+                for n in range(10)
+            )
+        )
 
         winners = [r for r in responses if r.status_code == 200]
         assert len(winners) == 1, [(r.status_code, r.text) for r in responses]
         for response in responses:
             if response is not winners[0]:
                 assert_problem(response, 412, "precondition_failed")
-        after = (await ok(live_client.get(url)))
+        after = await ok(live_client.get(url))
         assert after["version"] == variant["version"] + 1
         assert after["description"] == winners[0].json()["description"]
-        history = await ok(live_client.get(f"/v1/agents/{agent['id']}/revisions",
-                                           params={"target_id": variant["id"], "limit": 100}))
+        history = await ok(
+            live_client.get(f"/v1/agents/{agent['id']}/revisions", params={"target_id": variant["id"], "limit": 100})
+        )
         assert [r["action"] for r in history["data"]] == ["update", "create"]
     finally:
         assert (await live_client.delete(f"/v1/agents/{agent['id']}")).status_code == 204
@@ -334,8 +341,10 @@ async def test_concurrent_activations_with_one_if_match_let_exactly_one_through(
         url = variant_url(agent, variant)
         current = await etag(live_client, url)
         # Activate, then deactivate, again and again: each would change the variant if let through.
-        requests = [live_client.post(f"{url}/{'activate' if n % 2 == 0 else 'deactivate'}",
-                                     headers={"If-Match": current}) for n in range(10)]
+        requests = [
+            live_client.post(f"{url}/{'activate' if n % 2 == 0 else 'deactivate'}", headers={"If-Match": current})
+            for n in range(10)
+        ]
 
         responses = await asyncio.gather(*requests)
 
@@ -356,8 +365,11 @@ async def newest_revision(client: httpx.AsyncClient, agent_id: str) -> dict[str,
 
 async def test_x_actor_is_recorded_in_the_revision(client):
     actor = "alice@example.com (via console)"
-    response = await client.post("/v1/agents", json={"name": "Actor bot", "config": {
-        "model_provider": "openai", "model_name": "gpt-4o"}}, headers={"X-Actor": actor})
+    response = await client.post(
+        "/v1/agents",
+        json={"name": "Actor bot", "config": {"model_provider": "openai", "model_name": "gpt-4o"}},
+        headers={"X-Actor": actor},
+    )
     agent = response.json()
     assert (await newest_revision(client, agent["id"]))["actor"] == actor
 
@@ -384,8 +396,11 @@ async def test_x_actor_is_recorded_in_the_revision(client):
 async def test_a_non_ascii_x_actor_is_recorded_as_sent(client, encoding):
     agent = await create_agent(client)
 
-    await ok(client.patch(f"/v1/agents/{agent['id']}", json={"description": "x"},
-                          headers={"X-Actor": "José Müller".encode(encoding)}))
+    await ok(
+        client.patch(
+            f"/v1/agents/{agent['id']}", json={"description": "x"}, headers={"X-Actor": "José Müller".encode(encoding)}
+        )
+    )
 
     assert (await newest_revision(client, agent["id"]))["actor"] == "José Müller"
 
@@ -406,8 +421,11 @@ async def test_x_actor_over_256_chars_is_422_and_changes_nothing(client, write):
     before = await snapshot(client, agent["id"])
     headers = {"X-Actor": "a" * 257}
     request = {
-        "create_agent": lambda: client.post("/v1/agents", json={"name": "Long actor", "config": {
-            "model_provider": "openai", "model_name": "gpt-4o"}}, headers=headers),
+        "create_agent": lambda: client.post(
+            "/v1/agents",
+            json={"name": "Long actor", "config": {"model_provider": "openai", "model_name": "gpt-4o"}},
+            headers=headers,
+        ),
         "patch_agent": lambda: client.patch(f"/v1/agents/{agent['id']}", json={"description": "x"}, headers=headers),
         "activate": lambda: client.post(variant_url(agent, variant) + "/activate", headers=headers),
         "undo": lambda: client.post(f"/v1/agents/{agent['id']}/undo", headers=headers),

@@ -168,8 +168,9 @@ async def test_the_list_pages_newest_first_without_repeats(client: httpx.AsyncCl
     assert empty == {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
 
 
-@pytest.mark.parametrize("after", ["nope", "agt_01JD0000000000000000000000", "key_01jd0000000000000000000000",
-                                   "key_", "admin"])
+@pytest.mark.parametrize(
+    "after", ["nope", "agt_01JD0000000000000000000000", "key_01jd0000000000000000000000", "key_", "admin"]
+)
 async def test_an_after_that_is_not_a_key_id_is_invalid_cursor(client: httpx.AsyncClient, after: str) -> None:
     response = await client.get("/v1/keys", params={"after": after})
     assert_problem(response, 422, "invalid_cursor")
@@ -185,8 +186,25 @@ async def test_names_that_are_allowed(client: httpx.AsyncClient, name: str) -> N
 
 @pytest.mark.parametrize(
     "name",
-    ["", "Bad", "ADMIN", "bad_name", "key_01JD0000000000000000000000", "-lead", ".lead", "@lead", "a" * 65,
-     "has space", "tab\tin", "trailing\n", "josé", "slash/in", "colon:in", 7, None],
+    [
+        "",
+        "Bad",
+        "ADMIN",
+        "bad_name",
+        "key_01JD0000000000000000000000",
+        "-lead",
+        ".lead",
+        "@lead",
+        "a" * 65,
+        "has space",
+        "tab\tin",
+        "trailing\n",
+        "josé",
+        "slash/in",
+        "colon:in",
+        7,
+        None,
+    ],
 )
 async def test_names_that_are_refused_name_the_field(client: httpx.AsyncClient, name: Any) -> None:
     response = await client.post("/v1/keys", json={"name": name, "scope": "read"})
@@ -195,8 +213,13 @@ async def test_names_that_are_refused_name_the_field(client: httpx.AsyncClient, 
 
 
 async def test_unknown_fields_are_refused(client: httpx.AsyncClient) -> None:
-    for field, value in (("secret", "avk_" + "a" * 43), ("id", new_id("api_key")), ("owner", "bob"),
-                         ("revoked_at", None), ("last_used_at", "2030-01-01T00:00:00Z")):
+    for field, value in (
+        ("secret", "avk_" + "a" * 43),
+        ("id", new_id("api_key")),
+        ("owner", "bob"),
+        ("revoked_at", None),
+        ("last_used_at", "2030-01-01T00:00:00Z"),
+    ):
         response = await client.post("/v1/keys", json={"name": key_name(), "scope": "read", field: value})
         assert_problem(response, 422, "validation_error")
         assert problem_params(response) == {field}, field
@@ -300,8 +323,11 @@ async def test_a_new_key_works_at_once_with_exactly_its_scope(client: httpx.Asyn
         write = bearer((await create_key(client, scope="write"))["secret"])
         assert (await http.post("/v1/agents", json=new_agent, headers=write)).status_code == 201
         assert_problem(await http.get("/v1/keys", headers=write), 403, "insufficient_scope")
-        assert_problem(await http.post("/v1/keys", json={"name": key_name(), "scope": "read"}, headers=write),
-                       403, "insufficient_scope")
+        assert_problem(
+            await http.post("/v1/keys", json={"name": key_name(), "scope": "read"}, headers=write),
+            403,
+            "insufficient_scope",
+        )
 
         admin = bearer((await create_key(client, scope="admin"))["secret"])
         assert (await http.get("/v1/keys", headers=admin)).status_code == 200
@@ -378,8 +404,16 @@ async def test_a_key_is_refused_once_it_has_expired(client: httpx.AsyncClient) -
 
 @pytest.mark.parametrize(
     "authorization",
-    [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "avk_" + "a" * 43, "Bearer avk_" + "a" * 43,
-     "Bearer not-a-key"],
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "avk_" + "a" * 43,
+        "Bearer avk_" + "a" * 43,
+        "Bearer not-a-key",
+    ],
 )
 async def test_a_missing_or_bad_key_is_401_with_a_bearer_challenge(
     client: httpx.AsyncClient, authorization: str | None
@@ -470,31 +504,46 @@ async def test_idempotency_keys_belong_to_each_api_key(client: httpx.AsyncClient
 
 async def database_text(conn: AsyncConnection) -> dict[str, list[str]]:
     """Every row of every table in schema public, as PostgreSQL writes it as text."""
-    tables = (await conn.execute(text(
-        "SELECT table_name FROM information_schema.tables "
-        "WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name"
-    ))).scalars().all()
-    return {table: list((await conn.execute(text(f'SELECT t::text FROM public."{table}" t'))).scalars())
-            for table in tables}
+    tables = (
+        (
+            await conn.execute(
+                text(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name"
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return {
+        table: list((await conn.execute(text(f'SELECT t::text FROM public."{table}" t'))).scalars()) for table in tables
+    }
 
 
 def forms_of(secret: str) -> list[str]:
     """The secret as it would show in a row's text: itself, its random part, and as
     bytea hex (how a stored response body would show it)."""
-    return [secret, secret[len(tokens.PREFIX):], secret.encode().hex(), secret[len(tokens.PREFIX):].encode().hex()]
+    return [secret, secret[len(tokens.PREFIX) :], secret.encode().hex(), secret[len(tokens.PREFIX) :].encode().hex()]
 
 
 async def test_no_secret_is_stored_anywhere_in_the_database(
     client: httpx.AsyncClient, db: Database, conn: AsyncConnection
 ) -> None:
-    via_http = (await client.post("/v1/keys", json={"name": key_name(), "scope": "write"},
-                                  headers={"Idempotency-Key": f"scan-{key_name()}"})).json()
+    via_http = (
+        await client.post(
+            "/v1/keys", json={"name": key_name(), "scope": "write"}, headers={"Idempotency-Key": f"scan-{key_name()}"}
+        )
+    ).json()
     via_service = await service.create_key(db, KeyCreate(name=key_name(), scope="admin"))
     # Use them: revisions, idempotency rows and last_used_at are written too.
     async with anonymous(client) as http:
         for key in (via_http, via_service):
-            response = await http.post("/v1/agents", json={"name": unique(), "config": config()},
-                                       headers={**bearer(key["secret"]), "Idempotency-Key": key_name()})
+            response = await http.post(
+                "/v1/agents",
+                json={"name": unique(), "config": config()},
+                headers={**bearer(key["secret"]), "Idempotency-Key": key_name()},
+            )
             assert response.status_code == 201, response.text
     await app_of(client).state.key_ring.flush_usage()
     assert (await client.delete(f"/v1/keys/{via_http['id']}")).status_code == 204
@@ -560,8 +609,11 @@ async def test_no_secret_reaches_the_logs(live_url: str, caplog: pytest.LogCaptu
             key = created.json()
             assert (await http.post("/v1/keys", json=body, headers=idem)).status_code == 201  # replay
             assert (await http.get("/v1/agents", headers=bearer(key["secret"]))).status_code == 200
-            made = await http.post("/v1/agents", json={"name": unique(), "config": config()},
-                                   headers={**bearer(key["secret"]), "X-Actor": "logs"})
+            made = await http.post(
+                "/v1/agents",
+                json={"name": unique(), "config": config()},
+                headers={**bearer(key["secret"]), "X-Actor": "logs"},
+            )
             assert made.status_code == 201, made.text
             assert (await http.get("/v1/agents", headers=bearer(wrong))).status_code == 401
             assert (await http.get("/v1/agents", headers={"Authorization": wrong})).status_code == 401
@@ -575,8 +627,9 @@ async def test_no_secret_reaches_the_logs(live_url: str, caplog: pytest.LogCaptu
     # Control: statements on api_keys were logged, so the scan below looks at real traffic.
     assert any("api_keys" in record.getMessage() for record in records)
     for record in records:
-        logged = "\n".join([record.getMessage(), repr(record.args), record.exc_text or "",
-                            str(record.msg), repr(record.__dict__)])
+        logged = "\n".join(
+            [record.getMessage(), repr(record.args), record.exc_text or "", str(record.msg), repr(record.__dict__)]
+        )
         for secret in (key["secret"], admin, wrong):
             for form in forms_of(secret):
                 assert form not in logged, f"{record.name} logged a secret: {record.getMessage()[:200]}"
@@ -615,8 +668,10 @@ async def test_last_used_at_is_written_by_the_flush_and_never_moves_back(
 
 async def test_a_refused_key_is_not_recorded_as_used(client: httpx.AsyncClient) -> None:
     ring: KeyRing = app_of(client).state.key_ring
-    revoked, expired = await create_key(client), await create_key(
-        client, expires_at=(datetime.now(UTC) + timedelta(seconds=0.5)).isoformat())
+    revoked, expired = (
+        await create_key(client),
+        await create_key(client, expires_at=(datetime.now(UTC) + timedelta(seconds=0.5)).isoformat()),
+    )
     assert (await client.delete(f"/v1/keys/{revoked['id']}")).status_code == 204
     await asyncio.sleep(0.6)
     async with anonymous(client) as http:
@@ -641,12 +696,16 @@ async def revisions_of(client: httpx.AsyncClient, agent_id: str) -> list[dict[st
 async def test_revisions_record_the_key_and_the_actor(client: httpx.AsyncClient, db: Database) -> None:
     writer = await service.create_key(db, KeyCreate(name=key_name("x"), scope="write"))
     async with anonymous(client) as http:
-        made = await http.post("/v1/agents", json={"name": unique(), "config": config()},
-                               headers=bearer(writer["secret"]))
+        made = await http.post(
+            "/v1/agents", json={"name": unique(), "config": config()}, headers=bearer(writer["secret"])
+        )
         assert made.status_code == 201, made.text
         agent = made.json()
-        patched = await http.patch(f"/v1/agents/{agent['id']}", json={"description": "by alice"},
-                                   headers={**bearer(writer["secret"]), "X-Actor": "alice"})
+        patched = await http.patch(
+            f"/v1/agents/{agent['id']}",
+            json={"description": "by alice"},
+            headers={**bearer(writer["secret"]), "X-Actor": "alice"},
+        )
         assert patched.status_code == 200, patched.text
     update, create = await revisions_of(client, agent["id"])
     assert (create["action"], create["actor"], create["api_key"]) == ("create", writer["name"], writer["name"])
@@ -663,16 +722,18 @@ async def test_with_auth_disabled_revisions_name_no_key(db: Database) -> None:
         made = await http.post("/v1/agents", json={"name": unique(), "config": config()})
         assert made.status_code == 201, made.text
         agent = made.json()
-        patched = await http.patch(f"/v1/agents/{agent['id']}", json={"description": "d"},
-                                   headers={"X-Actor": "alice"})
+        patched = await http.patch(f"/v1/agents/{agent['id']}", json={"description": "d"}, headers={"X-Actor": "alice"})
         assert patched.status_code == 200, patched.text
         # A bearer header is ignored: nobody checks it, so nobody is recorded for it.
-        ignored = await http.patch(f"/v1/agents/{agent['id']}", json={"description": "e"},
-                                   headers=bearer(tokens.new_secret()))
+        ignored = await http.patch(
+            f"/v1/agents/{agent['id']}", json={"description": "e"}, headers=bearer(tokens.new_secret())
+        )
         assert ignored.status_code == 200, ignored.text
         revisions = await revisions_of(http, agent["id"])
     assert [(r["action"], r["actor"], r["api_key"]) for r in revisions] == [
-        ("update", None, None), ("update", "alice", None), ("create", None, None)
+        ("update", None, None),
+        ("update", "alice", None),
+        ("create", None, None),
     ]
 
 
@@ -733,14 +794,21 @@ async def test_processes_starting_together_make_exactly_one_first_admin_key(fres
 def cli(url: str, *args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "warning", "DATA_DIR": str(tmp_path)}
     env.pop("RATE_LIMITS", None)
-    return subprocess.run([sys.executable, "-m", "services.api.cli", "keys", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "services.api.cli", "keys", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.live
 async def test_the_cli_creates_lists_and_revokes_keys(fresh_url: str, tmp_path: Path) -> None:
-    created = cli(fresh_url, "create", "--name", "ci-reader", "--scope", "read", "--expires-in", "1h",
-                  tmp_path=tmp_path)
+    created = cli(
+        fresh_url, "create", "--name", "ci-reader", "--scope", "read", "--expires-in", "1h", tmp_path=tmp_path
+    )
     assert created.returncode == 0, created.stderr
     lines = created.stdout.strip().splitlines()
     secret = lines[-1]
@@ -759,8 +827,9 @@ async def test_the_cli_creates_lists_and_revokes_keys(fresh_url: str, tmp_path: 
         app = create_app(settings_for_tests(), database=database)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
             assert (await http.get("/v1/agents", headers=bearer(secret))).status_code == 200
-            assert (await http.post("/v1/agents", json={"name": unique(), "config": config()},
-                                    headers=bearer(secret))).status_code == 403  # read only
+            assert (
+                await http.post("/v1/agents", json={"name": unique(), "config": config()}, headers=bearer(secret))
+            ).status_code == 403  # read only
 
         listed = cli(fresh_url, "list", tmp_path=tmp_path)
         assert listed.returncode == 0, listed.stderr
@@ -813,16 +882,23 @@ async def test_the_cli_refuses_bad_arguments_with_exit_2(fresh_url: str, tmp_pat
 async def test_the_cli_refuses_an_expiry_too_far_away_with_exit_2(
     fresh_url: str, tmp_path: Path, expires_in: str
 ) -> None:
-    result = cli(fresh_url, "create", "--name", "far", "--scope", "read", "--expires-in", expires_in,
-                 tmp_path=tmp_path)
+    result = cli(fresh_url, "create", "--name", "far", "--scope", "read", "--expires-in", expires_in, tmp_path=tmp_path)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
     ("text_", "seconds"),
-    [("90s", 90), ("45m", 2700), ("12h", 43200), ("30d", 2592000), ("2w", 1209600), ("3600", 3600),
-     ("1.5h", 5400), (" 12H ", 43200)],
+    [
+        ("90s", 90),
+        ("45m", 2700),
+        ("12h", 43200),
+        ("30d", 2592000),
+        ("2w", 1209600),
+        ("3600", 3600),
+        ("1.5h", 5400),
+        (" 12H ", 43200),
+    ],
 )
 def test_durations(text_: str, seconds: float) -> None:
     assert duration(text_) == timedelta(seconds=seconds)
@@ -839,7 +915,8 @@ def test_a_new_secret_has_its_prefix_and_256_random_bits() -> None:
     assert len(secrets_) == 200 and all(SECRET.match(s) for s in secrets_)
     # Every character of the alphabet shows up across them (not a narrower alphabet).
     assert set("".join(s[4:] for s in secrets_)) == set(
-        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    )
     assert tokens.digest("avk_x") == hashlib.sha256(b"avk_x").digest() and len(tokens.digest("avk_x")) == 32
 
 

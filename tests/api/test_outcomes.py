@@ -29,8 +29,14 @@ async def usage(client: httpx.AsyncClient, agent: dict[str, Any]) -> dict[str, A
 
 async def test_a_new_agent_has_zero_usage(client):
     agent = await create_agent(client)
-    assert await usage(client, agent) == {"object": "usage", "input_tokens": 0, "output_tokens": 0,
-                                          "total_tokens": 0, "outcomes": 0, "by_variant": []}
+    assert await usage(client, agent) == {
+        "object": "usage",
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "total_tokens": 0,
+        "outcomes": 0,
+        "by_variant": [],
+    }
 
 
 async def test_one_outcome_and_a_batch_are_stored_and_counted(client):
@@ -48,8 +54,13 @@ async def test_one_outcome_and_a_batch_are_stored_and_counted(client):
     assert got["total_tokens"] == got["input_tokens"] + got["output_tokens"]
     assert got["by_variant"] == [
         {"variant_id": None, "input_tokens": 7, "output_tokens": 20, "total_tokens": 27, "outcomes": 1},
-        {"variant_id": variant["id"], "input_tokens": inputs, "output_tokens": outputs,
-         "total_tokens": inputs + outputs, "outcomes": 1000},
+        {
+            "variant_id": variant["id"],
+            "input_tokens": inputs,
+            "output_tokens": outputs,
+            "total_tokens": inputs + outputs,
+            "outcomes": 1000,
+        },
     ]
 
 
@@ -62,8 +73,13 @@ async def test_a_batch_with_bad_items_is_rejected_whole_naming_every_bad_item(cl
     batch[9] = outcome(variant_id="not-an-id", success="yes")
     response = await client.post(f"/v1/agents/{agent['id']}/outcomes", json={"data": batch})
     assert_problem(response, 422, "validation_error")
-    assert problem_params(response) == {"data[2].input_tokens", "data[5].latency_ms", "data[7].surprise",
-                                        "data[9].variant_id", "data[9].success"}
+    assert problem_params(response) == {
+        "data[2].input_tokens",
+        "data[5].latency_ms",
+        "data[7].surprise",
+        "data[9].variant_id",
+        "data[9].success",
+    }
     assert (await usage(client, agent))["outcomes"] == 0
     too_many = await client.post(f"/v1/agents/{agent['id']}/outcomes", json={"data": [outcome()] * 1001})
     assert_problem(too_many, 422, "validation_error")
@@ -99,11 +115,14 @@ ARM_DATA = [
 
 async def experiment_with(client: httpx.AsyncClient, arms: int = 3) -> tuple[dict, list[str | None], str]:
     agent = await create_agent(client, config=config(system_prompt="base"))
-    variants = [await create_variant(client, agent["id"], overrides={"prompt_version": f"v{n}"})
-                for n in range(arms - 1)]
+    variants = [
+        await create_variant(client, agent["id"], overrides={"prompt_version": f"v{n}"}) for n in range(arms - 1)
+    ]
     ids = [None, *(v["id"] for v in variants)]
-    response = await client.post(f"/v1/agents/{agent['id']}/experiments", json={
-        "name": "results", "arms": [{"variant": v or "base", "weight": 1} for v in ids]})
+    response = await client.post(
+        f"/v1/agents/{agent['id']}/experiments",
+        json={"name": "results", "arms": [{"variant": v or "base", "weight": 1} for v in ids]},
+    )
     assert response.status_code == 201, response.text
     return agent, ids, response.json()["id"]
 
@@ -117,9 +136,18 @@ async def results(client: httpx.AsyncClient, agent: dict, experiment: str) -> di
 async def test_results_equal_the_reference_libraries(client):
     agent, ids, experiment = await experiment_with(client)
     for variant_id, data in zip(ids, ARM_DATA, strict=True):
-        batch = [outcome(variant_id, experiment_id=experiment, success=bool(s), score=float(sc),
-                         latency_ms=float(lat), input_tokens=n, output_tokens=n % 7)
-                 for n, (s, sc, lat) in enumerate(zip(data["success"], data["score"], data["latency"], strict=True))]
+        batch = [
+            outcome(
+                variant_id,
+                experiment_id=experiment,
+                success=bool(s),
+                score=float(sc),
+                latency_ms=float(lat),
+                input_tokens=n,
+                output_tokens=n % 7,
+            )
+            for n, (s, sc, lat) in enumerate(zip(data["success"], data["score"], data["latency"], strict=True))
+        ]
         response = await client.post(f"/v1/agents/{agent['id']}/outcomes", json={"data": batch})
         assert response.status_code == 202, response.text
     # Outcomes outside the experiment, or of a variant that is no arm, count nowhere here.
@@ -135,13 +163,15 @@ async def test_results_equal_the_reference_libraries(client):
         assert arm["latency_ms_p50"] == pytest.approx(float(np.percentile(data["latency"], 50)), rel=1e-9)
         assert arm["latency_ms_p95"] == pytest.approx(float(np.percentile(data["latency"], 95)), rel=1e-9)
         assert arm["success_rate"] == pytest.approx(successes / n)
-        assert arm["success_rate_ci"] == pytest.approx(list(proportion_confint(successes, n, method="wilson")),
-                                                       rel=1e-9)
+        assert arm["success_rate_ci"] == pytest.approx(
+            list(proportion_confint(successes, n, method="wilson")), rel=1e-9
+        )
         mean = float(data["score"].mean())
         sem = float(scipy_stats.sem(data["score"]))
         assert arm["score_mean"] == pytest.approx(mean, rel=1e-9)
-        assert arm["score_mean_ci"] == pytest.approx(list(scipy_stats.t.interval(0.95, n - 1, loc=mean, scale=sem)),
-                                                     rel=1e-9)
+        assert arm["score_mean_ci"] == pytest.approx(
+            list(scipy_stats.t.interval(0.95, n - 1, loc=mean, scale=sem)), rel=1e-9
+        )
         if arm["arm"] == 0:
             assert arm["vs_control"] is None
             continue
@@ -149,10 +179,12 @@ async def test_results_equal_the_reference_libraries(client):
         c_successes, c_n = int(control["success"].sum()), len(control["success"])
         assert versus["success_rate_diff"] == pytest.approx(successes / n - c_successes / c_n)
         assert versus["success_p_value"] == pytest.approx(
-            float(proportions_ztest([successes, c_successes], [n, c_n])[1]), rel=1e-7)
+            float(proportions_ztest([successes, c_successes], [n, c_n])[1]), rel=1e-7
+        )
         assert versus["score_mean_diff"] == pytest.approx(mean - float(control["score"].mean()))
         assert versus["score_p_value"] == pytest.approx(
-            float(scipy_stats.ttest_ind(data["score"], control["score"], equal_var=False).pvalue), rel=1e-7)
+            float(scipy_stats.ttest_ind(data["score"], control["score"], equal_var=False).pvalue), rel=1e-7
+        )
 
 
 async def test_empty_arms_give_nulls_never_nan(client):
@@ -160,11 +192,22 @@ async def test_empty_arms_give_nulls_never_nan(client):
     body = await results(client, agent, experiment)
     for arm in body["arms"]:
         assert arm["outcomes"] == 0 and arm["input_tokens"] == 0
-        for name in ("mean_input_tokens", "latency_ms_p50", "latency_ms_p95", "success_rate", "success_rate_ci",
-                     "score_mean", "score_mean_ci"):
+        for name in (
+            "mean_input_tokens",
+            "latency_ms_p50",
+            "latency_ms_p95",
+            "success_rate",
+            "success_rate_ci",
+            "score_mean",
+            "score_mean_ci",
+        ):
             assert arm[name] is None, name
-    assert body["arms"][1]["vs_control"] == {"success_rate_diff": None, "success_p_value": None,
-                                             "score_mean_diff": None, "score_p_value": None}
+    assert body["arms"][1]["vs_control"] == {
+        "success_rate_diff": None,
+        "success_p_value": None,
+        "score_mean_diff": None,
+        "score_p_value": None,
+    }
     # One outcome without success or score: counts and latency, still no intervals.
     await client.post(f"/v1/agents/{agent['id']}/outcomes", json=outcome(ids[1], experiment_id=experiment))
     arm = (await results(client, agent, experiment))["arms"][1]
@@ -176,8 +219,17 @@ async def test_empty_arms_give_nulls_never_nan(client):
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batches=st.lists(st.lists(st.tuples(st.sampled_from([None, 0, 1]), st.integers(0, 2**62),
-                                           st.integers(0, 10**6)), min_size=1, max_size=20), min_size=1, max_size=6))
+@given(
+    batches=st.lists(
+        st.lists(
+            st.tuples(st.sampled_from([None, 0, 1]), st.integers(0, 2**62), st.integers(0, 10**6)),
+            min_size=1,
+            max_size=20,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
 async def test_usage_totals_equal_the_outcomes_own_sums_even_when_batches_race(live_client, live_db, batches) -> None:
     """/usage reads per-variant totals kept by every batch; they must equal what the stored
     outcomes add up to, with batches for the same agent and variants sent at once."""
@@ -189,18 +241,37 @@ async def test_usage_totals_equal_the_outcomes_own_sums_even_when_batches_race(l
     variants = [await create_variant(live_client, agent["id"]) for _ in range(2)]
 
     async def send(batch: list[tuple[int | None, int, int]]) -> None:
-        data = [{"variant_id": None if v is None else variants[v]["id"], "input_tokens": i, "output_tokens": o,
-                 "latency_ms": 1} for v, i, o in batch]
+        data = [
+            {
+                "variant_id": None if v is None else variants[v]["id"],
+                "input_tokens": i,
+                "output_tokens": o,
+                "latency_ms": 1,
+            }
+            for v, i, o in batch
+        ]
         response = await live_client.post(f"/v1/agents/{agent['id']}/outcomes", json={"data": data})
         assert response.status_code == 202, response.text
 
     await asyncio.gather(*(send(batch) for batch in batches))
     usage = (await live_client.get(f"/v1/agents/{agent['id']}/usage")).json()
     async with live_db.read() as conn:
-        rows = (await conn.execute(sql(
-            "SELECT variant_id, count(*) AS n, sum(input_tokens) AS i, sum(output_tokens) AS o FROM outcomes"
-            " WHERE agent_id = :agent GROUP BY variant_id ORDER BY variant_id NULLS FIRST"), {"agent": agent["id"]}))
-        expected = [{"variant_id": r.variant_id, "input_tokens": int(r.i), "output_tokens": int(r.o),
-                     "total_tokens": int(r.i) + int(r.o), "outcomes": r.n} for r in rows]
+        rows = await conn.execute(
+            sql(
+                "SELECT variant_id, count(*) AS n, sum(input_tokens) AS i, sum(output_tokens) AS o FROM outcomes"
+                " WHERE agent_id = :agent GROUP BY variant_id ORDER BY variant_id NULLS FIRST"
+            ),
+            {"agent": agent["id"]},
+        )
+        expected = [
+            {
+                "variant_id": r.variant_id,
+                "input_tokens": int(r.i),
+                "output_tokens": int(r.o),
+                "total_tokens": int(r.i) + int(r.o),
+                "outcomes": r.n,
+            }
+            for r in rows
+        ]
     assert usage["by_variant"] == expected
     assert usage["outcomes"] == sum(len(b) for b in batches)

@@ -24,15 +24,31 @@ from services.shared.agent_config import (
 from tests.helpers import create_agent, create_variant, problem_params, unique
 
 FIELDS = (
-    "model_provider", "model_name", "system_prompt", "user_prompt_template", "prompt_version",
-    "temperature", "max_tokens", "context_window", "input_token_limit", "token_budget",
-    "timeout_seconds", "max_retries",
+    "model_provider",
+    "model_name",
+    "system_prompt",
+    "user_prompt_template",
+    "prompt_version",
+    "temperature",
+    "max_tokens",
+    "context_window",
+    "input_token_limit",
+    "token_budget",
+    "timeout_seconds",
+    "max_retries",
 )
 # The contract's defaults on agent create (written out here, not imported, on purpose).
 CONTRACT_DEFAULTS = {
-    "system_prompt": "", "user_prompt_template": "", "prompt_version": "", "temperature": 1.0,
-    "max_tokens": 1024, "context_window": 0, "input_token_limit": 0, "token_budget": 0,
-    "timeout_seconds": 60, "max_retries": 2,
+    "system_prompt": "",
+    "user_prompt_template": "",
+    "prompt_version": "",
+    "temperature": 1.0,
+    "max_tokens": 1024,
+    "context_window": 0,
+    "input_token_limit": 0,
+    "token_budget": 0,
+    "timeout_seconds": 60,
+    "max_retries": 2,
 }
 RULE_FIELDS = {"context_window", "input_token_limit", "max_tokens"}
 
@@ -112,9 +128,7 @@ def overrides(*, wild: bool = False) -> st.SearchStrategy[dict[str, Any]]:
 
 def override_patches(*, wild: bool = False) -> st.SearchStrategy[dict[str, Any]]:
     """A merge patch of overrides: a value sets a field, null removes it."""
-    return st.fixed_dictionaries(
-        {}, optional={name: st.none() | _value(name, wild=wild) for name in FIELDS}
-    )
+    return st.fixed_dictionaries({}, optional={name: st.none() | _value(name, wild=wild) for name in FIELDS})
 
 
 def config_patches(*, wild: bool = False) -> st.SearchStrategy[dict[str, Any]]:
@@ -236,8 +250,12 @@ async def test_patch_twice_equals_patch_once_and_keeps_unnamed_fields(
 ):
     agent = await new_agent(client, config)
     variant = await create_variant(
-        client, agent["id"], variant_name=unique("variant"), description="before",
-        metadata=initial_metadata, overrides=initial,
+        client,
+        agent["id"],
+        variant_name=unique("variant"),
+        description="before",
+        metadata=initial_metadata,
+        overrides=initial,
     )
     if active:
         response = await client.post(f"/v1/agents/{agent['id']}/variants/{variant['id']}/activate")
@@ -262,9 +280,7 @@ async def test_patch_twice_equals_patch_once_and_keeps_unnamed_fields(
     first = once.json()
     # Named fields took the patch; every other field kept its value.
     moving = {"version", "updated_at"}
-    assert {k: v for k, v in first.items() if k not in moving} == {
-        k: v for k, v in expected.items() if k not in moving
-    }
+    assert {k: v for k, v in first.items() if k not in moving} == {k: v for k, v in expected.items() if k not in moving}
     assert first["version"] == variant["version"] + (1 if changed else 0)
     if not changed:
         assert first["updated_at"] == variant["updated_at"]

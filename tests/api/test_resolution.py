@@ -97,9 +97,7 @@ async def test_deactivating_returns_to_the_agent_config(client):
 async def test_explain_gives_provenance_for_all_twelve_fields(client):
     agent, _ = await setup(client, activate=True)
     body = await resolved(client, agent["id"], explain="true")
-    assert body["provenance"] == {
-        name: ("variant" if name in OVERRIDES else "agent") for name in CONFIG_FIELDS
-    }
+    assert body["provenance"] == {name: ("variant" if name in OVERRIDES else "agent") for name in CONFIG_FIELDS}
     plain = await resolved(client, agent["id"], explain="false")
     assert "provenance" not in plain
     assert {k: v for k, v in body.items() if k != "provenance"} == plain

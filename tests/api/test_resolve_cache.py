@@ -221,8 +221,9 @@ async def uncached(db: Database) -> AsyncIterator[httpx.AsyncClient]:
     """The same database through an app without a cache: the truth to compare with."""
     app = create_app(settings_for_tests(resolve_cache_size=0), database=db)
     secret = await admin_key(db, "test-admin-uncached")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
-                                 headers=bearer(secret)) as http:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test", headers=bearer(secret)
+    ) as http:
         yield http
 
 
@@ -346,8 +347,12 @@ async def test_subjects_are_answered_from_their_own_entry_and_follow_experiment_
         async with counting(conn) as hit:
             again = await client.get(url(agent["slug"], "subject=user-1"))
         assert len(hit) == 0 and again.content == plain.content
-    experiment = (await client.post(f"/v1/agents/{agent['id']}/experiments", json={
-        "name": "cache", "arms": [{"variant": a["id"], "weight": 1}, {"variant": b["id"], "weight": 1}]})).json()
+    experiment = (
+        await client.post(
+            f"/v1/agents/{agent['id']}/experiments",
+            json={"name": "cache", "arms": [{"variant": a["id"], "weight": 1}, {"variant": b["id"], "weight": 1}]},
+        )
+    ).json()
     assert (await client.post(f"/v1/agents/{agent['id']}/experiments/{experiment['id']}/start")).status_code == 200
     async with counting(conn) as miss:
         started = (await client.get(url(agent["slug"], "subject=user-1"))).json()
@@ -395,13 +400,15 @@ async def _restore(client, agent, a, _b):
     assert listed.status_code == 200, listed.text
     revisions = listed.json()["data"]  # newest first
     assert revisions[0]["action"] == "update", revisions
-    return await client.post(f"/v1/agents/{agent['id']}/variants/{a['id']}/restore",
-                             json={"revision_id": revisions[1]["id"]})
+    return await client.post(
+        f"/v1/agents/{agent['id']}/variants/{a['id']}/restore", json={"revision_id": revisions[1]["id"]}
+    )
 
 
 async def _prepare_restore(client, agent, a, _b):
-    response = await client.patch(f"/v1/agents/{agent['id']}/variants/{a['id']}",
-                                  json={"overrides": {"temperature": 0.3}})
+    response = await client.patch(
+        f"/v1/agents/{agent['id']}/variants/{a['id']}", json={"overrides": {"temperature": 0.3}}
+    )
     assert response.status_code == 200, response.text
 
 
@@ -409,14 +416,18 @@ async def _prepare_restore(client, agent, a, _b):
 PREPARE = {"restore": _prepare_restore}
 WRITES: dict[str, Write] = {
     "agent patch": lambda c, agent, a, b: c.patch(f"/v1/agents/{agent['id']}", json={"config": {"max_retries": 7}}),
-    "agent slug rename": lambda c, agent, a, b: c.patch(f"/v1/agents/{agent['slug']}",
-                                                        json={"slug": unique("renamed").replace(" ", "-")}),
-    "variant create": lambda c, agent, a, b: c.post(f"/v1/agents/{agent['id']}/variants",
-                                                    json={"variant_name": unique("variant")}),
-    "variant patch": lambda c, agent, a, b: c.patch(f"/v1/agents/{agent['id']}/variants/{a['id']}",
-                                                    json={"overrides": {"prompt_version": "patched"}}),
-    "variant slug rename": lambda c, agent, a, b: c.patch(f"/v1/agents/{agent['id']}/variants/{a['id']}",
-                                                          json={"slug": "renamed-variant"}),
+    "agent slug rename": lambda c, agent, a, b: c.patch(
+        f"/v1/agents/{agent['slug']}", json={"slug": unique("renamed").replace(" ", "-")}
+    ),
+    "variant create": lambda c, agent, a, b: c.post(
+        f"/v1/agents/{agent['id']}/variants", json={"variant_name": unique("variant")}
+    ),
+    "variant patch": lambda c, agent, a, b: c.patch(
+        f"/v1/agents/{agent['id']}/variants/{a['id']}", json={"overrides": {"prompt_version": "patched"}}
+    ),
+    "variant slug rename": lambda c, agent, a, b: c.patch(
+        f"/v1/agents/{agent['id']}/variants/{a['id']}", json={"slug": "renamed-variant"}
+    ),
     "variant delete": lambda c, agent, a, b: c.delete(f"/v1/agents/{agent['id']}/variants/{b['id']}"),
     "activate": lambda c, agent, a, b: c.post(f"/v1/agents/{agent['id']}/variants/{b['id']}/activate"),
     "deactivate": lambda c, agent, a, b: c.post(f"/v1/agents/{agent['id']}/variants/{a['id']}/deactivate"),
@@ -425,8 +436,17 @@ WRITES: dict[str, Write] = {
     "agent delete": lambda c, agent, a, b: c.delete(f"/v1/agents/{agent['id']}"),
 }
 # Writes after which the plain resolution must differ from before (the others must not).
-CHANGES_RESOLUTION = {"agent patch", "agent slug rename", "variant patch", "variant slug rename", "activate",
-                      "deactivate", "restore", "undo", "agent delete"}
+CHANGES_RESOLUTION = {
+    "agent patch",
+    "agent slug rename",
+    "variant patch",
+    "variant slug rename",
+    "activate",
+    "deactivate",
+    "restore",
+    "undo",
+    "agent delete",
+}
 
 
 @pytest.mark.parametrize("kind", list(WRITES))
@@ -514,8 +534,9 @@ STEPS = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(steps=STEPS)
 async def test_random_writes_and_reads_always_read_the_uncached_truth(client, uncached, steps):
     agent = await create_agent(client, config=config(system_prompt="s0", temperature=0.5))
@@ -542,16 +563,19 @@ async def test_random_writes_and_reads_always_read_the_uncached_truth(client, un
         elif name == "patch variant":
             response = await client.patch(f"{base}/{variants[step[1]]['id']}", json={"overrides": step[2]})
         elif name == "rename variant":
-            response = await client.patch(f"{base}/{variants[step[1]]['id']}",
-                                          json={"slug": unique("v").replace(" ", "-")})
+            response = await client.patch(
+                f"{base}/{variants[step[1]]['id']}", json={"slug": unique("v").replace(" ", "-")}
+            )
         elif name == "patch agent":
-            response = await client.patch(f"/v1/agents/{agent['id']}",
-                                          json={"config": {"system_prompt": step[1], "max_retries": step[2]}})
+            response = await client.patch(
+                f"/v1/agents/{agent['id']}", json={"config": {"system_prompt": step[1], "max_retries": step[2]}}
+            )
         elif name == "rename agent":
             response = await client.patch(f"/v1/agents/{agent['id']}", json={"slug": unique("a").replace(" ", "-")})
         elif name == "create variant":
-            response = await client.post(base, json={"variant_name": unique("variant"),
-                                                     "clone_from": "base" if step[1] else None})
+            response = await client.post(
+                base, json={"variant_name": unique("variant"), "clone_from": "base" if step[1] else None}
+            )
             if response.status_code == 201:
                 variants.append(response.json())
         elif name == "delete variant":

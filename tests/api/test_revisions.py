@@ -90,15 +90,23 @@ async def test_agent_create_and_update_write_one_revision_each(
     assert response.status_code == 201, response.text
     agent = response.json()
     history = History(client, conn, agent["id"])
-    await history.expect(target="agent", target_id=agent["id"], action="create", active=None,
-                         before=None, after=agent, actor=ACTOR["X-Actor"])
+    await history.expect(
+        target="agent",
+        target_id=agent["id"],
+        action="create",
+        active=None,
+        before=None,
+        after=agent,
+        actor=ACTOR["X-Actor"],
+    )
 
     patch = {"name": "Renamed", "description": "new", "metadata": {"team": "x"}, "config": {"temperature": 0.3}}
     response = await client.patch(f"/v1/agents/{agent['id']}", json=patch)
     assert response.status_code == 200, response.text
     updated = response.json()
-    await history.expect(target="agent", target_id=agent["id"], action="update", active=None,
-                         before=agent, after=updated)
+    await history.expect(
+        target="agent", target_id=agent["id"], action="update", active=None, before=agent, after=updated
+    )
     # Without X-Actor the actor is the name of the key that made the change.
     assert (await newest_revision(client, agent["id"]))["actor"] == TEST_KEY_NAME
 
@@ -110,22 +118,28 @@ async def test_variant_changes_write_one_revision_each(client: httpx.AsyncClient
     history = History(client, conn, aid)
     await history.start()
 
-    response = await client.post(base, json={"variant_name": unique("variant"), "overrides": {"max_tokens": 9}},
-                                 headers=ACTOR)
+    response = await client.post(
+        base, json={"variant_name": unique("variant"), "overrides": {"max_tokens": 9}}, headers=ACTOR
+    )
     assert response.status_code == 201, response.text
     a = response.json()
-    await history.expect(target="variant", target_id=a["id"], action="create", active=None,
-                         before=None, after=a, actor=ACTOR["X-Actor"])
+    await history.expect(
+        target="variant", target_id=a["id"], action="create", active=None, before=None, after=a, actor=ACTOR["X-Actor"]
+    )
 
     b = await create_variant(client, aid, overrides={"temperature": 0.1})
     await history.expect(target="variant", target_id=b["id"], action="create", active=None, before=None, after=b)
 
-    response = await client.patch(f"{base}/{a['id']}", json={"overrides": {"max_tokens": None, "max_retries": 5},
-                                                             "slug": "renamed-a"}, headers=ACTOR)
+    response = await client.patch(
+        f"{base}/{a['id']}",
+        json={"overrides": {"max_tokens": None, "max_retries": 5}, "slug": "renamed-a"},
+        headers=ACTOR,
+    )
     assert response.status_code == 200, response.text
     a2 = response.json()
-    await history.expect(target="variant", target_id=a["id"], action="update", active=None,
-                         before=a, after=a2, actor=ACTOR["X-Actor"])
+    await history.expect(
+        target="variant", target_id=a["id"], action="update", active=None, before=a, after=a2, actor=ACTOR["X-Actor"]
+    )
 
     response = await client.post(f"{base}/renamed-a/activate")
     assert response.status_code == 200, response.text
@@ -137,8 +151,9 @@ async def test_variant_changes_write_one_revision_each(client: httpx.AsyncClient
     response = await client.post(f"{base}/{b['id']}/activate")
     assert response.status_code == 200, response.text
     b2 = response.json()
-    await history.expect(target="variant", target_id=b["id"], action="activate", active=b["id"],
-                         before=b_before, after=b2)
+    await history.expect(
+        target="variant", target_id=b["id"], action="activate", active=b["id"], before=b_before, after=b2
+    )
 
     response = await client.post(f"{base}/{b['id']}/deactivate")
     assert response.status_code == 200, response.text
@@ -148,8 +163,7 @@ async def test_variant_changes_write_one_revision_each(client: httpx.AsyncClient
     a_before = await get(client, f"{base}/{a['id']}")
     response = await client.delete(f"{base}/{a['id']}")
     assert response.status_code == 204, response.text
-    await history.expect(target="variant", target_id=a["id"], action="delete", active=None,
-                         before=a_before, after=None)
+    await history.expect(target="variant", target_id=a["id"], action="delete", active=None, before=a_before, after=None)
 
     # The agent's own revisions do not move with its variants: only the create is its.
     own = await all_revisions(client, aid, target_id=aid)
@@ -161,27 +175,43 @@ async def test_restore_and_undo_write_one_revision_each(client: httpx.AsyncClien
     aid = agent["id"]
     v = await create_variant(client, aid, variant_name="First", description="one", overrides={"max_tokens": 7})
     created = await newest_revision(client, aid)
-    response = await client.patch(f"/v1/agents/{aid}/variants/{v['id']}",
-                                  json={"variant_name": "Second", "overrides": {"max_tokens": 8}})
+    response = await client.patch(
+        f"/v1/agents/{aid}/variants/{v['id']}", json={"variant_name": "Second", "overrides": {"max_tokens": 8}}
+    )
     assert response.status_code == 200, response.text
     patched = response.json()
     history = History(client, conn, aid)
     await history.start()
 
-    response = await client.post(f"/v1/agents/{aid}/variants/{v['id']}/restore",
-                                 json={"revision_id": created["id"]}, headers=ACTOR)
+    response = await client.post(
+        f"/v1/agents/{aid}/variants/{v['id']}/restore", json={"revision_id": created["id"]}, headers=ACTOR
+    )
     assert response.status_code == 200, response.text
     restored = response.json()
     assert (restored["variant_name"], restored["overrides"]) == ("First", {"max_tokens": 7})
-    await history.expect(target="variant", target_id=v["id"], action="restore", active=None,
-                         before=patched, after=restored, actor=ACTOR["X-Actor"])
+    await history.expect(
+        target="variant",
+        target_id=v["id"],
+        action="restore",
+        active=None,
+        before=patched,
+        after=restored,
+        actor=ACTOR["X-Actor"],
+    )
 
     response = await client.post(f"/v1/agents/{aid}/undo", headers=ACTOR)
     assert response.status_code == 200, response.text
     undone = await get(client, f"/v1/agents/{aid}/variants/{v['id']}")
     assert (undone["variant_name"], undone["overrides"]) == ("Second", {"max_tokens": 8})
-    revision = await history.expect(target="variant", target_id=v["id"], action="undo", active=None,
-                                    before=restored, after=undone, actor=ACTOR["X-Actor"])
+    revision = await history.expect(
+        target="variant",
+        target_id=v["id"],
+        action="undo",
+        active=None,
+        before=restored,
+        after=undone,
+        actor=ACTOR["X-Actor"],
+    )
     assert response.json()["revision"] == revision
 
 
@@ -203,8 +233,9 @@ async def test_undo_of_an_agent_update_records_the_agent_objects(
     assert response.status_code == 200, response.text
     after = await get(client, f"/v1/agents/{agent['id']}")
     assert after["config"] == before["config"]
-    await history.expect(target="agent", target_id=agent["id"], action="undo", active=v["id"],
-                         before=changed, after=after)
+    await history.expect(
+        target="agent", target_id=agent["id"], action="undo", active=v["id"], before=changed, after=after
+    )
 
 
 async def test_writes_that_change_nothing_write_no_revision(client: httpx.AsyncClient, conn: AsyncConnection) -> None:
@@ -222,12 +253,23 @@ async def test_writes_that_change_nothing_write_no_revision(client: httpx.AsyncC
     no_ops = [
         ("POST", f"{base}/{a['id']}/activate", None),
         ("POST", f"{base}/{b['id']}/deactivate", None),
-        ("PATCH", f"{base}/{a['id']}", {"overrides": {"temperature": 0.5}, "variant_name": a["variant_name"],
-                                        "metadata": {"m": "1"}, "description": ""}),
+        (
+            "PATCH",
+            f"{base}/{a['id']}",
+            {
+                "overrides": {"temperature": 0.5},
+                "variant_name": a["variant_name"],
+                "metadata": {"m": "1"},
+                "description": "",
+            },
+        ),
         ("PATCH", f"{base}/{b['id']}", {"overrides": {"max_tokens": None}}),
         ("PATCH", f"{base}/{a['id']}", {}),
-        ("PATCH", f"/v1/agents/{aid}", {"config": {"temperature": 1.0}, "name": agent["name"],
-                                        "metadata": {"k": "v"}, "slug": agent["slug"]}),
+        (
+            "PATCH",
+            f"/v1/agents/{aid}",
+            {"config": {"temperature": 1.0}, "name": agent["name"], "metadata": {"k": "v"}, "slug": agent["slug"]},
+        ),
         ("POST", f"{base}/{a['id']}/restore", {"revision_id": created["id"]}),
     ]
     for method, path, body in no_ops:
@@ -302,8 +344,9 @@ async def test_target_id_filters_and_pages(client: httpx.AsyncClient) -> None:
     b = await create_variant(client, aid)
     for n in range(3):
         for v in (a, b):
-            response = await client.patch(f"/v1/agents/{aid}/variants/{v['id']}",
-                                          json={"overrides": {"max_retries": n}})
+            response = await client.patch(
+                f"/v1/agents/{aid}/variants/{v['id']}", json={"overrides": {"max_retries": n}}
+            )
             assert response.status_code == 200, response.text
     response = await client.patch(f"/v1/agents/{aid}", json={"description": "d"})
     assert response.status_code == 200
@@ -386,9 +429,9 @@ async def test_concurrent_changes_are_recorded_in_the_order_they_applied(live_cl
     client = live_client
     agent = await create_agent(client)
     try:
-        responses = await asyncio.gather(*(
-            client.patch(f"/v1/agents/{agent['id']}", json={"config": {"max_retries": n}}) for n in range(3, 15)
-        ))
+        responses = await asyncio.gather(
+            *(client.patch(f"/v1/agents/{agent['id']}", json={"config": {"max_retries": n}}) for n in range(3, 15))
+        )
         assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
         history = sorted(await all_revisions(client, agent["id"]), key=lambda r: (r["created_at"], r["id"]))
         assert len(history) == 13 and history[0]["action"] == "create"

@@ -153,9 +153,7 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> An
 # The watch stream never ends and the in-process transport waits for the whole body, so
 # it is left out here; tests/system/test_watch.py drives it against real servers.
 STREAMS = {"GET /v1/agents/{agent}/bundle/watch"}
-OPERATIONS = {
-    op.label: op for op in (result.ok() for result in schema.get_all_operations()) if op.label not in STREAMS
-}
+OPERATIONS = {op.label: op for op in (result.ok() for result in schema.get_all_operations()) if op.label not in STREAMS}
 
 
 @pytest.mark.parametrize("label", sorted(OPERATIONS))

@@ -36,14 +36,32 @@ from tests.helpers import bearer, settings_for_tests, unique
 pytestmark = pytest.mark.live
 
 FIELDS = (
-    "model_provider", "model_name", "system_prompt", "user_prompt_template", "prompt_version",
-    "temperature", "max_tokens", "context_window", "input_token_limit", "token_budget",
-    "timeout_seconds", "max_retries",
+    "model_provider",
+    "model_name",
+    "system_prompt",
+    "user_prompt_template",
+    "prompt_version",
+    "temperature",
+    "max_tokens",
+    "context_window",
+    "input_token_limit",
+    "token_budget",
+    "timeout_seconds",
+    "max_retries",
 )
 START_CONFIG = {
-    "model_provider": "openai", "model_name": "gpt-4o", "system_prompt": "", "user_prompt_template": "",
-    "prompt_version": "", "temperature": 1.0, "max_tokens": 100, "context_window": 0,
-    "input_token_limit": 0, "token_budget": 0, "timeout_seconds": 60, "max_retries": 2,
+    "model_provider": "openai",
+    "model_name": "gpt-4o",
+    "system_prompt": "",
+    "user_prompt_template": "",
+    "prompt_version": "",
+    "temperature": 1.0,
+    "max_tokens": 100,
+    "context_window": 0,
+    "input_token_limit": 0,
+    "token_budget": 0,
+    "timeout_seconds": 60,
+    "max_retries": 2,
 }  # no window yet, and small limits: a later window fits the base but not every variant
 
 # Few, small values, so that sums land on both sides of the rule's window often and
@@ -184,10 +202,13 @@ class VariantsMachine(RuleBasedStateMachine):
 
     def needy(self) -> list[str]:
         """Variants that inherit the window but need more than the base does."""
+
         def need(config: dict[str, Any]) -> int:
             return config["input_token_limit"] + config["max_tokens"]
+
         return sorted(
-            v for v, o in self.variants.items()
+            v
+            for v, o in self.variants.items()
             if "context_window" not in o and need(resolve(o, self.base)) > need(self.base)
         )
 

@@ -81,13 +81,30 @@ async def test_at_answers_what_resolved_returned_at_each_step(client: httpx.Asyn
     await record()
     await ok(client.post(f"/v1/agents/{aid}/undo"))  # b active again
     await record()
-    await ok(client.post(f"{base}/{b['id']}/restore",
-                         json={"revision_id": (await all_revisions(client, aid, target_id=b["id"]))[-1]["id"]}))
+    await ok(
+        client.post(
+            f"{base}/{b['id']}/restore",
+            json={"revision_id": (await all_revisions(client, aid, target_id=b["id"]))[-1]["id"]},
+        )
+    )
     await record()
 
     # The steps really moved resolution around (else the check below would prove little).
-    assert len({(body["variant_slug"], body["agent_slug"], body["temperature"], body["system_prompt"],
-                 body["max_tokens"]) for _, body in seen}) >= 8
+    assert (
+        len(
+            {
+                (
+                    body["variant_slug"],
+                    body["agent_slug"],
+                    body["temperature"],
+                    body["system_prompt"],
+                    body["max_tokens"],
+                )
+                for _, body in seen
+            }
+        )
+        >= 8
+    )
     assert {body["variant_id"] for _, body in seen} == {None, a["id"], b["id"]}
     for at, body in seen:
         assert await resolved(client, aid, at) == body, at
@@ -108,8 +125,9 @@ async def test_at_compares_with_created_at_inclusively(client: httpx.AsyncClient
     assert active["variant_id"] == v["id"]
 
     tick = timedelta(microseconds=1)
-    assert_problem(await client.get(f"/v1/agents/{aid}/resolved", params={"at": iso(created_at - tick)}),
-                   404, "resource_missing")
+    assert_problem(
+        await client.get(f"/v1/agents/{aid}/resolved", params={"at": iso(created_at - tick)}), 404, "resource_missing"
+    )
     assert await resolved(client, aid, created_at) == first
     assert await resolved(client, aid, creation["created_at"]) == first  # the `Z` form as returned
     at = parse(activation["created_at"])
@@ -216,11 +234,22 @@ async def test_a_long_history_is_answered_by_index_lookups(client: httpx.AsyncCl
     v_now = await ok(client.get(f"/v1/agents/{aid}/variants/{v['id']}"))
     # The history so far moves a day back; ten thousand revisions follow it, a second apart.
     start = datetime.now(UTC) - timedelta(days=1)
-    await conn.execute(text("UPDATE revisions SET created_at = created_at - interval '1 day' - interval '1 hour'"
-                            " WHERE agent_id = :a"), {"a": aid})
+    await conn.execute(
+        text("UPDATE revisions SET created_at = created_at - interval '1 day' - interval '1 hour' WHERE agent_id = :a"),
+        {"a": aid},
+    )
     ids = [revision_id_at(start + timedelta(seconds=i)) for i in range(1, SPAN + 1)]
-    await conn.execute(INSERT_HISTORY, {"agent": aid, "variant": v["id"], "agent_json": json.dumps(agent_now),
-                                        "variant_json": json.dumps(v_now), "start": start, "ids": ids})
+    await conn.execute(
+        INSERT_HISTORY,
+        {
+            "agent": aid,
+            "variant": v["id"],
+            "agent_json": json.dumps(agent_now),
+            "variant_json": json.dumps(v_now),
+            "start": start,
+            "ids": ids,
+        },
+    )
     await conn.execute(text("ANALYZE revisions"))
     assert await conn.scalar(text("SELECT count(*) FROM revisions WHERE agent_id = :a"), {"a": aid}) == SPAN + 3
 

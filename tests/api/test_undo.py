@@ -54,10 +54,21 @@ def editable(v: dict[str, Any]) -> dict[str, Any]:
 
 async def test_undo_of_a_variant_update_restores_the_before_state(client: httpx.AsyncClient) -> None:
     agent = await create_agent(client)
-    v = await create_variant(client, agent["id"], slug="first", description="d1", metadata={"a": "1"},
-                             overrides={"max_tokens": 10, "temperature": 0.5})
-    patch = {"variant_name": "Other", "slug": "second", "description": "d2", "metadata": {"a": None, "b": "2"},
-             "overrides": {"max_tokens": None, "max_retries": 7}}
+    v = await create_variant(
+        client,
+        agent["id"],
+        slug="first",
+        description="d1",
+        metadata={"a": "1"},
+        overrides={"max_tokens": 10, "temperature": 0.5},
+    )
+    patch = {
+        "variant_name": "Other",
+        "slug": "second",
+        "description": "d2",
+        "metadata": {"a": None, "b": "2"},
+        "overrides": {"max_tokens": None, "max_retries": 7},
+    }
     changed = await ok(client.patch(f"/v1/agents/{agent['id']}/variants/{v['id']}", json=patch))
     update_revision = await newest_revision(client, agent["id"])
 
@@ -71,12 +82,21 @@ async def test_undo_of_a_variant_update_restores_the_before_state(client: httpx.
 
 
 async def test_undo_of_an_agent_update_restores_the_before_state(client: httpx.AsyncClient) -> None:
-    agent = await create_agent(client, description="before", metadata={"k": "v"},
-                               config=config(temperature=0.7, max_tokens=50))
-    await ok(client.patch(f"/v1/agents/{agent['id']}", json={
-        "name": "New name", "slug": agent["slug"] + "-new", "description": "after", "metadata": {"k": None},
-        "config": {"temperature": 0.1, "context_window": 500, "system_prompt": "hi"},
-    }))
+    agent = await create_agent(
+        client, description="before", metadata={"k": "v"}, config=config(temperature=0.7, max_tokens=50)
+    )
+    await ok(
+        client.patch(
+            f"/v1/agents/{agent['id']}",
+            json={
+                "name": "New name",
+                "slug": agent["slug"] + "-new",
+                "description": "after",
+                "metadata": {"k": None},
+                "config": {"temperature": 0.1, "context_window": 500, "system_prompt": "hi"},
+            },
+        )
+    )
     body = await undo(client, agent["id"])
     now = await ok(client.get(f"/v1/agents/{agent['id']}"))
     assert without(now, "version", "updated_at") == without(agent, "version", "updated_at")
@@ -121,8 +141,15 @@ async def test_undo_of_a_deactivation_reactivates(client: httpx.AsyncClient) -> 
 async def test_undo_of_a_delete_brings_the_variant_back_with_its_id_and_slug(client: httpx.AsyncClient) -> None:
     agent = await create_agent(client)
     source = await create_variant(client, agent["id"])
-    v = await create_variant(client, agent["id"], slug="keeper", metadata={"x": "y"}, description="kept",
-                             clone_from=source["slug"], overrides={"max_retries": 4})
+    v = await create_variant(
+        client,
+        agent["id"],
+        slug="keeper",
+        metadata={"x": "y"},
+        description="kept",
+        clone_from=source["slug"],
+        overrides={"max_retries": 4},
+    )
     before = await variant(client, agent["id"], v["id"])
     await ok(client.delete(f"/v1/agents/{agent['id']}/variants/{v['id']}"), 204)
     assert (await ok(client.get(f"/v1/agents/{agent['id']}")))["variant_count"] == 1
@@ -213,8 +240,12 @@ async def test_undo_after_undo_walks_back_to_the_agents_creation(client: httpx.A
         states.pop()
         assert await snapshot(client, aid) == states[-1]
 
-    await change(client.patch(f"/v1/agents/{aid}", json={
-        "slug": agent["slug"] + "-x", "metadata": {"env": "prod"}, "config": {"temperature": 0.2}}))
+    await change(
+        client.patch(
+            f"/v1/agents/{aid}",
+            json={"slug": agent["slug"] + "-x", "metadata": {"env": "prod"}, "config": {"temperature": 0.2}},
+        )
+    )
     a = await change(client.post(base, json={"variant_name": "A", "overrides": {"max_tokens": 50}}), 201)
     b = await change(client.post(base, json={"variant_name": "B", "clone_from": "base"}), 201)
     await change(client.post(f"{base}/{a['id']}/activate"))
@@ -226,8 +257,9 @@ async def test_undo_after_undo_walks_back_to_the_agents_creation(client: httpx.A
     await change(client.delete(f"{base}/a-two"), 204)
     await step_back()  # `a` is back
     await change(client.delete(f"{base}/{a['id']}"), 204)
-    c = await change(client.post(base, json={"variant_name": "C", "clone_from": b["id"],
-                                             "overrides": {"max_retries": 1}}), 201)
+    c = await change(
+        client.post(base, json={"variant_name": "C", "clone_from": b["id"], "overrides": {"max_retries": 1}}), 201
+    )
     await change(client.patch(f"/v1/agents/{aid}", json={"config": {"context_window": 1000}}))
     await change(client.patch(f"{base}/{b['id']}", json={"description": "tuned", "overrides": {"prompt_version": "7"}}))
     created_b = (await all_revisions(client, aid, target_id=b["id"]))[-1]
@@ -241,7 +273,8 @@ async def test_undo_after_undo_walks_back_to_the_agents_creation(client: httpx.A
     assert final == states[0]
     assert final["variants"] == [] and final["agent"]["variant_count"] == 0
     assert without(final["agent"], "active_variant_id", "variant_count") == without(
-        agent, "active_variant_id", "variant_count", "version", "updated_at")
+        agent, "active_variant_id", "variant_count", "version", "updated_at"
+    )
 
 
 # ---------------------------------------------------------------- undo that would break a rule
@@ -347,19 +380,42 @@ async def test_concurrent_undos_each_revert_a_different_revision(live_client: ht
 async def test_restore_sets_the_variant_as_right_after_the_revision(client: httpx.AsyncClient) -> None:
     agent = await create_agent(client)
     aid = agent["id"]
-    v = await create_variant(client, aid, variant_name="One", slug="one", description="d1",
-                             metadata={"a": "1"}, overrides={"max_tokens": 10})
+    v = await create_variant(
+        client, aid, variant_name="One", slug="one", description="d1", metadata={"a": "1"}, overrides={"max_tokens": 10}
+    )
     path = f"/v1/agents/{aid}/variants/{v['id']}"
-    await ok(client.patch(path, json={"variant_name": "Two", "description": "d2", "metadata": {"b": "2"},
-                                      "overrides": {"max_tokens": 20, "temperature": 0.4}}))
+    await ok(
+        client.patch(
+            path,
+            json={
+                "variant_name": "Two",
+                "description": "d2",
+                "metadata": {"b": "2"},
+                "overrides": {"max_tokens": 20, "temperature": 0.4},
+            },
+        )
+    )
     middle = await newest_revision(client, aid)
-    await ok(client.patch(path, json={"variant_name": "Three", "slug": "three", "metadata": {"a": None},
-                                      "overrides": {"max_tokens": None, "max_retries": 3}}))
+    await ok(
+        client.patch(
+            path,
+            json={
+                "variant_name": "Three",
+                "slug": "three",
+                "metadata": {"a": None},
+                "overrides": {"max_tokens": None, "max_retries": 3},
+            },
+        )
+    )
     await ok(client.post(f"{path}/activate"))
 
     restored = await ok(client.post(f"{path}/restore", json={"revision_id": middle["id"]}))
     assert (restored["variant_name"], restored["description"], restored["metadata"], restored["overrides"]) == (
-        "Two", "d2", {"a": "1", "b": "2"}, {"max_tokens": 20, "temperature": 0.4})
+        "Two",
+        "d2",
+        {"a": "1", "b": "2"},
+        {"max_tokens": 20, "temperature": 0.4},
+    )
     assert restored["slug"] == "three"  # the slug is not restored
     assert restored["is_active"] is True
     assert await variant(client, aid, v["id"]) == restored
@@ -380,8 +436,9 @@ async def test_restore_with_a_revision_of_another_target_is_422(client: httpx.As
     of_b = await newest_revision(client, agent["id"])
     of_agent = (await all_revisions(client, agent["id"], target_id=agent["id"]))[0]
     for revision in (of_b, of_agent):
-        response = await client.post(f"/v1/agents/{agent['id']}/variants/{a['id']}/restore",
-                                     json={"revision_id": revision["id"]})
+        response = await client.post(
+            f"/v1/agents/{agent['id']}/variants/{a['id']}/restore", json={"revision_id": revision["id"]}
+        )
         assert_problem(response, 422, "validation_error")
         assert problem_params(response) == {"revision_id"}
     assert await variant(client, agent["id"], a["id"]) == a
@@ -394,8 +451,9 @@ async def test_restore_with_an_unknown_revision_is_404_naming_revision_id(
 ) -> None:
     agent = await create_agent(client)
     v = await create_variant(client, agent["id"])
-    response = await client.post(f"/v1/agents/{agent['id']}/variants/{v['id']}/restore",
-                                 json={"revision_id": revision_id})
+    response = await client.post(
+        f"/v1/agents/{agent['id']}/variants/{v['id']}/restore", json={"revision_id": revision_id}
+    )
     assert_problem(response, 404, "resource_missing")
     assert problem_params(response) == {"revision_id"}
 
@@ -404,8 +462,9 @@ async def test_restore_with_a_revision_of_another_agent_is_404(client: httpx.Asy
     mine, theirs = await create_agent(client), await create_agent(client)
     v = await create_variant(client, mine["id"])
     their_revision = await newest_revision(client, theirs["id"])
-    response = await client.post(f"/v1/agents/{mine['id']}/variants/{v['id']}/restore",
-                                 json={"revision_id": their_revision["id"]})
+    response = await client.post(
+        f"/v1/agents/{mine['id']}/variants/{v['id']}/restore", json={"revision_id": their_revision["id"]}
+    )
     assert_problem(response, 404, "resource_missing")
     assert problem_params(response) == {"revision_id"}
 
@@ -416,8 +475,9 @@ async def test_restore_to_the_revision_that_deleted_the_variant_is_409(client: h
     await ok(client.delete(f"/v1/agents/{agent['id']}/variants/{v['id']}"), 204)
     deleted = await newest_revision(client, agent["id"])
     await undo(client, agent["id"])
-    response = await client.post(f"/v1/agents/{agent['id']}/variants/{v['id']}/restore",
-                                 json={"revision_id": deleted["id"]})
+    response = await client.post(
+        f"/v1/agents/{agent['id']}/variants/{v['id']}/restore", json={"revision_id": deleted["id"]}
+    )
     assert_problem(response, 409, "revision_not_restorable")
     assert (await newest_revision(client, agent["id"]))["action"] == "undo"
 
@@ -460,8 +520,9 @@ async def diff(client: httpx.AsyncClient, agent: str, ref: str, against: str) ->
 
 async def test_diff_against_base_lists_only_the_differing_resolved_fields(client: httpx.AsyncClient) -> None:
     agent = await create_agent(client, config=config(temperature=0.7))
-    v = await create_variant(client, agent["id"], overrides={"temperature": 0.2, "max_tokens": 2048,
-                                                             "model_name": "gpt-4o"})  # same as base
+    v = await create_variant(
+        client, agent["id"], overrides={"temperature": 0.2, "max_tokens": 2048, "model_name": "gpt-4o"}
+    )  # same as base
     assert await diff(client, agent["id"], v["slug"], "base") == {"temperature": (0.7, 0.2), "max_tokens": (1024, 2048)}
     plain = await create_variant(client, agent["id"])
     assert await diff(client, agent["id"], plain["id"], "base") == {}
@@ -486,16 +547,25 @@ async def test_diff_against_a_revision(client: httpx.AsyncClient) -> None:
     agent_created = await newest_revision(client, agent["id"])
     v = await create_variant(client, agent["id"], overrides={"temperature": 0.2})
     variant_created = await newest_revision(client, agent["id"])
-    await ok(client.patch(f"/v1/agents/{agent['id']}/variants/{v['id']}",
-                          json={"overrides": {"temperature": 0.9, "max_tokens": 77}}))
+    await ok(
+        client.patch(
+            f"/v1/agents/{agent['id']}/variants/{v['id']}", json={"overrides": {"temperature": 0.9, "max_tokens": 77}}
+        )
+    )
     await ok(client.patch(f"/v1/agents/{agent['id']}", json={"config": {"max_retries": 4}}))
 
     # A variant's revision: its overrides then, over the base of then.
     assert await diff(client, agent["id"], v["id"], variant_created["id"]) == {
-        "temperature": (0.2, 0.9), "max_tokens": (1024, 77), "max_retries": (3, 4)}
+        "temperature": (0.2, 0.9),
+        "max_tokens": (1024, 77),
+        "max_retries": (3, 4),
+    }
     # An agent's revision: the base config then.
     assert await diff(client, agent["id"], v["id"], agent_created["id"]) == {
-        "temperature": (1.0, 0.9), "max_tokens": (1024, 77), "max_retries": (3, 4)}
+        "temperature": (1.0, 0.9),
+        "max_tokens": (1024, 77),
+        "max_retries": (3, 4),
+    }
 
 
 @pytest.mark.parametrize("against", ["no-such-variant", "var_01JD0000000000000000000000", MISSING_REVISION])

@@ -54,8 +54,12 @@ async def test_create_stores_exactly_the_given_overrides(client):
     agent = await create_agent(client)
     response = await client.post(
         path(agent),
-        json={"variant_name": "Cold", "description": "low temp", "metadata": {"owner": "ml"},
-              "overrides": {"temperature": 0.2, "system_prompt": "Be terse."}},
+        json={
+            "variant_name": "Cold",
+            "description": "low temp",
+            "metadata": {"owner": "ml"},
+            "overrides": {"temperature": 0.2, "system_prompt": "Be terse."},
+        },
     )
     assert response.status_code == 201, response.text
     variant = response.json()
@@ -268,7 +272,10 @@ async def test_list_of_unknown_agent_is_404_and_bad_params_are_422(client):
 async def test_patch_overrides_sets_removes_and_keeps(client):
     agent = await create_agent(client)
     variant = await create_variant(
-        client, agent["id"], description="d", metadata={"k": "v"},
+        client,
+        agent["id"],
+        description="d",
+        metadata={"k": "v"},
         overrides={"temperature": 0.2, "max_tokens": 100, "prompt_version": "p1"},
     )
     response = await client.patch(

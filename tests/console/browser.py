@@ -65,8 +65,10 @@ def ensure_chromium() -> Path:
     if _works(CHROMIUM):
         return CHROMIUM
     if os.geteuid() != 0:
-        pytest.skip(f"{CHROMIUM} is missing and only root can install Debian's chromium package "
-                    "(run `apt-get install chromium` as root, or set CHROMIUM to a Chromium binary)")
+        pytest.skip(
+            f"{CHROMIUM} is missing and only root can install Debian's chromium package "
+            "(run `apt-get install chromium` as root, or set CHROMIUM to a Chromium binary)"
+        )
     if shutil.which("apt-get") is None:
         pytest.skip(f"{CHROMIUM} is missing and there is no apt-get to install Debian's chromium package")
     with INSTALL_LOCK.open("w") as lock:
@@ -75,13 +77,17 @@ def ensure_chromium() -> Path:
             return CHROMIUM
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         wait = ["-o", "DPkg::Lock::Timeout=300"]  # another apt (not ours) may hold dpkg's lock for a while
-        for command in (["apt-get", *wait, "update"],
-                        ["apt-get", *wait, "install", "-y", "--no-install-recommends", "chromium"]):
-            run = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                 timeout=900)
+        for command in (
+            ["apt-get", *wait, "update"],
+            ["apt-get", *wait, "install", "-y", "--no-install-recommends", "chromium"],
+        ):
+            run = subprocess.run(
+                command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900
+            )
             if run.returncode != 0:
-                pytest.fail(f"`{' '.join(command)}` failed ({run.returncode}):\n{run.stdout[-3000:]}\n"
-                            f"{run.stderr[-3000:]}")
+                pytest.fail(
+                    f"`{' '.join(command)}` failed ({run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+                )
     if not _works(CHROMIUM):
         pytest.fail(f"Debian's chromium package was installed but {CHROMIUM} does not run")
     return CHROMIUM
@@ -102,7 +108,8 @@ async def playwright_driver() -> AsyncIterator[Playwright]:
 async def chromium(playwright_driver: Playwright, chromium_path: Path) -> AsyncIterator[Browser]:
     expect.set_options(timeout=TIMEOUT_MS)
     browser = await playwright_driver.chromium.launch(
-        executable_path=str(chromium_path), headless=True,
+        executable_path=str(chromium_path),
+        headless=True,
         # Containers have a small /dev/shm; no GPU here.
         args=["--disable-dev-shm-usage", "--disable-gpu"],
     )
@@ -161,8 +168,9 @@ async def console(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         async with httpx.AsyncClient(timeout=30) as http:
             await wait_ready(http, server)
         secret = (log_dir / "admin-key").read_text().strip()
-        async with httpx.AsyncClient(base_url=server.url, timeout=30,
-                                     headers={"Authorization": f"Bearer {secret}"}) as api:
+        async with httpx.AsyncClient(
+            base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {secret}"}
+        ) as api:
             yield Console(server, secret, api)
     finally:
         stop(server)

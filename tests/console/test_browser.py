@@ -150,10 +150,19 @@ async def test_activate_behind_the_confirmation_then_undo(page: Page, console: C
 def outcomes(experiment_id: str, arms: list[tuple[str | None, float, float]], per_arm: int) -> list[dict]:
     """`per_arm` runs of each (variant_id, success rate, mean score) arm, drawn with a fixed seed."""
     draw = random.Random(20261123)
-    return [{"experiment_id": experiment_id, "variant_id": variant_id, "input_tokens": draw.randint(200, 400),
-             "output_tokens": draw.randint(50, 150), "latency_ms": draw.uniform(300, 900),
-             "success": draw.random() < rate, "score": round(draw.gauss(score, 0.1), 4)}
-            for variant_id, rate, score in arms for _ in range(per_arm)]
+    return [
+        {
+            "experiment_id": experiment_id,
+            "variant_id": variant_id,
+            "input_tokens": draw.randint(200, 400),
+            "output_tokens": draw.randint(50, 150),
+            "latency_ms": draw.uniform(300, 900),
+            "success": draw.random() < rate,
+            "score": round(draw.gauss(score, 0.1), 4),
+        }
+        for variant_id, rate, score in arms
+        for _ in range(per_arm)
+    ]
 
 
 async def test_an_experiment_created_started_and_read(page: Page, console: Console) -> None:
@@ -196,9 +205,15 @@ async def test_a_read_key_sees_no_control_that_changes_anything(page: Page, cons
     """In a browser profile of its own (each test's is), signed in with a `read` key."""
     agent = await console.agent()
     variant = await console.variant(agent, temperature=0.9)
-    experiment = await console.call("POST", f"/v1/agents/{agent['id']}/experiments", 201, json={
-        "name": unique("read-only view"), "arms": [{"variant": "base", "weight": 1},
-                                                    {"variant": variant["id"], "weight": 1}]})
+    experiment = await console.call(
+        "POST",
+        f"/v1/agents/{agent['id']}/experiments",
+        201,
+        json={
+            "name": unique("read-only view"),
+            "arms": [{"variant": "base", "weight": 1}, {"variant": variant["id"], "weight": 1}],
+        },
+    )
     _, secret = await console.key("read")
     await sign_in(page, secret)
     await expect(page.locator(".who .scope")).to_have_text("read")
@@ -206,20 +221,30 @@ async def test_a_read_key_sees_no_control_that_changes_anything(page: Page, cons
     base = f"/console/agents/{agent['slug']}"
     # The buttons of every form that changes something (the read-only pages have only Search, Show and Compare).
     changing = re.compile("create|activate|undo|save|start|stop|restore|clone", re.I)
-    for path in ("/console/agents", base, f"{base}/variants/{variant['slug']}", f"{base}/history",
-                 f"{base}/experiments", f"{base}/experiments/{experiment['id']}",
-                 f"{base}/variants/{variant['slug']}/activate"):
+    for path in (
+        "/console/agents",
+        base,
+        f"{base}/variants/{variant['slug']}",
+        f"{base}/history",
+        f"{base}/experiments",
+        f"{base}/experiments/{experiment['id']}",
+        f"{base}/variants/{variant['slug']}/activate",
+    ):
         response = await page.goto(path)
         assert response is not None and response.status == 200, path
         assert await post_forms(page) == ["/console/sign-out"], path
         # Hidden ones too (a closed <details> hides its form from the accessibility tree).
         await expect(page.get_by_role("button", name=changing, include_hidden=True), path).to_have_count(0)
         # Nor links to the pages that change things (by address: agents' own names may say "create").
-        await expect(page.locator("a[href$='/edit'], a[href$='/activate'], a[href$='/deactivate']"),
-                     path).to_have_count(0)
-        assert await page.evaluate("""() => [...document.querySelectorAll(
+        await expect(
+            page.locator("a[href$='/edit'], a[href$='/activate'], a[href$='/deactivate']"), path
+        ).to_have_count(0)
+        assert (
+            await page.evaluate("""() => [...document.querySelectorAll(
             "input:not([type=hidden]), textarea, select")].filter((e) => !e.form || e.form.method !== "get")
-            .map((e) => e.name)""") == [], path  # only search and compare inputs, which GET
+            .map((e) => e.name)""")
+            == []
+        ), path  # only search and compare inputs, which GET
     # The confirmation still shows what would change, without the button to do it.
     await expect(page.locator("#confirm-changes")).to_be_visible()
     await screenshot(page, "read-only-confirm")

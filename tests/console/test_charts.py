@@ -113,8 +113,16 @@ def test_format_percent():
 
 @pytest.mark.parametrize(
     ("values", "lo", "hi"),
-    [([0.2, 0.9], 0.0, 1.0), ([3.7, 4.1], None, None), ([820, 1900], None, None), ([], None, None),
-     ([5.0], None, None), ([-3, 7], None, None), ([1e14, 3e14], None, None), ([0.0, 0.0], None, None)],
+    [
+        ([0.2, 0.9], 0.0, 1.0),
+        ([3.7, 4.1], None, None),
+        ([820, 1900], None, None),
+        ([], None, None),
+        ([5.0], None, None),
+        ([-3, 7], None, None),
+        ([1e14, 3e14], None, None),
+        ([0.0, 0.0], None, None),
+    ],
 )
 def test_nice_axis_covers_the_data_with_ordered_ticks(values, lo, hi):
     low, high, ticks = nice_axis(values, lo=lo, hi=hi)
@@ -138,8 +146,14 @@ def test_scale_maps_and_clips():
 
 def rate_chart(**kwargs):
     return interval_chart(
-        "Success rate", ["Control: base", "Arm 1", "Arm 2"], [0.62, 0.30, None],
-        [(0.53, 0.70), (0.21, 0.41), None], lo=0.0, hi=1.0, percent=True, **kwargs,
+        "Success rate",
+        ["Control: base", "Arm 1", "Arm 2"],
+        [0.62, 0.30, None],
+        [(0.53, 0.70), (0.21, 0.41), None],
+        lo=0.0,
+        hi=1.0,
+        percent=True,
+        **kwargs,
     )
 
 
@@ -225,9 +239,15 @@ def test_every_text_is_escaped():
     svgs = [
         interval_chart(f"Title {EVIL}", evil_names, [0.5, None], [None, None], unit=EVIL, percent=True),
         bar_chart(f"Title {EVIL}", evil_names, {f"s {EVIL}": [1, 2]}, unit=EVIL),
-        usage_chart({"by_variant": [{"variant_id": None, "input_tokens": 1, "output_tokens": 2, "outcomes": 3},
-                                    {"variant_id": "var_<i>", "input_tokens": 1, "output_tokens": 2, "outcomes": 3}]},
-                    {None: f"Base {EVIL}"}),
+        usage_chart(
+            {
+                "by_variant": [
+                    {"variant_id": None, "input_tokens": 1, "output_tokens": 2, "outcomes": 3},
+                    {"variant_id": "var_<i>", "input_tokens": 1, "output_tokens": 2, "outcomes": 3},
+                ]
+            },
+            {None: f"Base {EVIL}"},
+        ),
         *(svg for _, svg in results_charts({"arms": [{}, {}]}, evil_names)),
     ]
     for svg in svgs:
@@ -255,8 +275,9 @@ def test_long_labels_are_shortened_with_the_full_label_as_tooltip():
 
 
 def test_bar_chart_groups_series_with_legend_and_values():
-    root = check_document(bar_chart("Latency", ["Control", "Arm 1"],
-                                    {"p50": [820.0, 700.0], "p95": [1900.0, None]}, unit="ms"))
+    root = check_document(
+        bar_chart("Latency", ["Control", "Arm 1"], {"p50": [820.0, 700.0], "p95": [1900.0, None]}, unit="ms")
+    )
     text = all_text(root)
     for expected in ("p50", "p95", "p50: 820 ms", "p95: 1,900 ms", "p50: 700 ms", "p95: no data", "ms"):
         assert expected in text
@@ -289,22 +310,38 @@ def test_bar_chart_edge_cases():
 
 def arm(index, outcomes=120, **figures):
     base = {
-        "arm": index, "variant_id": None if index == 0 else f"var_{index}", "weight": 1, "outcomes": outcomes,
-        "input_tokens": 50000, "output_tokens": 9000, "mean_input_tokens": 416.7, "mean_output_tokens": 75.0,
-        "latency_ms_p50": 820.0, "latency_ms_p95": 1900.0, "success_rate": 0.62, "success_rate_ci": [0.53, 0.70],
-        "score_mean": 3.9, "score_mean_ci": [3.7, 4.1],
-        "vs_control": None if index == 0 else {"success_rate_diff": 0.0, "success_p_value": 1.0,
-                                               "score_mean_diff": 0.0, "score_p_value": 1.0},
+        "arm": index,
+        "variant_id": None if index == 0 else f"var_{index}",
+        "weight": 1,
+        "outcomes": outcomes,
+        "input_tokens": 50000,
+        "output_tokens": 9000,
+        "mean_input_tokens": 416.7,
+        "mean_output_tokens": 75.0,
+        "latency_ms_p50": 820.0,
+        "latency_ms_p95": 1900.0,
+        "success_rate": 0.62,
+        "success_rate_ci": [0.53, 0.70],
+        "score_mean": 3.9,
+        "score_mean_ci": [3.7, 4.1],
+        "vs_control": None
+        if index == 0
+        else {"success_rate_diff": 0.0, "success_p_value": 1.0, "score_mean_diff": 0.0, "score_p_value": 1.0},
     }
     return {**base, **figures}
 
 
 def test_results_charts_gives_four_charts_in_order():
-    results = {"object": "experiment_results", "status": "running",
-               "arms": [arm(0), arm(1, success_rate=0.7, success_rate_ci=[0.61, 0.78])]}
+    results = {
+        "object": "experiment_results",
+        "status": "running",
+        "arms": [arm(0), arm(1, success_rate=0.7, success_rate_ci=[0.61, 0.78])],
+    }
     out = results_charts(results, ["Control: base", "Arm 1: concise"])
     assert [heading for heading, _ in out] == [
-        "Success rate (95% interval)", "Mean score (95% interval)", "Latency (p50 and p95, ms)",
+        "Success rate (95% interval)",
+        "Mean score (95% interval)",
+        "Latency (p50 and p95, ms)",
         "Tokens per run (mean input and output)",
     ]
     roots = [check_document(svg) for _, svg in out]
@@ -318,10 +355,32 @@ def test_results_charts_gives_four_charts_in_order():
 
 
 def test_results_charts_edge_cases():
-    for results in ({"arms": []}, {}, {"arms": [arm(0)]},
-                    {"arms": [arm(0, outcomes=0, **dict.fromkeys(
-                        ["mean_input_tokens", "mean_output_tokens", "latency_ms_p50", "latency_ms_p95",
-                         "success_rate", "success_rate_ci", "score_mean", "score_mean_ci"])), arm(1, outcomes=0)]}):
+    for results in (
+        {"arms": []},
+        {},
+        {"arms": [arm(0)]},
+        {
+            "arms": [
+                arm(
+                    0,
+                    outcomes=0,
+                    **dict.fromkeys(
+                        [
+                            "mean_input_tokens",
+                            "mean_output_tokens",
+                            "latency_ms_p50",
+                            "latency_ms_p95",
+                            "success_rate",
+                            "success_rate_ci",
+                            "score_mean",
+                            "score_mean_ci",
+                        ]
+                    ),
+                ),
+                arm(1, outcomes=0),
+            ]
+        },
+    ):
         out = results_charts(results, [])
         assert len(out) == 4
         for _, svg in out:
@@ -332,18 +391,39 @@ def test_results_charts_edge_cases():
 
 
 def test_usage_chart_shows_tokens_and_runs_per_variant():
-    usage = {"object": "usage", "input_tokens": 40_050_000, "output_tokens": 8_009_000, "total_tokens": 48_059_000,
-             "outcomes": 238,
-             "by_variant": [{"variant_id": None, "input_tokens": 50000, "output_tokens": 9000, "total_tokens": 59000,
-                             "outcomes": 120},
-                            {"variant_id": "var_1", "input_tokens": 40_000_000, "output_tokens": 8_000_000,
-                             "total_tokens": 48_000_000, "outcomes": 118},
-                            {"variant_id": "var_gone", "input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
-                             "outcomes": 0}]}
+    usage = {
+        "object": "usage",
+        "input_tokens": 40_050_000,
+        "output_tokens": 8_009_000,
+        "total_tokens": 48_059_000,
+        "outcomes": 238,
+        "by_variant": [
+            {"variant_id": None, "input_tokens": 50000, "output_tokens": 9000, "total_tokens": 59000, "outcomes": 120},
+            {
+                "variant_id": "var_1",
+                "input_tokens": 40_000_000,
+                "output_tokens": 8_000_000,
+                "total_tokens": 48_000_000,
+                "outcomes": 118,
+            },
+            {"variant_id": "var_gone", "input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "outcomes": 0},
+        ],
+    }
     root = check_document(usage_chart(usage, {None: "Base config", "var_1": "concise"}))
     text = all_text(root)
-    for expected in ("Base config", "concise", "var_gone", "59,000 tokens", "48M tokens", "120 runs", "0 runs",
-                     "input tokens", "output tokens", "Tokens", "Runs"):
+    for expected in (
+        "Base config",
+        "concise",
+        "var_gone",
+        "59,000 tokens",
+        "48M tokens",
+        "120 runs",
+        "0 runs",
+        "input tokens",
+        "output tokens",
+        "Tokens",
+        "Runs",
+    ):
         assert expected in text
     desc = root.find(f"{SVG}desc").text
     assert "48.1M tokens" in desc and "238 runs" in desc
@@ -355,11 +435,30 @@ def test_usage_chart_shows_tokens_and_runs_per_variant():
 
 
 def test_usage_chart_edge_cases():
-    root = check_document(usage_chart({"object": "usage", "input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
-                                       "outcomes": 0, "by_variant": []}, {}))
+    root = check_document(
+        usage_chart(
+            {
+                "object": "usage",
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "total_tokens": 0,
+                "outcomes": 0,
+                "by_variant": [],
+            },
+            {},
+        )
+    )
     assert "No usage recorded yet." in all_text(root)
-    root = check_document(usage_chart({"by_variant": [{"variant_id": None, "input_tokens": 0, "output_tokens": 0,
-                                                       "total_tokens": 0, "outcomes": 0}]}, {}))
+    root = check_document(
+        usage_chart(
+            {
+                "by_variant": [
+                    {"variant_id": None, "input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "outcomes": 0}
+                ]
+            },
+            {},
+        )
+    )
     assert "Base config" in all_text(root) and "0 runs" in all_text(root)
 
 
@@ -371,7 +470,7 @@ def contrast_on_white(colour: str) -> float:
         c = c / 255
         return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
 
-    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
     luminance = 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
     return 1.05 / (luminance + 0.05)
 
@@ -396,19 +495,37 @@ def results_objects(draw):
     count = draw(st.integers(1, 5))
     arms = []
     for index in range(count):
-        arms.append({
-            "arm": index, "variant_id": None if index == 0 else f"var_{index}", "weight": draw(st.integers(1, 10000)),
-            "outcomes": draw(st.integers(0, 10**7)),
-            "input_tokens": draw(st.integers(0, 10**13)), "output_tokens": draw(st.integers(0, 10**13)),
-            "mean_input_tokens": draw(figures), "mean_output_tokens": draw(figures),
-            "latency_ms_p50": draw(figures), "latency_ms_p95": draw(figures),
-            "success_rate": draw(rates), "success_rate_ci": draw(intervals),
-            "score_mean": draw(figures), "score_mean_ci": draw(intervals),
-            "vs_control": None if index == 0 else draw(st.none() | st.fixed_dictionaries({
-                "success_rate_diff": st.none() | st.floats(-1, 1), "success_p_value": p_values,
-                "score_mean_diff": figures, "score_p_value": p_values,
-            })),
-        })
+        arms.append(
+            {
+                "arm": index,
+                "variant_id": None if index == 0 else f"var_{index}",
+                "weight": draw(st.integers(1, 10000)),
+                "outcomes": draw(st.integers(0, 10**7)),
+                "input_tokens": draw(st.integers(0, 10**13)),
+                "output_tokens": draw(st.integers(0, 10**13)),
+                "mean_input_tokens": draw(figures),
+                "mean_output_tokens": draw(figures),
+                "latency_ms_p50": draw(figures),
+                "latency_ms_p95": draw(figures),
+                "success_rate": draw(rates),
+                "success_rate_ci": draw(intervals),
+                "score_mean": draw(figures),
+                "score_mean_ci": draw(intervals),
+                "vs_control": None
+                if index == 0
+                else draw(
+                    st.none()
+                    | st.fixed_dictionaries(
+                        {
+                            "success_rate_diff": st.none() | st.floats(-1, 1),
+                            "success_p_value": p_values,
+                            "score_mean_diff": figures,
+                            "score_p_value": p_values,
+                        }
+                    )
+                ),
+            }
+        )
     status = draw(st.sampled_from(["draft", "running", "stopped"]))
     return {"object": "experiment_results", "experiment_id": "exp_x", "status": status, "arms": arms}
 
@@ -429,11 +546,18 @@ def test_random_results_always_give_well_formed_charts(results, names):
 
 @settings(max_examples=100, deadline=None)
 @given(
-    entries=st.lists(st.fixed_dictionaries({
-        "variant_id": st.none() | st.text(max_size=20),
-        "input_tokens": st.integers(0, 10**16), "output_tokens": st.integers(0, 10**16),
-        "total_tokens": st.integers(0, 10**16), "outcomes": st.integers(0, 10**9),
-    }), max_size=6),
+    entries=st.lists(
+        st.fixed_dictionaries(
+            {
+                "variant_id": st.none() | st.text(max_size=20),
+                "input_tokens": st.integers(0, 10**16),
+                "output_tokens": st.integers(0, 10**16),
+                "total_tokens": st.integers(0, 10**16),
+                "outcomes": st.integers(0, 10**9),
+            }
+        ),
+        max_size=6,
+    ),
     names=st.dictionaries(st.none() | st.text(max_size=10), st.text(max_size=40), max_size=4),
 )
 def test_random_usage_always_gives_a_well_formed_chart(entries, names):
@@ -443,10 +567,25 @@ def test_random_usage_always_gives_a_well_formed_chart(entries, names):
 def test_tick_labels_say_what_the_axis_measures() -> None:
     """A "k" tick is thousands: the axis of 263,060 tokens ends at 300k, not 30k."""
     for total in (2_500, 26_306, 263_060, 2_630_600):
-        svg = charts.usage_chart({"object": "usage", "input_tokens": total, "output_tokens": 0, "total_tokens": total,
-                                  "outcomes": 1, "by_variant": [{"variant_id": None, "input_tokens": total,
-                                                                 "output_tokens": 0, "total_tokens": total,
-                                                                 "outcomes": 1}]}, {None: "base"})
+        svg = charts.usage_chart(
+            {
+                "object": "usage",
+                "input_tokens": total,
+                "output_tokens": 0,
+                "total_tokens": total,
+                "outcomes": 1,
+                "by_variant": [
+                    {
+                        "variant_id": None,
+                        "input_tokens": total,
+                        "output_tokens": 0,
+                        "total_tokens": total,
+                        "outcomes": 1,
+                    }
+                ],
+            },
+            {None: "base"},
+        )
         ticks = []
         for text in re.findall(r">(-?[\d,.]+)([kMB]?)</text>", svg):
             number, suffix = float(text[0].replace(",", "")), text[1]

@@ -55,17 +55,36 @@ class CountingDatabase(Database):
 
 
 async def test_each_page_reads_its_data_in_one_snapshot(conn: AsyncConnection, db: Database) -> None:
-    agent = await agents.create_agent(db, AgentCreate.model_validate(
-        {"name": "Snap bot", "config": {"model_provider": "p", "model_name": "m", "temperature": 0.7}}))
-    cold = await variants.create_variant(db, agent["id"], VariantCreate.model_validate(
-        {"variant_name": "Cold", "overrides": {"temperature": 0.1}}))
-    warm = await variants.create_variant(db, agent["id"], VariantCreate.model_validate(
-        {"variant_name": "Warm", "overrides": {"temperature": 0.9}}))
+    agent = await agents.create_agent(
+        db,
+        AgentCreate.model_validate(
+            {"name": "Snap bot", "config": {"model_provider": "p", "model_name": "m", "temperature": 0.7}}
+        ),
+    )
+    cold = await variants.create_variant(
+        db, agent["id"], VariantCreate.model_validate({"variant_name": "Cold", "overrides": {"temperature": 0.1}})
+    )
+    warm = await variants.create_variant(
+        db, agent["id"], VariantCreate.model_validate({"variant_name": "Warm", "overrides": {"temperature": 0.9}})
+    )
     await variants.activate_variant(db, agent["id"], warm["id"])
-    experiment = await experiments.create_experiment(db, agent["id"], ExperimentCreate.model_validate(
-        {"name": "Cold vs base", "arms": [{"variant": "base", "weight": 1}, {"variant": "cold", "weight": 1}]}))
-    await outcomes.store(db, agent["id"], [OutcomeIn(variant_id=cold["id"], experiment_id=experiment["id"],
-                                                     input_tokens=10, output_tokens=2, latency_ms=5.0)], batch=False)
+    experiment = await experiments.create_experiment(
+        db,
+        agent["id"],
+        ExperimentCreate.model_validate(
+            {"name": "Cold vs base", "arms": [{"variant": "base", "weight": 1}, {"variant": "cold", "weight": 1}]}
+        ),
+    )
+    await outcomes.store(
+        db,
+        agent["id"],
+        [
+            OutcomeIn(
+                variant_id=cold["id"], experiment_id=experiment["id"], input_tokens=10, output_tokens=2, latency_ms=5.0
+            )
+        ],
+        batch=False,
+    )
     oldest = (await revisions.list_revisions(db, agent["id"], after=None, limit=100, target_id=None))[-1]
 
     counting = CountingDatabase(conn)
@@ -75,12 +94,26 @@ async def test_each_page_reads_its_data_in_one_snapshot(conn: AsyncConnection, d
         browser = Browser(http)
         assert (await browser.sign_in(secret)).status_code == 303
         base = "/console/agents/snap-bot"
-        pages = ["/console/agents", "/console/agents?q=snap", base, f"{base}?after={warm['id']}", f"{base}/edit",
-                 f"{base}/variants/cold", f"{base}/variants/cold?against=base", f"{base}/variants/cold?against=warm",
-                 f"{base}/variants/cold?against={oldest['id']}", f"{base}/variants/cold?against=nope",
-                 f"{base}/variants/cold/activate", f"{base}/variants/warm/activate", f"{base}/variants/warm/deactivate",
-                 f"{base}/history", f"{base}/history?at=2099-01-01T00:00:00", f"{base}/history?at=2000-01-01T00:00:00",
-                 f"{base}/experiments", f"{base}/experiments/{experiment['id']}"]
+        pages = [
+            "/console/agents",
+            "/console/agents?q=snap",
+            base,
+            f"{base}?after={warm['id']}",
+            f"{base}/edit",
+            f"{base}/variants/cold",
+            f"{base}/variants/cold?against=base",
+            f"{base}/variants/cold?against=warm",
+            f"{base}/variants/cold?against={oldest['id']}",
+            f"{base}/variants/cold?against=nope",
+            f"{base}/variants/cold/activate",
+            f"{base}/variants/warm/activate",
+            f"{base}/variants/warm/deactivate",
+            f"{base}/history",
+            f"{base}/history?at=2099-01-01T00:00:00",
+            f"{base}/history?at=2000-01-01T00:00:00",
+            f"{base}/experiments",
+            f"{base}/experiments/{experiment['id']}",
+        ]
         seen: dict[str, Any] = {}
         for path in pages:
             counting.calls.clear()

@@ -15,18 +15,41 @@ NAMES = ["Control: base", "Arm 1: concise", "Arm 2: friendly"]
 OVERCLAIMS = re.compile(r"significan|better|worse|prove|equal|identical|same as", re.IGNORECASE)
 
 
-def arm(index, outcomes=200, *, success_rate=0.62, success_rate_ci=(0.55, 0.69), score_mean=3.9,
-        score_mean_ci=(3.7, 4.1), success_rate_diff=None, success_p_value=None, score_mean_diff=None,
-        score_p_value=None):
+def arm(
+    index,
+    outcomes=200,
+    *,
+    success_rate=0.62,
+    success_rate_ci=(0.55, 0.69),
+    score_mean=3.9,
+    score_mean_ci=(3.7, 4.1),
+    success_rate_diff=None,
+    success_p_value=None,
+    score_mean_diff=None,
+    score_p_value=None,
+):
     return {
-        "arm": index, "variant_id": None if index == 0 else f"var_{index}", "weight": 1, "outcomes": outcomes,
-        "input_tokens": 1000, "output_tokens": 100, "mean_input_tokens": 10.0, "mean_output_tokens": 1.0,
-        "latency_ms_p50": 800.0, "latency_ms_p95": 1900.0,
-        "success_rate": success_rate, "success_rate_ci": list(success_rate_ci) if success_rate_ci else None,
-        "score_mean": score_mean, "score_mean_ci": list(score_mean_ci) if score_mean_ci else None,
-        "vs_control": None if index == 0 else {
-            "success_rate_diff": success_rate_diff, "success_p_value": success_p_value,
-            "score_mean_diff": score_mean_diff, "score_p_value": score_p_value,
+        "arm": index,
+        "variant_id": None if index == 0 else f"var_{index}",
+        "weight": 1,
+        "outcomes": outcomes,
+        "input_tokens": 1000,
+        "output_tokens": 100,
+        "mean_input_tokens": 10.0,
+        "mean_output_tokens": 1.0,
+        "latency_ms_p50": 800.0,
+        "latency_ms_p95": 1900.0,
+        "success_rate": success_rate,
+        "success_rate_ci": list(success_rate_ci) if success_rate_ci else None,
+        "score_mean": score_mean,
+        "score_mean_ci": list(score_mean_ci) if score_mean_ci else None,
+        "vs_control": None
+        if index == 0
+        else {
+            "success_rate_diff": success_rate_diff,
+            "success_p_value": success_p_value,
+            "score_mean_diff": score_mean_diff,
+            "score_p_value": score_p_value,
         },
     }
 
@@ -46,8 +69,16 @@ def about(sentences, metric, name="Arm 1: concise"):
 
 @pytest.mark.parametrize(
     ("p", "expected"),
-    [(0.032, "p = 0.032"), (0.0004, "p < 0.001"), (0.0, "p < 0.001"), (0.001, "p = 0.001"), (0.19, "p = 0.190"),
-     (1.0, "p = 1.000"), (0.04996, "p = 0.04996"), (0.0500, "p = 0.050")],
+    [
+        (0.032, "p = 0.032"),
+        (0.0004, "p < 0.001"),
+        (0.0, "p < 0.001"),
+        (0.001, "p = 0.001"),
+        (0.19, "p = 0.190"),
+        (1.0, "p = 1.000"),
+        (0.04996, "p = 0.04996"),
+        (0.0500, "p = 0.050"),
+    ],
 )
 def test_format_p_value(p, expected):
     assert format_p_value(p) == expected
@@ -74,8 +105,15 @@ def test_status_is_stated_first(status, words):
 
 
 def test_too_few_outcomes_is_not_enough_data_with_the_counts():
-    out = reading(results(arm(0, outcomes=120), arm(1, outcomes=12, success_rate_diff=0.3, success_p_value=0.001,
-                                                    score_mean_diff=1.0, score_p_value=0.0001)), NAMES)
+    out = reading(
+        results(
+            arm(0, outcomes=120),
+            arm(
+                1, outcomes=12, success_rate_diff=0.3, success_p_value=0.001, score_mean_diff=1.0, score_p_value=0.0001
+            ),
+        ),
+        NAMES,
+    )
     for metric in ("Success rate", "Mean score"):
         sentence = about(out, metric)
         assert "not enough data yet to compare" in sentence
@@ -85,8 +123,9 @@ def test_too_few_outcomes_is_not_enough_data_with_the_counts():
 
 
 def test_a_small_control_is_not_enough_data_either():
-    out = reading(results(arm(0, outcomes=29), arm(1, outcomes=500, success_rate_diff=0.3, success_p_value=0.01)),
-                  NAMES)
+    out = reading(
+        results(arm(0, outcomes=29), arm(1, outcomes=500, success_rate_diff=0.3, success_p_value=0.01)), NAMES
+    )
     assert "not enough data" in about(out, "Success rate")
     assert "29 in the control" in about(out, "Success rate")
 
@@ -107,8 +146,20 @@ def test_the_threshold_is_a_parameter():
 
 
 def test_p_above_alpha_is_no_detectable_difference_and_not_sameness():
-    out = reading(results(arm(0), arm(1, success_rate=0.7, success_rate_diff=0.08, success_p_value=0.19,
-                                      score_mean_diff=-0.05, score_p_value=0.5)), NAMES)
+    out = reading(
+        results(
+            arm(0),
+            arm(
+                1,
+                success_rate=0.7,
+                success_rate_diff=0.08,
+                success_p_value=0.19,
+                score_mean_diff=-0.05,
+                score_p_value=0.5,
+            ),
+        ),
+        NAMES,
+    )
     success = about(out, "Success rate")
     assert "no detectable difference" in success
     assert "+8.0 percentage points" in success and "p = 0.190" in success
@@ -135,8 +186,13 @@ def test_alpha_is_a_parameter():
 
 
 def test_p_below_alpha_says_higher_for_a_positive_difference():
-    out = reading(results(arm(0), arm(1, success_rate=0.70, success_rate_ci=(0.61, 0.78), success_rate_diff=0.08,
-                                      success_p_value=0.032)), NAMES)
+    out = reading(
+        results(
+            arm(0),
+            arm(1, success_rate=0.70, success_rate_ci=(0.61, 0.78), success_rate_diff=0.08, success_p_value=0.032),
+        ),
+        NAMES,
+    )
     sentence = about(out, "Success rate")
     assert "evidence that this arm's success rate is higher than the control's" in sentence
     assert "by 8.0 percentage points" in sentence
@@ -147,8 +203,10 @@ def test_p_below_alpha_says_higher_for_a_positive_difference():
 
 
 def test_p_below_alpha_says_lower_for_a_negative_difference():
-    out = reading(results(arm(0), arm(1, score_mean=3.6, score_mean_ci=(3.45, 3.75), score_mean_diff=-0.3,
-                                      score_p_value=0.0004)), NAMES)
+    out = reading(
+        results(arm(0), arm(1, score_mean=3.6, score_mean_ci=(3.45, 3.75), score_mean_diff=-0.3, score_p_value=0.0004)),
+        NAMES,
+    )
     sentence = about(out, "Mean score")
     assert "evidence that this arm's mean score is lower than the control's, by 0.30" in sentence
     assert "p < 0.001" in sentence and "3.60 vs. 3.90" in sentence and "3.45 to 3.75" in sentence
@@ -156,8 +214,9 @@ def test_p_below_alpha_says_lower_for_a_negative_difference():
 
 
 def test_a_tiny_but_detected_rate_difference_is_not_printed_as_zero():
-    out = reading(results(arm(0, outcomes=10**7), arm(1, outcomes=10**7, success_rate_diff=0.0003,
-                                                      success_p_value=0.0001)), NAMES)
+    out = reading(
+        results(arm(0, outcomes=10**7), arm(1, outcomes=10**7, success_rate_diff=0.0003, success_p_value=0.0001)), NAMES
+    )
     assert "higher than the control's, by less than 0.1 percentage points" in about(out, "Success rate")
 
 
@@ -171,9 +230,14 @@ def test_a_detection_without_a_difference_only_says_it_differs():
 
 
 def test_several_comparisons_add_a_multiple_comparisons_note():
-    out = reading(results(arm(0), arm(1, success_rate_diff=0.08, success_p_value=0.03, score_mean_diff=0.1,
-                                      score_p_value=0.6),
-                          arm(2, success_rate_diff=-0.1, success_p_value=0.004)), NAMES)
+    out = reading(
+        results(
+            arm(0),
+            arm(1, success_rate_diff=0.08, success_p_value=0.03, score_mean_diff=0.1, score_p_value=0.6),
+            arm(2, success_rate_diff=-0.1, success_p_value=0.004),
+        ),
+        NAMES,
+    )
     (note,) = [s for s in out if "multiple comparisons" in s]
     assert note == out[-1]
     assert "3 comparisons" in note and "by chance" in note
@@ -182,8 +246,10 @@ def test_several_comparisons_add_a_multiple_comparisons_note():
 
 
 def test_several_comparisons_without_detections_still_note_it_without_overclaiming():
-    out = reading(results(arm(0), arm(1, success_rate_diff=0.01, success_p_value=0.7, score_mean_diff=0.1,
-                                      score_p_value=0.4)), NAMES)
+    out = reading(
+        results(arm(0), arm(1, success_rate_diff=0.01, success_p_value=0.7, score_mean_diff=0.1, score_p_value=0.4)),
+        NAMES,
+    )
     (note,) = [s for s in out if "multiple comparisons" in s]
     assert "2 comparisons" in note and not OVERCLAIMS.search(note)
 
@@ -213,10 +279,24 @@ def test_names_fall_back_and_stay_plain_text():
 
 
 def test_example_reading():
-    out = reading(results(arm(0, outcomes=120), arm(1, outcomes=118, success_rate=0.70, success_rate_ci=(0.61, 0.78),
-                                                    success_rate_diff=0.08, success_p_value=0.19,
-                                                    score_mean=4.1, score_mean_ci=(3.95, 4.25),
-                                                    score_mean_diff=0.2, score_p_value=0.04)), NAMES)
+    out = reading(
+        results(
+            arm(0, outcomes=120),
+            arm(
+                1,
+                outcomes=118,
+                success_rate=0.70,
+                success_rate_ci=(0.61, 0.78),
+                success_rate_diff=0.08,
+                success_p_value=0.19,
+                score_mean=4.1,
+                score_mean_ci=(3.95, 4.25),
+                score_mean_diff=0.2,
+                score_p_value=0.04,
+            ),
+        ),
+        NAMES,
+    )
     assert out == [
         "The experiment is still running, so these results may still change as outcomes arrive.",
         "Success rate, “Arm 1: concise” vs. the control (“Control: base”): no detectable difference (observed "
@@ -234,8 +314,9 @@ def test_example_reading():
 
 
 @settings(max_examples=300, deadline=None)
-@given(data=results_objects(), names=st.lists(st.text(max_size=30), max_size=6),
-       alpha=st.sampled_from([0.05, 0.01, 0.1]))
+@given(
+    data=results_objects(), names=st.lists(st.text(max_size=30), max_size=6), alpha=st.sampled_from([0.05, 0.01, 0.1])
+)
 def test_random_results_read_without_overclaiming(data, names, alpha):
     out = reading(data, names, alpha=alpha)
     assert out and all(isinstance(s, str) and s for s in out)

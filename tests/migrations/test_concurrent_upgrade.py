@@ -20,8 +20,13 @@ async def test_simultaneous_migrate_commands_all_succeed_and_apply_once(fresh_ur
     env = {**os.environ, "DATABASE_URL": fresh_url, "LOG_LEVEL": "warning"}
     processes = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.api.cli", "migrate",
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "services.api.cli",
+            "migrate",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         for _ in range(4)
     ]
@@ -34,9 +39,9 @@ async def test_simultaneous_migrate_commands_all_succeed_and_apply_once(fresh_ur
     try:
         async with engine.connect() as conn:
             versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
-            tables = await conn.scalar(text(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('agents', 'variants')"
-            ))
+            tables = await conn.scalar(
+                text("SELECT count(*) FROM information_schema.tables WHERE table_name IN ('agents', 'variants')")
+            )
     finally:
         await engine.dispose()
     assert versions == [migrate.head_revision()]

@@ -47,9 +47,7 @@ async def index_names(conn: AsyncConnection, table: str) -> set[str]:
 
 
 def diff(sync: Connection) -> list[Any]:
-    context = MigrationContext.configure(
-        sync, opts={"compare_type": True, "compare_server_default": True}
-    )
+    context = MigrationContext.configure(sync, opts={"compare_type": True, "compare_server_default": True})
     return compare_metadata(context, Base.metadata)
 
 
@@ -65,11 +63,13 @@ async def test_upgrade_downgrade_upgrade(fresh: AsyncConnection) -> None:
     await step(fresh, "downgrade", "base")
     assert await tables(fresh) == set()
     # Nothing of the schema is left behind: no index, constraint or sequence.
-    leftovers = await fresh.scalar(text(
-        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = 'public' AND c.relname <> 'alembic_version'"
-        " AND c.relname NOT LIKE 'alembic_version%'"
-    ))
+    leftovers = await fresh.scalar(
+        text(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relname <> 'alembic_version'"
+            " AND c.relname NOT LIKE 'alembic_version%'"
+        )
+    )
     assert leftovers == 0
     assert await migrate.current_revision(fresh) is None
 
@@ -77,15 +77,16 @@ async def test_upgrade_downgrade_upgrade(fresh: AsyncConnection) -> None:
     assert await tables(fresh) == TABLES
     assert await migrate.current_revision(fresh) == migrate.head_revision()
     # The schema works after the round trip: the single-active index still bites.
-    await fresh.execute(text(
-        "INSERT INTO agents (id, slug, name, model_provider, model_name, system_prompt,"
-        " user_prompt_template, prompt_version, temperature, max_tokens, context_window,"
-        " input_token_limit, token_budget, timeout_seconds, max_retries)"
-        " VALUES ('agt_1', 'a', 'A', 'p', 'm', '', '', '', 1.0, 1, 0, 0, 0, 60, 2)"
-    ))
+    await fresh.execute(
+        text(
+            "INSERT INTO agents (id, slug, name, model_provider, model_name, system_prompt,"
+            " user_prompt_template, prompt_version, temperature, max_tokens, context_window,"
+            " input_token_limit, token_budget, timeout_seconds, max_retries)"
+            " VALUES ('agt_1', 'a', 'A', 'p', 'm', '', '', '', 1.0, 1, 0, 0, 0, 60, 2)"
+        )
+    )
     insert_variant = text(
-        "INSERT INTO variants (id, agent_id, slug, variant_name, is_active)"
-        " VALUES (:id, 'agt_1', :slug, 'V', true)"
+        "INSERT INTO variants (id, agent_id, slug, variant_name, is_active) VALUES (:id, 'agt_1', :slug, 'V', true)"
     )
     await fresh.execute(insert_variant, {"id": "v1", "slug": "one"})
     with pytest.raises(Exception, match="uq_variants_one_active_per_agent"):
@@ -159,9 +160,7 @@ async def test_migrated_schema_equals_the_models_own_ddl(fresh: AsyncConnection)
     await step(fresh, "upgrade", "head")
     await fresh.execute(text("CREATE SCHEMA from_models"))
     await fresh.run_sync(
-        lambda sync: Base.metadata.create_all(
-            sync.execution_options(schema_translate_map={None: "from_models"})
-        )
+        lambda sync: Base.metadata.create_all(sync.execution_options(schema_translate_map={None: "from_models"}))
     )
     migrated, modelled = await catalog(fresh, "public"), await catalog(fresh, "from_models")
     await fresh.rollback()
@@ -172,21 +171,28 @@ async def test_migrated_schema_equals_the_models_own_ddl(fresh: AsyncConnection)
 
 async def test_usage_totals_are_backfilled_from_the_outcomes_already_stored(fresh: AsyncConnection) -> None:
     await step(fresh, "upgrade", "c3d1f7a9e2b4")  # the revision before usage_totals
-    await fresh.execute(text(
-        "INSERT INTO agents (id, slug, name, model_provider, model_name, system_prompt,"
-        " user_prompt_template, prompt_version, temperature, max_tokens, context_window,"
-        " input_token_limit, token_budget, timeout_seconds, max_retries)"
-        " VALUES ('agt_1', 'a', 'A', 'p', 'm', '', '', '', 1.0, 1, 0, 0, 0, 60, 2)"
-    ))
-    await fresh.execute(text(
-        "INSERT INTO outcomes (agent_id, variant_id, input_tokens, output_tokens, latency_ms)"
-        " SELECT 'agt_1', CASE WHEN n % 3 = 0 THEN NULL ELSE 'var_' || (n % 3) END, n, 2 * n, 1"
-        " FROM generate_series(1, 30) AS n"
-    ))
+    await fresh.execute(
+        text(
+            "INSERT INTO agents (id, slug, name, model_provider, model_name, system_prompt,"
+            " user_prompt_template, prompt_version, temperature, max_tokens, context_window,"
+            " input_token_limit, token_budget, timeout_seconds, max_retries)"
+            " VALUES ('agt_1', 'a', 'A', 'p', 'm', '', '', '', 1.0, 1, 0, 0, 0, 60, 2)"
+        )
+    )
+    await fresh.execute(
+        text(
+            "INSERT INTO outcomes (agent_id, variant_id, input_tokens, output_tokens, latency_ms)"
+            " SELECT 'agt_1', CASE WHEN n % 3 = 0 THEN NULL ELSE 'var_' || (n % 3) END, n, 2 * n, 1"
+            " FROM generate_series(1, 30) AS n"
+        )
+    )
     await fresh.commit()
     await step(fresh, "upgrade", "head")
-    rows = (await fresh.execute(text(
-        "SELECT variant_key, outcomes, input_tokens, output_tokens FROM usage_totals ORDER BY variant_key"))).all()
+    rows = (
+        await fresh.execute(
+            text("SELECT variant_key, outcomes, input_tokens, output_tokens FROM usage_totals ORDER BY variant_key")
+        )
+    ).all()
     expected = {key: [0, 0, 0] for key in ("", "var_1", "var_2")}
     for n in range(1, 31):
         row = expected["" if n % 3 == 0 else f"var_{n % 3}"]

@@ -52,8 +52,9 @@ class FaultyProxy:
     Watch streams are never forwarded (the proxy reads whole answers)."""
 
     upstream: str
-    mode: Literal["alternate", "refuse", "no_streams", "lose_posts", "silent_streams", "maintenance", "html_404",
-                  "pass"] = "alternate"
+    mode: Literal[
+        "alternate", "refuse", "no_streams", "lose_posts", "silent_streams", "maintenance", "html_404", "pass"
+    ] = "alternate"
     fail_with_500: str | None = None
     url: str = ""
     # Every request that went through: (method, path, status, If-None-Match sent).
@@ -100,8 +101,9 @@ class FaultyProxy:
             await _answer(send, status, b"<html>back soon</html>", [(b"content-type", b"text/html")])
             return
         if scope["path"].endswith("/bundle/watch") and self.mode == "silent_streams":
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"text/event-stream")]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+            )
             await send({"type": "http.response.body", "body": b"", "more_body": True})
             while (await receive())["type"] != "http.disconnect":
                 pass  # hold it open, say nothing
@@ -138,8 +140,15 @@ class FaultyProxy:
         await _answer(send, response.status_code, response.content, kept)
 
     def start(self) -> None:
-        config = uvicorn.Config(self, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
-                                access_log=False, timeout_graceful_shutdown=2)
+        config = uvicorn.Config(
+            self,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
         server = self._server = uvicorn.Server(config)
 
         async def serve() -> None:

@@ -23,7 +23,7 @@ MARKER = "<!-- this block runs in tests/sdk/test_readme_sdk.py -->"
 def readme_example() -> str:
     text = README.read_text()
     assert MARKER in text, "the README's SDK example lost its marker"
-    block = re.search(r"```python\n(.*?)```", text[text.index(MARKER):], re.S)
+    block = re.search(r"```python\n(.*?)```", text[text.index(MARKER) :], re.S)
     assert block is not None
     return block.group(1)
 
@@ -35,12 +35,27 @@ def test_the_example_is_ten_lines() -> None:
 
 async def test_the_readme_agent_resolves_runs_and_reports(replicas: Replicas, monkeypatch: pytest.MonkeyPatch) -> None:
     a, http = replicas.a.url, replicas.http
-    agent = await ok(http.post(f"{a}/v1/agents", json={"name": "Support bot", "slug": "support-bot",
-                                                       "config": config(system_prompt="Be helpful.")}), 201)
-    concise = await ok(http.post(f"{a}/v1/agents/support-bot/variants", json={
-        "variant_name": "concise", "overrides": {"system_prompt": "Be brief."}}), 201)
-    test = await ok(http.post(f"{a}/v1/agents/support-bot/experiments", json={
-        "name": "concise", "arms": [{"variant": "base", "weight": 1}, {"variant": "concise", "weight": 1}]}), 201)
+    agent = await ok(
+        http.post(
+            f"{a}/v1/agents",
+            json={"name": "Support bot", "slug": "support-bot", "config": config(system_prompt="Be helpful.")},
+        ),
+        201,
+    )
+    concise = await ok(
+        http.post(
+            f"{a}/v1/agents/support-bot/variants",
+            json={"variant_name": "concise", "overrides": {"system_prompt": "Be brief."}},
+        ),
+        201,
+    )
+    test = await ok(
+        http.post(
+            f"{a}/v1/agents/support-bot/experiments",
+            json={"name": "concise", "arms": [{"variant": "base", "weight": 1}, {"variant": "concise", "weight": 1}]},
+        ),
+        201,
+    )
     await ok(http.post(f"{a}/v1/agents/support-bot/experiments/{test['id']}/start"))
 
     seen: list[tuple[str, str]] = []

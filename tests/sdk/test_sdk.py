@@ -34,14 +34,23 @@ def secret(replicas: Replicas) -> str:
 
 def as_served(config: ResolvedAgentConfig) -> dict[str, Any]:
     """The config as `/resolved?explain=true` shows it."""
-    return {"agent_id": config.agent_id, "agent_slug": config.agent_slug, "variant_id": config.variant_id,
-            "variant_slug": config.variant_slug, "source": config.source, "experiment_id": config.experiment_id,
-            "arm": config.arm, **config.config(), "provenance": config.provenance}
+    return {
+        "agent_id": config.agent_id,
+        "agent_slug": config.agent_slug,
+        "variant_id": config.variant_id,
+        "variant_slug": config.variant_slug,
+        "source": config.source,
+        "experiment_id": config.experiment_id,
+        "arm": config.arm,
+        **config.config(),
+        "provenance": config.provenance,
+    }
 
 
 async def served(replicas: Replicas, agent: str, **params: Any) -> dict[str, Any]:
-    body = await ok(replicas.http.get(f"{replicas.b.url}/v1/agents/{agent}/resolved",
-                                      params={"explain": "true", **params}))
+    body = await ok(
+        replicas.http.get(f"{replicas.b.url}/v1/agents/{agent}/resolved", params={"explain": "true", **params})
+    )
     body.pop("object")
     return body
 
@@ -104,8 +113,10 @@ async def test_an_activation_through_a_reaches_an_sdk_watching_b_within_the_boun
         latencies.append(time.perf_counter() - written)
     latencies.sort()
     p99 = latencies[98]
-    print(f"{type(watching_b).__name__}: activation to SDK p50 {statistics.median(latencies) * 1000:.1f} ms,"
-          f" p99 {p99 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms over 100 changes")
+    print(
+        f"{type(watching_b).__name__}: activation to SDK p50 {statistics.median(latencies) * 1000:.1f} ms,"
+        f" p99 {p99 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms over 100 changes"
+    )
     assert p99 < P99_BOUND, f"p99 {p99 * 1000:.1f} ms over 100 changes"
     # What it holds at the end is what the service resolves, field for field.
     assert as_served(await resolve(watching_b, agent["slug"])) == await served(replicas, agent["slug"])
@@ -114,9 +125,20 @@ async def test_an_activation_through_a_reaches_an_sdk_watching_b_within_the_boun
 @pytest.fixture(scope="module")
 async def experiment(replicas: Replicas) -> dict[str, Any]:
     agent, variants = await setup_agent(replicas)
-    created = await ok(replicas.http.post(f"{replicas.a.url}/v1/agents/{agent['id']}/experiments", json={
-        "name": "sdk", "arms": [{"variant": "base", "weight": 1}, {"variant": variants[0]["id"], "weight": 2},
-                                {"variant": variants[1]["id"], "weight": 3}]}), 201)
+    created = await ok(
+        replicas.http.post(
+            f"{replicas.a.url}/v1/agents/{agent['id']}/experiments",
+            json={
+                "name": "sdk",
+                "arms": [
+                    {"variant": "base", "weight": 1},
+                    {"variant": variants[0]["id"], "weight": 2},
+                    {"variant": variants[1]["id"], "weight": 3},
+                ],
+            },
+        ),
+        201,
+    )
     await ok(replicas.http.post(f"{replicas.a.url}/v1/agents/{agent['id']}/experiments/{created['id']}/start"))
     return agent
 
@@ -132,7 +154,9 @@ async def both_clients(replicas: Replicas) -> AsyncIterator[tuple[AgentVariants,
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(subject=st.text(min_size=1, max_size=60))
 async def test_local_assignment_equals_the_servers_subject_answer(
-    replicas: Replicas, experiment: dict[str, Any], both_clients: tuple[AgentVariants, AsyncAgentVariants],
+    replicas: Replicas,
+    experiment: dict[str, Any],
+    both_clients: tuple[AgentVariants, AsyncAgentVariants],
     subject: str,
 ) -> None:
     sync, async_ = both_clients
@@ -165,8 +189,13 @@ async def test_a_deleted_agent_becomes_not_found_and_a_new_one_under_its_slug_is
 
     await until(gone, within=PROPAGATION_BOUND, what="NotFound once deleted")
     # The slug is free again: a new agent under it is resolved afresh, not the old copy.
-    again = await ok(replicas.http.post(f"{replicas.a.url}/v1/agents", json={
-        "name": "again", "slug": agent["slug"], "config": {"model_provider": "p", "model_name": "m"}}), 201)
+    again = await ok(
+        replicas.http.post(
+            f"{replicas.a.url}/v1/agents",
+            json={"name": "again", "slug": agent["slug"], "config": {"model_provider": "p", "model_name": "m"}},
+        ),
+        201,
+    )
     assert (await resolve(watching_b, agent["slug"])).agent_id == again["id"]
 
 
@@ -194,8 +223,12 @@ async def test_with_its_server_gone_the_sdk_serves_the_last_bundle_and_catches_u
         server.process.wait(10)
         # Changes made while D is away, through A.
         await activate(replicas, agent, variants[1])
-        await ok(replicas.http.patch(f"{replicas.a.url}/v1/agents/{agent['id']}",
-                                     json={"config": {"system_prompt": "changed while D was away"}}))
+        await ok(
+            replicas.http.patch(
+                f"{replicas.a.url}/v1/agents/{agent['id']}",
+                json={"config": {"system_prompt": "changed while D was away"}},
+            )
+        )
         await asyncio.sleep(1.0)
         # The service is gone: the last bundle is still served ...
         assert await patient.resolve(agent["id"]) == before
@@ -207,6 +240,7 @@ async def test_with_its_server_gone_the_sdk_serves_the_last_bundle_and_catches_u
         await wait_ready(replicas.http, server)
         expected = await served(replicas, agent["id"])
         for client in (patient, strict):
+
             async def caught_up(c: Client = client) -> bool:
                 return await _as_served_or_none(c, agent["id"]) == expected
 
@@ -217,7 +251,6 @@ async def test_with_its_server_gone_the_sdk_serves_the_last_bundle_and_catches_u
         await patient.close()
         strict.close()
         stop(server)
-
 
 
 async def _as_served_or_none(client: Client, agent: str) -> dict[str, Any] | None:
@@ -285,8 +318,11 @@ async def test_while_its_watch_is_refused_the_sdk_revalidates_with_if_none_match
             await asyncio.sleep(3.0)  # past max_staleness: only revalidation keeps it fresh
             assert client.resolve(agent["id"]).variant_id is None
             await activate(replicas, agent, variants[0])
-            took = await until(lambda: client.resolve(agent["id"]).variant_id == variants[0]["id"], within=5.0,
-                               what="the change revalidated")
+            took = await until(
+                lambda: client.resolve(agent["id"]).variant_id == variants[0]["id"],
+                within=5.0,
+                what="the change revalidated",
+            )
             print(f"the change reached the SDK by revalidation in {took:.2f} s")
             # The next stream attempt says what the SDK now has (Last-Event-ID): the new etag.
             new_etag = (await ok(replicas.http.get(f"{replicas.a.url}/v1/agents/{agent['id']}/bundle")))["etag"]
@@ -296,8 +332,11 @@ async def test_while_its_watch_is_refused_the_sdk_revalidates_with_if_none_match
     finally:
         proxy.stop()
     bundle_path = f"/v1/agents/{agent['id']}/bundle"
-    revalidations = [(status, condition) for method, path, status, condition in proxy.passed
-                     if path == bundle_path and condition is not None]
+    revalidations = [
+        (status, condition)
+        for method, path, status, condition in proxy.passed
+        if path == bundle_path and condition is not None
+    ]
     assert any(status == 304 for status, _ in revalidations), "no revalidation answered 304"
     assert any(status == 200 for status, _ in revalidations), "the change never came by revalidation"
     # Every stream attempt said what the SDK had: the old etag first, the new one at last.
@@ -316,8 +355,11 @@ async def test_a_stream_that_says_nothing_cannot_pass_a_stale_copy_off_as_fresh(
     try:
         assert client.resolve(agent["id"]).variant_id is None
         await activate(replicas, agent, variants[0])
-        took = await until(lambda: client.resolve(agent["id"]).variant_id == variants[0]["id"], within=3.0,
-                           what="the change seen through a silent stream")
+        took = await until(
+            lambda: client.resolve(agent["id"]).variant_id == variants[0]["id"],
+            within=3.0,
+            what="the change seen through a silent stream",
+        )
         print(f"seen by revalidation {took:.2f} s after the change")
     finally:
         client.close()
@@ -325,7 +367,7 @@ async def test_a_stream_that_says_nothing_cannot_pass_a_stale_copy_off_as_fresh(
 
 
 async def test_a_load_balancers_pages_are_an_outage_not_a_deletion_nor_a_word_from_the_service(
-    replicas: Replicas
+    replicas: Replicas,
 ) -> None:
     from tests.sdk.faulty_proxy import FaultyProxy
 
@@ -346,8 +388,11 @@ async def test_a_load_balancers_pages_are_an_outage_not_a_deletion_nor_a_word_fr
         await activate(replicas, agent, variants[1])
         proxy.mode = "pass"
         for client in (patient, strict):
-            await until(lambda c=client: _variant_or_none(c, agent["id"]) == variants[1]["id"], within=15.0,
-                        what="caught up once the service answers again")
+            await until(
+                lambda c=client: _variant_or_none(c, agent["id"]) == variants[1]["id"],
+                within=15.0,
+                what="caught up once the service answers again",
+            )
     finally:
         patient.close()
         strict.close()
@@ -365,9 +410,20 @@ async def test_more_agents_than_a_connection_pool_holds_are_watched_and_reported
     """Each watched agent holds a connection: 105 of them must not starve the 106th fetch
     nor the outcome sender."""
     http, a = replicas.http, replicas.a.url
-    agents = [await ok(http.post(f"{a}/v1/agents", json={"name": f"pool {n}", "slug": f"pool-{n}-{time.time_ns()}",
-                                                          "config": {"model_provider": "p", "model_name": "m"}}), 201)
-              for n in range(105)]
+    agents = [
+        await ok(
+            http.post(
+                f"{a}/v1/agents",
+                json={
+                    "name": f"pool {n}",
+                    "slug": f"pool-{n}-{time.time_ns()}",
+                    "config": {"model_provider": "p", "model_name": "m"},
+                },
+            ),
+            201,
+        )
+        for n in range(105)
+    ]
     with AgentVariants(replicas.b.url, secret(replicas)) as client:
         for agent in agents:
             assert client.resolve(agent["slug"]).agent_id == agent["id"]
@@ -375,5 +431,8 @@ async def test_more_agents_than_a_connection_pool_holds_are_watched_and_reported
         assert client.flush(timeout=10).sent == 1
         # And the last one's watch works.
         await ok(http.patch(f"{a}/v1/agents/{agents[-1]['id']}", json={"config": {"model_name": "m2"}}))
-        await until(lambda: client.resolve(agents[-1]["slug"]).model_name == "m2", within=PROPAGATION_BOUND,
-                    what="the 105th agent's change")
+        await until(
+            lambda: client.resolve(agents[-1]["slug"]).model_name == "m2",
+            within=PROPAGATION_BOUND,
+            what="the 105th agent's change",
+        )

@@ -54,11 +54,11 @@ async def test_the_main_flow_through_the_namespaces(sdk: Client, replicas: Repli
     assert agent["object"] == "agent" and agent["config"]["temperature"] == 0.5
     assert (await done(sdk.agents.get(agent["slug"])))["id"] == agent["id"]
 
-    draft = await done(sdk.variants.create(agent["slug"], "Concise", clone_from="base",
-                                           overrides={"temperature": 0.2}))
+    draft = await done(sdk.variants.create(agent["slug"], "Concise", clone_from="base", overrides={"temperature": 0.2}))
     assert draft["overrides"]["temperature"] == 0.2 and draft["cloned_from"]["source"] == "base"
-    patched = await done(sdk.variants.update(agent["slug"], draft["slug"], {"description": "short answers"},
-                                             if_match=draft["version"]))
+    patched = await done(
+        sdk.variants.update(agent["slug"], draft["slug"], {"description": "short answers"}, if_match=draft["version"])
+    )
     assert patched["version"] == draft["version"] + 1
     active = await done(sdk.variants.activate(agent["slug"], draft["slug"], if_match=patched["version"]))
     assert active["is_active"] is True
@@ -77,8 +77,13 @@ async def test_the_main_flow_through_the_namespaces(sdk: Client, replicas: Repli
     assert (await done(sdk.agents.get(agent["id"])))["active_variant_id"] is None
 
     # An experiment, start to results.
-    test = await done(sdk.experiments.create(agent["slug"], "concise vs base", [
-        {"variant": "base", "weight": 1}, {"variant": draft["slug"], "weight": 1}]))
+    test = await done(
+        sdk.experiments.create(
+            agent["slug"],
+            "concise vs base",
+            [{"variant": "base", "weight": 1}, {"variant": draft["slug"], "weight": 1}],
+        )
+    )
     assert test["status"] == "draft"
     assert (await done(sdk.experiments.start(agent["slug"], test["id"])))["status"] == "running"
     results = await done(sdk.experiments.results(agent["slug"], test["id"]))
@@ -88,7 +93,13 @@ async def test_the_main_flow_through_the_namespaces(sdk: Client, replicas: Repli
 
     assert await done(sdk.variants.deactivate(agent["slug"], draft["slug"]))
     assert await done(sdk.agents.usage(agent["slug"])) == {
-        "object": "usage", "input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "outcomes": 0, "by_variant": []}
+        "object": "usage",
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "total_tokens": 0,
+        "outcomes": 0,
+        "by_variant": [],
+    }
     assert await done(sdk.agents.delete(agent["slug"])) is None
     with pytest.raises(NotFound) as missing:
         await done(sdk.agents.get(agent["id"]))
@@ -122,8 +133,10 @@ async def test_an_idempotency_key_makes_a_repeated_create_one_object(sdk: Client
     again = await done(sdk.agents.create(name, config(), idempotency_key=f"k-{name}"))
     assert again == first  # the first response, replayed: same id, same created_at
     # Without one given, the SDK sends a fresh key per call (never none): two calls, two objects.
-    variants = [await done(sdk.variants.create(first["id"], "twin")), await done(sdk.variants.create(
-        first["id"], "twin", slug="twin-2"))]
+    variants = [
+        await done(sdk.variants.create(first["id"], "twin")),
+        await done(sdk.variants.create(first["id"], "twin", slug="twin-2")),
+    ]
     assert variants[0]["id"] != variants[1]["id"]
     with pytest.raises(Conflict) as reused:
         await done(sdk.agents.create(name + " other", config(), idempotency_key=f"k-{name}"))

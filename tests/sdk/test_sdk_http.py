@@ -47,8 +47,9 @@ def test_a_request_that_never_reached_the_service_is_always_retried(call: Call) 
     assert wait_before_retry(call, 1, None, NEVER_SENT) is not None
 
 
-@pytest.mark.parametrize(("call", "retried"), [(GET, True), (POST, True), (PATCH, True), (DELETE, False),
-                                               (PATCH_IF, False)])
+@pytest.mark.parametrize(
+    ("call", "retried"), [(GET, True), (POST, True), (PATCH, True), (DELETE, False), (PATCH_IF, False)]
+)
 def test_a_lost_answer_is_retried_only_where_a_second_attempt_does_nothing_twice(call: Call, retried: bool) -> None:
     assert (wait_before_retry(call, 1, None, LOST) is not None) is retried
     assert (wait_before_retry(call, 1, answer(503), None) is not None) is retried

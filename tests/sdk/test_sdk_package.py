@@ -48,6 +48,10 @@ def test_the_sdk_distribution_needs_httpx_only_and_is_typed() -> None:
 def test_the_sdk_type_checks_strictly(tmp_path: Path) -> None:
     """`py.typed` promises types to every user's checker: the SDK passes `mypy --strict`."""
     package = ROOT / "sdk" / "python" / "agent_variants"
-    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path), str(package)],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path), str(package)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -60,8 +60,14 @@ class Reported:
 
     def outcome(self, n: int, variant_id: str | None = None) -> dict[str, Any]:
         """The fields of outcome `n` (as given to `report`), now counted as expected."""
-        fields = {"variant_id": variant_id, "subject": f"run-{n}", "input_tokens": n, "output_tokens": 3 * n + 1,
-                  "latency_ms": n / 4, "success": n % 2 == 0}
+        fields = {
+            "variant_id": variant_id,
+            "subject": f"run-{n}",
+            "input_tokens": n,
+            "output_tokens": 3 * n + 1,
+            "latency_ms": n / 4,
+            "success": n % 2 == 0,
+        }
         self.subjects.append(fields["subject"])
         self.input_tokens += fields["input_tokens"]
         self.output_tokens += fields["output_tokens"]
@@ -73,11 +79,15 @@ async def assert_stored_once(replicas: Replicas, reported: Reported) -> None:
     """Server A shows exactly what was reported: each outcome once, the token sums exact."""
     usage = await ok(replicas.http.get(f"{replicas.a.url}/v1/agents/{reported.agent_id}/usage"))
     assert (usage["outcomes"], usage["input_tokens"], usage["output_tokens"]) == (
-        len(reported.subjects), reported.input_tokens, reported.output_tokens)
+        len(reported.subjects),
+        reported.input_tokens,
+        reported.output_tokens,
+    )
     assert {row["variant_id"]: row["outcomes"] for row in usage["by_variant"]} == dict(reported.by_variant)
     rows = await replicas.conn.execute(
         text("SELECT subject, count(*) AS n FROM outcomes WHERE agent_id = :agent GROUP BY subject"),
-        {"agent": reported.agent_id})
+        {"agent": reported.agent_id},
+    )
     stored = {row.subject: row.n for row in rows}
     assert stored == dict.fromkeys(reported.subjects, 1)
 
@@ -201,8 +211,9 @@ async def test_items_naming_an_unknown_experiment_are_rejected_and_the_rest_stor
     async with AsyncAgentVariants(replicas.a.url, secret(replicas)) as client:
         for n in range(8):
             if n in (0, 5):
-                await client.report(agent["id"], experiment_id=gone, subject=f"gone-{n}", input_tokens=1,
-                                    output_tokens=1, latency_ms=1)
+                await client.report(
+                    agent["id"], experiment_id=gone, subject=f"gone-{n}", input_tokens=1, output_tokens=1, latency_ms=1
+                )
             else:
                 await client.report(agent["id"], **reported.outcome(n))
         stats = await client.flush(timeout=30)
@@ -258,7 +269,7 @@ async def test_close_sends_what_is_buffered(replicas: Replicas) -> None:
 
 
 async def test_values_that_cannot_be_sent_raise_at_the_call_site_and_numbers_of_any_kind_are_taken(
-    replicas: Replicas
+    replicas: Replicas,
 ) -> None:
     import decimal
     import fractions
@@ -277,8 +288,14 @@ async def test_values_that_cannot_be_sent_raise_at_the_call_site_and_numbers_of_
         for fields in bad:
             with pytest.raises((TypeError, ValueError)):
                 await client.report(agent["id"], **fields)
-        await client.report(agent["id"], input_tokens=2, output_tokens=3, latency_ms=decimal.Decimal("1.5"),
-                            cost_usd=fractions.Fraction(1, 4), score=decimal.Decimal("0.5"))
+        await client.report(
+            agent["id"],
+            input_tokens=2,
+            output_tokens=3,
+            latency_ms=decimal.Decimal("1.5"),
+            cost_usd=fractions.Fraction(1, 4),
+            score=decimal.Decimal("0.5"),
+        )
         assert await client.flush(timeout=10) == ReportStats(sent=1, pending=0, dropped=0, rejected=0)
     usage = await ok(replicas.http.get(f"{replicas.a.url}/v1/agents/{agent['id']}/usage"))
     assert (usage["outcomes"], usage["input_tokens"]) == (1, 2)
@@ -298,7 +315,7 @@ async def test_outcomes_go_out_within_a_second_or_so_without_flush(replicas: Rep
 
 
 async def test_a_batch_the_server_keeps_failing_is_rejected_in_the_end_and_holds_up_no_other(
-    replicas: Replicas
+    replicas: Replicas,
 ) -> None:
     broken, _ = await setup_agent(replicas)
     fine, _ = await setup_agent(replicas)
@@ -333,8 +350,13 @@ async def test_a_program_that_ends_without_close_still_sends_its_outcomes(replic
         "    client.report(sys.argv[3], input_tokens=n, output_tokens=1, latency_ms=1)\n"
         "print('exiting without close')\n"
     )
-    ran = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", program, url, secret(replicas), agent["id"]],
-                                  capture_output=True, text=True, timeout=60)
+    ran = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", program, url, secret(replicas), agent["id"]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ran.returncode == 0 and "exiting without close" in ran.stdout, ran.stderr
     usage = await ok(replicas.http.get(f"{replicas.a.url}/v1/agents/{agent['id']}/usage"))
     assert (usage["outcomes"], usage["output_tokens"]) == (3, 3), ran.stderr

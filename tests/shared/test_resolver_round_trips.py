@@ -73,9 +73,9 @@ class Recorder:
         # asyncpg calls its query loggers with loop.call_soon: let them run.
         for _ in range(3):
             await asyncio.sleep(0)
-        trips.executed = self.executed[marks[0]:]
-        trips.logged = self.logged[marks[1]:]
-        trips.prepared = self.prepared[marks[2]:]
+        trips.executed = self.executed[marks[0] :]
+        trips.logged = self.logged[marks[1] :]
+        trips.prepared = self.prepared[marks[2] :]
 
 
 @dataclass
@@ -155,10 +155,16 @@ def calls(s: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]
         (agent["slug"], {}, {"variant_id": active["id"], "source": "variant", "temperature": 1.5}),
         (bare["id"], {}, {"variant_id": None, "source": "agent", "temperature": 1.0}),
         (bare["slug"], {}, {"variant_id": None, "source": "agent", "max_tokens": 1024}),
-        (agent["id"], {"variant": other["id"]},
-         {"variant_id": other["id"], "source": "preview", "temperature": 0.5, "max_tokens": 7}),
-        (agent["slug"], {"variant": other["slug"]},
-         {"variant_id": other["id"], "source": "preview", "system_prompt": "hi"}),
+        (
+            agent["id"],
+            {"variant": other["id"]},
+            {"variant_id": other["id"], "source": "preview", "temperature": 0.5, "max_tokens": 7},
+        ),
+        (
+            agent["slug"],
+            {"variant": other["slug"]},
+            {"variant_id": other["id"], "source": "preview", "system_prompt": "hi"},
+        ),
         (agent["id"], {"variant": active["slug"]}, {"variant_id": active["id"], "source": "preview"}),
         (agent["slug"], {"variant": other["id"]}, {"variant_id": other["id"], "source": "preview"}),
     ]
@@ -250,8 +256,9 @@ async def test_http_resolve_uses_one_round_trip_through_database_read(
         f"/v1/agents/{seeded['bare']['slug']}/resolved",
     ]
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
-                                     headers=bearer(live_key)) as http:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test", headers=bearer(live_key)
+        ) as http:
             # The first authenticated request loads the key ring (one query, once).
             assert (await http.get(f"/v1/agents/{agent['id']}")).status_code == 200
             for attempt in range(3):

@@ -37,7 +37,9 @@ def test_serve_starts_embedded_postgres_migrates_serves_and_stops_it(tmp_path: P
     env.update(EMBEDDED_POSTGRES_DIR=str(data_dir), DATA_DIR=str(tmp_path), LOG_LEVEL="warning")
     server = subprocess.Popen(
         [sys.executable, "-m", "services.api.cli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -62,9 +64,14 @@ def test_serve_starts_embedded_postgres_migrates_serves_and_stops_it(tmp_path: P
         refused = httpx.get(f"{base}/v1/agents")
         assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
         key = {"Authorization": f"Bearer {secret}"}
-        created = httpx.post(f"{base}/v1/agents", headers=key, json={
-            "name": "Serve Test", "config": {"model_provider": "openai", "model_name": "gpt-4o"},
-        })
+        created = httpx.post(
+            f"{base}/v1/agents",
+            headers=key,
+            json={
+                "name": "Serve Test",
+                "config": {"model_provider": "openai", "model_name": "gpt-4o"},
+            },
+        )
         assert created.status_code == 201, created.text
         resolved = httpx.get(f"{base}/v1/agents/serve-test/resolved", headers=key)
         assert resolved.status_code == 200

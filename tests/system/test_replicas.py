@@ -79,8 +79,9 @@ def start(name: str, database_url: str, log_dir: Path, *, migrate: bool, port: i
     env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "warning", "DATA_DIR": str(log_dir)}
     command = [sys.executable, "-m", "services.api.cli", "serve", "--port", str(port)]
     with log.open("ab") as out:
-        process = subprocess.Popen(command + ([] if migrate else ["--no-migrate"]), cwd=ROOT, env=env,
-                                   stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command + ([] if migrate else ["--no-migrate"]), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     return Server(name, process, f"http://127.0.0.1:{port}", log)
 
 
@@ -116,8 +117,7 @@ async def listener_pids(conn: AsyncConnection, database: str, server: Server) ->
     return [row.pid for row in rows]
 
 
-async def wait_listening(replicas: Replicas, server: Server, *, not_pid: int | None = None,
-                         timeout: float = 10) -> int:
+async def wait_listening(replicas: Replicas, server: Server, *, not_pid: int | None = None, timeout: float = 10) -> int:
     """The pid of the server's listener backend once there is one (other than `not_pid`)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -175,11 +175,17 @@ async def ok(response: Any, status: int = 200) -> dict[str, Any]:
 
 async def setup_agent(replicas: Replicas) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     http, a = replicas.http, replicas.a.url
-    agent = await ok(http.post(f"{a}/v1/agents", json={"name": unique("replicas"),
-                                                        "config": config(system_prompt="base")}), 201)
+    agent = await ok(
+        http.post(f"{a}/v1/agents", json={"name": unique("replicas"), "config": config(system_prompt="base")}), 201
+    )
     variants = [
-        await ok(http.post(f"{a}/v1/agents/{agent['id']}/variants",
-                           json={"variant_name": name, "overrides": {"prompt_version": name}}), 201)
+        await ok(
+            http.post(
+                f"{a}/v1/agents/{agent['id']}/variants",
+                json={"variant_name": name, "overrides": {"prompt_version": name}},
+            ),
+            201,
+        )
         for name in ("one", "two")
     ]
     return agent, variants
@@ -196,8 +202,9 @@ async def warm(replicas: Replicas, server: Server, ref: str) -> dict[str, Any]:
     return first
 
 
-async def seen_within_bound(replicas: Replicas, server: Server, ref: str, expected: Any, field: str,
-                            *, written_at: float) -> float:
+async def seen_within_bound(
+    replicas: Replicas, server: Server, ref: str, expected: Any, field: str, *, written_at: float
+) -> float:
     """Seconds from the write's response until `server` serves `expected`; then it stays."""
     while True:
         body = await resolved(replicas, server, ref)
@@ -222,10 +229,10 @@ async def test_the_other_process_serves_from_its_cache_until_told(replicas: Repl
     assert (await warm(replicas, replicas.b, agent["id"]))["system_prompt"] == "base"
     await replicas.conn.execute(text("UPDATE agents SET system_prompt = 'raw' WHERE id = :id"), {"id": agent["id"]})
     assert (await resolved(replicas, replicas.b, agent["id"]))["system_prompt"] == "base"
-    await replicas.conn.execute(text("SELECT pg_notify(:channel, :id)"),
-                                {"channel": RESOLUTION_CHANNEL, "id": agent["id"]})
-    await seen_within_bound(replicas, replicas.b, agent["id"], "raw", "system_prompt",
-                            written_at=time.perf_counter())
+    await replicas.conn.execute(
+        text("SELECT pg_notify(:channel, :id)"), {"channel": RESOLUTION_CHANNEL, "id": agent["id"]}
+    )
+    await seen_within_bound(replicas, replicas.b, agent["id"], "raw", "system_prompt", written_at=time.perf_counter())
 
 
 async def test_activations_through_a_are_served_by_b_within_the_bound(replicas: Replicas) -> None:
@@ -241,11 +248,12 @@ async def test_activations_through_a_are_served_by_b_within_the_bound(replicas: 
         written_at = time.perf_counter()
         # The process that took the write never serves the old config after its 200.
         assert (await resolved(replicas, a, ref))["variant_id"] == target["id"]
-        latencies.append(await seen_within_bound(replicas, b, ref, target["id"], "variant_id",
-                                                 written_at=written_at))
+        latencies.append(await seen_within_bound(replicas, b, ref, target["id"], "variant_id", written_at=written_at))
     latencies.sort()
-    print(f"propagation over {len(latencies)} activations: p50 {statistics.median(latencies) * 1000:.1f} ms,"
-          f" max {latencies[-1] * 1000:.1f} ms")
+    print(
+        f"propagation over {len(latencies)} activations: p50 {statistics.median(latencies) * 1000:.1f} ms,"
+        f" max {latencies[-1] * 1000:.1f} ms"
+    )
     assert latencies[-1] < PROPAGATION_BOUND
 
 
@@ -259,8 +267,12 @@ async def test_variant_and_agent_patches_propagate_both_ways(replicas: Replicas)
         await warm(replicas, reader, agent["slug"])
         await warm(replicas, writer, agent["slug"])
         version = f"patched {n}"
-        await ok(http.patch(f"{writer.url}/v1/agents/{agent['id']}/variants/{variants[0]['id']}",
-                            json={"overrides": {"prompt_version": version}}))
+        await ok(
+            http.patch(
+                f"{writer.url}/v1/agents/{agent['id']}/variants/{variants[0]['id']}",
+                json={"overrides": {"prompt_version": version}},
+            )
+        )
         written_at = time.perf_counter()
         assert (await resolved(replicas, writer, agent["slug"]))["prompt_version"] == version
         await seen_within_bound(replicas, reader, agent["slug"], version, "prompt_version", written_at=written_at)
@@ -344,8 +356,9 @@ async def status_with(replicas: Replicas, server: Server, secret: str, path: str
     return response.status_code
 
 
-async def refused_within_bound(replicas: Replicas, server: Server, secret: str, path: str,
-                               *, written_at: float) -> float:
+async def refused_within_bound(
+    replicas: Replicas, server: Server, secret: str, path: str, *, written_at: float
+) -> float:
     """Seconds from the revocation's response until `server` refuses the key; then it stays refused."""
     while True:
         status = await status_with(replicas, server, secret, path)
@@ -365,8 +378,12 @@ async def test_a_key_revoked_through_a_is_refused_by_b_within_the_bound(replicas
     path = f"/v1/agents/{agent['id']}/resolved"
     latencies = []
     for n in range(10):
-        key = await ok(http.post(f"{a.url}/v1/keys", json={"name": f"{unique('revoked').replace(' ', '-')}-{n}",
-                                                           "scope": "resolve"}), 201)
+        key = await ok(
+            http.post(
+                f"{a.url}/v1/keys", json={"name": f"{unique('revoked').replace(' ', '-')}-{n}", "scope": "resolve"}
+            ),
+            201,
+        )
         # Made on A, the key works on B as soon as B has heard of it (NOTIFY), and on A at once.
         assert await status_with(replicas, a, key["secret"], path) == 200
         deadline = time.perf_counter() + PROPAGATION_BOUND
@@ -381,16 +398,18 @@ async def test_a_key_revoked_through_a_is_refused_by_b_within_the_bound(replicas
         # ... and the other within the bound.
         latencies.append(await refused_within_bound(replicas, b, key["secret"], path, written_at=written_at))
     latencies.sort()
-    print(f"revocation reached B in p50 {statistics.median(latencies) * 1000:.1f} ms,"
-          f" max {latencies[-1] * 1000:.1f} ms")
+    print(
+        f"revocation reached B in p50 {statistics.median(latencies) * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms"
+    )
 
 
 async def test_with_its_listener_gone_b_still_refuses_a_key_revoked_meanwhile(replicas: Replicas) -> None:
     http, a, b, conn = replicas.http, replicas.a, replicas.b, replicas.conn
     agent, _ = await setup_agent(replicas)
     path = f"/v1/agents/{agent['id']}/resolved"
-    key = await ok(http.post(f"{a.url}/v1/keys", json={"name": unique("outage").replace(" ", "-"),
-                                                       "scope": "read"}), 201)
+    key = await ok(
+        http.post(f"{a.url}/v1/keys", json={"name": unique("outage").replace(" ", "-"), "scope": "read"}), 201
+    )
     deadline = time.perf_counter() + PROPAGATION_BOUND
     while await status_with(replicas, b, key["secret"], path) != 200:
         assert time.perf_counter() < deadline, "B never accepted the new key"
@@ -414,8 +433,7 @@ async def test_a_listener_that_stops_answering_costs_no_stale_answer_beyond_the_
     http, a, b, conn = replicas.http, replicas.a, replicas.b, replicas.conn
     agent, variants = await setup_agent(replicas)
     path = f"/v1/agents/{agent['id']}/resolved"
-    key = await ok(http.post(f"{a.url}/v1/keys", json={"name": unique("hung").replace(" ", "-"),
-                                                       "scope": "read"}), 201)
+    key = await ok(http.post(f"{a.url}/v1/keys", json={"name": unique("hung").replace(" ", "-"), "scope": "read"}), 201)
     deadline = time.perf_counter() + PROPAGATION_BOUND
     while await status_with(replicas, b, key["secret"], path) != 200:
         assert time.perf_counter() < deadline, "B never accepted the new key"

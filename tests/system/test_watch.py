@@ -93,8 +93,7 @@ async def test_a_change_through_a_reaches_a_watcher_on_b_within_the_bound(
             latencies.append(time.perf_counter() - written)
             assert kind == "bundle" and body["resolved"]["variant_id"] == target["id"] and body["etag"] == etag
         latencies.sort()
-        print(f"watch propagation: p50 {statistics.median(latencies) * 1000:.1f} ms, "
-              f"max {latencies[-1] * 1000:.1f} ms")
+        print(f"watch propagation: p50 {statistics.median(latencies) * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms")
         # A change that leaves the bundle as it was sends nothing.
         await ok(replicas.http.patch(f"{replicas.a.url}/v1/agents/{agent['id']}", json={"description": "notes"}))
         with pytest.raises(TimeoutError):
@@ -130,12 +129,19 @@ async def test_last_event_id_skips_what_the_client_has_and_delete_ends_the_strea
 
 async def test_revoking_the_key_ends_its_watch(replicas: Replicas, watcher_http: httpx.AsyncClient) -> None:
     agent, _ = await setup_agent(replicas)
-    key = await ok(replicas.http.post(f"{replicas.a.url}/v1/keys", json={
-        "name": unique("watcher").replace(" ", "-"), "scope": "resolve"}), 201)
+    key = await ok(
+        replicas.http.post(
+            f"{replicas.a.url}/v1/keys", json={"name": unique("watcher").replace(" ", "-"), "scope": "resolve"}
+        ),
+        201,
+    )
     url = f"{replicas.b.url}/v1/agents/{agent['id']}/bundle/watch"
     deadline = time.perf_counter() + PROPAGATION_BOUND
-    while (await watcher_http.get(f"{replicas.b.url}/v1/agents/{agent['id']}/bundle",
-                                  headers={"Authorization": f"Bearer {key['secret']}"})).status_code != 200:
+    while (
+        await watcher_http.get(
+            f"{replicas.b.url}/v1/agents/{agent['id']}/bundle", headers={"Authorization": f"Bearer {key['secret']}"}
+        )
+    ).status_code != 200:
         assert time.perf_counter() < deadline
     watch, task = await open_watch(watcher_http, url, {"Authorization": f"Bearer {key['secret']}"})
     try:

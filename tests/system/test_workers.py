@@ -48,7 +48,10 @@ async def served(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> A
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "services.api.cli", "serve", "--port", str(port), "--workers", str(WORKERS)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     server = Server("workers", process, f"http://127.0.0.1:{port}", log)
     try:
@@ -97,8 +100,10 @@ async def test_a_change_reaches_every_workers_cache(served: tuple[Server, str, s
         agent = (await http.post(f"{base}/v1/agents", json={"name": unique("workers"), "config": config()})).json()
         variants = []
         for name in ("one", "two"):
-            response = await http.post(f"{base}/v1/agents/{agent['id']}/variants",
-                                       json={"variant_name": name, "overrides": {"prompt_version": name}})
+            response = await http.post(
+                f"{base}/v1/agents/{agent['id']}/variants",
+                json={"variant_name": name, "overrides": {"prompt_version": name}},
+            )
             assert response.status_code == 201, response.text
             variants.append(response.json())
 

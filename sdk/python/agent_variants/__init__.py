@@ -30,7 +30,21 @@ from agent_variants.outcomes import ReportStats
 from agent_variants.sync import AgentVariants
 
 __all__ = [
-    "AgentNotFound", "AgentVariants", "AgentVariantsError", "AsyncAgentVariants", "Conflict", "Forbidden", "NotFound",
-    "PreconditionFailed", "RateLimited", "ReportStats", "ResolvedAgentConfig", "Unauthorized", "Unavailable",
-    "ValidationFailed", "VariantNotFound", "__version__", "assign",
+    "AgentNotFound",
+    "AgentVariants",
+    "AgentVariantsError",
+    "AsyncAgentVariants",
+    "Conflict",
+    "Forbidden",
+    "NotFound",
+    "PreconditionFailed",
+    "RateLimited",
+    "ReportStats",
+    "ResolvedAgentConfig",
+    "Unauthorized",
+    "Unavailable",
+    "ValidationFailed",
+    "VariantNotFound",
+    "__version__",
+    "assign",
 ]

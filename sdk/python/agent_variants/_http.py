@@ -63,8 +63,14 @@ class Call:
 
     @classmethod
     def of(
-        cls, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
-        if_match: int | str | None = None, idempotency_key: str | None = None,
+        cls,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        if_match: int | str | None = None,
+        idempotency_key: str | None = None,
     ) -> Call:
         headers: dict[str, str] = {}
         if method == "POST":

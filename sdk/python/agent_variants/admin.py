@@ -53,13 +53,19 @@ def _agent(agent: str) -> str:
 class Agents(_Namespace[Obj, Nil]):
     """`client.agents`: agents, their resolution, usage, history and undo.
 
-        agent = client.agents.create("Support bot", {"model_provider": "openai", "model_name": "gpt-4o"})
-        client.agents.update(agent["slug"], {"config": {"temperature": 0.3}}, if_match=agent["version"])
+    agent = client.agents.create("Support bot", {"model_provider": "openai", "model_name": "gpt-4o"})
+    client.agents.update(agent["slug"], {"config": {"temperature": 0.3}}, if_match=agent["version"])
     """
 
     def create(
-        self, name: str, config: Mapping[str, Any], *, slug: str | None = None, description: str | None = None,
-        metadata: Mapping[str, str] | None = None, idempotency_key: str | None = None,
+        self,
+        name: str,
+        config: Mapping[str, Any],
+        *,
+        slug: str | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> Obj:
         """An agent: `client.agents.create("Support bot", {"model_provider": "openai", "model_name": "gpt-4o"})`."""
         body = _fields(name=name, slug=slug, description=description, metadata=metadata, config=dict(config))
@@ -82,7 +88,12 @@ class Agents(_Namespace[Obj, Nil]):
         return self._send.nil(Call.of("DELETE", _agent(agent), if_match=if_match))
 
     def resolved(
-        self, agent: str, *, subject: str | None = None, variant: str | None = None, at: str | None = None,
+        self,
+        agent: str,
+        *,
+        subject: str | None = None,
+        variant: str | None = None,
+        at: str | None = None,
         explain: bool | None = None,
     ) -> Obj:
         """The service's own resolution (`GET .../resolved`); `resolve()` answers from memory instead."""
@@ -117,8 +128,8 @@ class Agents(_Namespace[Obj, Nil]):
 class Variants(_Namespace[Obj, Nil]):
     """`client.variants`: an agent's variants, activation, restore and diff.
 
-        draft = client.variants.create("support-bot", "terse", clone_from="base", overrides={"max_tokens": 256})
-        client.variants.activate("support-bot", draft["slug"], if_match=draft["version"])
+    draft = client.variants.create("support-bot", "terse", clone_from="base", overrides={"max_tokens": 256})
+    client.variants.activate("support-bot", draft["slug"], if_match=draft["version"])
     """
 
     def _path(self, agent: str, variant: str | None = None, action: str | None = None) -> str:
@@ -128,13 +139,26 @@ class Variants(_Namespace[Obj, Nil]):
         return f"{path}/{action}" if action else path
 
     def create(
-        self, agent: str, variant_name: str, *, slug: str | None = None, description: str | None = None,
-        metadata: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None,
-        clone_from: str | None = None, idempotency_key: str | None = None,
+        self,
+        agent: str,
+        variant_name: str,
+        *,
+        slug: str | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        clone_from: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Obj:
         """A variant: `client.variants.create("support-bot", "Concise", overrides={"temperature": 0.2})`."""
-        body = _fields(variant_name=variant_name, slug=slug, description=description, metadata=metadata,
-                       overrides=None if overrides is None else dict(overrides), clone_from=clone_from)
+        body = _fields(
+            variant_name=variant_name,
+            slug=slug,
+            description=description,
+            metadata=metadata,
+            overrides=None if overrides is None else dict(overrides),
+            clone_from=clone_from,
+        )
         return self._send.obj(Call.of("POST", self._path(agent), json=body, idempotency_key=idempotency_key))
 
     def list(
@@ -159,25 +183,37 @@ class Variants(_Namespace[Obj, Nil]):
         self, agent: str, variant: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
     ) -> Obj:
         """Make it the active variant: `client.variants.activate("support-bot", "concise", if_match=3)`."""
-        call = Call.of("POST", self._path(agent, variant, "activate"), if_match=if_match,
-                       idempotency_key=idempotency_key)
+        call = Call.of(
+            "POST", self._path(agent, variant, "activate"), if_match=if_match, idempotency_key=idempotency_key
+        )
         return self._send.obj(call)
 
     def deactivate(
         self, agent: str, variant: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
     ) -> Obj:
         """Leave the agent on its base config: `client.variants.deactivate("support-bot", "concise")`."""
-        call = Call.of("POST", self._path(agent, variant, "deactivate"), if_match=if_match,
-                       idempotency_key=idempotency_key)
+        call = Call.of(
+            "POST", self._path(agent, variant, "deactivate"), if_match=if_match, idempotency_key=idempotency_key
+        )
         return self._send.obj(call)
 
     def restore(
-        self, agent: str, variant: str, revision_id: str, *, if_match: ETag | None = None,
+        self,
+        agent: str,
+        variant: str,
+        revision_id: str,
+        *,
+        if_match: ETag | None = None,
         idempotency_key: str | None = None,
     ) -> Obj:
         """Put it back as it was after a revision: `client.variants.restore("support-bot", "concise", "rev_...")`."""
-        call = Call.of("POST", self._path(agent, variant, "restore"), json={"revision_id": revision_id},
-                       if_match=if_match, idempotency_key=idempotency_key)
+        call = Call.of(
+            "POST",
+            self._path(agent, variant, "restore"),
+            json={"revision_id": revision_id},
+            if_match=if_match,
+            idempotency_key=idempotency_key,
+        )
         return self._send.obj(call)
 
     def diff(self, agent: str, variant: str, *, against: str = "base") -> Obj:
@@ -188,10 +224,10 @@ class Variants(_Namespace[Obj, Nil]):
 class Experiments(_Namespace[Obj, Nil]):
     """`client.experiments`: A/B tests between variants, and their results.
 
-        test = client.experiments.create("support-bot", "terse vs base",
-                                         [{"variant": "base", "weight": 1}, {"variant": "terse", "weight": 1}])
-        client.experiments.start("support-bot", test["id"])
-        client.experiments.results("support-bot", test["id"])["arms"][1]["vs_control"]
+    test = client.experiments.create("support-bot", "terse vs base",
+                                     [{"variant": "base", "weight": 1}, {"variant": "terse", "weight": 1}])
+    client.experiments.start("support-bot", test["id"])
+    client.experiments.results("support-bot", test["id"])["arms"][1]["vs_control"]
     """
 
     def _path(self, agent: str, experiment: str | None = None, action: str | None = None) -> str:
@@ -201,16 +237,20 @@ class Experiments(_Namespace[Obj, Nil]):
         return f"{path}/{action}" if action else path
 
     def create(
-        self, agent: str, name: str, arms: Sequence[Mapping[str, Any]], *, description: str | None = None,
-        salt: str | None = None, idempotency_key: str | None = None,
+        self,
+        agent: str,
+        name: str,
+        arms: Sequence[Mapping[str, Any]],
+        *,
+        description: str | None = None,
+        salt: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Obj:
         """A draft: `client.experiments.create("support-bot", "test", [{"variant": "base", "weight": 1}, ...])`."""
         body = _fields(name=name, description=description, arms=[dict(arm) for arm in arms], salt=salt)
         return self._send.obj(Call.of("POST", self._path(agent), json=body, idempotency_key=idempotency_key))
 
-    def list(
-        self, agent: str, *, status: str | None = None, limit: int | None = None, after: str | None = None
-    ) -> Obj:
+    def list(self, agent: str, *, status: str | None = None, limit: int | None = None, after: str | None = None) -> Obj:
         """One page of experiments: `client.experiments.list("support-bot", status="running")`."""
         return self._send.obj(Call.of("GET", self._path(agent), params=_page(limit, after, status=status)))
 
@@ -232,16 +272,18 @@ class Experiments(_Namespace[Obj, Nil]):
         self, agent: str, experiment: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
     ) -> Obj:
         """Start splitting traffic: `client.experiments.start("support-bot", "exp_...")`."""
-        call = Call.of("POST", self._path(agent, experiment, "start"), if_match=if_match,
-                       idempotency_key=idempotency_key)
+        call = Call.of(
+            "POST", self._path(agent, experiment, "start"), if_match=if_match, idempotency_key=idempotency_key
+        )
         return self._send.obj(call)
 
     def stop(
         self, agent: str, experiment: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
     ) -> Obj:
         """Stop it (final): `client.experiments.stop("support-bot", "exp_...")`."""
-        call = Call.of("POST", self._path(agent, experiment, "stop"), if_match=if_match,
-                       idempotency_key=idempotency_key)
+        call = Call.of(
+            "POST", self._path(agent, experiment, "stop"), if_match=if_match, idempotency_key=idempotency_key
+        )
         return self._send.obj(call)
 
     def results(self, agent: str, experiment: str) -> Obj:
@@ -252,9 +294,9 @@ class Experiments(_Namespace[Obj, Nil]):
 class Keys(_Namespace[Obj, Nil]):
     """`client.keys` (an `admin` key): API keys. The secret is in `create`'s answer only.
 
-        key = client.keys.create("billing-agent", "resolve")
-        key["secret"]   # keep it: it is never shown again
-        client.keys.revoke("billing-agent")
+    key = client.keys.create("billing-agent", "resolve")
+    key["secret"]   # keep it: it is never shown again
+    client.keys.revoke("billing-agent")
     """
 
     def create(

@@ -51,7 +51,8 @@ def to_config(body: dict[str, Any]) -> ResolvedAgentConfig:
     """A `resolved_agent_config` object (with `provenance`) as the dataclass."""
     provenance = body.get("provenance") or {}
     return ResolvedAgentConfig(
-        agent_id=body["agent_id"], variant_id=body["variant_id"],
+        agent_id=body["agent_id"],
+        variant_id=body["variant_id"],
         **{name: body[name] for name in CONFIG_FIELDS},
         **{name: body[name] for name in _EXTRAS if body.get(name) is not None},
         overridden=frozenset(name for name, source in provenance.items() if source != "agent"),
@@ -86,8 +87,14 @@ class Local:
         if not experiment:
             return cls(bundle["etag"], to_config(bundle["resolved"]), freshness)
         arms = experiment["arms"]
-        return cls(bundle["etag"], to_config(bundle["resolved"]), freshness, experiment["salt"],
-                   tuple(arm["weight"] for arm in arms), tuple(to_config(arm["resolved"]) for arm in arms))
+        return cls(
+            bundle["etag"],
+            to_config(bundle["resolved"]),
+            freshness,
+            experiment["salt"],
+            tuple(arm["weight"] for arm in arms),
+            tuple(to_config(arm["resolved"]) for arm in arms),
+        )
 
 
 def answer(local: Local, subject: str | None, max_staleness: float | None) -> ResolvedAgentConfig:
@@ -192,15 +199,19 @@ class Bundles:
                     self._forget(agent)
                     return
                 failures, complaint = failures + 1, _complain(agent, "revalidation", error, complaint)
-                await asyncio.sleep(min(self._poll_every * 2 ** failures, MAX_DELAY) * (0.5 + random.random()))
+                await asyncio.sleep(min(self._poll_every * 2**failures, MAX_DELAY) * (0.5 + random.random()))
 
     async def _stream(self, agent: str) -> None:
         """One watch stream, read until it ends; its bundles replace the copy, and each of
         its lines (a keepalive too) vouches for it."""
         local = self.local[agent]
         timeout = httpx.Timeout(self._http.timeout.connect, read=SILENT_AFTER)
-        request = self._http.build_request("GET", f"/v1/agents/{segment(local.plain.agent_id)}/bundle/watch",
-                                           headers={"Last-Event-ID": local.etag}, timeout=timeout)
+        request = self._http.build_request(
+            "GET",
+            f"/v1/agents/{segment(local.plain.agent_id)}/bundle/watch",
+            headers={"Last-Event-ID": local.etag},
+            timeout=timeout,
+        )
         response = await self._http.send(request, stream=True)
         try:
             if response.status_code != 200:
@@ -230,8 +241,9 @@ class Bundles:
         """Ask for the bundle `If-None-Match` the copy: unchanged (304) or the new one."""
         local = self.local[agent]
         asked = time.monotonic()
-        request = self._http.build_request("GET", f"/v1/agents/{segment(local.plain.agent_id)}/bundle",
-                                           headers={"If-None-Match": f'"{local.etag}"'})
+        request = self._http.build_request(
+            "GET", f"/v1/agents/{segment(local.plain.agent_id)}/bundle", headers={"If-None-Match": f'"{local.etag}"'}
+        )
         response = await self._http.send(request)
         if response.status_code == 200:
             fresh = Local.of(response.json(), local.freshness)

@@ -58,8 +58,13 @@ class AsyncAgentVariants:
     """The SDK for asyncio programs; every method is a coroutine. See the module's docstring."""
 
     def __init__(
-        self, base_url: str, api_key: str | None = None, *, timeout: float | None = 5.0,
-        max_staleness: float | None = None, buffer_capacity: int = CAPACITY,
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float | None = 5.0,
+        max_staleness: float | None = None,
+        buffer_capacity: int = CAPACITY,
     ) -> None:
         self._http = httpx.AsyncClient(**http_options(base_url, api_key, timeout))
         self._max_staleness = max_staleness
@@ -82,7 +87,7 @@ class AsyncAgentVariants:
     async def resolve(self, agent: str, subject: str | None = None) -> ResolvedAgentConfig:
         """The agent's config (its arm, for `subject`, while an experiment runs), from memory.
 
-            config = await client.resolve("support-bot", subject="user-42")
+        config = await client.resolve("support-bot", subject="user-42")
         """
         if self._closed:
             raise RuntimeError("resolve() on a closed client")
@@ -110,7 +115,7 @@ class AsyncAgentVariants:
     async def flush(self, timeout: float | None = None) -> ReportStats:
         """Send every outcome reported so far (waiting at most `timeout` seconds, if set).
 
-            stats = await client.flush(timeout=5)   # ReportStats(sent=..., pending=0, dropped=0, rejected=0)
+        stats = await client.flush(timeout=5)   # ReportStats(sent=..., pending=0, dropped=0, rejected=0)
         """
         if self._sender is not None:
             try:
@@ -122,14 +127,14 @@ class AsyncAgentVariants:
     def report_stats(self) -> ReportStats:
         """How many outcomes were sent, are pending, were dropped (buffer full) or rejected.
 
-            if client.report_stats().dropped: ...   # the buffer overflowed: report less, or raise buffer_capacity
+        if client.report_stats().dropped: ...   # the buffer overflowed: report less, or raise buffer_capacity
         """
         return self._outcomes.stats()
 
     async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Flush the outcomes (for up to `timeout` seconds), end the watches, close connections.
 
-            await client.close()   # or use the client as a context manager
+        await client.close()   # or use the client as a context manager
         """
         if self._closed:
             return
@@ -148,4 +153,3 @@ async def wind_down(sender: Sender | None, bundles: Bundles, http: httpx.AsyncCl
             await bundles.close()
         finally:
             await http.aclose()
-

@@ -54,8 +54,14 @@ class Unavailable(AgentVariantsError):
 
 
 _BY_STATUS: dict[int, type[AgentVariantsError]] = {
-    401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 412: PreconditionFailed,
-    422: ValidationFailed, 429: RateLimited, 503: Unavailable,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    412: PreconditionFailed,
+    422: ValidationFailed,
+    429: RateLimited,
+    503: Unavailable,
 }
 
 

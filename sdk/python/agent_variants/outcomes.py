@@ -37,8 +37,19 @@ log = logging.getLogger("agent_variants")
 BATCH = 1000  # the service's largest batch
 EVERY = 1.0  # seconds: the longest an outcome waits in the buffer while the service answers
 CAPACITY = 100_000
-FIELDS = frozenset({"variant_id", "experiment_id", "subject", "input_tokens", "output_tokens", "latency_ms",
-                    "cost_usd", "success", "score"})
+FIELDS = frozenset(
+    {
+        "variant_id",
+        "experiment_id",
+        "subject",
+        "input_tokens",
+        "output_tokens",
+        "latency_ms",
+        "cost_usd",
+        "success",
+        "score",
+    }
+)
 RETRY_FIRST, RETRY_MAX = 0.2, 10.0
 _ITEM = re.compile(r"^data\[(\d+)\]")
 
@@ -76,8 +87,9 @@ def outcome_of(config: ResolvedAgentConfig | None, fields: dict[str, Any]) -> di
     checked here (a `TypeError` or `ValueError` for the caller); ranges by the service."""
     unknown = fields.keys() - FIELDS
     if unknown:
-        raise TypeError(f"report() got unknown outcome fields: {', '.join(sorted(unknown))}"
-                        f" (known: {', '.join(sorted(FIELDS))})")
+        raise TypeError(
+            f"report() got unknown outcome fields: {', '.join(sorted(unknown))} (known: {', '.join(sorted(FIELDS))})"
+        )
     outcome = {name: _as_json(name, value) for name, value in fields.items() if value is not None}
     if config is not None:
         outcome.setdefault("variant_id", config.variant_id)
@@ -205,7 +217,7 @@ class Sender:
             for agent, outcome in self._buffer.take():
                 by_agent.setdefault(agent, []).append(outcome)
             for agent, outcomes in by_agent.items():
-                self._batches.extend(Batch(agent, outcomes[i:i + BATCH]) for i in range(0, len(outcomes), BATCH))
+                self._batches.extend(Batch(agent, outcomes[i : i + BATCH]) for i in range(0, len(outcomes), BATCH))
             while self._batches:
                 await self._deliver(self._batches[0])
                 self._batches.popleft()
@@ -237,8 +249,12 @@ class Sender:
         delay, attempts = RETRY_FIRST, 0
         while batch.items:
             attempts += 1
-            call = Call.of("POST", f"/v1/agents/{segment(batch.agent)}/outcomes", json={"data": batch.items},
-                           idempotency_key=batch.key)
+            call = Call.of(
+                "POST",
+                f"/v1/agents/{segment(batch.agent)}/outcomes",
+                json={"data": batch.items},
+                idempotency_key=batch.key,
+            )
             try:
                 await send_async(self._http, call)
             except AgentVariantsError as error:
@@ -263,8 +279,13 @@ class Sender:
 
     def _reject(self, agent: str, count: int, error: AgentVariantsError) -> None:
         """Count `count` outcomes as refused for good, and say why."""
-        log.warning("agent-variants: the service refused %d outcome(s) of %r: %s %s", count, agent,
-                    error, error.problem.get("errors") or "")
+        log.warning(
+            "agent-variants: the service refused %d outcome(s) of %r: %s %s",
+            count,
+            agent,
+            error,
+            error.problem.get("errors") or "",
+        )
         self._buffer.settle(rejected=count)
 
 

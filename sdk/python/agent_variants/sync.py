@@ -94,8 +94,13 @@ class AgentVariants:
     """The SDK for blocking programs; thread-safe. See the module's docstring."""
 
     def __init__(
-        self, base_url: str, api_key: str | None = None, *, timeout: float | None = 5.0,
-        max_staleness: float | None = None, buffer_capacity: int = CAPACITY,
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float | None = 5.0,
+        max_staleness: float | None = None,
+        buffer_capacity: int = CAPACITY,
     ) -> None:
         self._options = http_options(base_url, api_key, timeout)
         self._timeout = timeout
@@ -148,7 +153,7 @@ class AgentVariants:
     def resolve(self, agent: str, subject: str | None = None) -> ResolvedAgentConfig:
         """The agent's config (its arm, for `subject`, while an experiment runs), from memory.
 
-            config = client.resolve("support-bot", subject="user-42")
+        config = client.resolve("support-bot", subject="user-42")
         """
         background = self._background or self._started()
         local: Local | None = background.bundles.local.get(agent)
@@ -164,7 +169,7 @@ class AgentVariants:
     def report(self, agent: str, *, config: ResolvedAgentConfig | None = None, **outcome: Any) -> None:
         """Buffer one outcome (sent within a second while the service answers); never waits for it.
 
-            client.report("support-bot", config=config, input_tokens=812, output_tokens=164, latency_ms=1930)
+        client.report("support-bot", config=config, input_tokens=812, output_tokens=164, latency_ms=1930)
         """
         self._started()
         self._outcomes.add(agent, outcome_of(config, outcome))
@@ -172,7 +177,7 @@ class AgentVariants:
     def flush(self, timeout: float | None = None) -> ReportStats:
         """Send every outcome reported so far (waiting at most `timeout` seconds, if set).
 
-            stats = client.flush(timeout=5)   # ReportStats(sent=..., pending=0, dropped=0, rejected=0)
+        stats = client.flush(timeout=5)   # ReportStats(sent=..., pending=0, dropped=0, rejected=0)
         """
         background = self._background
         if background is not None:
@@ -186,14 +191,14 @@ class AgentVariants:
     def report_stats(self) -> ReportStats:
         """How many outcomes were sent, are pending, were dropped (buffer full) or rejected.
 
-            if client.report_stats().dropped: ...   # the buffer overflowed: report less, or raise buffer_capacity
+        if client.report_stats().dropped: ...   # the buffer overflowed: report less, or raise buffer_capacity
         """
         return self._outcomes.stats()
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Flush the outcomes (for up to `timeout` seconds), end the watches, close connections.
 
-            client.close()   # or use the client as a context manager
+        client.close()   # or use the client as a context manager
         """
         with self._starting:
             if self._closed:

@@ -64,12 +64,24 @@ class AccessGate:
             return
         token = _bearer(scope)
         if token is None:
-            await self._refuse(scope, receive, send, "unauthorized",
-                               "An API key is required: send it as `Authorization: Bearer <key>`", REALM)
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                "unauthorized",
+                "An API key is required: send it as `Authorization: Bearer <key>`",
+                REALM,
+            )
             return
         if not token:
-            await self._refuse(scope, receive, send, "unauthorized",
-                               "The Authorization header must be `Bearer <key>`", f'{REALM}, error="invalid_request"')
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                "unauthorized",
+                "The Authorization header must be `Bearer <key>`",
+                f'{REALM}, error="invalid_request"',
+            )
             return
         # The hot path answers from memory; only a ring that cannot answer now, or a key
         # it refuses (to say why), awaits the slow path.
@@ -80,41 +92,65 @@ class AccessGate:
             client = scope["client"][0] if scope.get("client") else ""
             wait = self.failures.blocked(client, FAILURES)
             if wait is not None:
-                await self._refuse(scope, receive, send, "rate_limited",
-                                   f"Too many requests with keys that do not work; retry in {wait} s", None,
-                                   retry_after=wait)
+                await self._refuse(
+                    scope,
+                    receive,
+                    send,
+                    "rate_limited",
+                    f"Too many requests with keys that do not work; retry in {wait} s",
+                    None,
+                    retry_after=wait,
+                )
                 return
             try:
                 key = await self.ring.verify(token)
             except KeyRefused as refused:
                 self.failures.take(client, FAILURES)
-                await self._refuse(scope, receive, send, "unauthorized", str(refused),
-                                   f'{REALM}, error="invalid_token"')
+                await self._refuse(
+                    scope, receive, send, "unauthorized", str(refused), f'{REALM}, error="invalid_token"'
+                )
                 return
             except Exception as error:
                 # Outside FastAPI's handlers: answer problem+json here, never a bare 500.
                 if database_unavailable(error):
                     log.warning("checking an API key failed, database unavailable: %s", error)
-                    await self._refuse(scope, receive, send, "service_unavailable",
-                                       "The database is unavailable; retry shortly", None, retry_after=1)
+                    await self._refuse(
+                        scope,
+                        receive,
+                        send,
+                        "service_unavailable",
+                        "The database is unavailable; retry shortly",
+                        None,
+                        retry_after=1,
+                    )
                 else:
                     log.exception("checking an API key failed", exc_info=error)
-                    await self._refuse(scope, receive, send, "internal_error",
-                                       "An unexpected error occurred; it has been logged", None)
+                    await self._refuse(
+                        scope, receive, send, "internal_error", "An unexpected error occurred; it has been logged", None
+                    )
                 return
         if key.rank < needed:
             scope_needed = SCOPES[needed]
             await self._refuse(
-                scope, receive, send, "insufficient_scope",
+                scope,
+                receive,
+                send,
+                "insufficient_scope",
                 f"The API key '{key.name}' has scope '{key.scope}'; this needs '{scope_needed}' or above",
                 f'{REALM}, error="insufficient_scope", scope="{scope_needed}"',
             )
             return
         wait = self.limiter.take(key.id, key.scope)
         if wait is not None:
-            await self._refuse(scope, receive, send, "rate_limited",
-                               f"The API key '{key.name}' is over its rate limit; retry in {wait} s", None,
-                               retry_after=wait)
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                "rate_limited",
+                f"The API key '{key.name}' is over its rate limit; retry in {wait} s",
+                None,
+                retry_after=wait,
+            )
             return
         self.ring.note_use(key)
         scope[SCOPE_KEY] = key
@@ -122,8 +158,14 @@ class AccessGate:
 
     @staticmethod
     async def _refuse(
-        scope: Scope, receive: Receive, send: Send, code: str, detail: str, challenge: str | None,
-        *, retry_after: int | None = None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        code: str,
+        detail: str,
+        challenge: str | None,
+        *,
+        retry_after: int | None = None,
     ) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": code})  # policy violation

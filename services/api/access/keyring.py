@@ -96,8 +96,11 @@ class KeyRing:
             async with self._database().read() as conn:
                 row = await repository.by_digest(conn, key.digest)
             current = Principal.from_row(row) if row is not None else None
-        return current is not None and current.revoked_at is None and (
-            current.expires_at is None or current.expires_at > time.time())
+        return (
+            current is not None
+            and current.revoked_at is None
+            and (current.expires_at is None or current.expires_at > time.time())
+        )
 
     def note_use(self, key: Principal) -> None:
         """A request made with this key is being served (refused ones are not uses)."""
@@ -133,8 +136,10 @@ class KeyRing:
             key = Principal.from_row(row)
             by_index[_index(key.digest)] = (*by_index.get(_index(key.digest), ()), key)
         if not rows:
-            log.warning("No API key exists, so every /v1 request is refused: make one with "
-                        "`agent-variants keys create --name NAME --scope admin`")
+            log.warning(
+                "No API key exists, so every /v1 request is refused: make one with "
+                "`agent-variants keys create --name NAME --scope admin`"
+            )
         # A change while we read may be missing from what we read: then load again.
         if generation == self._generation:
             self._by_index = by_index

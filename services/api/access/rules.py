@@ -21,12 +21,14 @@ from services.api.routes import every_route
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 # What an agent in production needs. The bundle routes come with the SDK (issue 8): their
 # rule is in place before they are.
-RESOLVE_ROUTES = frozenset({
-    ("GET", "/v1/agents/{agent}/resolved"),
-    ("GET", "/v1/agents/{agent}/bundle"),
-    ("GET", "/v1/agents/{agent}/bundle/watch"),
-    ("POST", "/v1/agents/{agent}/outcomes"),
-})
+RESOLVE_ROUTES = frozenset(
+    {
+        ("GET", "/v1/agents/{agent}/resolved"),
+        ("GET", "/v1/agents/{agent}/bundle"),
+        ("GET", "/v1/agents/{agent}/bundle/watch"),
+        ("POST", "/v1/agents/{agent}/outcomes"),
+    }
+)
 # OPTIONS changes nothing either (with CORS on, preflights never reach the gate).
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

@@ -23,7 +23,9 @@ _active_variant_id = (
     .label("active_variant_id")
 )
 _variant_count = (
-    select(func.count()).select_from(variants).where(variants.c.agent_id == agents.c.id)
+    select(func.count())
+    .select_from(variants)
+    .where(variants.c.agent_id == agents.c.id)
     .scalar_subquery()
     .label("variant_count")
 )
@@ -75,8 +77,7 @@ async def insert_unless_slug_taken(conn: AsyncConnection, values: dict[str, Any]
     so two racing creates never both succeed, and neither aborts the transaction.
     """
     statement = (
-        pg_insert(agents).values(**values).on_conflict_do_nothing(index_elements=["slug"])
-        .returning(agents.c.id)
+        pg_insert(agents).values(**values).on_conflict_do_nothing(index_elements=["slug"]).returning(agents.c.id)
     )
     return (await conn.scalar(statement)) is not None
 
@@ -84,12 +85,9 @@ async def insert_unless_slug_taken(conn: AsyncConnection, values: dict[str, Any]
 async def update_fields(conn: AsyncConnection, agent_id: str, values: dict[str, Any], *, at: datetime) -> None:
     """Write changed fields, bumping `version`; `updated_at` is `at`."""
     await conn.execute(
-        update(agents)
-        .where(agents.c.id == agent_id)
-        .values(**values, version=agents.c.version + 1, updated_at=at)
+        update(agents).where(agents.c.id == agent_id).values(**values, version=agents.c.version + 1, updated_at=at)
     )
 
 
 async def delete_one(conn: AsyncConnection, agent_id: str) -> None:
     await conn.execute(delete(agents).where(agents.c.id == agent_id))
-

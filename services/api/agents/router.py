@@ -15,12 +15,16 @@ from services.api.schemas import Page, list_page
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
 
-@router.post("", status_code=201, response_model=AgentRead, summary="Create an agent",
-             responses=responses(400, 409, 413, 415, 422))
+@router.post(
+    "",
+    status_code=201,
+    response_model=AgentRead,
+    summary="Create an agent",
+    responses=responses(400, 409, 413, 415, 422),
+)
 async def create_agent(request: Request, body: AgentCreate, db: DB, context: Write) -> Response:
     agent = await service.create_agent(db, body, context=context)
-    return object_response(request, agent, status_code=201,
-                           location=f"/v1/agents/{agent['id']}")
+    return object_response(request, agent, status_code=201, location=f"/v1/agents/{agent['id']}")
 
 
 @router.get("", response_model=Page[AgentRead], summary="List agents, newest first", responses=responses(422))
@@ -28,22 +32,26 @@ async def list_agents(db: DB, limit: Limit = 20, after: AgentCursor = None) -> R
     return JSONResponse(list_page(await service.list_agents(db, after=after, limit=limit + 1), limit=limit))
 
 
-@router.get("/{agent}", response_model=AgentRead, summary="Get an agent by id or slug",
-            responses=responses(404, 422))
+@router.get("/{agent}", response_model=AgentRead, summary="Get an agent by id or slug", responses=responses(404, 422))
 async def get_agent(request: Request, agent: str, db: DB) -> Response:
     body = await service.get_agent(db, agent)
     return object_response(request, body)
 
 
-@router.patch("/{agent}", response_model=AgentRead, summary="Update an agent (JSON merge patch)",
-              responses=responses(400, 404, 409, 412, 413, 415, 422))
+@router.patch(
+    "/{agent}",
+    response_model=AgentRead,
+    summary="Update an agent (JSON merge patch)",
+    responses=responses(400, 404, 409, 412, 413, 415, 422),
+)
 async def update_agent(request: Request, agent: str, body: AgentUpdate, db: DB, context: Write) -> Response:
     updated = await service.update_agent(db, agent, body, context=context)
     return object_response(request, updated)
 
 
-@router.delete("/{agent}", status_code=204, summary="Delete an agent and everything it owns",
-               responses=responses(404, 412, 422))
+@router.delete(
+    "/{agent}", status_code=204, summary="Delete an agent and everything it owns", responses=responses(404, 412, 422)
+)
 async def delete_agent(agent: str, db: DB, context: Write) -> Response:
     await service.delete_agent(db, agent, context=context)
     return Response(status_code=204)

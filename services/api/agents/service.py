@@ -47,8 +47,7 @@ def slug_taken(slug: str) -> SlugTaken:
 
 
 async def create_agent(db: Database, data: AgentCreate, *, context: WriteContext = NO_CONTEXT) -> dict[str, Any]:
-    config = {name: value if value is not None else DEFAULTS[name]
-              for name, value in data.config.model_dump().items()}
+    config = {name: value if value is not None else DEFAULTS[name] for name, value in data.config.model_dump().items()}
     check_resolved(config, overrides={})
     agent_id = new_id("agent")
 
@@ -73,8 +72,17 @@ async def create_agent(db: Database, data: AgentCreate, *, context: WriteContext
                 insert=lambda slug: repository.insert_unless_slug_taken(conn, {**values, "slug": slug}),
             )
         agent = agent_read(await require(conn, agent_id))
-        await record(conn, agent_id=agent_id, target="agent", target_id=agent_id, action="create",
-                     before=None, after=agent, context=context, at=at)
+        await record(
+            conn,
+            agent_id=agent_id,
+            target="agent",
+            target_id=agent_id,
+            action="create",
+            before=None,
+            after=agent,
+            context=context,
+            at=at,
+        )
         await announce.agent_changed(conn, agent_id)
         return agent
 
@@ -147,8 +155,9 @@ async def apply_changes(
         check_resolved(config, overrides={})
         active = await variant_repository.active(conn, agent.id)
         if active is not None:
-            check_resolved(config, overrides=overrides_of(active),
-                           subject=f"config of the active variant '{active['slug']}'")
+            check_resolved(
+                config, overrides=overrides_of(active), subject=f"config of the active variant '{active['slug']}'"
+            )
         try:
             await repository.update_fields(conn, agent.id, changes, at=agent.at)
         except IntegrityError as error:
@@ -157,8 +166,18 @@ async def apply_changes(
                 raise slug_taken(changes["slug"]) from None
             raise
     after = agent_read(await require(conn, agent.id))
-    await record(conn, agent_id=agent.id, target="agent", target_id=agent.id, action=action,
-                 before=agent_read(row), after=after, context=context, at=agent.at, reverts_id=reverts_id)
+    await record(
+        conn,
+        agent_id=agent.id,
+        target="agent",
+        target_id=agent.id,
+        action=action,
+        before=agent_read(row),
+        after=after,
+        context=context,
+        at=agent.at,
+        reverts_id=reverts_id,
+    )
     return after
 
 

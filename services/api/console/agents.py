@@ -67,9 +67,20 @@ async def list_page(request: Request, who: Seen, q: str = "", after: str | None 
     if after is not None and not is_id("agent", after):
         return error_page(request, 422, "Not a page", f"'{after}' is not an agent id.")
     found = await queries.agents_page(db_of(request), q.replace("\x00", "").strip(), after, limit=PAGE)
-    return render(request, "agents.html", who=who, agents=found.items, q=q, more=found.next_after is not None,
-                  next_after=found.next_after, form={}, errors={}, problem=None,
-                  kinds=field_kinds(), fields=CONFIG_FIELDS)
+    return render(
+        request,
+        "agents.html",
+        who=who,
+        agents=found.items,
+        q=q,
+        more=found.next_after is not None,
+        next_after=found.next_after,
+        form={},
+        errors={},
+        problem=None,
+        kinds=field_kinds(),
+        fields=CONFIG_FIELDS,
+    )
 
 
 @router.post("/agents")
@@ -81,13 +92,25 @@ async def create(request: Request, writes: Writes) -> Response:
     if form.get("description", "").strip():
         body["description"] = form["description"]
     try:
-        agent = await agents.create_agent(db_of(request), AgentCreate.model_validate(body),
-                                          context=write_context(who))
+        agent = await agents.create_agent(db_of(request), AgentCreate.model_validate(body), context=write_context(who))
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
-        return render(request, "agents.html", status_code=422, who=who, agents=[], q="", more=False, next_after=None,
-                      form=form, errors=errors, problem=problem, kinds=field_kinds(), fields=CONFIG_FIELDS,
-                      creating=True)
+        return render(
+            request,
+            "agents.html",
+            status_code=422,
+            who=who,
+            agents=[],
+            q="",
+            more=False,
+            next_after=None,
+            form=form,
+            errors=errors,
+            problem=problem,
+            kinds=field_kinds(),
+            fields=CONFIG_FIELDS,
+            creating=True,
+        )
     return see_other(url("agents", agent["slug"]))
 
 
@@ -98,17 +121,41 @@ async def agent_page(request: Request, agent: str, who: Seen, after: str | None 
     return await _agent_page(request, agent, who, after=after, form={}, errors={}, problem=None)
 
 
-async def _agent_page(request: Request, agent: str, who: Viewer, *, after: str | None, form: dict[str, str],
-                      errors: dict[str, str], problem: str | None, status_code: int = 200) -> Response:
+async def _agent_page(
+    request: Request,
+    agent: str,
+    who: Viewer,
+    *,
+    after: str | None,
+    form: dict[str, str],
+    errors: dict[str, str],
+    problem: str | None,
+    status_code: int = 200,
+) -> Response:
     shown = await queries.agent_page(db_of(request), agent, after, limit=PAGE)
     names: dict[str | None, str] = dict(shown.slugs)
     names[None] = "base config"
     usage = shown.usage
-    return render(request, "agent.html", status_code=status_code, who=who, agent=shown.agent, resolved=shown.resolved,
-                  variants=shown.variants.items, more=shown.variants.next_after is not None,
-                  next_after=shown.variants.next_after, slugs=[slug for _, slug in shown.slugs], fields=CONFIG_FIELDS,
-                  kinds=field_kinds(), form=form, errors=errors, problem=problem, creating=bool(errors or problem),
-                  usage=usage, usage_svg=charts.usage_chart(usage, names) if usage["outcomes"] else None)
+    return render(
+        request,
+        "agent.html",
+        status_code=status_code,
+        who=who,
+        agent=shown.agent,
+        resolved=shown.resolved,
+        variants=shown.variants.items,
+        more=shown.variants.next_after is not None,
+        next_after=shown.variants.next_after,
+        slugs=[slug for _, slug in shown.slugs],
+        fields=CONFIG_FIELDS,
+        kinds=field_kinds(),
+        form=form,
+        errors=errors,
+        problem=problem,
+        creating=bool(errors or problem),
+        usage=usage,
+        usage_svg=charts.usage_chart(usage, names) if usage["outcomes"] else None,
+    )
 
 
 @router.get("/agents/{agent}/edit")
@@ -116,10 +163,23 @@ async def edit_form(request: Request, agent: str, who: Seen) -> Response:
     if not who.can_write:
         raise Forbidden
     found = await queries.agent(db_of(request), agent)
-    form = {"name": found["name"], "description": found["description"], "version": str(found["version"]),
-            **{f"config.{name}": found["config"][name] for name in CONFIG_FIELDS}}
-    return render(request, "agent_edit.html", who=who, agent=found, form=form, errors={}, problem=None,
-                  fields=CONFIG_FIELDS, kinds=field_kinds())
+    form = {
+        "name": found["name"],
+        "description": found["description"],
+        "version": str(found["version"]),
+        **{f"config.{name}": found["config"][name] for name in CONFIG_FIELDS},
+    }
+    return render(
+        request,
+        "agent_edit.html",
+        who=who,
+        agent=found,
+        form=form,
+        errors={},
+        problem=None,
+        fields=CONFIG_FIELDS,
+        kinds=field_kinds(),
+    )
 
 
 @router.post("/agents/{agent}/edit")
@@ -127,22 +187,47 @@ async def edit(request: Request, agent: str, writes: Writes) -> Response:
     who, form = writes
     db = db_of(request)
     found = await queries.agent(db, agent)
-    patch = {"name": form.get("name", ""), "description": form.get("description", ""),
-             "config": config_from(form, "config", keep_empty=True)}
+    patch = {
+        "name": form.get("name", ""),
+        "description": form.get("description", ""),
+        "config": config_from(form, "config", keep_empty=True),
+    }
     # The base config inherits from nothing: a number left empty is a mistake to point at,
     # not a value to keep quietly.
-    blank = {f"config.{name}": "A value is required: the base config inherits from nothing"
-             for name in CONFIG_FIELDS if f"config.{name}" in form and f"config.{name}" not in
-             {f"config.{kept}" for kept in patch["config"]}}
+    blank = {
+        f"config.{name}": "A value is required: the base config inherits from nothing"
+        for name in CONFIG_FIELDS
+        if f"config.{name}" in form and f"config.{name}" not in {f"config.{kept}" for kept in patch["config"]}
+    }
     if blank:
-        return render(request, "agent_edit.html", status_code=422, who=who, agent=found, form=form, errors=blank,
-                      problem="Some fields need fixing.", fields=CONFIG_FIELDS, kinds=field_kinds())
+        return render(
+            request,
+            "agent_edit.html",
+            status_code=422,
+            who=who,
+            agent=found,
+            form=form,
+            errors=blank,
+            problem="Some fields need fixing.",
+            fields=CONFIG_FIELDS,
+            kinds=field_kinds(),
+        )
     try:
         await agents.update_agent(db, found["id"], AgentUpdate.model_validate(patch), context=write_context(who, form))
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
-        return render(request, "agent_edit.html", status_code=status_of(error), who=who, agent=found, form=form,
-                      errors=errors, problem=problem, fields=CONFIG_FIELDS, kinds=field_kinds())
+        return render(
+            request,
+            "agent_edit.html",
+            status_code=status_of(error),
+            who=who,
+            agent=found,
+            form=form,
+            errors=errors,
+            problem=problem,
+            fields=CONFIG_FIELDS,
+            kinds=field_kinds(),
+        )
     return see_other(url("agents", found["slug"]))
 
 
@@ -154,19 +239,23 @@ async def create_variant(request: Request, agent: str, writes: Writes) -> Respon
     who, form = writes
     db = db_of(request)
     found = await queries.agent(db, agent)
-    body: dict[str, Any] = {"variant_name": form.get("variant_name", ""),
-                            "overrides": config_from(form, "overrides", keep_empty=False)}
+    body: dict[str, Any] = {
+        "variant_name": form.get("variant_name", ""),
+        "overrides": config_from(form, "overrides", keep_empty=False),
+    }
     if form.get("slug", "").strip():
         body["slug"] = form["slug"].strip()
     if form.get("clone_from", "").strip():
         body["clone_from"] = form["clone_from"].strip()
     try:
-        created = await variants.create_variant(db, found["id"], VariantCreate.model_validate(body),
-                                                context=write_context(who))
+        created = await variants.create_variant(
+            db, found["id"], VariantCreate.model_validate(body), context=write_context(who)
+        )
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
-        return await _agent_page(request, found["id"], who, after=None, form=form, errors=errors, problem=problem,
-                                 status_code=422)
+        return await _agent_page(
+            request, found["id"], who, after=None, form=form, errors=errors, problem=problem, status_code=422
+        )
     return see_other(url("agents", found["slug"], "variants", created["slug"]))
 
 
@@ -176,17 +265,44 @@ async def variant_page(request: Request, agent: str, variant: str, who: Seen, ag
     overrides = shown.variant["overrides"]
     form = {f"overrides.{name}": value for name, value in overrides.items()}
     form.update({f"overrides.{name}.empty": "on" for name, value in overrides.items() if value == ""})
-    form.update(variant_name=shown.variant["variant_name"], description=shown.variant["description"],
-                version=str(shown.variant["version"]))
+    form.update(
+        variant_name=shown.variant["variant_name"],
+        description=shown.variant["description"],
+        version=str(shown.variant["version"]),
+    )
     return _variant(request, shown, who, against=against, form=form, errors={}, problem=None)
 
 
-def _variant(request: Request, shown: queries.VariantPage, who: Viewer, *, against: str, form: dict[str, str],
-             errors: dict[str, str], problem: str | None, status_code: int = 200) -> Response:
-    return render(request, "variant.html", status_code=status_code, who=who, agent=shown.agent, variant=shown.variant,
-                  preview=shown.preview, live=shown.live, changes=shown.changes, against=against,
-                  against_error=shown.against_error, others=shown.others, fields=CONFIG_FIELDS, kinds=field_kinds(),
-                  form=form, errors=errors, problem=problem)
+def _variant(
+    request: Request,
+    shown: queries.VariantPage,
+    who: Viewer,
+    *,
+    against: str,
+    form: dict[str, str],
+    errors: dict[str, str],
+    problem: str | None,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "variant.html",
+        status_code=status_code,
+        who=who,
+        agent=shown.agent,
+        variant=shown.variant,
+        preview=shown.preview,
+        live=shown.live,
+        changes=shown.changes,
+        against=against,
+        against_error=shown.against_error,
+        others=shown.others,
+        fields=CONFIG_FIELDS,
+        kinds=field_kinds(),
+        form=form,
+        errors=errors,
+        problem=problem,
+    )
 
 
 @router.post("/agents/{agent}/variants/{variant}/edit")
@@ -197,17 +313,22 @@ async def edit_variant(request: Request, agent: str, variant: str, writes: Write
     posted = config_from(form, "overrides", keep_empty=False)
     # An override left empty is removed (inherited again): null in a merge patch.
     overrides: dict[str, Any] = {name: posted.get(name) for name in CONFIG_FIELDS}
-    patch = {"variant_name": form.get("variant_name", ""), "description": form.get("description", ""),
-             "overrides": overrides}
+    patch = {
+        "variant_name": form.get("variant_name", ""),
+        "description": form.get("description", ""),
+        "overrides": overrides,
+    }
     try:
-        await variants.update_variant(db, found["id"], shown["id"], VariantUpdate.model_validate(patch),
-                                      context=write_context(who, form))
+        await variants.update_variant(
+            db, found["id"], shown["id"], VariantUpdate.model_validate(patch), context=write_context(who, form)
+        )
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
         # The page as it is now, with the form as it was sent and what was wrong with it.
         now = await queries.variant_page(db, found["id"], shown["id"])
-        return _variant(request, now, who, against="live", form=form, errors=errors, problem=problem,
-                        status_code=status_of(error))
+        return _variant(
+            request, now, who, against="live", form=form, errors=errors, problem=problem, status_code=status_of(error)
+        )
     return see_other(url("agents", found["slug"], "variants", shown["slug"]))
 
 
@@ -220,19 +341,34 @@ async def confirm(request: Request, agent: str, variant: str, action: str, who: 
     return _confirmation(request, shown, action, who, notice=None)
 
 
-def _confirmation(request: Request, shown: queries.Activation, action: str, who: Viewer, *, notice: str | None,
-                  status_code: int = 200) -> Response:
-    return render(request, "confirm.html", status_code=status_code, who=who, agent=shown.agent, variant=shown.variant,
-                  action=action, changes=shown.changes, live=shown.live, moot=shown.moot, state=_state(shown),
-                  notice=notice)
+def _confirmation(
+    request: Request, shown: queries.Activation, action: str, who: Viewer, *, notice: str | None, status_code: int = 200
+) -> Response:
+    return render(
+        request,
+        "confirm.html",
+        status_code=status_code,
+        who=who,
+        agent=shown.agent,
+        variant=shown.variant,
+        action=action,
+        changes=shown.changes,
+        live=shown.live,
+        moot=shown.moot,
+        state=_state(shown),
+        notice=notice,
+    )
 
 
 def _state(shown: queries.Activation) -> str:
     """A digest of what the confirmation showed: the live config, every change it listed
     (the after side too: the base may move under a field the live variant overrides) and
     the variant's version. If any moved before the click, it is shown again, up to date."""
-    seen = json.dumps([shown.live.variant_id, shown.live.config(), shown.changes, shown.variant["version"]],
-                      sort_keys=True, default=str)
+    seen = json.dumps(
+        [shown.live.variant_id, shown.live.config(), shown.changes, shown.variant["version"]],
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(seen.encode()).hexdigest()[:32]
 
 
@@ -244,9 +380,14 @@ async def act(request: Request, agent: str, variant: str, action: str, writes: W
     db = db_of(request)
     shown = await queries.activation(db, agent, variant, activate=action == "activate")
     if form.get("state") != _state(shown):
-        return _confirmation(request, shown, action, who, status_code=409,
-                             notice="The config changed since that page was shown. This is what will change"
-                                    " now; confirm again.")
+        return _confirmation(
+            request,
+            shown,
+            action,
+            who,
+            status_code=409,
+            notice="The config changed since that page was shown. This is what will change now; confirm again.",
+        )
     agent_id, variant_id = shown.agent["id"], shown.variant["id"]
     if action == "activate":
         await variants.activate_variant(db, agent_id, variant_id, context=write_context(who, form))

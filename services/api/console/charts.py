@@ -161,8 +161,12 @@ class LinearScale:
 
 
 def nice_axis(
-    values: Sequence[float | None], *, lo: float | None = None, hi: float | None = None,
-    include_zero: bool = False, count: int = 5,
+    values: Sequence[float | None],
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    include_zero: bool = False,
+    count: int = 5,
 ) -> tuple[float, float, list[float]]:
     """The domain ``(lo, hi)`` and round tick values for these figures.
 
@@ -263,8 +267,9 @@ def _el(tag: str, content: str | None = None, **attrs: Any) -> str:
     return f"<{opening}/>" if content is None else f"<{opening}>{content}</{tag}>"
 
 
-def _label(text: str, x: float, y: float, *, anchor: str = "start", size: int = FONT_SIZE,
-           fill: str = TEXT, **attrs: Any) -> str:
+def _label(
+    text: str, x: float, y: float, *, anchor: str = "start", size: int = FONT_SIZE, fill: str = TEXT, **attrs: Any
+) -> str:
     return _el("text", _text(text), x=float(x), y=float(y), text_anchor=anchor, font_size=size, fill=fill, **attrs)
 
 
@@ -295,8 +300,9 @@ def _row_label(label: str, y: float) -> str:
     return f"<g>{tip}{_label(shown, LABEL_RIGHT, y + 4.5, anchor='end')}</g>"
 
 
-def _axis(scale: LinearScale, ticks: Sequence[float], top: float, bottom: float, *, percent: bool,
-          title: str) -> tuple[list[str], float]:
+def _axis(
+    scale: LinearScale, ticks: Sequence[float], top: float, bottom: float, *, percent: bool, title: str
+) -> tuple[list[str], float]:
     """Grid lines, the axis line, tick labels and the axis title; returns (elements, new bottom)."""
     fmt = _tick_formatter(ticks, percent)
     out = []
@@ -305,8 +311,17 @@ def _axis(scale: LinearScale, ticks: Sequence[float], top: float, bottom: float,
         out.append(_el("line", x1=x, y1=float(top), x2=x, y2=float(bottom), stroke=GRID, stroke_width=1))
         out.append(_el("line", x1=x, y1=float(bottom), x2=x, y2=float(bottom + 4), stroke=MUTED, stroke_width=1))
         out.append(_label(fmt(tick), x, bottom + 17, anchor="middle", size=SMALL, fill=MUTED))
-    out.append(_el("line", x1=float(scale.x0), y1=float(bottom), x2=float(scale.x1), y2=float(bottom),
-                   stroke=MUTED, stroke_width=1))
+    out.append(
+        _el(
+            "line",
+            x1=float(scale.x0),
+            y1=float(bottom),
+            x2=float(scale.x1),
+            y2=float(bottom),
+            stroke=MUTED,
+            stroke_width=1,
+        )
+    )
     end = bottom + 22
     if title:
         out.append(_label(title, (scale.x0 + scale.x1) / 2, bottom + 36, anchor="middle", size=SMALL, fill=MUTED))
@@ -392,23 +407,36 @@ def interval_chart(
                     marks.append(_el("line", x1=x, y1=y - 6, x2=x, y2=y + 6, stroke=POINT, stroke_width=2))
                 else:  # the interval runs past the axis: an arrowhead at the edge
                     tip = x + 6 * outward
-                    marks.append(_el("polygon", points=f"{_n(tip)},{_n(y)} {_n(x)},{_n(y - 5)} {_n(x)},{_n(y + 5)}",
-                                     fill=POINT))
+                    marks.append(
+                        _el("polygon", points=f"{_n(tip)},{_n(y)} {_n(x)},{_n(y - 5)} {_n(x)},{_n(y + 5)}", fill=POINT)
+                    )
             joint = " to " if low < 0 else "–"  # "-0.30–0.06" would read as a range of negatives
             words = f"{show(value)} ({show(low)}{joint}{show(high)})"
             spoken = f"{name}: {show(value)}, 95% interval {show(low)} to {show(high)}"
         else:
             spoken = f"{name}: {show(value)}, no interval"
-        marks.append(_el("circle", class_="point", cx=scale(value), cy=y, r=5.0, fill=POINT, stroke="#ffffff",
-                         stroke_width=1.5))
+        marks.append(
+            _el("circle", class_="point", cx=scale(value), cy=y, r=5.0, fill=POINT, stroke="#ffffff", stroke_width=1.5)
+        )
         marks.append(_label(words, VALUE_X, y + 4.5, size=SMALL))
         body.append(f"<g>{_el('title', _text(spoken))}{''.join(marks)}</g>")
         summary.append(spoken)
     notes = "Dot: observed value. Whiskers: 95% interval."
     if reference is not None:
         x = scale(reference)
-        body.append(_el("line", class_="reference", x1=x, y1=float(top - 4), x2=x, y2=float(bottom), stroke=REFERENCE,
-                        stroke_width=1.5, stroke_dasharray="5 4"))
+        body.append(
+            _el(
+                "line",
+                class_="reference",
+                x1=x,
+                y1=float(top - 4),
+                x2=x,
+                y2=float(bottom),
+                stroke=REFERENCE,
+                stroke_width=1.5,
+                stroke_dasharray="5 4",
+            )
+        )
         notes += " Dashed line: control."
     body.append(_label(notes, PLOT_X0, end + 8, size=SMALL, fill=MUTED))
     desc = f"{_clean(title)}, with 95% intervals. " + "; ".join(summary) + "."
@@ -455,10 +483,11 @@ def bar_chart(title: str, labels: list[str], series: dict[str, list[float | None
             else:
                 x = scale(value)
                 left, width = min(x, zero), abs(x - zero)
-                body.append(f"<g>{_el('title', _text(spoken))}"
-                            + _el("rect", class_="bar", x=left, y=float(y), width=width, height=float(bar_h),
-                                  fill=colours[k])
-                            + "</g>")
+                body.append(
+                    f"<g>{_el('title', _text(spoken))}"
+                    + _el("rect", class_="bar", x=left, y=float(y), width=width, height=float(bar_h), fill=colours[k])
+                    + "</g>"
+                )
             body.append(_label(text, VALUE_X, y + bar_h - 3, size=SMALL))
         summary.append(f"{name}: " + ", ".join(parts))
     desc = f"{_clean(title)}. " + "; ".join(summary) + "."
@@ -487,20 +516,35 @@ def results_charts(results: dict, names: list[str]) -> list[tuple[str, str]]:
         return [arm.get(key) for arm in arms]
 
     success = interval_chart(
-        "Success rate by arm", labels, column("success_rate"), column("success_rate_ci"),
-        unit="Success rate", lo=0.0, hi=1.0, percent=True, reference=control.get("success_rate"),
+        "Success rate by arm",
+        labels,
+        column("success_rate"),
+        column("success_rate_ci"),
+        unit="Success rate",
+        lo=0.0,
+        hi=1.0,
+        percent=True,
+        reference=control.get("success_rate"),
     )
     score = interval_chart(
-        "Mean score by arm", labels, column("score_mean"), column("score_mean_ci"),
-        unit="Mean score", reference=control.get("score_mean"),
+        "Mean score by arm",
+        labels,
+        column("score_mean"),
+        column("score_mean_ci"),
+        unit="Mean score",
+        reference=control.get("score_mean"),
     )
     latency = bar_chart(
-        "Latency by arm (median p50 and 95th percentile p95)", labels,
-        {"p50": column("latency_ms_p50"), "p95": column("latency_ms_p95")}, unit="ms",
+        "Latency by arm (median p50 and 95th percentile p95)",
+        labels,
+        {"p50": column("latency_ms_p50"), "p95": column("latency_ms_p95")},
+        unit="ms",
     )
     tokens = bar_chart(
-        "Mean tokens per run by arm", labels,
-        {"input": column("mean_input_tokens"), "output": column("mean_output_tokens")}, unit="tokens",
+        "Mean tokens per run by arm",
+        labels,
+        {"input": column("mean_input_tokens"), "output": column("mean_output_tokens")},
+        unit="tokens",
     )
     return [
         ("Success rate (95% interval)", success),
@@ -555,10 +599,21 @@ def usage_chart(usage: dict, names: dict[str | None, str]) -> str:
             width = min(width, PLOT_X1 - x)
             if width > 0:
                 tip = _el("title", _text(f"{_clean(label)}: {format_number(part)} {kind} tokens"))
-                body.append(f"<g>{tip}"
-                            + _el("rect", class_="bar", x=x, y=float(y), width=width, height=float(bar_h),
-                                  fill=colour, stroke="#ffffff", stroke_width=1)
-                            + "</g>")
+                body.append(
+                    f"<g>{tip}"
+                    + _el(
+                        "rect",
+                        class_="bar",
+                        x=x,
+                        y=float(y),
+                        width=width,
+                        height=float(bar_h),
+                        fill=colour,
+                        stroke="#ffffff",
+                        stroke_width=1,
+                    )
+                    + "</g>"
+                )
                 x += width
         body.append(_label(format_number(totals[i], "tokens"), VALUE_X, y + bar_h - 4, size=SMALL))
 
@@ -576,10 +631,11 @@ def usage_chart(usage: dict, names: dict[str | None, str]) -> str:
         width = scale(runs[i]) - scale(0.0)
         if width > 0:
             tip = _el("title", _text(f"{_clean(label)}: {format_number(runs[i])} runs"))
-            body.append(f"<g>{tip}"
-                        + _el("rect", class_="bar", x=scale(0.0), y=float(y), width=width, height=float(bar_h),
-                              fill=PALETTE[2])
-                        + "</g>")
+            body.append(
+                f"<g>{tip}"
+                + _el("rect", class_="bar", x=scale(0.0), y=float(y), width=width, height=float(bar_h), fill=PALETTE[2])
+                + "</g>"
+            )
         body.append(_label(format_number(runs[i], "runs"), VALUE_X, y + bar_h - 4, size=SMALL))
 
     def whole(key: str, fallback: float) -> str:
@@ -591,7 +647,9 @@ def usage_chart(usage: dict, names: dict[str | None, str]) -> str:
         f"{format_number(outputs[i])} output) over {format_number(runs[i])} runs"
         for i, label in enumerate(labels)
     )
-    desc = (f"Usage by variant. In all: {whole('total_tokens', sum(totals))} tokens "
-            f"({whole('input_tokens', sum(inputs))} input, {whole('output_tokens', sum(outputs))} output) over "
-            f"{whole('outcomes', sum(runs))} runs. {summary}.")
+    desc = (
+        f"Usage by variant. In all: {whole('total_tokens', sum(totals))} tokens "
+        f"({whole('input_tokens', sum(inputs))} input, {whole('output_tokens', sum(outputs))} output) over "
+        f"{whole('outcomes', sum(runs))} runs. {summary}."
+    )
     return _svg(title, desc, end + 6, body)

@@ -28,21 +28,48 @@ Seen = Annotated[Viewer, Depends(viewer)]
 Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
 
 
-async def _page(request: Request, agent: str, who: Viewer, *, form: dict[str, str], errors: dict[str, str],
-                problem: str | None, after: str | None = None, status_code: int = 200) -> Response:
+async def _page(
+    request: Request,
+    agent: str,
+    who: Viewer,
+    *,
+    form: dict[str, str],
+    errors: dict[str, str],
+    problem: str | None,
+    after: str | None = None,
+    status_code: int = 200,
+) -> Response:
     shown = await queries.experiments_page(db_of(request), agent, after, limit=PAGE)
-    return render(request, "experiments.html", status_code=status_code, who=who, agent=shown.agent,
-                  experiments=shown.experiments.items, more=shown.experiments.next_after is not None,
-                  next_after=shown.experiments.next_after, choices=[slug for _, slug in shown.slugs],
-                  rows=range(ARM_ROWS), form=form, errors=errors, problem=problem)
+    return render(
+        request,
+        "experiments.html",
+        status_code=status_code,
+        who=who,
+        agent=shown.agent,
+        experiments=shown.experiments.items,
+        more=shown.experiments.next_after is not None,
+        next_after=shown.experiments.next_after,
+        choices=[slug for _, slug in shown.slugs],
+        rows=range(ARM_ROWS),
+        form=form,
+        errors=errors,
+        problem=problem,
+    )
 
 
 @router.get("/agents/{agent}/experiments")
 async def list_page(request: Request, agent: str, who: Seen, after: str | None = None) -> Response:
     if after is not None and not is_id("experiment", after):
         return error_page(request, 422, "Not a page", f"'{after}' is not an experiment id.")
-    return await _page(request, agent, who, form={"arms[0].variant": "base", "arms[0].weight": "1",
-                                                   "arms[1].weight": "1"}, errors={}, problem=None, after=after)
+    return await _page(
+        request,
+        agent,
+        who,
+        form={"arms[0].variant": "base", "arms[0].weight": "1", "arms[1].weight": "1"},
+        errors={},
+        problem=None,
+        after=after,
+    )
 
 
 @router.post("/agents/{agent}/experiments")
@@ -67,8 +94,9 @@ async def create(request: Request, agent: str, writes: Writes) -> Response:
     if form.get("description", "").strip():
         body["description"] = form["description"]
     try:
-        created = await experiments.create_experiment(db, found["id"], ExperimentCreate.model_validate(body),
-                                                      context=write_context(who))
+        created = await experiments.create_experiment(
+            db, found["id"], ExperimentCreate.model_validate(body), context=write_context(who)
+        )
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
         # The API numbers the arms it was sent; the form, its rows (some may be empty).
@@ -81,7 +109,7 @@ def _to_row(param: str, rows: list[int]) -> str:
     found = ARM.match(param)
     if found is None or int(found.group(1)) >= len(rows):
         return param
-    return f"arms[{rows[int(found.group(1))]}]{param[found.end():]}"
+    return f"arms[{rows[int(found.group(1))]}]{param[found.end() :]}"
 
 
 @router.get("/agents/{agent}/experiments/{experiment}")
@@ -89,17 +117,29 @@ async def results_page(request: Request, agent: str, experiment: str, who: Seen)
     return await _results(request, agent, experiment, who, problem=None)
 
 
-async def _results(request: Request, agent: str, experiment: str, who: Viewer, *, problem: str | None,
-                   status_code: int = 200) -> Response:
+async def _results(
+    request: Request, agent: str, experiment: str, who: Viewer, *, problem: str | None, status_code: int = 200
+) -> Response:
     shown = await queries.experiment_page(db_of(request), agent, experiment)
     results = shown.results
-    names = [("Control: " if arm["arm"] == 0 else f"Arm {arm['arm']}: ")
-             + (shown.slugs.get(arm["variant_id"], "deleted variant") if arm["variant_id"] else "base config")
-             for arm in results["arms"]]
-    return render(request, "experiment.html", status_code=status_code, who=who, agent=shown.agent,
-                  experiment=shown.experiment, results=results, names=names,
-                  charts=charts.results_charts(results, names), reading=reading.reading(results, names),
-                  problem=problem)
+    names = [
+        ("Control: " if arm["arm"] == 0 else f"Arm {arm['arm']}: ")
+        + (shown.slugs.get(arm["variant_id"], "deleted variant") if arm["variant_id"] else "base config")
+        for arm in results["arms"]
+    ]
+    return render(
+        request,
+        "experiment.html",
+        status_code=status_code,
+        who=who,
+        agent=shown.agent,
+        experiment=shown.experiment,
+        results=results,
+        names=names,
+        charts=charts.results_charts(results, names),
+        reading=reading.reading(results, names),
+        problem=problem,
+    )
 
 
 @router.post("/agents/{agent}/experiments/{experiment}/{action}")

@@ -42,8 +42,11 @@ def revision_changes(revision: dict[str, Any]) -> list[dict[str, Any]]:
         return out
 
     old, new = flat(before), flat(after)
-    return [{"field": key, "from": old.get(key), "to": new.get(key)}
-            for key in sorted(old.keys() | new.keys(), key=_order) if old.get(key) != new.get(key)]
+    return [
+        {"field": key, "from": old.get(key), "to": new.get(key)}
+        for key in sorted(old.keys() | new.keys(), key=_order)
+        if old.get(key) != new.get(key)
+    ]
 
 
 def _order(key: str) -> tuple[int, str]:
@@ -68,8 +71,16 @@ def instant(text: str) -> datetime:
         raise ValueError("Not a date and time between the years 1 and 9999 (UTC).") from error
 
 
-async def _timeline(request: Request, agent: str, who: Viewer, *, after: str | None, at: str,
-                    problem: str | None, status_code: int = 200) -> Response:
+async def _timeline(
+    request: Request,
+    agent: str,
+    who: Viewer,
+    *,
+    after: str | None,
+    at: str,
+    problem: str | None,
+    status_code: int = 200,
+) -> Response:
     if after is not None and not is_id("revision", after):
         await queries.agent(db_of(request), agent)  # an unknown agent is a 404 first
         return error_page(request, 422, "Not a page", f"'{after}' is not a revision id.")
@@ -81,10 +92,23 @@ async def _timeline(request: Request, agent: str, who: Viewer, *, after: str | N
             as_of_error = str(error)
     shown = await queries.history_page(db_of(request), agent, after, moment, limit=PAGE)
     entries = [{"revision": r, "changes": revision_changes(r)} for r in shown.revisions.items]
-    return render(request, "history.html", status_code=status_code, who=who, agent=shown.agent, entries=entries,
-                  more=shown.revisions.next_after is not None, next_after=shown.revisions.next_after, at=at,
-                  moment=moment, as_of=shown.as_of, as_of_error=as_of_error or shown.as_of_error,
-                  fields=CONFIG_FIELDS, problem=problem, next_undo=shown.next_undo)
+    return render(
+        request,
+        "history.html",
+        status_code=status_code,
+        who=who,
+        agent=shown.agent,
+        entries=entries,
+        more=shown.revisions.next_after is not None,
+        next_after=shown.revisions.next_after,
+        at=at,
+        moment=moment,
+        as_of=shown.as_of,
+        as_of_error=as_of_error or shown.as_of_error,
+        fields=CONFIG_FIELDS,
+        problem=problem,
+        next_undo=shown.next_undo,
+    )
 
 
 @router.post("/agents/{agent}/undo")
@@ -94,8 +118,15 @@ async def undo(request: Request, agent: str, writes: Writes) -> Response:
     found = await queries.agent(db, agent)
     expected = form.get("revision_id", "")
     if not is_id("revision", expected):  # the console always says which change it undoes
-        return await _timeline(request, agent, who, after=None, at="", status_code=422,
-                               problem="Which change to undo was not said; use the button on this page.")
+        return await _timeline(
+            request,
+            agent,
+            who,
+            after=None,
+            at="",
+            status_code=422,
+            problem="Which change to undo was not said; use the button on this page.",
+        )
     try:
         await undoing.undo(db, found["id"], context=write_context(who), expected=expected)
     except DomainError as error:  # nothing to undo, another change came first, or it would break a rule
@@ -109,8 +140,9 @@ async def restore(request: Request, agent: str, variant: str, writes: Writes) ->
     db = db_of(request)
     found = await queries.agent(db, agent)
     try:
-        restored = await variants.restore_variant(db, found["id"], variant, form.get("revision_id", ""),
-                                                  context=write_context(who))
+        restored = await variants.restore_variant(
+            db, found["id"], variant, form.get("revision_id", ""), context=write_context(who)
+        )
     except DomainError as error:
         if error.code == "resource_missing" and not error.errors:
             raise

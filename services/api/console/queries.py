@@ -200,8 +200,9 @@ class HistoryPage:
     as_of_error: str | None  # why it cannot say (the agent did not exist then)
 
 
-async def history_page(db: Database, agent_ref: str, after: str | None, at: datetime | None, *,
-                       limit: int) -> HistoryPage:
+async def history_page(
+    db: Database, agent_ref: str, after: str | None, at: datetime | None, *, limit: int
+) -> HistoryPage:
     async with db.snapshot() as conn:
         found = await _agent(conn, agent_ref)
         rows = await revision_rows.list_page(conn, found["id"], after=after, limit=limit + 1, target_id=None)
@@ -212,8 +213,13 @@ async def history_page(db: Database, agent_ref: str, after: str | None, at: date
                 as_of = await resolve_at(conn, found["id"], at)
             except (DomainError, LookupError) as error:
                 as_of_error = str(error)
-    return HistoryPage(found, _page(rows, revision_read, limit),
-                       revision_read(undoable) if undoable is not None else None, as_of, as_of_error)
+    return HistoryPage(
+        found,
+        _page(rows, revision_read, limit),
+        revision_read(undoable) if undoable is not None else None,
+        as_of,
+        as_of_error,
+    )
 
 
 # ------------------------------------------------------------------------- experiments

@@ -150,12 +150,15 @@ def reading(results: dict, names: list[str], *, alpha: float = 0.05, min_outcome
                 p = min(max(p, 0.0), 1.0)
             counts = f"{arm_n:,} outcomes in this arm, {control_n:,} in the control"
             if arm_n < min_outcomes or control_n < min_outcomes:
-                sentences.append(f"{lead}: not enough data yet to compare ({counts}; at least {min_outcomes:,} "
-                                 f"each are needed).")
+                sentences.append(
+                    f"{lead}: not enough data yet to compare ({counts}; at least {min_outcomes:,} each are needed)."
+                )
                 continue
             if p is None:
-                sentences.append(f"{lead}: not enough data yet to compare ({counts}, but too few of them report "
-                                 f"a {'success' if metric.percent else 'score'} on one side or both).")
+                sentences.append(
+                    f"{lead}: not enough data yet to compare ({counts}, but too few of them report "
+                    f"a {'success' if metric.percent else 'score'} on one side or both)."
+                )
                 continue
             compared.append(p)
             p_text = format_p_value(p, alpha)
@@ -181,14 +184,18 @@ def reading(results: dict, names: list[str], *, alpha: float = 0.05, min_outcome
                 sentences.append(f"{claim} differs from the control's ({detail}).")
             else:
                 direction = "higher" if diff > 0 else "lower"
-                sentences.append(f"{claim} is {direction} than the control's, by "
-                                 f"{_difference(metric, diff, signed=False)} ({detail}).")
+                sentences.append(
+                    f"{claim} is {direction} than the control's, by "
+                    f"{_difference(metric, diff, signed=False)} ({detail})."
+                )
 
     if len(compared) > 1:
         strict = alpha / len(compared)
         detected = [p for p in compared if p < alpha]
-        note = (f"{len(compared)} comparisons were made; with several comparisons, some results with "
-                f"p < {alpha:g} can arise by chance alone (multiple comparisons)")
+        note = (
+            f"{len(compared)} comparisons were made; with several comparisons, some results with "
+            f"p < {alpha:g} can arise by chance alone (multiple comparisons)"
+        )
         if detected:
             kept = sum(p < strict for p in detected)
             found = len(detected)

@@ -49,8 +49,9 @@ async def home() -> Response:
 async def static(name: str) -> Response:
     if name not in STATIC:
         raise NotFound("File", name)
-    return FileResponse(HERE / "static" / name, media_type=STATIC[name],
-                        headers={"Cache-Control": "public, max-age=300"})
+    return FileResponse(
+        HERE / "static" / name, media_type=STATIC[name], headers={"Cache-Control": "public, max-age=300"}
+    )
 
 
 @router.get("/sign-in")
@@ -60,10 +61,23 @@ async def sign_in_form(request: Request) -> Response:
 
 def _sign_in_page(request: Request, *, error: str | None, status_code: int = 200) -> Response:
     token = new_csrf()
-    response = render(request, "sign_in.html", status_code=status_code, csrf=token, error=error,
-                      auth_disabled=request.app.state.auth_disabled)
-    response.set_cookie(SIGN_IN_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request),
-                        path=f"{PREFIX}/sign-in", max_age=3600)
+    response = render(
+        request,
+        "sign_in.html",
+        status_code=status_code,
+        csrf=token,
+        error=error,
+        auth_disabled=request.app.state.auth_disabled,
+    )
+    response.set_cookie(
+        SIGN_IN_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+        path=f"{PREFIX}/sign-in",
+        max_age=3600,
+    )
     return response
 
 
@@ -83,14 +97,17 @@ async def sign_in(request: Request) -> Response:
         except KeyRefused as refused:
             return _sign_in_page(request, error=str(refused), status_code=401)
         if key.scope not in CONSOLE_SCOPES:
-            return _sign_in_page(request, error=f"The API key '{key.name}' has the scope '{key.scope}', which is for"
-                                 " agents: the console needs read or above.", status_code=403)
+            return _sign_in_page(
+                request,
+                error=f"The API key '{key.name}' has the scope '{key.scope}', which is for"
+                " agents: the console needs read or above.",
+                status_code=403,
+            )
         key_id = key.id
     await close_session(db, request.cookies.get(SESSION_COOKIE))  # a browser holds one session at a time
     token = await open_session(db, key_id)
     response = see_other(f"{PREFIX}/agents")
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request),
-                        path=PREFIX)
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request), path=PREFIX)
     response.delete_cookie(SIGN_IN_COOKIE, path=f"{PREFIX}/sign-in")
     return response
 
@@ -127,8 +144,13 @@ def install(app: FastAPI) -> None:
         return see_other(f"{PREFIX}/sign-in")
 
     async def csrf_refused(request: Request, exc: Exception) -> Response:
-        return error_page(request, 403, "Refused", "This form was not sent by the console (its CSRF token is missing"
-                          " or wrong). Reload the page and try again.")
+        return error_page(
+            request,
+            403,
+            "Refused",
+            "This form was not sent by the console (its CSRF token is missing"
+            " or wrong). Reload the page and try again.",
+        )
 
     async def forbidden(request: Request, exc: Exception) -> Response:
         return error_page(request, 403, "Read only", "Your API key can read but not change anything.")

@@ -48,9 +48,14 @@ async def open_session(db: Database, key_id: str | None) -> str:
     token = secrets.token_urlsafe(32)
 
     async def unit(conn: AsyncConnection) -> None:
-        await conn.execute(insert(sessions).values(
-            token_hash=_hash(token), api_key_id=key_id, csrf_token=secrets.token_urlsafe(32),
-            expires_at=datetime.now(UTC) + LIFETIME))
+        await conn.execute(
+            insert(sessions).values(
+                token_hash=_hash(token),
+                api_key_id=key_id,
+                csrf_token=secrets.token_urlsafe(32),
+                expires_at=datetime.now(UTC) + LIFETIME,
+            )
+        )
 
     await db.transaction(unit)
     return token
@@ -66,8 +71,11 @@ async def viewer_of(db: Database, token: str | None, *, auth_disabled: bool) -> 
     session opened while auth was off (no key) counts only while auth is still off."""
     if not token or len(token) > 100:
         return None
-    key_is_live = (keys.c.revoked_at.is_(None) & keys.c.scope.in_(CONSOLE_SCOPES)
-                   & or_(keys.c.expires_at.is_(None), keys.c.expires_at > func.now()))
+    key_is_live = (
+        keys.c.revoked_at.is_(None)
+        & keys.c.scope.in_(CONSOLE_SCOPES)
+        & or_(keys.c.expires_at.is_(None), keys.c.expires_at > func.now())
+    )
     query = (
         select(sessions.c.api_key_id, sessions.c.csrf_token, keys.c.name, keys.c.scope)
         .select_from(sessions.outerjoin(keys, keys.c.id == sessions.c.api_key_id))

@@ -44,8 +44,9 @@ class Forbidden(Exception):
 
 async def viewer(request: Request) -> Viewer:
     """The signed-in viewer (a dependency of every page but sign-in)."""
-    found = await viewer_of(request.app.state.db, request.cookies.get(SESSION_COOKIE),
-                            auth_disabled=request.app.state.auth_disabled)
+    found = await viewer_of(
+        request.app.state.db, request.cookies.get(SESSION_COOKIE), auth_disabled=request.app.state.auth_disabled
+    )
     if found is None:
         raise SignInRequired
     return found
@@ -72,8 +73,9 @@ async def form_of(request: Request) -> dict[str, str]:
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    return templates.TemplateResponse(request, template, context, status_code=status_code,
-                                      headers={"Cache-Control": "no-store"})
+    return templates.TemplateResponse(
+        request, template, context, status_code=status_code, headers={"Cache-Control": "no-store"}
+    )
 
 
 def see_other(path: str) -> RedirectResponse:
@@ -145,8 +147,10 @@ def errors_of(error: Exception) -> tuple[str, dict[str, str]]:
         found = field_errors(error.errors())
         return "Some fields need fixing.", {e.param: e.message for e in found}
     if isinstance(error, PreconditionFailed):
-        return ("Someone changed this since you opened the page; nothing was saved. Reload it to see their"
-                " change, then make yours again."), {}
+        return (
+            "Someone changed this since you opened the page; nothing was saved. Reload it to see their"
+            " change, then make yours again."
+        ), {}
     if isinstance(error, DomainError):
         found = error.errors or []
         return error.detail, {e.param: e.message for e in found}
@@ -178,5 +182,6 @@ def write_context(who: Viewer, form: Mapping[str, str] | None = None) -> WriteCo
     if form is None:
         return WriteContext(actor=who.key_name, api_key=who.key_name)
     version = form.get("version", "")
-    return WriteContext(actor=who.key_name, api_key=who.key_name,
-                        if_match=f'"{version}"' if version.isdigit() else '"none"')
+    return WriteContext(
+        actor=who.key_name, api_key=who.key_name, if_match=f'"{version}"' if version.isdigit() else '"none"'
+    )

@@ -42,10 +42,7 @@ async def running_for_ref(conn: AsyncConnection, agent_key: str, agent_ref: str)
 async def list_page(
     conn: AsyncConnection, agent_id: str, *, after: str | None, limit: int, status: str | None
 ) -> list[RowMapping]:
-    query = (
-        select(experiments).where(experiments.c.agent_id == agent_id)
-        .order_by(experiments.c.id.desc()).limit(limit)
-    )
+    query = select(experiments).where(experiments.c.agent_id == agent_id).order_by(experiments.c.id.desc()).limit(limit)
     if after is not None:
         query = query.where(experiments.c.id < after)
     if status is not None:
@@ -60,8 +57,7 @@ async def existing(conn: AsyncConnection, agent_id: str, ids: set[str]) -> set[s
 
 
 async def slugs_taken(conn: AsyncConnection, agent_id: str, candidates: list[str]) -> set[str]:
-    query = select(experiments.c.slug).where(experiments.c.agent_id == agent_id,
-                                             experiments.c.slug.in_(candidates))
+    query = select(experiments.c.slug).where(experiments.c.agent_id == agent_id, experiments.c.slug.in_(candidates))
     return set((await conn.scalars(query)).all())
 
 
@@ -79,4 +75,3 @@ async def update_fields(conn: AsyncConnection, experiment_id: str, values: dict[
 
 async def delete_one(conn: AsyncConnection, experiment_id: str) -> None:
     await conn.execute(delete(experiments).where(experiments.c.id == experiment_id))
-

@@ -17,16 +17,29 @@ from services.api.schemas import Page, list_page
 router = APIRouter(prefix="/v1/agents/{agent}/experiments", tags=["experiments"])
 
 
-@router.post("", status_code=201, response_model=ExperimentRead, summary="Create an experiment (a draft)",
-             responses=responses(400, 404, 409, 413, 415, 422))
+@router.post(
+    "",
+    status_code=201,
+    response_model=ExperimentRead,
+    summary="Create an experiment (a draft)",
+    responses=responses(400, 404, 409, 413, 415, 422),
+)
 async def create_experiment(request: Request, agent: str, body: ExperimentCreate, db: DB, context: Write) -> Response:
     experiment = await service.create_experiment(db, agent, body, context=context)
-    return object_response(request, experiment, status_code=201,
-                           location=f"/v1/agents/{experiment['agent_id']}/experiments/{experiment['id']}")
+    return object_response(
+        request,
+        experiment,
+        status_code=201,
+        location=f"/v1/agents/{experiment['agent_id']}/experiments/{experiment['id']}",
+    )
 
 
-@router.get("", response_model=Page[ExperimentRead], summary="List an agent's experiments, newest first",
-            responses=responses(404, 422))
+@router.get(
+    "",
+    response_model=Page[ExperimentRead],
+    summary="List an agent's experiments, newest first",
+    responses=responses(404, 422),
+)
 async def list_experiments(
     agent: str,
     db: DB,
@@ -38,35 +51,51 @@ async def list_experiments(
     return JSONResponse(list_page(rows, limit=limit))
 
 
-@router.get("/{experiment}", response_model=ExperimentRead, summary="Get an experiment by id or slug",
-            responses=responses(404, 422))
+@router.get(
+    "/{experiment}",
+    response_model=ExperimentRead,
+    summary="Get an experiment by id or slug",
+    responses=responses(404, 422),
+)
 async def get_experiment(request: Request, agent: str, experiment: str, db: DB) -> Response:
     return object_response(request, await service.get_experiment(db, agent, experiment))
 
 
-@router.patch("/{experiment}", response_model=ExperimentRead,
-              summary="Update an experiment (JSON merge patch; arms and salt only while a draft)",
-              responses=responses(400, 404, 409, 412, 413, 415, 422))
+@router.patch(
+    "/{experiment}",
+    response_model=ExperimentRead,
+    summary="Update an experiment (JSON merge patch; arms and salt only while a draft)",
+    responses=responses(400, 404, 409, 412, 413, 415, 422),
+)
 async def update_experiment(
     request: Request, agent: str, experiment: str, body: ExperimentUpdate, db: DB, context: Write
 ) -> Response:
     return object_response(request, await service.update_experiment(db, agent, experiment, body, context=context))
 
 
-@router.delete("/{experiment}", status_code=204, summary="Delete a draft experiment",
-               responses=responses(404, 409, 412, 422))
+@router.delete(
+    "/{experiment}", status_code=204, summary="Delete a draft experiment", responses=responses(404, 409, 412, 422)
+)
 async def delete_experiment(agent: str, experiment: str, db: DB, context: Write) -> Response:
     await service.delete_experiment(db, agent, experiment, context=context)
     return Response(status_code=204)
 
 
-@router.post("/{experiment}/start", response_model=ExperimentRead, summary="Start splitting traffic",
-             responses=responses(404, 409, 412, 422))
+@router.post(
+    "/{experiment}/start",
+    response_model=ExperimentRead,
+    summary="Start splitting traffic",
+    responses=responses(404, 409, 412, 422),
+)
 async def start_experiment(request: Request, agent: str, experiment: str, db: DB, context: Write) -> Response:
     return object_response(request, await service.start_experiment(db, agent, experiment, context=context))
 
 
-@router.post("/{experiment}/stop", response_model=ExperimentRead, summary="Stop the experiment (final)",
-             responses=responses(404, 409, 412, 422))
+@router.post(
+    "/{experiment}/stop",
+    response_model=ExperimentRead,
+    summary="Stop the experiment (final)",
+    responses=responses(404, 409, 412, 422),
+)
 async def stop_experiment(request: Request, agent: str, experiment: str, db: DB, context: Write) -> Response:
     return object_response(request, await service.stop_experiment(db, agent, experiment, context=context))

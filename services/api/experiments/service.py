@@ -58,8 +58,10 @@ async def _arms(conn: AsyncConnection, agent_id: str, arms: list[ArmIn]) -> list
             variant_id = row["id"]
         if variant_id in seen:  # the same variant by id and by slug
             message = f"the same variant as arms[{seen[variant_id]}].variant"
-            raise ValidationFailed(f"Invalid request: arms[{index}].variant: {message}",
-                                   errors=[FieldError(f"arms[{index}].variant", message)])
+            raise ValidationFailed(
+                f"Invalid request: arms[{index}].variant: {message}",
+                errors=[FieldError(f"arms[{index}].variant", message)],
+            )
         seen[variant_id] = index
         stored.append({"arm": index, "variant_id": variant_id, "weight": arm.weight})
     return stored
@@ -76,21 +78,33 @@ async def create_experiment(
         stem = slugs.slugify(data.name) or "experiment"
         slug = await slugs.first_free(stem, lambda chunk: repository.slugs_taken(conn, agent.id, chunk))
         at = agent.at
-        await repository.insert_one(conn, {
-            "id": experiment_id,
-            "agent_id": agent.id,
-            "slug": slug,
-            "name": data.name,
-            "description": data.description or "",
-            "status": "draft",
-            "salt": data.salt if data.salt is not None else experiment_id,
-            "arms": arms,
-            "created_at": at,
-            "updated_at": at,
-        })
+        await repository.insert_one(
+            conn,
+            {
+                "id": experiment_id,
+                "agent_id": agent.id,
+                "slug": slug,
+                "name": data.name,
+                "description": data.description or "",
+                "status": "draft",
+                "salt": data.salt if data.salt is not None else experiment_id,
+                "arms": arms,
+                "created_at": at,
+                "updated_at": at,
+            },
+        )
         experiment = experiment_read(await require(conn, agent.id, experiment_id))
-        await record(conn, agent_id=agent.id, target="experiment", target_id=experiment_id,
-                     action="create", before=None, after=experiment, context=context, at=at)
+        await record(
+            conn,
+            agent_id=agent.id,
+            target="experiment",
+            target_id=experiment_id,
+            action="create",
+            before=None,
+            after=experiment,
+            context=context,
+            at=at,
+        )
         await announce.agent_changed(conn, agent.id)
         return experiment
 
@@ -113,7 +127,12 @@ async def list_experiments(
 
 
 async def _write(
-    conn: AsyncConnection, agent: LockedAgent, row: RowMapping, changes: dict[str, Any], *, action: str,
+    conn: AsyncConnection,
+    agent: LockedAgent,
+    row: RowMapping,
+    changes: dict[str, Any],
+    *,
+    action: str,
     context: WriteContext,
 ) -> dict[str, Any]:
     try:
@@ -123,8 +142,17 @@ async def _write(
             raise _running_elsewhere() from None
         raise
     after = experiment_read(await require(conn, agent.id, row["id"]))
-    await record(conn, agent_id=agent.id, target="experiment", target_id=row["id"], action=action,
-                 before=experiment_read(row), after=after, context=context, at=agent.at)
+    await record(
+        conn,
+        agent_id=agent.id,
+        target="experiment",
+        target_id=row["id"],
+        action=action,
+        before=experiment_read(row),
+        after=after,
+        context=context,
+        at=agent.at,
+    )
     return after
 
 
@@ -174,8 +202,17 @@ async def delete_experiment(db: Database, agent_ref: str, ref: str, *, context: 
         if row["status"] != "draft":
             raise ExperimentNotDraft(f"Experiment '{ref}' is {row['status']}; only drafts can be deleted")
         await repository.delete_one(conn, row["id"])
-        await record(conn, agent_id=agent.id, target="experiment", target_id=row["id"],
-                     action="delete", before=experiment_read(row), after=None, context=context, at=agent.at)
+        await record(
+            conn,
+            agent_id=agent.id,
+            target="experiment",
+            target_id=row["id"],
+            action="delete",
+            before=experiment_read(row),
+            after=None,
+            context=context,
+            at=agent.at,
+        )
         await announce.agent_changed(conn, agent.id)
 
     await db.transaction(unit)
@@ -203,8 +240,7 @@ async def start_experiment(db: Database, agent_ref: str, ref: str, *, context: W
                 overrides = overrides_of(variant)
             check_resolved(base, overrides=overrides, subject=f"config of arm {arm['arm']}")
         at = agent.at
-        after = await _write(conn, agent, row, {"status": "running", "started_at": at}, action="start",
-                             context=context)
+        after = await _write(conn, agent, row, {"status": "running", "started_at": at}, action="start", context=context)
         await announce.agent_changed(conn, agent.id)
         return after
 
@@ -220,8 +256,9 @@ async def stop_experiment(db: Database, agent_ref: str, ref: str, *, context: Wr
             return experiment_read(row)
         if row["status"] == "draft":
             raise InvalidStatus(f"Experiment '{ref}' is a draft; only a running experiment can be stopped")
-        after = await _write(conn, agent, row, {"status": "stopped", "stopped_at": agent.at},
-                             action="stop", context=context)
+        after = await _write(
+            conn, agent, row, {"status": "stopped", "stopped_at": agent.at}, action="stop", context=context
+        )
         await announce.agent_changed(conn, agent.id)
         return after
 

@@ -53,8 +53,10 @@ async def list_page(conn: AsyncConnection, *, after: str | None, limit: int) -> 
 async def revoke(conn: AsyncConnection, key_id: str) -> RowMapping:
     """Revoke the key now, or keep the time it was first revoked."""
     statement = (
-        update(keys).where(keys.c.id == key_id)
-        .values(revoked_at=func.coalesce(keys.c.revoked_at, func.now())).returning(keys)
+        update(keys)
+        .where(keys.c.id == key_id)
+        .values(revoked_at=func.coalesce(keys.c.revoked_at, func.now()))
+        .returning(keys)
     )
     return (await conn.execute(statement)).mappings().one()
 
@@ -73,8 +75,8 @@ async def record_use(conn: AsyncConnection, used: dict[str, datetime]) -> None:
         func.unnest(bindparam("times", list(times), type_=ARRAY(DateTime(timezone=True)))).label("used_at"),
     ).subquery()
     await conn.execute(
-        update(keys).where(keys.c.id == rows.c.id)
+        update(keys)
+        .where(keys.c.id == rows.c.id)
         .where((keys.c.last_used_at.is_(None)) | (keys.c.last_used_at < rows.c.used_at))
         .values(last_used_at=rows.c.used_at)
     )
-

@@ -20,9 +20,13 @@ log = logging.getLogger(__name__)
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-@router.post("", status_code=201, response_model=KeyRead,
-             summary="Create an API key (its secret is in this response only)",
-             responses=responses(400, 409, 413, 415, 422))
+@router.post(
+    "",
+    status_code=201,
+    response_model=KeyRead,
+    summary="Create an API key (its secret is in this response only)",
+    responses=responses(400, 409, 413, 415, 422),
+)
 async def create_key(request: Request, body: KeyCreate, db: DB) -> Response:
     key = await service.create_key(db, body)
     # An audit line (never the secret): key management writes no agent revision.
@@ -30,21 +34,27 @@ async def create_key(request: Request, body: KeyCreate, db: DB) -> Response:
     return JSONResponse(key, status_code=201, headers={**NO_STORE, "Location": f"/v1/keys/{key['id']}"})
 
 
-@router.get("", response_model=Page[KeyRead], summary="List API keys, newest first (no secrets)",
-            responses=responses(422))
+@router.get(
+    "", response_model=Page[KeyRead], summary="List API keys, newest first (no secrets)", responses=responses(422)
+)
 async def list_keys(db: DB, limit: Limit = 20, after: KeyCursor = None) -> Response:
     rows = await service.list_keys(db, after=after, limit=limit + 1)
     return JSONResponse(list_page(rows, limit=limit), headers=NO_STORE)
 
 
-@router.get("/{key}", response_model=KeyRead, summary="Get an API key by id or name (no secret)",
-            responses=responses(404))
+@router.get(
+    "/{key}", response_model=KeyRead, summary="Get an API key by id or name (no secret)", responses=responses(404)
+)
 async def get_key(key: str, db: DB) -> Response:
     return JSONResponse(await service.get_key(db, key), headers=NO_STORE)
 
 
-@router.delete("/{key}", status_code=204, summary="Revoke an API key, on every replica within the propagation bound",
-               responses=responses(404))
+@router.delete(
+    "/{key}",
+    status_code=204,
+    summary="Revoke an API key, on every replica within the propagation bound",
+    responses=responses(404),
+)
 async def revoke_key(request: Request, key: str, db: DB) -> Response:
     revoked = await service.revoke_key(db, key)
     log.info("API key '%s' (%s) revoked by %s", revoked["name"], revoked["id"], _caller(request))

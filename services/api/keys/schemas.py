@@ -15,8 +15,12 @@ from services.api.schemas import StrictModel, timestamp
 NAME_PATTERN = r"^[a-z0-9][a-z0-9.@-]{0,63}$"
 KeyName = Annotated[
     str,
-    Field(min_length=1, max_length=64, pattern=NAME_PATTERN,
-          description="1-64 of a-z, 0-9, `.`, `@` and `-`, starting with a letter or digit; unique."),
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=NAME_PATTERN,
+        description="1-64 of a-z, 0-9, `.`, `@` and `-`, starting with a letter or digit; unique.",
+    ),
 ]
 
 

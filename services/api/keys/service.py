@@ -23,8 +23,12 @@ from services.shared.identifiers import new_id
 async def _insert(conn: AsyncConnection, body: KeyCreate) -> dict[str, Any]:
     secret = tokens.new_secret()
     row = await repository.insert_one(
-        conn, id=new_id("api_key"), name=body.name, scope=body.scope,
-        secret_hash=tokens.digest(secret), expires_at=body.expires_at,
+        conn,
+        id=new_id("api_key"),
+        name=body.name,
+        scope=body.scope,
+        secret_hash=tokens.digest(secret),
+        expires_at=body.expires_at,
     )
     if row is None:
         raise KeyNameTaken(f"An API key named '{body.name}' already exists (revoked keys keep their names)")

@@ -18,13 +18,18 @@ from services.shared import stats
 def usage_of(rows: Sequence[Mapping[Any, Any]]) -> dict[str, Any]:
     """The usage object from the agent's usage totals (`outcomes.repository.usage_totals`)."""
     by_variant = [
-        {"variant_id": row["variant_id"], "input_tokens": int(row["input_tokens"]),
-         "output_tokens": int(row["output_tokens"]),
-         "total_tokens": int(row["input_tokens"]) + int(row["output_tokens"]), "outcomes": row["outcomes"]}
+        {
+            "variant_id": row["variant_id"],
+            "input_tokens": int(row["input_tokens"]),
+            "output_tokens": int(row["output_tokens"]),
+            "total_tokens": int(row["input_tokens"]) + int(row["output_tokens"]),
+            "outcomes": row["outcomes"],
+        }
         for row in rows
     ]
-    totals = {name: sum(v[name] for v in by_variant)
-              for name in ("input_tokens", "output_tokens", "total_tokens", "outcomes")}
+    totals = {
+        name: sum(v[name] for v in by_variant) for name in ("input_tokens", "output_tokens", "total_tokens", "outcomes")
+    }
     return {"object": "usage", **totals, "by_variant": by_variant}
 
 
@@ -48,9 +53,16 @@ class ArmFigures:
         if row is None:
             return cls()
         return cls(
-            outcomes=row["outcomes"], input_tokens=int(row["input_tokens"]), output_tokens=int(row["output_tokens"]),
-            p50=row["p50"], p95=row["p95"], judged=row["judged"], successes=row["successes"], scored=row["scored"],
-            score_mean=row["score_mean"], score_var=row["score_var"],
+            outcomes=row["outcomes"],
+            input_tokens=int(row["input_tokens"]),
+            output_tokens=int(row["output_tokens"]),
+            p50=row["p50"],
+            p95=row["p95"],
+            judged=row["judged"],
+            successes=row["successes"],
+            scored=row["scored"],
+            score_mean=row["score_mean"],
+            score_var=row["score_var"],
         )
 
     @property
@@ -68,8 +80,12 @@ def results_of(experiment: Mapping[Any, Any], aggregates: Mapping[str | None, Ma
         {**_arm(arm, f), "vs_control": None if index == 0 else _versus(f, control)}
         for index, (arm, f) in enumerate(zip(experiment["arms"], figures, strict=True))
     ]
-    return {"object": "experiment_results", "experiment_id": experiment["id"], "status": experiment["status"],
-            "arms": arms}
+    return {
+        "object": "experiment_results",
+        "experiment_id": experiment["id"],
+        "status": experiment["status"],
+        "arms": arms,
+    }
 
 
 def _arm(arm: Mapping[str, Any], f: ArmFigures) -> dict[str, Any]:
@@ -95,12 +111,15 @@ def _arm(arm: Mapping[str, Any], f: ArmFigures) -> dict[str, Any]:
 def _versus(f: ArmFigures, control: ArmFigures) -> dict[str, Any]:
     return {
         "success_rate_diff": f.success_rate - control.success_rate
-        if f.success_rate is not None and control.success_rate is not None else None,
+        if f.success_rate is not None and control.success_rate is not None
+        else None,
         "success_p_value": stats.two_proportion_z_test(f.successes, f.judged, control.successes, control.judged),
         "score_mean_diff": f.score_mean - control.score_mean
-        if f.score_mean is not None and control.score_mean is not None else None,
-        "score_p_value": stats.welch_from_moments(f.scored, f.score_mean, f.score_var,
-                                                  control.scored, control.score_mean, control.score_var),
+        if f.score_mean is not None and control.score_mean is not None
+        else None,
+        "score_p_value": stats.welch_from_moments(
+            f.scored, f.score_mean, f.score_var, control.scored, control.score_mean, control.score_var
+        ),
     }
 
 

@@ -9,8 +9,18 @@ from typing import Any
 from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-COLUMNS = ("agent_id", "variant_id", "experiment_id", "subject", "input_tokens", "output_tokens", "latency_ms",
-           "cost_usd", "success", "score")
+COLUMNS = (
+    "agent_id",
+    "variant_id",
+    "experiment_id",
+    "subject",
+    "input_tokens",
+    "output_tokens",
+    "latency_ms",
+    "cost_usd",
+    "success",
+    "score",
+)
 
 
 async def insert_many(conn: AsyncConnection, records: Sequence[tuple[Any, ...]]) -> None:
@@ -36,8 +46,16 @@ async def add_to_totals(conn: AsyncConnection, agent_id: str, sums: dict[str, tu
     """Add (outcomes, input tokens, output tokens) to the agent's usage totals, one row per
     variant key ("" for the base config)."""
     keys = sorted(sums)
-    await conn.execute(ADD_TO_TOTALS, {"agent": agent_id, "keys": keys, "counts": [sums[k][0] for k in keys],
-                                       "inputs": [sums[k][1] for k in keys], "outputs": [sums[k][2] for k in keys]})
+    await conn.execute(
+        ADD_TO_TOTALS,
+        {
+            "agent": agent_id,
+            "keys": keys,
+            "counts": [sums[k][0] for k in keys],
+            "inputs": [sums[k][1] for k in keys],
+            "outputs": [sums[k][2] for k in keys],
+        },
+    )
 
 
 USAGE = text(

@@ -18,12 +18,20 @@ router = APIRouter(prefix="/v1/agents/{agent}", tags=["outcomes"])
 
 _BODY = Body(
     ...,
-    description="One outcome, or `{\"data\": [...]}` with 1 to 1,000 of them (stored whole or not at all).",
+    description='One outcome, or `{"data": [...]}` with 1 to 1,000 of them (stored whole or not at all).',
     openapi_examples={
-        "one": {"value": {"variant_id": None, "input_tokens": 812, "output_tokens": 164, "latency_ms": 930.5,
-                          "success": True}},
-        "batch": {"value": {"data": [{"variant_id": None, "input_tokens": 812, "output_tokens": 164,
-                                      "latency_ms": 930.5}]}},
+        "one": {
+            "value": {
+                "variant_id": None,
+                "input_tokens": 812,
+                "output_tokens": 164,
+                "latency_ms": 930.5,
+                "success": True,
+            }
+        },
+        "batch": {
+            "value": {"data": [{"variant_id": None, "input_tokens": 812, "output_tokens": 164, "latency_ms": 930.5}]}
+        },
     },
 )
 
@@ -36,9 +44,13 @@ def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()]) from None
 
 
-@router.post("/outcomes", status_code=202, response_model=Accepted,
-             summary="Report one outcome or a batch of up to 1,000",
-             responses=responses(400, 404, 413, 415, 422))
+@router.post(
+    "/outcomes",
+    status_code=202,
+    response_model=Accepted,
+    summary="Report one outcome or a batch of up to 1,000",
+    responses=responses(400, 404, 413, 415, 422),
+)
 async def post_outcomes(agent: str, db: DB, body: dict[str, Any] = _BODY) -> JSONResponse:
     batch = "data" in body
     outcomes = _parse(OutcomeBatch, body).data if batch else [_parse(OutcomeIn, body)]
@@ -46,14 +58,18 @@ async def post_outcomes(agent: str, db: DB, body: dict[str, Any] = _BODY) -> JSO
     return JSONResponse({"object": "outcome_batch", "accepted": accepted}, status_code=202)
 
 
-@router.get("/usage", response_model=Usage, summary="Tokens and runs, overall and by variant",
-            responses=responses(404, 422))
+@router.get(
+    "/usage", response_model=Usage, summary="Tokens and runs, overall and by variant", responses=responses(404, 422)
+)
 async def get_usage(agent: str, db: DB) -> JSONResponse:
     return JSONResponse(await service.usage(db, agent))
 
 
-@router.get("/experiments/{experiment}/results", response_model=ExperimentResults,
-            summary="Per-arm figures and comparisons with the control",
-            responses=responses(404, 422))
+@router.get(
+    "/experiments/{experiment}/results",
+    response_model=ExperimentResults,
+    summary="Per-arm figures and comparisons with the control",
+    responses=responses(404, 422),
+)
 async def get_results(agent: str, experiment: str, db: DB) -> JSONResponse:
     return JSONResponse(await service.results(db, agent, experiment))

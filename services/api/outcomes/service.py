@@ -33,17 +33,36 @@ async def store(db: Database, agent_ref: str, outcomes: list[OutcomeIn], *, batc
         if named:
             unknown = named - await experiment_repository.existing(conn, agent.id, named)
             if unknown:
-                errors = [FieldError(f"data[{i}].experiment_id" if batch else "experiment_id",
-                                     f"Experiment '{o.experiment_id}' not found")
-                          for i, o in enumerate(outcomes) if o.experiment_id in unknown]
+                errors = [
+                    FieldError(
+                        f"data[{i}].experiment_id" if batch else "experiment_id",
+                        f"Experiment '{o.experiment_id}' not found",
+                    )
+                    for i, o in enumerate(outcomes)
+                    if o.experiment_id in unknown
+                ]
                 names = ", ".join(f"'{ref}'" for ref in sorted(unknown))
-                error = NotFound("Experiment", sorted(unknown)[0], param=errors[0].param,
-                                 detail=f"Experiment {names} not found in agent '{agent_ref}'")
+                error = NotFound(
+                    "Experiment",
+                    sorted(unknown)[0],
+                    param=errors[0].param,
+                    detail=f"Experiment {names} not found in agent '{agent_ref}'",
+                )
                 error.errors = errors
                 raise error
         records = [
-            (agent.id, o.variant_id, o.experiment_id, o.subject, o.input_tokens, o.output_tokens,
-             o.latency_ms, o.cost_usd, o.success, o.score)
+            (
+                agent.id,
+                o.variant_id,
+                o.experiment_id,
+                o.subject,
+                o.input_tokens,
+                o.output_tokens,
+                o.latency_ms,
+                o.cost_usd,
+                o.success,
+                o.score,
+            )
             for o in outcomes
         ]
         await repository.insert_many(conn, records)

@@ -31,13 +31,21 @@ async def build(db: Database, agent: str) -> tuple[bytes, str, str]:
             id=running["id"],
             salt=running["salt"],
             arms=[
-                BundleArm(arm=arm["arm"], weight=arm["weight"], variant_id=arm["variant_id"],
-                          resolved=to_body(resolved, explain=True))
+                BundleArm(
+                    arm=arm["arm"],
+                    weight=arm["weight"],
+                    variant_id=arm["variant_id"],
+                    resolved=to_body(resolved, explain=True),
+                )
                 for arm, resolved in zip(running["arms"], arms, strict=True)
             ],
         ).model_dump(exclude_unset=True)
-    content = {"agent_id": plain.agent_id, "agent_slug": plain.agent_slug,
-               "resolved": to_body(plain, explain=True), "experiment": experiment}
+    content = {
+        "agent_id": plain.agent_id,
+        "agent_slug": plain.agent_slug,
+        "resolved": to_body(plain, explain=True),
+        "experiment": experiment,
+    }
     etag = content_hash(json.dumps(content, sort_keys=True, separators=(",", ":")).encode())
     body = BundleRead(object="resolution_bundle", etag=etag, **content).model_dump(exclude_unset=True)
     return json.dumps(body, separators=(",", ":")).encode(), etag, plain.agent_id

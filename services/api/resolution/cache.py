@@ -72,8 +72,12 @@ class ResolveCache:
         """Store a response computed from a read that began at `generation`; dropped when an
         invalidation happened since (the read may predate the change)."""
         tag = etag.encode()
-        headers = ((b"content-type", b"application/json"), (b"etag", tag), (b"content-length", b"%d" % len(body)),
-                   *security_headers.JSON_HEADERS)
+        headers = (
+            (b"content-type", b"application/json"),
+            (b"etag", tag),
+            (b"content-length", b"%d" % len(body)),
+            *security_headers.JSON_HEADERS,
+        )
         self._store((ref, explain), generation, (agent_id, body, etag, headers, tag))
 
     def get_experiment(self, ref: str, explain: bool) -> Experiment | None:

@@ -43,8 +43,9 @@ class ResolveFastPath:
                     etag = entry.etag_bytes
                     conditional = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
                     if conditional is not None and listed(conditional, etag, weak=True):
-                        await send({"type": "http.response.start", "status": 304,
-                                    "headers": [(b"etag", etag), *JSON_HEADERS]})
+                        await send(
+                            {"type": "http.response.start", "status": 304, "headers": [(b"etag", etag), *JSON_HEADERS]}
+                        )
                         await send({"type": "http.response.body", "body": b""})
                         return
                     await send({"type": "http.response.start", "status": 200, "headers": entry.headers})

@@ -42,8 +42,15 @@ def asyncpg_dsn(url: str) -> str:
 
 class ResolutionListener:
     def __init__(
-        self, dsn: str, cache: ResolveCache, *, keys: KeyRing | None = None, watches: WatchHub | None = None,
-        ping_seconds: float = 0.3, ping_timeout: float = 0.5, retry_seconds: float = 0.5,
+        self,
+        dsn: str,
+        cache: ResolveCache,
+        *,
+        keys: KeyRing | None = None,
+        watches: WatchHub | None = None,
+        ping_seconds: float = 0.3,
+        ping_timeout: float = 0.5,
+        retry_seconds: float = 0.5,
     ):
         self.dsn = dsn
         self.cache = cache

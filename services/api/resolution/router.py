@@ -77,9 +77,14 @@ async def get_bundle(request: Request, agent: str, db: DB) -> Response:
 @router.get(
     "/bundle/watch",
     summary="Server-sent events: the bundle now, then after every change that alters it",
-    responses={**responses(404), 200: {"content": {"text/event-stream": {}},
-                                        "description": "`event: bundle` (id: the etag, data: the bundle), "
-                                                       "`: keepalive` comments, `event: deleted` at the end"}},
+    responses={
+        **responses(404),
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "`event: bundle` (id: the etag, data: the bundle), "
+            "`: keepalive` comments, `event: deleted` at the end",
+        },
+    },
     response_class=StreamingResponse,
 )
 async def watch_bundle(
@@ -87,14 +92,20 @@ async def watch_bundle(
     agent: str,
     db: DB,
     last_event_id: Annotated[
-        str | None, Header(alias="Last-Event-ID", max_length=256,
-                           description="The etag the client has: the first event is skipped when it is current.")
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=256,
+            description="The etag the client has: the first event is skipped when it is current.",
+        ),
     ] = None,
 ) -> StreamingResponse:
     # The first build happens here, so an unknown agent is a 404, not an empty stream.
     ticks = request.app.state.watch_hub.ticks
     first = await bundle.build(db, agent)
-    stream = watch.stream(request.app.state, db, first, last_event_id, current_key(request.scope),
-                          ticks_before_first=ticks)
-    return StreamingResponse(stream, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    stream = watch.stream(
+        request.app.state, db, first, last_event_id, current_key(request.scope), ticks_before_first=ticks
+    )
+    return StreamingResponse(
+        stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

@@ -77,6 +77,14 @@ async def _for_subject(
         agent_id, experiment_id, salt, weights, arms = await running_arms(conn, agent)
     rendered = tuple(render(arm, explain=explain) for arm in arms)
     if cache is not None:
-        cache.put_experiment(agent, explain, agent_id, experiment_id, salt, weights,
-                             tuple((arm.body, arm.etag) for arm in rendered), generation=generation)
+        cache.put_experiment(
+            agent,
+            explain,
+            agent_id,
+            experiment_id,
+            salt,
+            weights,
+            tuple((arm.body, arm.etag) for arm in rendered),
+            generation=generation,
+        )
     return rendered[assign(salt, subject, weights)]

@@ -80,9 +80,15 @@ class WatchHub:
         streams ask (a build that started before the last change is not reused)."""
         version = self._versions.get(agent_id, 0)
         running = self._builds.get(agent_id)
-        failed = running is not None and running[1].done() and (
-            running[1].cancelled() or isinstance(running[1].exception(), Exception)
-            and not isinstance(running[1].exception(), AgentNotFound))
+        failed = (
+            running is not None
+            and running[1].done()
+            and (
+                running[1].cancelled()
+                or isinstance(running[1].exception(), Exception)
+                and not isinstance(running[1].exception(), AgentNotFound)
+            )
+        )
         if running is None or running[0] != version or failed:  # a failure is retried, a deletion is final
             future = asyncio.ensure_future(build(agent_id))
             self._builds[agent_id] = (version, future)
@@ -101,8 +107,13 @@ POLL_SECONDS = 1.0
 
 
 async def stream(
-    state: Any, db: Database, first: tuple[bytes, str, str], last_event_id: str | None, key: Principal | None,
-    *, ticks_before_first: int,
+    state: Any,
+    db: Database,
+    first: tuple[bytes, str, str],
+    last_event_id: str | None,
+    key: Principal | None,
+    *,
+    ticks_before_first: int,
 ) -> AsyncIterator[bytes]:
     """The events of one watch: `bundle` when the bundle differs from what the client has,
     `: keepalive` when quiet, `deleted` (and the end) when the agent is gone. The stream
@@ -142,7 +153,7 @@ async def stream(
             try:
                 payload, etag, _ = await hub.latest(agent_id, lambda agent: bundle.build(db, agent))
             except AgentNotFound:
-                yield b"event: deleted\ndata: {\"agent_id\": \"" + agent_id.encode() + b"\"}\n\n"
+                yield b'event: deleted\ndata: {"agent_id": "' + agent_id.encode() + b'"}\n\n'
                 return
     finally:
         hub.unsubscribe(agent_id, event)

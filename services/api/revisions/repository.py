@@ -23,10 +23,7 @@ async def get(conn: AsyncConnection, agent_id: str, revision_id: str) -> RowMapp
 async def list_page(
     conn: AsyncConnection, agent_id: str, *, after: str | None, limit: int, target_id: str | None
 ) -> list[RowMapping]:
-    query = (
-        select(revisions).where(revisions.c.agent_id == agent_id)
-        .order_by(revisions.c.id.desc()).limit(limit)
-    )
+    query = select(revisions).where(revisions.c.agent_id == agent_id).order_by(revisions.c.id.desc()).limit(limit)
     if after is not None:
         query = query.where(revisions.c.id < after)
     if target_id is not None:
@@ -116,7 +113,9 @@ async def state_after(conn: AsyncConnection, revision: RowMapping) -> dict[str, 
 
 async def newest(conn: AsyncConnection, agent_id: str) -> RowMapping | None:
     query = (
-        select(revisions).where(revisions.c.agent_id == agent_id)
-        .order_by(revisions.c.created_at.desc(), revisions.c.id.desc()).limit(1)
+        select(revisions)
+        .where(revisions.c.agent_id == agent_id)
+        .order_by(revisions.c.created_at.desc(), revisions.c.id.desc())
+        .limit(1)
     )
     return (await conn.execute(query)).mappings().first()

@@ -16,8 +16,12 @@ from services.api.schemas import Page, list_page
 router = APIRouter(prefix="/v1/agents/{agent}", tags=["history"])
 
 
-@router.get("/revisions", response_model=Page[RevisionRead], summary="The agent's history, newest first",
-            responses=responses(404, 422))
+@router.get(
+    "/revisions",
+    response_model=Page[RevisionRead],
+    summary="The agent's history, newest first",
+    responses=responses(404, 422),
+)
 async def list_revisions(
     agent: str,
     db: DB,
@@ -29,7 +33,6 @@ async def list_revisions(
     return JSONResponse(list_page(rows, limit=limit))
 
 
-@router.get("/revisions/{revision}", response_model=RevisionRead, summary="One revision",
-            responses=responses(404, 422))
+@router.get("/revisions/{revision}", response_model=RevisionRead, summary="One revision", responses=responses(404, 422))
 async def get_revision(agent: str, revision: str, db: DB) -> dict[str, Any]:
     return await service.get_revision(db, agent, revision)

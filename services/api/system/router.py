@@ -22,8 +22,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the database answers and migrations are at head",
-            responses=responses())
+@router.get("/readyz", summary="Readiness: the database answers and migrations are at head", responses=responses())
 async def readyz(db: DB) -> dict[str, str]:
     try:
         async with db.read() as conn:

@@ -14,7 +14,11 @@ from services.api.undo.schemas import UndoRead
 router = APIRouter(prefix="/v1/agents/{agent}", tags=["history"])
 
 
-@router.post("/undo", response_model=UndoRead, summary="Revert the agent's newest change not yet undone",
-             responses=responses(404, 409, 412, 422))
+@router.post(
+    "/undo",
+    response_model=UndoRead,
+    summary="Revert the agent's newest change not yet undone",
+    responses=responses(404, 409, 412, 422),
+)
 async def undo(agent: str, db: DB, context: Write) -> dict[str, Any]:
     return await use_case.undo(db, agent, context=context)

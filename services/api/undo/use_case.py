@@ -43,8 +43,9 @@ async def undo(
         revision = await _revert(conn, agent, target, context.without_precondition())
         await history.mark_undone(conn, target["id"], revision["id"])
         await announce.agent_changed(conn, agent.id)
-        return UndoRead(object="undo", reverted_revision_id=target["id"],
-                        revision=revision_read(revision)).model_dump(mode="json")
+        return UndoRead(object="undo", reverted_revision_id=target["id"], revision=revision_read(revision)).model_dump(
+            mode="json"
+        )
 
     return await db.transaction(unit)
 
@@ -52,8 +53,7 @@ async def undo(
 async def _revert(conn: AsyncConnection, agent: LockedAgent, target: RowMapping, context: WriteContext) -> RowMapping:
     """Apply the reversal of `target` and return the `undo` revision it wrote."""
     kind, action, reverts = target["target"], target["action"], target["id"]
-    common: dict[str, Any] = {"action": "undo", "context": context, "reverts_id": reverts,
-                              "on_conflict": UndoConflict}
+    common: dict[str, Any] = {"action": "undo", "context": context, "reverts_id": reverts, "on_conflict": UndoConflict}
     if kind == "agent":  # update, restore: back to the before state
         row = await agents.require(conn, agent.id)
         before = target["before"]

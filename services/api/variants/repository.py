@@ -49,10 +49,7 @@ async def slugs(conn: AsyncConnection, agent_id: str) -> list[tuple[str, str]]:
 async def list_page(
     conn: AsyncConnection, agent_id: str, *, after: str | None, limit: int, is_active: bool | None
 ) -> list[RowMapping]:
-    query = (
-        select(variants).where(variants.c.agent_id == agent_id)
-        .order_by(variants.c.id.desc()).limit(limit)
-    )
+    query = select(variants).where(variants.c.agent_id == agent_id).order_by(variants.c.id.desc()).limit(limit)
     if after is not None:
         query = query.where(variants.c.id < after)
     if is_active is not None:
@@ -70,7 +67,8 @@ async def slugs_taken(conn: AsyncConnection, agent_id: str, candidates: list[str
 async def insert_unless_slug_taken(conn: AsyncConnection, values: dict[str, Any]) -> bool:
     """Insert the variant; False (nothing written) when its slug is taken in the agent."""
     statement = (
-        pg_insert(variants).values(**values)
+        pg_insert(variants)
+        .values(**values)
         .on_conflict_do_nothing(index_elements=["agent_id", "slug"])
         .returning(variants.c.id)
     )
@@ -111,9 +109,13 @@ async def experiment_naming(conn: AsyncConnection, agent_id: str, variant_id: st
     """A draft or running experiment of the agent with an arm on this variant, if any
     (such a variant may not be deleted). Asked here, not of the experiments package, since
     experiments are built on variants and not the other way round."""
-    query = select(experiments).where(
-        experiments.c.agent_id == agent_id,
-        or_(experiments.c.status == "draft", experiments.c.status == "running"),
-        experiments.c.arms.contains([{"variant_id": variant_id}]),
-    ).limit(1)
+    query = (
+        select(experiments)
+        .where(
+            experiments.c.agent_id == agent_id,
+            or_(experiments.c.status == "draft", experiments.c.status == "running"),
+            experiments.c.arms.contains([{"variant_id": variant_id}]),
+        )
+        .limit(1)
+    )
     return (await conn.execute(query)).mappings().first()

@@ -51,8 +51,9 @@ async def require(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping:
 
 
 def slug_taken(slug: str) -> SlugTaken:
-    return SlugTaken(f"Slug '{slug}' is already taken by another variant of this agent",
-                     errors=[FieldError("slug", "already taken")])
+    return SlugTaken(
+        f"Slug '{slug}' is already taken by another variant of this agent", errors=[FieldError("slug", "already taken")]
+    )
 
 
 def _columns(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -103,8 +104,17 @@ async def create_variant(
                 reserved=slugs.RESERVED_VARIANT_SLUGS,
             )
         variant = variant_read(await require(conn, agent.id, variant_id))
-        await record(conn, agent_id=agent.id, target="variant", target_id=variant_id,
-                     action="create", before=None, after=variant, context=context, at=at)
+        await record(
+            conn,
+            agent_id=agent.id,
+            target="variant",
+            target_id=variant_id,
+            action="create",
+            before=None,
+            after=variant,
+            context=context,
+            at=at,
+        )
         await announce.agent_changed(conn, agent.id)
         return variant
 
@@ -148,8 +158,9 @@ async def update_variant(
                 changes["metadata"] = metadata
         current = overrides_of(row)
         # `"overrides": null` removes them all, as a merge patch does.
-        overrides = patching.merge_patch(current, None if patch.overrides is None and "overrides" in sent
-                                         else overrides_patch)
+        overrides = patching.merge_patch(
+            current, None if patch.overrides is None and "overrides" in sent else overrides_patch
+        )
         if overrides != current:
             changes.update(_columns(overrides))
         if not changes:
@@ -200,9 +211,18 @@ async def apply_changes(
                 raise slug_taken(changes["slug"]) from None
             raise
     after = variant_read(await require(conn, agent.id, row["id"]))
-    await record(conn, agent_id=agent.id, target="variant", target_id=row["id"], action=action,
-                           before=variant_read(row), after=after, context=context, at=agent.at,
-                           reverts_id=reverts_id)
+    await record(
+        conn,
+        agent_id=agent.id,
+        target="variant",
+        target_id=row["id"],
+        action=action,
+        before=variant_read(row),
+        after=after,
+        context=context,
+        at=agent.at,
+        reverts_id=reverts_id,
+    )
     return after
 
 
@@ -212,9 +232,7 @@ async def delete_variant(db: Database, agent_ref: str, ref: str, *, context: Wri
         row = await require(conn, agent.id, ref)
         context.check_version(row["version"], what="variant")
         if row["is_active"]:
-            raise VariantActive(
-                f"Variant '{ref}' is active; activate another variant or deactivate it first"
-            )
+            raise VariantActive(f"Variant '{ref}' is active; activate another variant or deactivate it first")
         await remove(conn, agent, row, action="delete", context=context)
         await announce.agent_changed(conn, agent.id)
 
@@ -240,9 +258,18 @@ async def remove(
                 " delete the draft or wait until it is stopped"
             )
     await repository.delete_one(conn, row["id"])
-    await record(conn, agent_id=agent.id, target="variant", target_id=row["id"], action=action,
-                           before=variant_read(row), after=None, context=context, at=agent.at,
-                           reverts_id=reverts_id)
+    await record(
+        conn,
+        agent_id=agent.id,
+        target="variant",
+        target_id=row["id"],
+        action=action,
+        before=variant_read(row),
+        after=None,
+        context=context,
+        at=agent.at,
+        reverts_id=reverts_id,
+    )
 
 
 async def bring_back(
@@ -276,12 +303,23 @@ async def bring_back(
         **_columns(overrides),
     }
     if not await repository.insert_unless_slug_taken(conn, values):
-        raise on_conflict(f"Slug '{state['slug']}' has been taken by another variant since",
-                          errors=[FieldError("slug", "already taken")])
+        raise on_conflict(
+            f"Slug '{state['slug']}' has been taken by another variant since",
+            errors=[FieldError("slug", "already taken")],
+        )
     after = variant_read(await require(conn, agent.id, state["id"]))
-    await record(conn, agent_id=agent.id, target="variant", target_id=state["id"], action=action,
-                           before=None, after=after, context=context, at=agent.at,
-                           reverts_id=reverts_id)
+    await record(
+        conn,
+        agent_id=agent.id,
+        target="variant",
+        target_id=state["id"],
+        action=action,
+        before=None,
+        after=after,
+        context=context,
+        at=agent.at,
+        reverts_id=reverts_id,
+    )
     return after
 
 
@@ -300,15 +338,23 @@ async def set_active(
     locked agent, and record the revision."""
     if active:
         with conflicts_reported_as(on_conflict):
-            check_resolved(agent.config, overrides=overrides_of(row),
-                           subject="config of the variant")
+            check_resolved(agent.config, overrides=overrides_of(row), subject="config of the variant")
     await repository.deactivate_all(conn, agent.id, at=agent.at)
     if active:
         await repository.activate(conn, row["id"], at=agent.at)
     after = variant_read(await require(conn, agent.id, row["id"]))
-    await record(conn, agent_id=agent.id, target="variant", target_id=row["id"], action=action,
-                           before=variant_read(row), after=after, context=context, at=agent.at,
-                           reverts_id=reverts_id)
+    await record(
+        conn,
+        agent_id=agent.id,
+        target="variant",
+        target_id=row["id"],
+        action=action,
+        before=variant_read(row),
+        after=after,
+        context=context,
+        at=agent.at,
+        reverts_id=reverts_id,
+    )
     return after
 
 
@@ -366,8 +412,9 @@ async def restore_variant(
             raise NotFound("Revision", revision_id, param="revision_id")
         if revision["target_id"] != row["id"]:
             message = f"revision {revision_id} is of {revision['target']} {revision['target_id']}, not of this variant"
-            raise ValidationFailed(f"Invalid field: revision_id ({message})",
-                                   errors=[FieldError("revision_id", message)])
+            raise ValidationFailed(
+                f"Invalid field: revision_id ({message})", errors=[FieldError("revision_id", message)]
+            )
         if revision["after"] is None:
             raise RevisionNotRestorable(
                 f"The variant did not exist right after revision {revision_id} (it deleted the variant)"

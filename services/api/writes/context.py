@@ -24,9 +24,7 @@ class WriteContext:
         # Weak tags (W/"3") never match: If-Match uses the strong comparison (RFC 9110).
         if listed(self.if_match, etag(version), weak=False):
             return
-        raise PreconditionFailed(
-            f"If-Match {self.if_match} does not match the current ETag of the {what}, \"{version}\""
-        )
+        raise PreconditionFailed(f'If-Match {self.if_match} does not match the current ETag of the {what}, "{version}"')
 
     def without_precondition(self) -> WriteContext:
         """The same author, checking no version (the steps of an undo check their own)."""

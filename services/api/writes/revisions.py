@@ -37,9 +37,7 @@ async def record(
     `?at=<updated_at of an object>` sees the change. Recording announces nothing: the use
     case does (`announce`).
     """
-    active = (
-        select(variants.c.id).where(variants.c.agent_id == agent_id, variants.c.is_active).scalar_subquery()
-    )
+    active = select(variants.c.id).where(variants.c.agent_id == agent_id, variants.c.is_active).scalar_subquery()
     statement = (
         insert(revisions)
         .values(
