@@ -181,13 +181,9 @@ def list_page(items: list[dict[str, Any]], *, limit: int) -> dict[str, Any]:
     """The contract's list envelope from up to `limit + 1` rows, newest first."""
     has_more = len(items) > limit
     items = items[:limit]
-    return {
-        "object": "list",
-        "data": items,
-        "first_id": items[0]["id"] if items else None,
-        "last_id": items[-1]["id"] if items else None,
-        "has_more": has_more,
-    }
+    first_id, last_id = (items[0]["id"], items[-1]["id"]) if items else (None, None)
+    page = Page[dict[str, Any]](object="list", data=items, first_id=first_id, last_id=last_id, has_more=has_more)
+    return page.model_dump(mode="json")
 
 
 T = TypeVar("T")

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.api.outcomes.schemas import ExperimentResults, Usage
 from services.shared import stats
 
 
@@ -30,7 +31,7 @@ def usage_of(rows: Sequence[Mapping[Any, Any]]) -> dict[str, Any]:
     totals = {
         name: sum(v[name] for v in by_variant) for name in ("input_tokens", "output_tokens", "total_tokens", "outcomes")
     }
-    return {"object": "usage", **totals, "by_variant": by_variant}
+    return Usage(object="usage", **totals, by_variant=by_variant).model_dump(mode="json")
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,9 @@ def results_of(experiment: Mapping[Any, Any], aggregates: Mapping[str | None, Ma
         {**_arm(arm, f), "vs_control": None if index == 0 else _versus(f, control)}
         for index, (arm, f) in enumerate(zip(experiment["arms"], figures, strict=True))
     ]
-    return {
-        "object": "experiment_results",
-        "experiment_id": experiment["id"],
-        "status": experiment["status"],
-        "arms": arms,
-    }
+    return ExperimentResults(
+        object="experiment_results", experiment_id=experiment["id"], status=experiment["status"], arms=arms
+    ).model_dump(mode="json")
 
 
 def _arm(arm: Mapping[str, Any], f: ArmFigures) -> dict[str, Any]:

@@ -55,7 +55,7 @@ async def post_outcomes(agent: str, db: DB, body: dict[str, Any] = _BODY) -> JSO
     batch = "data" in body
     outcomes = _parse(OutcomeBatch, body).data if batch else [_parse(OutcomeIn, body)]
     accepted = await service.store(db, agent, outcomes, batch=batch)
-    return JSONResponse({"object": "outcome_batch", "accepted": accepted}, status_code=202)
+    return JSONResponse(Accepted(object="outcome_batch", accepted=accepted).model_dump(), status_code=202)
 
 
 @router.get(

@@ -34,7 +34,7 @@ from services.api.exceptions import (
 from services.api.revisions import repository as revisions
 from services.api.schemas import set_fields
 from services.api.variants import repository
-from services.api.variants.schemas import VariantCreate, VariantUpdate, overrides_of, variant_read
+from services.api.variants.schemas import DiffRead, VariantCreate, VariantUpdate, overrides_of, variant_read
 from services.api.writes import announce
 from services.api.writes.context import NO_CONTEXT, WriteContext
 from services.api.writes.locks import LockedAgent, find_agent, lock_agent
@@ -448,4 +448,4 @@ async def diff_variant(db: Database, agent_ref: str, ref: str, *, against: str) 
             if other is None:
                 raise NotFound("Variant", against, param="against")
             origin = coalesce(overrides_of(other), agent.config)
-    return {"object": "diff", "changes": config_changes(origin, to)}
+    return DiffRead(object="diff", changes=config_changes(origin, to)).model_dump(mode="json", by_alias=True)
