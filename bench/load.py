@@ -96,7 +96,9 @@ async def seed(url: str, count: int) -> None:
 
 
 class Server:
-    def __init__(self, url: str, **env: str) -> None:
+    def __init__(self, url: str, *, cwd: Path | None = None, **env: str) -> None:
+        """A server on `url`'s database; `cwd`, another checkout whose code it runs
+        (`bench.compare`), else this one."""
         self.port = free_port()
         # The keys exist before any server starts, so none makes (or writes) a first admin key.
         # wrk sends tens of thousands of requests a second with one key, far over the
@@ -113,6 +115,7 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.api.cli", "serve", "--no-migrate", "--port", str(self.port)],
             env=environment,
+            cwd=cwd,
             stdout=subprocess.DEVNULL,
             stderr=open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "a"),  # noqa: SIM115
         )
