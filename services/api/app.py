@@ -34,7 +34,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api import bench_routes, errors, idempotency
-from services.api.access.gate import AccessGate
+from services.api.access.gate import AccessGate, refused_keys
 from services.api.access.keyring import KeyRing
 from services.api.access.rate_limit import Limit, RateLimiter
 from services.api.access.rules import RouteRules
@@ -149,7 +149,11 @@ def _stack(app: FrontDoorAPI, settings: Settings) -> ASGIApp:
         limits = {scope: Limit(limit.per_second, limit.burst) for scope, limit in settings.rate_limits.items()}
         in_front.append(
             lambda inner: AccessGate(
-                inner, rules=RouteRules(app.routes), ring=app.state.key_ring, limiter=RateLimiter(limits)
+                inner,
+                rules=RouteRules(app.routes),
+                ring=app.state.key_ring,
+                limiter=RateLimiter(limits),
+                failures=app.state.refused_keys,  # shared with the console's sign-in
             )
         )  # 3
     in_front.append(lambda inner: ResolveFastPath(inner, app.state))  # 4
@@ -229,6 +233,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     # A database handed in is this process's alone (tests, embedding): its own commits
     # are all the invalidation the cache and the key ring need.
     app.state.key_ring = KeyRing(lambda: app.state.db, listening=database is not None)
+    app.state.refused_keys = refused_keys()  # per client address: the gate and the console's sign-in
     app.state.watch_hub = WatchHub()
     app.state.watch_keepalive_seconds = settings.watch_keepalive_seconds
     app.state.auth_disabled = settings.auth_disabled

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 
+from services.api.access.gate import FAILURE_LIMIT
 from services.api.db import Database
 from tests.console.conftest import Browser, csrf_of, make_key
+from tests.helpers import bearer
 
 
 async def test_pages_need_a_session_and_sign_in_sets_an_httponly_strict_cookie(browser: Browser, db: Database) -> None:
@@ -25,6 +27,41 @@ async def test_a_wrong_key_is_refused_next_to_the_field(browser: Browser) -> Non
     response = await browser.sign_in("avk_not-a-key")
     assert response.status_code == 401
     assert 'aria-invalid="true"' in response.text and "not valid" in response.text
+
+
+async def test_sign_in_with_wrong_keys_is_rationed_like_the_apis_refused_keys(browser: Browser, db: Database) -> None:
+    """Issue 16, item 9: 300 wrong keys in 0.4 s were all checked. A client address gets the
+    gate's allowance of refused keys (FAILURE_LIMIT), shared with the API; beyond it a
+    sign-in is a 429 sign-in page with Retry-After, and the key is not checked at all."""
+    ring = browser.http._transport.app.state.key_ring  # type: ignore[attr-defined]
+    checked = 0
+    verify = ring.verify
+
+    async def counting(secret: bytes) -> object:
+        nonlocal checked
+        checked += 1
+        return await verify(secret)
+
+    ring.verify = counting
+    _, good = await make_key(db, "admin")
+    page = await browser.http.get("/console/sign-in")
+    statuses = []
+    for _ in range(300):
+        page = await browser.http.post("/console/sign-in", data={"csrf": csrf_of(page.text), "key": "avk_wrong"})
+        statuses.append(page.status_code)
+        if page.status_code == 429:
+            break
+    assert statuses[: FAILURE_LIMIT.burst] == [401] * FAILURE_LIMIT.burst
+    assert statuses[-1] == 429, f"{len(statuses)} wrong keys, none rationed"
+    assert int(page.headers["retry-after"]) >= 1
+    assert "<h1>Sign in</h1>" in page.text and "retry in" in page.text
+    assert checked == len(statuses) - 1
+    # Rationed: even the right key is not checked, and no session is opened.
+    refused = await browser.http.post("/console/sign-in", data={"csrf": csrf_of(page.text), "key": good})
+    assert refused.status_code == 429 and "av_session" not in refused.headers.get("set-cookie", "")
+    assert checked == len(statuses) - 1
+    # One allowance per client address, whichever door it knocks on: the API rations it too.
+    assert (await browser.http.get("/v1/agents", headers=bearer("avk_" + "x" * 43))).status_code == 429
 
 
 async def test_sign_in_without_its_csrf_token_is_refused(browser: Browser, db: Database) -> None:

@@ -29,6 +29,17 @@ FAILURES = "failures"
 FAILURE_LIMIT = Limit(per_second=10, burst=100)
 
 
+def refused_keys() -> RateLimiter:
+    """The allowance of refused keys per client address (`FAILURE_LIMIT`): one per app,
+    taken from by the gate and by the console's sign-in, so neither door is a way around it."""
+    return RateLimiter({FAILURES: FAILURE_LIMIT})
+
+
+def client_address(scope: Scope) -> str:
+    """What refused keys are counted by: the client's address ("" when unknown)."""
+    return scope["client"][0] if scope.get("client") else ""
+
+
 def _bearer(scope: Scope) -> bytes | None:
     """The token of `Authorization: Bearer <token>`, b"" for another form, None when absent."""
     for name, value in scope["headers"]:
@@ -40,12 +51,20 @@ def _bearer(scope: Scope) -> bytes | None:
 
 
 class AccessGate:
-    def __init__(self, app: ASGIApp, *, rules: RouteRules, ring: KeyRing, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        rules: RouteRules,
+        ring: KeyRing,
+        limiter: RateLimiter,
+        failures: RateLimiter | None = None,
+    ) -> None:
         self.app = app
         self.rules = rules
         self.ring = ring
         self.limiter = limiter
-        self.failures = RateLimiter({FAILURES: FAILURE_LIMIT})
+        self.failures = failures if failures is not None else refused_keys()  # see `refused_keys`
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -89,7 +108,7 @@ class AccessGate:
         if key is None:
             # Callers whose keys keep failing may not make us check more: the slow path
             # can cost a query (while the listener is down), so it is rationed per client.
-            client = scope["client"][0] if scope.get("client") else ""
+            client = client_address(scope)
             wait = self.failures.blocked(client, FAILURES)
             if wait is not None:
                 await self._refuse(

@@ -11,7 +11,9 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from services.api.access.gate import FAILURES, client_address
 from services.api.access.keyring import KeyRefused, KeyRing
+from services.api.access.rate_limit import RateLimiter
 from services.api.console import agents, experiments, history
 from services.api.console.sessions import CONSOLE_SCOPES, close_session, open_session, viewer_of
 from services.api.console.web import (
@@ -92,9 +94,21 @@ async def sign_in(request: Request) -> Response:
         key_id = None
     else:
         ring: KeyRing = request.app.state.key_ring
+        # Rationed like the API's refused keys, from the same allowance per client address:
+        # past it, the key is not even checked.
+        refusals: RateLimiter = request.app.state.refused_keys
+        client = client_address(request.scope)
+        wait = refusals.blocked(client, FAILURES)
+        if wait is not None:
+            response = _sign_in_page(
+                request, error=f"Too many sign-ins with keys that do not work; retry in {wait} s.", status_code=429
+            )
+            response.headers["Retry-After"] = str(wait)
+            return response
         try:
             key = await ring.verify(form.get("key", "").strip().encode("utf-8", "surrogateescape"))
         except KeyRefused as refused:
+            refusals.take(client, FAILURES)
             return _sign_in_page(request, error=str(refused), status_code=401)
         if key.scope not in CONSOLE_SCOPES:
             return _sign_in_page(
