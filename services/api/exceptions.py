@@ -71,6 +71,12 @@ class ExperimentRunning(DomainError):
     code = "experiment_running"
 
 
+class DuplicateArm(DomainError):
+    """At start, a `live` arm resolves to the same config source as another arm."""
+
+    code = "duplicate_arm"
+
+
 class InvalidStatus(DomainError):
     """Starting a stopped experiment, stopping a draft."""
 

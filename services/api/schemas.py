@@ -72,9 +72,12 @@ def derivable_slug(slug: str | None, info: ValidationInfo, *, name_field: str) -
 
 
 def not_reserved(slug: str | None) -> str | None:
-    """`base` names the agent's own config where a variant is expected."""
+    """`base` names the agent's own config where a variant is expected, `live` an experiment
+    arm that serves the variant active at its start."""
     if slug in RESERVED_VARIANT_SLUGS:
-        raise PydanticCustomError("slug_reserved", "'{slug}' is reserved for the agent's base config", {"slug": slug})
+        raise PydanticCustomError(
+            "slug_reserved", "'{slug}' is reserved ('base' and 'live' name configs, not variants)", {"slug": slug}
+        )
     return slug
 
 

@@ -9,8 +9,12 @@ from slugify import slugify as python_slugify
 from services.shared.agent_config import BASE
 from services.shared.identifiers import SLUG_MAX_LENGTH
 
-# Variants may not be called `base`: it names the agent's own config where a variant is expected.
-RESERVED_VARIANT_SLUGS = frozenset({BASE})
+# An experiment's arm that serves the variant active when the experiment starts (or the
+# base config when none is).
+LIVE = "live"
+# Variants may not be called `base` (the agent's own config where a variant is expected) or
+# `live` (the arm above).
+RESERVED_VARIANT_SLUGS = frozenset({BASE, LIVE})
 
 
 def slugify(name: str) -> str:

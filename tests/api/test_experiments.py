@@ -30,8 +30,8 @@ async def test_create_get_list_and_the_object(client):
     assert experiment["object"] == "experiment" and experiment["id"].startswith("exp_")
     assert experiment["status"] == "draft" and experiment["salt"] == experiment["id"]
     assert experiment["arms"] == [
-        {"arm": 0, "variant_id": None, "weight": 1},
-        {"arm": 1, "variant_id": a["id"], "weight": 3},
+        {"arm": 0, "weight": 1, "variant": "base", "variant_id": None},
+        {"arm": 1, "weight": 3, "variant": a["id"], "variant_id": a["id"]},
     ]
     assert experiment["started_at"] is None and experiment["stopped_at"] is None and experiment["version"] == 1
     assert response.headers["location"].endswith(f"/experiments/{experiment['id']}")

@@ -123,9 +123,8 @@ async def _results(
     shown = await queries.experiment_page(db_of(request), agent, experiment)
     results = shown.results
     names = [
-        ("Control: " if arm["arm"] == 0 else f"Arm {arm['arm']}: ")
-        + (shown.slugs.get(arm["variant_id"], "deleted variant") if arm["variant_id"] else "base config")
-        for arm in results["arms"]
+        ("Control: " if arm["arm"] == 0 else f"Arm {arm['arm']}: ") + _arm_name(arm, shown.slugs)
+        for arm in shown.experiment["arms"]
     ]
     return render(
         request,
@@ -159,3 +158,13 @@ async def act(request: Request, agent: str, experiment: str, action: str, writes
             raise
         return await _results(request, agent, experiment, who, problem=error.detail, status_code=409)
     return see_other(url("agents", found["slug"], "experiments", experiment))
+
+
+def _arm_name(arm: dict[str, Any], slugs: dict[str, str]) -> str:
+    """What an arm serves, in words: a variant's slug, the base config, or (a `live` arm
+    before its experiment starts) the variant that will be active then."""
+    if arm["variant_id"] is not None:
+        return slugs.get(arm["variant_id"], "deleted variant") + (
+            " (live at start)" if arm["variant"] == "live" else ""
+        )
+    return "the live config at start" if arm["variant"] == "live" else "base config"

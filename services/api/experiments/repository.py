@@ -30,9 +30,10 @@ async def running(conn: AsyncConnection, agent_id: str) -> RowMapping | None:
 
 
 async def running_for_ref(conn: AsyncConnection, agent_key: str, agent_ref: str) -> RowMapping | None:
-    """The running experiment of the agent with this id or slug (`agent_key` says which)."""
+    """The running experiment of the agent with this id or slug (`agent_key` says which),
+    with the agent's slug (`agent_slug`)."""
     query = (
-        select(experiments)
+        select(experiments, agents.c.slug.label("agent_slug"))
         .join(agents, agents.c.id == experiments.c.agent_id)
         .where(agents.c[agent_key] == agent_ref, experiments.c.status == "running")
     )

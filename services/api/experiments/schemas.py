@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from services.api.schemas import Description, Name, StrictModel, text, timestamp
+from services.api.slugs import LIVE
+from services.shared.agent_config import BASE
 
 MIN_ARMS, MAX_ARMS = 2, 10
 Weight = Annotated[int, Field(strict=True, ge=1, le=10_000)]
@@ -15,7 +17,8 @@ Salt = text(1, 256)
 
 
 class ArmIn(StrictModel):
-    # "base" (the agent's own config), or a variant's id or slug.
+    # "base" (the agent's own config), "live" (the variant active when the experiment
+    # starts, or the base config when none is), or a variant's id or slug.
     variant: text(1, 64)  # type: ignore[valid-type]
     weight: Weight
 
@@ -41,10 +44,19 @@ class ExperimentUpdate(StrictModel):
 
 
 class ArmRead(BaseModel):
-    # In the order PostgreSQL's jsonb keeps the stored arms' keys (shorter keys first).
     arm: int
     weight: int
+    # What the arm was created with: "base", "live" or a variant id.
+    variant: str
+    # The variant it serves: null for the base config, and for a `live` arm until the
+    # experiment starts (then the variant that was active, or null).
     variant_id: str | None
+
+
+def arm_read(arm: Mapping[str, Any]) -> dict[str, Any]:
+    """An arm as shown: its stored `variant_id` and `weight`, and what it was created with."""
+    variant = LIVE if arm.get("live") else (arm["variant_id"] or BASE)
+    return {"arm": arm["arm"], "weight": arm["weight"], "variant": variant, "variant_id": arm["variant_id"]}
 
 
 class ExperimentRead(BaseModel):
@@ -76,7 +88,7 @@ def experiment_read(row: Mapping[Any, Any]) -> dict[str, Any]:
         description=row["description"],
         status=row["status"],
         salt=row["salt"],
-        arms=row["arms"],
+        arms=[arm_read(arm) for arm in row["arms"]],
         version=row["version"],
         created_at=timestamp(row["created_at"]),
         updated_at=timestamp(row["updated_at"]),

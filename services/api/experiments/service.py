@@ -4,6 +4,11 @@ Every write locks the agent's row first (like variant writes), so the checks bel
 running experiment, variants that exist, consistent arms) see a state nobody else is
 changing; the partial unique index `uq_experiments_one_running_per_agent` still guarantees
 the running rule on its own. Every change is recorded as a revision of the agent.
+
+At start every arm's resolved config is snapshotted into the stored arm (`snapshot`): a
+running experiment serves exactly those configs, whatever later happens to the base config
+or the variants (contract 1.1), so its results compare what it started with and no later
+write can make an arm serve a config that breaks the rule.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from services.api import slugs
 from services.api.consistency import check_resolved
 from services.api.db import Database, constraint_name
 from services.api.exceptions import (
+    DuplicateArm,
     ExperimentNotDraft,
     ExperimentRunning,
     FieldError,
@@ -28,13 +34,14 @@ from services.api.exceptions import (
 from services.api.experiments import repository
 from services.api.experiments.schemas import ArmIn, ExperimentCreate, ExperimentUpdate, experiment_read
 from services.api.schemas import set_fields
+from services.api.slugs import LIVE
 from services.api.variants import repository as variants
 from services.api.variants.schemas import overrides_of
 from services.api.writes import announce
 from services.api.writes.context import NO_CONTEXT, WriteContext
 from services.api.writes.locks import LockedAgent, find_agent, lock_agent
 from services.api.writes.revisions import record
-from services.shared.agent_config import BASE
+from services.shared.agent_config import BASE, coalesce
 from services.shared.identifiers import new_id
 
 
@@ -46,25 +53,66 @@ async def require(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping:
 
 
 async def _arms(conn: AsyncConnection, agent_id: str, arms: list[ArmIn]) -> list[dict[str, Any]]:
-    """The arms as stored: each variant reference looked up (404 naming `arms[i].variant`)."""
+    """The arms as stored: each variant reference looked up (404 naming `arms[i].variant`);
+    a `live` arm is marked, its variant chosen at start."""
     stored: list[dict[str, Any]] = []
     seen: dict[str | None, int] = {}
     for index, arm in enumerate(arms):
-        variant_id = None
-        if arm.variant != BASE:
+        variant_id, key = None, None
+        if arm.variant == LIVE:
+            key = LIVE
+        elif arm.variant != BASE:
             row = await variants.get(conn, agent_id, arm.variant)
             if row is None:
                 raise NotFound("Variant", arm.variant, param=f"arms[{index}].variant")
-            variant_id = row["id"]
-        if variant_id in seen:  # the same variant by id and by slug
-            message = f"the same variant as arms[{seen[variant_id]}].variant"
+            variant_id = key = row["id"]
+        if key in seen:  # the same variant by id and by slug, or `live` twice
+            message = f"the same {'arm' if key == LIVE else 'variant'} as arms[{seen[key]}].variant"
             raise ValidationFailed(
                 f"Invalid request: arms[{index}].variant: {message}",
                 errors=[FieldError(f"arms[{index}].variant", message)],
             )
-        seen[variant_id] = index
-        stored.append({"arm": index, "variant_id": variant_id, "weight": arm.weight})
+        seen[key] = index
+        stored.append(
+            {"arm": index, "variant_id": variant_id, "weight": arm.weight, **({"live": True} if key == LIVE else {})}
+        )
     return stored
+
+
+async def _snapshots(conn: AsyncConnection, agent: LockedAgent, arms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The arms as a started experiment serves them: each with its resolved config frozen
+    (`snapshot`), so what later happens to the base config or the variants changes nothing
+    it serves. A `live` arm takes the variant active now. Each must pass the rule, and no two
+    may serve the same config source (409 `duplicate_arm`)."""
+    active = await variants.active(conn, agent.id)
+    started: list[dict[str, Any]] = []
+    for arm in arms:
+        variant = active if arm.get("live") else None
+        if not arm.get("live") and arm["variant_id"] is not None:
+            variant = await variants.get(conn, agent.id, arm["variant_id"])
+            if variant is None:  # deleting a variant an arm names is refused; kept as a guard
+                raise NotFound("Variant", arm["variant_id"], param=f"arms[{arm['arm']}].variant")
+        overrides = overrides_of(variant) if variant is not None else {}
+        check_resolved(agent.config, overrides=overrides, subject=f"config of arm {arm['arm']}")
+        snapshot = {
+            "variant_id": variant["id"] if variant is not None else None,
+            "variant_slug": variant["slug"] if variant is not None else None,
+            "overridden": sorted(overrides),
+            "config": coalesce(overrides, agent.config),
+        }
+        started.append({**arm, "variant_id": snapshot["variant_id"], "snapshot": snapshot})
+    sources: dict[str | None, int] = {}
+    for arm in started:
+        other = sources.setdefault(arm["variant_id"], arm["arm"])
+        if other != arm["arm"]:
+            live = arm if arm.get("live") else started[other]
+            served = f"variant '{live['snapshot']['variant_slug']}'" if arm["variant_id"] else "the base config"
+            message = f"arms {other} and {arm['arm']} would both serve {served}"
+            raise DuplicateArm(
+                f"Arm {live['arm']} is live, and {message}; change an arm or activate another variant",
+                errors=[FieldError(f"arms[{live['arm']}].variant", message)],
+            )
+    return started
 
 
 async def create_experiment(
@@ -230,17 +278,9 @@ async def start_experiment(db: Database, agent_ref: str, ref: str, *, context: W
         other = await repository.running(conn, agent.id)
         if other is not None:
             raise ExperimentRunning(f"Experiment '{other['slug']}' of this agent is running; stop it first")
-        base = agent.config
-        for arm in row["arms"]:
-            overrides: dict[str, Any] = {}
-            if arm["variant_id"] is not None:
-                variant = await variants.get(conn, agent.id, arm["variant_id"])
-                if variant is None:  # deleting a variant an arm names is refused; kept as a guard
-                    raise NotFound("Variant", arm["variant_id"], param=f"arms[{arm['arm']}].variant")
-                overrides = overrides_of(variant)
-            check_resolved(base, overrides=overrides, subject=f"config of arm {arm['arm']}")
-        at = agent.at
-        after = await _write(conn, agent, row, {"status": "running", "started_at": at}, action="start", context=context)
+        arms = await _snapshots(conn, agent, row["arms"])
+        changes = {"status": "running", "started_at": agent.at, "arms": arms}
+        after = await _write(conn, agent, row, changes, action="start", context=context)
         await announce.agent_changed(conn, agent.id)
         return after
 

@@ -24,7 +24,7 @@ async def build(db: Database, agent: str) -> tuple[bytes, str, str]:
     async with db.snapshot() as conn:
         plain = await resolve_agent_config(conn, agent)
         running = await experiments.running(conn, plain.agent_id)
-        arms = await arm_configs(conn, running) if running is not None else ()
+        arms = await arm_configs(conn, running, agent_slug=plain.agent_slug) if running is not None else ()
     experiment: dict[str, Any] | None = None
     if running is not None:
         experiment = BundleExperiment(

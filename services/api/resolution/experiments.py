@@ -27,13 +27,34 @@ async def running_arms(conn: AsyncConnection, agent: str) -> Arms:
         resolved = await resolve_agent_config(conn, agent)
         return resolved.agent_id, None, "", (1,), (resolved,)
     weights = tuple(arm["weight"] for arm in experiment["arms"])
-    return experiment["agent_id"], experiment["id"], experiment["salt"], weights, await arm_configs(conn, experiment)
+    configs = await arm_configs(conn, experiment, agent_slug=experiment["agent_slug"])
+    return experiment["agent_id"], experiment["id"], experiment["salt"], weights, configs
 
 
-async def arm_configs(conn: AsyncConnection, experiment: Any) -> tuple[ResolvedAgentConfig, ...]:
-    """Each arm's resolved config, in arm order, as the experiment serves it."""
+async def arm_configs(
+    conn: AsyncConnection, experiment: Any, *, agent_slug: str | None
+) -> tuple[ResolvedAgentConfig, ...]:
+    """Each arm's resolved config, in arm order, as the experiment serves it: the snapshot
+    taken at its start. (An experiment started before snapshots existed has none: its arms
+    resolve as they do now, as they always did.)"""
     arms = []
     for arm in experiment["arms"]:
-        preview = await resolve_agent_config(conn, experiment["agent_id"], variant=arm["variant_id"] or BASE)
-        arms.append(replace(preview, source="experiment", experiment_id=experiment["id"], arm=arm["arm"]))
+        snapshot = arm.get("snapshot")
+        if snapshot is None:
+            preview = await resolve_agent_config(conn, experiment["agent_id"], variant=arm["variant_id"] or BASE)
+            arms.append(replace(preview, source="experiment", experiment_id=experiment["id"], arm=arm["arm"]))
+            continue
+        arms.append(
+            ResolvedAgentConfig(
+                agent_id=experiment["agent_id"],
+                variant_id=snapshot["variant_id"],
+                agent_slug=agent_slug,
+                variant_slug=snapshot["variant_slug"],
+                source="experiment",
+                experiment_id=experiment["id"],
+                arm=arm["arm"],
+                overridden=frozenset(snapshot["overridden"]),
+                **snapshot["config"],
+            )
+        )
     return tuple(arms)
