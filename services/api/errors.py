@@ -45,6 +45,7 @@ PROBLEMS: dict[str, ProblemType] = {
     "insufficient_scope": ProblemType(403, "Insufficient scope"),
     "slug_taken": ProblemType(409, "Slug already taken"),
     "key_name_taken": ProblemType(409, "API key name already taken"),
+    "last_admin_key": ProblemType(409, "Last admin key"),
     "variant_active": ProblemType(409, "Variant is active"),
     "variant_in_experiment": ProblemType(409, "Variant is in an experiment"),
     "experiment_not_draft": ProblemType(409, "Experiment is not a draft"),

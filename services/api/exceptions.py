@@ -55,6 +55,12 @@ class KeyNameTaken(DomainError):
     code = "key_name_taken"
 
 
+class LastAdminKey(DomainError):
+    """Revoking the last live (neither revoked nor expired) admin key: nobody could manage keys."""
+
+    code = "last_admin_key"
+
+
 class VariantActive(DomainError):
     code = "variant_active"
 

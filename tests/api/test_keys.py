@@ -34,6 +34,7 @@ from services.api.access.keyring import KeyRefused, KeyRing
 from services.api.app import create_app
 from services.api.cli import duration
 from services.api.db import Database
+from services.api.exceptions import LastAdminKey
 from services.api.keys import repository, service, tokens
 from services.api.keys.schemas import KeyCreate
 from services.shared.identifiers import new_id
@@ -388,6 +389,30 @@ async def test_revoking_one_key_leaves_the_others_working(client: httpx.AsyncCli
         assert (await http.get("/v1/agents", headers=bearer(kept["secret"]))).status_code == 200
         assert (await http.get("/v1/agents", headers=bearer(gone["secret"]))).status_code == 401
     assert (await client.get("/v1/keys")).status_code == 200  # and the admin key itself
+
+
+async def test_the_last_live_admin_key_cannot_be_revoked(client: httpx.AsyncClient, conn: AsyncConnection) -> None:
+    """Issue 16, item 10: a key could revoke itself, the last admin key included, leaving no
+    way to manage keys but the database. Revoked and expired admin keys do not count."""
+    refused = await client.delete(f"/v1/keys/{TEST_KEY_NAME}")  # the only admin key, revoking itself
+    body = assert_problem(refused, 409, "last_admin_key")
+    assert TEST_KEY_NAME in body["detail"]
+    assert (await client.get(f"/v1/keys/{TEST_KEY_NAME}")).json()["revoked_at"] is None  # and it still works
+    gone, old = await create_key(client, scope="admin"), await create_key(client, scope="admin")
+    assert (await client.delete(f"/v1/keys/{gone['id']}")).status_code == 204
+    await conn.execute(
+        text("UPDATE api_keys SET expires_at = now() - interval '1 hour' WHERE id = :id"), {"id": old["id"]}
+    )
+    assert_problem(await client.delete(f"/v1/keys/{TEST_KEY_NAME}"), 409, "last_admin_key")
+    # With another live admin key, a key may revoke itself; then that one is the last.
+    other = await create_key(client, scope="admin")
+    assert (await client.delete(f"/v1/keys/{TEST_KEY_NAME}")).status_code == 204
+    async with anonymous(client) as http:
+        last = await http.delete(f"/v1/keys/{other['name']}", headers=bearer(other["secret"]))
+        assert_problem(last, 409, "last_admin_key")
+        # Admin keys already revoked or expired can be revoked (again), as before.
+        assert (await http.delete(f"/v1/keys/{old['id']}", headers=bearer(other["secret"]))).status_code == 204
+        assert (await http.delete(f"/v1/keys/{gone['id']}", headers=bearer(other["secret"]))).status_code == 204
 
 
 async def test_a_key_is_refused_once_it_has_expired(client: httpx.AsyncClient) -> None:
@@ -778,11 +803,42 @@ async def test_processes_starting_together_make_exactly_one_first_admin_key(fres
         # It authenticates, as admin.
         ring = KeyRing(lambda: databases[0], listening=False)
         assert (await ring.verify(made[0]["secret"].encode())).scope == "admin"
-        # Later starts find it and make none, even once it is revoked.
+        # Later starts find it and make none, even once it is revoked (the service refuses
+        # to revoke the last admin key, so the row is revoked directly).
         assert await service.create_first_admin_key(databases[1]) is None
-        await service.revoke_key(databases[2], "admin")
+        await databases[2].transaction(lambda conn: repository.revoke(conn, made[0]["id"]))
         assert await service.create_first_admin_key(databases[3]) is None
         assert len(await key_rows(fresh_url)) == 1
+    finally:
+        for db in databases:
+            await db.dispose()
+
+
+@pytest.mark.live
+async def test_concurrent_revocations_of_the_last_two_admin_keys_never_both_succeed(fresh_url: str) -> None:
+    """Issue 16, item 10: each revocation alone leaves an admin key; both together would
+    leave none. Rounds of two concurrent revocations, each through its own connection."""
+    databases = [Database.from_url(fresh_url, pool_size=1, max_overflow=0) for _ in range(2)]
+    survivor: str | None = None
+    try:
+        for round_ in range(8):
+            pair = [
+                (await service.create_key(databases[0], KeyCreate(name=f"admin-{round_}-{n}", scope="admin")))["id"]
+                for n in range(2)
+            ]
+            if survivor is not None:
+                await service.revoke_key(databases[0], survivor)  # two others are live: allowed
+            results = await asyncio.gather(
+                *(service.revoke_key(db, key_id) for db, key_id in zip(databases, pair, strict=True)),
+                return_exceptions=True,
+            )
+            refused = [r for r in results if isinstance(r, LastAdminKey)]
+            assert len(refused) == 1 and len([r for r in results if isinstance(r, dict)]) == 1, results
+            live = [
+                row["id"] for row in await key_rows(fresh_url) if row["scope"] == "admin" and row["revoked_at"] is None
+            ]
+            assert len(live) == 1 and live[0] in pair, (round_, live)
+            survivor = live[0]
     finally:
         for db in databases:
             await db.dispose()
@@ -857,6 +913,17 @@ async def test_the_cli_creates_lists_and_revokes_keys(fresh_url: str, tmp_path: 
     duplicate = cli(fresh_url, "create", "--name", "ci-reader", "--scope", "admin", tmp_path=tmp_path)
     assert duplicate.returncode == 1
     assert "ci-reader" in duplicate.stderr and not SECRET.search(duplicate.stdout)
+
+
+@pytest.mark.live
+async def test_the_cli_refuses_to_revoke_the_last_admin_key(fresh_url: str, tmp_path: Path) -> None:
+    created = cli(fresh_url, "create", "--name", "only-admin", "--scope", "admin", tmp_path=tmp_path)
+    assert created.returncode == 0, created.stderr
+    refused = cli(fresh_url, "revoke", "only-admin", tmp_path=tmp_path)
+    assert refused.returncode == 1, refused.stdout
+    assert "only-admin" in refused.stderr and "last" in refused.stderr
+    (row,) = await key_rows(fresh_url)
+    assert row["revoked_at"] is None
 
 
 @pytest.mark.live

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, RowMapping, Text, bindparam, func, literal_column, select, update
+from sqlalchemy import DateTime, RowMapping, Text, bindparam, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -59,6 +59,21 @@ async def revoke(conn: AsyncConnection, key_id: str) -> RowMapping:
         .returning(keys)
     )
     return (await conn.execute(statement)).mappings().one()
+
+
+async def lock_live_admins(conn: AsyncConnection) -> list[str]:
+    """The ids of the live (neither revoked nor expired) admin keys, locked until the
+    transaction ends, in id order (so two lockers never deadlock). A revocation waiting on
+    the lock then sees the other's outcome: a row revoked meanwhile is left out."""
+    statement = (
+        select(keys.c.id)
+        .where(keys.c.scope == "admin")
+        .where(keys.c.revoked_at.is_(None))
+        .where(or_(keys.c.expires_at.is_(None), keys.c.expires_at > func.now()))
+        .order_by(keys.c.id)
+        .with_for_update()
+    )
+    return list((await conn.scalars(statement)).all())
 
 
 async def any_exists(conn: AsyncConnection) -> bool:

@@ -53,7 +53,7 @@ async def get_key(key: str, db: DB) -> Response:
     "/{key}",
     status_code=204,
     summary="Revoke an API key, on every replica within the propagation bound",
-    responses=responses(404),
+    responses=responses(404, 409),
 )
 async def revoke_key(request: Request, key: str, db: DB) -> Response:
     revoked = await service.revoke_key(db, key)

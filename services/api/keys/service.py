@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.db import Database
-from services.api.exceptions import KeyNameTaken, NotFound
+from services.api.exceptions import KeyNameTaken, LastAdminKey, NotFound
 from services.api.keys import repository, tokens
 from services.api.keys.schemas import KeyCreate, key_body
 from services.api.writes import announce
@@ -74,7 +74,9 @@ async def get_key(db: Database, ref: str) -> dict[str, Any]:
 
 
 async def revoke_key(db: Database, ref: str) -> dict[str, Any]:
-    """Revoke a key by id or name. Revoking a revoked key changes nothing and succeeds."""
+    """Revoke a key by id or name. Revoking a revoked key changes nothing and succeeds.
+    The last live admin key cannot be revoked (LastAdminKey): the live admin keys are
+    locked first, so two revocations of the last two admin keys never both succeed."""
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         row = await repository.get(conn, ref)
@@ -82,6 +84,8 @@ async def revoke_key(db: Database, ref: str) -> dict[str, Any]:
             raise NotFound("API key", ref)
         if row["revoked_at"] is not None:
             return key_body(row)
+        if row["scope"] == "admin" and await repository.lock_live_admins(conn) == [row["id"]]:
+            raise LastAdminKey(f"The API key '{row['name']}' is the last live admin key: create another one first")
         revoked = await repository.revoke(conn, row["id"])
         await announce.key_changed(conn, revoked["id"])
         return key_body(revoked)
