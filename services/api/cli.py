@@ -140,7 +140,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_config=logging_config(settings.log_level),
         loop="uvloop",
         http="httptools",
-        proxy_headers=True,
+        # X-Forwarded-For and -Proto only from the proxies the operator lists: otherwise any
+        # local client could name its own address (and escape the refused-key limiter).
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
         # Requests still running this long after SIGTERM are cancelled: without a bound,
         # uvicorn waits for them forever (a test saw a server not exit 30 s after SIGTERM).
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -78,6 +79,11 @@ class Settings(BaseSettings):
     # Origins browsers may call the API from (CORS). Empty: no cross-origin access at all.
     # A JSON list or comma-separated: https://a.example,https://b.example
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (the client's
+    # address, which the refused-key limiter counts by, and the scheme): addresses or
+    # networks, a JSON list or comma-separated, `*` for any. Empty: nobody is believed, so a
+    # client cannot name its own address.
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Resolved configs kept in memory per process (0 disables the cache), and their
     # lifetime: a safety net only, since changes invalidate entries at once.
     resolve_cache_size: int = Field(100_000, ge=0)
@@ -120,6 +126,24 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [origin.strip() for origin in text.split(",") if origin.strip()]
         return value
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if not isinstance(value, list):
+            raise ValueError("FORWARDED_ALLOW_IPS must be addresses or networks, comma-separated or a JSON list")
+        proxies = [str(item).strip() for item in value if str(item).strip()]
+        for proxy in proxies:
+            if proxy != "*":
+                try:
+                    ipaddress.ip_network(proxy, strict=False)
+                except ValueError:
+                    raise ValueError(f"FORWARDED_ALLOW_IPS: {proxy!r} is not an address, a network or *") from None
+        # uvicorn trusts everyone only for a lone "*".
+        return ["*"] if "*" in proxies else proxies
 
     @field_validator("log_level")
     @classmethod

@@ -25,11 +25,15 @@ from tests.system.test_replicas import ROOT, Server, free_port, stop, wait_ready
 pytestmark = pytest.mark.live
 
 
-def serve(name: str, database_url: str, log_dir: Path, *, workers: int = 1, **env: str) -> Server:
-    """A `serve` process on the (migrated) database, its stdout and stderr in `<name>.log`."""
+def serve(
+    name: str, database_url: str, log_dir: Path, *, workers: int = 1, unset: tuple[str, ...] = (), **env: str
+) -> Server:
+    """A `serve` process on the (migrated) database, its stdout and stderr in `<name>.log`;
+    `env` is added to this process's environment, the variables named in `unset` are left out."""
     port = free_port()
     log = log_dir / f"{name}.log"
-    environment = {**os.environ, "DATABASE_URL": database_url, "DATA_DIR": str(log_dir), **env}
+    inherited = {key: value for key, value in os.environ.items() if key not in unset}
+    environment = {**inherited, "DATABASE_URL": database_url, "DATA_DIR": str(log_dir), **env}
     command = [sys.executable, "-m", "services.api.cli", "serve", "--port", str(port), "--no-migrate"]
     command += ["--workers", str(workers)]
     with log.open("ab") as out:
