@@ -21,8 +21,12 @@ def _id_of(kind: str):
     return AfterValidator(check)
 
 
-Count = Annotated[int, Field(strict=True, ge=0, le=2**62)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Outcome numbers are bounded (contract 1.1), so no sum, mean or variance over them can
+# overflow a double: with |x| <= 1e12, n * x**2 stays finite for any count of rows.
+BOUND = 10**12
+Count = Annotated[int, Field(strict=True, ge=0, le=BOUND)]
+NonNegative = Annotated[float, Field(ge=0, le=BOUND, allow_inf_nan=False)]
+Score = Annotated[float, Field(ge=-BOUND, le=BOUND, allow_inf_nan=False)]
 
 
 class OutcomeIn(StrictModel):
@@ -37,7 +41,7 @@ class OutcomeIn(StrictModel):
     latency_ms: NonNegative
     cost_usd: NonNegative | None = None
     success: StrictBool | None = None
-    score: Annotated[float | None, Field(allow_inf_nan=False)] = None
+    score: Score | None = None
 
 
 class OutcomeBatch(StrictModel):
