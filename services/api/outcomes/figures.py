@@ -8,6 +8,7 @@ computed here; sums, means, variances and percentiles come from PostgreSQL
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,8 +58,8 @@ class ArmFigures:
             outcomes=row["outcomes"],
             input_tokens=int(row["input_tokens"]),
             output_tokens=int(row["output_tokens"]),
-            p50=row["p50"],
-            p95=row["p95"],
+            p50=_finite(row["p50"]),
+            p95=_finite(row["p95"]),
             judged=row["judged"],
             successes=row["successes"],
             scored=row["scored"],
@@ -119,6 +120,12 @@ def _versus(f: ArmFigures, control: ArmFigures) -> dict[str, Any]:
             f.scored, f.score_mean, f.score_var, control.scored, control.score_mean, control.score_var
         ),
     }
+
+
+def _finite(value: float | None) -> float | None:
+    """A figure, or None when it is not finite: a percentile over an infinite latency, which the
+    API never stores (and JSON cannot carry)."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _pair(interval: tuple[float, float] | None) -> list[float] | None:

@@ -70,15 +70,27 @@ async def usage_totals(conn: AsyncConnection, agent_id: str) -> list[RowMapping]
     return list((await conn.execute(USAGE, {"agent": agent_id})).mappings().all())
 
 
+# The API bounds scores to +-1e12 (`schemas.BOUND`), but rows stored before the bounds may hold
+# any double: two scores of +-1e155 overflowed var_samp ("value out of range", a 500 on every
+# read of the results). So the score aggregates read each score clamped to the bounds: the
+# identity on in-bound scores (their figures stay exact), and neither the sum behind avg nor the
+# sum of squares behind var_samp can overflow a double over clamped values, however many rows.
+# (avg and var_samp of one expression share one transition state: it is evaluated once a row.)
+# Latencies need no clamp: they are >= 0 (a CHECK), so percentile_cont's interpolation between
+# two finite ones stays finite; `figures` drops a non-finite one that only a direct insert of
+# infinity could give.
+_SCORE = "greatest(least(score, float8 '1e12'), float8 '-1e12')"
+
 # One pass over the experiment's outcomes, grouped by variant. Means and variances come from
-# PostgreSQL's own aggregates (numerically stable), percentiles from percentile_cont.
+# PostgreSQL's own aggregates (numerically stable), percentiles from percentile_cont; token sums
+# are numeric (sum of bigint), exact and unbounded.
 RESULTS = text(
     "SELECT variant_id, count(*) AS outcomes,"
     "       coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,"
     "       percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50,"
     "       percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95,"
     "       count(success) AS judged, count(*) FILTER (WHERE success) AS successes,"
-    "       count(score) AS scored, avg(score) AS score_mean, var_samp(score) AS score_var"
+    f"      count(score) AS scored, avg({_SCORE}) AS score_mean, var_samp({_SCORE}) AS score_var"
     " FROM outcomes WHERE experiment_id = :experiment GROUP BY variant_id"
 )
 
