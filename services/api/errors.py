@@ -51,6 +51,7 @@ PROBLEMS: dict[str, ProblemType] = {
     "experiment_not_draft": ProblemType(409, "Experiment is not a draft"),
     "experiment_running": ProblemType(409, "An experiment is running"),
     "duplicate_arm": ProblemType(409, "Two arms serve the same config"),
+    "agent_not_archived": ProblemType(409, "Agent is not archived"),
     "invalid_status": ProblemType(409, "Invalid status for this action"),
     "nothing_to_undo": ProblemType(409, "Nothing to undo"),
     "undo_conflict": ProblemType(409, "Undo conflicts with the current state"),

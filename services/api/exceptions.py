@@ -77,6 +77,18 @@ class ExperimentRunning(DomainError):
     code = "experiment_running"
 
 
+class InsufficientScope(DomainError):
+    """The key's scope allows the route but not this use of it (a purge needs `admin`)."""
+
+    code = "insufficient_scope"
+
+
+class AgentNotArchived(DomainError):
+    """Purging an agent that is not archived."""
+
+    code = "agent_not_archived"
+
+
 class DuplicateArm(DomainError):
     """At start, a `live` arm resolves to the same config source as another arm."""
 

@@ -17,7 +17,7 @@ from agent_variants.config import BASE, CONFIG_FIELDS, ResolvedAgentConfig, Vari
 from sqlalchemy import and_, bindparam, column, exists, false, func, select, table, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-_agents = table("agents", column("id"), column("slug"), *(column(f) for f in CONFIG_FIELDS))
+_agents = table("agents", column("id"), column("slug"), column("archived_at"), *(column(f) for f in CONFIG_FIELDS))
 _variants = table(
     "variants",
     column("id"),
@@ -46,7 +46,8 @@ def _build(agent_key: str, variant_key: str | None):
             *(_variants.c[f].is_not(None) for f in CONFIG_FIELDS),
         )
         .select_from(join)
-        .where(_agents.c[agent_key] == bindparam("agent"))
+        # An archived agent resolves to nothing, as a deleted one did.
+        .where(_agents.c[agent_key] == bindparam("agent"), _agents.c.archived_at.is_(None))
     )
 
 
@@ -110,4 +111,5 @@ def to_resolved(row: Any, *, preview: bool, variant: str | None) -> ResolvedAgen
 
 
 async def agent_exists(conn: AsyncConnection, agent_key: str, agent: str) -> bool:
-    return bool(await conn.scalar(select(exists().where(_agents.c[agent_key] == agent))))
+    query = select(exists().where(_agents.c[agent_key] == agent, _agents.c.archived_at.is_(None)))
+    return bool(await conn.scalar(query))

@@ -437,17 +437,25 @@ async def test_delete_is_204_then_404(client):
     assert response.content == b""
     assert_problem(await client.get(f"/v1/agents/{agent['id']}"), 404, "resource_missing")
     assert_problem(await client.delete(f"/v1/agents/{agent['id']}"), 404, "resource_missing")
-    # The slug is free again.
+    # Archived (contract 1.1), not erased: the slug stays taken until a purge.
+    assert_problem(
+        await client.post("/v1/agents", json={"name": "x", "slug": agent["slug"], "config": config()}),
+        409,
+        "slug_taken",
+    )
+    assert (await client.delete(f"/v1/agents/{agent['id']}", params={"purge": "true"})).status_code == 204
     assert (await create_agent(client, name="x", slug=agent["slug"]))["slug"] == agent["slug"]
 
 
-async def test_delete_cascades_to_variants(client, conn):
+async def test_purge_cascades_to_variants(client, conn):
     agent = await create_agent(client)
     v1 = await create_variant(client, agent["id"])
     await create_variant(client, agent["id"], overrides={"temperature": 0.5})
     await client.post(f"/v1/agents/{agent['id']}/variants/{v1['id']}/activate")
     assert (await client.delete(f"/v1/agents/{agent['id']}")).status_code == 204
-    remaining = await conn.scalar(text("SELECT count(*) FROM variants WHERE agent_id = :a"), {"a": agent["id"]})
-    assert remaining == 0
+    count = text("SELECT count(*) FROM variants WHERE agent_id = :a")
+    assert await conn.scalar(count, {"a": agent["id"]}) == 2  # archived: everything kept
+    assert (await client.delete(f"/v1/agents/{agent['id']}", params={"purge": "true"})).status_code == 204
+    assert await conn.scalar(count, {"a": agent["id"]}) == 0
     response = await client.get(f"/v1/agents/{agent['id']}/variants/{v1['id']}")
     assert_problem(response, 404, "resource_missing")

@@ -394,7 +394,7 @@ async def test_unknown_revision_or_one_of_another_agent_is_404(client: httpx.Asy
     assert_problem(response, 404, "resource_missing")
 
 
-async def test_revisions_go_away_with_the_agent(client: httpx.AsyncClient, conn: AsyncConnection) -> None:
+async def test_revisions_go_away_with_a_purged_agent(client: httpx.AsyncClient, conn: AsyncConnection) -> None:
     agent = await create_agent(client)
     survivor = await create_agent(client)
     v = await create_variant(client, agent["id"])
@@ -403,6 +403,9 @@ async def test_revisions_go_away_with_the_agent(client: httpx.AsyncClient, conn:
     assert await stored_revision_count(conn, agent["id"]) == 3
 
     response = await client.delete(f"/v1/agents/{agent['id']}")
+    assert response.status_code == 204, response.text
+    assert await stored_revision_count(conn, agent["id"]) == 4  # archived: its history stays, plus `archive`
+    response = await client.delete(f"/v1/agents/{agent['id']}", params={"purge": "true"})
     assert response.status_code == 204, response.text
     assert await stored_revision_count(conn, agent["id"]) == 0
     left = await conn.scalar(text("SELECT count(*) FROM revisions WHERE target_id = :v"), {"v": v["id"]})

@@ -11,6 +11,7 @@ import signal
 import statistics
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -150,6 +151,40 @@ async def test_revoking_the_key_ends_its_watch(replicas: Replicas, watcher_http:
         await asyncio.wait_for(watch.ended.wait(), PROPAGATION_BOUND)
     finally:
         task.cancel()
+
+
+async def test_a_watch_ends_within_a_second_of_its_keys_expiry(
+    replicas: Replicas, watcher_http: httpx.AsyncClient
+) -> None:
+    """Issue 16, item 11: a stream whose key expired stayed open until its next keepalive
+    (up to 15 s); it must end within 1 s of `expires_at`, and not before."""
+    agent, _ = await setup_agent(replicas)
+    expires = datetime.now(UTC) + timedelta(seconds=2.5)
+    key = await ok(
+        replicas.http.post(
+            f"{replicas.a.url}/v1/keys",
+            json={"name": unique("expiring").replace(" ", "-"), "scope": "resolve", "expires_at": expires.isoformat()},
+        ),
+        201,
+    )
+    expires_at = datetime.fromisoformat(key["expires_at"].replace("Z", "+00:00")).timestamp()
+    auth = {"Authorization": f"Bearer {key['secret']}"}
+    url = f"{replicas.b.url}/v1/agents/{agent['id']}/bundle/watch"
+    deadline = time.perf_counter() + PROPAGATION_BOUND
+    while (await watcher_http.get(f"{replicas.b.url}/v1/agents/{agent['id']}/bundle", headers=auth)).status_code != 200:
+        assert time.perf_counter() < deadline
+    watch, task = await open_watch(watcher_http, url, auth)
+    try:
+        assert (await watch.next())[0] == "bundle"
+        assert time.time() < expires_at - 0.5, "the stream opened too close to the expiry to tell"
+        await asyncio.wait_for(watch.ended.wait(), expires_at - time.time() + PROPAGATION_BOUND)
+        ended = time.time()
+        assert ended >= expires_at - 0.05, f"ended {expires_at - ended:.3f} s before the key expired"
+        print(f"the watch ended {(ended - expires_at) * 1000:.0f} ms after its key expired")
+    finally:
+        task.cancel()
+    refused = await watcher_http.get(url, headers=auth)
+    assert refused.status_code == 401 and "expired" in refused.text
 
 
 async def test_thousands_of_watches_on_one_process_all_get_a_change(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, func, or_, select, update
+from sqlalchemy import RowMapping, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -14,6 +14,10 @@ from services.shared.identifiers import ref_key
 
 agents = table_of(Agent)
 variants = table_of(Variant)
+# Stored responses are bytes: those holding the agent's id name it (ids are unique strings).
+_FORGET_RESPONSES = text(
+    "DELETE FROM idempotency_keys WHERE position(convert_to(:agent_id, 'UTF8') IN response_body) > 0"
+)
 
 # The agent's own columns plus the two derived ones the agent object shows.
 _active_variant_id = (
@@ -38,17 +42,23 @@ def ref_condition(ref: str):
     return None if key is None else agents.c[key] == ref
 
 
-async def get(conn: AsyncConnection, ref: str) -> RowMapping | None:
-    """The agent object's row by id or slug, with its derived columns."""
+async def get(conn: AsyncConnection, ref: str, *, archived: bool = False) -> RowMapping | None:
+    """The agent object's row by id or slug, with its derived columns; an archived agent
+    only when `archived`."""
     condition = ref_condition(ref)
     if condition is None:
         return None
+    if not archived:
+        condition = condition & agents.c.archived_at.is_(None)
     return (await conn.execute(_AGENT_SELECT.where(condition))).mappings().first()
 
 
-async def list_page(conn: AsyncConnection, *, after: str | None, limit: int) -> list[RowMapping]:
-    """Up to `limit` agents newest first, starting below `after`."""
+async def list_page(conn: AsyncConnection, *, after: str | None, limit: int, archived: bool) -> list[RowMapping]:
+    """Up to `limit` agents newest first, starting below `after`; archived ones too when
+    `archived`."""
     query = _AGENT_SELECT.order_by(agents.c.id.desc()).limit(limit)
+    if not archived:
+        query = query.where(agents.c.archived_at.is_(None))
     if after is not None:
         query = query.where(agents.c.id < after)
     return list((await conn.execute(query)).mappings())
@@ -56,7 +66,7 @@ async def list_page(conn: AsyncConnection, *, after: str | None, limit: int) -> 
 
 async def search_page(conn: AsyncConnection, *, text: str, after: str | None, limit: int) -> list[RowMapping]:
     """Up to `limit` agents newest first whose name or slug holds `text` (any case)."""
-    query = _AGENT_SELECT.order_by(agents.c.id.desc()).limit(limit)
+    query = _AGENT_SELECT.where(agents.c.archived_at.is_(None)).order_by(agents.c.id.desc()).limit(limit)
     if text:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(or_(agents.c.name.ilike(pattern), agents.c.slug.ilike(pattern)))
@@ -89,5 +99,9 @@ async def update_fields(conn: AsyncConnection, agent_id: str, values: dict[str, 
     )
 
 
-async def delete_one(conn: AsyncConnection, agent_id: str) -> None:
+async def purge(conn: AsyncConnection, agent_id: str) -> None:
+    """Erase the agent with everything it had: its variants, experiments, outcomes, usage
+    and revisions go with it (ON DELETE CASCADE), and so do the stored idempotent
+    responses that name it (a replay must not hand back an object that no longer exists)."""
+    await conn.execute(_FORGET_RESPONSES, {"agent_id": agent_id})
     await conn.execute(delete(agents).where(agents.c.id == agent_id))

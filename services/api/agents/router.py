@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.api.agents import service
 from services.api.agents.schemas import AgentCreate, AgentRead, AgentUpdate
 from services.api.deps import DB, AgentCursor, Limit, Write
 from services.api.errors import responses
+from services.api.exceptions import InsufficientScope
 from services.api.http import object_response
+from services.api.principal import RANK, current_key
 from services.api.schemas import Page, list_page
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -28,8 +30,14 @@ async def create_agent(request: Request, body: AgentCreate, db: DB, context: Wri
 
 
 @router.get("", response_model=Page[AgentRead], summary="List agents, newest first", responses=responses(422))
-async def list_agents(db: DB, limit: Limit = 20, after: AgentCursor = None) -> Response:
-    return JSONResponse(list_page(await service.list_agents(db, after=after, limit=limit + 1), limit=limit))
+async def list_agents(
+    db: DB,
+    limit: Limit = 20,
+    after: AgentCursor = None,
+    archived: bool = Query(False, description="Also list archived agents (their `archived_at` is set)."),
+) -> Response:
+    found = await service.list_agents(db, after=after, limit=limit + 1, archived=archived)
+    return JSONResponse(list_page(found, limit=limit))
 
 
 @router.get("/{agent}", response_model=AgentRead, summary="Get an agent by id or slug", responses=responses(404, 422))
@@ -50,8 +58,35 @@ async def update_agent(request: Request, agent: str, body: AgentUpdate, db: DB, 
 
 
 @router.delete(
-    "/{agent}", status_code=204, summary="Delete an agent and everything it owns", responses=responses(404, 412, 422)
+    "/{agent}",
+    status_code=204,
+    summary="Archive an agent (its history stays; unarchive brings it back), or erase an archived one",
+    responses=responses(403, 404, 409, 412, 422),
 )
-async def delete_agent(agent: str, db: DB, context: Write) -> Response:
-    await service.delete_agent(db, agent, context=context)
+async def delete_agent(
+    request: Request,
+    agent: str,
+    db: DB,
+    context: Write,
+    purge: bool = Query(
+        False, description="Erase an archived agent with everything it had (`admin`; 409 `agent_not_archived` else)."
+    ),
+) -> Response:
+    if not purge:
+        await service.archive_agent(db, agent, context=context)
+        return Response(status_code=204)
+    key = current_key(request.scope)
+    if key is not None and key.rank < RANK["admin"]:  # None: auth is off
+        raise InsufficientScope(f"Purging needs an admin key; the API key '{key.name}' has the scope '{key.scope}'")
+    await service.purge_agent(db, agent, context=context)
     return Response(status_code=204)
+
+
+@router.post(
+    "/{agent}/unarchive",
+    response_model=AgentRead,
+    summary="Bring an archived agent back, as it was",
+    responses=responses(404, 412, 422),
+)
+async def unarchive_agent(request: Request, agent: str, db: DB, context: Write) -> Response:
+    return object_response(request, await service.unarchive_agent(db, agent, context=context))

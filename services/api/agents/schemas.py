@@ -71,6 +71,8 @@ class AgentRead(BaseModel):
     version: int
     created_at: str
     updated_at: str
+    # When it was archived (a DELETE), or null; archived agents are listed only with `?archived=true`.
+    archived_at: str | None
 
 
 def agent_read(row: Mapping[Any, Any]) -> dict[str, Any]:
@@ -89,4 +91,5 @@ def agent_read(row: Mapping[Any, Any]) -> dict[str, Any]:
         version=row["version"],
         created_at=timestamp(row["created_at"]),
         updated_at=timestamp(row["updated_at"]),
+        archived_at=timestamp(row["archived_at"]),
     ).model_dump(mode="json")

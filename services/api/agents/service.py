@@ -1,4 +1,4 @@
-"""Agent use cases: create, read, list, patch, delete."""
+"""Agent use cases: create, read, list, patch, archive (a DELETE), unarchive, purge."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from services.api.agents.schemas import AgentCreate, AgentUpdate, agent_read
 from services.api.consistency import check_resolved
 from services.api.db import Database, constraint_name
 from services.api.exceptions import (
+    AgentNotArchived,
     DomainError,
     ExperimentRunning,
     FieldError,
@@ -34,9 +35,10 @@ from services.shared.agent_config import CONFIG_FIELDS, DEFAULTS
 from services.shared.identifiers import new_id
 
 
-async def require(conn: AsyncConnection, ref: str) -> RowMapping:
-    """The agent object's row (with its derived columns) by id or slug; `NotFound` otherwise."""
-    row = await repository.get(conn, ref)
+async def require(conn: AsyncConnection, ref: str, *, archived: bool = False) -> RowMapping:
+    """The agent object's row (with its derived columns) by id or slug; `NotFound` otherwise
+    (and for an archived agent, unless `archived`)."""
+    row = await repository.get(conn, ref, archived=archived)
     if row is None:
         raise NotFound("Agent", ref)
     return row
@@ -94,9 +96,11 @@ async def get_agent(db: Database, ref: str) -> dict[str, Any]:
         return agent_read(await require(conn, ref))
 
 
-async def list_agents(db: Database, *, after: str | None, limit: int) -> list[dict[str, Any]]:
+async def list_agents(db: Database, *, after: str | None, limit: int, archived: bool = False) -> list[dict[str, Any]]:
+    """Agents newest first; archived ones too when `archived`."""
     async with db.read() as conn:
-        return [agent_read(row) for row in await repository.list_page(conn, after=after, limit=limit)]
+        rows = await repository.list_page(conn, after=after, limit=limit, archived=archived)
+        return [agent_read(row) for row in rows]
 
 
 async def update_agent(
@@ -181,15 +185,74 @@ async def apply_changes(
     return after
 
 
-async def delete_agent(db: Database, ref: str, *, context: WriteContext = NO_CONTEXT) -> None:
+async def archive_agent(db: Database, ref: str, *, context: WriteContext = NO_CONTEXT) -> None:
+    """`DELETE /v1/agents/{agent}`: archive it. Every route then answers 404 for it but its
+    history, usage and results and `unarchive`; its slug stays taken; nothing is erased."""
+
     async def unit(conn: AsyncConnection) -> None:
         agent = await lock_agent(conn, ref)
         context.check_version(agent.version, what="agent")
         running = await experiments.running(conn, agent.id)
         if running is not None:
             raise ExperimentRunning(f"Experiment '{running['slug']}' of agent '{ref}' is running; stop it first")
-        # Its variants, experiments, outcomes and revisions go with it (ON DELETE CASCADE).
-        await repository.delete_one(conn, agent.id)
+        row = await require(conn, agent.id)
+        await repository.update_fields(conn, agent.id, {"archived_at": agent.at}, at=agent.at)
+        after = agent_read(await require(conn, agent.id, archived=True))
+        await record(
+            conn,
+            agent_id=agent.id,
+            target="agent",
+            target_id=agent.id,
+            action="archive",
+            before=agent_read(row),
+            after=after,
+            context=context,
+            at=agent.at,
+        )
+        await announce.agent_changed(conn, agent.id)
+
+    await db.transaction(unit)
+
+
+async def unarchive_agent(db: Database, ref: str, *, context: WriteContext = NO_CONTEXT) -> dict[str, Any]:
+    """`POST /v1/agents/{agent}/unarchive`: the agent as it was (a no-op for one not archived)."""
+
+    async def unit(conn: AsyncConnection) -> dict[str, Any]:
+        agent = await lock_agent(conn, ref, archived=True)
+        context.check_version(agent.version, what="agent")
+        row = await require(conn, agent.id, archived=True)
+        if agent.archived_at is None:
+            return agent_read(row)
+        await repository.update_fields(conn, agent.id, {"archived_at": None}, at=agent.at)
+        after = agent_read(await require(conn, agent.id))
+        await record(
+            conn,
+            agent_id=agent.id,
+            target="agent",
+            target_id=agent.id,
+            action="unarchive",
+            before=agent_read(row),
+            after=after,
+            context=context,
+            at=agent.at,
+        )
+        await announce.agent_changed(conn, agent.id)
+        return after
+
+    return await db.transaction(unit)
+
+
+async def purge_agent(db: Database, ref: str, *, context: WriteContext = NO_CONTEXT) -> None:
+    """`DELETE /v1/agents/{agent}?purge=true`: erase an archived agent with everything it had
+    (409 `agent_not_archived` for one that is not: archive first, so a purge is never the
+    first and only step)."""
+
+    async def unit(conn: AsyncConnection) -> None:
+        agent = await lock_agent(conn, ref, archived=True)
+        context.check_version(agent.version, what="agent")
+        if agent.archived_at is None:
+            raise AgentNotArchived(f"Agent '{ref}' is not archived; archive it (DELETE without purge) first")
+        await repository.purge(conn, agent.id)
         await announce.agent_changed(conn, agent.id)
 
     await db.transaction(unit)

@@ -35,7 +35,7 @@ async def running_for_ref(conn: AsyncConnection, agent_key: str, agent_ref: str)
     query = (
         select(experiments, agents.c.slug.label("agent_slug"))
         .join(agents, agents.c.id == experiments.c.agent_id)
-        .where(agents.c[agent_key] == agent_ref, experiments.c.status == "running")
+        .where(agents.c[agent_key] == agent_ref, agents.c.archived_at.is_(None), experiments.c.status == "running")
     )
     return (await conn.execute(query)).mappings().first()
 

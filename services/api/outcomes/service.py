@@ -83,14 +83,14 @@ def _sums(outcomes: list[OutcomeIn]) -> dict[str, tuple[int, int, int]]:
 
 async def usage(db: Database, agent_ref: str) -> dict[str, Any]:
     async with db.read() as conn:
-        agent = await find_agent(conn, agent_ref)
+        agent = await find_agent(conn, agent_ref, archived=True)  # an archived agent's usage stays readable
         rows = await repository.usage_totals(conn, agent.id)
     return usage_of(rows)
 
 
 async def results(db: Database, agent_ref: str, ref: str) -> dict[str, Any]:
     async with db.read() as conn:
-        agent = await find_agent(conn, agent_ref)
+        agent = await find_agent(conn, agent_ref, archived=True)  # and its experiments' results
         experiment = await experiment_repository.get(conn, agent.id, ref)
         if experiment is None:
             raise NotFound("Experiment", ref)

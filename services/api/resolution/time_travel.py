@@ -16,7 +16,9 @@ from services.shared.agent_config import CONFIG_FIELDS, ResolvedAgentConfig
 async def resolve_at(conn: AsyncConnection, agent_ref: str, at: datetime) -> ResolvedAgentConfig:
     """The agent, its active variant and that variant's overrides and slugs as recorded by
     the newest revisions at or before `at`."""
-    agent = await find_agent(conn, agent_ref)
+    agent = await find_agent(conn, agent_ref, archived=True)
+    if agent.archived_at is not None and at >= agent.archived_at:
+        raise NotFound("Agent", agent_ref, detail=f"Agent '{agent_ref}' was archived at {timestamp(agent.archived_at)}")
     state = await history.state_at(conn, agent.id, at)
     if state is None:
         raise NotFound("Agent", agent_ref, detail=f"Agent '{agent_ref}' did not exist at {timestamp(at)}")

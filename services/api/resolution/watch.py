@@ -104,6 +104,8 @@ def close_all() -> None:
 
 # While the listener is down, changes are not heard: streams re-read this often.
 POLL_SECONDS = 1.0
+# A stream whose key expires wakes this long after `expires_at` (its key is then refused).
+EXPIRY_MARGIN_SECONDS = 0.01
 
 
 async def stream(
@@ -117,7 +119,8 @@ async def stream(
 ) -> AsyncIterator[bytes]:
     """The events of one watch: `bundle` when the bundle differs from what the client has,
     `: keepalive` when quiet, `deleted` (and the end) when the agent is gone. The stream
-    also ends when the server stops or the key that opened it stops working.
+    also ends when the server stops or the key that opened it stops working (revoked, or
+    expired: the stream wakes at the key's `expires_at`).
 
     `first` was built before the stream could subscribe (its agent id comes from it), as
     of `ticks_before_first`: if any change was heard since, it is built again at once."""
@@ -138,6 +141,10 @@ async def stream(
             wait = keepalive - (time.monotonic() - quiet_since)
             if not trusted:
                 wait = min(wait, POLL_SECONDS)
+            if key is not None and key.expires_at is not None:
+                # Nothing announces an expiry: wake for it, so the stream ends then, not at
+                # the next keepalive (`expires_at` is a Unix time).
+                wait = min(wait, key.expires_at - time.time() + EXPIRY_MARGIN_SECONDS)
             try:
                 await asyncio.wait_for(event.wait(), timeout=max(0.0, wait))
             except TimeoutError:

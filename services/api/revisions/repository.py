@@ -32,15 +32,15 @@ async def list_page(
 
 
 async def newest_undoable(conn: AsyncConnection, agent_id: str) -> RowMapping | None:
-    """The change an undo would revert now: the newest not yet undone that is not an undo
-    and not an experiment's (experiment changes are final). None when nothing is left:
-    the agent's creation ends undo."""
+    """The change an undo would revert now: the newest not yet undone that is not an undo,
+    an archive or unarchive (they undo each other) or an experiment's (experiment changes
+    are final). None when nothing is left: the agent's creation ends undo."""
     query = (
         select(revisions)
         .where(
             revisions.c.agent_id == agent_id,
             revisions.c.undone_by_id.is_(None),
-            revisions.c.action != "undo",
+            revisions.c.action.not_in(("undo", "archive", "unarchive")),
             revisions.c.target != "experiment",
         )
         .order_by(revisions.c.created_at.desc(), revisions.c.id.desc())

@@ -17,7 +17,7 @@ async def list_revisions(
     db: Database, agent_ref: str, *, after: str | None, limit: int, target_id: str | None
 ) -> list[dict[str, Any]]:
     async with db.read() as conn:
-        agent = await find_agent(conn, agent_ref)
+        agent = await find_agent(conn, agent_ref, archived=True)
         if target_id is not None and not any(is_id(kind, target_id) for kind in ("agent", "variant", "experiment")):
             return []  # not an id of anything with revisions: it matches none
         rows = await repository.list_page(conn, agent.id, after=after, limit=limit, target_id=target_id)
@@ -26,7 +26,7 @@ async def list_revisions(
 
 async def get_revision(db: Database, agent_ref: str, revision_id: str) -> dict[str, Any]:
     async with db.read() as conn:
-        agent = await find_agent(conn, agent_ref)
+        agent = await find_agent(conn, agent_ref, archived=True)
         row = await repository.get(conn, agent.id, revision_id) if is_id("revision", revision_id) else None
         if row is None:
             raise NotFound("Revision", revision_id)

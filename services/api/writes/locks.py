@@ -20,7 +20,13 @@ from services.shared.agent_config import CONFIG_FIELDS
 from services.shared.identifiers import ref_key
 
 agents = table_of(Agent)
-_COLUMNS = (agents.c.id, agents.c.slug, agents.c.version, *(agents.c[name] for name in CONFIG_FIELDS))
+_COLUMNS = (
+    agents.c.id,
+    agents.c.slug,
+    agents.c.version,
+    agents.c.archived_at,
+    *(agents.c[name] for name in CONFIG_FIELDS),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +37,7 @@ class FoundAgent:
     slug: str
     version: int
     config: dict[str, Any]
+    archived_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,24 +49,34 @@ class LockedAgent(FoundAgent):
     at: datetime
 
 
-def _condition(ref: str) -> Any:
+def _condition(ref: str, *, archived: bool) -> Any:
+    """The agent named by `ref`; an archived one only when `archived` (its history, usage,
+    results and unarchive still name it; every other route answers 404 as if it were gone)."""
     key = ref_key("agent", ref)
-    return None if key is None else agents.c[key] == ref
+    if key is None:
+        return None
+    return agents.c[key] == ref if archived else (agents.c[key] == ref) & agents.c.archived_at.is_(None)
 
 
-async def find_agent(conn: AsyncConnection, ref: str) -> FoundAgent:
-    """The agent named by id or slug; `NotFound` otherwise."""
-    condition = _condition(ref)
+def _found(row: Any) -> FoundAgent:
+    config = {name: row[name] for name in CONFIG_FIELDS}
+    return FoundAgent(row["id"], row["slug"], row["version"], config, row["archived_at"])
+
+
+async def find_agent(conn: AsyncConnection, ref: str, *, archived: bool = False) -> FoundAgent:
+    """The agent named by id or slug; `NotFound` otherwise (and for an archived agent,
+    unless `archived`)."""
+    condition = _condition(ref, archived=archived)
     row = None if condition is None else (await conn.execute(select(*_COLUMNS).where(condition))).mappings().first()
     if row is None:
         raise NotFound("Agent", ref)
-    return FoundAgent(row["id"], row["slug"], row["version"], {name: row[name] for name in CONFIG_FIELDS})
+    return _found(row)
 
 
-async def lock_agent(conn: AsyncConnection, ref: str) -> LockedAgent:
+async def lock_agent(conn: AsyncConnection, ref: str, *, archived: bool = False) -> LockedAgent:
     """Take the agent's row lock (until the transaction ends) and read it; `NotFound`
-    when no agent has this id or slug."""
-    condition = _condition(ref)
+    when no agent has this id or slug (or it is archived, unless `archived`)."""
+    condition = _condition(ref, archived=archived)
     locked = None if condition is None else await conn.scalar(select(agents.c.id).where(condition).with_for_update())
     if locked is None:
         raise NotFound("Agent", ref)
@@ -67,4 +84,4 @@ async def lock_agent(conn: AsyncConnection, ref: str) -> LockedAgent:
     query = select(*_COLUMNS, func.clock_timestamp().label("at")).where(agents.c.id == locked)
     row = (await conn.execute(query)).mappings().one()
     config = {name: row[name] for name in CONFIG_FIELDS}
-    return LockedAgent(row["id"], row["slug"], row["version"], config, row["at"])
+    return LockedAgent(row["id"], row["slug"], row["version"], config, row["archived_at"], row["at"])
