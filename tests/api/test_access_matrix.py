@@ -43,7 +43,8 @@ RANK = {scope: rank for rank, scope in enumerate(SCOPES)}
 A = "/v1/agents/{agent}"
 EXPECTED: dict[tuple[str, str], str | None] = {
     # Open: probes and the API's own description (FastAPI's docs UI comes with its
-    # OAuth2 redirect page and ReDoc).
+    # OAuth2 redirect page and ReDoc), and `/`, a redirect to the console.
+    ("GET", "/"): OPEN,
     ("GET", "/healthz"): OPEN,
     ("GET", "/readyz"): OPEN,
     ("GET", "/openapi.json"): OPEN,
@@ -313,6 +314,8 @@ async def test_access_matrix(world: World, credential: str) -> None:
         baseline = await send(world, method, template, ADMIN)
         if template in STREAMS:
             assert baseline.status_code == 404, f"GET {template} as admin: {baseline.status_code} {baseline.text}"
+        elif template == "/":  # to the console
+            assert baseline.status_code == 307, f"GET / as admin: {baseline.status_code} {baseline.text}"
         elif template.startswith("/console"):  # no session: the sign-in page (or its refusals) for everyone
             assert baseline.status_code in (200, 303, 403), f"{method} {template}: {baseline.status_code}"
         elif method == "GET":  # real path parameters: the route itself answers

@@ -17,8 +17,8 @@ from starlette.routing import BaseRoute, compile_path
 from services.api.principal import RANK
 from services.api.routes import every_route
 
-# Open to anyone: probes and the API's own description.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# Open to anyone: probes, the API's own description, and `/` (a redirect to the console).
+OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 # What an agent in production needs. The bundle routes come with the SDK (issue 8): their
 # rule is in place before they are.
 RESOLVE_ROUTES = frozenset(

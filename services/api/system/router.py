@@ -1,4 +1,4 @@
-"""/healthz, /readyz and /v1/inspect/routes."""
+"""/ (to the console), /healthz, /readyz and /v1/inspect/routes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from services.api import migrate
@@ -20,6 +21,19 @@ router = APIRouter(tags=["service"])
 @router.get("/healthz", summary="Liveness: 200 while the process lives")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+async def root(request: Request) -> Response:
+    """A browser landing on the service goes to the console; the body and `Link` (RFC 8631)
+    name the API's docs and its OpenAPI document, for whoever reads instead of following."""
+    prefix = request.scope.get("root_path", "")  # behind a proxy that mounts us under a path
+    console, docs, description = f"{prefix}/console", f"{prefix}/docs", f"{prefix}/openapi.json"
+    return JSONResponse(
+        {"console": console, "docs": docs, "openapi": description},
+        status_code=307,
+        headers={"Location": console, "Link": f'<{docs}>; rel="service-doc", <{description}>; rel="service-desc"'},
+    )
 
 
 @router.get("/readyz", summary="Readiness: the database answers and migrations are at head", responses=responses())
