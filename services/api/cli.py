@@ -86,10 +86,17 @@ def _first_admin_key(url: str, settings: Settings) -> None:
         f"    {created['secret']}\n\n"
         f"Send it as `Authorization: Bearer <key>`, or sign in to the console with it\n"
         f"(/console on this server). Make narrower keys with\n"
-        f"`agent-variants keys create --name NAME --scope resolve|read|write|admin`.\n"
+        f"`{_program()} keys create --name NAME --scope resolve|read|write|admin`.\n"
         f"{rule}",
         flush=True,
     )
+
+
+def _program() -> str:
+    """The command as it was run (`.venv/bin/agent-variants` under `make run`, which is not
+    on PATH), so that a command we print runs as printed."""
+    invoked = sys.argv[0] if sys.argv else ""
+    return invoked if os.path.basename(invoked) == "agent-variants" else "agent-variants"
 
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
