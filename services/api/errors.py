@@ -64,6 +64,7 @@ PROBLEMS: dict[str, ProblemType] = {
     "validation_error": ProblemType(422, "Invalid request"),
     "rate_limited": ProblemType(429, "Too many requests"),
     "invalid_cursor": ProblemType(422, "Invalid pagination cursor"),
+    "unknown_parameter": ProblemType(422, "Unknown query parameter"),
     "inconsistent_config": ProblemType(422, "Inconsistent config"),
     "slug_reserved": ProblemType(422, "Slug reserved"),
     "service_unavailable": ProblemType(503, "Service unavailable"),
@@ -323,7 +324,8 @@ RESPONSE_COMPONENTS: dict[int, tuple[str, str]] = {
     429: ("TooManyRequests", "The API key is over its rate limit (`rate_limited`); retry after `Retry-After`."),
     422: (
         "ValidationError",
-        "Invalid input; `errors` names every bad field (`validation_error`, `inconsistent_config`, ...).",
+        "Invalid input; `errors` names every bad field or unknown query parameter "
+        "(`validation_error`, `unknown_parameter`, `inconsistent_config`, ...).",
     ),
     503: (
         "ServiceUnavailable",

@@ -41,6 +41,12 @@ class ValidationFailed(DomainError):
     code = "validation_error"
 
 
+class UnknownParameter(DomainError):
+    """A query parameter the route does not take (a misspelt `after` would page from the start)."""
+
+    code = "unknown_parameter"
+
+
 class InconsistentConfig(DomainError):
     code = "inconsistent_config"
 

@@ -49,6 +49,8 @@ def refactor_openapi(schema: dict[str, Any]) -> dict[str, Any]:
                 # IdempotencyMiddleware handles the header before routing; document it here.
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY_PARAMETER)
                 operation["responses"].setdefault("409", {})
+            if path.startswith("/v1/"):
+                operation["responses"].setdefault("422", {})  # an unknown query parameter (strict.py)
             needed = required_scope(method.upper(), path)
             if needed is not None:
                 operation["security"] = [{"apiKey": []}]

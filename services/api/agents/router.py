@@ -13,8 +13,9 @@ from services.api.exceptions import InsufficientScope
 from services.api.http import object_response
 from services.api.principal import RANK, current_key
 from services.api.schemas import Page, list_page
+from services.api.strict import StrictRoute
 
-router = APIRouter(prefix="/v1/agents", tags=["agents"])
+router = APIRouter(prefix="/v1/agents", tags=["agents"], route_class=StrictRoute)
 
 
 @router.post(

@@ -13,8 +13,9 @@ from services.api.experiments import service
 from services.api.experiments.schemas import ExperimentCreate, ExperimentRead, ExperimentUpdate
 from services.api.http import object_response
 from services.api.schemas import Page, list_page
+from services.api.strict import StrictRoute
 
-router = APIRouter(prefix="/v1/agents/{agent}/experiments", tags=["experiments"])
+router = APIRouter(prefix="/v1/agents/{agent}/experiments", tags=["experiments"], route_class=StrictRoute)
 
 
 @router.post(

@@ -13,8 +13,9 @@ from services.api.keys import service
 from services.api.keys.schemas import KeyCreate, KeyRead
 from services.api.principal import current_key
 from services.api.schemas import Page, list_page
+from services.api.strict import StrictRoute
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/v1/keys", tags=["keys"], route_class=StrictRoute)
 log = logging.getLogger(__name__)
 # A secret is in one response only: no cache or proxy may keep any of these.
 NO_STORE = {"Cache-Control": "no-store"}

@@ -13,8 +13,9 @@ from services.api.deps import DB
 from services.api.errors import responses
 from services.api.outcomes import service
 from services.api.outcomes.schemas import Accepted, ExperimentResults, OutcomeBatch, OutcomeIn, Usage
+from services.api.strict import StrictRoute
 
-router = APIRouter(prefix="/v1/agents/{agent}", tags=["outcomes"])
+router = APIRouter(prefix="/v1/agents/{agent}", tags=["outcomes"], route_class=StrictRoute)
 
 _BODY = Body(
     ...,

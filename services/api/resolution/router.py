@@ -17,8 +17,9 @@ from services.api.principal import current_key
 from services.api.resolution import bundle, service, watch
 from services.api.resolution.cache import ResolveCache
 from services.api.resolution.schemas import BundleRead, ResolvedRead
+from services.api.strict import StrictRoute
 
-router = APIRouter(prefix="/v1/agents/{agent}", tags=["resolution"])
+router = APIRouter(prefix="/v1/agents/{agent}", tags=["resolution"], route_class=StrictRoute)
 
 
 @router.get(

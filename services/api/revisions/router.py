@@ -12,8 +12,9 @@ from services.api.errors import responses
 from services.api.revisions import service
 from services.api.revisions.schemas import RevisionRead
 from services.api.schemas import Page, list_page
+from services.api.strict import StrictRoute
 
-router = APIRouter(prefix="/v1/agents/{agent}", tags=["history"])
+router = APIRouter(prefix="/v1/agents/{agent}", tags=["history"], route_class=StrictRoute)
 
 
 @router.get(

@@ -13,9 +13,10 @@ from services.api import migrate
 from services.api.deps import DB
 from services.api.errors import responses
 from services.api.exceptions import NotReady
+from services.api.strict import StrictRoute
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["service"])
+router = APIRouter(tags=["service"], route_class=StrictRoute)
 
 
 @router.get("/healthz", summary="Liveness: 200 while the process lives")

@@ -8,10 +8,11 @@ from fastapi import APIRouter
 
 from services.api.deps import DB, Write
 from services.api.errors import responses
+from services.api.strict import StrictRoute
 from services.api.undo import use_case
 from services.api.undo.schemas import UndoRead
 
-router = APIRouter(prefix="/v1/agents/{agent}", tags=["history"])
+router = APIRouter(prefix="/v1/agents/{agent}", tags=["history"], route_class=StrictRoute)
 
 
 @router.post(

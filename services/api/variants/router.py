@@ -9,10 +9,11 @@ from services.api.deps import DB, Limit, VariantCursor, Write
 from services.api.errors import responses
 from services.api.http import object_response
 from services.api.schemas import Page, list_page
+from services.api.strict import StrictRoute
 from services.api.variants import service
 from services.api.variants.schemas import DiffRead, RestoreRequest, VariantCreate, VariantRead, VariantUpdate
 
-router = APIRouter(prefix="/v1/agents/{agent}/variants", tags=["variants"])
+router = APIRouter(prefix="/v1/agents/{agent}/variants", tags=["variants"], route_class=StrictRoute)
 
 
 @router.post(
