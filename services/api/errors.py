@@ -7,6 +7,8 @@ Starlette's routing errors included, so clients see one shape with a stable `cod
 from __future__ import annotations
 
 import logging
+import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +20,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path, get_route_path
 
 from services.api.db import sqlstate
 from services.api.exceptions import DomainError, FieldError, NotFound
+from services.api.routes import every_route
 from services.shared.agent_config import AgentNotFound, VariantNotFound
 
 log = logging.getLogger(__name__)
@@ -178,7 +182,9 @@ class _Handlers:
         page = self._html(request)
         if page is not None:
             kind = PROBLEMS[code]
-            return page(request, kind.status, kind.title, detail)
+            response = page(request, kind.status, kind.title, detail)
+            response.headers.update(headers or {})  # `Allow` on a 405, `Retry-After` on a 503
+            return response
         return problem(code, detail, request=request, errors=errors, headers=headers)
 
     async def domain_error(self, request: Request, exc: Exception) -> Response:
@@ -230,9 +236,14 @@ class _Handlers:
         detail = exc.detail if isinstance(exc.detail, str) else PROBLEMS[code].title
         if code == "route_not_found":
             detail = f"No route matches {request.method} {request.url.path}"
-        elif code == "method_not_allowed":
+        headers = getattr(exc, "headers", None)
+        if code == "method_not_allowed":
             detail = f"{request.method} is not allowed on {request.url.path}"
-        return self.answer(request, code, detail, headers=getattr(exc, "headers", None))
+            # Routing names the methods of the first route whose path matched; a path served
+            # by several routes (GET and PATCH on /v1/agents/{agent}) takes all of theirs.
+            headers = dict(headers or {})
+            headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
+        return self.answer(request, code, detail, headers=headers)
 
     async def infrastructure_error(self, request: Request, exc: Exception) -> Response:
         if database_unavailable(exc):
@@ -248,6 +259,27 @@ class _Handlers:
     async def unexpected(self, request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return self.answer(request, "internal_error", "An unexpected error occurred; it has been logged")
+
+
+_METHOD_ORDER = {
+    method: rank for rank, method in enumerate(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+}
+# Per app, each route's path regex and methods: built at the first 405, not per request.
+_ROUTE_METHODS: weakref.WeakKeyDictionary[Any, list[tuple[re.Pattern[str], frozenset[str]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route of the app takes on this request's path, for `Allow`."""
+    app = request.app
+    table = _ROUTE_METHODS.get(app)
+    if table is None:
+        table = [(compile_path(path)[0], methods) for path, methods in every_route(app.routes) if methods]
+        _ROUTE_METHODS[app] = table
+    path = get_route_path(request.scope)
+    methods = {method for regex, route_methods in table if regex.match(path) for method in route_methods}
+    return ", ".join(sorted(methods, key=lambda method: (_METHOD_ORDER.get(method, len(_METHOD_ORDER)), method)))
 
 
 def _is_json(request: Request) -> bool:

@@ -108,3 +108,36 @@ def test_openapi_lists_422_on_every_v1_operation():
         if path.startswith("/v1/"):
             for method, operation in operations.items():
                 assert "422" in operation["responses"], (method, path)
+
+
+# --- item 14: Allow on 405 ----------------------------------------------------------------
+
+
+def allowed(response: httpx.Response) -> set[str]:
+    return {method.strip() for method in response.headers["allow"].split(",")}
+
+
+async def test_405_allow_names_every_method_of_the_path(client):
+    agent = await create_agent(client)
+    for method, url, methods in (
+        ("PUT", f"/v1/agents/{agent['id']}", {"GET", "PATCH", "DELETE"}),
+        ("PUT", "/v1/agents", {"GET", "POST"}),
+        ("DELETE", "/v1/agents", {"GET", "POST"}),
+        ("PUT", f"/v1/agents/{agent['id']}/variants/x", {"GET", "PATCH", "DELETE"}),
+        ("GET", f"/v1/agents/{agent['id']}/variants/x/activate", {"POST"}),
+        ("POST", f"/v1/agents/{agent['id']}/resolved", {"GET"}),
+        ("PUT", "/v1/keys/x", {"GET", "DELETE"}),
+    ):
+        response = await client.request(method, url)
+        assert_problem(response, 405, "method_not_allowed")
+        assert allowed(response) == methods, (method, url, response.headers["allow"])
+
+
+async def test_405_allow_matches_openapi_for_every_path(client):
+    paths = create_app(settings_for_tests()).openapi()["paths"]
+    for path, operations in paths.items():
+        methods = {method.upper() for method in operations}  # HEAD is not served (405 too)
+        refused = next(m for m in ("PUT", "PATCH", "DELETE", "POST", "GET") if m not in methods)
+        response = await client.request(refused, re.sub(r"\{[^}]+\}", "x", path))
+        assert response.status_code == 405, (refused, path)
+        assert allowed(response) == methods, (refused, path, response.headers["allow"])
