@@ -1,15 +1,24 @@
-"""`watch.stream` in process: the race between a stream's first build and its subscription."""
+"""`watch.stream` in process: the race between a stream's first build and its subscription,
+and what many streams of one key cost the database while the listener is down."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from types import SimpleNamespace
 
 import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.api.access.keyring import KeyRing
 from services.api.db import Database
+from services.api.keys import service as keys_service
+from services.api.keys.schemas import KeyCreate
 from services.api.resolution import bundle, watch
-from tests.helpers import create_agent, create_variant
+from tests.helpers import create_agent, create_variant, unique
 
 
 def state_with(hub: watch.WatchHub) -> SimpleNamespace:
@@ -59,3 +68,112 @@ async def test_without_a_change_in_between_the_client_is_not_sent_what_it_has(
         assert isinstance(with_close[0], StopAsyncIteration)
     finally:
         await events.aclose()
+
+
+# ------------------------------------------------------------------ many streams, one key, no listener
+
+STREAMS = 200
+
+
+class CountingDatabase:
+    """The key ring's database, counting the reads it is asked for."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.reads = 0
+
+    def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        self.reads += 1
+        return self.db.read()
+
+
+async def open_streams(
+    client: httpx.AsyncClient, db: Database, ring: KeyRing
+) -> tuple[SimpleNamespace, list[AsyncIterator[bytes]], list[asyncio.Future[bytes]]]:
+    """STREAMS streams of one agent and one resolve key, each past its first bundle and
+    waiting, on a process whose listener is up."""
+    agent = await create_agent(client)
+    created = await keys_service.create_key(db, KeyCreate(name=unique("watcher").replace(" ", "-"), scope="resolve"))
+    key = await ring.verify(created["secret"].encode())
+    hub = watch.WatchHub()
+    state = SimpleNamespace(
+        watch_hub=hub, watch_keepalive_seconds=15, resolve_cache=SimpleNamespace(trusted=True), key_ring=ring
+    )
+    first = await bundle.build(db, agent["id"])
+    streams = [watch.stream(state, db, first, None, key, ticks_before_first=hub.ticks) for _ in range(STREAMS)]
+    for events in streams:
+        assert (await anext(events)).startswith(b"event: bundle\n")
+    waiting = [asyncio.ensure_future(anext(events)) for events in streams]
+    await asyncio.sleep(0.05)
+    return state, streams, waiting
+
+
+def listener_drops(state: SimpleNamespace) -> None:
+    """What `ResolutionListener` does when its connection is lost."""
+    state.resolve_cache.trusted = False
+    state.key_ring.listening = False
+    state.watch_hub.changed_all()
+
+
+async def close(streams: list[AsyncIterator[bytes]], waiting: list[asyncio.Future[bytes]]) -> None:
+    for future in waiting:
+        future.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    for events in streams:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.live  # concurrent reads need a pool, not the one rolled-back connection
+async def test_streams_of_one_key_check_it_once_when_the_listener_drops(
+    live_client: httpx.AsyncClient, live_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16, item 12: a dropped LISTEN connection wakes every stream to re-check its key
+    against the database: one read per stream (thousands of transactions). Streams of one
+    key now share one read per process."""
+    monkeypatch.setattr(watch, "POLL_SECONDS", 60.0)  # this test is about the wake-up, not the polls
+    counting = CountingDatabase(live_db)
+    ring = KeyRing(lambda: counting, listening=True)  # type: ignore[arg-type, return-value]
+    state, streams, waiting = await open_streams(live_client, live_db, ring)
+    checks = 0
+    still_valid = ring.still_valid
+
+    async def counted(key: object) -> bool:
+        nonlocal checks
+        checks += 1
+        return await still_valid(key)  # type: ignore[arg-type]
+
+    ring.still_valid = counted  # type: ignore[method-assign]
+    try:
+        counting.reads = 0
+        listener_drops(state)
+        deadline = time.monotonic() + 30
+        while checks < STREAMS:
+            assert time.monotonic() < deadline, f"{checks} of {STREAMS} streams checked their key"
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert not any(future.done() for future in waiting)  # the key works: every stream goes on
+        assert counting.reads == 1, f"{counting.reads} reads for {STREAMS} streams of one key"
+    finally:
+        await close(streams, waiting)
+
+
+@pytest.mark.live
+async def test_while_the_listener_is_down_streams_of_one_key_poll_it_once_a_second(
+    live_client: httpx.AsyncClient, live_db: Database
+) -> None:
+    """Issue 16, item 12: while the listener is down each stream polls every second; streams
+    of one key wake together, so a poll costs one read per key, not one per stream."""
+    counting = CountingDatabase(live_db)
+    ring = KeyRing(lambda: counting, listening=True)  # type: ignore[arg-type, return-value]
+    state, streams, waiting = await open_streams(live_client, live_db, ring)
+    try:
+        counting.reads = 0
+        listener_drops(state)
+        started = time.monotonic()
+        await asyncio.sleep(2.5)
+        polls = time.monotonic() - started  # whole seconds: polls on the grid, plus the wake-up
+        assert not any(future.done() for future in waiting)
+        print(f"{counting.reads} key reads in {polls:.1f} s for {STREAMS} streams of one key")
+        assert counting.reads <= int(polls) + 2, f"{counting.reads} reads in {polls:.1f} s for {STREAMS} streams"
+    finally:
+        await close(streams, waiting)

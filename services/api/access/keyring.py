@@ -8,7 +8,9 @@ constant time. It is trusted only while it is `fresh`:
   process's own commits, the database's on-commit hook) calls `invalidate`, and requests
   wait for one shared reload instead of using what may be stale;
 - while the listener is down, NOTIFYs may be lost, so each request asks the database
-  (`listening` False), until the listener is back and the ring reloaded.
+  (`listening` False), until the listener is back and the ring reloaded. Checks of one key
+  that arrive while its read runs share that read (`_read`): the watch streams a dropped
+  listener wakes cost one query per key, not one per stream.
 
 Uses are noted in memory and written to `last_used_at` every few seconds (`flush_usage`),
 not on every request.
@@ -17,6 +19,7 @@ not on every request.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
@@ -49,6 +52,8 @@ class KeyRing:
         self._by_index: dict[bytes, tuple[Principal, ...]] = {}
         self._generation = 0
         self._reload: asyncio.Task[None] | None = None
+        # Per digest, the database read running now and the generation it began in.
+        self._reads: dict[bytes, tuple[int, asyncio.Future[Principal | None]]] = {}
         self._used: dict[str, float] = {}
 
     # --- verifying ---------------------------------------------------------------------
@@ -74,9 +79,7 @@ class KeyRing:
                 await self._reloaded()
             key = self._find(self._by_index, digest)
         else:
-            async with self._database().read() as conn:
-                row = await repository.by_digest(conn, digest)  # equal digests: found in the index
-            key = Principal.from_row(row) if row is not None else None
+            key = await self._read(digest)
         if key is None:
             raise KeyRefused("The API key is not valid")
         now = time.time()
@@ -93,14 +96,39 @@ class KeyRing:
                 await self._reloaded()
             current = self._find(self._by_index, key.digest)
         else:
-            async with self._database().read() as conn:
-                row = await repository.by_digest(conn, key.digest)
-            current = Principal.from_row(row) if row is not None else None
+            current = await self._read(key.digest)
         return (
             current is not None
             and current.revoked_at is None
             and (current.expires_at is None or current.expires_at > time.time())
         )
+
+    async def _read(self, digest: bytes) -> Principal | None:
+        """The key with this digest as the database holds it now (the ring cannot say).
+
+        One read per key at a time: a check arriving while one runs waits for it, so the
+        thousands of watch streams a dropped listener wakes cost one query per key. A read
+        that began before the last `invalidate` is not joined: a key change this process
+        committed (it invalidates before answering) is never checked against older state."""
+        running = self._reads.get(digest)
+        if running is None or running[0] != self._generation or running[1].done():
+            running = (self._generation, asyncio.ensure_future(self._read_now(digest)))
+            self._reads[digest] = running
+            running[1].add_done_callback(functools.partial(self._read_done, digest, running))
+        return await asyncio.shield(running[1])  # a check given up on leaves the read to the others
+
+    async def _read_now(self, digest: bytes) -> Principal | None:
+        async with self._database().read() as conn:
+            row = await repository.by_digest(conn, digest)  # equal digests: found in the index
+        return Principal.from_row(row) if row is not None else None
+
+    def _read_done(
+        self, digest: bytes, running: tuple[int, asyncio.Future[Principal | None]], future: asyncio.Future[Any]
+    ) -> None:
+        if self._reads.get(digest) is running:
+            del self._reads[digest]
+        if not future.cancelled():
+            future.exception()  # its waiters have it; none left must not make it "never retrieved"
 
     def note_use(self, key: Principal) -> None:
         """A request made with this key is being served (refused ones are not uses)."""

@@ -102,7 +102,8 @@ def close_all() -> None:
         hub.close()
 
 
-# While the listener is down, changes are not heard: streams re-read this often.
+# While the listener is down, changes are not heard: streams re-read this often, all at
+# once (on a grid of the event loop's clock), so the key ring checks each key once per poll.
 POLL_SECONDS = 1.0
 # A stream whose key expires wakes this long after `expires_at` (its key is then refused).
 EXPIRY_MARGIN_SECONDS = 0.01
@@ -140,7 +141,8 @@ async def stream(
             trusted = getattr(state.resolve_cache, "trusted", True)
             wait = keepalive - (time.monotonic() - quiet_since)
             if not trusted:
-                wait = min(wait, POLL_SECONDS)
+                # The loop's clock: the one its timers (and `wait_for`'s deadline) run on.
+                wait = min(wait, POLL_SECONDS - asyncio.get_running_loop().time() % POLL_SECONDS)
             if key is not None and key.expires_at is not None:
                 # Nothing announces an expiry: wake for it, so the stream ends then, not at
                 # the next keepalive (`expires_at` is a Unix time).
