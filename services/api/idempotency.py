@@ -35,6 +35,7 @@ from services.api.exceptions import FieldError
 from services.api.limits import PayloadTooLarge
 from services.api.models import IdempotencyKey, table_of
 from services.api.principal import current_key
+from services.api.strict import loads, parse_body
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,17 @@ REPLAYED_HEADERS = ("content-type", "location", "etag", "cache-control")
 FINGERPRINTED_HEADERS = (b"if-match", b"x-actor")
 
 
-def fingerprint(method: str, path: str, body: bytes, headers: tuple[bytes, ...] = ()) -> str:
+def fingerprint(
+    method: str, path: str, body: bytes, headers: tuple[bytes, ...] = (), *, scope: Scope | None = None
+) -> str:
     """Method, path (with its query string), body and the headers that give it meaning
     (`If-Match`, `X-Actor`). JSON bodies that differ only in key order or spacing are the
-    same body, `null` and `{}` are not."""
+    same body, `null` and `{}` are not. A body the route refuses to read as JSON (a key
+    repeated, not UTF-8: `strict.loads`) counts by its bytes. With the request's `scope`,
+    the route reuses the parsed body."""
     try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        value = loads(body) if scope is None else parse_body(scope, body)
+        canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         payload = b"json:" + canonical.encode("utf-8", "surrogatepass")
     except (ValueError, RecursionError):  # nested too deep for json.loads is not JSON either
         payload = b"raw:" + body  # not JSON (or empty): the bytes themselves
@@ -185,7 +191,7 @@ class IdempotencyMiddleware:
         target = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
         owner = secrets.token_hex(16)
         try:
-            print_ = fingerprint(scope["method"], target, body, _meaningful_headers(scope))
+            print_ = fingerprint(scope["method"], target, body, _meaningful_headers(scope), scope=scope)
             outcome = await claim(db, stored_key, print_, owner)
         except Exception as error:
             # Outside the app's exception handlers: map an unreachable database here.

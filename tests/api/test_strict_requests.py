@@ -4,11 +4,14 @@ UTF-8 is refused rather than read as something the client did not mean."""
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 import httpx
 import pytest
 
+from services.api import strict
 from services.api.app import create_app
 from tests.helpers import assert_problem, config, create_agent, create_variant, problem_params, settings_for_tests
 
@@ -141,3 +144,101 @@ async def test_405_allow_matches_openapi_for_every_path(client):
         response = await client.request(refused, re.sub(r"\{[^}]+\}", "x", path))
         assert response.status_code == 405, (refused, path)
         assert allowed(response) == methods, (refused, path, response.headers["allow"])
+
+
+# --- item 17: repeated keys and charsets --------------------------------------------------
+
+
+async def post_raw(client: httpx.AsyncClient, url: str, raw: bytes, content_type: str = "application/json") -> Any:
+    return await client.post(url, content=raw, headers={"Content-Type": content_type})
+
+
+async def agent_count(client: httpx.AsyncClient) -> int:
+    return len((await client.get("/v1/agents", params={"limit": 100})).json()["data"])
+
+
+AGENT = '{{"name": "{name}", "config": {{"model_provider": "openai", "model_name": "gpt-4o"{extra}}}}}'
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ('{"name": "a", "name": "b", "config": {"model_provider": "openai", "model_name": "gpt-4o"}}', "name"),
+        (AGENT.format(name="a", extra=', "temperature": 0.2, "temperature": 1.9'), "temperature"),
+        (AGENT.format(name="a", extra="").replace('"config"', '"metadata": {"k": "1", "k": "2"}, "config"'), "k"),
+    ],
+)
+async def test_a_repeated_key_is_400_naming_it(client, raw, key):
+    response = await post_raw(client, "/v1/agents", raw.encode())
+    body = assert_problem(response, 400, "malformed_json")
+    assert f"'{key}'" in body["detail"], body["detail"]
+    assert await agent_count(client) == 0
+
+
+async def test_a_repeated_key_in_a_patch_or_an_outcome_batch_is_400(client):
+    agent = await create_agent(client)
+    response = await client.patch(
+        f"/v1/agents/{agent['id']}",
+        content=b'{"name": "x", "name": "y"}',
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert_problem(response, 400, "malformed_json")
+    assert (await client.get(f"/v1/agents/{agent['id']}")).json()["version"] == 1
+    item = {"variant_id": None, "input_tokens": 1, "output_tokens": 1, "latency_ms": 1}
+    items = [json.dumps(item)] * 999 + ['{"variant_id": null, "input_tokens": 1, "input_tokens": 2}']
+    raw = ('{"data": [' + ", ".join(items) + "]}").encode()
+    response = await post_raw(client, f"/v1/agents/{agent['id']}/outcomes", raw)
+    assert "'input_tokens'" in assert_problem(response, 400, "malformed_json")["detail"]
+    assert (await client.get(f"/v1/agents/{agent['id']}/usage")).json()["outcomes"] == 0
+
+
+async def test_the_same_key_in_different_objects_is_fine(client):
+    raw = AGENT.format(name="a", extra="").replace('"config"', '"metadata": {"name": "x"}, "config"')
+    assert (await post_raw(client, "/v1/agents", raw.encode())).status_code == 201
+
+
+@pytest.mark.parametrize("charset", ["utf-16", "UTF-16LE", "utf-32", "iso-8859-1", "us-ascii", "latin1"])
+async def test_a_charset_other_than_utf8_is_415(client, charset):
+    text = AGENT.format(name="a", extra="")
+    encoding = {"us-ascii": "ascii"}.get(charset, charset)
+    response = await post_raw(client, "/v1/agents", text.encode(encoding), f"application/json; charset={charset}")
+    body = assert_problem(response, 415, "unsupported_media_type")
+    assert "UTF-8" in body["detail"]
+    assert await agent_count(client) == 0
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", '"utf-8"', "utf8"])
+async def test_a_utf8_charset_is_accepted(client, charset):
+    raw = AGENT.format(name="a", extra="").encode()
+    response = await post_raw(client, "/v1/agents", raw, f"application/json;charset={charset}")
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+async def test_a_body_in_utf16_or_utf32_is_415(client, encoding):
+    # `utf-16` and `utf-32` start with a BOM; the others are detected the way JSON parsers do.
+    raw = AGENT.format(name="a", extra="").encode(encoding)
+    body = assert_problem(await post_raw(client, "/v1/agents", raw), 415, "unsupported_media_type")
+    assert "UTF-8" in body["detail"]
+    assert await agent_count(client) == 0
+
+
+async def test_a_repeated_key_under_an_idempotency_key_is_not_the_corrected_body(client):
+    raw = b'{"name": "a", "name": "b", "config": {"model_provider": "openai", "model_name": "gpt-4o"}}'
+    headers = {"Content-Type": "application/json", "Idempotency-Key": "dup-1"}
+    assert_problem(await client.post("/v1/agents", content=raw, headers=headers), 400, "malformed_json")
+    corrected = {"name": "b", "config": config()}
+    response = await client.post("/v1/agents", json=corrected, headers={"Idempotency-Key": "dup-1"})
+    assert_problem(response, 409, "idempotency_key_reused")
+
+
+async def test_a_keyed_post_parses_its_body_once(client, monkeypatch):
+    # The fingerprint's parse is the route's: a 1,000-outcome batch from the SDK (always keyed) is read once.
+    parsed: list[bytes] = []
+    real = strict.loads
+    monkeypatch.setattr(strict, "loads", lambda body: parsed.append(body) or real(body))
+    response = await client.post(
+        "/v1/agents", json={"name": "once", "config": config()}, headers={"Idempotency-Key": "k"}
+    )
+    assert response.status_code == 201, response.text
+    assert len(parsed) == 1
