@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
+from services.api.console import texts
 from services.api.console.sessions import Viewer, viewer_of
 from services.api.db import Database
 from services.api.errors import PROBLEMS, field_errors
@@ -27,6 +28,10 @@ from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_F
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
+# Long texts: collapsed to their first lines, compared line by line (console/texts.py).
+templates.env.globals.update(
+    preview=texts.preview, line_diff=texts.line_diff, placeholder_of=texts.placeholder, line_count=texts.line_count
+)
 SESSION_COOKIE = "av_session"
 # Before sign-in there is no session to hold a CSRF token: the sign-in form carries one
 # that must equal this cookie's (double submit).
