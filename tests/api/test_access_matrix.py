@@ -98,6 +98,7 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("POST", "/v1/agents"): WRITE,
     ("PATCH", A): WRITE,
     ("DELETE", A): WRITE,
+    ("POST", f"{A}/unarchive"): WRITE,
     ("POST", f"{A}/variants"): WRITE,
     ("PATCH", f"{A}/variants/{{variant}}"): WRITE,
     ("DELETE", f"{A}/variants/{{variant}}"): WRITE,
