@@ -33,7 +33,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.api import bench_routes, errors, idempotency
+from services.api import api_docs, bench_routes, errors, idempotency
 from services.api.access.gate import AccessGate, refused_keys
 from services.api.access.keyring import KeyRing
 from services.api.access.rate_limit import Limit, RateLimiter
@@ -229,6 +229,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         version=VERSION,
         summary="Configuration of LLM agents and their variants.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc are api_docs.py's: no CDN
+        redoc_url=None,
     )
     # A database handed in is this process's alone (tests, embedding): its own commits
     # are all the invalidation the cache and the key ring need.
@@ -253,6 +255,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         experiments_router,
         outcomes_router,
         keys_router,
+        api_docs.router,
     ):
         app.include_router(router)
     console.install(app)

@@ -2,10 +2,13 @@
 
 The API serves JSON only: nothing may sniff it as another type, frame it, leak the URL in
 a Referer, or run anything from it. The interactive docs (`/docs`, `/redoc`) are HTML
-that loads Swagger UI, so they get all but the content security policy.
+that loads Swagger UI or ReDoc from this service: they get all but the JSON's content
+security policy, and carry their own (`docs_policy`, set by `api_docs.py`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +32,19 @@ CONSOLE_CSP = (
     b" frame-ancestors 'none'; base-uri 'none'",
 )
 CONSOLE_HEADERS = (*HEADERS, CONSOLE_CSP)
+
+
+def docs_policy(*, script_hashes: Iterable[str], inline_styles: bool = False) -> str:
+    """The API docs' pages: scripts, styles, images and the OpenAPI document from this service
+    only, plus the page's own inline scripts by hash (`'sha256-...'`). ReDoc writes its
+    styles into <style> elements at run time (`inline_styles`) and searches in a worker
+    made from a blob."""
+    scripts = " ".join(("'self'", *script_hashes))
+    styles = "'self' 'unsafe-inline'" if inline_styles else "'self'"
+    return (
+        f"default-src 'none'; script-src {scripts}; style-src {styles}; img-src 'self' data:;"
+        " connect-src 'self'; worker-src blob:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+    )
 
 
 class SecurityHeaders:

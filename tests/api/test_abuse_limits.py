@@ -263,13 +263,24 @@ async def test_cache_hits_carry_the_security_headers(client: httpx.AsyncClient) 
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc"])
-async def test_the_html_docs_work_without_a_content_security_policy(client: httpx.AsyncClient, path: str) -> None:
+async def test_the_html_docs_have_a_policy_of_their_own(client: httpx.AsyncClient, path: str) -> None:
+    """Their scripts and styles come from the service only (tests/api/test_api_docs.py
+    checks that they load)."""
     async with client_for(app_of(client)) as anonymous:
         response = await anonymous.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert "/openapi.json" in response.text
-    assert_security_headers(response, csp=False)
+    assert "openapi.json" in response.text
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers.get_list(name) == [value], (name, response.headers)
+    [policy] = response.headers.get_list("content-security-policy")
+    directives = dict(directive.strip().split(" ", 1) for directive in policy.split(";"))
+    assert directives["default-src"] == "'none'"
+    assert directives["frame-ancestors"] == "'none'"
+    for sources in ("script-src", "style-src", "img-src", "connect-src"):
+        assert directives[sources].startswith("'self'"), policy
+    assert all(source == "'self'" or source.startswith("'sha256-") for source in directives["script-src"].split())
+    assert "http" not in policy and "*" not in policy
 
 
 # ------------------------------------------------------------------------ CORS

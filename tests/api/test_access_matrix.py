@@ -24,6 +24,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from services.api import api_docs
 from services.api.app import create_app
 from services.api.db import Database
 from services.api.keys import repository, tokens
@@ -42,15 +43,15 @@ RANK = {scope: rank for rank, scope in enumerate(SCOPES)}
 
 A = "/v1/agents/{agent}"
 EXPECTED: dict[tuple[str, str], str | None] = {
-    # Open: probes and the API's own description (FastAPI's docs UI comes with its
-    # OAuth2 redirect page and ReDoc), and `/`, a redirect to the console.
+    # Open: probes and the API's own description (Swagger UI and ReDoc, with their
+    # scripts and styles), and `/`, a redirect to the console.
     ("GET", "/"): OPEN,
     ("GET", "/healthz"): OPEN,
     ("GET", "/readyz"): OPEN,
     ("GET", "/openapi.json"): OPEN,
     ("GET", "/docs"): OPEN,
-    ("GET", "/docs/oauth2-redirect"): OPEN,
     ("GET", "/redoc"): OPEN,
+    ("GET", "/docs/assets/{version}/{asset}"): OPEN,
     # The console signs people in itself (a session cookie opened with a key; its scope
     # decides what the pages let you change): the gate lets it through, whatever the
     # Authorization header says. tests/console checks its sessions and scopes.
@@ -225,6 +226,8 @@ async def world(db: Database) -> AsyncIterator[World]:
                 "key": "matrix-read",
                 "name": "console.css",
                 "action": "activate",
+                "version": api_docs.VERSION,
+                "asset": "swagger-ui.css",
             },
             write_params={
                 "agent": "zz-no-such-agent",
@@ -234,6 +237,8 @@ async def world(db: Database) -> AsyncIterator[World]:
                 "key": "zz-no-such-key",
                 "name": "zz",
                 "action": "activate",
+                "version": "zz",
+                "asset": "zz",
             },
         )
 

@@ -18,7 +18,8 @@ from services.api.principal import RANK
 from services.api.routes import every_route
 
 # Open to anyone: probes, the API's own description, and `/` (a redirect to the console).
-OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# The docs pages' scripts and styles (/docs/assets/...) are open as every path outside /v1 is.
+OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
 # What an agent in production needs. The bundle routes come with the SDK (issue 8): their
 # rule is in place before they are.
 RESOLVE_ROUTES = frozenset(
