@@ -188,6 +188,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             max_overflow=settings.db_max_overflow,
             statement_timeout_seconds=settings.db_statement_timeout_seconds,
             idle_in_transaction_timeout_seconds=settings.db_idle_in_transaction_timeout_seconds,
+            connect_timeout_seconds=settings.db_connect_timeout_seconds,
+            command_timeout_seconds=settings.db_command_timeout_seconds,
+            pool_timeout_seconds=settings.db_pool_timeout_seconds,
         )
         app.state.db = db
         # Other processes may write: trust the cache and the key ring only once we
@@ -198,7 +201,13 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         ring.listening = False
         hub: WatchHub = app.state.watch_hub
         _subscribe(db, cache=cache, ring=ring, hub=hub)
-        listener = ResolutionListener(asyncpg_dsn(settings.database_url), cache, keys=ring, watches=hub)
+        listener = ResolutionListener(
+            asyncpg_dsn(settings.database_url),
+            cache,
+            keys=ring,
+            watches=hub,
+            connect_timeout=settings.db_connect_timeout_seconds,
+        )
         listener.start()
         app.state.resolution_listener = listener
         background = [asyncio.create_task(_purge_expired(db)), asyncio.create_task(ring.flush_usage_forever())]

@@ -101,18 +101,33 @@ class Database:
         max_overflow: int = 10,
         statement_timeout_seconds: float | None = None,
         idle_in_transaction_timeout_seconds: float | None = None,
+        connect_timeout_seconds: float | None = None,
+        command_timeout_seconds: float | None = None,
+        pool_timeout_seconds: float = 30.0,
     ) -> Database:
+        """An engine on `url`. The server's own timeouts (`statement_timeout_seconds`,
+        `idle_in_transaction_timeout_seconds`) act only while it runs; the client's bound
+        every wait even when it stops answering: opening a connection, each statement's
+        answer, and the wait for a pooled connection. A statement that times out raises
+        TimeoutError (a 503), and SQLAlchemy treats it like a cancellation: that connection
+        is invalidated (closed, never pooled again), the rest of the pool is kept."""
         server_settings = {}
         if statement_timeout_seconds is not None:
             server_settings["statement_timeout"] = str(round(statement_timeout_seconds * 1000))
         if idle_in_transaction_timeout_seconds is not None:
             idle_ms = round(idle_in_transaction_timeout_seconds * 1000)
             server_settings["idle_in_transaction_session_timeout"] = str(idle_ms)
+        connect_args: dict[str, object] = {"server_settings": server_settings} if server_settings else {}
+        if connect_timeout_seconds is not None:
+            connect_args["timeout"] = connect_timeout_seconds  # asyncpg.connect's
+        if command_timeout_seconds is not None:
+            connect_args["command_timeout"] = command_timeout_seconds
         engine = create_async_engine(
             url,
             pool_size=pool_size,
             max_overflow=max_overflow,
-            connect_args={"server_settings": server_settings} if server_settings else {},
+            pool_timeout=pool_timeout_seconds,
+            connect_args=connect_args,
             # A pre-ping would add a round trip to every checkout, the resolve hot path
             # included; recycling old connections covers idle ones dropped by the network.
             pool_recycle=1800,

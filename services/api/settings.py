@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     # pooled connection forever; a transaction left idle is ended after idle_* seconds.
     db_statement_timeout_seconds: float = Field(30.0, gt=0)
     db_idle_in_transaction_timeout_seconds: float = Field(60.0, gt=0)
+    # Client-side bounds, which hold even when the server stops answering (the server's
+    # statement_timeout cannot act then): opening a connection, waiting for a pooled one, and
+    # waiting for a statement's answer (above the statement timeout, so a live server's slow
+    # statement is cancelled by the server first).
+    db_connect_timeout_seconds: float = Field(5.0, gt=0)
+    db_pool_timeout_seconds: float = Field(2.0, gt=0)
+    db_command_timeout_seconds: float = Field(35.0, gt=0)
     # Auth is on unless explicitly disabled (local experiments only; warned at every start).
     auth_disabled: bool = False
     # Per-scope token buckets, as JSON: {"write": {"per_second": 50, "burst": 100}}.

@@ -51,6 +51,7 @@ class ResolutionListener:
         ping_seconds: float = 0.3,
         ping_timeout: float = 0.5,
         retry_seconds: float = 0.5,
+        connect_timeout: float = 5.0,
     ):
         self.dsn = dsn
         self.cache = cache
@@ -59,6 +60,9 @@ class ResolutionListener:
         self.ping_seconds = ping_seconds
         self.ping_timeout = ping_timeout
         self.retry_seconds = retry_seconds
+        # Connecting, and each statement that sets up the LISTEN, give up after this long:
+        # a server that stops answering then is retried, not waited for.
+        self.connect_timeout = connect_timeout
         self.connected = asyncio.Event()
         self.backend_pid: int | None = None
         self._task: asyncio.Task[None] | None = None
@@ -90,7 +94,10 @@ class ResolutionListener:
             try:
                 # Named, so operators (and tests) can tell it from pooled connections.
                 conn = await asyncpg.connect(
-                    self.dsn, server_settings={"application_name": f"{APPLICATION_NAME} {os.getpid()}"}
+                    self.dsn,
+                    server_settings={"application_name": f"{APPLICATION_NAME} {os.getpid()}"},
+                    timeout=self.connect_timeout,
+                    command_timeout=self.connect_timeout,
                 )
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(RESOLUTION_CHANNEL, self._on_notify)
