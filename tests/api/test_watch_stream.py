@@ -177,3 +177,31 @@ async def test_while_the_listener_is_down_streams_of_one_key_poll_it_once_a_seco
         assert counting.reads <= int(polls) + 2, f"{counting.reads} reads in {polls:.1f} s for {STREAMS} streams"
     finally:
         await close(streams, waiting)
+
+
+async def test_streams_opening_together_share_one_first_build() -> None:
+    """Thousands of watch streams reconnecting at once cost one bundle build, so they all
+    begin their answer in time (the herd in tests/system/test_watch.py: 2,000 streams of one
+    agent queued 2,000 builds on a pool of 20, and most waited past the pool's timeout)."""
+    hub = watch.WatchHub()
+    builds: list[str] = []
+    release = asyncio.Event()
+
+    async def build(ref: str) -> tuple[bytes, str, str]:
+        builds.append(ref)
+        number = len(builds)
+        await release.wait()
+        return b"{}", f"etag-{number}", "agt_1"
+
+    together = [asyncio.ensure_future(hub.first("support-bot", build)) for _ in range(100)]
+    await asyncio.sleep(0)
+    hub.changed({"agt_other"})  # a change heard while that build runs: later streams build again
+    after_change = asyncio.ensure_future(hub.first("support-bot", build))
+    await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.gather(*together)
+    assert builds == ["support-bot", "support-bot"]
+    assert set(results) == {((b"{}", "etag-1", "agt_1"), 0)}  # one build, as of ticks 0
+    assert await after_change == ((b"{}", "etag-2", "agt_1"), 1)
+    await hub.first("support-bot", build)  # finished builds are not reused
+    assert len(builds) == 3

@@ -102,8 +102,7 @@ async def watch_bundle(
     ] = None,
 ) -> StreamingResponse:
     # The first build happens here, so an unknown agent is a 404, not an empty stream.
-    ticks = request.app.state.watch_hub.ticks
-    first = await bundle.build(db, agent)
+    first, ticks = await request.app.state.watch_hub.first(agent, lambda ref: bundle.build(db, ref))
     stream = watch.stream(
         request.app.state, db, first, last_event_id, current_key(request.scope), ticks_before_first=ticks
     )

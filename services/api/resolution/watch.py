@@ -10,6 +10,7 @@ one bundle build per agent, shared by all of that agent's streams.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,6 +32,8 @@ class WatchHub:
         self._events: dict[str, set[asyncio.Event]] = {}
         self._versions: dict[str, int] = {}
         self._builds: dict[str, tuple[int, asyncio.Future[tuple[bytes, str, str]]]] = {}
+        # Per agent reference (id or slug), the first bundle being built for streams opening now.
+        self._firsts: dict[str, tuple[int, asyncio.Future[tuple[bytes, str, str]]]] = {}
         # Counts every change heard, watched agent or not: a stream whose first bundle was
         # built before its subscription compares it, so a change in between is not missed.
         self.ticks = 0
@@ -74,6 +77,26 @@ class WatchHub:
         """The server is stopping: every stream ends."""
         self.closing = True
         self.changed_all()
+
+    async def first(self, agent: str, build: Build) -> tuple[tuple[bytes, str, str], int]:
+        """A new stream's first bundle, and the `ticks` it was built as of. Streams opening
+        together share one build: thousands reconnecting at once cost one, not one each
+        queued for the pool past its timeout and the request deadline. A build that started
+        before a change was heard is not joined."""
+        running = self._firsts.get(agent)
+        if running is None or running[0] != self.ticks:
+            running = (self.ticks, asyncio.ensure_future(build(agent)))
+            self._firsts[agent] = running
+            running[1].add_done_callback(functools.partial(self._first_done, agent, running))
+        return await asyncio.shield(running[1]), running[0]
+
+    def _first_done(
+        self, agent: str, running: tuple[int, asyncio.Future[tuple[bytes, str, str]]], future: asyncio.Future[Any]
+    ) -> None:
+        if self._firsts.get(agent) is running:  # only streams opening meanwhile share it
+            del self._firsts[agent]
+        if not future.cancelled():
+            future.exception()  # its waiters have it; none left must not make it "never retrieved"
 
     async def latest(self, agent_id: str, build: Build) -> tuple[bytes, str, str]:
         """The agent's bundle as of now: one build per agent and change, however many
