@@ -7,16 +7,18 @@ A request meets these layers in this order (`_stack` builds them, in this order)
 3. `AccessGate` (unless AUTH_DISABLED): the API key and its rate limit, or a 401/403/429.
 4. `ResolveFastPath`: a cached `GET .../resolved` is answered here, before FastAPI.
 5. `SecurityHeaders`: the headers every other response carries.
-6. FastAPI, that is Starlette's `ServerErrorMiddleware` (an unexpected error is a 500
+6. `Deadline`: a /v1 request not answered within REQUEST_TIMEOUT_SECONDS is a 503 (the
+   gate's key check, when it needs the database, counts against the same deadline).
+7. FastAPI, that is Starlette's `ServerErrorMiddleware` (an unexpected error is a 500
    problem), then
-7. `BodySizeLimit`: a body over MAX_BODY_BYTES is a 413 before anything reads it,
-8. `IdempotencyMiddleware`: a retried POST with its `Idempotency-Key` is replayed,
-9. Starlette's `ExceptionMiddleware`: domain errors become problems (`errors.py`), or
+8. `BodySizeLimit`: a body over MAX_BODY_BYTES is a 413 before anything reads it,
+9. `IdempotencyMiddleware`: a retried POST with its `Idempotency-Key` is replayed,
+10. Starlette's `ExceptionMiddleware`: domain errors become problems (`errors.py`), or
    the console's HTML error page on its routes,
-10. routing, dependencies, the router and the service.
+11. routing, dependencies, the router and the service.
 
-Layers 1-5 sit in front of FastAPI, so a cache hit and the gate's refusals cost none of
-FastAPI's work; they carry the security headers themselves.
+Layers 1-6 sit in front of FastAPI, so a cache hit and the gate's refusals cost none of
+FastAPI's work (nor the deadline's); they carry the security headers themselves.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from services.api.agents.router import router as agents_router
 from services.api.console import router as console
 from services.api.console import sessions as console_sessions
 from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL, Database
+from services.api.deadline import Deadline
 from services.api.experiments.router import router as experiments_router
 from services.api.idempotency import IdempotencyMiddleware
 from services.api.keys.router import router as keys_router
@@ -137,8 +140,8 @@ def _stack(app: FrontDoorAPI, settings: Settings) -> ASGIApp:
     in front of FastAPI wrap `app.front`, the rest go inside it, around the router."""
     assert not app.user_middleware, "the middleware inside FastAPI is declared here, with the rest"
     app.user_middleware = [
-        Middleware(BodySizeLimit, limit=settings.max_body_bytes),  # 7: before anything reads the body
-        Middleware(IdempotencyMiddleware),  # 8
+        Middleware(BodySizeLimit, limit=settings.max_body_bytes),  # 8: before anything reads the body
+        Middleware(IdempotencyMiddleware),  # 9
     ]
     in_front: list[Callable[[ASGIApp], ASGIApp]] = []
     if settings.bench_routes:
@@ -154,11 +157,13 @@ def _stack(app: FrontDoorAPI, settings: Settings) -> ASGIApp:
                 ring=app.state.key_ring,
                 limiter=RateLimiter(limits),
                 failures=app.state.refused_keys,  # shared with the console's sign-in
+                timeout_seconds=settings.request_timeout_seconds,
             )
         )  # 3
     in_front.append(lambda inner: ResolveFastPath(inner, app.state))  # 4
     in_front.append(SecurityHeaders)  # 5
-    stack: ASGIApp = app.front  # 6-10: FastAPI itself
+    in_front.append(lambda inner: Deadline(inner, seconds=settings.request_timeout_seconds))  # 6
+    stack: ASGIApp = app.front  # 7-11: FastAPI itself
     for layer in reversed(in_front):
         stack = layer(stack)
     return stack

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     db_connect_timeout_seconds: float = Field(5.0, gt=0)
     db_pool_timeout_seconds: float = Field(2.0, gt=0)
     db_command_timeout_seconds: float = Field(35.0, gt=0)
+    # A /v1 request whose answer has not begun after this long is answered 503
+    # service_unavailable with Retry-After, whatever it was waiting for: under the SDK's
+    # default 5 s timeout, so clients get an answer they can act on.
+    request_timeout_seconds: float = Field(4.0, gt=0)
     # Auth is on unless explicitly disabled (local experiments only; warned at every start).
     auth_disabled: bool = False
     # Per-scope token buckets, as JSON: {"write": {"per_second": 50, "burst": 100}}.

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.api.access.keyring import KeyRefused, KeyRing
 from services.api.access.rate_limit import Limit, RateLimiter
 from services.api.access.rules import RouteRules
+from services.api.deadline import deadline_of, within
 from services.api.errors import database_unavailable, problem
 from services.api.principal import SCOPE_KEY, SCOPES
 from services.api.security_headers import JSON_HEADERS_DICT
@@ -59,8 +60,10 @@ class AccessGate:
         ring: KeyRing,
         limiter: RateLimiter,
         failures: RateLimiter | None = None,
+        timeout_seconds: float = 4.0,
     ) -> None:
         self.app = app
+        self.timeout_seconds = timeout_seconds  # REQUEST_TIMEOUT_SECONDS: see `deadline`
         self.rules = rules
         self.ring = ring
         self.limiter = limiter
@@ -122,7 +125,8 @@ class AccessGate:
                 )
                 return
             try:
-                key = await self.ring.verify(token)
+                # Possibly a query: bounded by the request's deadline (later layers get what is left).
+                key = await within(deadline_of(scope, self.timeout_seconds), self.ring.verify(token))
             except KeyRefused as refused:
                 self.failures.take(client, FAILURES)
                 await self._refuse(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -10,12 +11,15 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from services.api import migrate
+from services.api.deadline import within
 from services.api.deps import DB
 from services.api.errors import responses
 from services.api.exceptions import NotReady
 from services.api.strict import StrictRoute
 
 log = logging.getLogger(__name__)
+# /readyz answers within 2 s: its check of the database gives up after this long.
+READY_CHECK_SECONDS = 1.5
 router = APIRouter(tags=["service"], route_class=StrictRoute)
 
 
@@ -39,9 +43,13 @@ async def root(request: Request) -> Response:
 
 @router.get("/readyz", summary="Readiness: the database answers and migrations are at head", responses=responses())
 async def readyz(db: DB) -> dict[str, str]:
-    try:
+    async def current_revision() -> str | None:
         async with db.read() as conn:
-            current = await migrate.current_revision(conn)
+            return await migrate.current_revision(conn)
+
+    try:
+        # Bounded: a database that stops answering makes this a prompt 503, not a hang.
+        current = await within(asyncio.get_running_loop().time() + READY_CHECK_SECONDS, current_revision())
     except Exception as error:  # noqa: BLE001 - any failure to reach the database is "not ready"
         log.warning("readiness check failed: %s", error)
         raise NotReady(f"The database does not answer: {type(error).__name__}") from error
