@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -73,6 +74,34 @@ async def notify(conn: AsyncConnection, channel: str, payload: str) -> None:
     changes = _changes.get()
     if changes is not None:
         changes.setdefault(channel, set()).add(payload)
+
+
+@dataclass(eq=False)
+class EffectLog:
+    """The effects of one idempotent request's transactions, kept with its key.
+
+    `saved`: the results its transactions committed before (a retry after the process
+    died), returned again in order instead of running their units; `save` stores a new
+    result in the committing transaction. Set by the idempotency middleware for the task
+    that runs the request."""
+
+    task: asyncio.Task[Any] | None
+    saved: list[Any]
+    save: Callable[[AsyncConnection, Any], Awaitable[None]]
+    replayed: int = 0
+
+
+_effects: ContextVar[EffectLog | None] = ContextVar("effects", default=None)
+
+
+@contextmanager
+def effects_logged(effects: EffectLog) -> Iterator[None]:
+    """Within this block, this task's transactions save their results to `effects`."""
+    token = _effects.set(effects)
+    try:
+        yield
+    finally:
+        _effects.reset(token)
 
 
 class Database:
@@ -142,18 +171,36 @@ class Database:
         """Run `unit` in one transaction, retrying it on serialization failures.
 
         A unit must be replayable: it makes no external calls and returns plain values.
+
+        Under an `Idempotency-Key` (an `EffectLog` is set for this task), the unit's result is
+        saved in the same transaction, and a unit whose result was saved before (the process
+        died before the response was stored) is not run again: its result is returned.
         """
+        effects = _effects.get()
+        if effects is not None and effects.task is not asyncio.current_task():
+            effects = None  # a task started during the request: not the request's own effect
+        if effects is not None and effects.replayed < len(effects.saved):
+            effects.replayed += 1
+            log.info("replaying a committed effect of an idempotent request")
+            return cast(T, effects.saved[effects.replayed - 1])
+
+        async def run(conn: AsyncConnection) -> T:
+            result = await unit(conn)
+            if effects is not None:
+                await effects.save(conn, result)  # in this transaction: both commit, or neither
+            return result
+
         for attempt in range(1, attempts + 1):
             changes: dict[str, set[str]] = {}
             token = _changes.set(changes)
             try:
                 if self._connection is not None:
                     async with self._connection.begin_nested():
-                        result = await unit(self._connection)
+                        result = await run(self._connection)
                 else:
                     assert self.engine is not None
                     async with self.engine.begin() as conn:
-                        result = await unit(conn)
+                        result = await run(conn)
             except Exception as error:  # noqa: BLE001 - filtered just below
                 if not _is_retryable(error):
                     raise

@@ -83,6 +83,12 @@ class ExperimentRunning(DomainError):
     code = "experiment_running"
 
 
+class KeyTakenOver(DomainError):
+    """An idempotent request whose key a retry took over (its lease ran out): it must not act."""
+
+    code = "idempotency_key_in_use"
+
+
 class InsufficientScope(DomainError):
     """The key's scope allows the route but not this use of it (a purge needs `admin`)."""
 

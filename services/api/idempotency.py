@@ -7,13 +7,18 @@ with `Idempotent-Replayed: true`; with another fingerprint, 409 `idempotency_key
 while the first is still running, 409 `idempotency_key_in_use`. Keys live 24 hours. A claim whose process died is
 retaken after its lease runs out. A 5xx is not stored: the key is released so a retry runs again.
 
-Known limit: the response is stored just after the change commits, in a transaction of
-its own. A process that dies between the two leaves the key `in_flight`; after the lease
-a retry runs the request again.
+Exactly once across a crash: each transaction the request commits saves its result in
+the key's row (`effects`) in that same transaction (`db.EffectLog`). A process that dies
+after the change committed but before the response was stored leaves the key `in_flight`
+with its effects; the retry that takes the key over (after the lease) runs the route again,
+and each of its transactions returns the saved result instead of acting, so the client gets
+the response of the one change that happened (as Stripe stores a request's recovery point
+with its effect).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -21,7 +26,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, literal_column, select, update
+from sqlalchemy import case, delete, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningInsert
@@ -29,9 +34,10 @@ from starlette.requests import Request
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.api.db import Database
+from services.api import failpoints
+from services.api.db import Database, EffectLog, effects_logged
 from services.api.errors import database_unavailable, problem
-from services.api.exceptions import FieldError
+from services.api.exceptions import FieldError, KeyTakenOver
 from services.api.limits import PayloadTooLarge
 from services.api.models import IdempotencyKey, table_of
 from services.api.principal import current_key
@@ -99,16 +105,22 @@ async def claim(db: Database, key: str, print_: str, owner: str) -> dict[str, An
         }
         insert = pg_insert(keys).values(key=key, **fresh)
         excluded = insert.excluded
+        expired = keys.c.expires_at < now
         statement: ReturningInsert[Any] = insert.on_conflict_do_update(
             index_elements=["key"],
-            set_={name: getattr(excluded, name) for name in fresh},
+            # An abandoned claim's effects are kept: the retry replays them.
+            set_={
+                **{name: getattr(excluded, name) for name in fresh},
+                "effects": case((expired, None), else_=keys.c.effects),
+            },
             # Take the row over only when it expired, or when its claim was abandoned by
             # a process that died running this same request.
-            where=(keys.c.expires_at < now)
+            where=expired
             | ((keys.c.state == "in_flight") & (keys.c.locked_until < now) & (keys.c.fingerprint == print_)),
-        ).returning(literal_column("1"))
-        if await conn.scalar(statement) is not None:
-            return {"outcome": "claimed"}
+        ).returning(literal_column("1"), keys.c.effects)
+        claimed = (await conn.execute(statement)).first()
+        if claimed is not None:
+            return {"outcome": "claimed", "effects": claimed[1] or []}
         row = (await conn.execute(select(keys).where(keys.c.key == key))).mappings().one()
         if row["fingerprint"] != print_:
             return {"outcome": "reused"}
@@ -136,10 +148,33 @@ async def complete(db: Database, key: str, owner: str, status: int, headers: dic
 
 
 async def release(db: Database, key: str, owner: str) -> None:
+    """Let a retry run the request again: forget the claim, or, when the request already
+    committed an effect, end its lease so a retry takes it over at once and replays it."""
+
     async def unit(conn: AsyncConnection) -> None:
-        await conn.execute(delete(keys).where(keys.c.key == key, keys.c.owner == owner, keys.c.state == "in_flight"))
+        mine = (keys.c.key == key) & (keys.c.owner == owner) & (keys.c.state == "in_flight")
+        await conn.execute(delete(keys).where(mine, keys.c.effects.is_(None)))
+        await conn.execute(update(keys).where(mine, keys.c.effects.is_not(None)).values(locked_until=func.now()))
 
     await db.transaction(unit)
+
+
+def effect_log(key: str, owner: str, path: str, saved: list[Any]) -> EffectLog:
+    """The request's effects: those saved by a run that died (`saved`), and how to save a
+    new one in the transaction that commits it (a created key's secret never is)."""
+    statement = text(
+        "UPDATE idempotency_keys"
+        " SET effects = coalesce(effects, '[]'::jsonb) || jsonb_build_array(CAST(:effect AS jsonb))"
+        " WHERE key = :key AND owner = :owner AND state = 'in_flight'"
+    )
+
+    async def save(conn: AsyncConnection, result: Any) -> None:
+        effect = without_secret(path, json.dumps(result, separators=(",", ":")).encode())
+        saved_rows = await conn.execute(statement, {"effect": effect.decode(), "key": key, "owner": owner})
+        if saved_rows.rowcount != 1:  # another request took the key over: this one must not act
+            raise KeyTakenOver(f"Idempotency key '{key}' was taken over by a retry; this attempt is rolled back")
+
+    return EffectLog(task=asyncio.current_task(), saved=list(saved), save=save)
 
 
 async def purge_expired(db: Database) -> int:
@@ -226,10 +261,18 @@ class IdempotencyMiddleware:
             await send({"type": "http.response.start", "status": outcome["status"], "headers": headers})
             await send({"type": "http.response.body", "body": outcome["body"]})
             return
-        await self._run_and_store(scope, body, receive, send, db, stored_key, owner)
+        await self._run_and_store(scope, body, receive, send, db, stored_key, owner, outcome["effects"])
 
     async def _run_and_store(
-        self, scope: Scope, body: bytes, receive: Receive, send: Send, db: Database, key: str, owner: str
+        self,
+        scope: Scope,
+        body: bytes,
+        receive: Receive,
+        send: Send,
+        db: Database,
+        key: str,
+        owner: str,
+        saved: list[Any],
     ) -> None:
         sent_body = False
 
@@ -256,10 +299,12 @@ class IdempotencyMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, replay_receive, capture)
+            with effects_logged(effect_log(key, owner, get_route_path(scope), saved)):
+                await self.app(scope, replay_receive, capture)
         except BaseException:
             await release(db, key, owner)
             raise
+        failpoints.hit("idempotency.before_storing_the_response")
         if status >= 500:
             await release(db, key, owner)  # a failure is not an answer: let a retry run again
         else:

@@ -176,6 +176,9 @@ class IdempotencyKey(Base):
     response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     response_headers: Mapped[dict[str, str] | None] = mapped_column(JSONB, nullable=True)
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The results of the request's transactions, each saved in the transaction it belongs to
+    # (a list, in order): a retry after its process died replays them instead of acting again.
+    effects: Mapped[list[Any] | None] = mapped_column(JSONB, nullable=True)
     # In-flight claims older than this are abandoned (their process died) and can be retaken.
     locked_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
