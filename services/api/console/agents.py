@@ -6,8 +6,6 @@ Reads come from `console.queries` (one snapshot a page), writes go through the s
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -22,6 +20,7 @@ from services.api.console.web import (
     Forbidden,
     config_from,
     db_of,
+    digest,
     error_page,
     errors_of,
     render,
@@ -154,6 +153,7 @@ async def _agent_page(
         problem=problem,
         creating=bool(errors or problem),
         usage=usage,
+        split=shown.split,
         usage_svg=charts.usage_chart(usage, names) if usage["outcomes"] else None,
     )
 
@@ -355,6 +355,7 @@ def _confirmation(
         changes=shown.changes,
         live=shown.live,
         moot=shown.moot,
+        split=shown.split,
         state=_state(shown),
         notice=notice,
     )
@@ -362,14 +363,11 @@ def _confirmation(
 
 def _state(shown: queries.Activation) -> str:
     """A digest of what the confirmation showed: the live config, every change it listed
-    (the after side too: the base may move under a field the live variant overrides) and
-    the variant's version. If any moved before the click, it is shown again, up to date."""
-    seen = json.dumps(
-        [shown.live.variant_id, shown.live.config(), shown.changes, shown.variant["version"]],
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(seen.encode()).hexdigest()[:32]
+    (the after side too: the base may move under a field the live variant overrides), the
+    variant's version and the running experiment. If any moved before the click, it is
+    shown again, up to date."""
+    running = shown.split.experiment["id"] if shown.split else None  # what it says of the subjects
+    return digest([shown.live.variant_id, shown.live.config(), shown.changes, shown.variant["version"], running])
 
 
 @router.post("/agents/{agent}/variants/{variant}/{action}")

@@ -10,7 +10,7 @@ use (`*_read`, `diffs`, `outcomes.figures`), so a page shows what the API return
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ from services.api.experiments import repository as experiment_rows
 from services.api.experiments.schemas import experiment_read
 from services.api.outcomes import repository as outcome_rows
 from services.api.outcomes.figures import results_of, usage_of
+from services.api.resolution.experiments import arm_configs
 from services.api.resolution.time_travel import resolve_at
 from services.api.revisions import repository as revision_rows
 from services.api.revisions.schemas import revision_read
@@ -87,12 +88,61 @@ async def agent(db: Database, agent_ref: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Arm:
+    """An experiment's arm as it serves subjects: running, the config snapshotted at its
+    start; a draft, the config it would snapshot were it started now."""
+
+    arm: int
+    weight: int
+    share: float  # percent of the subjects, rounded to 0.1
+    live: bool  # a `live` arm (the variant active at start)
+    config: ResolvedAgentConfig  # what it serves: `variant_id`, `variant_slug`, the values
+    changes: list[dict[str, Any]]  # what its subjects' config changes, for a confirmation
+
+
+@dataclass(frozen=True)
+class Split:
+    """The agent's running experiment: who gets what while it runs. Requests with a subject
+    get its arms (by weight); requests without one get the live config."""
+
+    experiment: dict[str, Any]
+    arms: list[Arm]
+
+
+def _arms(
+    stored: list[Mapping[str, Any]],
+    configs: Sequence[ResolvedAgentConfig],
+    changes: Callable[[ResolvedAgentConfig], list[dict[str, Any]]] = lambda _: [],
+) -> list[Arm]:
+    total = sum(arm["weight"] for arm in stored)
+    return [
+        Arm(
+            arm["arm"],
+            arm["weight"],
+            round(100 * arm["weight"] / total, 1),
+            bool(arm.get("live")),
+            config,
+            changes(config),
+        )
+        for arm, config in zip(stored, configs, strict=True)
+    ]
+
+
+async def _split(conn: AsyncConnection, agent: Mapping[str, Any]) -> Split | None:
+    row = await experiment_rows.running(conn, agent["id"])
+    if row is None:
+        return None
+    return Split(experiment_read(row), _arms(row["arms"], await arm_configs(conn, row, agent_slug=agent["slug"])))
+
+
+@dataclass(frozen=True)
 class AgentPage:
     agent: dict[str, Any]
-    resolved: ResolvedAgentConfig  # what it runs with now, with each value's provenance
+    resolved: ResolvedAgentConfig  # the live config (every request's, or, while `split`, those without a subject)
     variants: Page
     slugs: Slugs  # every variant, paged or not (the clone picker)
     usage: dict[str, Any]  # the API's usage object
+    split: Split | None  # the running experiment, if any
 
 
 async def agent_page(db: Database, agent_ref: str, after: str | None, *, limit: int) -> AgentPage:
@@ -102,7 +152,8 @@ async def agent_page(db: Database, agent_ref: str, after: str | None, *, limit: 
         rows = await variant_rows.list_page(conn, found["id"], after=after, limit=limit + 1, is_active=None)
         slugs = await variant_rows.slugs(conn, found["id"])
         usage = usage_of(await outcome_rows.usage_totals(conn, found["id"]))
-    return AgentPage(found, resolved, _page(rows, variant_read, limit), slugs, usage)
+        split = await _split(conn, found)
+    return AgentPage(found, resolved, _page(rows, variant_read, limit), slugs, usage, split)
 
 
 # ---------------------------------------------------------------------------- variants
@@ -174,6 +225,7 @@ class Activation:
     live: ResolvedAgentConfig
     changes: list[dict[str, Any]]  # live -> after (`diffs.config_changes`); none when moot
     moot: bool  # already so: the action would change nothing
+    split: Split | None  # a running experiment, whose arms the action does not change
 
 
 async def activation(db: Database, agent_ref: str, variant_ref: str, *, activate: bool) -> Activation:
@@ -181,11 +233,12 @@ async def activation(db: Database, agent_ref: str, variant_ref: str, *, activate
         found = await _agent(conn, agent_ref)
         shown = variant_read(await _variant_row(conn, found["id"], variant_ref))
         live = await resolve_agent_config(conn, found["id"])
+        split = await _split(conn, found)
         moot = shown["is_active"] == activate
         if moot:
-            return Activation(found, shown, live, [], moot)
+            return Activation(found, shown, live, [], moot, split)
         after = await resolve_agent_config(conn, found["id"], variant=shown["id"] if activate else BASE)
-    return Activation(found, shown, live, config_changes(live.config(), after.config()), moot)
+    return Activation(found, shown, live, config_changes(live.config(), after.config()), moot, split)
 
 
 # ----------------------------------------------------------------------------- history

@@ -6,7 +6,9 @@ shows exactly the API's errors, each next to the field its `param` names.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -91,6 +93,12 @@ def see_other(path: str) -> RedirectResponse:
 def url(*parts: str) -> str:
     """A console URL from path segments (ids and slugs need no escaping, but names might)."""
     return PREFIX + "".join("/" + quote(part, safe="") for part in parts)
+
+
+def digest(seen: Any) -> str:
+    """A confirmation's digest of what it showed (posted back with the form): when what it
+    would do has moved before the click, the page is shown again, up to date."""
+    return hashlib.sha256(json.dumps(seen, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def new_csrf() -> str:
