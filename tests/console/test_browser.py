@@ -137,9 +137,15 @@ async def test_activate_behind_the_confirmation_then_undo(page: Page, console: C
     await page.get_by_role("navigation", name="Agent").get_by_role("link", name="History").click()
     await expect(page.locator("#timeline > li").first).to_contain_text("activate")
     await screenshot(page, "history")
-    await page.get_by_role("button", name="Undo the latest change").click()
-    await expect(page).to_have_url(re.compile(rf"/console/agents/{agent['slug']}/history$"))
+    # Undo asks first, naming the change (what, by whom, when, before -> after).
+    await page.get_by_role("link", name="Undo the latest change…").click()
+    await expect(page).to_have_url(re.compile(rf"/console/agents/{agent['slug']}/undo$"))
+    await expect(page.locator("main")).to_contain_text("activate of variant")
+    await screenshot(page, "confirm-undo")
+    await page.get_by_role("button", name="Undo", exact=True).click()
+    await expect(page).to_have_url(re.compile(rf"/console/agents/{agent['slug']}/history\?undone=rev_\w+$"))
     await expect(page.locator(".problem")).to_have_count(0)
+    await expect(page.locator(".notice")).to_contain_text("Undone: revision")
 
     await page.goto(f"/console/agents/{agent['slug']}")
     await expect(resolved_row(page, "temperature").locator("td.value")).to_have_text("0.2")
@@ -184,7 +190,12 @@ async def test_an_experiment_created_started_and_read(page: Page, console: Conso
     await expect(page).to_have_url(re.compile(r"/experiments/exp_[A-Za-z0-9]+$"))
     experiment_id = page.url.rsplit("/", 1)[1]
     await expect(page.locator("#status")).to_have_text("draft")
-    await page.get_by_role("button", name="Start").click()
+    # Starting asks first, saying who will get what.
+    await page.get_by_role("link", name="Start…").click()
+    await expect(page.locator("#arms tbody tr")).to_have_count(2)
+    await expect(page.locator("#arms tbody tr").nth(1)).to_contain_text("50%")
+    await screenshot(page, "confirm-start")
+    await page.get_by_role("button", name="Start", exact=True).click()
     await expect(page.locator("#status")).to_have_text("running")
 
     data = outcomes(experiment_id, [(None, 0.4, 0.5), (variant["id"], 0.8, 0.7)], per_arm=100)
@@ -199,6 +210,44 @@ async def test_an_experiment_created_started_and_read(page: Page, console: Conso
     await expect(reading.first).to_contain_text("still running")
     await expect(page.locator("#reading")).to_contain_text("evidence")  # 40% vs 80% over 100 runs each
     await screenshot(page, "experiment-results")
+
+    # While it runs, the agent page says who gets what.
+    await page.goto(f"/console/agents/{agent['slug']}")
+    await expect(page.locator("#split-arms tbody tr")).to_have_count(2)
+    await expect(page.locator("#split")).to_contain_text("without a subject")
+    await screenshot(page, "agent-split")
+
+    # Stopping asks first: it is final, and traffic goes back to normal resolution.
+    await page.goto(f"/console/agents/{agent['slug']}/experiments/{experiment_id}")
+    await page.get_by_role("link", name="Stop (final)…").click()
+    await expect(page.locator("main")).to_contain_text("never start again")
+    await screenshot(page, "confirm-stop")
+    await page.get_by_role("button", name="Stop (final)", exact=True).click()
+    await expect(page.locator("#status")).to_have_text("stopped")
+
+
+async def test_long_prompts_are_collapsed_and_compared_line_by_line(page: Page, console: Console) -> None:
+    lines = [
+        f"Rule {n:04d}: answer the customer politely and cite the policy section that applies." for n in range(1250)
+    ]
+    agent = await console.agent(system_prompt="\n".join(lines))
+    lines[600] = "Rule 0600: answer in one short paragraph."
+    variant = await console.variant(agent, system_prompt="\n".join(lines))
+    await sign_in(page, console.admin_key)
+    await page.goto(f"/console/agents/{agent['slug']}")
+    prompt = resolved_row(page, "system_prompt").locator("details")
+    await expect(prompt).not_to_have_attribute("open", "")
+    assert await page.evaluate("() => document.documentElement.scrollHeight") < 5_000  # was 26,000 px
+    await screenshot(page, "agent-long-prompt")
+    await prompt.locator("summary").click()
+    await expect(prompt.locator("> span.text")).to_contain_text("Rule 1249")
+
+    await page.goto(f"/console/agents/{agent['slug']}/variants/{variant['slug']}?against=base")
+    await expect(page.locator("#diff .linediff .removed")).to_have_text(
+        "- " + "Rule 0600: answer the customer politely and cite the policy section that applies."
+    )
+    await expect(page.locator("#diff .linediff .added")).to_have_text("+ Rule 0600: answer in one short paragraph.")
+    await screenshot(page, "variant-line-diff")
 
 
 async def test_a_read_key_sees_no_control_that_changes_anything(page: Page, console: Console) -> None:
@@ -228,6 +277,8 @@ async def test_a_read_key_sees_no_control_that_changes_anything(page: Page, cons
         f"{base}/history",
         f"{base}/experiments",
         f"{base}/experiments/{experiment['id']}",
+        f"{base}/experiments/{experiment['id']}/start",
+        f"{base}/undo",
         f"{base}/variants/{variant['slug']}/activate",
     ):
         response = await page.goto(path)

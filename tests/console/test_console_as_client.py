@@ -113,6 +113,10 @@ async def test_each_page_reads_its_data_in_one_snapshot(conn: AsyncConnection, d
             f"{base}/history?at=2000-01-01T00:00:00",
             f"{base}/experiments",
             f"{base}/experiments/{experiment['id']}",
+            f"{base}/experiments/{experiment['id']}/start",
+            f"{base}/experiments/{experiment['id']}/stop",
+            f"{base}/undo",
+            f"{base}/history?undone={oldest['id']}",
         ]
         seen: dict[str, Any] = {}
         for path in pages:

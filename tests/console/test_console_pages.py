@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import httpx
+
 from services.api.access.gate import FAILURE_LIMIT
 from services.api.db import Database
 from tests.console.conftest import Browser, csrf_of, make_key
@@ -147,7 +149,7 @@ async def test_a_variant_activated_behind_its_confirmation_changes_the_resolved_
     page = await admin.page("/console/agents/flow-bot")
     assert re.search(r'data-field="temperature">.*?0\.1.*?badge variant', page, re.S)
     assert "is-active" in page
-    history = await admin.page("/console/agents/flow-bot/history")
+    history = await admin.page("/console/agents/flow-bot/undo")  # the undo's confirmation
     unnamed = await admin.http.post("/console/agents/flow-bot/undo", data={"csrf": csrf_of(history)})
     assert unnamed.status_code == 422  # the console always names the change it undoes
     named = re.search(r'name="revision_id" value="(rev_[0-9A-Z]{26})">\s*<button type="submit">Undo', history)
@@ -168,6 +170,12 @@ async def test_a_read_key_sees_everything_and_no_control_that_changes_anything(
         from_page="/console/agents",
     )
     await admin.submit("/console/agents/read-bot/variants", {"variant_name": "V"}, from_page="/console/agents/read-bot")
+    made = await admin.submit(
+        "/console/agents/read-bot/experiments",
+        {"name": "E", "arms[0].variant": "base", "arms[0].weight": "1", "arms[1].variant": "v", "arms[1].weight": "1"},
+        from_page="/console/agents/read-bot/experiments",
+    )
+    experiment = made.headers["location"]
     await admin.http.post("/console/sign-out", data={"csrf": csrf_of(await admin.page("/console/agents"))})
     _, secret = await make_key(db, "read")
     await browser.sign_in(secret)
@@ -178,6 +186,10 @@ async def test_a_read_key_sees_everything_and_no_control_that_changes_anything(
         "/console/agents/read-bot/history",
         "/console/agents/read-bot/experiments",
         "/console/agents/read-bot/variants/v/activate",
+        "/console/agents/read-bot/undo",
+        experiment,
+        experiment + "/start",
+        experiment + "/stop",
     ):
         page = await browser.page(path)
         posts = re.findall(r'<form method="post" action="([^"]+)"', page)
@@ -185,6 +197,8 @@ async def test_a_read_key_sees_everything_and_no_control_that_changes_anything(
     refused = await browser.submit(
         "/console/agents/read-bot/variants/v/activate", {"version": "1"}, from_page="/console/agents"
     )
+    assert refused.status_code == 403
+    refused = await browser.submit(experiment + "/start", {"version": "1"}, from_page="/console/agents")
     assert refused.status_code == 403
 
 
@@ -254,7 +268,7 @@ async def test_an_experiment_from_draft_to_results_with_charts_and_a_reading(adm
     )
     assert made.status_code == 303
     page_path = made.headers["location"]
-    started = await admin.submit(page_path + "/start", {}, from_page=page_path)
+    started = await _confirmed(admin, page_path + "/start")
     assert started.status_code == 303
     page = await admin.page(page_path)
     assert 'id="status">running' in page
@@ -278,9 +292,16 @@ async def test_an_experiment_from_draft_to_results_with_charts_and_a_reading(adm
     page = await admin.page(page_path)
     assert page.count("<svg") >= 4 and "Reading" in page
     assert re.search(r'<div id="reading">\s*<p>', page)
-    stopped = await admin.submit(page_path + "/stop", {}, from_page=page_path)
+    stopped = await _confirmed(admin, page_path + "/stop")
     assert stopped.status_code == 303 and 'id="status">stopped' in await admin.page(page_path)
     assert "<svg" in await admin.page("/console/agents/test-bot")  # the usage chart
+
+
+async def _confirmed(browser: Browser, path: str) -> httpx.Response:
+    """POST the form of the confirmation page at `path`, as its button would."""
+    page = await browser.page(path)
+    fields = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', page))
+    return await browser.http.post(path, data={**fields, "csrf": csrf_of(page)})
 
 
 async def test_history_as_of_restore_and_compare(admin: Browser) -> None:
@@ -519,7 +540,7 @@ async def test_undo_names_what_it_undoes_and_refuses_if_something_else_came_firs
         from_page="/console/agents",
     )
     await admin.submit("/console/agents/undo-bot/variants", {"variant_name": "A"}, from_page="/console/agents/undo-bot")
-    history = await admin.page("/console/agents/undo-bot/history")
+    history = await admin.page("/console/agents/undo-bot/undo")  # the undo's confirmation
     shown = re.search(r'name="revision_id" value="(rev_[0-9A-Z]{26})">\s*<button type="submit">Undo', history)
     assert shown and "create of variant “A”" in history
     await admin.submit("/console/agents/undo-bot/variants", {"variant_name": "B"}, from_page="/console/agents/undo-bot")

@@ -1,5 +1,6 @@
-"""Console pages for experiments: create with arms and weights, start, stop, and results
-as charts per arm with a plain-language reading of each comparison with the control.
+"""Console pages for experiments: create with arms and weights, start and stop (each behind
+a confirmation that says who will get what), and results as charts per arm with a
+plain-language reading of each comparison with the control.
 
 Reads come from `console.queries` (one snapshot a page), writes go through the services."""
 
@@ -14,7 +15,18 @@ from pydantic import ValidationError
 
 from services.api.console import charts, queries, reading
 from services.api.console.sessions import Viewer
-from services.api.console.web import db_of, error_page, errors_of, render, see_other, url, viewer, write_context, writer
+from services.api.console.web import (
+    db_of,
+    digest,
+    error_page,
+    errors_of,
+    render,
+    see_other,
+    url,
+    viewer,
+    write_context,
+    writer,
+)
 from services.api.exceptions import DomainError, NotFound
 from services.api.experiments import service as experiments
 from services.api.experiments.schemas import ExperimentCreate
@@ -24,6 +36,7 @@ router = APIRouter()
 ARM_ROWS = 4  # arm inputs on the create form (the API takes 2 to 10)
 PAGE = 25
 ARM = re.compile(r"^arms\[(\d+)\]")
+ACTIONS = ("start", "stop")  # each behind its confirmation
 Seen = Annotated[Viewer, Depends(viewer)]
 Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
 
@@ -141,23 +154,98 @@ async def _results(
     )
 
 
+@router.get("/agents/{agent}/experiments/{experiment}/{action}")
+async def confirm(request: Request, agent: str, experiment: str, action: str, who: Seen) -> Response:
+    """What starting (who will get what) or stopping (final: back to normal resolution)
+    will do, before it happens."""
+    if action not in ACTIONS:
+        raise NotFound("Page", action)
+    shown = await queries.experiment_action(db_of(request), agent, experiment, start=action == "start")
+    return _confirmation(request, shown, action, who, notice=None)
+
+
+def _moot(shown: queries.ExperimentAction, action: str) -> str | None:
+    """Why there is nothing to confirm, or None."""
+    name, status = shown.experiment["name"], shown.experiment["status"]
+    if action == "start":
+        if status == "stopped":
+            return f"{name} is stopped: a stopped experiment can never start again."
+        if status == "running":
+            return f"{name} is already running: there is nothing to start."
+        if shown.running is not None:
+            return (
+                f"Experiment {shown.running['name']} of this agent is running: stop it before starting this one"
+                " (an agent runs one experiment at a time)."
+            )
+        return None
+    if status == "draft":
+        return f"{name} is a draft: it has not started, so there is nothing to stop."
+    if status == "stopped":
+        return f"{name} is already stopped: it can never start again."
+    return None
+
+
+def _confirmation(
+    request: Request,
+    shown: queries.ExperimentAction,
+    action: str,
+    who: Viewer,
+    *,
+    notice: str | None,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "confirm_experiment.html",
+        status_code=status_code,
+        who=who,
+        agent=shown.agent,
+        experiment=shown.experiment,
+        action=action,
+        live=shown.live,
+        arms=shown.arms,
+        moot=_moot(shown, action),
+        state=_state(shown),
+        notice=notice,
+    )
+
+
+def _state(shown: queries.ExperimentAction) -> str:
+    """A digest of what the confirmation showed: the experiment's version and status, what
+    each arm serves (and so its changes), the live config and the running experiment."""
+    arms = [(arm.weight, arm.config.variant_id, arm.config.config()) for arm in shown.arms]
+    running = shown.running["id"] if shown.running else None
+    return digest([shown.experiment["version"], shown.experiment["status"], shown.live.config(), arms, running])
+
+
 @router.post("/agents/{agent}/experiments/{experiment}/{action}")
 async def act(request: Request, agent: str, experiment: str, action: str, writes: Writes) -> Response:
-    who, _ = writes
+    who, form = writes
+    if action not in ACTIONS:
+        raise NotFound("Action", action)
     db = db_of(request)
-    found = await queries.agent(db, agent)
+    shown = await queries.experiment_action(db, agent, experiment, start=action == "start")
+    if form.get("state") != _state(shown):  # not confirmed, or confirmed before something moved
+        return _confirmation(
+            request,
+            shown,
+            action,
+            who,
+            status_code=409,
+            notice="Not done: what this does changed since that page was shown (or it was not shown)."
+            " This is what it will do now; confirm again.",
+        )
+    agent_id, experiment_id = shown.agent["id"], shown.experiment["id"]
     try:
         if action == "start":
-            await experiments.start_experiment(db, found["id"], experiment, context=write_context(who))
-        elif action == "stop":
-            await experiments.stop_experiment(db, found["id"], experiment, context=write_context(who))
+            await experiments.start_experiment(db, agent_id, experiment_id, context=write_context(who, form))
         else:
-            raise NotFound("Action", action)
-    except DomainError as error:
+            await experiments.stop_experiment(db, agent_id, experiment_id, context=write_context(who, form))
+    except DomainError as error:  # another started first, a live arm's duplicate, the rule, a race
         if error.code == "resource_missing":
             raise
         return await _results(request, agent, experiment, who, problem=error.detail, status_code=409)
-    return see_other(url("agents", found["slug"], "experiments", experiment))
+    return see_other(url("agents", shown.agent["slug"], "experiments", experiment_id))
 
 
 def _arm_name(arm: dict[str, Any], slugs: dict[str, str]) -> str:

@@ -1,5 +1,6 @@
 """Console pages for an agent's history: the timeline of revisions with what each changed,
-undo of the latest change, restore of a variant to a revision, and the "as of" view.
+undo of the latest change (behind a confirmation naming it), restore of a variant to a
+revision, and the "as of" view.
 
 Reads come from `console.queries` (one snapshot a page), writes go through the services."""
 
@@ -55,8 +56,10 @@ def _order(key: str) -> tuple[int, str]:
 
 
 @router.get("/agents/{agent}/history")
-async def timeline(request: Request, agent: str, who: Seen, after: str | None = None, at: str = "") -> Response:
-    return await _timeline(request, agent, who, after=after, at=at, problem=None)
+async def timeline(
+    request: Request, agent: str, who: Seen, after: str | None = None, at: str = "", undone: str | None = None
+) -> Response:
+    return await _timeline(request, agent, who, after=after, at=at, problem=None, undone=undone)
 
 
 def instant(text: str) -> datetime:
@@ -80,6 +83,7 @@ async def _timeline(
     at: str,
     problem: str | None,
     status_code: int = 200,
+    undone: str | None = None,
 ) -> Response:
     if after is not None and not is_id("revision", after):
         await queries.agent(db_of(request), agent)  # an unknown agent is a 404 first
@@ -90,7 +94,9 @@ async def _timeline(
             moment = instant(at)
         except ValueError as error:
             as_of_error = str(error)
-    shown = await queries.history_page(db_of(request), agent, after, moment, limit=PAGE)
+    # After an undo, the page says what was undone (`undone`: the revision reverted).
+    undone = undone if undone is not None and is_id("revision", undone) else None
+    shown = await queries.history_page(db_of(request), agent, after, moment, limit=PAGE, undone=undone)
     entries = [{"revision": r, "changes": revision_changes(r)} for r in shown.revisions.items]
     return render(
         request,
@@ -108,6 +114,35 @@ async def _timeline(
         fields=CONFIG_FIELDS,
         problem=problem,
         next_undo=shown.next_undo,
+        undone=shown.undone,
+    )
+
+
+@router.get("/agents/{agent}/undo")
+async def confirm_undo(request: Request, agent: str, who: Seen) -> Response:
+    """Which change an undo would revert (what, by whom, when, its before and after), before it happens."""
+    found, target = await queries.next_undo(db_of(request), agent)
+    return _undo_confirmation(request, found, target, who, notice=None)
+
+
+def _undo_confirmation(
+    request: Request,
+    agent: dict[str, Any],
+    target: dict[str, Any] | None,
+    who: Viewer,
+    *,
+    notice: str | None,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "confirm_undo.html",
+        status_code=status_code,
+        who=who,
+        agent=agent,
+        target=target,
+        changes=revision_changes(target) if target is not None else [],
+        notice=notice,
     )
 
 
@@ -115,7 +150,6 @@ async def _timeline(
 async def undo(request: Request, agent: str, writes: Writes) -> Response:
     who, form = writes
     db = db_of(request)
-    found = await queries.agent(db, agent)
     expected = form.get("revision_id", "")
     if not is_id("revision", expected):  # the console always says which change it undoes
         return await _timeline(
@@ -127,11 +161,20 @@ async def undo(request: Request, agent: str, writes: Writes) -> Response:
             status_code=422,
             problem="Which change to undo was not said; use the button on this page.",
         )
+    found, target = await queries.next_undo(db, agent)
+    if target is None or target["id"] != expected:  # another change came first: show what undo would do now
+        notice = (
+            f"Not done: the latest change is now revision {target['id']}, not {expected}. This is what undo"
+            " would revert now; confirm again."
+            if target is not None
+            else f"Not done: revision {expected} is no longer the latest change, and nothing is left to undo."
+        )
+        return _undo_confirmation(request, found, target, who, status_code=409, notice=notice)
     try:
-        await undoing.undo(db, found["id"], context=write_context(who), expected=expected)
-    except DomainError as error:  # nothing to undo, another change came first, or it would break a rule
+        done = await undoing.undo(db, found["id"], context=write_context(who), expected=expected)
+    except DomainError as error:  # another change came first after all, or it would break a rule
         return await _timeline(request, agent, who, after=None, at="", problem=error.detail, status_code=409)
-    return see_other(url("agents", found["slug"], "history"))
+    return see_other(url("agents", found["slug"], "history") + f"?undone={done['reverted_revision_id']}")
 
 
 @router.post("/agents/{agent}/variants/{variant}/restore")

@@ -245,16 +245,25 @@ async def activation(db: Database, agent_ref: str, variant_ref: str, *, activate
 
 
 @dataclass(frozen=True)
+class Undone:
+    """A change that was undone (the history's notice after an undo)."""
+
+    revision: dict[str, Any]  # the revision reverted
+    undo_id: str  # the `undo` revision that reverted it
+
+
+@dataclass(frozen=True)
 class HistoryPage:
     agent: dict[str, Any]
     revisions: Page
     next_undo: dict[str, Any] | None  # the revision an undo would revert now
     as_of: ResolvedAgentConfig | None  # what resolution returned at `at`
     as_of_error: str | None  # why it cannot say (the agent did not exist then)
+    undone: Undone | None  # the revision `undone` names, if it is this agent's and undone
 
 
 async def history_page(
-    db: Database, agent_ref: str, after: str | None, at: datetime | None, *, limit: int
+    db: Database, agent_ref: str, after: str | None, at: datetime | None, *, limit: int, undone: str | None = None
 ) -> HistoryPage:
     async with db.snapshot() as conn:
         found = await _agent(conn, agent_ref)
@@ -266,13 +275,25 @@ async def history_page(
                 as_of = await resolve_at(conn, found["id"], at)
             except (DomainError, LookupError) as error:
                 as_of_error = str(error)
+        reverted = await revision_rows.get(conn, found["id"], undone) if undone else None
     return HistoryPage(
         found,
         _page(rows, revision_read, limit),
         revision_read(undoable) if undoable is not None else None,
         as_of,
         as_of_error,
+        Undone(revision_read(reverted), reverted["undone_by_id"])
+        if reverted is not None and reverted["undone_by_id"] is not None
+        else None,
     )
+
+
+async def next_undo(db: Database, agent_ref: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The agent, and the revision an undo would revert now (None when nothing is left)."""
+    async with db.snapshot() as conn:
+        found = await _agent(conn, agent_ref)
+        undoable = await revision_rows.newest_undoable(conn, found["id"])
+    return found, revision_read(undoable) if undoable is not None else None
 
 
 # ------------------------------------------------------------------------- experiments
@@ -310,3 +331,46 @@ async def experiment_page(db: Database, agent_ref: str, experiment_ref: str) -> 
         aggregates = await outcome_rows.arm_aggregates(conn, row["id"])
         slugs = dict(await variant_rows.slugs(conn, found["id"]))
     return ExperimentPage(found, experiment_read(row), results_of(row, aggregates), slugs)
+
+
+@dataclass(frozen=True)
+class ExperimentAction:
+    """What starting (or stopping) an experiment would do: who gets what."""
+
+    agent: dict[str, Any]
+    experiment: dict[str, Any]
+    live: ResolvedAgentConfig  # what requests without a subject get (and, once stopped, every request)
+    # Start: each arm's config were it started now, and its changes from the live config.
+    # Stop: each arm's snapshot, and its subjects' changes back to the live config.
+    arms: list[Arm]
+    running: dict[str, Any] | None  # the agent's running experiment (this one, or one that blocks a start)
+
+
+async def experiment_action(db: Database, agent_ref: str, experiment_ref: str, *, start: bool) -> ExperimentAction:
+    async with db.snapshot() as conn:
+        found = await _agent(conn, agent_ref)
+        row = await experiment_rows.get(conn, found["id"], experiment_ref)
+        if row is None:
+            raise NotFound("Experiment", experiment_ref)
+        live = await resolve_agent_config(conn, found["id"])
+        running = await experiment_rows.running(conn, found["id"])
+        configs: Sequence[ResolvedAgentConfig]
+        if row["status"] == "draft":
+            # As the start would snapshot them: a `live` arm takes the variant active now.
+            configs = [
+                await resolve_agent_config(
+                    conn, found["id"], variant=(live.variant_id if arm.get("live") else arm["variant_id"]) or BASE
+                )
+                for arm in row["arms"]
+            ]
+        else:
+            configs = await arm_configs(conn, row, agent_slug=found["slug"])
+    if start and row["status"] == "draft":
+        arms = _arms(row["arms"], configs, lambda arm: config_changes(live.config(), arm.config()))
+    elif not start and row["status"] == "running":
+        arms = _arms(row["arms"], configs, lambda arm: config_changes(arm.config(), live.config()))
+    else:
+        arms = _arms(row["arms"], configs)
+    return ExperimentAction(
+        found, experiment_read(row), live, arms, experiment_read(running) if running is not None else None
+    )
