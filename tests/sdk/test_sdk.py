@@ -188,7 +188,9 @@ async def test_a_deleted_agent_becomes_not_found_and_a_new_one_under_its_slug_is
         return False
 
     await until(gone, within=PROPAGATION_BOUND, what="NotFound once deleted")
-    # The slug is free again: a new agent under it is resolved afresh, not the old copy.
+    # A delete archives (contract 1.1): the slug stays taken until a purge frees it; then a
+    # new agent under it is resolved afresh, not the old copy.
+    await ok(replicas.http.delete(f"{replicas.a.url}/v1/agents/{agent['id']}", params={"purge": "true"}), 204)
     again = await ok(
         replicas.http.post(
             f"{replicas.a.url}/v1/agents",
