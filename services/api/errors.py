@@ -18,7 +18,7 @@ import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path, get_route_path
 
@@ -324,20 +324,24 @@ def install(app: FastAPI, *, html_pages: tuple[str, HtmlPage] | None = None) -> 
 
 
 class ProblemFieldError(BaseModel):
-    param: str
-    message: str
+    """One bad field or parameter."""
+
+    param: str = Field(description="Its path: `config.temperature`, `data[3].input_tokens`, `after`, ...")
+    message: str = Field(description="What is wrong with it.")
 
 
 class Problem(BaseModel):
     """An RFC 9457 problem document."""
 
-    type: str
-    title: str
-    status: int
-    detail: str
-    code: str
-    instance: str | None = None
-    errors: list[ProblemFieldError] | None = None
+    type: str = Field(description="A URI per `code`, documented with it in the API docs.")
+    title: str = Field(description="A short, fixed summary of the `code`.")
+    status: int = Field(description="The HTTP status.")
+    detail: str = Field(description="A sentence about this occurrence, naming what was wrong.")
+    code: str = Field(description="The stable, snake_case code to act on (`slug_taken`, `validation_error`, ...).")
+    instance: str | None = Field(None, description="The path of the request.")
+    errors: list[ProblemFieldError] | None = Field(
+        None, description="Validation failures only: every bad field or parameter, not just the first."
+    )
 
 
 # Component name and description for each error status an operation may list.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +21,7 @@ from pydantic_core import PydanticCustomError
 from services.api.slugs import RESERVED_VARIANT_SLUGS, slugify
 from services.shared.agent_config import (
     CONFIG_FIELDS,
+    DEFAULTS,
     INTEGER_FIELDS,
     NUMBER_FIELDS,
     STRING_FIELDS,
@@ -125,6 +127,51 @@ CONFIG_READ_TYPES: dict[str, Any] = {
 }
 
 
+# What each config field is for. The service stores the values and checks their ranges and
+# the one cross-field rule; the agent that resolves its config applies them.
+CONFIG_MEANINGS: dict[str, str] = {
+    "model_provider": "Who serves the model, as the agent names it (`openai`, `anthropic`, `vllm`, ...).",
+    "model_name": "The model's name at its provider (`gpt-4o-mini`, `claude-sonnet-4-5`, ...).",
+    "system_prompt": "The system prompt the agent sends at the start of every conversation.",
+    "user_prompt_template": "The template the agent fills in to make each user message (its placeholders are the "
+    "agent's own, such as `{question}`); empty: the agent sends its input as it is.",
+    "prompt_version": "A label of your choosing for this version of the prompts (`v7`, `2026-11-22`), "
+    "for the agent's logs and traces; the service only stores it.",
+    "temperature": "Sampling temperature: 0 is the most deterministic, higher values vary more.",
+    "max_tokens": "The most tokens the model may generate in one response.",
+    "context_window": "The model's context window in tokens (input and output together); 0 = unspecified. "
+    "When above 0, `input_token_limit + max_tokens` must fit in it (else 422 `inconsistent_config`).",
+    "input_token_limit": "The most tokens the agent may send as input in one model call; 0 = no limit.",
+    "token_budget": "The most tokens (input and output) the agent may spend on one task, over all its model "
+    "calls; 0 = no budget.",
+    "timeout_seconds": "How long the agent waits for one model call before giving it up, in seconds.",
+    "max_retries": "How many times the agent retries a failed model call; 0 = never.",
+}
+
+
+def _range(name: str) -> str:
+    """The field's allowed values, from the same limits the requests are checked against."""
+    if name in STRING_FIELDS:
+        low, high = STRING_FIELDS[name]
+        return f"{low:,} to {high:,} characters." if low else f"Up to {high:,} characters."
+    if name in NUMBER_FIELDS:
+        low_number, high_number = NUMBER_FIELDS[name]
+        return f"From {low_number} to {high_number}, finite."
+    low, high = INTEGER_FIELDS[name]
+    return f"Integer, {low:,} to {high:,}."
+
+
+def config_description(name: str, note: str = "") -> str:
+    """A config field's description: what it is for, its range, and what the schema adds."""
+    return " ".join(part for part in (CONFIG_MEANINGS[name], _range(name), note) if part)
+
+
+def default_note(name: str) -> str:
+    """On an agent's create: required, or the default an omitted or null field takes."""
+    default = DEFAULTS[name]
+    return "Required." if default is None else f"Default when omitted or null: `{json.dumps(default)}`."
+
+
 class StrictModel(BaseModel):
     """Request bodies: unknown fields are a 422, never silently dropped."""
 
@@ -138,7 +185,9 @@ AgentConfigCreate = create_model(  # type: ignore[call-overload]
     __doc__="An agent's base config on create; omitted or null fields take their default.",
     **{
         name: (
-            (CONFIG_TYPES[name], ...) if name in ("model_provider", "model_name") else (CONFIG_TYPES[name] | None, None)
+            (CONFIG_TYPES[name], Field(description=config_description(name, default_note(name))))
+            if name in ("model_provider", "model_name")
+            else (CONFIG_TYPES[name] | None, Field(None, description=config_description(name, default_note(name))))
         )
         for name in CONFIG_FIELDS
     },
@@ -149,7 +198,18 @@ ConfigOverrides = create_model(  # type: ignore[call-overload]
     "ConfigOverrides",
     __base__=StrictModel,
     __doc__="Any subset of the twelve fields; null removes an override (inherit again).",
-    **{name: (CONFIG_TYPES[name] | None, None) for name in CONFIG_FIELDS},
+    **{
+        name: (
+            CONFIG_TYPES[name] | None,
+            Field(
+                None,
+                description=config_description(
+                    name, "Null removes the override: the agent's value is inherited again."
+                ),
+            ),
+        )
+        for name in CONFIG_FIELDS
+    },
 )
 
 
@@ -157,14 +217,20 @@ ConfigOverrides = create_model(  # type: ignore[call-overload]
 AgentConfigRead = create_model(  # type: ignore[call-overload]
     "AgentConfigRead",
     __doc__="The agent's base config: all twelve fields.",
-    **{name: (CONFIG_READ_TYPES[name], ...) for name in CONFIG_FIELDS},
+    **{name: (CONFIG_READ_TYPES[name], Field(description=config_description(name))) for name in CONFIG_FIELDS},
 )
 
 # In responses: only the fields a variant sets are present, and none is ever null.
 ConfigOverridesRead = create_model(  # type: ignore[call-overload]
     "ConfigOverridesRead",
     __doc__="The fields a variant overrides (the others are inherited from the agent).",
-    **{name: (CONFIG_READ_TYPES[name], None) for name in CONFIG_FIELDS},
+    **{
+        name: (
+            CONFIG_READ_TYPES[name],
+            Field(None, description=config_description(name, "Absent when the variant inherits the agent's.")),
+        )
+        for name in CONFIG_FIELDS
+    },
 )
 
 
@@ -189,14 +255,56 @@ def list_page(items: list[dict[str, Any]], *, limit: int) -> dict[str, Any]:
     return page.model_dump(mode="json")
 
 
+# Ids the OpenAPI examples share, so that an agent, its variant, experiment, revision and
+# key tie together across the examples of every object.
+EXAMPLE_IDS = {
+    "agent": "agt_01JDQ3V0Y8K2M4N6P8R0S2T4V6",
+    "variant": "var_01JDQ3W5A7C9E1G3J5K7M9P1R3",
+    "other_variant": "var_01JDQ3W2Z4B6D8F0H2K4N6Q8S0",
+    "experiment": "exp_01JDQ40B2D4F6H8K0M2P4R6T8V",
+    "revision": "rev_01JDQ41C3E5G7J9M1P3S5V7X9Z",
+    "earlier_revision": "rev_01JDQ3W5A9C1E3G5J7K9M1P3R5",
+    "api_key": "key_01JDQ3T2X4Z6B8D0F2H4K6M8P0",
+}
+EXAMPLE_TIMES = ("2026-11-22T10:00:00.123456Z", "2026-11-22T10:04:31.008812Z", "2026-11-22T10:05:12.402117Z")
+EXAMPLE_CONFIG: dict[str, Any] = {
+    "model_provider": "openai",
+    "model_name": "gpt-4o-mini",
+    "system_prompt": "You are Acme's support assistant. Answer from the help center; say when you do not know.",
+    "user_prompt_template": "Customer question: {question}",
+    "prompt_version": "v7",
+    "temperature": 0.7,
+    "max_tokens": 1024,
+    "context_window": 128000,
+    "input_token_limit": 8000,
+    "token_budget": 50000,
+    "timeout_seconds": 30,
+    "max_retries": 2,
+}
+
 T = TypeVar("T")
+
+
+def _page_examples(schema: dict[str, Any], cls: type[BaseModel]) -> None:
+    """A page's example: one item, from the item model's own first example."""
+    (item,) = get_args(cls.model_fields["data"].annotation) or (None,)
+    extra = getattr(item, "model_config", {}).get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    if examples:
+        first = examples[0]
+        page = {"object": "list", "data": [first], "first_id": first["id"], "last_id": first["id"], "has_more": False}
+        schema["examples"] = [page]
 
 
 class Page(BaseModel, Generic[T]):
     """A page of a list, newest first."""
 
-    object: Literal["list"]
-    data: list[T]
-    first_id: str | None
-    last_id: str | None
-    has_more: bool
+    model_config = ConfigDict(json_schema_extra=_page_examples)
+
+    object: Literal["list"] = Field(description="Always `list`.")
+    data: list[T] = Field(description="The items, newest first: at most `limit`.")
+    first_id: str | None = Field(description="The id of the first item; null on an empty page.")
+    last_id: str | None = Field(
+        description="The id of the last item: pass it as `after` for the next page. Null on an empty page."
+    )
+    has_more: bool = Field(description="Whether items follow this page.")

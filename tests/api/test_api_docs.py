@@ -1,7 +1,11 @@
-"""The API's docs: /docs and /redoc work offline.
+"""The API's docs: /docs and /redoc work offline, and /openapi.json explains and shows everything.
 
-The pages load nothing from another host (no CDN): every script, style and icon they name
-is served by the app itself, with its content type and a long cache.
+- The pages load nothing from another host (no CDN): every script, style and icon they name
+  is served by the app itself, with its content type and a long cache.
+- The OpenAPI document: every property of every schema has a description, every operation
+  a description of its own (more than the scope it needs), every JSON request body and
+  every 2xx JSON response an example, every error response an example, and every example
+  is valid against its schema.
 
 No database is needed: the app is built on one it never connects to.
 """
@@ -9,11 +13,13 @@ No database is needed: the app is built on one it never connects to.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import jsonschema_rs
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -22,6 +28,8 @@ from services.api.app import create_app
 from services.api.db import Database
 from tests.helpers import settings_for_tests
 
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+SCOPE_NOTE = re.compile(r"\s*Needs an API key with scope `\w+` or above\.\s*$")
 CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 A_YEAR = 365 * 24 * 3600
 
@@ -101,3 +109,136 @@ async def test_only_the_docs_assets_are_served(anonymous: httpx.AsyncClient) -> 
         assert (await anonymous.get(f"/{folder}/{other}")).status_code == 404, other
     # Another version's URL is not served: the cached files are never stale.
     assert (await anonymous.get("/docs/assets/0.0.0/swagger-ui-bundle.js")).status_code == 404
+
+
+# --- the OpenAPI document ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def document(anonymous: httpx.AsyncClient) -> dict[str, Any]:
+    response = await anonymous.get("/openapi.json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def operations(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield f"{method.upper()} {path}", operation
+
+
+def resolve(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node and set(node) == {"$ref"}:
+        target: Any = document
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def examples_of(media: dict[str, Any]) -> list[Any]:
+    """The examples of a media type object: `example`, or each of `examples`."""
+    found = [media["example"]] if "example" in media else []
+    return found + [example["value"] for example in media.get("examples", {}).values()]
+
+
+def json_media(content: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for media_type, media in content.items():
+        if media_type == "application/json" or media_type.endswith("+json"):
+            yield media_type, media
+
+
+def test_every_schema_property_has_a_description(document: dict[str, Any]) -> None:
+    missing = [
+        f"{name}.{prop}"
+        for name, schema in document["components"]["schemas"].items()
+        for prop, spec in schema.get("properties", {}).items()
+        if not spec.get("description", "").strip()
+    ]
+    assert not missing, f"{len(missing)} properties without a description: {missing}"
+
+
+def test_every_operation_has_a_description(document: dict[str, Any]) -> None:
+    # The note on the scope a route needs is added to every description: it is not one.
+    missing = [label for label, op in operations(document) if not SCOPE_NOTE.sub("", op.get("description", "")).strip()]
+    assert not missing, f"operations without a description: {missing}"
+
+
+def test_every_json_request_body_has_an_example(document: dict[str, Any]) -> None:
+    missing = [
+        f"{label} {media_type}"
+        for label, op in operations(document)
+        for media_type, media in json_media(op.get("requestBody", {}).get("content", {}))
+        if not examples_of(media)
+    ]
+    assert not missing, f"request bodies without an example: {missing}"
+
+
+def test_every_successful_json_response_has_an_example(document: dict[str, Any]) -> None:
+    missing, seen = [], 0
+    for label, op in operations(document):
+        for status, response in op["responses"].items():
+            if not status.startswith("2"):
+                continue
+            for media_type, media in json_media(resolve(document, response).get("content", {})):
+                seen += 1
+                if not examples_of(media):
+                    missing.append(f"{label} {status} {media_type}")
+    assert seen > 30
+    assert not missing, f"2xx responses without an example: {missing}"
+
+
+def test_every_error_response_has_an_example(document: dict[str, Any]) -> None:
+    missing, seen = [], 0
+    for label, op in operations(document):
+        for status, response in op["responses"].items():
+            if status[0] not in "45":
+                continue
+            content = resolve(document, response).get("content", {})
+            assert content, f"{label} {status} has no content"
+            for media_type, media in content.items():
+                seen += 1
+                if not examples_of(media):
+                    missing.append(f"{label} {status} {media_type}")
+    assert seen > 100
+    assert not missing, f"error responses without an example: {missing}"
+
+
+def validator(document: dict[str, Any], schema: dict[str, Any]) -> Any:
+    """A validator of `schema` whose `$ref`s reach the document's components."""
+    root = {**schema, "components": document["components"]}
+    return jsonschema_rs.Draft202012Validator(root, validate_formats=True)
+
+
+def every_example(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], Any]]:
+    """(where, schema, example) for every example in the document."""
+    for name, schema in document["components"]["schemas"].items():
+        for i, example in enumerate(schema.get("examples", [])):
+            yield f"schemas.{name}.examples[{i}]", {"$ref": f"#/components/schemas/{name}"}, example
+    for name, response in document["components"].get("responses", {}).items():
+        for media_type, media in response.get("content", {}).items():
+            for example in examples_of(media):
+                yield f"responses.{name} {media_type}", media["schema"], example
+    for label, op in operations(document):
+        places = [("request", op.get("requestBody", {}))]
+        places += [(status, response) for status, response in op["responses"].items() if "$ref" not in response]
+        for where, place in places:
+            for media_type, media in place.get("content", {}).items():
+                for example in examples_of(media):
+                    if "schema" in media:
+                        yield f"{label} {where} {media_type}", media["schema"], example
+
+
+def test_every_example_is_valid_against_its_schema(document: dict[str, Any]) -> None:
+    checked, invalid = 0, []
+    for where, schema, example in every_example(document):
+        checked += 1
+        errors = [
+            f"{'/'.join(map(str, e.instance_path))}: {e.message}"
+            for e in validator(document, schema).iter_errors(example)
+        ]
+        if errors:
+            invalid.append(f"{where}: {errors[:3]}")
+    assert checked > 60
+    assert not invalid, "\n".join(invalid)

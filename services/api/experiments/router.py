@@ -26,6 +26,9 @@ router = APIRouter(prefix="/v1/agents/{agent}/experiments", tags=["experiments"]
     responses=responses(400, 404, 409, 413, 415, 422),
 )
 async def create_experiment(request: Request, agent: str, body: ExperimentCreate, db: DB, context: Write) -> Response:
+    """Creates a draft experiment over 2 to 10 arms, each serving `base`, `live` or a variant
+    (each at most once) with a weight; the first arm is the control. Subjects are assigned
+    to arms by `sha256(f"{salt}:{subject}")`, so a client can compute the split itself."""
     experiment = await service.create_experiment(db, agent, body, context=context)
     return object_response(
         request,
@@ -48,6 +51,7 @@ async def list_experiments(
     after: ExperimentCursor = None,
     status: Literal["draft", "running", "stopped"] | None = Query(None, description="Only experiments in this status."),
 ) -> Response:
+    """The agent's experiments, newest first, `limit` at a time; `status` filters."""
     rows = await service.list_experiments(db, agent, after=after, limit=limit + 1, status=status)
     return JSONResponse(list_page(rows, limit=limit))
 
@@ -59,6 +63,7 @@ async def list_experiments(
     responses=responses(404, 422),
 )
 async def get_experiment(request: Request, agent: str, experiment: str, db: DB) -> Response:
+    """The experiment named by its id (`exp_...`) or its slug, with its `ETag`."""
     return object_response(request, await service.get_experiment(db, agent, experiment))
 
 
@@ -71,6 +76,8 @@ async def get_experiment(request: Request, agent: str, experiment: str, db: DB) 
 async def update_experiment(
     request: Request, agent: str, experiment: str, body: ExperimentUpdate, db: DB, context: Write
 ) -> Response:
+    """A JSON merge patch over `name`, `description`, `arms` (replaced whole) and `salt`; arms
+    and salt change only while a draft (409 `experiment_not_draft`). Honours `If-Match`."""
     return object_response(request, await service.update_experiment(db, agent, experiment, body, context=context))
 
 
@@ -78,6 +85,8 @@ async def update_experiment(
     "/{experiment}", status_code=204, summary="Delete a draft experiment", responses=responses(404, 409, 412, 422)
 )
 async def delete_experiment(agent: str, experiment: str, db: DB, context: Write) -> Response:
+    """Deletes a draft experiment (204); a running or stopped one is 409
+    `experiment_not_draft`."""
     await service.delete_experiment(db, agent, experiment, context=context)
     return Response(status_code=204)
 
@@ -89,6 +98,10 @@ async def delete_experiment(agent: str, experiment: str, db: DB, context: Write)
     responses=responses(404, 409, 412, 422),
 )
 async def start_experiment(request: Request, agent: str, experiment: str, db: DB, context: Write) -> Response:
+    """Starts splitting the agent's subjects between the arms: every arm's resolved config is
+    snapshotted and must pass the cross-field rule. At most one experiment per agent runs
+    (409 `experiment_running`); a stopped experiment cannot start again (409
+    `invalid_status`)."""
     return object_response(request, await service.start_experiment(db, agent, experiment, context=context))
 
 
@@ -99,4 +112,6 @@ async def start_experiment(request: Request, agent: str, experiment: str, db: DB
     responses=responses(404, 409, 412, 422),
 )
 async def stop_experiment(request: Request, agent: str, experiment: str, db: DB, context: Write) -> Response:
+    """Stops the experiment for good: resolution goes back to the active variant. Stopping a
+    draft is 409 `invalid_status`. Its results stay readable."""
     return object_response(request, await service.stop_experiment(db, agent, experiment, context=context))

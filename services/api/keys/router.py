@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from services.api.deps import DB, KeyCursor, Limit
 from services.api.errors import responses
 from services.api.keys import service
-from services.api.keys.schemas import KeyCreate, KeyRead
+from services.api.keys.schemas import CREATED_KEY_EXAMPLE, KeyCreate, KeyRead
 from services.api.principal import current_key
 from services.api.schemas import Page, list_page
 from services.api.strict import StrictRoute
@@ -26,9 +26,14 @@ NO_STORE = {"Cache-Control": "no-store"}
     status_code=201,
     response_model=KeyRead,
     summary="Create an API key (its secret is in this response only)",
-    responses=responses(400, 409, 413, 415, 422),
+    responses={
+        **responses(400, 409, 413, 415, 422),
+        201: {"content": {"application/json": {"example": CREATED_KEY_EXAMPLE}}},
+    },
 )
 async def create_key(request: Request, body: KeyCreate, db: DB) -> Response:
+    """Creates an API key with a scope: `resolve` (what an agent in production needs), `read`,
+    `write` or `admin`. The response is the only one that carries its `secret`: store it."""
     key = await service.create_key(db, body)
     # An audit line (never the secret): key management writes no agent revision.
     log.info("API key '%s' (%s, scope %s) created by %s", key["name"], key["id"], key["scope"], _caller(request))
@@ -39,6 +44,7 @@ async def create_key(request: Request, body: KeyCreate, db: DB) -> Response:
     "", response_model=Page[KeyRead], summary="List API keys, newest first (no secrets)", responses=responses(422)
 )
 async def list_keys(db: DB, limit: Limit = 20, after: KeyCursor = None) -> Response:
+    """API keys, newest first, revoked and expired ones included; never their secrets."""
     rows = await service.list_keys(db, after=after, limit=limit + 1)
     return JSONResponse(list_page(rows, limit=limit), headers=NO_STORE)
 
@@ -47,6 +53,7 @@ async def list_keys(db: DB, limit: Limit = 20, after: KeyCursor = None) -> Respo
     "/{key}", response_model=KeyRead, summary="Get an API key by id or name (no secret)", responses=responses(404)
 )
 async def get_key(key: str, db: DB) -> Response:
+    """One API key, by its id (`key_...`) or its name; never its secret."""
     return JSONResponse(await service.get_key(db, key), headers=NO_STORE)
 
 
@@ -57,6 +64,9 @@ async def get_key(key: str, db: DB) -> Response:
     responses=responses(404, 409),
 )
 async def revoke_key(request: Request, key: str, db: DB) -> Response:
+    """Revokes the key at once on this replica and on every other within the propagation bound;
+    its open watch streams and console sessions end. The last live admin key cannot be
+    revoked (409 `last_admin_key`)."""
     revoked = await service.revoke_key(db, key)
     log.info("API key '%s' (%s) revoked by %s", revoked["name"], revoked["id"], _caller(request))
     return Response(status_code=204, headers=NO_STORE)

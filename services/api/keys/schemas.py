@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from services.api.principal import ScopeName
-from services.api.schemas import StrictModel, timestamp
+from services.api.schemas import EXAMPLE_IDS, EXAMPLE_TIMES, StrictModel, timestamp
 
 # A name is how people, the CLI (`keys revoke NAME`), paths (`/v1/keys/{id or name}`) and
 # revisions (`api_key`) refer to a key. No `_`: in a path, `_` marks an id.
@@ -25,6 +25,12 @@ KeyName = Annotated[
 
 
 class KeyCreate(StrictModel):
+    """A new API key: its name, its scope and, optionally, when it expires."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "support-bot-prod", "scope": "resolve", "expires_at": None}]}
+    )
+
     name: KeyName
     scope: ScopeName = Field(description="`resolve` < `read` < `write` < `admin`: each allows what those before it do.")
     expires_at: AwareDatetime | None = Field(None, description="When the key stops working; never when null.")
@@ -43,18 +49,38 @@ class KeyCreate(StrictModel):
         return value
 
 
+KEY_EXAMPLE: dict[str, Any] = {
+    "object": "api_key",
+    "id": EXAMPLE_IDS["api_key"],
+    "name": "support-bot-prod",
+    "scope": "resolve",
+    "secret": None,
+    "created_at": EXAMPLE_TIMES[0],
+    "expires_at": None,
+    "last_used_at": EXAMPLE_TIMES[2],
+    "revoked_at": None,
+}
+# The response to its creation, the one place the secret appears.
+CREATED_KEY_EXAMPLE = {**KEY_EXAMPLE, "secret": "avk_3pQ9x2Lm7VbN4cR8tW1yZ6sK0dF5gH2jA7eT4uY9wXq", "last_used_at": None}
+
+
 class KeyRead(BaseModel):
     """An API key. `secret` is set only in the response that created it."""
 
-    object: Literal["api_key"]
-    id: str
-    name: str
-    scope: ScopeName
-    secret: str | None
-    created_at: str
-    expires_at: str | None
-    last_used_at: str | None
-    revoked_at: str | None
+    model_config = ConfigDict(json_schema_extra={"examples": [KEY_EXAMPLE, CREATED_KEY_EXAMPLE]})
+
+    object: Literal["api_key"] = Field(description="Always `api_key`.")
+    id: str = Field(description="`key_` and a ULID; never changes.")
+    name: str = Field(description="Its unique name, by which paths, the CLI and revisions (`api_key`) refer to it.")
+    scope: ScopeName = Field(description="`resolve` < `read` < `write` < `admin`: each allows what those before it do.")
+    secret: str | None = Field(
+        description="The bearer token (`avk_...`): in the response that created the key only, null everywhere "
+        "else (it is not stored)."
+    )
+    created_at: str = Field(description="When it was created (RFC 3339, UTC).")
+    expires_at: str | None = Field(description="When it stops working, or null: never.")
+    last_used_at: str | None = Field(description="When it last opened a request (written every few seconds), or null.")
+    revoked_at: str | None = Field(description="When it was revoked, or null.")
 
 
 def key_body(row: Any, *, secret: str | None = None) -> dict[str, Any]:

@@ -53,6 +53,11 @@ def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
     responses=responses(400, 404, 413, 415, 422),
 )
 async def post_outcomes(agent: str, db: DB, body: dict[str, Any] = _BODY) -> JSONResponse:
+    """Reports what runs cost and how they went: one outcome, or `{"data": [...]}` with up to
+    1,000, stored whole or not at all (every bad item named, such as
+    `data[3].input_tokens`). 202 means stored: they count in `/usage` and in results at
+    once. An outcome belongs to an experiment's arm when it names the experiment and the
+    arm's variant (null for a `base` arm)."""
     batch = "data" in body
     outcomes = _parse(OutcomeBatch, body).data if batch else [_parse(OutcomeIn, body)]
     accepted = await service.store(db, agent, outcomes, batch=batch)
@@ -63,6 +68,8 @@ async def post_outcomes(agent: str, db: DB, body: dict[str, Any] = _BODY) -> JSO
     "/usage", response_model=Usage, summary="Tokens and runs, overall and by variant", responses=responses(404, 422)
 )
 async def get_usage(agent: str, db: DB) -> JSONResponse:
+    """Tokens and outcomes reported for the agent, overall and by the config that served them
+    (`variant_id: null` for the base config); all zero for a new agent."""
     return JSONResponse(await service.usage(db, agent))
 
 
@@ -73,4 +80,7 @@ async def get_usage(agent: str, db: DB) -> JSONResponse:
     responses=responses(404, 422),
 )
 async def get_results(agent: str, experiment: str, db: DB) -> JSONResponse:
+    """Each arm's counts, token means, latency percentiles, success rate and mean score with
+    95% intervals (Wilson, t), and its difference from the control with two-sided p-values
+    (pooled z-test, Welch's t-test). A figure with no data behind it is null."""
     return JSONResponse(await service.results(db, agent, experiment))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
-from services.api.schemas import StrictModel, text
+from services.api.schemas import EXAMPLE_IDS, StrictModel, text
 from services.shared.identifiers import is_id
 
 MAX_BATCH = 1000
@@ -49,56 +49,162 @@ class OutcomeBatch(StrictModel):
 
 
 class Accepted(BaseModel):
-    object: Literal["outcome_batch"]
-    accepted: int
+    """The outcomes are stored: they count in `/usage` and `/results` from now on."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"object": "outcome_batch", "accepted": 2}]})
+
+    object: Literal["outcome_batch"] = Field(description="Always `outcome_batch`.")
+    accepted: int = Field(description="How many outcomes were stored (all that were sent).")
+
+
+NULL_VARIANT = "The variant that served them; null: the agent's base config."
 
 
 class VariantUsage(BaseModel):
-    variant_id: str | None
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
-    outcomes: int
+    """The outcomes one config served."""
+
+    variant_id: str | None = Field(description=NULL_VARIANT)
+    input_tokens: int = Field(description="Input tokens, summed.")
+    output_tokens: int = Field(description="Output tokens, summed.")
+    total_tokens: int = Field(description="Input and output tokens, summed.")
+    outcomes: int = Field(description="How many outcomes were reported.")
 
 
 class Usage(BaseModel):
-    object: Literal["usage"]
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
-    outcomes: int
-    by_variant: list[VariantUsage]
+    """Tokens and runs reported for an agent, overall and by the config that served them."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "object": "usage",
+                    "input_tokens": 1_284_310,
+                    "output_tokens": 241_877,
+                    "total_tokens": 1_526_187,
+                    "outcomes": 1_562,
+                    "by_variant": [
+                        {
+                            "variant_id": EXAMPLE_IDS["variant"],
+                            "input_tokens": 640_102,
+                            "output_tokens": 95_311,
+                            "total_tokens": 735_413,
+                            "outcomes": 781,
+                        },
+                        {
+                            "variant_id": None,
+                            "input_tokens": 644_208,
+                            "output_tokens": 146_566,
+                            "total_tokens": 790_774,
+                            "outcomes": 781,
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
+    object: Literal["usage"] = Field(description="Always `usage`.")
+    input_tokens: int = Field(description="Input tokens of every outcome reported, summed.")
+    output_tokens: int = Field(description="Output tokens, summed.")
+    total_tokens: int = Field(description="Input and output tokens, summed.")
+    outcomes: int = Field(description="How many outcomes were reported.")
+    by_variant: list[VariantUsage] = Field(description="The same, for each config that served outcomes.")
 
 
 class VersusControl(BaseModel):
     """Arm minus control; two-sided p-values (pooled z-test, Welch's t-test)."""
 
-    success_rate_diff: float | None
-    success_p_value: float | None
-    score_mean_diff: float | None
-    score_p_value: float | None
+    success_rate_diff: float | None = Field(description="This arm's success rate minus the control's.")
+    success_p_value: float | None = Field(
+        description="Two-sided p-value of that difference (pooled two-proportion z-test)."
+    )
+    score_mean_diff: float | None = Field(description="This arm's mean score minus the control's.")
+    score_p_value: float | None = Field(description="Two-sided p-value of that difference (Welch's t-test).")
+
+
+NO_DATA = "null when no outcome has it."
 
 
 class ArmResults(BaseModel):
-    arm: int
-    variant_id: str | None
-    weight: int
-    outcomes: int
-    input_tokens: int
-    output_tokens: int
-    mean_input_tokens: float | None
-    mean_output_tokens: float | None
-    latency_ms_p50: float | None
-    latency_ms_p95: float | None
-    success_rate: float | None
-    success_rate_ci: tuple[float, float] | None  # 95% Wilson
-    score_mean: float | None
-    score_mean_ci: tuple[float, float] | None  # 95% t
-    vs_control: VersusControl | None  # null on the control (the first arm)
+    """One arm's figures, from the outcomes reported for it."""
+
+    arm: int = Field(description="The arm's number; 0 is the control.")
+    variant_id: str | None = Field(description="The variant the arm serves; null: the agent's base config.")
+    weight: int = Field(description="The arm's weight.")
+    outcomes: int = Field(description="How many outcomes were reported for the arm.")
+    input_tokens: int = Field(description="Input tokens, summed.")
+    output_tokens: int = Field(description="Output tokens, summed.")
+    mean_input_tokens: float | None = Field(description="Input tokens per outcome; " + NO_DATA)
+    mean_output_tokens: float | None = Field(description="Output tokens per outcome; " + NO_DATA)
+    latency_ms_p50: float | None = Field(description="Median latency in milliseconds (interpolated); " + NO_DATA)
+    latency_ms_p95: float | None = Field(description="95th percentile latency in milliseconds; " + NO_DATA)
+    success_rate: float | None = Field(description="Share of outcomes with `success: true`, 0 to 1; " + NO_DATA)
+    success_rate_ci: tuple[float, float] | None = Field(  # 95% Wilson
+        description="Its 95% Wilson interval `[low, high]`; " + NO_DATA
+    )
+    score_mean: float | None = Field(description="Mean `score`; " + NO_DATA)
+    score_mean_ci: tuple[float, float] | None = Field(  # 95% t
+        description="Its 95% t interval `[low, high]`; null with fewer than two scores."
+    )
+    vs_control: VersusControl | None = Field(  # null on the control (the first arm)
+        description="Comparison with the control; null on the control itself."
+    )
+
+
+RESULTS_EXAMPLE: dict[str, Any] = {
+    "object": "experiment_results",
+    "experiment_id": EXAMPLE_IDS["experiment"],
+    "status": "running",
+    "arms": [
+        {
+            "arm": 0,
+            "variant_id": None,
+            "weight": 1,
+            "outcomes": 781,
+            "input_tokens": 644_208,
+            "output_tokens": 146_566,
+            "mean_input_tokens": 824.85,
+            "mean_output_tokens": 187.66,
+            "latency_ms_p50": 912.0,
+            "latency_ms_p95": 2140.5,
+            "success_rate": 0.8105,
+            "success_rate_ci": [0.7818, 0.8361],
+            "score_mean": 4.12,
+            "score_mean_ci": [4.05, 4.19],
+            "vs_control": None,
+        },
+        {
+            "arm": 1,
+            "variant_id": EXAMPLE_IDS["variant"],
+            "weight": 1,
+            "outcomes": 781,
+            "input_tokens": 640_102,
+            "output_tokens": 95_311,
+            "mean_input_tokens": 819.59,
+            "mean_output_tokens": 122.04,
+            "latency_ms_p50": 604.0,
+            "latency_ms_p95": 1288.0,
+            "success_rate": 0.7964,
+            "success_rate_ci": [0.7670, 0.8229],
+            "score_mean": 4.07,
+            "score_mean_ci": [4.0, 4.14],
+            "vs_control": {
+                "success_rate_diff": -0.0141,
+                "success_p_value": 0.4841,
+                "score_mean_diff": -0.05,
+                "score_p_value": 0.3317,
+            },
+        },
+    ],
+}
 
 
 class ExperimentResults(BaseModel):
-    object: Literal["experiment_results"]
-    experiment_id: str
-    status: Literal["draft", "running", "stopped"]
-    arms: list[ArmResults]
+    """Each arm's figures, and how each compares with the control."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [RESULTS_EXAMPLE]})
+
+    object: Literal["experiment_results"] = Field(description="Always `experiment_results`.")
+    experiment_id: str = Field(description="The experiment.")
+    status: Literal["draft", "running", "stopped"] = Field(description="The experiment's status now.")
+    arms: list[ArmResults] = Field(description="Every arm, in order; the first is the control.")

@@ -39,6 +39,12 @@ async def resolve(
     ] = None,
     explain: bool = Query(False, description="Add `provenance`: where each value came from."),
 ) -> Response:
+    """The config the agent runs with: the active variant's overrides over the agent's base
+    config (field by field), or the base config alone. `variant` previews a variant as if it
+    were active; `subject` picks the subject's arm while an experiment runs; `at` answers
+    what resolution returned at that instant; `explain` adds where each value came from. At
+    most one of `variant`, `subject`, `at`. Carries an `ETag`: 304 for a matching
+    `If-None-Match`."""
     given = [name for name, value in (("variant", variant), ("subject", subject), ("at", at)) if value is not None]
     if len(given) > 1:
         raise ValidationFailed(
@@ -68,6 +74,10 @@ async def resolve(
     responses=responses(404),
 )
 async def get_bundle(request: Request, agent: str, db: DB) -> Response:
+    """Everything a client needs to resolve any subject itself: the plain resolution and, while
+    an experiment runs, its salt and every arm's resolved config. `etag` is a hash of the
+    content, the same on every replica; 304 for a matching `If-None-Match`. The SDKs keep it
+    current through the watch stream."""
     payload, token, _ = await bundle.build(db, agent)
     tag = f'"{token}"'  # the bundle's own `etag` field is the bare token
     if if_none_match(request, tag):
@@ -101,6 +111,10 @@ async def watch_bundle(
         ),
     ] = None,
 ) -> StreamingResponse:
+    """A server-sent event stream: at once `event: bundle` (id: the etag, data: the bundle),
+    skipped when `Last-Event-ID` is current; then one after every change that alters the
+    bundle, within the propagation bound; `: keepalive` at least every 15 s; `event:
+    deleted` when the agent goes, and the stream ends."""
     # The first build happens here, so an unknown agent is a 404, not an empty stream.
     first, ticks = await request.app.state.watch_hub.first(agent, lambda ref: bundle.build(db, ref))
     stream = watch.stream(

@@ -4,58 +4,144 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
+from services.api.schemas import EXAMPLE_CONFIG, EXAMPLE_IDS, config_description
 from services.shared.agent_config import CONFIG_FIELDS, ResolvedAgentConfig
+
+# The active variant's value where it sets one, else the agent's.
+RESOLVED = "Resolved: the variant's value where it sets one, else the agent's."
+EXAMPLE_OVERRIDES = {"temperature": 0.2, "max_tokens": 300}
+RESOLVED_EXAMPLE: dict[str, Any] = {
+    "object": "resolved_agent_config",
+    "agent_id": EXAMPLE_IDS["agent"],
+    "agent_slug": "support-bot",
+    "variant_id": EXAMPLE_IDS["variant"],
+    "variant_slug": "concise",
+    "source": "variant",
+    "experiment_id": None,
+    "arm": None,
+    **EXAMPLE_CONFIG,
+    **EXAMPLE_OVERRIDES,
+}
+
+
+def _provenance(source: str, overridden: dict[str, Any]) -> dict[str, str]:
+    return {name: (source if name in overridden else "agent") for name in CONFIG_FIELDS}
 
 
 class ResolvedRead(BaseModel):
-    object: Literal["resolved_agent_config"]
-    agent_id: str
-    agent_slug: str
-    variant_id: str | None
-    variant_slug: str | None
-    source: Literal["agent", "variant", "preview", "experiment"]
-    experiment_id: str | None
-    arm: int | None
-    model_provider: str
-    model_name: str
-    system_prompt: str
-    user_prompt_template: str
-    prompt_version: str
-    temperature: float
-    max_tokens: int
-    context_window: int
-    input_token_limit: int
-    token_budget: int
-    timeout_seconds: int
-    max_retries: int
-    provenance: dict[str, Literal["agent", "variant", "experiment"]] | None = None
+    """The config an agent runs with: a variant's overrides over the agent's base config."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [RESOLVED_EXAMPLE]})
+
+    object: Literal["resolved_agent_config"] = Field(description="Always `resolved_agent_config`.")
+    agent_id: str = Field(description="The agent.")
+    agent_slug: str = Field(description="The agent's slug.")
+    variant_id: str | None = Field(description="The variant whose overrides apply; null: the base config alone.")
+    variant_slug: str | None = Field(description="That variant's slug, or null.")
+    source: Literal["agent", "variant", "preview", "experiment"] = Field(
+        description="Where the values come from: `agent` (no active variant), `variant` (the active one), "
+        "`preview` (`?variant=`), `experiment` (the subject's arm of the running experiment)."
+    )
+    experiment_id: str | None = Field(description="The running experiment that chose the arm, or null.")
+    arm: int | None = Field(description="The subject's arm in that experiment, or null.")
+    model_provider: str = Field(description=config_description("model_provider", RESOLVED))
+    model_name: str = Field(description=config_description("model_name", RESOLVED))
+    system_prompt: str = Field(description=config_description("system_prompt", RESOLVED))
+    user_prompt_template: str = Field(description=config_description("user_prompt_template", RESOLVED))
+    prompt_version: str = Field(description=config_description("prompt_version", RESOLVED))
+    temperature: float = Field(description=config_description("temperature", RESOLVED))
+    max_tokens: int = Field(description=config_description("max_tokens", RESOLVED))
+    context_window: int = Field(description=config_description("context_window", RESOLVED))
+    input_token_limit: int = Field(description=config_description("input_token_limit", RESOLVED))
+    token_budget: int = Field(description=config_description("token_budget", RESOLVED))
+    timeout_seconds: int = Field(description=config_description("timeout_seconds", RESOLVED))
+    max_retries: int = Field(description=config_description("max_retries", RESOLVED))
+    provenance: dict[str, Literal["agent", "variant", "experiment"]] | None = Field(
+        None,
+        description="Only with `?explain=true` (and in bundles): for each of the twelve fields, where its value "
+        "came from (`experiment` when an experiment's arm chose the variant).",
+    )
 
 
 class BundleArm(BaseModel):
-    arm: int
-    weight: int
-    variant_id: str | None
-    resolved: ResolvedRead
+    """One arm of the running experiment, resolved."""
+
+    arm: int = Field(description="The arm's number; 0 is the control.")
+    weight: int = Field(description="Its weight: arms own consecutive ranges of the 10,000 buckets by weight.")
+    variant_id: str | None = Field(description="The variant it serves; null: the agent's base config.")
+    resolved: ResolvedRead = Field(description="What a subject in this arm resolves to.")
 
 
 class BundleExperiment(BaseModel):
-    id: str
-    salt: str
-    arms: list[BundleArm]
+    """The running experiment: enough to assign any subject to its arm locally."""
+
+    id: str = Field(description="The experiment.")
+    salt: str = Field(
+        description='Its salt: a subject\'s bucket is the first 8 bytes of `sha256(f"{salt}:{subject}")`, '
+        "big-endian, modulo 10,000."
+    )
+    arms: list[BundleArm] = Field(description="Every arm, in order.")
+
+
+BUNDLE_EXAMPLE: dict[str, Any] = {
+    "object": "resolution_bundle",
+    "agent_id": EXAMPLE_IDS["agent"],
+    "agent_slug": "support-bot",
+    "etag": "5d0c2f9b81a4e6c37f12ab90",
+    "resolved": {**RESOLVED_EXAMPLE, "provenance": _provenance("variant", EXAMPLE_OVERRIDES)},
+    "experiment": {
+        "id": EXAMPLE_IDS["experiment"],
+        "salt": EXAMPLE_IDS["experiment"],
+        "arms": [
+            {
+                "arm": 0,
+                "weight": 1,
+                "variant_id": None,
+                "resolved": {
+                    **RESOLVED_EXAMPLE,
+                    **EXAMPLE_CONFIG,
+                    "variant_id": None,
+                    "variant_slug": None,
+                    "source": "experiment",
+                    "experiment_id": EXAMPLE_IDS["experiment"],
+                    "arm": 0,
+                    "provenance": _provenance("experiment", {}),
+                },
+            },
+            {
+                "arm": 1,
+                "weight": 1,
+                "variant_id": EXAMPLE_IDS["variant"],
+                "resolved": {
+                    **RESOLVED_EXAMPLE,
+                    "source": "experiment",
+                    "experiment_id": EXAMPLE_IDS["experiment"],
+                    "arm": 1,
+                    "provenance": _provenance("experiment", EXAMPLE_OVERRIDES),
+                },
+            },
+        ],
+    },
+}
 
 
 class BundleRead(BaseModel):
     """What a client needs to resolve any subject itself: the plain resolution and, while
     an experiment runs, every arm's (with `provenance`). `etag` is a hash of the content."""
 
-    object: Literal["resolution_bundle"]
-    agent_id: str
-    agent_slug: str
-    etag: str
-    resolved: ResolvedRead
-    experiment: BundleExperiment | None
+    model_config = ConfigDict(json_schema_extra={"examples": [BUNDLE_EXAMPLE]})
+
+    object: Literal["resolution_bundle"] = Field(description="Always `resolution_bundle`.")
+    agent_id: str = Field(description="The agent.")
+    agent_slug: str = Field(description="The agent's slug.")
+    etag: str = Field(
+        description="A hash of the bundle's content, the same on every replica; the `ETag` header is this in "
+        "quotes, and the watch stream's event id."
+    )
+    resolved: ResolvedRead = Field(description="What resolves for no subject (with `provenance`).")
+    experiment: BundleExperiment | None = Field(description="The running experiment, or null.")
 
 
 def to_body(resolved: ResolvedAgentConfig, *, explain: bool) -> dict[str, Any]:

@@ -30,10 +30,14 @@ async def list_revisions(
     after: RevisionCursor = None,
     target_id: str | None = Query(None, max_length=64, description="Only the revisions of this agent or variant id."),
 ) -> Response:
+    """Every change to the agent, its variants and experiments, newest first (as they
+    committed): the action, who made it and the objects before and after. `target_id`
+    filters to one variant, experiment or the agent."""
     rows = await service.list_revisions(db, agent, after=after, limit=limit + 1, target_id=target_id)
     return JSONResponse(list_page(rows, limit=limit))
 
 
 @router.get("/revisions/{revision}", response_model=RevisionRead, summary="One revision", responses=responses(404, 422))
 async def get_revision(agent: str, revision: str, db: DB) -> dict[str, Any]:
+    """One revision of the agent, by its id (`rev_...`)."""
     return await service.get_revision(db, agent, revision)

@@ -5,24 +5,49 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from services.api.schemas import timestamp
+from services.api.schemas import EXAMPLE_IDS, EXAMPLE_TIMES, timestamp
+
+# An activation: the variant's object before and after (abridged here to what changed).
+REVISION_EXAMPLE: dict[str, Any] = {
+    "object": "revision",
+    "id": EXAMPLE_IDS["revision"],
+    "agent_id": EXAMPLE_IDS["agent"],
+    "target": "variant",
+    "target_id": EXAMPLE_IDS["variant"],
+    "action": "activate",
+    "actor": "jane@acme.example",
+    "api_key": "console-admin",
+    "active_variant_id": EXAMPLE_IDS["variant"],
+    "before": {"object": "variant", "id": EXAMPLE_IDS["variant"], "is_active": False, "version": 1},
+    "after": {"object": "variant", "id": EXAMPLE_IDS["variant"], "is_active": True, "version": 2},
+    "created_at": EXAMPLE_TIMES[2],
+}
 
 
 class RevisionRead(BaseModel):
-    object: Literal["revision"]
-    id: str
-    agent_id: str
-    target: Literal["agent", "variant", "experiment"]
-    target_id: str
-    action: str
-    actor: str | None
-    api_key: str | None
-    active_variant_id: str | None
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    created_at: str
+    """One change to an agent, one of its variants or experiments, written with the change."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [REVISION_EXAMPLE]})
+
+    object: Literal["revision"] = Field(description="Always `revision`.")
+    id: str = Field(description="`rev_` and a ULID: revisions are ordered as their changes committed.")
+    agent_id: str = Field(description="The agent the change belongs to.")
+    target: Literal["agent", "variant", "experiment"] = Field(description="What was changed.")
+    target_id: str = Field(description="Its id.")
+    action: str = Field(
+        description="`create`, `update`, `delete`, `activate`, `deactivate`, `start`, `stop`, `restore`, `undo`, "
+        "`archive` or `unarchive`."
+    )
+    actor: str | None = Field(
+        description="Who made the change: the `X-Actor` header when given, else the API key's name, else null."
+    )
+    api_key: str | None = Field(description="The name of the API key that made the change (null when auth is off).")
+    active_variant_id: str | None = Field(description="The agent's active variant right after the change, or null.")
+    before: dict[str, Any] | None = Field(description="The whole object before the change; null for a create.")
+    after: dict[str, Any] | None = Field(description="The whole object after the change; null for a delete.")
+    created_at: str = Field(description="When the change committed (RFC 3339, UTC).")
 
 
 def revision_read(row: Mapping[Any, Any]) -> dict[str, Any]:

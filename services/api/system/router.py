@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.api import migrate
 from services.api.deadline import within
@@ -23,8 +23,14 @@ READY_CHECK_SECONDS = 1.5
 router = APIRouter(tags=["service"], route_class=StrictRoute)
 
 
-@router.get("/healthz", summary="Liveness: 200 while the process lives")
+@router.get(
+    "/healthz",
+    summary="Liveness: 200 while the process lives",
+    responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}},
+)
 async def healthz() -> dict[str, str]:
+    """Answers as long as the process serves requests; it checks nothing else (not the
+    database), so a load balancer restarts only a process that is really stuck."""
     return {"status": "ok"}
 
 
@@ -41,8 +47,18 @@ async def root(request: Request) -> Response:
     )
 
 
-@router.get("/readyz", summary="Readiness: the database answers and migrations are at head", responses=responses())
+@router.get(
+    "/readyz",
+    summary="Readiness: the database answers and migrations are at head",
+    responses={
+        **responses(),
+        200: {"content": {"application/json": {"example": {"status": "ok", "migration": "f6c8d0e2b4a6"}}}},
+    },
+)
 async def readyz(db: DB) -> dict[str, str]:
+    """200 with the migration the database is at when it answers and is at the code's head
+    migration; else 503 `not_ready`, with the reason. Send traffic only to ready replicas."""
+
     async def current_revision() -> str | None:
         async with db.read() as conn:
             return await migrate.current_revision(conn)
@@ -60,18 +76,37 @@ async def readyz(db: DB) -> dict[str, str]:
 
 
 class RouteInfo(BaseModel):
-    route: str
-    methods: list[str]
-    summary: str | None
+    """One operation."""
+
+    route: str = Field(description="The path template (`/v1/agents/{agent}`).")
+    methods: list[str] = Field(description="Its HTTP method.")
+    summary: str | None = Field(description="What it does, in a line.")
 
 
 class RouteList(BaseModel):
-    object: str
-    data: list[RouteInfo]
+    """Every operation of the OpenAPI document."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "object": "list",
+                    "data": [
+                        {"route": "/v1/agents", "methods": ["POST"], "summary": "Create an agent"},
+                        {"route": "/v1/agents", "methods": ["GET"], "summary": "List agents, newest first"},
+                    ],
+                }
+            ]
+        }
+    )
+
+    object: str = Field(description="Always `list`.")
+    data: list[RouteInfo] = Field(description="One entry per path and method.")
 
 
 @router.get("/v1/inspect/routes", response_model=RouteList, summary="Every route the service serves")
 async def inspect_routes(request: Request) -> dict:
+    """Each path and method of the OpenAPI document with its summary: a quick map of the API."""
     # Read from the OpenAPI document, which FastAPI builds from every included router
     # (how routers appear in `app.routes` differs between FastAPI versions).
     paths: dict[str, dict[str, Any]] = request.app.openapi()["paths"]

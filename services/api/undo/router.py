@@ -22,4 +22,10 @@ router = APIRouter(prefix="/v1/agents/{agent}", tags=["history"], route_class=St
     responses=responses(404, 409, 412, 422),
 )
 async def undo(agent: str, db: DB, context: Write) -> dict[str, Any]:
+    """Reverts the agent's newest change that is not undone yet and is not itself an undo, and
+    records the reversal as an `undo` revision: an activation restores the previously active
+    variant (or none), a delete brings the variant back with its id and slug, an update
+    restores the state before it. The agent's creation and experiment revisions are never
+    undone. Nothing left: 409 `nothing_to_undo`; a reversal that would break a rule: 409
+    `undo_conflict`, and nothing changes."""
     return await use_case.undo(db, agent, context=context)

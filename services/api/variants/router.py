@@ -24,6 +24,11 @@ router = APIRouter(prefix="/v1/agents/{agent}/variants", tags=["variants"], rout
     responses=responses(400, 404, 409, 413, 415, 422),
 )
 async def create_variant(request: Request, agent: str, body: VariantCreate, db: DB, context: Write) -> Response:
+    """Creates a variant of the agent. Without `clone_from` it stores exactly the given
+    `overrides`, and every other field is inherited from the agent at resolve time.
+    `clone_from: "base"` copies every field of the agent's current config first (a
+    snapshot); `clone_from: <variant>` copies that variant's overrides; `overrides` apply on
+    top. A new variant is never active. Answers 201 with the variant and its `Location`."""
     variant = await service.create_variant(db, agent, body, context=context)
     return object_response(
         request, variant, status_code=201, location=f"/v1/agents/{variant['agent_id']}/variants/{variant['id']}"
@@ -43,6 +48,8 @@ async def list_variants(
     after: VariantCursor = None,
     is_active: bool | None = Query(None, description="Only the active (true) or inactive (false) ones."),
 ) -> Response:
+    """The agent's variants, newest first, `limit` at a time; `after` pages on, `is_active`
+    filters."""
     rows = await service.list_variants(db, agent, after=after, limit=limit + 1, is_active=is_active)
     return JSONResponse(list_page(rows, limit=limit))
 
@@ -51,6 +58,7 @@ async def list_variants(
     "/{variant}", response_model=VariantRead, summary="Get a variant by id or slug", responses=responses(404, 422)
 )
 async def get_variant(request: Request, agent: str, variant: str, db: DB) -> Response:
+    """The variant named by its id (`var_...`) or its slug within the agent, with its `ETag`."""
     return object_response(request, await service.get_variant(db, agent, variant))
 
 
@@ -63,6 +71,10 @@ async def get_variant(request: Request, agent: str, variant: str, db: DB) -> Res
 async def update_variant(
     request: Request, agent: str, variant: str, body: VariantUpdate, db: DB, context: Write
 ) -> Response:
+    """A JSON merge patch over `variant_name`, `slug`, `description`, `metadata` and
+    `overrides.<field>`: an override set to null is removed (the field is inherited again);
+    fields left out keep their value. The resolved config must pass the cross-field rule
+    (422 `inconsistent_config`). Honours `If-Match`."""
     return object_response(request, await service.update_variant(db, agent, variant, body, context=context))
 
 
@@ -70,6 +82,9 @@ async def update_variant(
     "/{variant}", status_code=204, summary="Delete an inactive variant", responses=responses(404, 409, 412, 422)
 )
 async def delete_variant(agent: str, variant: str, db: DB, context: Write) -> Response:
+    """Deletes an inactive variant (204). The active variant cannot be deleted (409
+    `variant_active`), nor one that an arm of a draft or running experiment names (409
+    `variant_in_experiment`). `undo` brings it back with the same id and slug."""
     await service.delete_variant(db, agent, variant, context=context)
     return Response(status_code=204)
 
@@ -81,6 +96,10 @@ async def delete_variant(agent: str, variant: str, db: DB, context: Write) -> Re
     responses=responses(404, 412, 422),
 )
 async def activate_variant(request: Request, agent: str, variant: str, db: DB, context: Write) -> Response:
+    """Makes this the agent's active variant, deactivating the previous one in the same
+    transaction: at most one variant per agent is active, whatever the concurrency.
+    Re-checks the cross-field rule. Activating the active variant changes nothing. Every
+    replica serves the change within the propagation bound (1 s)."""
     return object_response(request, await service.activate_variant(db, agent, variant, context=context))
 
 
@@ -91,6 +110,8 @@ async def activate_variant(request: Request, agent: str, variant: str, db: DB, c
     responses=responses(404, 412, 422),
 )
 async def deactivate_variant(request: Request, agent: str, variant: str, db: DB, context: Write) -> Response:
+    """Deactivates the variant: the agent resolves to its base config again. A no-op when it is
+    not active."""
     return object_response(request, await service.deactivate_variant(db, agent, variant, context=context))
 
 
@@ -103,6 +124,9 @@ async def deactivate_variant(request: Request, agent: str, variant: str, db: DB,
 async def restore_variant(
     request: Request, agent: str, variant: str, body: RestoreRequest, db: DB, context: Write
 ) -> Response:
+    """Sets the variant's name, description, metadata and overrides as they were right after
+    the given revision (which must concern this variant, else 422). A revision after which
+    the variant did not exist is 409 `revision_not_restorable`. Writes a `restore` revision."""
     restored = await service.restore_variant(db, agent, variant, body.revision_id, context=context)
     return object_response(request, restored)
 
@@ -121,4 +145,7 @@ async def diff_variant(
         ..., min_length=1, max_length=64, description="`base`, a variant (id or slug), or a revision id (`rev_...`)."
     ),
 ) -> dict:
+    """The fields whose resolved values differ between this variant and `against`: `base` (the
+    agent's config alone), another variant, or a revision (the state right after it). `from`
+    is the `against` side, `to` this variant."""
     return await service.diff_variant(db, agent, variant, against=against)
