@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.sdk
 	$(BIN)/python -m bench.console
+	$(BIN)/python -m bench.storm
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .hypothesis

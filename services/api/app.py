@@ -190,6 +190,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         db = Database.from_url(
             settings.database_url,
             pool_size=settings.db_pool_size,
+            read_pool_size=settings.db_read_pool_size,
             max_overflow=settings.db_max_overflow,
             statement_timeout_seconds=settings.db_statement_timeout_seconds,
             idle_in_transaction_timeout_seconds=settings.db_idle_in_transaction_timeout_seconds,

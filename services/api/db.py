@@ -111,15 +111,28 @@ class Database:
     transaction; each unit then runs in a savepoint that the test rolls back.
     """
 
-    def __init__(self, *, engine: AsyncEngine | None = None, connection: AsyncConnection | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine | None = None,
+        connection: AsyncConnection | None = None,
+        read_engine: AsyncEngine | None = None,
+    ) -> None:
         if (engine is None) == (connection is None):
             raise ValueError("give exactly one of engine or connection")
+        if read_engine is not None and engine is None:
+            raise ValueError("a read engine goes with an engine")
         self.engine = engine
+        # Reads (`read`, `snapshot`) check out from their own pool when given one, so
+        # writers waiting on an agent's row lock never hold the connections reads need.
+        self.read_engine = read_engine or engine
         self._connection = connection
         # Per channel, called after each commit with what it changed there (agent ids on
         # RESOLUTION_CHANNEL, key ids on KEYS_CHANNEL).
         self.on_commit: dict[str, list[Callable[[set[str]], None]]] = {RESOLUTION_CHANNEL: [], KEYS_CHANNEL: []}
-        self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT") if engine is not None else None
+        self._autocommit_engine = (
+            self.read_engine.execution_options(isolation_level="AUTOCOMMIT") if self.read_engine is not None else None
+        )
 
     @classmethod
     def from_url(
@@ -133,8 +146,12 @@ class Database:
         connect_timeout_seconds: float | None = None,
         command_timeout_seconds: float | None = None,
         pool_timeout_seconds: float = 30.0,
+        read_pool_size: int | None = None,
     ) -> Database:
-        """An engine on `url`. The server's own timeouts (`statement_timeout_seconds`,
+        """Two engines on `url`: one for transactions, one for reads (`read`, `snapshot`)
+        with `read_pool_size` connections (default: `pool_size`), so writes blocked on a
+        row lock, however many, cannot starve reads of connections; both have the same
+        overflow and bounds. The server's own timeouts (`statement_timeout_seconds`,
         `idle_in_transaction_timeout_seconds`) act only while it runs; the client's bound
         every wait even when it stops answering: opening a connection, each statement's
         answer, and the wait for a pooled connection. A statement that times out raises
@@ -151,17 +168,20 @@ class Database:
             connect_args["timeout"] = connect_timeout_seconds  # asyncpg.connect's
         if command_timeout_seconds is not None:
             connect_args["command_timeout"] = command_timeout_seconds
-        engine = create_async_engine(
-            url,
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            pool_timeout=pool_timeout_seconds,
-            connect_args=connect_args,
-            # A pre-ping would add a round trip to every checkout, the resolve hot path
-            # included; recycling old connections covers idle ones dropped by the network.
-            pool_recycle=1800,
-        )
-        return cls(engine=engine)
+
+        def engine(size: int) -> AsyncEngine:
+            return create_async_engine(
+                url,
+                pool_size=size,
+                max_overflow=max_overflow,
+                pool_timeout=pool_timeout_seconds,
+                connect_args=connect_args,
+                # A pre-ping would add a round trip to every checkout, the resolve hot path
+                # included; recycling old connections covers idle ones dropped by the network.
+                pool_recycle=1800,
+            )
+
+        return cls(engine=engine(pool_size), read_engine=engine(read_pool_size or pool_size))
 
     @classmethod
     def bound_to(cls, connection: AsyncConnection) -> Database:
@@ -237,8 +257,8 @@ class Database:
         if self._connection is not None:
             yield self._connection  # tests: one connection, nobody else writes in between
             return
-        assert self.engine is not None
-        async with self.engine.connect() as conn:
+        assert self.read_engine is not None
+        async with self.read_engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             async with conn.begin():
                 yield conn
@@ -246,3 +266,5 @@ class Database:
     async def dispose(self) -> None:
         if self.engine is not None:
             await self.engine.dispose()
+        if self.read_engine is not None and self.read_engine is not self.engine:
+            await self.read_engine.dispose()

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # new backend per request), which halves throughput; waiting for a pooled one is cheaper.
     db_pool_size: int = Field(20, ge=1, le=1000)
     db_max_overflow: int = Field(0, ge=0, le=1000)
+    # Reads (resolution, GETs, the console's pages) have a pool of their own, so writes
+    # queued on one agent's row lock can hold every write connection and reads still run.
+    db_read_pool_size: int = Field(10, ge=1, le=1000)
     # Where the service keeps its files: the first admin key (`admin-key`), and the
     # embedded PostgreSQL unless EMBEDDED_POSTGRES_DIR says otherwise.
     data_dir: Path = Path(".data")
