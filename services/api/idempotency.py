@@ -53,7 +53,7 @@ TTL = timedelta(hours=24)
 # How long an in-flight claim holds before another request may take it over.
 LEASE = timedelta(seconds=60)
 # Response headers worth replaying (the body's type, where it lives, its version).
-REPLAYED_HEADERS = ("content-type", "location", "etag", "cache-control")
+REPLAYED_HEADERS = ("content-type", "location", "etag", "cache-control", "allow")
 
 
 # Request headers that change what a request means: a retry sends them again unchanged.

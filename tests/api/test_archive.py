@@ -150,3 +150,19 @@ async def test_the_slug_stays_taken_and_purge_erases_everything(client, conn: As
     assert_problem(await client.get(f"/v1/agents/{agent['id']}/revisions"), 404, "resource_missing")
     again = await client.post("/v1/agents", json={"name": "Again", "slug": agent["slug"], "config": config()})
     assert again.status_code == 201
+
+
+async def test_purge_forgets_a_crashed_requests_saved_result_too(client, conn: AsyncConnection):
+    agent = await create_agent(client)
+    # What a request that died after its change committed leaves: a claim with its effect.
+    await conn.execute(
+        text(
+            "INSERT INTO idempotency_keys (key, fingerprint, state, owner, locked_until, expires_at, effects)"
+            " VALUES ('crashed', 'f', 'in_flight', 'o', now(), now() + interval '1 day',"
+            " jsonb_build_array(jsonb_build_object('id', CAST(:a AS text))))"
+        ),
+        {"a": agent["id"]},
+    )
+    assert (await client.delete(f"/v1/agents/{agent['id']}")).status_code == 204
+    assert (await client.delete(f"/v1/agents/{agent['id']}", params={"purge": "true"})).status_code == 204
+    assert await conn.scalar(text("SELECT count(*) FROM idempotency_keys WHERE key = 'crashed'")) == 0

@@ -153,3 +153,19 @@ async def test_live_is_reserved_like_base(client):
     )
     assert_problem(twice, 422, "validation_error")
     assert [e["param"] for e in twice.json()["errors"]] == ["arms[1].variant"]
+
+
+async def test_a_patch_repeating_a_started_experiments_arms_changes_only_what_differs(client):
+    agent = await create_agent(client)
+    a = await create_variant(client, agent["id"], overrides={"system_prompt": "prompt A"})
+    await client.post(f"/v1/agents/{agent['id']}/variants/{a['id']}/activate")
+    arms = [{"variant": "live", "weight": 1}, {"variant": "base", "weight": 1}]
+    experiment = await start(client, agent, arms)
+    path = f"/v1/agents/{agent['id']}/experiments/{experiment['id']}"
+    renamed = await client.patch(path, json={"name": "Renamed", "arms": arms})
+    assert renamed.status_code == 200, renamed.text  # the same arms: only the name changes
+    assert renamed.json()["name"] == "Renamed" and renamed.json()["arms"] == experiment["arms"]
+    changed = await client.patch(
+        path, json={"arms": [{"variant": "live", "weight": 2}, {"variant": "base", "weight": 1}]}
+    )
+    assert_problem(changed, 409, "experiment_not_draft")

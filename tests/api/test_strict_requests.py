@@ -242,3 +242,13 @@ async def test_a_keyed_post_parses_its_body_once(client, monkeypatch):
     )
     assert response.status_code == 201, response.text
     assert len(parsed) == 1
+
+
+async def test_a_replayed_405_keeps_its_allow(client) -> None:
+    agent = await create_agent(client)
+    headers = {"Idempotency-Key": "post-to-an-agent"}
+    first = await client.post(f"/v1/agents/{agent['id']}", json={}, headers=headers)
+    again = await client.post(f"/v1/agents/{agent['id']}", json={}, headers=headers)
+    assert first.status_code == again.status_code == 405
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.headers["allow"] == first.headers["allow"]

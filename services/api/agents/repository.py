@@ -17,6 +17,7 @@ variants = table_of(Variant)
 # Stored responses are bytes: those holding the agent's id name it (ids are unique strings).
 _FORGET_RESPONSES = text(
     "DELETE FROM idempotency_keys WHERE position(convert_to(:agent_id, 'UTF8') IN response_body) > 0"
+    " OR position(:agent_id IN effects::text) > 0"  # a crashed request's saved result
 )
 
 # The agent's own columns plus the two derived ones the agent object shows.

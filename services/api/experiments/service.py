@@ -79,6 +79,13 @@ async def _arms(conn: AsyncConnection, agent_id: str, arms: list[ArmIn]) -> list
     return stored
 
 
+def _as_created(arm: dict[str, Any]) -> tuple[Any, ...]:
+    """An arm as its experiment was created with it: what a patch compares (a started arm
+    also holds its snapshot, and a `live` one the variant it took)."""
+    live = bool(arm.get("live"))
+    return arm["arm"], live, None if live else arm["variant_id"], arm["weight"]
+
+
 async def _snapshots(conn: AsyncConnection, agent: LockedAgent, arms: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The arms as a started experiment serves them: each with its resolved config frozen
     (`snapshot`), so what later happens to the base config or the variants changes nothing
@@ -226,7 +233,7 @@ async def update_experiment(
             changes["salt"] = sent["salt"]
         if "arms" in sent:
             arms = await _arms(conn, agent.id, patch.arms)
-            if arms != row["arms"]:
+            if [_as_created(arm) for arm in arms] != [_as_created(arm) for arm in row["arms"]]:
                 changes["arms"] = arms
         frozen = sorted({"arms", "salt"} & changes.keys())
         if frozen and row["status"] != "draft":
