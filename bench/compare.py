@@ -5,7 +5,9 @@ taking turns, so the machine's drift (these machines are small and noisy) hits b
 
 Each checkout is served by its own uvicorn worker, started in that directory (its
 `services` package is the one imported), on one database seeded as `bench.load` seeds it
-and migrated by the checkout this module runs from: the two must share a schema. For each
+and migrated by the checkout this module runs from: the two must share a schema, or the
+older one must run on the newer one's (additive migrations: new nullable columns). An older
+checkout's /readyz says its migrations are behind, so both are waited for on /healthz. For each
 case both servers run at once and wrk (1 thread, 32 connections) hits one, then the other,
 `--rounds` times; the report gives each side's median and the after/before ratio. The cases:
 cached resolve (after a sweep that fills the cache), uncached resolve
@@ -71,8 +73,12 @@ async def main() -> None:
     for case, (settings, path) in CASES.items():
         runs: dict[str, list[float]] = {"before": [], "after": []}
         with (
-            Server(url, cwd=checkouts["before"], PYTHONPATH=str(checkouts["before"]), **settings) as before,
-            Server(url, cwd=checkouts["after"], PYTHONPATH=str(checkouts["after"]), **settings) as after,
+            Server(
+                url, cwd=checkouts["before"], ready="/healthz", PYTHONPATH=str(checkouts["before"]), **settings
+            ) as before,
+            Server(
+                url, cwd=checkouts["after"], ready="/healthz", PYTHONPATH=str(checkouts["after"]), **settings
+            ) as after,
         ):
             servers = {"before": before, "after": after}
             for server in servers.values():  # fill the caches (and warm both processes)

@@ -96,9 +96,10 @@ async def seed(url: str, count: int) -> None:
 
 
 class Server:
-    def __init__(self, url: str, *, cwd: Path | None = None, **env: str) -> None:
+    def __init__(self, url: str, *, cwd: Path | None = None, ready: str = "/readyz", **env: str) -> None:
         """A server on `url`'s database; `cwd`, another checkout whose code it runs
-        (`bench.compare`), else this one."""
+        (`bench.compare`), else this one; `ready`, the path that answers 200 once it serves."""
+        self.ready = ready
         self.port = free_port()
         # The keys exist before any server starts, so none makes (or writes) a first admin key.
         # wrk sends tens of thousands of requests a second with one key, far over the
@@ -125,7 +126,7 @@ class Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.base}{self.ready}", timeout=2).status_code == 200:
                     time.sleep(0.5)  # let the listener connect, so the cache is trusted
                     return self
             except httpx.TransportError:
