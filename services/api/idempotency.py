@@ -228,6 +228,12 @@ class IdempotencyMiddleware:
         try:
             print_ = fingerprint(scope["method"], target, body, _meaningful_headers(scope), scope=scope)
             outcome = await claim(db, stored_key, print_, owner)
+        except asyncio.CancelledError:
+            # Cancelled while claiming (the request's deadline): the claim may have committed.
+            # Let go of it, or every retry would be 409 idempotency_key_in_use until the lease
+            # ran out, for a request that did nothing. Shielded: a second cancel cannot stop it.
+            await asyncio.shield(release(db, stored_key, owner))
+            raise
         except Exception as error:
             # Outside the app's exception handlers: map an unreachable database here.
             if not database_unavailable(error):
