@@ -8,7 +8,7 @@ from fastapi import Depends, Header, Query, Request
 
 from services.api.db import Database
 from services.api.principal import current_key
-from services.api.schemas import cursor
+from services.api.schemas import cursor, id_pattern
 from services.api.writes.context import WriteContext
 
 
@@ -20,11 +20,11 @@ async def get_db(request: Request) -> Database:
 DB = Annotated[Database, Depends(get_db)]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1-100.")]
 _AFTER = Query(description="The id of the last item already seen; the page starts after it.")
-AgentCursor = Annotated[str | None, _AFTER, cursor("agent")]
-VariantCursor = Annotated[str | None, _AFTER, cursor("variant")]
-RevisionCursor = Annotated[str | None, _AFTER, cursor("revision")]
-ExperimentCursor = Annotated[str | None, _AFTER, cursor("experiment")]
-KeyCursor = Annotated[str | None, _AFTER, cursor("api_key")]
+AgentCursor = Annotated[Annotated[str, id_pattern("agent")] | None, _AFTER, cursor("agent")]
+VariantCursor = Annotated[Annotated[str, id_pattern("variant")] | None, _AFTER, cursor("variant")]
+RevisionCursor = Annotated[Annotated[str, id_pattern("revision")] | None, _AFTER, cursor("revision")]
+ExperimentCursor = Annotated[Annotated[str, id_pattern("experiment")] | None, _AFTER, cursor("experiment")]
+KeyCursor = Annotated[Annotated[str, id_pattern("api_key")] | None, _AFTER, cursor("api_key")]
 
 
 async def write_context(

@@ -11,11 +11,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     Strict,
     StringConstraints,
     ValidationInfo,
+    WithJsonSchema,
     create_model,
 )
+from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 
 from services.api.slugs import RESERVED_VARIANT_SLUGS, slugify
@@ -26,7 +29,7 @@ from services.shared.agent_config import (
     NUMBER_FIELDS,
     STRING_FIELDS,
 )
-from services.shared.identifiers import PREFIXES, SLUG_MAX_LENGTH, is_id
+from services.shared.identifiers import ID_PATTERNS, PREFIXES, SLUG_MAX_LENGTH, is_id
 
 
 def _storable(value: str) -> str:
@@ -40,6 +43,20 @@ def _storable(value: str) -> str:
     return value
 
 
+# No NUL, as a JSON Schema (ECMA-262) pattern. Lone surrogates have no pattern that every
+# validator reads alike; `_storable` refuses them (422).
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
+
+class _NoNul:
+    """Shows `_storable`'s NUL rule in a string's JSON Schema."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["pattern"] = NO_NUL_PATTERN
+        return schema
+
+
 def text(min_length: int = 0, max_length: int | None = None) -> Any:
     """A strict string of min..max characters that PostgreSQL can store."""
     return Annotated[
@@ -47,6 +64,7 @@ def text(min_length: int = 0, max_length: int | None = None) -> Any:
         Strict(),
         StringConstraints(min_length=min_length, max_length=max_length),
         AfterValidator(_storable),
+        _NoNul(),
     ]
 
 
@@ -83,8 +101,14 @@ def not_reserved(slug: str | None) -> str | None:
     return slug
 
 
+def id_pattern(kind: str) -> WithJsonSchema:
+    """The JSON Schema of a string that must be a `kind` id (its validator checks it)."""
+    return WithJsonSchema({"type": "string", "pattern": ID_PATTERNS[kind]})
+
+
 def cursor(kind: str) -> Any:
-    """The `after` query parameter of a list of `kind`: a well-formed id, or absent."""
+    """The `after` query parameter of a list of `kind`: a well-formed id, or absent (with
+    `id_pattern(kind)`, the document states the id's pattern)."""
 
     def check(value: str | None) -> str | None:
         if value is not None and not is_id(kind, value):

@@ -21,7 +21,9 @@ PREFIXES = {
     "experiment": "exp",
     "api_key": "key",
 }
-_ID_RES = {kind: re.compile(rf"^{prefix}_{_ULID_RE}$") for kind, prefix in PREFIXES.items()}
+# The pattern of each kind's ids, as a JSON Schema `pattern` states it.
+ID_PATTERNS = {kind: rf"^{prefix}_{_ULID_RE}$" for kind, prefix in PREFIXES.items()}
+_ID_RES = {kind: re.compile(pattern) for kind, pattern in ID_PATTERNS.items()}
 
 
 def is_id(kind: str, value: str) -> bool:

@@ -4,10 +4,19 @@ The app runs on the live database with real commits. Schemathesis calls it throu
 ASGI client, on an event loop of its own in another thread, so the app's engine uses
 NullPool: no connection outlives the loop that opened it.
 
-Besides the conformance checks, `negative_data_rejection`: a request the schema forbids is
-never accepted (2xx). `positive_data_acceptance` is left out on purpose: rules the schema
-cannot state (the cross-field token rule, `variant` with `subject`, the `after` cursor's
-id format, no lone surrogates in strings) reject some schema-valid requests with 422.
+Every check schemathesis offers runs (the stateful, auth and coverage-phase ones find
+little to check in these cases), but one. `negative_data_rejection`: a request the schema
+forbids is never accepted (2xx). `positive_data_acceptance` (a request the schema allows
+gets 2xx or a status the contract gives valid input, `accepted_statuses`: 304, 404, 409,
+429, 412 where the operation takes If-Match, 422 only where a rule the schema cannot state
+decides, `CROSS_FIELD_RULES`) is left out for one mismatch: JSON Schema's `integer` holds
+`48.0`, which the service refuses (422; tests/api/test_errors.py pins it for
+`max_tokens`), so generated weights and outcome counts such as `1092.0` get 422. Until
+that is decided, `positive_data_accepted` is not in the list; with it, that is the only
+failure. The document states the rest (ids' patterns, no NUL, the outcomes body's two
+shapes): tests/api/test_document_matches_service.py holds each. Lone surrogates (which
+JSON can spell and PostgreSQL cannot store, 422) have no portable pattern; generated
+strings hold none.
 
 Path parameters are sometimes swapped for the ids and slugs of a seeded agent, so the
 operations are exercised on real resources, not only on 404s.
@@ -25,13 +34,22 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.config._checks import PositiveDataAcceptanceConfig
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
     content_type_conformance,
+    ensure_resource_availability,
+    ignored_auth,
+    missing_required_header,
     negative_data_rejection,
+    object_level_authorization,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
+    use_after_free,
 )
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -51,7 +69,50 @@ CHECKS = [
     response_schema_conformance,
     response_headers_conformance,
     negative_data_rejection,
+    use_after_free,
+    ensure_resource_availability,
+    missing_required_header,
+    ignored_auth,
+    object_level_authorization,
+    unsupported_method,
+    allow_header_conformance,
 ]
+
+# What the contract lets a valid request get besides 2xx: 304 (If-None-Match), 404 (an
+# unknown agent, variant, ... or a body field naming one), 409 (a state conflict, as an
+# idempotency key in flight), 429; 412 where the operation takes If-Match.
+ACCEPTED = ["2xx", "304", "404", "409", "429"]
+# 422 for a valid request, where a rule the schema cannot state decides, by operation.
+TOKEN_RULE = "the token rule: input_token_limit + max_tokens <= context_window, resolved"
+CROSS_FIELD_RULES: dict[str, str] = {
+    "GET /v1/agents/{agent}/resolved": "at most one of variant, subject and at",
+    "POST /v1/agents": TOKEN_RULE,
+    "PATCH /v1/agents/{agent}": TOKEN_RULE,
+    "POST /v1/agents/{agent}/variants": TOKEN_RULE,
+    "PATCH /v1/agents/{agent}/variants/{variant}": TOKEN_RULE,
+    "POST /v1/keys": "expires_at in the future, which depends on the clock",
+}
+
+
+def accepted_statuses(operation: Any) -> list[str]:
+    headers = {parameter.name.lower() for parameter in operation.headers}
+    return [
+        *ACCEPTED,
+        *(["412"] if "if-match" in headers else []),
+        *(["422"] if operation.label in CROSS_FIELD_RULES else []),
+    ]
+
+
+def positive_data_accepted(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
+    """`positive_data_acceptance` with the statuses the contract allows this operation (not
+    in CHECKS until `48.0` for an integer is decided: see the module docstring)."""
+    config = copy.copy(ctx.config)
+    config.positive_data_acceptance = PositiveDataAcceptanceConfig(expected_statuses=accepted_statuses(case.operation))
+    original, ctx.config = ctx.config, config
+    try:
+        return positive_data_acceptance(ctx, response, case)
+    finally:
+        ctx.config = original
 
 
 @pytest.fixture

@@ -33,7 +33,10 @@ class KeyCreate(StrictModel):
 
     name: KeyName
     scope: ScopeName = Field(description="`resolve` < `read` < `write` < `admin`: each allows what those before it do.")
-    expires_at: AwareDatetime | None = Field(None, description="When the key stops working; never when null.")
+    expires_at: AwareDatetime | None = Field(
+        None,
+        description="When the key stops working: an instant in the future (else 422); never when null.",
+    )
 
     @field_validator("expires_at")
     @classmethod

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, WithJsonSchema
 
 from services.api.deps import DB
 from services.api.errors import responses
 from services.api.outcomes import service
-from services.api.outcomes.schemas import Accepted, ExperimentResults, OutcomeBatch, OutcomeIn, Usage
+from services.api.outcomes.schemas import (
+    Accepted,
+    ExperimentResults,
+    OutcomeBatch,
+    OutcomeIn,
+    Usage,
+    outcomes_body_schema,
+)
 from services.api.strict import StrictRoute
 
 router = APIRouter(prefix="/v1/agents/{agent}", tags=["outcomes"], route_class=StrictRoute)
@@ -37,6 +44,10 @@ _BODY = Body(
 )
 
 
+# Parsed by hand (`_parse`), so a bad batch names every bad item; documented as what it takes.
+OutcomesBody = Annotated[dict[str, Any], WithJsonSchema(outcomes_body_schema()), _BODY]
+
+
 def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
     try:
         return model.model_validate(body)
@@ -52,7 +63,7 @@ def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
     summary="Report one outcome or a batch of up to 1,000",
     responses=responses(400, 404, 413, 415, 422),
 )
-async def post_outcomes(agent: str, db: DB, body: dict[str, Any] = _BODY) -> JSONResponse:
+async def post_outcomes(agent: str, db: DB, body: OutcomesBody) -> JSONResponse:
     """Reports what runs cost and how they went: one outcome, or `{"data": [...]}` with up to
     1,000, stored whole or not at all (every bad item named, such as
     `data[3].input_tokens`). 202 means stored: they count in `/usage` and in results at

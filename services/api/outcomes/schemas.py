@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
-from services.api.schemas import EXAMPLE_IDS, StrictModel, text
+from services.api.schemas import EXAMPLE_IDS, StrictModel, id_pattern, text
 from services.shared.identifiers import is_id
 
 MAX_BATCH = 1000
@@ -33,8 +33,8 @@ class OutcomeIn(StrictModel):
     """One run: which variant served it (null: the base config), tokens, latency, and
     optionally its cost, whether it succeeded and a score."""
 
-    variant_id: Annotated[str | None, _id_of("variant")]
-    experiment_id: Annotated[str | None, _id_of("experiment")] = None
+    variant_id: Annotated[Annotated[str, id_pattern("variant")] | None, _id_of("variant")]
+    experiment_id: Annotated[Annotated[str, id_pattern("experiment")] | None, _id_of("experiment")] = None
     subject: text(1, 256) | None = None  # type: ignore[valid-type]
     input_tokens: Count
     output_tokens: Count
@@ -46,6 +46,20 @@ class OutcomeIn(StrictModel):
 
 class OutcomeBatch(StrictModel):
     data: Annotated[list[OutcomeIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+def outcomes_body_schema() -> dict[str, Any]:
+    """The body of `POST .../outcomes` as the document shows it: one outcome, or
+    `{"data": [...]}` with 1 to 1,000 (no other key)."""
+    one = OutcomeIn.model_json_schema()
+    batch = {
+        "type": "object",
+        "title": "OutcomeBatch",
+        "properties": {"data": {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_BATCH}},
+        "required": ["data"],
+        "additionalProperties": False,
+    }
+    return {"oneOf": [one, batch]}
 
 
 class Accepted(BaseModel):
