@@ -7,8 +7,6 @@ the process ends at that instant as `kill -9` ends it, which a signal cannot aim
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,48 +16,23 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from services.api import embedded
 from tests.helpers import config
-from tests.system.test_replicas import ROOT, Server, free_port, stop, wait_ready
+from tests.system.test_replicas import own_database, start, stop, wait_ready
 
 FAILPOINT = "idempotency.before_storing_the_response"
 
 
-def serve(name: str, url: str, log_dir: Path, **env: str) -> Server:
-    port = free_port()
-    log = log_dir / f"{name}.log"
-    environment = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "warning", "DATA_DIR": str(log_dir), **env}
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.api.cli", "serve", "--port", str(port)],
-            cwd=ROOT,
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return Server(name, process, f"http://127.0.0.1:{port}", log)
-
-
 @pytest.fixture
 async def database(server_url: str) -> AsyncIterator[str]:
-    name = f"av_crash_{os.getpid()}"
-    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield embedded.with_database(server_url, name)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with own_database(server_url, f"av_crash_{os.getpid()}") as url:
+        yield url
 
 
 async def test_a_retry_after_a_crash_between_commit_and_stored_response_acts_once(
     database: str, tmp_path: Path
 ) -> None:
     own = create_async_engine(database, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    dying = serve("dying", database, tmp_path, FAILPOINTS=FAILPOINT)
+    dying = start("dying", database, tmp_path, migrate=True, FAILPOINTS=FAILPOINT)
     servers = [dying]
     try:
         async with httpx.AsyncClient(timeout=10) as http:
@@ -79,7 +52,7 @@ async def test_a_retry_after_a_crash_between_commit_and_stored_response_acts_onc
                 # The lease of the dead process's claim runs out (60 s; here at once).
                 await conn.execute(text("UPDATE idempotency_keys SET locked_until = now() - interval '1 second'"))
 
-            fresh = serve("fresh", database, tmp_path)
+            fresh = start("fresh", database, tmp_path, migrate=True)
             servers.append(fresh)
             await wait_ready(http, fresh)
             retry = await http.post(f"{fresh.url}/v1/agents", json=body, headers=headers)

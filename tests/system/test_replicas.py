@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,18 +72,36 @@ class Replicas:
     url: str  # the database's, for more servers
 
 
-def start(name: str, database_url: str, log_dir: Path, *, migrate: bool, port: int | None = None) -> Server:
-    """A `serve` process (on `port`, else a free one); its output goes to `<name>.log`."""
+def start(
+    name: str, database_url: str, log_dir: Path, *, migrate: bool, port: int | None = None, **settings: str
+) -> Server:
+    """A `serve` process (on `port`, else a free one; `settings` as environment variables);
+    its output goes to `<name>.log`."""
     port = port or free_port()
     log = log_dir / f"{name}.log"
     # DATA_DIR: where the first server writes the admin key it makes on an empty database.
-    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "warning", "DATA_DIR": str(log_dir)}
+    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "warning", "DATA_DIR": str(log_dir), **settings}
     command = [sys.executable, "-m", "services.api.cli", "serve", "--port", str(port)]
     with log.open("ab") as out:
         process = subprocess.Popen(
             command + ([] if migrate else ["--no-migrate"]), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
     return Server(name, process, f"http://127.0.0.1:{port}", log)
+
+
+@asynccontextmanager
+async def own_database(server_url: str, name: str) -> AsyncIterator[str]:
+    """A database of its own on the test server (made anew, dropped after): its URL."""
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield embedded.with_database(server_url, name)
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
 
 
 def stop(server: Server) -> None:

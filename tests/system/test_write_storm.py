@@ -22,11 +22,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from services.api import embedded
 from services.api.settings import Settings
 from tests.helpers import config
-from tests.system.test_idempotency_crash import serve
-from tests.system.test_replicas import stop, wait_ready
+from tests.system.test_replicas import own_database, start, stop, wait_ready
 
 pytestmark = pytest.mark.live
 
@@ -38,17 +36,8 @@ PROMPTLY = 5.0
 
 @pytest.fixture
 async def database(server_url: str) -> AsyncIterator[str]:
-    name = f"av_storm_{os.getpid()}"
-    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield embedded.with_database(server_url, name)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with own_database(server_url, f"av_storm_{os.getpid()}") as url:
+        yield url
 
 
 async def created(http: httpx.AsyncClient, path: str, body: dict[str, object]) -> dict[str, object]:
@@ -62,7 +51,9 @@ async def test_reads_of_other_agents_do_not_wait_for_writers_blocked_on_a_row_lo
 ) -> None:
     # The writers wait on the lock longer than the default request deadline and pool wait
     # allow; raised here so every one of them can finish once it is released.
-    server = serve("storm", database, tmp_path, REQUEST_TIMEOUT_SECONDS="60", DB_POOL_TIMEOUT_SECONDS="60")
+    server = start(
+        "storm", database, tmp_path, migrate=True, REQUEST_TIMEOUT_SECONDS="60", DB_POOL_TIMEOUT_SECONDS="60"
+    )
     own = create_async_engine(database, poolclass=NullPool)
     try:
         async with httpx.AsyncClient(timeout=30) as http:
