@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
@@ -132,14 +134,32 @@ Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=METADATA
 MetadataPatch = dict[MetadataKey, MetadataValue | None]  # type: ignore[valid-type]
 
 
+def _whole(value: Any) -> Any:
+    """JSON has one number type: `48.0` is the integer 48 (JSON Schema's `integer` holds it,
+    and clients that write every number with a point send it). `48.5` is not an integer."""
+    if isinstance(value, float) and math.isfinite(value):
+        if not value.is_integer():
+            raise PydanticCustomError("int_from_float", "Input should be a whole number, not {value}", {"value": value})
+        return int(value)
+    return value
+
+
+def integer(low: int, high: int) -> Any:
+    """A JSON integer from low to high: `48` or `48.0`, never `true`, `"48"` or `48.5`."""
+    return Annotated[int, Strict(), Field(ge=low, le=high), BeforeValidator(_whole)]
+
+
+def number(low: float, high: float) -> Any:
+    """A finite JSON number from low to high: never `true` or `"0.5"`."""
+    return Annotated[float, Strict(), Field(ge=low, le=high, allow_inf_nan=False)]
+
+
 def _field_type(name: str) -> Any:
     if name in STRING_FIELDS:
         return text(*STRING_FIELDS[name])
     if name in NUMBER_FIELDS:
-        low, high = NUMBER_FIELDS[name]
-        return Annotated[float, Strict(), Field(ge=low, le=high, allow_inf_nan=False)]
-    low, high = INTEGER_FIELDS[name]
-    return Annotated[int, Strict(), Field(ge=low, le=high)]
+        return number(*NUMBER_FIELDS[name])
+    return integer(*INTEGER_FIELDS[name])
 
 
 CONFIG_TYPES: dict[str, Any] = {name: _field_type(name) for name in CONFIG_FIELDS}

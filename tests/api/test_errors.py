@@ -144,7 +144,7 @@ async def test_every_bad_field_is_named_at_once(client):
         ("max_retries", False),
         ("context_window", "1000"),
         ("max_tokens", 1.5),
-        ("max_tokens", 100.0),
+        ("max_tokens", 100.5),
         ("temperature", True),
         ("temperature", "0.5"),
         ("model_name", 5),
@@ -157,6 +157,32 @@ async def test_json_types_are_strict(client, field, value):
     response = await client.post("/v1/agents", json=agent_body(**{field: value}))
     assert_problem(response, 422, "validation_error")
     assert problem_params(response) == {f"config.{field}"}
+
+
+async def test_a_whole_number_written_with_a_point_is_that_integer(client):
+    """JSON has one number type and JSON Schema's `integer` holds `48.0`: clients that write
+    every number with a point (and clients generated from our document) get 48, stored and
+    served as the integer 48. `48.5` stays a 422 (test_json_types_are_strict)."""
+    agent = await create_agent(client, config=config(max_tokens=48.0, context_window=4096.0, token_budget=1e4))
+    assert agent["config"]["max_tokens"] == 48
+    assert isinstance(agent["config"]["max_tokens"], int)
+    assert agent["config"]["token_budget"] == 10_000
+    variant = await create_variant(client, agent["id"], overrides={"max_retries": 5.0})
+    assert variant["overrides"]["max_retries"] == 5
+    assert isinstance(variant["overrides"]["max_retries"], int)
+    raw = await client.get(f"/v1/agents/{agent['id']}")
+    assert '"max_tokens":48,' in raw.text.replace(" ", "")
+    arms = [{"variant": "base", "weight": 1.0}, {"variant": variant["id"], "weight": 3.0}]
+    experiment = await client.post(f"/v1/agents/{agent['id']}/experiments", json={"name": "points", "arms": arms})
+    assert experiment.status_code == 201, experiment.text
+    assert [arm["weight"] for arm in experiment.json()["arms"]] == [1, 3]
+    reported = await client.post(
+        f"/v1/agents/{agent['id']}/outcomes",
+        json={"variant_id": None, "input_tokens": 10.0, "output_tokens": 2.0, "latency_ms": 5},
+    )
+    assert reported.status_code == 202, reported.text
+    usage = (await client.get(f"/v1/agents/{agent['id']}/usage")).json()
+    assert usage["total_tokens"] == 12
 
 
 @pytest.mark.parametrize(

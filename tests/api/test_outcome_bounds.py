@@ -146,7 +146,10 @@ async def test_every_number_beyond_its_bound_is_422_naming_it(client: httpx.Asyn
         outcome(score=1e12 + 1),
         outcome(score=-1e13),
         outcome(score=10**400),  # an integer no float holds
-        outcome(latency_ms=0, cost_usd=0, score=1e12, input_tokens=0, output_tokens=0),
+        outcome(score=True),  # a boolean is not a number (before: stored as 1.0)
+        outcome(latency_ms=False, cost_usd=True),
+        outcome(input_tokens=2.5),  # tokens are whole; 2.0 is 2
+        outcome(latency_ms=0, cost_usd=0, score=1e12, input_tokens=0.0, output_tokens=0),
     ]
     response = await client.post(path, json={"data": batch})
     assert_problem(response, 422, "validation_error")
@@ -158,6 +161,10 @@ async def test_every_number_beyond_its_bound_is_422_naming_it(client: httpx.Asyn
         "data[5].score",
         "data[6].score",
         "data[7].score",
+        "data[8].score",
+        "data[9].latency_ms",
+        "data[9].cost_usd",
+        "data[10].input_tokens",
     }
     # 1e400 is not a finite number: JSON can write it, no double holds it.
     infinite = await client.post(

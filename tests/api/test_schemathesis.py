@@ -5,16 +5,14 @@ ASGI client, on an event loop of its own in another thread, so the app's engine 
 NullPool: no connection outlives the loop that opened it.
 
 Every check schemathesis offers runs (the stateful, auth and coverage-phase ones find
-little to check in these cases), but one. `negative_data_rejection`: a request the schema
-forbids is never accepted (2xx). `positive_data_acceptance` (a request the schema allows
-gets 2xx or a status the contract gives valid input, `accepted_statuses`: 304, 404, 409,
+little to check in these cases). Among them `negative_data_rejection`: a request the schema
+forbids is never accepted (2xx); and `positive_data_acceptance`: a request the schema allows
+gets 2xx or a status the contract gives valid input (`accepted_statuses`: 304, 404, 409,
 429, 412 where the operation takes If-Match, 422 only where a rule the schema cannot state
-decides, `CROSS_FIELD_RULES`) is left out for one mismatch: JSON Schema's `integer` holds
-`48.0`, which the service refuses (422; tests/api/test_errors.py pins it for
-`max_tokens`), so generated weights and outcome counts such as `1092.0` get 422. Until
-that is decided, `positive_data_accepted` is not in the list; with it, that is the only
-failure. The document states the rest (ids' patterns, no NUL, the outcomes body's two
-shapes): tests/api/test_document_matches_service.py holds each. Lone surrogates (which
+decides, `CROSS_FIELD_RULES`). JSON Schema's `integer` holds `48.0`, and so does the
+service (schemas.integer: 48.0 is 48, 48.5 a 422). The document states what the service
+checks (ids' patterns, no NUL, the outcomes body's two shapes):
+tests/api/test_document_matches_service.py holds each. Lone surrogates (which
 JSON can spell and PostgreSQL cannot store, 422) have no portable pattern; generated
 strings hold none.
 
@@ -62,21 +60,6 @@ from tests.helpers import config, create_agent, create_variant, settings_for_tes
 
 pytestmark = pytest.mark.live
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-    response_headers_conformance,
-    negative_data_rejection,
-    use_after_free,
-    ensure_resource_availability,
-    missing_required_header,
-    ignored_auth,
-    object_level_authorization,
-    unsupported_method,
-    allow_header_conformance,
-]
 
 # What the contract lets a valid request get besides 2xx: 304 (If-None-Match), 404 (an
 # unknown agent, variant, ... or a body field naming one), 409 (a state conflict, as an
@@ -104,8 +87,7 @@ def accepted_statuses(operation: Any) -> list[str]:
 
 
 def positive_data_accepted(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
-    """`positive_data_acceptance` with the statuses the contract allows this operation (not
-    in CHECKS until `48.0` for an integer is decided: see the module docstring)."""
+    """`positive_data_acceptance` with the statuses the contract allows this operation."""
     config = copy.copy(ctx.config)
     config.positive_data_acceptance = PositiveDataAcceptanceConfig(expected_statuses=accepted_statuses(case.operation))
     original, ctx.config = ctx.config, config
@@ -113,6 +95,24 @@ def positive_data_accepted(ctx: Any, response: Any, case: schemathesis.Case) -> 
         return positive_data_acceptance(ctx, response, case)
     finally:
         ctx.config = original
+
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+    negative_data_rejection,
+    use_after_free,
+    ensure_resource_availability,
+    missing_required_header,
+    ignored_auth,
+    object_level_authorization,
+    unsupported_method,
+    allow_header_conformance,
+    positive_data_accepted,
+]
 
 
 @pytest.fixture

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.api.schemas import EXAMPLE_IDS, EXAMPLE_TIMES, Description, Name, StrictModel, text, timestamp
+from services.api.schemas import EXAMPLE_IDS, EXAMPLE_TIMES, Description, Name, StrictModel, integer, text, timestamp
 from services.api.slugs import LIVE
 from services.shared.agent_config import BASE
 
 MIN_ARMS, MAX_ARMS = 2, 10
-Weight = Annotated[int, Field(strict=True, ge=1, le=10_000)]
+if TYPE_CHECKING:  # what the validator hands on
+    Weight = int
+else:
+    Weight = integer(1, 10_000)
 Salt = text(1, 256)
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
-from services.api.schemas import EXAMPLE_IDS, StrictModel, id_pattern, text
+from services.api.schemas import EXAMPLE_IDS, StrictModel, id_pattern, integer, number, text
 from services.shared.identifiers import is_id
 
 MAX_BATCH = 1000
@@ -24,9 +24,14 @@ def _id_of(kind: str):
 # Outcome numbers are bounded (contract 1.1), so no sum, mean or variance over them can
 # overflow a double: with |x| <= 1e12, n * x**2 stays finite for any count of rows.
 BOUND = 10**12
-Count = Annotated[int, Field(strict=True, ge=0, le=BOUND)]
-NonNegative = Annotated[float, Field(ge=0, le=BOUND, allow_inf_nan=False)]
-Score = Annotated[float, Field(ge=-BOUND, le=BOUND, allow_inf_nan=False)]
+if TYPE_CHECKING:  # what the validators hand on
+    Count = int
+    NonNegative = float
+    Score = float
+else:
+    Count = integer(0, BOUND)
+    NonNegative = number(0, BOUND)
+    Score = number(-BOUND, BOUND)
 
 
 class OutcomeIn(StrictModel):
