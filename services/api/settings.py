@@ -41,8 +41,14 @@ class RateLimit(BaseModel):
     burst: int = Field(ge=1)
 
 
-# The contract's defaults: generous enough for any honest client.
+# The contract's defaults (1.1), generous enough for any honest client: a fleet of agents
+# often shares one `resolve` key, so it gets 20,000/s; every other scope 1,000/s.
 DEFAULT_RATE_LIMIT = RateLimit(per_second=1000, burst=2000)
+DEFAULT_RESOLVE_RATE_LIMIT = RateLimit(per_second=20_000, burst=40_000)
+
+
+def default_rate_limits() -> dict[str, RateLimit]:
+    return {scope: DEFAULT_RESOLVE_RATE_LIMIT if scope == "resolve" else DEFAULT_RATE_LIMIT for scope in SCOPES}
 
 
 class Settings(BaseSettings):
@@ -84,9 +90,7 @@ class Settings(BaseSettings):
     auth_disabled: bool = False
     # Per-scope token buckets, as JSON: {"write": {"per_second": 50, "burst": 100}}.
     # Scopes left out keep the default.
-    rate_limits: Annotated[dict[str, RateLimit], NoDecode] = Field(
-        default_factory=lambda: dict.fromkeys(SCOPES, DEFAULT_RATE_LIMIT)
-    )
+    rate_limits: Annotated[dict[str, RateLimit], NoDecode] = Field(default_factory=default_rate_limits)
     # A watch stream sends a `: keepalive` comment after this long without an event (the
     # contract: at least every 15 s).
     watch_keepalive_seconds: float = Field(15.0, gt=0, le=15)
@@ -129,7 +133,7 @@ class Settings(BaseSettings):
         unknown = sorted(set(value) - set(SCOPES))
         if unknown:
             raise ValueError(f"RATE_LIMITS: unknown scope {', '.join(unknown)} (scopes: {', '.join(SCOPES)})")
-        return {**dict.fromkeys(SCOPES, DEFAULT_RATE_LIMIT), **value}
+        return {**default_rate_limits(), **value}
 
     @field_validator("cors_allow_origins", mode="before")
     @classmethod

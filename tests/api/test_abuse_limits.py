@@ -107,23 +107,25 @@ def test_buckets_are_per_key_and_limits_per_scope() -> None:
 # ------------------------------------------------------------------------ rate limits: settings
 
 
-def test_the_default_limits_are_1000_per_second_with_bursts_of_2000_for_every_scope(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_default_limits_are_the_contracts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Contract 1.1: `resolve` keys 20,000/s with bursts of 40,000 (a fleet of agents shares
+    one); every other scope 1,000/s with bursts of 2,000."""
     monkeypatch.delenv("RATE_LIMITS", raising=False)
     settings = Settings(database_url=None)
     assert (DEFAULT_RATE_LIMIT.per_second, DEFAULT_RATE_LIMIT.burst) == (1000, 2000)
-    assert settings.rate_limits == {scope: RateLimit(per_second=1000, burst=2000) for scope in SCOPES}
+    expected = {scope: (20_000, 40_000) if scope == "resolve" else (1000, 2000) for scope in SCOPES}
+    assert {scope: (limit.per_second, limit.burst) for scope, limit in settings.rate_limits.items()} == expected
     # And the app's gate applies them.
     limits = gate_of(create_app(settings)).limiter.limits
-    assert limits == {scope: Limit(per_second=1000, burst=2000) for scope in SCOPES}
+    assert limits == {scope: Limit(*expected[scope]) for scope in SCOPES}
 
 
 def test_rate_limits_from_the_environment_override_only_the_scopes_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RATE_LIMITS", '{"write": {"per_second": 50, "burst": 100}}')
     limits = Settings(database_url=None).rate_limits
     assert limits["write"] == RateLimit(per_second=50, burst=100)
-    assert all(limits[scope] == DEFAULT_RATE_LIMIT for scope in SCOPES if scope != "write")
+    assert all(limits[scope] == DEFAULT_RATE_LIMIT for scope in SCOPES if scope not in ("write", "resolve"))
+    assert limits["resolve"] == RateLimit(per_second=20_000, burst=40_000)
     assert gate_of(create_app(Settings(database_url=None))).limiter.limits["write"] == Limit(50, 100)
 
 
