@@ -23,7 +23,8 @@ UNLIMITED = {scope: {"per_second": 1e9, "burst": 10**9} for scope in ("resolve",
 
 
 def settings_for_tests(**overrides: object) -> Settings:
-    return Settings(**{"database_url": None, "rate_limits": UNLIMITED, **overrides})
+    # No access log: in process its lines only fill the captured output (test_access_log.py turns it on).
+    return Settings(**{"database_url": None, "rate_limits": UNLIMITED, "access_log": False, **overrides})
 
 
 async def admin_key(db: Database, name: str = TEST_KEY_NAME) -> str:

@@ -2,7 +2,7 @@
 
 A request meets these layers in this order (`_stack` builds them, in this order):
 
-1. `RawConstant` (only with BENCH_ROUTES=1): the ceiling of any ASGI app, for the benches.
+1. `AccessLog` (with ACCESS_LOG, at LOG_LEVEL info or below): a line per request.
 2. `CORSMiddleware` (only with CORS_ALLOW_ORIGINS): preflights carry no key.
 3. `AccessGate` (unless AUTH_DISABLED): the API key and its rate limit, or a 401/403/429.
 4. `ResolveFastPath`: a cached `GET .../resolved` is answered here, before FastAPI.
@@ -35,11 +35,12 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.api import api_docs, bench_routes, errors, idempotency
+from services.api import api_docs, errors, idempotency
 from services.api.access.gate import AccessGate, refused_keys
 from services.api.access.keyring import KeyRing
 from services.api.access.rate_limit import Limit, RateLimiter
 from services.api.access.rules import RouteRules
+from services.api.access_log import AccessLog
 from services.api.agents.router import router as agents_router
 from services.api.console import router as console
 from services.api.console import sessions as console_sessions
@@ -144,8 +145,8 @@ def _stack(app: FrontDoorAPI, settings: Settings) -> ASGIApp:
         Middleware(IdempotencyMiddleware),  # 9
     ]
     in_front: list[Callable[[ASGIApp], ASGIApp]] = []
-    if settings.bench_routes:
-        in_front.append(bench_routes.RawConstant)  # 1
+    if settings.access_log and settings.log_level in ("info", "debug", "trace"):
+        in_front.append(AccessLog)  # 1
     if settings.cors_allow_origins:
         in_front.append(lambda inner: _cors(inner, settings.cors_allow_origins))  # 2
     if not settings.auth_disabled:
@@ -274,8 +275,6 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     ):
         app.include_router(router)
     console.install(app)
-    if settings.bench_routes:
-        bench_routes.include(app)
 
     app.front = _stack(app, settings)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

@@ -145,6 +145,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         log_level=settings.log_level,
         log_config=logging_config(settings.log_level),
+        access_log=False,  # the app writes its own, in batches (`access_log.py`)
         loop="uvloop",
         http="httptools",
         # X-Forwarded-For and -Proto only from the proxies the operator lists: otherwise any

@@ -106,8 +106,9 @@ class Settings(BaseSettings):
     # lifetime: a safety net only, since changes invalidate entries at once.
     resolve_cache_size: int = Field(100_000, ge=0)
     resolve_cache_ttl_seconds: float = Field(60.0, gt=0)
-    # Mount the baselines `make bench` compares against (never in production).
-    bench_routes: bool = False
+    # One line per request (`access_log.py`), at LOG_LEVEL info or below; written in
+    # batches off the request's path, so it costs a hot request little (bench/README.md).
+    access_log: bool = True
     # Bodies larger than this are refused with 413 (the contract's 4 MiB).
     max_body_bytes: int = 4 * 1024 * 1024
 
