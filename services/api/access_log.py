@@ -73,22 +73,28 @@ class AccessLog:
         try:
             await self.app(scope, receive, noting_status)
         finally:
-            if len(self.pending) < MAX_PENDING:
-                self.pending.append(
-                    (
-                        scope.get("client"),
-                        scope["method"],
-                        scope["path"],
-                        scope["query_string"],
-                        scope["http_version"],
-                        status,  # 0: no answer began (the client left, or the server stopped)
-                        time.perf_counter() - began,
-                    )
-                )
-                if self._flusher is None:
-                    self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
-            else:
-                self.dropped += 1
+            self.note(scope, status, began)
+
+    def note(self, scope: Scope, status: int, began: float) -> None:
+        """A request's line, to be written with the next batch: `status` is what was sent (0:
+        no answer began, as when the client left), `began` its `time.perf_counter()` at the
+        start. The resolve fast path, which answers in front of this layer, notes its own."""
+        if len(self.pending) >= MAX_PENDING:
+            self.dropped += 1
+            return
+        self.pending.append(
+            (
+                scope.get("client"),
+                scope["method"],
+                scope["path"],
+                scope["query_string"],
+                scope["http_version"],
+                status,
+                time.perf_counter() - began,
+            )
+        )
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
     def _flushing_at_shutdown(self, send: Send) -> Send:
         async def flushing(message: Message) -> None:

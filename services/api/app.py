@@ -2,10 +2,11 @@
 
 A request meets these layers in this order (`_stack` builds them, in this order):
 
-1. `AccessLog` (with ACCESS_LOG, at LOG_LEVEL info or below): a line per request.
-2. `CORSMiddleware` (only with CORS_ALLOW_ORIGINS): preflights carry no key.
-3. `AccessGate` (unless AUTH_DISABLED): the API key and its rate limit, or a 401/403/429.
-4. `ResolveFastPath`: a cached `GET .../resolved` is answered here, before FastAPI.
+1. `ResolveFastPath`: `GET .../resolved`, plain or with `?subject=`, is answered here in
+   one step (key, cache or query, access log line); anything else goes on, unchanged.
+2. `AccessLog` (with ACCESS_LOG, at LOG_LEVEL info or below): a line per request.
+3. `CORSMiddleware` (only with CORS_ALLOW_ORIGINS): preflights carry no key.
+4. `AccessGate` (unless AUTH_DISABLED): the API key and its rate limit, or a 401/403/429.
 5. `SecurityHeaders`: the headers every other response carries.
 6. `Deadline`: a /v1 request not answered within REQUEST_TIMEOUT_SECONDS is a 503 (the
    gate's key check, when it needs the database, counts against the same deadline).
@@ -17,8 +18,8 @@ A request meets these layers in this order (`_stack` builds them, in this order)
    the console's HTML error page on its routes,
 11. routing, dependencies, the router and the service.
 
-Layers 1-6 sit in front of FastAPI, so a cache hit and the gate's refusals cost none of
-FastAPI's work (nor the deadline's); they carry the security headers themselves.
+Layers 1-6 sit in front of FastAPI, so a resolution and the gate's refusals cost none of
+FastAPI's work (nor the deadline's layer); they carry the security headers themselves.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -144,30 +145,33 @@ def _stack(app: FrontDoorAPI, settings: Settings) -> ASGIApp:
         Middleware(BodySizeLimit, limit=settings.max_body_bytes),  # 8: before anything reads the body
         Middleware(IdempotencyMiddleware),  # 9
     ]
-    in_front: list[Callable[[ASGIApp], ASGIApp]] = []
-    if settings.access_log and settings.log_level in ("info", "debug", "trace"):
-        in_front.append(AccessLog)  # 1
-    if settings.cors_allow_origins:
-        in_front.append(lambda inner: _cors(inner, settings.cors_allow_origins))  # 2
+    stack: ASGIApp = app.front  # 7-11: FastAPI itself
+    stack = Deadline(stack, seconds=settings.request_timeout_seconds)  # 6
+    stack = SecurityHeaders(stack)  # 5
+    gate = None
     if not settings.auth_disabled:
         limits = {scope: Limit(limit.per_second, limit.burst) for scope, limit in settings.rate_limits.items()}
-        in_front.append(
-            lambda inner: AccessGate(
-                inner,
-                rules=RouteRules(app.routes),
-                ring=app.state.key_ring,
-                limiter=RateLimiter(limits),
-                failures=app.state.refused_keys,  # shared with the console's sign-in
-                timeout_seconds=settings.request_timeout_seconds,
-            )
-        )  # 3
-    in_front.append(lambda inner: ResolveFastPath(inner, app.state))  # 4
-    in_front.append(SecurityHeaders)  # 5
-    in_front.append(lambda inner: Deadline(inner, seconds=settings.request_timeout_seconds))  # 6
-    stack: ASGIApp = app.front  # 7-11: FastAPI itself
-    for layer in reversed(in_front):
-        stack = layer(stack)
-    return stack
+        stack = gate = AccessGate(
+            stack,
+            rules=RouteRules(app.routes),
+            ring=app.state.key_ring,
+            limiter=RateLimiter(limits),
+            failures=app.state.refused_keys,  # shared with the console's sign-in
+            timeout_seconds=settings.request_timeout_seconds,
+        )  # 4
+    if settings.cors_allow_origins:
+        stack = _cors(stack, settings.cors_allow_origins)  # 3
+    access_log = None
+    if settings.access_log and settings.log_level in ("info", "debug", "trace"):
+        stack = access_log = AccessLog(stack)  # 2
+    return ResolveFastPath(  # 1
+        stack,
+        app.state,
+        gate=gate,
+        access_log=access_log,
+        cors=bool(settings.cors_allow_origins),
+        timeout_seconds=settings.request_timeout_seconds,
+    )
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:

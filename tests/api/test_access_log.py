@@ -29,8 +29,9 @@ async def logged(db: Database, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
     """A client of an app with the access log on, and what the log wrote."""
     monkeypatch.setattr(access_log, "FLUSH_SECONDS", 0.01)
     app = create_app(settings_for_tests(access_log=True), database=db)
-    layer = app.front  # type: ignore[attr-defined]
-    assert isinstance(layer, AccessLog), "the access log is the outermost layer"
+    layer = app.front.access_log  # type: ignore[attr-defined]
+    assert isinstance(layer, AccessLog), "the access log is behind the resolve fast path, which notes its own lines"
+    assert app.front.app is layer  # type: ignore[attr-defined]
     layer.stream = io.StringIO()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
         yield http, layer.stream
@@ -97,7 +98,7 @@ async def test_lines_are_written_off_the_request_path_in_batches(
             writes.append((text.count("\n"), threading.get_ident() != loop_thread))
             return super().write(text)
 
-    layer = http._transport.app.front  # type: ignore[attr-defined]
+    layer = http._transport.app.front.access_log  # type: ignore[attr-defined]
     layer.stream = Recording()
     await asyncio.gather(*(http.get("/healthz") for _ in range(20)))
     assert writes == []  # noted, not yet written
@@ -171,4 +172,5 @@ async def test_a_log_nobody_reads_drops_lines_and_says_how_many(monkeypatch: pyt
 )
 def test_access_log_and_log_level_turn_it_on_and_off(settings: dict[str, Any], on: bool) -> None:
     app = create_app(settings_for_tests(**{"access_log": True, **settings}))
-    assert isinstance(app.front, AccessLog) is on  # type: ignore[attr-defined]
+    assert isinstance(app.front.access_log, AccessLog) is on  # type: ignore[attr-defined]
+    assert isinstance(app.front.app, AccessLog) is on  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ from services.api.access.rate_limit import Limit, RateLimiter
 from services.api.access.rules import RouteRules
 from services.api.deadline import deadline_of, within
 from services.api.errors import database_unavailable, problem
-from services.api.principal import SCOPE_KEY, SCOPES
+from services.api.principal import SCOPE_KEY, SCOPES, Principal
 from services.api.security_headers import JSON_HEADERS_DICT
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,9 @@ class AccessGate:
         elif kind == "websocket":
             method = "GET"
         else:  # lifespan
+            await self.app(scope, receive, send)
+            return
+        if SCOPE_KEY in scope:  # admitted already, by the resolve fast path (see `admit`)
             await self.app(scope, receive, send)
             return
         # The path as the router sees it: without the root path a proxy or mount adds.
@@ -178,6 +181,21 @@ class AccessGate:
         self.ring.note_use(key)
         scope[SCOPE_KEY] = key
         await self.app(scope, receive, send)
+
+    def admit(self, authorization: bytes | None, needed: int) -> Principal | None:
+        """The hot path's admission, from memory and in one step: the key of this
+        `Authorization` value when the ring knows it, its scope ranks `needed` or above and
+        its rate limit has a token (taken, and the use noted). None when any of it does not
+        hold, or the ring cannot answer now: `__call__` then decides as it always does (a
+        refused token was not taken, so deciding again counts nothing twice). The caller
+        puts the key in the scope, where `__call__` finds it and lets the request through."""
+        if authorization is None or authorization[:7].lower() != b"bearer ":
+            return None
+        key = self.ring.verify_now(authorization[7:].strip())
+        if key is None or key.rank < needed or self.limiter.take(key.id, key.scope) is not None:
+            return None
+        self.ring.note_use(key)
+        return key
 
     @staticmethod
     async def _refuse(

@@ -1,54 +1,159 @@
-"""Cache hits for `GET /v1/agents/{agent}/resolved`, answered before FastAPI runs at all.
+"""`GET /v1/agents/{agent}/resolved`, plain or with `?subject=`, answered in front of
+everything else.
 
-The app calls this layer first (see `FrontDoorAPI` in `services.api.app`), ahead of
-Starlette's middleware stack, routing and dependencies, which cost several times what a
-hit does.
+Agents call this many times a second, so it is answered by the outermost layer, in one
+step: the key admitted from memory (`AccessGate.admit`), the answer from the cache (a
+subject costs a hash, `cache.Experiment`), the access log's line noted (`AccessLog.note`).
+A miss runs the one resolve query here too (`service.resolve`, bounded by the request's
+deadline) and fills the cache. Nothing else of the stack runs: the gate, the access log's
+wrapper, the security headers (the cached header lists carry them) and FastAPI's routing
+and dependencies cost several times what a hit does (bench/README.md has the profile).
 
-On a hit this layer sends the cached bytes (or a 304 for a matching `If-None-Match`)
-itself; anything else (a miss, another query, another route) goes to the app unchanged,
-and the endpoint fills the cache. Both paths send the same body and headers.
+Everything else goes to the stack unchanged, and so does every case this layer does not
+answer exactly as the stack would: another query string (`at=`, `variant=`, a repeated
+or unknown parameter, a subject FastAPI must judge), a key the ring cannot admit now (the
+gate says why: 401, 403, 429), a request with an `Origin` when CORS is on, a root path, an
+unknown agent or a failed query (the stack answers its problem). A request admitted here
+keeps its key in the scope, so the gate lets it through without taking a second token.
 """
 
 from __future__ import annotations
 
+import time
+from urllib.parse import unquote_plus
+
 from starlette.datastructures import State
-from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.api.access.gate import AccessGate
+from services.api.access_log import AccessLog
+from services.api.deadline import deadline_of, within
 from services.api.http import listed
-from services.api.resolution.cache import ResolveCache
+from services.api.principal import SCOPE_KEY
+from services.api.resolution import service
+from services.api.resolution.cache import ResolveCache, response_headers
 from services.api.security_headers import JSON_HEADERS
+from services.shared.assignment import assign
 
 _PREFIX = "/v1/agents/"
 _SUFFIX = "/resolved"
-# The query strings this layer understands; every other one falls through.
-_EXPLAIN = {b"": False, b"explain=false": False, b"explain=0": False, b"explain=true": True, b"explain=1": True}
+ROUTE = "/v1/agents/{agent}/resolved"
+# The `explain` values this layer reads as FastAPI does; any other goes to FastAPI.
+_EXPLAIN = {b"false": False, b"0": False, b"true": True, b"1": True}
+SUBJECT_MAX_LENGTH = 256  # the route's `max_length`: a longer subject is FastAPI's 422
+
+
+def parse_query(query: bytes) -> tuple[bool, str | None] | None:
+    """(explain, subject) for the query strings this layer answers: none, `explain=`,
+    `subject=`, or both once each. None for any other, which FastAPI judges."""
+    if not query:
+        return False, None
+    explain, subject = False, None
+    seen = set()
+    for part in query.split(b"&"):
+        name, equals, value = part.partition(b"=")
+        if not equals or name in seen:
+            return None
+        seen.add(name)
+        if name == b"explain":
+            found = _EXPLAIN.get(value)
+            if found is None:
+                return None
+            explain = found
+        elif name == b"subject":
+            # Decoded as Starlette decodes query strings (latin-1 bytes, then %-escapes as UTF-8).
+            subject = (
+                unquote_plus(value.decode("latin-1"), errors="replace")
+                if b"%" in value or b"+" in value
+                else value.decode("latin-1")
+            )
+            if not subject or len(subject) > SUBJECT_MAX_LENGTH:
+                return None
+        else:
+            return None
+    return explain, subject
 
 
 class ResolveFastPath:
-    def __init__(self, app: ASGIApp, state: State) -> None:
-        self.app = app
-        self.state = state  # the app's state, where the lifespan puts the cache
+    def __init__(
+        self,
+        app: ASGIApp,
+        state: State,
+        *,
+        gate: AccessGate | None,
+        access_log: AccessLog | None,
+        cors: bool,
+        timeout_seconds: float,
+    ) -> None:
+        self.app = app  # the whole stack: what this layer does not answer goes there
+        self.state = state  # the app's state, where the lifespan puts the cache and the database
+        self.gate = gate  # None with AUTH_DISABLED
+        self.access_log = access_log  # None when off
+        self.cors = cors  # a browser's request (`Origin`) needs CORSMiddleware's headers
+        self.timeout_seconds = timeout_seconds
+        needed = gate.rules.rank_for("GET", _PREFIX + "x" + _SUFFIX) if gate is not None else 0
+        assert needed is not None, f"{ROUTE} needs a key"
+        self.needed = needed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            # The routed path (without a proxy's root path), as the access gate judged it.
-            path: str = get_route_path(scope) if scope.get("root_path") else scope["path"]
-            explain = _EXPLAIN.get(scope.get("query_string", b""))
-            if explain is not None and path.startswith(_PREFIX) and path.endswith(_SUFFIX):
-                ref = path[len(_PREFIX) : -len(_SUFFIX)]
-                cache: ResolveCache | None = getattr(self.state, "resolve_cache", None)
-                entry = cache.get(ref, explain) if cache is not None and ref and "/" not in ref else None
-                if entry is not None:
-                    etag = entry.etag_bytes
-                    conditional = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
-                    if conditional is not None and listed(conditional, etag, weak=True):
-                        await send(
-                            {"type": "http.response.start", "status": 304, "headers": [(b"etag", etag), *JSON_HEADERS]}
-                        )
-                        await send({"type": "http.response.body", "body": b""})
-                        return
-                    await send({"type": "http.response.start", "status": 200, "headers": entry.headers})
-                    await send({"type": "http.response.body", "body": entry.body})
-                    return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        query = parse_query(scope["query_string"]) if path.startswith(_PREFIX) and path.endswith(_SUFFIX) else None
+        ref = path[len(_PREFIX) : -len(_SUFFIX)]
+        if query is None or not ref or "/" in ref:
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        authorization = conditional = None
+        for name, value in scope["headers"]:  # written out: this runs on every request
+            if name == b"authorization":
+                authorization = value
+            elif name == b"if-none-match":
+                conditional = value
+            elif name == b"origin" and self.cors:
+                await self.app(scope, receive, send)
+                return
+        if self.gate is not None:
+            key = self.gate.admit(authorization, self.needed)
+            if key is None:
+                await self.app(scope, receive, send)
+                return
+            scope[SCOPE_KEY] = key
+        explain, subject = query
+        # From the state's dict: `State.__getattr__` costs a hit about 1%.
+        cache: ResolveCache | None = self.state._state.get("resolve_cache")
+        body: bytes
+        if cache is None:
+            stored = None
+        elif subject is None:
+            stored = cache.get_stored(ref, explain)
+            if stored is not None:
+                body, tag, headers = stored[1], stored[4], stored[3]
+        else:
+            stored = cache.get_experiment(ref, explain)
+            if stored is not None:
+                body, text_tag, headers = stored.arms[assign(stored.salt, subject, stored.weights)]
+                tag = text_tag.encode()
+        if stored is None:
+            try:
+                deadline = deadline_of(scope, self.timeout_seconds)
+                rendered = await within(
+                    deadline, service.resolve(self.state.db, cache, ref, subject=subject, explain=explain)
+                )
+            except Exception:  # noqa: BLE001 - unknown agent, database trouble: the stack answers its problem
+                await self.app(scope, receive, send)
+                return
+            body, tag = rendered.body, rendered.etag.encode()
+            headers = response_headers(body, tag)
+        if conditional is not None and listed(conditional, tag, weak=True):
+            status = 304
+            await send({"type": "http.response.start", "status": 304, "headers": [(b"etag", tag), *JSON_HEADERS]})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            status = 200
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        if self.access_log is not None:
+            self.access_log.note(scope, status, began)
