@@ -4,6 +4,7 @@ and what many streams of one key cost the database while the listener is down.""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -205,3 +206,130 @@ async def test_streams_opening_together_share_one_first_build() -> None:
     assert await after_change == ((b"{}", "etag-2", "agt_1"), 1)
     await hub.first("support-bot", build)  # finished builds are not reused
     assert len(builds) == 3
+
+
+# ------------------------------------------------------------------ the fan-out (issue 17)
+
+
+class FakeBuilds:
+    """`bundle.build` for streams of agent agt_1: each build returns the etag set now (or
+    raises what is set), and is counted."""
+
+    def __init__(self, etag: str) -> None:
+        self.etag = etag
+        self.fail: Exception | None = None
+        self.calls = 0
+
+    async def __call__(self, _db: object, _agent: str) -> tuple[bytes, str, str]:
+        self.calls += 1
+        await asyncio.sleep(0.01)
+        if self.fail is not None:
+            error, self.fail = self.fail, None
+            raise error
+        return b'{"etag": "' + self.etag.encode() + b'"}', self.etag, "agt_1"
+
+
+def open_fake_streams(hub: watch.WatchHub, count: int) -> list[AsyncIterator[bytes]]:
+    """`count` streams whose client has bundle e1, the one they were opened on."""
+    first = (b'{"etag": "e1"}', "e1", "agt_1")
+    return [watch.stream(state_with(hub), None, first, "e1", None, ticks_before_first=hub.ticks) for _ in range(count)]  # type: ignore[arg-type]
+
+
+async def test_a_change_is_built_once_and_its_bytes_written_to_every_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One build per change, one encoding: every stream writes the same bytes object."""
+    builds = FakeBuilds("e2")
+    monkeypatch.setattr(watch.bundle, "build", builds)
+    hub = watch.WatchHub()
+    streams = open_fake_streams(hub, 100)
+    waiting = [asyncio.ensure_future(anext(events)) for events in streams]
+    try:
+        await asyncio.sleep(0.05)
+        assert hub.watchers == 100
+        hub.changed({"agt_1"})
+        chunks = await asyncio.wait_for(asyncio.gather(*waiting), 5)
+        assert builds.calls == 1
+        assert chunks[0] == b'event: bundle\nid: e2\ndata: {"etag": "e2"}\n\n'
+        assert all(chunk is chunks[0] for chunk in chunks)
+    finally:
+        await close(streams, waiting)
+
+
+async def test_a_change_heard_twice_or_changing_nothing_wakes_no_stream_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit is heard from the commit and from its NOTIFY: the second build finds the
+    same etag and sends nothing; a change that leaves the bundle as it was sends nothing."""
+    builds = FakeBuilds("e1")
+    monkeypatch.setattr(watch.bundle, "build", builds)
+    hub = watch.WatchHub()
+    streams = open_fake_streams(hub, 10)
+    waiting = [asyncio.ensure_future(anext(events)) for events in streams]
+    try:
+        await asyncio.sleep(0.05)
+        hub.changed({"agt_1"})  # the bundle is still e1
+        await asyncio.sleep(0.1)
+        assert builds.calls == 1 and not any(future.done() for future in waiting)
+        builds.etag = "e2"
+        hub.changed({"agt_1"})  # the commit
+        await asyncio.sleep(0.1)
+        hub.changed({"agt_1"})  # its NOTIFY
+        await asyncio.sleep(0.1)
+        assert builds.calls == 3
+        assert all(future.result().startswith(b"event: bundle\nid: e2\n") for future in waiting)
+        again = [asyncio.ensure_future(anext(events)) for events in streams]
+        waiting += again
+        await asyncio.sleep(0.1)
+        assert not any(future.done() for future in again), "a stream was sent e2 twice"
+    finally:
+        await close(streams, waiting)
+
+
+async def test_a_failed_build_is_tried_again_and_the_streams_stay_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database failing the build of a change ends no stream: the build is tried again
+    RETRY_SECONDS later, and the streams get the change then."""
+    builds = FakeBuilds("e2")
+    builds.fail = ConnectionError("the database went away")
+    monkeypatch.setattr(watch.bundle, "build", builds)
+    monkeypatch.setattr(watch, "RETRY_SECONDS", 0.1)
+    hub = watch.WatchHub()
+    streams = open_fake_streams(hub, 3)
+    waiting = [asyncio.ensure_future(anext(events)) for events in streams]
+    try:
+        await asyncio.sleep(0.05)
+        hub.changed({"agt_1"})
+        await asyncio.sleep(0.05)
+        assert builds.calls == 1 and not any(future.done() for future in waiting)
+        chunks = await asyncio.wait_for(asyncio.gather(*waiting), 5)
+        assert builds.calls == 2
+        assert all(chunk.startswith(b"event: bundle\nid: e2\n") for chunk in chunks)
+    finally:
+        await close(streams, waiting)
+
+
+async def test_the_collector_waits_until_the_streams_have_written_the_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full collection of thousands of streams' objects paused the process for about 280 ms
+    in mid fan-out (bench/watch.py): the collector is off while the woken streams write, and
+    as it was before (on, or off) once they have."""
+    builds = FakeBuilds("e1")
+    monkeypatch.setattr(watch.bundle, "build", builds)
+    for enabled_before in (True, False):
+        hub = watch.WatchHub()
+        streams = open_fake_streams(hub, 5)
+        writing: list[bool] = []
+
+        async def read(events: AsyncIterator[bytes], writing: list[bool] = writing) -> bytes:
+            chunk = await anext(events)
+            writing.append(gc.isenabled())  # in the step that wrote the chunk
+            return chunk
+
+        waiting = [asyncio.ensure_future(read(events)) for events in streams]
+        (gc.enable if enabled_before else gc.disable)()
+        try:
+            await asyncio.sleep(0.05)
+            builds.etag = f"e2-{enabled_before}"
+            hub.changed({"agt_1"})
+            await asyncio.wait_for(asyncio.gather(*waiting), 5)
+            assert writing == [False] * 5
+            await asyncio.sleep(0)
+            assert gc.isenabled() is enabled_before
+        finally:
+            gc.enable()
+            await close(streams, waiting)
