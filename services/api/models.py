@@ -224,12 +224,14 @@ class Outcome(Base):
         CheckConstraint("input_tokens >= 0 AND output_tokens >= 0", name="tokens"),
         CheckConstraint("latency_ms >= 0", name="latency_ms"),
         CheckConstraint("cost_usd >= 0", name="cost_usd"),
-        # /usage groups an agent's outcomes by variant; /results an experiment's.
+        # /usage groups an agent's outcomes by variant.
         Index("ix_outcomes_agent_id_variant_id", "agent_id", "variant_id"),
+        # ... and the exact percentiles of an arm's latencies (arms of up to 100,000 outcomes).
         Index(
-            "ix_outcomes_experiment_id_variant_id",
+            "ix_outcomes_experiment_id_variant_id_latency_ms",
             "experiment_id",
             "variant_id",
+            "latency_ms",
             postgresql_where=text("experiment_id IS NOT NULL"),
         ),
     )
@@ -262,6 +264,44 @@ class UsageTotal(Base):
     # Sums of up to 2**62 per outcome: beyond what a bigint holds after a few of them.
     input_tokens: Mapped[int] = mapped_column(Numeric(40, 0))
     output_tokens: Mapped[int] = mapped_column(Numeric(40, 0))
+
+
+class ExperimentArmTotal(Base):
+    """An experiment's outcomes summed per arm (per variant id, "" for the base config), so
+    that results read one row per arm however many outcomes there are.
+
+    Kept by statement triggers on `outcomes` (migration a7d9f1b3c5e8), in the transaction
+    that inserts or deletes the rows, whoever does: the API's COPY, a purge's cascade, a
+    hand-written INSERT. Scores count clamped to +-1e12, and their sums are exact: each
+    double is converted to numeric exactly, so the mean and variance computed from these
+    sums are those of the stored scores (`outcomes.figures`)."""
+
+    __tablename__ = "experiment_arm_totals"
+
+    experiment_id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    variant_key: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    outcomes: Mapped[int] = mapped_column(BigInteger)
+    input_tokens: Mapped[int] = mapped_column(Numeric(40, 0))
+    output_tokens: Mapped[int] = mapped_column(Numeric(40, 0))
+    judged: Mapped[int] = mapped_column(BigInteger)  # outcomes that report `success`
+    successes: Mapped[int] = mapped_column(BigInteger)
+    scored: Mapped[int] = mapped_column(BigInteger)  # outcomes that report `score`
+    score_sum: Mapped[Any] = mapped_column(Numeric)  # exact: unbounded scale
+    score_sumsq: Mapped[Any] = mapped_column(Numeric)
+
+
+class ExperimentLatencyBin(Base):
+    """How many of an arm's latencies fall in each bin of DDSketch's logarithmic mapping at
+    1% relative accuracy (`bin` is its key; zeros are the smallest integer, infinities and
+    NaN the largest): the latency percentiles of arms beyond 100,000 outcomes. Kept by the
+    same triggers as `ExperimentArmTotal`."""
+
+    __tablename__ = "experiment_latency_bins"
+
+    experiment_id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    variant_key: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    bin: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
 
 
 class ApiKey(Base):

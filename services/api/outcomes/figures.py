@@ -1,9 +1,10 @@
 """Usage and experiment results from the database's aggregates: pure functions, shared by
 the API's /usage and /results and the console's pages, so both show the same figures.
 
-Only the final statistics (intervals and p-values, which need distribution functions) are
-computed here; sums, means, variances and percentiles come from PostgreSQL
-(`outcomes.repository`).
+Counts and exact sums come from PostgreSQL (`outcomes.repository`, which reads the arm
+totals that triggers on outcomes keep); here they become means and variances (exact
+fractions, rounded once), latency percentiles of large arms come from their sketch's bins,
+and the final statistics (intervals and p-values) from the distribution functions.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
+
+from ddsketch.mapping import LogarithmicMapping
 
 from services.api.outcomes.schemas import ExperimentResults, Usage
 from services.shared import stats
@@ -37,7 +42,7 @@ def usage_of(rows: Sequence[Mapping[Any, Any]]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ArmFigures:
-    """One arm's aggregates, as the RESULTS query gives them (zeros for an arm with none)."""
+    """One arm's figures (zeros for an arm with none)."""
 
     outcomes: int = 0
     input_tokens: int = 0
@@ -52,8 +57,11 @@ class ArmFigures:
 
     @classmethod
     def of(cls, row: Mapping[Any, Any] | None) -> ArmFigures:
+        """From `outcomes.repository.arm_aggregates`: counts, token sums, the exact sums of
+        scores and of their squares, and the latency percentiles."""
         if row is None:
             return cls()
+        score_mean, score_var = moments(row["scored"], row["score_sum"], row["score_sumsq"])
         return cls(
             outcomes=row["outcomes"],
             input_tokens=int(row["input_tokens"]),
@@ -63,8 +71,8 @@ class ArmFigures:
             judged=row["judged"],
             successes=row["successes"],
             scored=row["scored"],
-            score_mean=row["score_mean"],
-            score_var=row["score_var"],
+            score_mean=score_mean,
+            score_var=score_var,
         )
 
     @property
@@ -72,11 +80,72 @@ class ArmFigures:
         return self.successes / self.judged if self.judged else None
 
 
+def moments(n: int, total: Decimal | int, squares: Decimal | int) -> tuple[float | None, float | None]:
+    """Mean and sample variance of n numbers from their exact sum and sum of squares, computed
+    exactly and rounded once: (sum of squares - sum**2 / n) / (n - 1), which floats would
+    cancel into noise. None where undefined (no number; fewer than two)."""
+    if n == 0:
+        return None, None
+    s = Fraction(total)
+    mean = float(s / n)
+    return mean, float((Fraction(squares) - s * s / n) / (n - 1)) if n >= 2 else None
+
+
+# Latency percentiles of arms beyond `repository.EXACT_PERCENTILES_UP_TO` outcomes come from a
+# DDSketch (Masson, Rim, Lee, VLDB 2019) kept in `experiment_latency_bins`: the count of an arm's
+# latencies in each bin of this mapping, whose key the database computes with the same formula
+# (`latency_bin()`, migration a7d9f1b3c5e8). Each bin's value is within 1% of every latency in it.
+LATENCY_MAPPING = LogarithmicMapping(relative_accuracy=0.01)
+ZERO_BIN = -(2**31)  # latencies of 0 (the mapping has no key for them)
+NON_FINITE_BIN = 2**31 - 1  # infinity and NaN (rows written past the API's bounds)
+
+
+def _bin_value(key: int) -> float:
+    if key == ZERO_BIN:
+        return 0.0
+    if key == NON_FINITE_BIN:
+        return math.inf
+    return float(LATENCY_MAPPING.value(key))
+
+
+def sketched_percentiles(bins: Sequence[tuple[int, int]], fractions: Sequence[float]) -> list[float | None]:
+    """Percentiles from an arm's (key, count) bins in key order, interpolated as
+    percentile_cont does between the two latencies around rank fraction * (n - 1), each
+    latency read as its bin's value: within 1% of the exact percentile (a weighted mean of
+    two values each within 1% of the true one). None for an arm without latencies."""
+    n = sum(count for _, count in bins)
+    if n == 0:
+        return [None for _ in fractions]
+
+    def nth(rank: int) -> float:  # the value of the latency of this rank (0-based) in order
+        seen = 0
+        for key, count in bins:
+            seen += count
+            if rank < seen:
+                return _bin_value(key)
+        raise AssertionError("rank beyond the bins' count")
+
+    percentiles: list[float | None] = []
+    for fraction in fractions:
+        rank = fraction * (n - 1)  # as PostgreSQL's percentile_cont computes it
+        first = math.floor(rank)
+        low = nth(first)
+        if first == math.ceil(rank):
+            percentiles.append(low)
+        else:
+            percentiles.append(low + (rank - first) * (nth(first + 1) - low))
+    return percentiles
+
+
 def results_of(experiment: Mapping[Any, Any], aggregates: Mapping[str | None, Mapping[Any, Any]]) -> dict[str, Any]:
     """The experiment results object: per arm its figures and, but for the control (the
     first arm), its comparison with the control. `aggregates` by variant id
     (`outcomes.repository.arm_aggregates`)."""
-    figures = [ArmFigures.of(aggregates.get(arm["variant_id"])) for arm in experiment["arms"]]
+    return results_from(experiment, [ArmFigures.of(aggregates.get(arm["variant_id"])) for arm in experiment["arms"]])
+
+
+def results_from(experiment: Mapping[Any, Any], figures: Sequence[ArmFigures]) -> dict[str, Any]:
+    """The experiment results object from each arm's figures, in arm order."""
     control = figures[0]
     arms = [
         {**_arm(arm, f), "vs_control": None if index == 0 else _versus(f, control)}

@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.api.outcomes.figures import sketched_percentiles
+
 COLUMNS = (
     "agent_id",
     "variant_id",
@@ -70,32 +72,56 @@ async def usage_totals(conn: AsyncConnection, agent_id: str) -> list[RowMapping]
     return list((await conn.execute(USAGE, {"agent": agent_id})).mappings().all())
 
 
-# The API bounds scores to +-1e12 (`schemas.BOUND`), but rows stored before the bounds may hold
-# any double: two scores of +-1e155 overflowed var_samp ("value out of range", a 500 on every
-# read of the results). So the score aggregates read each score clamped to the bounds: the
-# identity on in-bound scores (their figures stay exact), and neither the sum behind avg nor the
-# sum of squares behind var_samp can overflow a double over clamped values, however many rows.
-# (avg and var_samp of one expression share one transition state: it is evaluated once a row.)
-# Latencies need no clamp: they are >= 0 (a CHECK), so percentile_cont's interpolation between
-# two finite ones stays finite; `figures` drops a non-finite one that only a direct insert of
-# infinity could give.
-_SCORE = "greatest(least(score, float8 '1e12'), float8 '-1e12')"
+# Results read the arm totals and latency bins that triggers on `outcomes` keep (migration
+# a7d9f1b3c5e8), in the transaction that stores or deletes the rows: a few rows an arm,
+# however many outcomes there are (a pass over every outcome row took seconds at 10 million).
+# Counts and token sums are exact; so are the sums of scores and of their squares (numeric,
+# each double converted exactly, scores clamped to +-1e12 as the API bounds them: rows stored
+# before the bounds may hold any double), from which `figures` computes means and variances.
+TOTALS = text(
+    "SELECT nullif(variant_key, '') AS variant_id, outcomes, input_tokens, output_tokens,"
+    "       judged, successes, scored, score_sum, score_sumsq"
+    " FROM experiment_arm_totals WHERE experiment_id = :experiment"
+)
 
-# One pass over the experiment's outcomes, grouped by variant. Means and variances come from
-# PostgreSQL's own aggregates (numerically stable), percentiles from percentile_cont; token sums
-# are numeric (sum of bigint), exact and unbounded.
-RESULTS = text(
-    "SELECT variant_id, count(*) AS outcomes,"
-    "       coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,"
-    "       percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50,"
-    "       percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95,"
-    "       count(success) AS judged, count(*) FILTER (WHERE success) AS successes,"
-    f"      count(score) AS scored, avg({_SCORE}) AS score_mean, var_samp({_SCORE}) AS score_var"
-    " FROM outcomes WHERE experiment_id = :experiment GROUP BY variant_id"
+# Latency percentiles (p50, p95) are exact for an arm of up to this many outcomes:
+# percentile_cont over its rows, read in order from ix_outcomes_experiment_id_variant_id_latency_ms.
+# Beyond, they come from the arm's DDSketch bins (1% relative error; `figures.sketched_percentiles`).
+EXACT_PERCENTILES_UP_TO = 100_000
+PERCENTILES = (0.5, 0.95)
+_EXACT = (
+    "SELECT percentile_cont(CAST(:fractions AS float8[])) WITHIN GROUP (ORDER BY latency_ms)"
+    " FROM outcomes WHERE experiment_id = :experiment AND variant_id {arm}"
+)
+EXACT_BASE = text(_EXACT.format(arm="IS NULL"))  # two texts: `IS NOT DISTINCT FROM` uses no index
+EXACT_VARIANT = text(_EXACT.format(arm="= :variant"))
+BINS = text(
+    "SELECT nullif(variant_key, '') AS variant_id, bin, count FROM experiment_latency_bins"
+    " WHERE experiment_id = :experiment AND variant_key = ANY(CAST(:keys AS text[]))"
+    " ORDER BY variant_key, bin"
 )
 
 
-async def arm_aggregates(conn: AsyncConnection, experiment_id: str) -> dict[str | None, RowMapping]:
-    """The experiment's outcomes aggregated per variant (None: the base config)."""
-    rows = (await conn.execute(RESULTS, {"experiment": experiment_id})).mappings()
-    return {row["variant_id"]: row for row in rows}
+async def arm_aggregates(conn: AsyncConnection, experiment_id: str) -> dict[str | None, dict[str, Any]]:
+    """The experiment's outcomes aggregated per variant (None: the base config): the arm's
+    totals (`TOTALS`) and its latency percentiles `p50`, `p95` (exact up to
+    EXACT_PERCENTILES_UP_TO outcomes, sketched beyond)."""
+    arms = {
+        row["variant_id"]: dict(row) for row in (await conn.execute(TOTALS, {"experiment": experiment_id})).mappings()
+    }
+    sketched = []
+    for variant_id, arm in arms.items():
+        if arm["outcomes"] > EXACT_PERCENTILES_UP_TO:
+            sketched.append(variant_id)
+            continue
+        query, params = (EXACT_BASE, {}) if variant_id is None else (EXACT_VARIANT, {"variant": variant_id})
+        exact = await conn.scalar(query, {"experiment": experiment_id, "fractions": list(PERCENTILES), **params})
+        arm["p50"], arm["p95"] = exact if exact is not None else (None, None)
+    if sketched:
+        bins: dict[str | None, list[tuple[int, int]]] = {variant_id: [] for variant_id in sketched}
+        keys = [variant_id or "" for variant_id in sketched]
+        for variant_id, key, count in await conn.execute(BINS, {"experiment": experiment_id, "keys": keys}):
+            bins[variant_id].append((key, count))
+        for variant_id in sketched:
+            arms[variant_id]["p50"], arms[variant_id]["p95"] = sketched_percentiles(bins[variant_id], PERCENTILES)
+    return arms

@@ -93,5 +93,7 @@ async def get_usage(agent: str, db: DB) -> JSONResponse:
 async def get_results(agent: str, experiment: str, db: DB) -> JSONResponse:
     """Each arm's counts, token means, latency percentiles, success rate and mean score with
     95% intervals (Wilson, t), and its difference from the control with two-sided p-values
-    (pooled z-test, Welch's t-test). A figure with no data behind it is null."""
+    (pooled z-test, Welch's t-test). A figure with no data behind it is null. Latency
+    percentiles are exact for an arm of up to 100,000 outcomes, and within 1% beyond (a
+    DDSketch); every other figure is exact."""
     return JSONResponse(await service.results(db, agent, experiment))

@@ -1,10 +1,11 @@
 """Storing outcomes, and what they add up to: usage per variant, results per arm.
 
 Outcomes arrive in batches of up to 1,000 and go in with one COPY (asyncpg's binary
-copy), so ingestion costs one round trip per batch, not one per row. Aggregates are
-computed in PostgreSQL, where the rows are (`repository`); only the final statistics
-(intervals and p-values) are computed from those aggregates (`figures`, which the console
-shares).
+copy), so ingestion costs one round trip per batch, not one per row. The same transaction
+adds them to their experiment's arm totals and latency bins (triggers on outcomes) and to
+the agent's usage totals (`repository.add_to_totals`), so /usage and /results read a few
+rows, not every outcome (`repository`); means, variances, percentiles of large arms and the
+final statistics are computed from those (`figures`, which the console shares).
 """
 
 from __future__ import annotations
