@@ -314,7 +314,7 @@ async def main() -> None:
         results: dict[str, dict[str, float]] = {}
         with Server(url) as s:
             # Warm the cache with every agent first (misses run a few thousand a second).
-            wrk(wrk_bin, s.base, RESOLVE, count=count, sweep=True, duration=f"{max(4, math.ceil(count / 2000))}s")
+            wrk(wrk_bin, s.base, RESOLVE, count=count, sweep=True, duration=f"{max(4, math.ceil(count / 2500))}s")
             results["a_cached"] = wrk(wrk_bin, s.base, RESOLVE, count=count, case=f"a_cached at {count:,}")
             if count == 1:
                 await start_experiment(s.base)
