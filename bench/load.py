@@ -503,24 +503,13 @@ def write_report(rows, headline, spread, auth) -> None:
 
 
 def watch_section() -> list[str]:
-    """Open watch streams, as `bench/watch.py` measured them."""
+    """Open watch streams, as `bench/watch.py` measured them (its own wording)."""
     import json
 
+    from bench import watch  # here: bench.watch imports this module
+
     path = ROOT / "bench" / "results" / "watch.json"
-    if not path.exists():
-        return []
-    w = json.loads(path.read_text())
-    return [
-        "## Watch streams",
-        "",
-        f"- {w['watchers']:,} open `GET .../bundle/watch` streams on one server process (one worker): resident"
-        f" memory {w['rss_before_mib']} MiB before, {w['rss_after_mib']} MiB after, about {w['kib_per_watch']} KiB"
-        " per stream.",
-        f"- From an activation's 200 until the last of them has the new bundle: median {w['fan_out_ms_median']} ms,"
-        f" max {w['fan_out_ms_max']} ms. One Python process reads all {w['watchers']:,} streams, so this is the"
-        " reader's speed as much as the server's (one watcher alone: a few ms, see tests/system/test_watch.py).",
-        "",
-    ]
+    return watch.section(json.loads(path.read_text())) if path.exists() else []
 
 
 def experiments_section() -> list[str]:
