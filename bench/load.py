@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import platform
@@ -253,13 +254,12 @@ class Baseline:
     """A baseline of `bench/baselines` in a process of its own: uvicorn, one worker, uvloop
     and httptools, no access log (the ceiling of what the server gives a bare tool)."""
 
-    def __init__(self, module: str, *, url: str | None = None, body: Path | None = None) -> None:
+    def __init__(self, module: str, *, url: str | None = None, response: tuple[Path, Path] | None = None) -> None:
+        """`response`: the files of the body and the headers the constant baselines return."""
         self.port = free_port()
-        env = {
-            **os.environ,
-            **({"DATABASE_URL": url} if url else {}),
-            **({"BENCH_BODY_FILE": str(body)} if body else {}),
-        }
+        env = {**os.environ, **({"DATABASE_URL": url} if url else {})}
+        if response is not None:
+            env |= {"BENCH_BODY_FILE": str(response[0]), "BENCH_HEADERS_FILE": str(response[1])}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", f"bench.baselines.{module}:app", "--port", str(self.port)]
             + ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
@@ -345,35 +345,41 @@ def headline_table(wrk_bin: str, url: str) -> dict:
     the same bytes, all up at once and driven in turns, HEADLINE_ROUNDS times, so the
     machine's drift hits every one alike."""
     before = os.environ.get("BENCH_BEFORE")
-    with Server(url) as service:
-        body = httpx.get(
+    with Server(url) as service, tempfile.TemporaryDirectory() as files:
+        served = httpx.get(
             f"{service.base}/v1/agents/bench-1/resolved", headers={"Authorization": f"Bearer {KEYS['resolve']}"}
         )
-        assert body.status_code == 200, body.text
-        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as file:
-            file.write(body.content)
+        assert served.status_code == 200, served.text
+        # The baselines send this response byte for byte: its body and headers (uvicorn adds
+        # `date` and `server` to every response, the service's included).
+        body, headers = Path(files) / "body", Path(files) / "headers.json"
+        body.write_bytes(served.content)
+        headers.write_text(json.dumps([[k, v] for k, v in served.headers.items() if k not in ("date", "server")]))
         targets = {"service": service.base}
-        try:
-            with (
-                Baseline("constant_fastapi", body=Path(file.name)) as bare,
-                Baseline("constant_raw", body=Path(file.name)) as raw,
-                Server(url, cwd=Path(before), ready="/healthz") if before else contextlib.nullcontext() as old,
-            ):
-                targets |= {"bare_fastapi": bare.base, "raw_asgi": raw.base}
-                if old is not None:
-                    targets["before"] = old.base
-                runs: dict[str, list[float]] = {name: [] for name in targets}
-                p99: dict[str, list[float]] = {name: [] for name in targets}
-                for base in targets.values():
-                    wrk(wrk_bin, base, RESOLVE, count=1, duration="2s")  # warm
-                for _ in range(HEADLINE_ROUNDS):
-                    for name, base in targets.items():
-                        result = wrk(wrk_bin, base, RESOLVE, count=1, duration="5s", case=f"headline {name}")
-                        runs[name].append(result["rps"])
-                        p99[name].append(result["p99"])
-        finally:
-            os.unlink(file.name)
-    return {"runs": runs, "p99": p99, "bytes": len(body.content), "before": before and revision_of(Path(before))}
+        with (
+            Baseline("constant_fastapi", response=(body, headers)) as bare,
+            Baseline("constant_raw", response=(body, headers)) as raw,
+            Server(url, cwd=Path(before), ready="/healthz") if before else contextlib.nullcontext() as old,
+        ):
+            targets |= {"bare_fastapi": bare.base, "raw_asgi": raw.base}
+            if old is not None:
+                targets["before"] = old.base
+            runs: dict[str, list[float]] = {name: [] for name in targets}
+            p99: dict[str, list[float]] = {name: [] for name in targets}
+            for base in targets.values():
+                wrk(wrk_bin, base, RESOLVE, count=1, duration="2s")  # warm
+            for _ in range(HEADLINE_ROUNDS):
+                for name, base in targets.items():
+                    result = wrk(wrk_bin, base, RESOLVE, count=1, duration="5s", case=f"headline {name}")
+                    runs[name].append(result["rps"])
+                    p99[name].append(result["p99"])
+    return {
+        "runs": runs,
+        "p99": p99,
+        "bytes": len(served.content),
+        "headers": len(served.headers),
+        "before": before and revision_of(Path(before)),
+    }
 
 
 def revision_of(checkout: Path) -> str:
@@ -440,7 +446,8 @@ def write_report(rows, headline, spread, auth) -> None:
         "Baselines are bare tools in processes of their own under the same server, without an access log"
         " (`bench/baselines`). Any response other than a 200 fails the bench.",
         "",
-        f"## Cached resolve against the bare tools ({headline['bytes']:,}-byte resolved body, medians of"
+        f"## Cached resolve against the bare tools (the same response: a {headline['bytes']:,}-byte body and"
+        f" {headline['headers']} headers; medians of"
         f" {HEADLINE_ROUNDS} runs of 5 s, all servers up at once, in turns)",
         "",
         "| configuration | cached /resolved req/s | bare FastAPI app | raw ASGI callable | ratio to bare |"

@@ -8,6 +8,8 @@ of its own, under the same server (uvicorn, one worker, uvloop and httptools, no
 - `naive_orm`: resolution as a typical FastAPI app does it, two ORM queries (the agent,
   then its active variant) and a Pydantic model.
 
-`BENCH_BODY_FILE` names the file with the bytes the constant baselines return;
-`DATABASE_URL` the database the query baselines read.
+The constant baselines return the service's response to the same request byte for byte:
+`BENCH_BODY_FILE` names the file with its body, `BENCH_HEADERS_FILE` a JSON list of its
+headers' [name, value] pairs (all but `date` and `server`, which uvicorn adds to every
+response). `DATABASE_URL` names the database the query baselines read.
 """

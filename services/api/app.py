@@ -45,7 +45,7 @@ from services.api.access_log import AccessLog
 from services.api.agents.router import router as agents_router
 from services.api.console import router as console
 from services.api.console import sessions as console_sessions
-from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL, Database
+from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL, Database, asyncpg_dsn
 from services.api.deadline import Deadline
 from services.api.experiments.router import router as experiments_router
 from services.api.idempotency import IdempotencyMiddleware
@@ -55,7 +55,7 @@ from services.api.openapi import build_openapi
 from services.api.outcomes.router import router as outcomes_router
 from services.api.resolution.cache import ResolveCache
 from services.api.resolution.fast_path import ResolveFastPath
-from services.api.resolution.listener import ResolutionListener, asyncpg_dsn
+from services.api.resolution.listener import ResolutionListener
 from services.api.resolution.router import router as resolution_router
 from services.api.resolution.watch import WatchHub
 from services.api.revisions.router import router as revisions_router
@@ -203,6 +203,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             command_timeout_seconds=settings.db_command_timeout_seconds,
             pool_timeout_seconds=settings.db_pool_timeout_seconds,
         )
+        await db.open()  # connects nothing yet
         app.state.db = db
         # Other processes may write: trust the cache and the key ring only once we
         # listen for their changes.

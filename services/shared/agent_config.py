@@ -26,6 +26,7 @@ from agent_variants.config import (
 from services.shared.identifiers import ref_key
 
 if TYPE_CHECKING:  # the driver is imported lazily so the dataclass needs no SQLAlchemy
+    import asyncpg
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
@@ -46,8 +47,12 @@ __all__ = [
 ]
 
 
-async def resolve_agent_config(conn: AsyncConnection, agent: str, *, variant: str | None = None) -> ResolvedAgentConfig:
+async def resolve_agent_config(
+    conn: AsyncConnection | asyncpg.Connection, agent: str, *, variant: str | None = None
+) -> ResolvedAgentConfig:
     """Resolve an agent's config in one database round trip.
+
+    `conn` is a SQLAlchemy AsyncConnection, or (without `variant`) an asyncpg connection.
 
     `agent` is an id or a slug. Without `variant`, the active variant (if any) is
     coalesced over the base config; with it, that variant is, as if it were active

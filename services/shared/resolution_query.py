@@ -75,8 +75,9 @@ def _sql(agent_key: str, variant_key: str | None) -> tuple[str, tuple[str, ...]]
     return found
 
 
-async def fetch(conn: AsyncConnection, agent_key: str, variant_key: str | None, params: dict[str, str]):
-    """Run the statement, on the driver itself when that is safe.
+async def fetch(conn: Any, agent_key: str, variant_key: str | None, params: dict[str, str]):
+    """Run the statement, on the driver itself when that is safe. `conn` is an
+    AsyncConnection, or an asyncpg connection (the service's `Database.driver_read`).
 
     SQLAlchemy's execution layer costs more CPU than the query does (a third of an uncached
     `/resolved`), so on an autocommit connection, or inside a transaction the driver has
@@ -84,6 +85,9 @@ async def fetch(conn: AsyncConnection, agent_key: str, variant_key: str | None, 
     connection. A transaction SQLAlchemy has yet to begin on the driver goes through
     SQLAlchemy, so the statement runs inside it.
     """
+    if not isinstance(conn, AsyncConnection):  # asyncpg's own
+        sql, names = _sql(agent_key, variant_key)
+        return await conn.fetchrow(sql, *(params[name] for name in names))
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None  # a checked-out connection always has one

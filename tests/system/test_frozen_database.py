@@ -27,7 +27,8 @@ import psutil
 import pytest
 
 from services.api import embedded
-from services.api.resolution.listener import APPLICATION_NAME, asyncpg_dsn
+from services.api.db import asyncpg_dsn
+from services.api.resolution.listener import APPLICATION_NAME
 from tests.helpers import bearer, config, unique
 from tests.system.test_replicas import Server, start, stop, wait_ready
 

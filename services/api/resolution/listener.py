@@ -19,7 +19,6 @@ import os
 from typing import TYPE_CHECKING
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
 from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL
 from services.api.resolution.cache import ResolveCache
@@ -32,12 +31,6 @@ log = logging.getLogger(__name__)
 
 # pg_stat_activity.application_name of each listener connection, followed by the process id.
 APPLICATION_NAME = "agent-variants-listener"
-
-
-def asyncpg_dsn(url: str) -> str:
-    """The SQLAlchemy asyncpg URL as a DSN asyncpg itself accepts."""
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    return dsn.replace("ssl=", "sslmode=")
 
 
 class ResolutionListener:

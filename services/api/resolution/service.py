@@ -53,11 +53,15 @@ async def resolve(
     generation = cache.generation if cache is not None else 0
     if subject is not None:
         return await _for_subject(db, cache, generation, agent, subject, explain=explain)
-    async with db.read() as conn:
-        if at is not None:
-            resolved = await resolve_at(conn, agent, at)
-        else:
-            resolved = await resolve_agent_config(conn, agent, variant=variant)
+    if variant is None and at is None:  # the hot one: one statement on asyncpg's own pool
+        async with db.driver_read() as driver:
+            resolved = await resolve_agent_config(driver, agent)
+    else:
+        async with db.read() as conn:
+            if at is not None:
+                resolved = await resolve_at(conn, agent, at)
+            else:
+                resolved = await resolve_agent_config(conn, agent, variant=variant)
     rendered = render(resolved, explain=explain)
     if cache is not None and at is None and variant is None:  # plain: what the fast path serves
         cache.put(agent, explain, resolved.agent_id, rendered.body, rendered.etag, generation=generation)
