@@ -138,7 +138,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.auth_disabled:  # the app warns at every start when it is
         _first_admin_key(url, settings)
     uvicorn.run(
-        "services.api.app:create_app",
+        "services.api.app:serve",
         factory=True,
         host=args.host or settings.host,
         port=args.port if args.port is not None else settings.port,

@@ -36,7 +36,8 @@ class Entry(NamedTuple):
 
 class Experiment(NamedTuple):
     """What `?subject=` needs, so a subject costs a hash, not a query: the running
-    experiment's salt and weights and each arm's response (body, ETag, the 200's headers).
+    experiment's salt and weights and each arm's response (body, ETag, the 200's headers,
+    the ETag as bytes).
     With no experiment running, `experiment_id` is None and the one "arm" is the plain
     resolution."""
 
@@ -44,7 +45,7 @@ class Experiment(NamedTuple):
     experiment_id: str | None
     salt: str
     weights: tuple[int, ...]
-    arms: tuple[tuple[bytes, str, tuple[tuple[bytes, bytes], ...]], ...]
+    arms: tuple[tuple[bytes, str, tuple[tuple[bytes, bytes], ...], bytes], ...]
     expires_at: float
 
 
@@ -107,7 +108,7 @@ class ResolveCache:
         generation: int,
     ) -> None:
         """Store what `?subject=` needs, read from the database at `generation` (as `put`)."""
-        ready = tuple((body, tag, response_headers(body, tag.encode())) for body, tag in arms)
+        ready = tuple((body, tag, response_headers(body, tag.encode()), tag.encode()) for body, tag in arms)
         self._store((ref, explain, "experiment"), generation, (agent_id, experiment_id, salt, weights, ready))
 
     def _lookup(self, key: tuple) -> tuple | None:

@@ -134,8 +134,7 @@ class ResolveFastPath:
         else:
             stored = cache.get_experiment(ref, explain)
             if stored is not None:
-                body, text_tag, headers = stored.arms[assign(stored.salt, subject, stored.weights)]
-                tag = text_tag.encode()
+                body, _, headers, tag = stored.arms[assign(stored.salt, subject, stored.weights)]
         if stored is None:
             try:
                 deadline = deadline_of(scope, self.timeout_seconds)

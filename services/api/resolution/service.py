@@ -76,7 +76,7 @@ async def _for_subject(
     every arm's response), so a subject costs a hash, not a query."""
     entry = cache.get_experiment(agent, explain) if cache is not None else None
     if entry is not None:
-        body, tag, _ = entry.arms[assign(entry.salt, subject, entry.weights)]
+        body, tag, _, _ = entry.arms[assign(entry.salt, subject, entry.weights)]
         return Rendered(body, tag)
     async with db.read() as conn:
         agent_id, experiment_id, salt, weights, arms = await running_arms(conn, agent)
