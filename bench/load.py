@@ -262,7 +262,9 @@ class Baseline:
             env |= {"BENCH_BODY_FILE": str(response[0]), "BENCH_HEADERS_FILE": str(response[1])}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", f"bench.baselines.{module}:app", "--port", str(self.port)]
-            + ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+            + ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+            # As `serve` runs by default: no proxy headers (uvicorn's default wraps the app in a layer for them).
+            + ["--no-proxy-headers"],
             env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -359,9 +361,10 @@ def headline_table(wrk_bin: str, url: str) -> dict:
         with (
             Baseline("constant_fastapi", response=(body, headers)) as bare,
             Baseline("constant_raw", response=(body, headers)) as raw,
+            Server(url, ACCESS_LOG="false") as quiet,
             Server(url, cwd=Path(before), ready="/healthz") if before else contextlib.nullcontext() as old,
         ):
-            targets |= {"bare_fastapi": bare.base, "raw_asgi": raw.base}
+            targets |= {"bare_fastapi": bare.base, "raw_asgi": raw.base, "service_without_access_log": quiet.base}
             if old is not None:
                 targets["before"] = old.base
             runs: dict[str, list[float]] = {name: [] for name in targets}
@@ -432,9 +435,12 @@ def auth_cost(wrk_bin: str, url: str) -> dict[str, float]:
 def write_report(rows, headline, spread, auth) -> None:
     median = {name: statistics.median(runs) for name, runs in headline["runs"].items()}
     bare, raw = median["bare_fastapi"], median["raw_asgi"]
-    configurations = [("after", "`agent-variants serve` defaults, resolve key", "service")]
+    configurations = [
+        ("after", "`agent-variants serve` defaults, resolve key", "service"),
+        ("after", "the same with `ACCESS_LOG=false`", "service_without_access_log"),
+    ]
     if "before" in median:
-        configurations.insert(0, ("before", f"the same, before ({headline['before']})", "before"))
+        configurations.insert(0, ("before", f"the same, before ({headline['before']}; uvicorn's access log)", "before"))
     lines = [
         "# Benchmark results",
         "",
