@@ -329,6 +329,24 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class Environment(Base):
+    """Where a config is served (contract 1.1): `production`, made by the migration with a
+    fixed id, and up to 99 more. Later slices of issue 18 make activations, rule sets,
+    experiments and API keys refer to one."""
+
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("slug"),)
+
+    id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    # Never changes: requests name environments by slug (`?environment=staging`).
+    slug: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class ConsoleSession(Base):
     """A console sign-in: the browser holds a random token, we keep its SHA-256 (never the
     API key's secret). It lasts while its key does: revoking the key ends it."""

@@ -20,7 +20,13 @@ PREFIXES = {
     "revision": "rev",
     "experiment": "exp",
     "api_key": "key",
+    "environment": "env",
 }
+# The environment every installation has (contract 1.1, "Environments"), made by the migration
+# that created the table (b2c4e6a8d0f1), with this fixed id on every installation: the
+# smallest well-formed environment id, so it sorts before every environment made later.
+PRODUCTION_ENVIRONMENT_ID = "env_00000000000000000000000000"
+PRODUCTION_ENVIRONMENT_SLUG = "production"
 # The pattern of each kind's ids, as a JSON Schema `pattern` states it.
 ID_PATTERNS = {kind: rf"^{prefix}_{_ULID_RE}$" for kind, prefix in PREFIXES.items()}
 _ID_RES = {kind: re.compile(pattern) for kind, pattern in ID_PATTERNS.items()}
