@@ -47,6 +47,7 @@ from services.api.console import router as console
 from services.api.console import sessions as console_sessions
 from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL, Database, asyncpg_dsn
 from services.api.deadline import Deadline
+from services.api.environments.router import router as environments_router
 from services.api.experiments.router import router as experiments_router
 from services.api.idempotency import IdempotencyMiddleware
 from services.api.keys.router import router as keys_router
@@ -276,6 +277,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         experiments_router,
         outcomes_router,
         keys_router,
+        environments_router,
         api_docs.router,
     ):
         app.include_router(router)

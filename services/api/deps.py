@@ -25,6 +25,14 @@ VariantCursor = Annotated[Annotated[str, id_pattern("variant")] | None, _AFTER, 
 RevisionCursor = Annotated[Annotated[str, id_pattern("revision")] | None, _AFTER, cursor("revision")]
 ExperimentCursor = Annotated[Annotated[str, id_pattern("experiment")] | None, _AFTER, cursor("experiment")]
 KeyCursor = Annotated[Annotated[str, id_pattern("api_key")] | None, _AFTER, cursor("api_key")]
+EnvironmentCursor = Annotated[Annotated[str, id_pattern("environment")] | None, _AFTER, cursor("environment")]
+
+
+IF_MATCH = Header(
+    alias="If-Match",
+    max_length=1024,
+    description='Only if the target\'s ETag still matches (`"3"`, or `*`); 412 otherwise.',
+)
 
 
 async def write_context(
@@ -38,14 +46,7 @@ async def write_context(
             description="Who the change is made for (a person a tool acts for); recorded in the revision.",
         ),
     ] = None,
-    if_match: Annotated[
-        str | None,
-        Header(
-            alias="If-Match",
-            max_length=1024,
-            description='Only if the target\'s ETag still matches (`"3"`, or `*`); 412 otherwise.',
-        ),
-    ] = None,
+    if_match: Annotated[str | None, IF_MATCH] = None,
 ) -> WriteContext:
     # The key the access gate verified (absent while auth is off). A claimed actor is
     # always recorded next to the key that made the claim.
@@ -66,3 +67,14 @@ def _utf8(value: str | None) -> str | None:
 
 
 Write = Annotated[WriteContext, Depends(write_context)]
+
+
+async def precondition(request: Request, if_match: Annotated[str | None, IF_MATCH] = None) -> WriteContext:
+    """The write context of a change that records no revision (an environment's): only
+    `If-Match` and the key, so the document offers no `X-Actor` that nothing would keep."""
+    key = current_key(request.scope)
+    key_name = key.name if key is not None else None
+    return WriteContext(actor=key_name, api_key=key_name, if_match=if_match)
+
+
+Precondition = Annotated[WriteContext, Depends(precondition)]

@@ -101,6 +101,25 @@ class AgentNotArchived(DomainError):
     code = "agent_not_archived"
 
 
+class EnvironmentProtected(DomainError):
+    """Deleting `production`, which every installation has."""
+
+    code = "environment_protected"
+
+
+class EnvironmentInUse(DomainError):
+    """Deleting an environment in which something is active, ruled or running, or to which a
+    live API key is bound."""
+
+    code = "environment_in_use"
+
+
+class EnvironmentLimitReached(DomainError):
+    """Creating an environment when the installation has the most it may have (100)."""
+
+    code = "environment_limit_reached"
+
+
 class DuplicateArm(DomainError):
     """At start, a `live` arm resolves to the same config source as another arm."""
 

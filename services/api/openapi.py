@@ -78,6 +78,21 @@ PROBLEM_EXAMPLES: dict[str, tuple[str, str, list[dict[str, str]] | None]] = {
         [{"param": "arms[1].variant", "message": "arms 0 and 1 would both serve the base config"}],
     ),
     "agent_not_archived": (A, "Agent 'support-bot' is not archived; archive it (DELETE without purge) first", None),
+    "environment_protected": (
+        "/v1/environments/production",
+        "Environment 'production' cannot be deleted: every installation has it",
+        None,
+    ),
+    "environment_in_use": (
+        "/v1/environments/staging",
+        "Environment 'staging' is in use: variant 'concise' of agent 'support-bot' is active in it",
+        None,
+    ),
+    "environment_limit_reached": (
+        "/v1/environments",
+        "There are 100 environments already, the most an installation may have; delete one first",
+        None,
+    ),
     "invalid_status": (
         f"{A}/experiments/concise-vs-base/stop",
         "Experiment 'concise-vs-base' is a draft; only a running experiment can be stopped",

@@ -7,7 +7,7 @@ a rule that drifts from the contract, a new route nobody gave a rule, or a rule 
 route that is gone each fail here.
 
 Every request is built to change nothing: GETs point at a real agent, variant,
-experiment, revision and key; changes point at ids that do not exist (or send an invalid
+experiment, revision, key and environment (`production`); changes point at ids that do not exist (or send an invalid
 body), so the admin key gets a 4xx and every other key either the same status or a
 refusal.
 """
@@ -114,6 +114,12 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("DELETE", f"{A}/experiments/{{experiment}}"): WRITE,
     ("POST", f"{A}/experiments/{{experiment}}/start"): WRITE,
     ("POST", f"{A}/experiments/{{experiment}}/stop"): WRITE,
+    # Environments (1.1): reads need read, writes admin.
+    ("GET", "/v1/environments"): READ,
+    ("GET", "/v1/environments/{environment}"): READ,
+    ("POST", "/v1/environments"): ADMIN,
+    ("PATCH", "/v1/environments/{environment}"): ADMIN,
+    ("DELETE", "/v1/environments/{environment}"): ADMIN,
     # admin: /v1/keys.
     ("POST", "/v1/keys"): ADMIN,
     ("GET", "/v1/keys"): ADMIN,
@@ -226,6 +232,7 @@ async def world(db: Database) -> AsyncIterator[World]:
                 "experiment": experiment["id"],
                 "revision": revisions[0]["id"],
                 "key": "matrix-read",
+                "environment": "production",
                 "name": "console.css",
                 "action": "activate",
                 "version": api_docs.VERSION,
@@ -237,6 +244,7 @@ async def world(db: Database) -> AsyncIterator[World]:
                 "experiment": "zz-no-such-experiment",
                 "revision": "zz-no-such-revision",
                 "key": "zz-no-such-key",
+                "environment": "zz-no-such-environment",
                 "name": "zz",
                 "action": "activate",
                 "version": "zz",
@@ -392,6 +400,7 @@ async def test_the_matrix_changed_nothing(world: World) -> None:
                 f"/v1/agents/{agent}/variants",
                 f"/v1/agents/{agent}/revisions",
                 f"/v1/agents/{agent}/experiments",
+                "/v1/environments",
                 "/v1/keys",
             )
         ]

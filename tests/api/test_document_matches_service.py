@@ -31,6 +31,7 @@ LISTS = {
     "/v1/agents/{agent}/revisions": "revision",
     "/v1/agents/{agent}/experiments": "experiment",
     "/v1/keys": "api_key",
+    "/v1/environments": "environment",
 }
 
 

@@ -16,8 +16,8 @@ tests/api/test_document_matches_service.py holds each. Lone surrogates (which
 JSON can spell and PostgreSQL cannot store, 422) have no portable pattern; generated
 strings hold none.
 
-Path parameters are sometimes swapped for the ids and slugs of a seeded agent, so the
-operations are exercised on real resources, not only on 404s.
+Path parameters are sometimes swapped for the ids and slugs of a seeded agent and
+environment, so the operations are exercised on real resources, not only on 404s.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ CROSS_FIELD_RULES: dict[str, str] = {
     "POST /v1/agents/{agent}/variants": TOKEN_RULE,
     "PATCH /v1/agents/{agent}/variants/{variant}": TOKEN_RULE,
     "POST /v1/keys": "expires_at in the future, which depends on the clock",
+    "POST /v1/environments": "a name that gives no slug (`!!!`) needs an explicit slug",
 }
 
 
@@ -117,12 +118,13 @@ CHECKS = [
 
 @pytest.fixture
 async def seeded(live_client: httpx.AsyncClient, live_url: str) -> AsyncIterator[dict[str, Any]]:
-    """An agent with three variants, one active; after the run, every agent the run made
-    (seeded or generated) is deleted."""
+    """An agent with three variants, one active, and an environment; after the run, every
+    agent and environment the run made (seeded or generated) is deleted."""
     engine = create_async_engine(live_url, poolclass=NullPool)
     try:
         async with engine.connect() as conn:
             before = set(await conn.scalars(text("SELECT id FROM agents")))
+            environments_before = set(await conn.scalars(text("SELECT id FROM environments")))
         agent = await create_agent(live_client, config=config(context_window=8192, max_tokens=512))
         variants = [
             await create_variant(live_client, agent["id"], overrides={"temperature": 0.2}),
@@ -131,11 +133,16 @@ async def seeded(live_client: httpx.AsyncClient, live_url: str) -> AsyncIterator
         ]
         response = await live_client.post(f"/v1/agents/{agent['id']}/variants/{variants[0]['id']}/activate")
         assert response.status_code == 200, response.text
-        yield {"agent": agent, "variants": variants}
+        response = await live_client.post("/v1/environments", json={"name": "Schemathesis"})
+        assert response.status_code == 201, response.text
+        yield {"agent": agent, "variants": variants, "environment": response.json()}
         async with engine.connect() as conn:
             made = set(await conn.scalars(text("SELECT id FROM agents"))) - before
+            environments_made = set(await conn.scalars(text("SELECT id FROM environments"))) - environments_before
         for agent_id in made:
             assert (await live_client.delete(f"/v1/agents/{agent_id}")).status_code == 204
+        for environment_id in environments_made:  # at most 100: leave room for the next test
+            assert (await live_client.delete(f"/v1/environments/{environment_id}")).status_code == 204
     finally:
         await engine.dispose()
 
@@ -186,6 +193,7 @@ async def live_app(seeded: dict[str, Any], live_url: str, live_key: str) -> Asyn
     app.state.key_ring.invalidate()  # the key was made through another app: reload
     KNOWN["agent"] = [agent["id"], agent["slug"]]
     KNOWN["variant"] = [v["id"] for v in variants] + [v["slug"] for v in variants]
+    KNOWN["environment"] = [seeded["environment"]["id"], seeded["environment"]["slug"]]
     try:
         yield
     finally:
@@ -197,7 +205,7 @@ async def live_app(seeded: dict[str, Any], live_url: str, live_key: str) -> Asyn
 
 @schema.hook
 def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> Any:
-    """Half the time, point `{agent}` and `{variant}` at the seeded ones."""
+    """Half the time, point `{agent}`, `{variant}` and `{environment}` at the seeded ones."""
     operation = context.operation
     # Deleting the seeded agent or variants early would leave the rest nothing to work on.
     if not path_parameters or operation is None or operation.method.upper() == "DELETE" or not KNOWN:

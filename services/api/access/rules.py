@@ -43,6 +43,9 @@ def required_scope(method: str, path: str) -> str | None:
         return None
     if path == "/v1/keys" or path.startswith("/v1/keys/"):
         return "admin"
+    if path == "/v1/environments" or path.startswith("/v1/environments/"):
+        # Contract 1.1: environment writes need `admin`, reads `read`.
+        return "read" if method in READ_METHODS else "admin"
     if (("GET" if method == "HEAD" else method), path) in RESOLVE_ROUTES:
         return "resolve"
     return "read" if method in READ_METHODS else "write"

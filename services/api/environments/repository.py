@@ -1,0 +1,99 @@
+"""Queries on environments. Functions take a connection; the caller owns the transaction.
+
+Later slices of issue 18 read environments through this module (an activation, a rule set,
+an experiment or a bound key names one), never through the environments service.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.api.models import Environment, table_of
+from services.shared.identifiers import ref_key
+
+environments = table_of(Environment)
+
+
+def _by_ref(ref: str) -> Any:
+    """The query for an environment named by id or slug, or None when `ref` is neither
+    (then nothing can match, and no query is needed)."""
+    key = ref_key("environment", ref)
+    return None if key is None else select(environments).where(environments.c[key] == ref)
+
+
+async def get(conn: AsyncConnection, ref: str) -> RowMapping | None:
+    """An environment by id or slug."""
+    query = _by_ref(ref)
+    return None if query is None else (await conn.execute(query)).mappings().first()
+
+
+async def lock(conn: AsyncConnection, ref: str) -> RowMapping | None:
+    """An environment by id or slug, its row locked until the transaction ends: a PATCH or a
+    DELETE sees no concurrent change of it, and a DELETE waits for any transaction that
+    holds a reference to it being made (a foreign key's KEY SHARE lock)."""
+    query = _by_ref(ref)
+    return None if query is None else (await conn.execute(query.with_for_update())).mappings().first()
+
+
+async def list_page(conn: AsyncConnection, *, after: str | None, limit: int) -> list[RowMapping]:
+    """Up to `limit` environments newest first, starting below `after`."""
+    query = select(environments).order_by(environments.c.id.desc()).limit(limit)
+    if after is not None:
+        query = query.where(environments.c.id < after)
+    return list((await conn.execute(query)).mappings())
+
+
+async def count_for_create(conn: AsyncConnection) -> int:
+    """How many environments there are, with creates serialized until the transaction ends:
+    the table lock conflicts with itself and with every insert, update and delete (not with
+    reads or row locks), so two creates at 99 cannot both see room for one more."""
+    await conn.execute(text("LOCK TABLE environments IN SHARE ROW EXCLUSIVE MODE"))
+    return int(await conn.scalar(select(func.count()).select_from(environments)) or 0)
+
+
+async def slugs_taken(conn: AsyncConnection, candidates: list[str]) -> set[str]:
+    rows = await conn.scalars(select(environments.c.slug).where(environments.c.slug.in_(candidates)))
+    return set(rows)
+
+
+async def insert_unless_slug_taken(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    """Insert the environment; False (and nothing written) when its slug is taken."""
+    statement = (
+        pg_insert(environments)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["slug"])
+        .returning(environments.c.id)
+    )
+    return (await conn.scalar(statement)) is not None
+
+
+async def update_fields(conn: AsyncConnection, environment_id: str, values: dict[str, Any], *, at: datetime) -> None:
+    """Write changed fields (name, description), bumping `version`; `updated_at` is `at`."""
+    await conn.execute(
+        update(environments)
+        .where(environments.c.id == environment_id)
+        .values(**values, version=environments.c.version + 1, updated_at=at)
+    )
+
+
+async def in_use(conn: AsyncConnection, environment_id: str) -> str | None:
+    """Why the environment cannot be deleted, as a sentence, or None when nothing uses it.
+
+    The contract (1.1, "Environments") refuses the deletion of an environment in which
+    anything is active, ruled or running, or to which a live API key is bound. None of those
+    can refer to an environment yet: this slice of issue 18 adds environments alone. Each
+    later slice that makes something refer to one (per-environment activations, rule sets,
+    experiments and rollouts, bound keys) adds its query here, with a foreign key to
+    `environments` so that a reference being made concurrently holds a lock the deleting
+    transaction's row lock (`lock`) must wait for. Until then nothing is in use.
+    """
+    return None
+
+
+async def delete_one(conn: AsyncConnection, environment_id: str) -> None:
+    await conn.execute(delete(environments).where(environments.c.id == environment_id))
