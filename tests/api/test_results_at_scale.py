@@ -220,6 +220,67 @@ async def test_percentiles_are_exact_up_to_the_limit_and_within_1pc_beyond(
                 assert abs(figure - truth) <= 0.01 * truth * (1 + 1e-9), (figure, truth)
 
 
+def same(a: float | None, b: float | None) -> bool:
+    """Equal as percentile_cont's results: NaN equals NaN, 0.0 and -0.0 are the same latency."""
+    return (a is not None and b is not None and math.isnan(a) and math.isnan(b)) or a == b
+
+
+SPECIAL_ARMS = {
+    "one": ["930.5"],
+    "two": ["5", "1000"],
+    "two equal": ["250", "250"],
+    "three": ["0", "5e-324", "1.7e308"],
+    "whole ranks": [str(v) for v in range(21)],  # ranks 10 and 19 exactly: no interpolation
+    "many equal": ["250"] * 90 + ["1000"] * 5 + ["0"] * 4 + ["3.5"],
+    "equal but signed zeros": ["0", "-0"] * 20 + ["7"],
+    "ties around p95": ["1"] * 10 + ["2"] * 19 + ["1e12"],
+    "infinite at p95": ["1", "2", "3"] * 6 + ["Infinity", "Infinity"],
+    "infinite at both": ["Infinity"] * 3,
+    "NaN last": ["NaN", "1", "NaN", "2", "Infinity", "0"] * 3,
+    "NaN only": ["NaN"] * 2,
+    "largest doubles": ["1.7976931348623157e308", "0", "1.7976931348623157e308", "8.9e307"],
+}
+
+
+async def test_exact_percentiles_equal_percentile_cont_whatever_the_latencies(
+    client: httpx.AsyncClient, conn: AsyncConnection
+) -> None:
+    """Arms of 1, 2 and a few outcomes, many equal latencies, ranks falling on a row or
+    between two, and latencies written straight into the table past the API's bounds
+    (infinity, NaN, which percentile_cont and the index both sort last): p50 and p95, as read
+    from the rows at their ranks in the index, are percentile_cont's to the bit (NaN where it
+    gives NaN), and /results shows the same figures as the raw rows give (null where not finite)."""
+    names = list(SPECIAL_ARMS)
+    for chunk in (names[:7], names[7:]):  # experiments of at most 10 arms, the first one the base
+        agent, ids, experiment = await experiment_with(client, arms=len(chunk))
+        for variant_id, name in zip(ids, chunk, strict=True):
+            await conn.execute(
+                text(
+                    "INSERT INTO outcomes (agent_id, variant_id, experiment_id, input_tokens, output_tokens,"
+                    " latency_ms) SELECT :agent, :variant, :experiment, 1, 1, CAST(l AS float8)"
+                    " FROM unnest(CAST(:ls AS text[])) AS l"
+                ),
+                {"agent": agent["id"], "variant": variant_id, "experiment": experiment["id"], "ls": SPECIAL_ARMS[name]},
+            )
+        aggregates = await repository.arm_aggregates(conn, experiment["id"])
+        for variant_id, name in zip(ids, chunk, strict=True):
+            exact = await conn.scalar(PERCENTILES, {"experiment": experiment["id"], "variant": variant_id})
+            got = [aggregates[variant_id]["p50"], aggregates[variant_id]["p95"]]
+            assert all(same(g, e) for g, e in zip(got, exact, strict=True)), (name, got, exact)
+        assert await results(client, agent, experiment) == await from_raw_rows(conn, experiment)
+
+
+async def test_exact_percentiles_read_the_rows_in_index_order(conn: AsyncConnection) -> None:
+    """Both statements (the base arm's `IS NULL`, a variant's equality) read the latencies
+    around each rank with an index-only scan, in the index's order: no sort of the arm's rows."""
+    for query, params in ((repository.EXACT_BASE, {}), (repository.EXACT_VARIANT, {"variant": "var_x"})):
+        params = {"experiment": "exp_x", "skip_0": 0, "take_0": 2, "skip_1": 0, "take_1": 2, **params}
+        await conn.execute(text("SET LOCAL enable_seqscan = off"))  # an empty table: as at scale
+        plan = "\n".join((await conn.execute(text(f"EXPLAIN {query.text}"), params)).scalars())
+        assert plan.count("Index Only Scan") == 2 and "Sort" not in plan, plan
+        assert "Index Only Scan Backward" in plan, plan  # p95: from the top, fewer entries before it
+
+
 async def test_the_real_limit_is_100000_outcomes_an_arm(client: httpx.AsyncClient, conn: AsyncConnection) -> None:
     """At 100,000 outcomes the percentiles are percentile_cont's exactly; one more, and they
     come from the sketch, within 1%."""

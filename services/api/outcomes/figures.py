@@ -127,14 +127,24 @@ def sketched_percentiles(bins: Sequence[tuple[int, int]], fractions: Sequence[fl
 
     percentiles: list[float | None] = []
     for fraction in fractions:
-        rank = fraction * (n - 1)  # as PostgreSQL's percentile_cont computes it
-        first = math.floor(rank)
-        low = nth(first)
-        if first == math.ceil(rank):
-            percentiles.append(low)
-        else:
-            percentiles.append(low + (rank - first) * (nth(first + 1) - low))
+        rank = percentile_rank(fraction, n)
+        first, last = math.floor(rank), math.ceil(rank)
+        percentiles.append(interpolate(rank, nth(first), nth(last)))
     return percentiles
+
+
+def percentile_rank(fraction: float, n: int) -> float:
+    """The 0-based rank, in order, of an n-value percentile: the values at floor and ceil of it
+    are those percentile_cont interpolates between (computed as PostgreSQL does, in float8)."""
+    return fraction * (n - 1)
+
+
+def interpolate(rank: float, low: float, high: float) -> float:
+    """percentile_cont's value at `rank` from the values at floor(rank) (`low`) and ceil(rank)
+    (`high`), in PostgreSQL's float8 arithmetic (orderedsetaggs.c): the value itself at a whole
+    rank, else `low + (rank - floor(rank)) * (high - low)` (so inf or NaN there gives NaN)."""
+    first = math.floor(rank)
+    return low if first == rank else low + (rank - first) * (high - low)
 
 
 def results_of(experiment: Mapping[Any, Any], aggregates: Mapping[str | None, Mapping[Any, Any]]) -> dict[str, Any]:

@@ -90,7 +90,8 @@ async def usage(db: Database, agent_ref: str) -> dict[str, Any]:
 
 
 async def results(db: Database, agent_ref: str, ref: str) -> dict[str, Any]:
-    async with db.read() as conn:
+    # One snapshot: exact percentiles read the rows at the ranks the arm totals' counts give.
+    async with db.snapshot() as conn:
         agent = await find_agent(conn, agent_ref, archived=True)  # and its experiments' results
         experiment = await experiment_repository.get(conn, agent.id, ref)
         if experiment is None:
