@@ -189,8 +189,10 @@ class AccessGate:
         hold, or the ring cannot answer now: `__call__` then decides as it always does (a
         refused token was not taken, so deciding again counts nothing twice). The caller
         puts the key in the scope, where `__call__` finds it and lets the request through."""
-        if authorization is None or authorization[:7].lower() != b"bearer ":
+        if authorization is None:
             return None
+        if not authorization.startswith(b"Bearer ") and authorization[:7].lower() != b"bearer ":
+            return None  # (the usual spelling first: no lowered copy to make)
         key = self.ring.verify_now(authorization[7:].strip())
         if key is None or key.rank < needed or self.limiter.take(key.id, key.scope) is not None:
             return None

@@ -41,6 +41,7 @@ ROUTE = "/v1/agents/{agent}/resolved"
 # The `explain` values this layer reads as FastAPI does; any other goes to FastAPI.
 _EXPLAIN = {b"false": False, b"0": False, b"true": True, b"1": True}
 SUBJECT_MAX_LENGTH = 256  # the route's `max_length`: a longer subject is FastAPI's 422
+_PLAIN = (False, None)  # no query string: what agents send most
 
 
 def parse_query(query: bytes) -> tuple[bool, str | None] | None:
@@ -100,7 +101,11 @@ class ResolveFastPath:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        query = parse_query(scope["query_string"]) if path.startswith(_PREFIX) and path.endswith(_SUFFIX) else None
+        if path.startswith(_PREFIX) and path.endswith(_SUFFIX):
+            raw_query: bytes = scope["query_string"]
+            query = parse_query(raw_query) if raw_query else _PLAIN
+        else:
+            query = None
         ref = path[len(_PREFIX) : -len(_SUFFIX)]
         if query is None or not ref or "/" in ref:
             await self.app(scope, receive, send)
