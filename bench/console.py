@@ -605,6 +605,7 @@ async def run() -> dict[str, Any]:
     try:
         key = await keys_service.create_key(db, KeyCreate(name="bench-console", scope="admin"))
         app = create_app(Settings(database_url=None, rate_limits=load.UNLIMITED), database=db)
+        load.quiet_access_log(app)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport,

@@ -56,6 +56,14 @@ FAILURES: list[str] = []
 KEYS: dict[str, str] = {}
 
 
+def quiet_access_log(app: object) -> None:
+    """An in-process app keeps its access log (a default: its cost is part of what these
+    benches measure) but writes the lines nowhere, instead of flooding the bench's output."""
+    access_log = getattr(getattr(app, "front", None), "access_log", None)
+    if access_log is not None:
+        access_log.stream = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
+
+
 def ensure_wrk() -> str:
     found = shutil.which("wrk")
     if found:

@@ -24,6 +24,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench.load import quiet_access_log
 from services.api import embedded, migrate
 from services.api.app import create_app
 from services.api.db import Database
@@ -197,6 +198,7 @@ async def outcomes_only() -> None:
     await migrate.upgrade(url)
     db = Database.from_url(url)
     app = create_app(Settings(database_url=None, auth_disabled=True), database=db)
+    quiet_access_log(app)
     slug = f"bench-outcomes-{int(time.time())}"
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
         response = await client.post(
@@ -226,6 +228,7 @@ async def main() -> None:
     # Auth on, as in production, without rate limits (this measures cost, not policy).
     unlimited = {scope: {"per_second": 1e9, "burst": 10**9} for scope in SCOPES}
     app = create_app(Settings(database_url=None, rate_limits=unlimited), database=db)
+    quiet_access_log(app)
     slug = f"bench-{int(time.time())}"
     key = await keys_service.create_key(db, KeyCreate(name=slug, scope="admin"))
     auth = {"Authorization": f"Bearer {key['secret']}"}
