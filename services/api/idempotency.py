@@ -5,7 +5,8 @@ response (`done`). A request with the same key and the same fingerprint (method,
 canonical JSON body, and the `If-Match` and `X-Actor` headers) gets that response again
 with `Idempotent-Replayed: true`; with another fingerprint, 409 `idempotency_key_reused`;
 while the first is still running, 409 `idempotency_key_in_use`. Keys live 24 hours. A claim whose process died is
-retaken after its lease runs out. A 5xx is not stored: the key is released so a retry runs again.
+retaken after its lease runs out. A 5xx is not stored: the key is released so a retry runs again;
+nor is a 415 (it answers the Content-Type, which the fingerprint leaves out).
 
 Exactly once across a crash: each transaction the request commits saves its result in
 the key's row (`effects`) in that same transaction (`db.EffectLog`). A process that dies
@@ -311,10 +312,16 @@ class IdempotencyMiddleware:
             await release(db, key, owner)
             raise
         failpoints.hit("idempotency.before_storing_the_response")
-        if status >= 500:
-            await release(db, key, owner)  # a failure is not an answer: let a retry run again
+        if status >= 500 or status == UNSUPPORTED_MEDIA_TYPE:
+            # A failure is not an answer: let a retry run again. Nor is a 415: it answers the
+            # Content-Type header, which the fingerprint leaves out, so a retry that fixes the
+            # header must run rather than get the 415 again (nothing ran: nothing to replay).
+            await release(db, key, owner)
         else:
             await complete(db, key, owner, status, headers, without_secret(get_route_path(scope), b"".join(chunks)))
+
+
+UNSUPPORTED_MEDIA_TYPE = 415
 
 
 def storage_key(api_key_id: str | None, key: str) -> str:

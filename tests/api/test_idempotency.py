@@ -379,6 +379,21 @@ async def test_a_409_is_replayed_as_stored_even_once_the_conflict_is_gone(client
     assert await agents_named(client, body["name"]) == []
 
 
+async def test_a_415_is_not_stored_so_a_retry_with_the_right_content_type_runs(client):
+    """The fingerprint covers the body, not the Content-Type: a stored 415 would answer the
+    corrected retry of the same bytes for 24 hours (review finding of issue 16)."""
+    key, body = new_key(), json.dumps(agent_body()).encode()
+    first = await client.post("/v1/agents", content=body, headers=keyed(key, **{"Content-Type": "text/plain"}))
+    assert_problem(first, 415, "unsupported_media_type")
+
+    fixed = await client.post("/v1/agents", content=body, headers=keyed(key, **{"Content-Type": JSON}))
+
+    assert fixed.status_code == 201, fixed.text
+    assert "idempotent-replayed" not in fixed.headers
+    again = await client.post("/v1/agents", content=body, headers=keyed(key, **{"Content-Type": JSON}))
+    assert_replay_of(fixed, again)
+
+
 async def test_a_body_nested_too_deep_to_parse_is_a_400_not_a_500(client):
     key, deep = new_key(), b"[" * 100_000
 
