@@ -6,9 +6,9 @@
         config = client.resolve("support-bot", subject="user-42")   # from memory after the first call
         client.report("support-bot", config=config, input_tokens=812, output_tokens=164, latency_ms=1930)
 
-`AsyncAgentVariants` has the same methods as coroutines. `ResolvedAgentConfig` and
-`assign` are the same objects the service uses (one definition, here), so a config
-resolved locally from a bundle is exactly what the service would have answered.
+`AsyncAgentVariants` has the same methods as coroutines. `ResolvedAgentConfig`, `assign`
+and `first_match` (targeting rules) are the same objects the service uses (one definition,
+here), so a config resolved locally from a bundle is exactly what the service would have answered.
 """
 
 from agent_variants._version import __version__
@@ -27,6 +27,7 @@ from agent_variants.errors import (
     ValidationFailed,
 )
 from agent_variants.outcomes import ReportStats
+from agent_variants.rules import first_match
 from agent_variants.sync import AgentVariants
 
 __all__ = [
@@ -47,4 +48,5 @@ __all__ = [
     "VariantNotFound",
     "__version__",
     "assign",
+    "first_match",
 ]
