@@ -6,8 +6,10 @@ transaction) and the bounds would add up. One deadline per request bounds the su
 by the first layer that may wait (the access gate's slow path, or `Deadline` for the rest)
 and kept in the ASGI scope, so later layers use what is left of it.
 
-Work that misses the deadline is cancelled and left to finish alone: its cleanup (closing a
-connection to a server that does not answer) may take longer still, and nobody waits for it.
+Time spent waiting for the request's body (a slow upload) is the client's, not the
+service's: `Deadline` gives it back. Work that misses the deadline is cancelled and left to
+finish alone: its cleanup (closing a connection to a server that does not answer) may take
+longer still, and nobody waits for it.
 """
 
 from __future__ import annotations
@@ -106,8 +108,22 @@ class Deadline:
             await self.app(scope, receive, send)
             return
         deadline = deadline_of(scope, self.seconds)
+        loop = asyncio.get_running_loop()
         began = False
         late = False
+        # Time spent waiting for the client's body does not count: the deadline bounds what
+        # the service waits for (the database), and a slow upload is the client's time. Each
+        # wait is given back as it ends, in the scope, where later layers read the deadline.
+        waiting_since: float | None = None
+
+        async def timed_receive() -> Message:
+            nonlocal waiting_since
+            waiting_since = loop.time()
+            try:
+                return await receive()
+            finally:
+                scope[SCOPE_KEY] += loop.time() - waiting_since
+                waiting_since = None
 
         async def send_in_time(message: Message) -> None:
             nonlocal began
@@ -117,8 +133,16 @@ class Deadline:
                 began = True
             await send(message)
 
-        task = asyncio.ensure_future(self.app(scope, receive, send_in_time))
-        if await _settled(task, deadline) or began:
+        task = asyncio.ensure_future(self.app(scope, timed_receive, send_in_time))
+        while not await _settled(task, deadline) and not began:
+            if waiting_since is not None:  # still waiting for the client: that is its time too
+                now = loop.time()
+                scope[SCOPE_KEY] += now - waiting_since
+                waiting_since = now
+            if scope[SCOPE_KEY] <= deadline:
+                break  # the service's own time is up
+            deadline = scope[SCOPE_KEY]
+        if task.done() or began:
             await task  # its result or its error; a begun answer (a stream) runs to its end
             return
         late = True

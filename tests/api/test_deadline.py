@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -82,3 +83,46 @@ async def test_within_gives_the_result_or_times_out_and_cancels() -> None:
         await within(loop.time() + SECONDS, stuck())
     assert database_unavailable(raised.value)  # so the gate and the handlers answer 503
     await asyncio.wait_for(cancelled.wait(), 1)
+
+
+async def test_a_slow_upload_is_the_clients_time_not_the_services() -> None:
+    """A body arriving over 3 x the deadline is answered (the wait for the client's bytes is
+    given back); work after it still gets only the deadline (follow-up of issue 16: a 4 MiB
+    upload slower than about 1 MB/s was always a 503 "the database is slow")."""
+
+    async def reads_then_works(scope: Scope, receive: Receive, send: Send) -> None:
+        size = 0
+        while True:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await asyncio.sleep(SECONDS * 0.5)  # the service's own work, within the deadline
+        body = str(size).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def slowly() -> AsyncIterator[bytes]:
+        for _ in range(6):
+            await asyncio.sleep(SECONDS / 2)
+            yield b"x" * 1000
+
+    async with client(Deadline(reads_then_works, seconds=SECONDS)) as http:
+        started = time.monotonic()
+        response = await http.post("/v1/agents", content=slowly())
+        elapsed = time.monotonic() - started
+    assert response.status_code == 200, response.text
+    assert response.text == "6000"
+    assert elapsed > SECONDS * 3
+
+    async def reads_then_hangs(scope: Scope, receive: Receive, send: Send) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        await asyncio.sleep(30)  # the database that does not answer
+
+    async with client(Deadline(reads_then_hangs, seconds=SECONDS)) as http:
+        started = time.monotonic()
+        response = await http.post("/v1/agents", content=slowly())
+        elapsed = time.monotonic() - started
+    assert_problem(response, 503, "service_unavailable")
+    assert SECONDS * 3 < elapsed < SECONDS * 3 + SECONDS + 1.0, elapsed
