@@ -14,13 +14,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.db import Database
+from services.api.db import Database, sqlstate
 from services.api.exceptions import FieldError, NotFound
 from services.api.experiments import repository as experiment_repository
 from services.api.outcomes import repository
 from services.api.outcomes.figures import results_of, usage_of
 from services.api.outcomes.schemas import OutcomeIn
 from services.api.writes.locks import find_agent
+
+
+FOREIGN_KEY_VIOLATION = "23503"
 
 
 async def store(db: Database, agent_ref: str, outcomes: list[OutcomeIn], *, batch: bool) -> int:
@@ -66,8 +69,15 @@ async def store(db: Database, agent_ref: str, outcomes: list[OutcomeIn], *, batc
             )
             for o in outcomes
         ]
-        await repository.insert_many(conn, records)
-        await repository.add_to_totals(conn, agent.id, _sums(outcomes))
+        try:
+            await repository.insert_many(conn, records)
+            await repository.add_to_totals(conn, agent.id, _sums(outcomes))
+        except Exception as error:
+            # The agent was purged after it was found (the batch takes no lock on it, so
+            # ingestion never waits for the agent's writers): its rows are gone, say so.
+            if (sqlstate(error) or getattr(error, "sqlstate", None)) == FOREIGN_KEY_VIOLATION:
+                raise NotFound("Agent", agent_ref) from error
+            raise
         return len(records)
 
     return await db.transaction(unit)
