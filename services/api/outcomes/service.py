@@ -22,7 +22,6 @@ from services.api.outcomes.figures import results_of, usage_of
 from services.api.outcomes.schemas import OutcomeIn
 from services.api.writes.locks import find_agent
 
-
 FOREIGN_KEY_VIOLATION = "23503"
 
 
