@@ -166,3 +166,25 @@ async def test_purge_forgets_a_crashed_requests_saved_result_too(client, conn: A
     assert (await client.delete(f"/v1/agents/{agent['id']}")).status_code == 204
     assert (await client.delete(f"/v1/agents/{agent['id']}", params={"purge": "true"})).status_code == 204
     assert await conn.scalar(text("SELECT count(*) FROM idempotency_keys WHERE key = 'crashed'")) == 0
+
+
+async def test_time_travel_into_an_archived_period_is_404_after_unarchive_too(client):
+    """Resolution answered 404 while the agent was archived; `?at=` an instant of that period
+    says so even once the agent is back (follow-up from issue 16's review: it answered 200)."""
+    agent, variant, _ = await archived_agent(client)
+    assert (await client.post(f"/v1/agents/{agent['id']}/unarchive")).status_code == 200
+    revisions = (await client.get(f"/v1/agents/{agent['id']}/revisions")).json()["data"]
+    unarchived, archived, before = revisions[0], revisions[1], revisions[2]
+    assert (unarchived["action"], archived["action"]) == ("unarchive", "archive")
+
+    def at(revision: dict, micro: int = 0) -> dict:
+        instant = datetime.fromisoformat(revision["created_at"].replace("Z", "+00:00")) + timedelta(microseconds=micro)
+        return {"at": instant.isoformat()}
+
+    path = f"/v1/agents/{agent['id']}/resolved"
+    during = await client.get(path, params=at(archived))
+    assert_problem(during, 404, "resource_missing")
+    assert "was archived at" in during.json()["detail"]
+    assert_problem(await client.get(path, params=at(unarchived, -1)), 404, "resource_missing")
+    assert (await client.get(path, params=at(before))).json()["variant_id"] == variant["id"]
+    assert (await client.get(path, params=at(unarchived))).json()["variant_id"] == variant["id"]

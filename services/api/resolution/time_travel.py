@@ -17,8 +17,12 @@ async def resolve_at(conn: AsyncConnection, agent_ref: str, at: datetime) -> Res
     """The agent, its active variant and that variant's overrides and slugs as recorded by
     the newest revisions at or before `at`."""
     agent = await find_agent(conn, agent_ref, archived=True)
-    if agent.archived_at is not None and at >= agent.archived_at:
-        raise NotFound("Agent", agent_ref, detail=f"Agent '{agent_ref}' was archived at {timestamp(agent.archived_at)}")
+    # Archived now and at `at`, or archived then and unarchived since: resolution returned
+    # nothing during an archived period, so time travel into one answers what it did.
+    archived = agent.archived_at if agent.archived_at is not None and at >= agent.archived_at else None
+    archived = archived or await history.archived_as_of(conn, agent.id, at)
+    if archived is not None:
+        raise NotFound("Agent", agent_ref, detail=f"Agent '{agent_ref}' was archived at {timestamp(archived)}")
     state = await history.state_at(conn, agent.id, at)
     if state is None:
         raise NotFound("Agent", agent_ref, detail=f"Agent '{agent_ref}' did not exist at {timestamp(at)}")

@@ -106,6 +106,24 @@ async def state_at(conn: AsyncConnection, agent_id: str, at: datetime) -> dict[s
     return {"agent": row["agent"], "variant": row["variant"]}
 
 
+async def archived_as_of(conn: AsyncConnection, agent_id: str, at: datetime) -> datetime | None:
+    """When the agent was archived, if it was archived at `at`: its newest archive or
+    unarchive revision at or before `at` is an archive (an agent unarchived since was
+    archived then all the same)."""
+    query = (
+        select(revisions.c.action, revisions.c.created_at)
+        .where(
+            revisions.c.agent_id == agent_id,
+            revisions.c.action.in_(("archive", "unarchive")),
+            revisions.c.created_at <= at,
+        )
+        .order_by(revisions.c.created_at.desc(), revisions.c.id.desc())
+        .limit(1)
+    )
+    row = (await conn.execute(query)).first()
+    return row.created_at if row is not None and row.action == "archive" else None
+
+
 async def state_after(conn: AsyncConnection, revision: RowMapping) -> dict[str, Any] | None:
     """`state_at` the instant of this revision (inclusive)."""
     return await state_at(conn, revision["agent_id"], revision["created_at"])
