@@ -17,6 +17,8 @@ from agent_variants.config import BASE, CONFIG_FIELDS, ResolvedAgentConfig, Vari
 from sqlalchemy import and_, bindparam, column, exists, false, func, select, table, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_SLUG
+
 _agents = table("agents", column("id"), column("slug"), column("archived_at"), *(column(f) for f in CONFIG_FIELDS))
 _variants = table(
     "variants",
@@ -109,6 +111,8 @@ def to_resolved(row: Any, *, preview: bool, variant: str | None) -> ResolvedAgen
         agent_slug=agent_slug,
         variant_slug=variant_slug,
         source="preview" if preview else ("variant" if variant_id is not None else "agent"),
+        # Every resolution is production's until activations are per environment (issue 18).
+        environment=PRODUCTION_ENVIRONMENT_SLUG,
         overridden=frozenset(f for f, overridden in zip(CONFIG_FIELDS, flags, strict=True) if overridden),
         **dict(zip(CONFIG_FIELDS, values, strict=True)),
     )

@@ -63,6 +63,8 @@ async def test_without_an_active_variant_the_agent_config_is_returned(client):
         "source": "agent",
         "experiment_id": None,
         "arm": None,
+        "environment": "production",  # contract 1.1: every resolution is production's until one is named
+        "rule_id": None,
         **BASE,
     }
 

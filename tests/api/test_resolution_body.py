@@ -31,6 +31,8 @@ resolutions = st.builds(
     source=st.sampled_from(["agent", "variant", "preview", "experiment"]),
     experiment_id=ids,
     arm=st.one_of(st.none(), st.integers(0, 9)),
+    environment=st.text(min_size=1, max_size=20),
+    rule_id=ids,
     overridden=st.frozensets(st.sampled_from(CONFIG_FIELDS)),
     **{name: field(name) for name in CONFIG_FIELDS},
 )
@@ -47,6 +49,8 @@ def reference(resolved: ResolvedAgentConfig, *, explain: bool) -> dict:
         source=resolved.source,
         experiment_id=resolved.experiment_id,
         arm=resolved.arm,
+        environment=resolved.environment,
+        rule_id=resolved.rule_id,
         **{name: getattr(resolved, name) for name in CONFIG_FIELDS},
         **extra,
     ).model_dump(exclude_unset=True)

@@ -42,6 +42,8 @@ def as_served(config: ResolvedAgentConfig) -> dict[str, Any]:
         "source": config.source,
         "experiment_id": config.experiment_id,
         "arm": config.arm,
+        "environment": config.environment,
+        "rule_id": config.rule_id,
         **config.config(),
         "provenance": config.provenance,
     }

@@ -44,7 +44,7 @@ log = logging.getLogger("agent_variants")
 # connection is presumed dead (a peer that vanished sends no FIN) and is replaced.
 SILENT_AFTER = 20.0
 FIRST_DELAY, MAX_DELAY = 0.2, 10.0
-_EXTRAS = ("agent_slug", "variant_slug", "source", "experiment_id", "arm")
+_EXTRAS = ("agent_slug", "variant_slug", "source", "experiment_id", "arm", "environment", "rule_id")
 
 
 def to_config(body: dict[str, Any]) -> ResolvedAgentConfig:

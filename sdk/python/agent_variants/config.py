@@ -112,6 +112,10 @@ class ResolvedAgentConfig:
     source: Source = "agent"
     experiment_id: str | None = None
     arm: int | None = None
+    # Contract 1.1: the environment it was resolved in (its slug), and the targeting rule
+    # that served it (None unless one did), so `report()` attributes outcomes to what ran.
+    environment: str | None = None
+    rule_id: str | None = None
     # The fields whose value came from the variant rather than the agent.
     overridden: frozenset[str] = field(default_factory=frozenset)
 

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.experiments import repository
 from services.shared.agent_config import BASE, AgentNotFound, ResolvedAgentConfig, resolve_agent_config
-from services.shared.identifiers import ref_key
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_SLUG, ref_key
 
 Arms = tuple[str, str | None, str, tuple[int, ...], tuple[ResolvedAgentConfig, ...]]
 
@@ -53,6 +53,7 @@ async def arm_configs(
                 source="experiment",
                 experiment_id=experiment["id"],
                 arm=arm["arm"],
+                environment=PRODUCTION_ENVIRONMENT_SLUG,  # experiments are production's until issue 18's slices
                 overridden=frozenset(snapshot["overridden"]),
                 **snapshot["config"],
             )

@@ -21,6 +21,8 @@ RESOLVED_EXAMPLE: dict[str, Any] = {
     "source": "variant",
     "experiment_id": None,
     "arm": None,
+    "environment": "production",
+    "rule_id": None,
     **EXAMPLE_CONFIG,
     **EXAMPLE_OVERRIDES,
 }
@@ -46,6 +48,8 @@ class ResolvedRead(BaseModel):
     )
     experiment_id: str | None = Field(description="The running experiment that chose the arm, or null.")
     arm: int | None = Field(description="The subject's arm in that experiment, or null.")
+    environment: str = Field(description="The environment it was resolved in (its slug).")
+    rule_id: str | None = Field(description="The targeting rule that served it, or null.")
     model_provider: str = Field(description=config_description("model_provider", RESOLVED))
     model_name: str = Field(description=config_description("model_name", RESOLVED))
     system_prompt: str = Field(description=config_description("system_prompt", RESOLVED))
@@ -160,6 +164,8 @@ def to_body(resolved: ResolvedAgentConfig, *, explain: bool) -> dict[str, Any]:
         "source": resolved.source,
         "experiment_id": resolved.experiment_id,
         "arm": resolved.arm,
+        "environment": resolved.environment,
+        "rule_id": resolved.rule_id,
     }
     for name in CONFIG_FIELDS:
         value = getattr(resolved, name)

@@ -11,6 +11,7 @@ from services.api.revisions import repository as history
 from services.api.schemas import timestamp
 from services.api.writes.locks import find_agent
 from services.shared.agent_config import CONFIG_FIELDS, ResolvedAgentConfig
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_SLUG
 
 
 async def resolve_at(conn: AsyncConnection, agent_ref: str, at: datetime) -> ResolvedAgentConfig:
@@ -34,6 +35,7 @@ async def resolve_at(conn: AsyncConnection, agent_ref: str, at: datetime) -> Res
         agent_slug=base["slug"],
         variant_slug=variant["slug"] if variant is not None else None,
         source="variant" if variant is not None else "agent",
+        environment=PRODUCTION_ENVIRONMENT_SLUG,  # history is production's until issue 18's slices
         overridden=frozenset(overrides),
         **{name: overrides.get(name, base["config"][name]) for name in CONFIG_FIELDS},
     )
