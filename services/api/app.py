@@ -60,6 +60,7 @@ from services.api.resolution.listener import ResolutionListener
 from services.api.resolution.router import router as resolution_router
 from services.api.resolution.watch import WatchHub
 from services.api.revisions.router import router as revisions_router
+from services.api.rules.router import router as rules_router
 from services.api.security_headers import SecurityHeaders
 from services.api.settings import Settings
 from services.api.slugs import slugify as _slugify  # the contract's name for the one slug function
@@ -272,6 +273,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         system_router,
         agents_router,
         variants_router,
+        rules_router,
         revisions_router,
         undo_router,
         experiments_router,

@@ -10,6 +10,7 @@ from services.api.db import Database
 from services.api.principal import current_key
 from services.api.schemas import cursor, id_pattern
 from services.api.writes.context import WriteContext
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID
 
 
 async def get_db(request: Request) -> Database:
@@ -78,3 +79,30 @@ async def precondition(request: Request, if_match: Annotated[str | None, IF_MATC
 
 
 Precondition = Annotated[WriteContext, Depends(precondition)]
+
+
+async def environment_ref(
+    environment: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="The environment, by slug (`staging`) or id (`env_...`); default `production`. "
+            "Unknown: 404 `resource_missing` with `param` `environment`.",
+        ),
+    ] = None,
+) -> str:
+    """The environment a request names with `?environment=` (a slug or an id, as sent), or
+    the one it gets when it names none. Services look it up (`environments.repository.named`
+    for reads, `hold` for writes), which is where an unknown one becomes 404 with `param`
+    `environment`."""
+    if environment is not None:
+        return environment
+    # Contract 1.1: a request that names none gets its API key's environment when the key is
+    # bound, else `production`. Bound keys are a later slice of issue 18: the key's
+    # environment (from `current_key(request.scope)`) takes precedence here, and naming
+    # another than a bound key's becomes 403 `environment_forbidden` above.
+    return PRODUCTION_ENVIRONMENT_ID
+
+
+EnvironmentRef = Annotated[str, Depends(environment_ref)]

@@ -33,6 +33,8 @@ def config_after(revision: Mapping[Any, Any], state: Mapping[str, Any] | None) -
     base = state["agent"]["config"]
     if revision["target"] == "agent":
         return dict(base)
+    if revision["target"] != "variant":  # an experiment's or a rule set's: no config of its own
+        raise RevisionNotRestorable(f"Revision {revision['id']} changed a {revision['target']}, not a config")
     if revision["after"] is None:
         raise RevisionNotRestorable(f"The variant did not exist right after revision {revision['id']}")
     return coalesce(revision["after"]["overrides"], base)

@@ -52,6 +52,7 @@ PROBLEMS: dict[str, ProblemType] = {
     "last_admin_key": ProblemType(409, "Last admin key"),
     "variant_active": ProblemType(409, "Variant is active"),
     "variant_in_experiment": ProblemType(409, "Variant is in an experiment"),
+    "variant_in_rule": ProblemType(409, "Variant is served by a rule"),
     "experiment_not_draft": ProblemType(409, "Experiment is not a draft"),
     "experiment_running": ProblemType(409, "An experiment is running"),
     "duplicate_arm": ProblemType(409, "Two arms serve the same config"),

@@ -138,6 +138,12 @@ class VariantInExperiment(DomainError):
     code = "variant_in_experiment"
 
 
+class VariantInRule(DomainError):
+    """A variant a targeting rule serves (in any environment) cannot be deleted."""
+
+    code = "variant_in_rule"
+
+
 class PreconditionFailed(DomainError):
     code = "precondition_failed"
 
@@ -175,7 +181,7 @@ def conflicts_reported_as(kind: type[DomainError] | None) -> Iterator[None]:
     `undo_conflict`); with None, let them through as they are."""
     try:
         yield
-    except (InconsistentConfig, SlugTaken, VariantInExperiment) as error:
+    except (InconsistentConfig, SlugTaken, VariantInExperiment, VariantInRule) as error:
         if kind is None:
             raise
         raise kind(error.detail, errors=error.errors) from None

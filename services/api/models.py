@@ -134,7 +134,7 @@ class Revision(Base):
 
     __tablename__ = "revisions"
     __table_args__ = (
-        CheckConstraint("target IN ('agent', 'variant', 'experiment')", name="target"),
+        CheckConstraint("target IN ('agent', 'variant', 'experiment', 'rule_set')", name="target"),
         # "The newest revision at or before T" per agent and per target, in the order the
         # queries sort by (created_at, then id), so each is one backward index step.
         Index("ix_revisions_agent_id_created_at_id", "agent_id", "created_at", "id"),
@@ -345,6 +345,24 @@ class Environment(Base):
     version: Mapped[int] = mapped_column(Integer, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RuleSet(Base):
+    """An agent's targeting rules in one environment (contract 1.1), replaced whole. A row
+    exists once the set has been written; `rules` always hold ids, and name the variants they
+    serve by id (`base` for the base config)."""
+
+    __tablename__ = "rule_sets"
+    __table_args__ = (Index("ix_rule_sets_environment_id", "environment_id"),)
+
+    agent_id: Mapped[str] = mapped_column(ID_TYPE, ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    # Cascade: only empty sets can be left when an environment is deleted (`environments.repository.in_use`).
+    environment_id: Mapped[str] = mapped_column(
+        ID_TYPE, ForeignKey("environments.id", ondelete="CASCADE"), primary_key=True
+    )
+    rules: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ConsoleSession(Base):

@@ -97,6 +97,7 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", f"{A}/experiments/{{experiment}}"): READ,
     ("GET", f"{A}/experiments/{{experiment}}/results"): READ,
     ("GET", f"{A}/usage"): READ,
+    ("GET", f"{A}/rules"): READ,
     # write: every change but keys.
     ("POST", "/v1/agents"): WRITE,
     ("PATCH", A): WRITE,
@@ -114,6 +115,7 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("DELETE", f"{A}/experiments/{{experiment}}"): WRITE,
     ("POST", f"{A}/experiments/{{experiment}}/start"): WRITE,
     ("POST", f"{A}/experiments/{{experiment}}/stop"): WRITE,
+    ("PUT", f"{A}/rules"): WRITE,
     # Environments (1.1): reads need read, writes admin.
     ("GET", "/v1/environments"): READ,
     ("GET", "/v1/environments/{environment}"): READ,

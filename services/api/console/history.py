@@ -26,7 +26,7 @@ PAGE = 30
 Seen = Annotated[Viewer, Depends(viewer)]
 Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
 # What a revision's before/after objects may differ in, shown as a diff (the rest is bookkeeping).
-SHOWN = ("name", "variant_name", "slug", "description", "metadata", "status", "is_active", "arms", "salt")
+SHOWN = ("name", "variant_name", "slug", "description", "metadata", "status", "is_active", "arms", "salt", "rules")
 
 
 def revision_changes(revision: dict[str, Any]) -> list[dict[str, Any]]:

@@ -13,10 +13,12 @@ from sqlalchemy import RowMapping, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.models import Environment, table_of
+from services.api.exceptions import NotFound
+from services.api.models import Environment, RuleSet, table_of
 from services.shared.identifiers import ref_key
 
 environments = table_of(Environment)
+rule_sets = table_of(RuleSet)
 
 
 def _by_ref(ref: str) -> Any:
@@ -38,6 +40,27 @@ async def lock(conn: AsyncConnection, ref: str) -> RowMapping | None:
     holds a reference to it being made (a foreign key's KEY SHARE lock)."""
     query = _by_ref(ref)
     return None if query is None else (await conn.execute(query.with_for_update())).mappings().first()
+
+
+async def hold(conn: AsyncConnection, ref: str) -> RowMapping:
+    """The environment a request names (`?environment=`, by id or slug), held until the
+    transaction ends with a KEY SHARE lock: a write that comes to refer to it (a rule set)
+    cannot race its deletion, whose row lock (`lock`) waits for this one, and whose
+    `in_use` then sees the reference. 404 `resource_missing`, `param` `environment`, when
+    no environment has this id or slug."""
+    query = _by_ref(ref)
+    row = None if query is None else (await conn.execute(query.with_for_update(key_share=True))).mappings().first()
+    if row is None:
+        raise NotFound("Environment", ref, param="environment")
+    return row
+
+
+async def named(conn: AsyncConnection, ref: str) -> RowMapping:
+    """The environment a read names (`?environment=`), unlocked; 404 as `hold`."""
+    row = await get(conn, ref)
+    if row is None:
+        raise NotFound("Environment", ref, param="environment")
+    return row
 
 
 async def list_page(conn: AsyncConnection, *, after: str | None, limit: int) -> list[RowMapping]:
@@ -85,13 +108,21 @@ async def in_use(conn: AsyncConnection, environment_id: str) -> str | None:
     """Why the environment cannot be deleted, as a sentence, or None when nothing uses it.
 
     The contract (1.1, "Environments") refuses the deletion of an environment in which
-    anything is active, ruled or running, or to which a live API key is bound. None of those
-    can refer to an environment yet: this slice of issue 18 adds environments alone. Each
-    later slice that makes something refer to one (per-environment activations, rule sets,
-    experiments and rollouts, bound keys) adds its query here, with a foreign key to
-    `environments` so that a reference being made concurrently holds a lock the deleting
-    transaction's row lock (`lock`) must wait for. Until then nothing is in use.
+    anything is active, ruled or running, or to which a live API key is bound. Each slice of
+    issue 18 that makes something refer to an environment adds its query here, with a
+    foreign key to `environments` (and, for a write that refers to an existing environment,
+    `hold`), so that a reference being made concurrently holds a lock the deleting
+    transaction's row lock (`lock`) must wait for. So far: rule sets (an empty set does not
+    count; its row goes with the environment). Still to come: per-environment activations,
+    experiments and rollouts, bound keys.
     """
+    ruled = await conn.scalar(
+        select(func.count())
+        .select_from(rule_sets)
+        .where(rule_sets.c.environment_id == environment_id, func.jsonb_array_length(rule_sets.c.rules) > 0)
+    )
+    if ruled:
+        return f"{ruled} agent(s) have targeting rules in it; empty their rule sets first"
     return None
 
 

@@ -34,11 +34,14 @@ class RevisionRead(BaseModel):
     object: Literal["revision"] = Field(description="Always `revision`.")
     id: str = Field(description="`rev_` and a ULID: revisions are ordered as their changes committed.")
     agent_id: str = Field(description="The agent the change belongs to.")
-    target: Literal["agent", "variant", "experiment"] = Field(description="What was changed.")
+    target: Literal["agent", "variant", "experiment", "rule_set"] = Field(
+        description="What was changed; `rule_set`: an agent's targeting rules in one environment (its id is "
+        "the environment's)."
+    )
     target_id: str = Field(description="Its id.")
     action: str = Field(
         description="`create`, `update`, `delete`, `activate`, `deactivate`, `start`, `stop`, `restore`, `undo`, "
-        "`archive` or `unarchive`."
+        "`archive`, `unarchive` or `rules` (a rule set replaced)."
     )
     actor: str | None = Field(
         description="Who made the change: the `X-Actor` header when given, else the API key's name, else null."

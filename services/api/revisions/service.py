@@ -18,7 +18,9 @@ async def list_revisions(
 ) -> list[dict[str, Any]]:
     async with db.read() as conn:
         agent = await find_agent(conn, agent_ref, archived=True)
-        if target_id is not None and not any(is_id(kind, target_id) for kind in ("agent", "variant", "experiment")):
+        if target_id is not None and not any(
+            is_id(kind, target_id) for kind in ("agent", "variant", "experiment", "environment")
+        ):
             return []  # not an id of anything with revisions: it matches none
         rows = await repository.list_page(conn, agent.id, after=after, limit=limit, target_id=target_id)
         return [revision_read(row) for row in rows]

@@ -9,6 +9,7 @@ it out. The attribute `subject` names the request's subject in a condition; a re
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
@@ -26,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from services.api.schemas import StrictModel, id_pattern, text
+from services.api.schemas import StrictModel, id_pattern, text, timestamp
 from services.api.slugs import LIVE
 from services.shared.agent_config import BASE
 from services.shared.identifiers import is_id, is_slug
@@ -262,3 +263,58 @@ class RuleSetReplace(StrictModel):
         if repeats:
             raise ValidationError.from_exception_data(cls.__name__, repeats)
         return rules
+
+
+class RuleRead(StrictModel):
+    """A stored rule: always with its id; `serve.variant` is `base` or the variant's id."""
+
+    id: str = Field(description="`rul_` and a ULID; kept while a rule of that name stays in the set.")
+    name: str = Field(description="Unique in the set.")
+    when: list[ConditionIn] = Field(description="Its conditions, as written; all must hold.")
+    serve: ServeIn = Field(
+        description='`{"variant": "base"}` or the served variant\'s id (a slug sent is stored as the id, so a '
+        "rule keeps serving the variant when its slug changes)."
+    )
+
+
+RULE_SET_EXAMPLE: dict[str, Any] = {
+    "object": "rule_set",
+    "agent_id": "agt_01JDQ3V0Y8K2M4N6P8R0S2T4V6",
+    "environment": "production",
+    "rules": [
+        {
+            "id": "rul_01JDQ3X1B3D5F7H9K1M3P5R7T9",
+            **RULE_EXAMPLE,
+            "serve": {"variant": "var_01JDQ3W5A7C9E1G3J5K7M9P1R3"},
+        }
+    ],
+    "version": 3,
+    "updated_at": "2026-11-22T10:05:00.000000Z",
+}
+
+
+class RuleSetRead(StrictModel):
+    """An agent's targeting rules in one environment (`GET`/`PUT .../rules`)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [RULE_SET_EXAMPLE]})
+
+    object: Literal["rule_set"] = Field(description="Always `rule_set`.")
+    agent_id: str = Field(description="The agent's id.")
+    environment: str = Field(description="The environment's slug.")
+    rules: list[RuleRead] = Field(description="In the order they are tried; empty when there are none.")
+    version: int = Field(
+        description="+1 on every change of the set; 0 for a set never written. The `ETag` is this in quotes."
+    )
+    updated_at: str | None = Field(description="When the set last changed (RFC 3339, UTC); null if never written.")
+
+
+def rule_set_read(agent_id: str, environment_slug: str, row: Mapping[Any, Any] | None) -> dict[str, Any]:
+    """The rule-set object of the contract; `row` None is the set never written (version 0)."""
+    return {
+        "object": "rule_set",
+        "agent_id": agent_id,
+        "environment": environment_slug,
+        "rules": list(row["rules"]) if row is not None else [],
+        "version": row["version"] if row is not None else 0,
+        "updated_at": timestamp(row["updated_at"]) if row is not None else None,
+    }

@@ -1,5 +1,5 @@
-"""Undo: revert the agent's newest change not yet undone, through the steps of the agent
-and variant services, and say which change that would be."""
+"""Undo: revert the agent's newest change not yet undone, through the steps of the agent,
+variant and rule-set services, and say which change that would be."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from services.api.db import Database
 from services.api.exceptions import NothingToUndo, UndoConflict
 from services.api.revisions import repository as history
 from services.api.revisions.schemas import revision_read
+from services.api.rules import service as rules
 from services.api.undo.schemas import UndoRead
 from services.api.variants import repository as variant_repository
 from services.api.variants import service as variants
@@ -62,6 +63,10 @@ async def _revert(conn: AsyncConnection, agent: LockedAgent, target: RowMapping,
         }
         changes |= {name: before["config"][name] for name in CONFIG_FIELDS if row[name] != before["config"][name]}
         await agents.apply_changes(conn, agent, row, changes, **common)
+        return await _newest(conn, agent.id)
+
+    if kind == "rule_set":  # the set as it was before, checked again
+        await rules.revert(conn, agent, target["target_id"], target["before"]["rules"], **common)
         return await _newest(conn, agent.id)
 
     variant = await variant_repository.get_by_id(conn, target["target_id"])

@@ -9,11 +9,13 @@ from sqlalchemy import RowMapping, delete, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.models import Experiment, Variant, table_of
+from services.api.models import Environment, Experiment, RuleSet, Variant, table_of
 from services.shared.identifiers import ref_key
 
 variants = table_of(Variant)
 experiments = table_of(Experiment)
+rule_sets = table_of(RuleSet)
+environments = table_of(Environment)
 
 
 def ref_condition(ref: str):
@@ -119,3 +121,17 @@ async def experiment_naming(conn: AsyncConnection, agent_id: str, variant_id: st
         .limit(1)
     )
     return (await conn.execute(query)).mappings().first()
+
+
+async def rule_naming(conn: AsyncConnection, agent_id: str, variant_id: str) -> str | None:
+    """The slug of an environment in which a rule of the agent serves this variant, if any
+    (such a variant may not be deleted). Asked here, not of the rules package, which is
+    built on variants; a caller holds the agent's lock, as every rule-set write does."""
+    query = (
+        select(environments.c.slug)
+        .select_from(rule_sets.join(environments, environments.c.id == rule_sets.c.environment_id))
+        .where(rule_sets.c.agent_id == agent_id, rule_sets.c.rules.contains([{"serve": {"variant": variant_id}}]))
+        .order_by(environments.c.slug)
+        .limit(1)
+    )
+    return await conn.scalar(query)

@@ -29,6 +29,7 @@ from services.api.exceptions import (
     ValidationFailed,
     VariantActive,
     VariantInExperiment,
+    VariantInRule,
     conflicts_reported_as,
 )
 from services.api.revisions import repository as revisions
@@ -256,6 +257,12 @@ async def remove(
             raise VariantInExperiment(
                 f"Variant '{row['slug']}' is an arm of experiment '{experiment['slug']}' ({experiment['status']});"
                 " delete the draft or wait until it is stopped"
+            )
+        ruled_in = await repository.rule_naming(conn, agent.id, row["id"])
+        if ruled_in is not None:
+            raise VariantInRule(
+                f"Variant '{row['slug']}' is served by a targeting rule in environment '{ruled_in}';"
+                " change that rule set first"
             )
     await repository.delete_one(conn, row["id"])
     await record(
