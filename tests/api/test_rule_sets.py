@@ -263,3 +263,19 @@ async def test_a_rule_keeps_serving_a_variant_whose_slug_changes(client):
     assert renamed.status_code == 200, renamed.text
     assert (await client.get(rules_path(agent))).json() == first
     assert (await put(client, agent, [rule("a", serve="renamed-one")])).json() == first  # the same set
+
+
+async def test_a_base_config_change_breaking_a_served_variant_is_refused(client):
+    agent = await create_agent(client, config=BASE)
+    big = await create_variant(client, agent["id"], overrides={"max_tokens": 3500})
+    staging = await environment(client)
+    ruled = await client.put(
+        rules_path(agent), params={"environment": staging["slug"]}, json={"rules": [rule("a", serve=big["id"])]}
+    )
+    assert ruled.status_code == 200, ruled.text
+    response = await client.patch(f"/v1/agents/{agent['id']}", json={"config": {"input_token_limit": 5000}})
+    body = assert_problem(response, 422, "inconsistent_config")
+    assert big["slug"] in body["detail"] and "overrides.max_tokens" in problem_params(response)
+    await client.put(rules_path(agent), params={"environment": staging["slug"]}, json={"rules": []})
+    response = await client.patch(f"/v1/agents/{agent['id']}", json={"config": {"input_token_limit": 5000}})
+    assert response.status_code == 200, response.text

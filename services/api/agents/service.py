@@ -162,6 +162,14 @@ async def apply_changes(
             check_resolved(
                 config, overrides=overrides_of(active), subject=f"config of the active variant '{active['slug']}'"
             )
+        # Contract 1.1: a rule's served config passes every write-time check, now as when written.
+        for ruled in await variant_repository.served_by_rules(conn, agent.id):
+            if active is None or ruled["id"] != active["id"]:
+                check_resolved(
+                    config,
+                    overrides=overrides_of(ruled),
+                    subject=f"config of variant '{ruled['slug']}', which a targeting rule serves",
+                )
         try:
             await repository.update_fields(conn, agent.id, changes, at=agent.at)
         except IntegrityError as error:

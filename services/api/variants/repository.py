@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, or_, select, true, update
+from sqlalchemy import RowMapping, delete, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -135,3 +135,14 @@ async def rule_naming(conn: AsyncConnection, agent_id: str, variant_id: str) -> 
         .limit(1)
     )
     return await conn.scalar(query)
+
+
+async def served_by_rules(conn: AsyncConnection, agent_id: str) -> list[RowMapping]:
+    """The agent's variants a targeting rule serves, in any environment: a change of the base
+    config must leave each of their configs passing the write-time checks."""
+    served = rule_sets.c.rules.contains(
+        func.jsonb_build_array(func.jsonb_build_object("serve", func.jsonb_build_object("variant", variants.c.id)))
+    )
+    ruled = select(rule_sets.c.agent_id).where(rule_sets.c.agent_id == agent_id, served).exists()
+    query = select(variants).where(variants.c.agent_id == agent_id, ruled).order_by(variants.c.slug)
+    return list((await conn.execute(query)).mappings())
