@@ -249,9 +249,12 @@ async def test_name_and_scope_are_required(client: httpx.AsyncClient) -> None:
         "2030-01-01",
         "tomorrow",
         "",
+        17179869184,  # a number is not an RFC 3339 string (pydantic read it as seconds since 1970)
+        4102444800.5,
+        True,
     ],
 )
-async def test_a_bad_expiry_names_expires_at(client: httpx.AsyncClient, expires_at: str) -> None:
+async def test_a_bad_expiry_names_expires_at(client: httpx.AsyncClient, expires_at: object) -> None:
     if expires_at == "five seconds ago":
         expires_at = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
     response = await client.post("/v1/keys", json={"name": key_name(), "scope": "read", "expires_at": expires_at})

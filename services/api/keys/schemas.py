@@ -38,6 +38,15 @@ class KeyCreate(StrictModel):
         description="When the key stops working: an instant in the future (else 422); never when null.",
     )
 
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _a_string(cls, value: Any) -> Any:
+        """An RFC 3339 string, as the document says: a number is not an instant here
+        (pydantic would read 17179869184 as seconds since 1970)."""
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("must be an RFC 3339 date-time string (like 2027-01-31T00:00:00Z)")
+        return value
+
     @field_validator("expires_at")
     @classmethod
     def _future(cls, value: datetime | None) -> datetime | None:
