@@ -53,6 +53,8 @@ Pending = tuple[tuple[str, int] | None, str, str, bytes, str, int, float]
 # on kept-alive connections, and the start costs more than the rest to format.
 _starts: dict[tuple[tuple[str, int] | None, str, str, bytes, str], str] = {}
 _STARTS_MAX = 4096
+# Longer request lines are formatted every time: 4,096 cached megabyte URLs would hold GBs.
+_CACHED_TARGET_MAX = 512
 
 
 def line(entry: Pending) -> str:
@@ -64,9 +66,11 @@ def line(entry: Pending) -> str:
         if maybe_secret(target):
             target = redact(target)
         who = f"{client[0]}:{client[1]}" if client else "-"
-        if len(_starts) >= _STARTS_MAX:
-            _starts.clear()
-        start = _starts[key] = f'INFO:     {who} - "{method} {target} HTTP/{version}" '
+        start = f'INFO:     {who} - "{method} {target} HTTP/{version}" '
+        if len(target) <= _CACHED_TARGET_MAX:
+            if len(_starts) >= _STARTS_MAX:
+                _starts.clear()
+            _starts[key] = start
     return f"{start}{status} {seconds * 1000:.1f}ms\n"
 
 
@@ -77,6 +81,8 @@ class AccessLog:
         self.app = app
         self.stream = stream  # default: the process's stdout at write time (as uvicorn's)
         self.pending: list[Pending] = []
+        self._batch: list[Pending] = []  # taken by the flusher, not yet formatted
+        self._formatted: list[str] = []  # formatted by the flusher, not yet written
         self.dropped = 0
         self._flusher: asyncio.Task[None] | None = None
 
@@ -119,7 +125,7 @@ class AccessLog:
                 time.perf_counter() - began,
             )
         )
-        if self._flusher is None:
+        if self._flusher is None or self._flusher.done():  # none yet, or ended with a lifespan
             self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
     def _flushing_at_shutdown(self, send: Send) -> Send:
@@ -135,19 +141,24 @@ class AccessLog:
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
-            pending, self.pending = self.pending, []
-            parts = []
-            for start in range(0, len(pending), CHUNK):
-                parts.append("".join(map(line, pending[start : start + CHUNK])))
+            # The batch being formatted stays on the instance (`_batch`, `_formatted`), so a
+            # shutdown that cancels this task mid-batch still writes all of it (`_take`).
+            self._batch, self.pending = self.pending, []
+            while self._batch:
+                chunk, self._batch = self._batch[:CHUNK], self._batch[CHUNK:]
+                self._formatted.append("".join(map(line, chunk)))
                 await asyncio.sleep(0)  # let requests in between chunks
-            text = "".join(parts) + self._dropped_note()
+            text = "".join(self._formatted) + self._dropped_note()
+            self._formatted = []
             if text:
                 await asyncio.to_thread(self._write, text)
 
     def _take(self) -> str:
-        """The pending lines, formatted at once, and taken off the list (at shutdown)."""
-        pending, self.pending = self.pending, []
-        return "".join(map(line, pending)) + self._dropped_note()
+        """Every line not yet written, formatted at once, and taken off (at shutdown): what
+        a cancelled flush was formatting, then the pending lines."""
+        batch, self._batch, self.pending = [*self._batch, *self.pending], [], []
+        formatted, self._formatted = "".join(self._formatted), []
+        return formatted + "".join(map(line, batch)) + self._dropped_note()
 
     def _dropped_note(self) -> str:
         if not self.dropped:

@@ -200,3 +200,23 @@ async def test_with_cors_a_browsers_request_gets_corss_headers(db: Database) -> 
 )
 def test_parse_query(query: bytes, parsed: tuple[bool, str | None] | None) -> None:
     assert parse_query(query) == parsed
+
+
+async def test_a_repeated_header_counts_as_the_stack_counts_it(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient], db: Database
+) -> None:
+    """The first of two `Authorization` or `If-None-Match` headers decides, as in the gate and
+    Starlette (review finding: the fast path took the last)."""
+    whole, stack = pair
+    agent = await create_agent(whole)
+    path = f"/v1/agents/{agent['slug']}/resolved"
+    first = await whole.get(path)  # cached now
+    valid = whole.headers["authorization"]
+    for headers in (
+        [("Authorization", "Bearer avk_wrong0000000000000000000000000000000000000"), ("Authorization", valid)],
+        [("Authorization", valid), ("If-None-Match", '"nope"'), ("If-None-Match", first.headers["etag"])],
+        [("Authorization", valid), ("If-None-Match", first.headers["etag"]), ("If-None-Match", '"nope"')],
+    ):
+        request = httpx.Request("GET", f"http://test{path}", headers=headers)
+        fast, slow = await whole.send(request), await stack.send(request)
+        assert answer(fast) == answer(slow), headers

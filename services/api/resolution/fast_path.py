@@ -113,10 +113,13 @@ class ResolveFastPath:
         began = time.perf_counter()
         authorization = conditional = None
         for name, value in scope["headers"]:  # written out: this runs on every request
+            # The first of a repeated header, as the gate and Starlette read it.
             if name == b"authorization":
-                authorization = value
+                if authorization is None:
+                    authorization = value
             elif name == b"if-none-match":
-                conditional = value
+                if conditional is None:
+                    conditional = value
             elif name == b"origin" and self.cors:
                 await self.app(scope, receive, send)
                 return
