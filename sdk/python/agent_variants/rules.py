@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Literal, NamedTuple, NotRequired, TypeAlias, TypedDict, TypeVar
+from typing import Any, Final, Literal, NamedTuple, NotRequired, TypeAlias, TypedDict, TypeVar, get_args
 
 Scalar: TypeAlias = str | int | float | bool
 """What an attribute or a condition's value may be."""
@@ -54,21 +54,7 @@ Op = Literal[
     "exists",
     "not_exists",
 ]
-OPS: Final[tuple[str, ...]] = (
-    "eq",
-    "neq",
-    "in",
-    "not_in",
-    "contains",
-    "starts_with",
-    "ends_with",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "exists",
-    "not_exists",
-)
+OPS: Final[tuple[str, ...]] = get_args(Op)  # every op, in the Literal's order
 SUBJECT: Final = "subject"
 NUMERIC_STRING: Final = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$"
 # fullmatch: `$` alone would also match before a trailing newline ("1\n").

@@ -31,6 +31,7 @@ from services.api.schemas import StrictModel, id_pattern, text, timestamp
 from services.api.slugs import LIVE
 from services.shared.agent_config import BASE
 from services.shared.identifiers import is_id, is_slug
+from services.shared.rules import Op
 
 MAX_RULES = 50
 MAX_CONDITIONS = 20
@@ -43,21 +44,6 @@ LIST_OPS = ("in", "not_in")
 TEXT_OPS = ("contains", "starts_with", "ends_with")
 NUMBER_OPS = ("gt", "gte", "lt", "lte")
 PRESENCE_OPS = ("exists", "not_exists")
-Op = Literal[
-    "eq",
-    "neq",
-    "in",
-    "not_in",
-    "contains",
-    "starts_with",
-    "ends_with",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "exists",
-    "not_exists",
-]
 
 
 # A value longer than this could never equal a context's attribute (a query string's
