@@ -6,35 +6,18 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
 from fractions import Fraction
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api import migrate
 from services.api.outcomes.figures import LATENCY_MAPPING, NON_FINITE_BIN, ZERO_BIN
+from tests.migrations.helpers import step
 
 pytestmark = pytest.mark.live
 
 BEFORE = "f6c8d0e2b4a6"  # the revision before the arm totals
-
-
-@pytest.fixture
-async def fresh(fresh_url: str) -> AsyncIterator[AsyncConnection]:
-    engine = create_async_engine(fresh_url, poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            yield conn
-    finally:
-        await engine.dispose()
-
-
-async def step(conn: AsyncConnection, action: str, revision: str) -> None:
-    await migrate.run_on(conn, action, revision)
-    await conn.commit()
 
 
 def bin_of(latency: float) -> int:

@@ -3,35 +3,18 @@ removes the table; up again, `production` is back as it was."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy import inspect, text
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api import migrate
 from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, PRODUCTION_ENVIRONMENT_SLUG, is_id
+from tests.migrations.helpers import step
 
 pytestmark = pytest.mark.live
 
 REVISION = "b2c4e6a8d0f1"
 BEFORE = "a7d9f1b3c5e8"
-
-
-@pytest.fixture
-async def fresh(fresh_url: str) -> AsyncIterator[AsyncConnection]:
-    engine = create_async_engine(fresh_url, poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            yield conn
-    finally:
-        await engine.dispose()
-
-
-async def step(conn: AsyncConnection, action: str, revision: str) -> None:
-    await migrate.run_on(conn, action, revision)
-    await conn.commit()
 
 
 async def has_table(conn: AsyncConnection, name: str) -> bool:

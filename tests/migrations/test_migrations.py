@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -10,31 +9,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api import migrate
 from services.api.models import Base
+from tests.migrations.helpers import step
 
 pytestmark = pytest.mark.live
 
 TABLES = set(Base.metadata.tables)  # every table the models define
-
-
-@pytest.fixture
-async def fresh(fresh_url: str) -> AsyncIterator[AsyncConnection]:
-    engine = create_async_engine(fresh_url, poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            yield conn
-    finally:
-        await engine.dispose()
-
-
-async def step(conn: AsyncConnection, action: str, revision: str) -> None:
-    """One migration step, committed, as the service applies it."""
-    await migrate.run_on(conn, action, revision)
-    await conn.commit()
 
 
 async def tables(conn: AsyncConnection) -> set[str]:
