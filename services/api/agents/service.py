@@ -203,21 +203,7 @@ async def archive_agent(db: Database, ref: str, *, context: WriteContext = NO_CO
         running = await experiments.running(conn, agent.id)
         if running is not None:
             raise ExperimentRunning(f"Experiment '{running['slug']}' of agent '{ref}' is running; stop it first")
-        row = await require(conn, agent.id)
-        await repository.update_fields(conn, agent.id, {"archived_at": agent.at}, at=agent.at)
-        after = agent_read(await require(conn, agent.id, archived=True))
-        await record(
-            conn,
-            agent_id=agent.id,
-            target="agent",
-            target_id=agent.id,
-            action="archive",
-            before=agent_read(row),
-            after=after,
-            context=context,
-            at=agent.at,
-        )
-        await announce.agent_changed(conn, agent.id)
+        await _set_archived(conn, agent, await require(conn, agent.id), archived_at=agent.at, context=context)
 
     await db.transaction(unit)
 
@@ -231,23 +217,31 @@ async def unarchive_agent(db: Database, ref: str, *, context: WriteContext = NO_
         row = await require(conn, agent.id, archived=True)
         if agent.archived_at is None:
             return agent_read(row)
-        await repository.update_fields(conn, agent.id, {"archived_at": None}, at=agent.at)
-        after = agent_read(await require(conn, agent.id))
-        await record(
-            conn,
-            agent_id=agent.id,
-            target="agent",
-            target_id=agent.id,
-            action="unarchive",
-            before=agent_read(row),
-            after=after,
-            context=context,
-            at=agent.at,
-        )
-        await announce.agent_changed(conn, agent.id)
-        return after
+        return await _set_archived(conn, agent, row, archived_at=None, context=context)
 
     return await db.transaction(unit)
+
+
+async def _set_archived(
+    conn: AsyncConnection, agent: LockedAgent, row: RowMapping, *, archived_at: datetime | None, context: WriteContext
+) -> dict[str, Any]:
+    """Archive (`archived_at` the locked instant) or unarchive (None) the locked agent whose
+    row is `row`: the change, its revision (`archive` or `unarchive`), the announcement."""
+    await repository.update_fields(conn, agent.id, {"archived_at": archived_at}, at=agent.at)
+    after = agent_read(await require(conn, agent.id, archived=True))
+    await record(
+        conn,
+        agent_id=agent.id,
+        target="agent",
+        target_id=agent.id,
+        action="archive" if archived_at is not None else "unarchive",
+        before=agent_read(row),
+        after=after,
+        context=context,
+        at=agent.at,
+    )
+    await announce.agent_changed(conn, agent.id)
+    return after
 
 
 async def purge_agent(db: Database, ref: str, *, context: WriteContext = NO_CONTEXT) -> None:
