@@ -47,6 +47,7 @@ PROBLEMS: dict[str, ProblemType] = {
     "method_not_allowed": ProblemType(405, "Method not allowed"),
     "unauthorized": ProblemType(401, "Unauthorized"),
     "insufficient_scope": ProblemType(403, "Insufficient scope"),
+    "environment_forbidden": ProblemType(403, "Environment forbidden"),
     "slug_taken": ProblemType(409, "Slug already taken"),
     "key_name_taken": ProblemType(409, "API key name already taken"),
     "last_admin_key": ProblemType(409, "Last admin key"),
@@ -355,7 +356,11 @@ RESPONSE_COMPONENTS: dict[int, tuple[str, str]] = {
         "Unauthorized",
         "No API key, or one that is not valid, revoked or expired (`unauthorized`); see `WWW-Authenticate`.",
     ),
-    403: ("Forbidden", "The API key's scope does not allow this (`insufficient_scope`)."),
+    403: (
+        "Forbidden",
+        "The API key's scope does not allow this (`insufficient_scope`), or its environment does not "
+        "(`environment_forbidden`).",
+    ),
     404: ("NotFound", "The agent, variant, environment, ... named does not exist (`resource_missing`)."),
     409: ("Conflict", "The request conflicts with the current state (`slug_taken`, `variant_active`, ...)."),
     412: ("PreconditionFailed", "`If-Match` did not match the current ETag (`precondition_failed`)."),

@@ -95,6 +95,13 @@ class InsufficientScope(DomainError):
     code = "insufficient_scope"
 
 
+class EnvironmentForbidden(DomainError):
+    """A key bound to an environment naming another, or changing a shared definition that
+    another environment serves now (contract 1.1, "Environments")."""
+
+    code = "environment_forbidden"
+
+
 class AgentNotArchived(DomainError):
     """Purging an agent that is not archived."""
 

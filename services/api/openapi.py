@@ -46,6 +46,11 @@ PROBLEM_EXAMPLES: dict[str, tuple[str, str, list[dict[str, str]] | None]] = {
         "The API key 'support-bot-prod' has scope 'resolve'; this needs 'write' or above",
         None,
     ),
+    "environment_forbidden": (
+        f"{A}/resolved?environment=production",
+        "The API key 'staging-ci' is bound to environment 'staging'; it cannot name 'production'",
+        [{"param": "environment", "message": "the key is bound to 'staging'"}],
+    ),
     "resource_missing": (A, "Agent 'support-bot' not found", None),
     "route_not_found": ("/v1/agent", "No route matches GET /v1/agent", None),
     "slug_taken": (
