@@ -25,7 +25,7 @@ from starlette.routing import compile_path, get_route_path
 from services.api.db import sqlstate
 from services.api.exceptions import DomainError, FieldError, NotFound
 from services.api.routes import every_route
-from services.shared.agent_config import AgentNotFound, VariantNotFound
+from services.shared.agent_config import AgentNotFound, EnvironmentNotFound, VariantNotFound
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,9 @@ class _Handlers:
         return self.answer(request, exc.code, exc.detail, errors=exc.errors, headers=headers)
 
     async def lookup_error(self, request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, AgentNotFound | VariantNotFound)
+        assert isinstance(exc, AgentNotFound | VariantNotFound | EnvironmentNotFound)
+        if isinstance(exc, EnvironmentNotFound):
+            return self.answer(request, NotFound.code, str(exc), errors=[FieldError("environment", str(exc))])
         return self.answer(request, NotFound.code, str(exc))
 
     async def validation_error(self, request: Request, exc: Exception) -> Response:
@@ -317,6 +319,7 @@ def install(app: FastAPI, *, html_pages: tuple[str, HtmlPage] | None = None) -> 
     handlers = _Handlers(html_pages)
     app.add_exception_handler(DomainError, handlers.domain_error)
     app.add_exception_handler(AgentNotFound, handlers.lookup_error)
+    app.add_exception_handler(EnvironmentNotFound, handlers.lookup_error)
     app.add_exception_handler(VariantNotFound, handlers.lookup_error)
     app.add_exception_handler(RequestValidationError, handlers.validation_error)
     app.add_exception_handler(StarletteHTTPException, handlers.http_error)

@@ -96,13 +96,6 @@ class Variant(Base):
     __tablename__ = "variants"
     __table_args__ = (
         UniqueConstraint("agent_id", "slug"),
-        # The single-active rule, enforced by the database under any concurrency.
-        Index(
-            "uq_variants_one_active_per_agent",
-            "agent_id",
-            unique=True,
-            postgresql_where=text("is_active"),
-        ),
         # Lists page through an agent's variants by id.
         Index("ix_variants_agent_id_id", "agent_id", "id"),
         CheckConstraint(
@@ -119,14 +112,34 @@ class Variant(Base):
     description: Mapped[str] = mapped_column(Text, server_default="")
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB, server_default=text("'{}'::jsonb"))
     locals().update(_config_columns(nullable=True))
-    is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     # Where a clone came from; the source variant may be deleted later, so no foreign key.
     cloned_from_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
     cloned_from_variant_id: Mapped[str | None] = mapped_column(ID_TYPE, nullable=True)
     version: Mapped[int] = mapped_column(Integer, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Activation(Base):
+    """Which variant of an agent is active in an environment (contract 1.1). The primary key
+    is the single-active rule, enforced by the database under any concurrency: at most one
+    row, so at most one active variant, per agent and environment."""
+
+    __tablename__ = "activations"
+    __table_args__ = (
+        # A variant's `active_in`, and the cascade when a variant is deleted.
+        Index("ix_activations_variant_id", "variant_id"),
+        # "Is anything active in this environment?" (deleting an environment).
+        Index("ix_activations_environment_id", "environment_id"),
+    )
+
+    agent_id: Mapped[str] = mapped_column(ID_TYPE, ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    # Cascade: only an environment with nothing active may be deleted (`environments.repository.in_use`).
+    environment_id: Mapped[str] = mapped_column(
+        ID_TYPE, ForeignKey("environments.id", ondelete="CASCADE"), primary_key=True
+    )
+    variant_id: Mapped[str] = mapped_column(ID_TYPE, ForeignKey("variants.id", ondelete="CASCADE"))
+    activated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Revision(Base):
@@ -140,6 +153,8 @@ class Revision(Base):
         Index("ix_revisions_agent_id_created_at_id", "agent_id", "created_at", "id"),
         Index("ix_revisions_target_id_created_at_id", "target_id", "created_at", "id"),
         Index("ix_revisions_agent_id_id", "agent_id", "id"),
+        # An environment's changes (undo and time travel in it), newest first.
+        Index("ix_revisions_agent_id_environment_id_created_at_id", "agent_id", "environment_id", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
@@ -149,7 +164,12 @@ class Revision(Base):
     action: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str | None] = mapped_column(Text, nullable=True)
     api_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The environment the change was made in; null for a change to shared definitions.
+    environment_id: Mapped[str | None] = mapped_column(ID_TYPE, nullable=True)
+    # The active variant in the change's environment right after it (production's for a
+    # shared change), and in every environment: {environment id: variant id}, those with one.
     active_variant_id: Mapped[str | None] = mapped_column(ID_TYPE, nullable=True)
+    active_variants: Mapped[dict[str, str]] = mapped_column(JSONB)
     before: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
     # For an undo: the revision it reverted. On a reverted revision: the undo that did.
@@ -192,15 +212,22 @@ class Experiment(Base):
     __table_args__ = (
         UniqueConstraint("agent_id", "slug"),
         CheckConstraint("status IN ('draft', 'running', 'stopped')", name="status"),
-        # At most one running experiment per agent, enforced by the database.
+        # At most one running experiment per agent and environment, enforced by the database.
         Index(
-            "uq_experiments_one_running_per_agent", "agent_id", unique=True, postgresql_where=text("status = 'running'")
+            "uq_experiments_one_running_per_agent_environment",
+            "agent_id",
+            "environment_id",
+            unique=True,
+            postgresql_where=text("status = 'running'"),
         ),
         Index("ix_experiments_agent_id_id", "agent_id", "id"),
+        Index("ix_experiments_environment_id", "environment_id"),
     )
 
     id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
     agent_id: Mapped[str] = mapped_column(ID_TYPE, ForeignKey("agents.id", ondelete="CASCADE"))
+    # Cascade: only an environment with no running experiment may be deleted.
+    environment_id: Mapped[str] = mapped_column(ID_TYPE, ForeignKey("environments.id", ondelete="CASCADE"))
     slug: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, server_default="")
@@ -331,8 +358,8 @@ class ApiKey(Base):
 
 class Environment(Base):
     """Where a config is served (contract 1.1): `production`, made by the migration with a
-    fixed id, and up to 99 more. Later slices of issue 18 make activations, rule sets,
-    experiments and API keys refer to one."""
+    fixed id, and up to 99 more. Activations, rule sets, experiments and bound API keys
+    refer to one."""
 
     __tablename__ = "environments"
     __table_args__ = (UniqueConstraint("slug"),)

@@ -28,6 +28,8 @@ class Principal:
     digest: bytes
     expires_at: float | None
     revoked_at: float | None
+    # The environment a bound key is bound to (its id), or None (contract 1.1).
+    environment_id: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Principal:

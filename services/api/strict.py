@@ -132,10 +132,10 @@ def suggestion(name: str, known: Iterable[str]) -> str | None:
     return lowered[max(inside, key=len)] if inside else None
 
 
-def unknown_parameters(names: Iterable[str], known: frozenset[str]) -> list[FieldError]:
+def unknown_parameters(names: Iterable[str], known: frozenset[str], prefixes: tuple[str, ...] = ()) -> list[FieldError]:
     errors = []
     for name in names:
-        if name in known:
+        if name in known or (prefixes and name.startswith(prefixes)):
             continue
         close = suggestion(name, known)
         if close is not None:
@@ -152,6 +152,8 @@ class StrictRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         known = query_names(self.dependant)
+        # A family of parameters a route reads itself (`attr.*` on `.../resolved`): `query_prefixes`.
+        prefixes: tuple[str, ...] = getattr(self.endpoint, "query_prefixes", ())
         checked = self.path.startswith("/v1/")
         reads_body = self.body_field is not None
 
@@ -161,8 +163,9 @@ class StrictRoute(APIRoute):
             if reads_body:
                 request = StrictRequest(request.scope, request.receive)
             if checked and request.scope["query_string"] and not known.issuperset(request.query_params):
-                errors = unknown_parameters(request.query_params, known)
-                raise UnknownParameter(validation_detail(errors), errors=errors)
+                errors = unknown_parameters(request.query_params, known, prefixes)
+                if errors:
+                    raise UnknownParameter(validation_detail(errors), errors=errors)
             return await handler(request)
 
         return strict_handler

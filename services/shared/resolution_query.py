@@ -1,49 +1,70 @@
-"""The one SQL statement behind `resolve_agent_config`.
+"""The SQL behind `resolve_agent_config`.
 
-A LEFT JOIN of the agent with the variant to apply (its active one, the one being
-previewed, or none to preview the base config) and a COALESCE per field. Eight forms of
-the statement exist (agent by id or slug, times active / base / preview by id / preview
-by slug); each is built once here and SQLAlchemy caches its compiled form, and asyncpg
-caches the prepared statement per connection, so a call is one Bind/Execute round trip.
+One statement: a LEFT JOIN of the agent with the environment named, the variant to apply
+(the one active in that environment, the one being previewed, or none to preview the base
+config) with a COALESCE per field, and the environment's rule set. Sixteen forms of it
+exist (agent by id or slug, times environment by id or slug, times active / base / preview
+by id / preview by slug); each is built once here and SQLAlchemy caches its compiled form,
+and asyncpg caches the prepared statement per connection, so a call is one Bind/Execute
+round trip. A context that a rule serves, or a subject under a running experiment, costs
+a second one (`RUNNING`, or the preview form for the rule's variant).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 # From the SDK's definitions, as `agent_config` re-exports them: `agent_config` imports
 # this module, never the other way round.
-from agent_variants.config import BASE, CONFIG_FIELDS, ResolvedAgentConfig, VariantNotFound
-from sqlalchemy import and_, bindparam, column, exists, false, func, select, table, true
+from agent_variants.config import BASE, CONFIG_FIELDS, ResolvedAgentConfig, Source, VariantNotFound
+from sqlalchemy import and_, bindparam, column, exists, false, func, literal_column, select, table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.shared.identifiers import PRODUCTION_ENVIRONMENT_SLUG
-
 _agents = table("agents", column("id"), column("slug"), column("archived_at"), *(column(f) for f in CONFIG_FIELDS))
-_variants = table(
-    "variants",
+_variants = table("variants", column("id"), column("agent_id"), column("slug"), *(column(f) for f in CONFIG_FIELDS))
+_environments = table("environments", column("id"), column("slug"))
+_activations = table("activations", column("agent_id"), column("environment_id"), column("variant_id"))
+_rule_sets = table("rule_sets", column("agent_id"), column("environment_id"), column("rules"))
+_experiments = table(
+    "experiments",
     column("id"),
     column("agent_id"),
-    column("slug"),
-    column("is_active"),
-    *(column(f) for f in CONFIG_FIELDS),
+    column("environment_id"),
+    column("status"),
+    column("salt"),
+    column("arms"),
 )
 
 
-def _build(agent_key: str, variant_key: str | None):
-    if variant_key is None:
-        which = _variants.c.is_active == true()
-    elif variant_key == "base":  # preview of the base config: join no variant at all
-        which = false()
+def _build(agent_key: str, environment_key: str, variant_key: str | None):
+    """The statement for one form: the agent, the environment, the variant to apply, each
+    field coalesced and whether the variant set it, and the environment's rule set."""
+    join = _agents.outerjoin(_environments, _environments.c[environment_key] == bindparam("environment"))
+    if variant_key is None:  # the variant active in the environment
+        join = join.outerjoin(
+            _activations,
+            and_(_activations.c.agent_id == _agents.c.id, _activations.c.environment_id == _environments.c.id),
+        ).outerjoin(_variants, _variants.c.id == _activations.c.variant_id)
     else:
-        which = _variants.c[variant_key] == bindparam("variant")
-    join = _agents.outerjoin(_variants, and_(_variants.c.agent_id == _agents.c.id, which))
+        which: Any
+        if variant_key == "base":  # preview of the base config: join no variant at all
+            which = false()
+        else:
+            which = _variants.c[variant_key] == bindparam("variant")
+        join = join.outerjoin(_variants, and_(_variants.c.agent_id == _agents.c.id, which))
+    join = join.outerjoin(
+        _rule_sets, and_(_rule_sets.c.agent_id == _agents.c.id, _rule_sets.c.environment_id == _environments.c.id)
+    )
     return (
         select(
             _agents.c.id,
             _agents.c.slug,
             _variants.c.id,
             _variants.c.slug,
+            _environments.c.id,
+            _environments.c.slug,
+            _rule_sets.c.rules,
             *(func.coalesce(_variants.c[f], _agents.c[f]) for f in CONFIG_FIELDS),
             *(_variants.c[f].is_not(None) for f in CONFIG_FIELDS),
         )
@@ -53,21 +74,32 @@ def _build(agent_key: str, variant_key: str | None):
     )
 
 
-_STATEMENTS = {
-    (agent_key, variant_key): _build(agent_key, variant_key)
+# (agent by id|slug, environment by id|slug, variant: None|base|id|slug), or RUNNING.
+Form = tuple[str, ...] | tuple[str, str, str | None]
+
+_STATEMENTS: dict[Any, Any] = {
+    (agent_key, environment_key, variant_key): _build(agent_key, environment_key, variant_key)
     for agent_key in ("id", "slug")
+    for environment_key in ("id", "slug")
     for variant_key in (None, "base", "id", "slug")
 }
+
+# The running experiment of an agent (by id) in an environment (by id): its id, salt and arms.
+RUNNING = ("running",)
+_STATEMENTS[RUNNING] = select(_experiments.c.id, _experiments.c.salt, _experiments.c.arms).where(
+    _experiments.c.agent_id == bindparam("agent"),
+    _experiments.c.environment_id == bindparam("environment"),
+    _experiments.c.status == literal_column("'running'"),  # inline: the driver path binds by name
+)
 
 _N = len(CONFIG_FIELDS)
 
 
-_SQL: dict[tuple[str, str | None], tuple[str, tuple[str, ...]]] = {}
+_SQL: dict[Form, tuple[str, tuple[str, ...]]] = {}
 
 
-def _sql(agent_key: str, variant_key: str | None) -> tuple[str, tuple[str, ...]]:
+def _sql(key: Form) -> tuple[str, tuple[str, ...]]:
     """The statement as asyncpg SQL text ($1, $2 ...) and the order of its parameters."""
-    key = (agent_key, variant_key)
     found = _SQL.get(key)
     if found is None:
         from sqlalchemy.dialects.postgresql.asyncpg import dialect
@@ -77,7 +109,7 @@ def _sql(agent_key: str, variant_key: str | None) -> tuple[str, tuple[str, ...]]
     return found
 
 
-async def fetch(conn: Any, agent_key: str, variant_key: str | None, params: dict[str, str]):
+async def fetch(conn: Any, key: Form, params: dict[str, str]):
     """Run the statement, on the driver itself when that is safe. `conn` is an
     AsyncConnection, or an asyncpg connection (the service's `Database.driver_read`).
 
@@ -88,32 +120,54 @@ async def fetch(conn: Any, agent_key: str, variant_key: str | None, params: dict
     SQLAlchemy, so the statement runs inside it.
     """
     if not isinstance(conn, AsyncConnection):  # asyncpg's own
-        sql, names = _sql(agent_key, variant_key)
+        sql, names = _sql(key)
         return await conn.fetchrow(sql, *(params[name] for name in names))
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None  # a checked-out connection always has one
     if driver.is_in_transaction() or getattr(raw.dbapi_connection, "autocommit", False):
-        sql, names = _sql(agent_key, variant_key)
+        sql, names = _sql(key)
         return await driver.fetchrow(sql, *(params[name] for name in names))
-    return (await conn.execute(_STATEMENTS[(agent_key, variant_key)], params)).first()
+    return (await conn.execute(_STATEMENTS[key], params)).first()
 
 
-def to_resolved(row: Any, *, preview: bool, variant: str | None) -> ResolvedAgentConfig:
+_FIRST = 7  # the first config field's column
+
+
+def environment_of(row: Any) -> tuple[str | None, str | None]:
+    """(id, slug) of the environment a row was resolved in; (None, None) when it is unknown."""
+    return row[4], row[5]
+
+
+def json_value(value: Any) -> Any:
+    """A JSONB column's value: asyncpg's own connection returns it as text."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def rules_of(row: Any) -> list[Any]:
+    """The environment's rule set as the row holds it ([] for a set never written)."""
+    return list(json_value(row[6]) or [])
+
+
+def to_resolved(row: Any, *, source: Source, variant: str | None = None, **extra: Any) -> ResolvedAgentConfig:
+    """The row as a resolution. A preview (`variant` named) of a variant the agent lacks
+    raises `VariantNotFound`."""
     agent_id, agent_slug, variant_id, variant_slug = row[0], row[1], row[2], row[3]
-    if preview and variant_id is None and variant != BASE:
-        raise VariantNotFound(variant or "")
-    values = row[4 : 4 + _N]
-    flags = row[4 + _N :]
+    if variant is not None and variant_id is None and variant != BASE:
+        raise VariantNotFound(variant)
+    values = row[_FIRST : _FIRST + _N]
+    flags = row[_FIRST + _N :]
+    if source == "variant" and variant_id is None:
+        source = "agent"
     return ResolvedAgentConfig(
         agent_id=agent_id,
         variant_id=variant_id,
         agent_slug=agent_slug,
         variant_slug=variant_slug,
-        source="preview" if preview else ("variant" if variant_id is not None else "agent"),
-        # Every resolution is production's until activations are per environment (issue 18).
-        environment=PRODUCTION_ENVIRONMENT_SLUG,
+        source=source,
+        environment=row[5],
         overridden=frozenset(f for f, overridden in zip(CONFIG_FIELDS, flags, strict=True) if overridden),
+        **extra,
         **dict(zip(CONFIG_FIELDS, values, strict=True)),
     )
 

@@ -30,6 +30,7 @@ from services.api.keys import service
 from services.api.keys.schemas import KeyCreate
 from services.api.principal import SCOPES
 from services.api.settings import DEFAULT_RATE_LIMIT, RateLimit, Settings
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID as PROD
 from tests.helpers import admin_key, assert_problem, bearer, config, create_agent, settings_for_tests, unique
 
 ORIGIN = "https://console.example"
@@ -254,7 +255,7 @@ async def test_cache_hits_carry_the_security_headers(client: httpx.AsyncClient) 
     path = f"/v1/agents/{agent['id']}/resolved"
     miss = await client.get(path)
     assert miss.status_code == 200
-    assert app_of(client).state.resolve_cache.get(agent["id"], False) is not None  # the next is a hit
+    assert app_of(client).state.resolve_cache.get(agent["id"], PROD, False) is not None  # the next is a hit
     hit = await client.get(path)
     assert (hit.status_code, hit.content, hit.headers["etag"]) == (200, miss.content, miss.headers["etag"])
     assert_security_headers(miss)

@@ -81,6 +81,7 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("POST", "/console/agents/{agent}/variants/{variant}/{action}"): OPEN,
     # resolve: what an agent in production needs.
     ("GET", f"{A}/resolved"): RESOLVE,
+    ("POST", f"{A}/resolve"): RESOLVE,
     ("GET", f"{A}/bundle"): RESOLVE,
     ("GET", f"{A}/bundle/watch"): RESOLVE,
     ("POST", f"{A}/outcomes"): RESOLVE,

@@ -37,7 +37,17 @@ async def test_without_an_experiment_the_bundle_is_the_resolution(client) -> Non
         response = await bundle_of(client, ref)
         assert response.status_code == 200, response.text
         body = response.json()
-        assert set(body) == {"object", "agent_id", "agent_slug", "etag", "resolved", "experiment"}
+        assert set(body) == {
+            "object",
+            "agent_id",
+            "agent_slug",
+            "environment",
+            "etag",
+            "resolved",
+            "rules",
+            "experiment",
+        }
+        assert (body["environment"], body["rules"]) == ("production", [])
         assert (body["object"], body["agent_id"], body["agent_slug"]) == (
             "resolution_bundle",
             agent["id"],

@@ -10,6 +10,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID as PROD
 from tests.helpers import create_agent, create_variant, unique
 
 pytestmark = pytest.mark.live
@@ -25,9 +27,12 @@ pytestmark = pytest.mark.live
 # The live Database pool holds 20 + 20 connections; one request per connection.
 RACERS = 40
 
+# Two active variants of one agent in one environment, as a reader sees the tables: the
+# activation rows, and the variants they name (a torn state would show a variant twice).
 TWO_ACTIVE = text(
-    "SELECT agent_id, count(*) FROM variants WHERE is_active AND agent_id = :agent"
-    " GROUP BY agent_id HAVING count(*) > 1"
+    "SELECT a.environment_id, count(DISTINCT v.id) FROM activations a JOIN variants v ON v.id = a.variant_id"
+    " WHERE a.agent_id = :agent GROUP BY a.environment_id HAVING count(DISTINCT v.id) > 1"
+    " OR count(*) > 1"
 )
 
 
@@ -83,9 +88,10 @@ async def storm_with_observer(
     return list(responses), polls
 
 
-async def active_ids(conn: AsyncConnection, agent_id: str) -> list[str]:
+async def active_ids(conn: AsyncConnection, agent_id: str, environment_id: str = PROD) -> list[str]:
     rows = await conn.scalars(
-        text("SELECT id FROM variants WHERE agent_id = :agent AND is_active"), {"agent": agent_id}
+        text("SELECT variant_id FROM activations WHERE agent_id = :agent AND environment_id = :environment"),
+        {"agent": agent_id, "environment": environment_id},
     )
     return list(rows)
 
@@ -129,8 +135,66 @@ async def test_simultaneous_activations_leave_exactly_one_active(live_client: ht
             assert [v["id"] for v in listed["data"]] == active
 
 
+async def test_simultaneous_activations_in_two_environments_leave_one_active_in_each(
+    live_client: httpx.AsyncClient, live_url: str
+) -> None:
+    """Contract 1.1: at most one active variant per agent per environment. Activations race in
+    production and staging at once, the same variants in both; an observer never sees two
+    active in one environment, and each ends with exactly one, which the API, the resolution
+    and the list agree on, and which the other environment's storm did not disturb."""
+    staging = await live_client.post("/v1/environments", json={"name": unique("Staging")})
+    assert staging.status_code == 201, staging.text
+    env = staging.json()
+    async with agents_deleted(live_client) as created:
+        agent = await create_agent(live_client)
+        created.append(agent["id"])
+        variants = [await create_variant(live_client, agent["id"]) for _ in range(RACERS // 2)]
+        ids = {v["id"] for v in variants}
+
+        def activate(variant: dict[str, Any], environment: str) -> Callable[[], Awaitable[httpx.Response]]:
+            path = f"/v1/agents/{agent['id']}/variants/{variant['slug']}/activate"
+            return lambda: live_client.post(path, params={"environment": environment})
+
+        requests = [activate(v, "production") for v in variants] + [activate(v, env["slug"]) for v in variants[::-1]]
+        responses, polls = await storm_with_observer(live_url, agent["id"], requests)
+        assert [r.status_code for r in responses] == [200] * len(requests), [r.text for r in responses]
+        assert polls >= 2
+        assert all(r.json()["is_active"] is True for r in responses)
+
+        async with own_connection(live_url) as conn:
+            active = {
+                name: await active_ids(conn, agent["id"], env_id)
+                for name, env_id in (("production", PROD), (env["slug"], env["id"]))
+            }
+        assert all(len(found) == 1 and found[0] in ids for found in active.values()), active
+        shown = (await live_client.get(f"/v1/agents/{agent['id']}")).json()
+        assert shown["active_variants"] == {name: found[0] for name, found in active.items()}
+        for name, found in active.items():
+            params = {"environment": name}
+            assert (await live_client.get(f"/v1/agents/{agent['id']}", params=params)).json()[
+                "active_variant_id"
+            ] == found[0]
+            resolved = (await live_client.get(f"/v1/agents/{agent['id']}/resolved", params=params)).json()
+            assert (resolved["variant_id"], resolved["environment"]) == (found[0], name)
+            listed = await live_client.get(
+                f"/v1/agents/{agent['id']}/variants", params={**params, "is_active": "true", "limit": 100}
+            )
+            assert [v["id"] for v in listed.json()["data"]] == found
+        # A deactivation in one environment leaves the other's activation alone.
+        production_active = active["production"][0]
+        off = await live_client.post(
+            f"/v1/agents/{agent['id']}/variants/{active[env['slug']][0]}/deactivate",
+            params={"environment": env["slug"]},
+        )
+        assert off.status_code == 200 and off.json()["is_active"] is False
+        async with own_connection(live_url) as conn:
+            assert await active_ids(conn, agent["id"], env["id"]) == []
+            assert await active_ids(conn, agent["id"]) == [production_active]
+
+
 async def test_database_itself_refuses_a_second_active_variant(live_client: httpx.AsyncClient, live_url: str) -> None:
-    """The partial unique index, not only the service's lock, enforces the rule."""
+    """The activations' primary key (agent, environment), not only the service's lock,
+    enforces the rule."""
     async with agents_deleted(live_client) as created:
         agent = await create_agent(live_client)
         created.append(agent["id"])
@@ -139,8 +203,14 @@ async def test_database_itself_refuses_a_second_active_variant(live_client: http
         assert (await live_client.post(f"/v1/agents/{agent['id']}/variants/{one['id']}/activate")).status_code == 200
         async with own_connection(live_url) as conn:
             with pytest.raises(IntegrityError) as raised:
-                await conn.execute(text("UPDATE variants SET is_active = true WHERE id = :id"), {"id": two["id"]})
-            assert "uq_variants_one_active_per_agent" in str(raised.value)
+                await conn.execute(
+                    text(
+                        "INSERT INTO activations (agent_id, environment_id, variant_id, activated_at)"
+                        " VALUES (:agent, :environment, :variant, now())"
+                    ),
+                    {"agent": agent["id"], "environment": PROD, "variant": two["id"]},
+                )
+            assert "pk_activations" in str(raised.value)
             assert await active_ids(conn, agent["id"]) == [one["id"]]
 
 

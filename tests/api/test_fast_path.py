@@ -72,6 +72,14 @@ QUERIES = [
     "variant=base",
     "unknown=1",
     "subject=x&variant=base",
+    # Contract 1.1: environments and attributes.
+    "environment=production",
+    "environment=env_00000000000000000000000000&subject=user-1",
+    "environment=staging&subject=user-1",  # unknown here: 404 naming `environment`
+    "environment=",
+    "environment=production&environment=production",
+    "attr.plan=pro",
+    "subject=user-1&attr.plan=pro",
 ]
 
 
@@ -186,11 +194,14 @@ async def test_with_cors_a_browsers_request_gets_corss_headers(db: Database) -> 
 @pytest.mark.parametrize(
     ("query", "parsed"),
     [
-        (b"", (False, None)),
-        (b"explain=true", (True, None)),
-        (b"explain=1&subject=a", (True, "a")),
-        (b"subject=a%20b+c", (False, "a b c")),
-        (b"subject=%FF", (False, "\ufffd")),
+        (b"", (False, None, None)),
+        (b"explain=true", (True, None, None)),
+        (b"explain=1&subject=a", (True, "a", None)),
+        (b"subject=a%20b+c", (False, "a b c", None)),
+        (b"subject=%FF", (False, "\ufffd", None)),
+        (b"environment=staging&subject=a", (False, "a", "staging")),
+        (b"environment=", None),
+        (b"attr.plan=pro", None),
         (b"subject=", None),
         (b"subject=a&subject=a", None),
         (b"explain=TRUE", None),
@@ -198,7 +209,7 @@ async def test_with_cors_a_browsers_request_gets_corss_headers(db: Database) -> 
         (b"subject", None),
     ],
 )
-def test_parse_query(query: bytes, parsed: tuple[bool, str | None] | None) -> None:
+def test_parse_query(query: bytes, parsed: tuple[bool, str | None, str | None] | None) -> None:
     assert parse_query(query) == parsed
 
 

@@ -37,6 +37,7 @@ from services.api.db import Database
 from services.api.exceptions import LastAdminKey
 from services.api.keys import repository, service, tokens
 from services.api.keys.schemas import KeyCreate
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID as PROD
 from services.shared.identifiers import new_id
 from tests.helpers import (
     TEST_KEY_NAME,
@@ -377,10 +378,10 @@ async def test_a_revoked_key_is_refused_on_cached_resolutions_too(client: httpx.
     key = await create_key(client, scope="resolve")
     async with anonymous(client) as http:
         assert (await http.get(path, headers=bearer(key["secret"]))).status_code == 200
-        assert app_of(client).state.resolve_cache.get(agent["id"], False) is not None
+        assert app_of(client).state.resolve_cache.get(agent["id"], PROD, False) is not None
         assert (await http.get(path, headers=bearer(key["secret"]))).status_code == 200  # a hit
         assert (await client.delete(f"/v1/keys/{key['id']}")).status_code == 204
-        assert app_of(client).state.resolve_cache.get(agent["id"], False) is not None  # still cached
+        assert app_of(client).state.resolve_cache.get(agent["id"], PROD, False) is not None  # still cached
         assert_problem(await http.get(path, headers=bearer(key["secret"])), 401, "unauthorized")
         assert_problem(await http.get(path), 401, "unauthorized")
 

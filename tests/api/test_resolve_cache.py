@@ -27,6 +27,7 @@ from services.api.resolution import cache as resolve_cache
 from services.api.resolution.cache import ResolveCache
 from services.api.resolution.schemas import to_body
 from services.shared.agent_config import resolve_agent_config
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID as PROD
 from tests.helpers import (
     admin_key,
     assert_problem,
@@ -57,28 +58,28 @@ def make(*, size: int = 10, ttl: float = 60.0, trusted: bool = True) -> ResolveC
 
 def put(cache: ResolveCache, ref: str, agent_id: str, *, explain: bool = False, body: bytes | None = None) -> None:
     body = body if body is not None else f"{agent_id}:{ref}:{explain}".encode()
-    cache.put(ref, explain, agent_id, body, f'"{agent_id}"', generation=cache.generation)
+    cache.put(ref, PROD, explain, agent_id, body, f'"{agent_id}"', generation=cache.generation)
 
 
 def test_a_put_is_served_by_get_with_its_body_etag_and_agent() -> None:
     cache = make()
-    cache.put("slug", True, "agt_1", b"{}", '"e"', generation=cache.generation)
-    entry = cache.get("slug", True)
+    cache.put("slug", PROD, True, "agt_1", b"{}", '"e"', generation=cache.generation)
+    entry = cache.get("slug", PROD, True)
     assert entry is not None
     assert (entry.agent_id, entry.body, entry.etag) == ("agt_1", b"{}", '"e"')
-    assert cache.get("slug", False) is None  # explain is part of the key
-    assert cache.get("other", True) is None
+    assert cache.get("slug", PROD, False) is None  # explain is part of the key
+    assert cache.get("other", PROD, True) is None
 
 
 def test_the_lru_bound_evicts_the_least_recently_used_entry() -> None:
     cache = make(size=2)
     put(cache, "a", "agt_a")
     put(cache, "b", "agt_b")
-    assert cache.get("a", False) is not None  # a is now the most recently used
+    assert cache.get("a", PROD, False) is not None  # a is now the most recently used
     put(cache, "c", "agt_c")
     assert len(cache) == 2
-    assert cache.get("b", False) is None
-    assert cache.get("a", False) is not None and cache.get("c", False) is not None
+    assert cache.get("b", PROD, False) is None
+    assert cache.get("a", PROD, False) is not None and cache.get("c", PROD, False) is not None
 
 
 def test_without_reads_the_oldest_put_is_evicted_first_and_the_index_stays_bounded() -> None:
@@ -86,7 +87,7 @@ def test_without_reads_the_oldest_put_is_evicted_first_and_the_index_stays_bound
     for n in range(50):
         put(cache, f"ref{n}", f"agt_{n}")
     assert len(cache) == 3
-    assert [cache.get(f"ref{n}", False) is not None for n in (46, 47, 48, 49)] == [False, True, True, True]
+    assert [cache.get(f"ref{n}", PROD, False) is not None for n in (46, 47, 48, 49)] == [False, True, True, True]
     # Evicted entries leave nothing behind in the per-agent index (no slow leak).
     assert set(cache._keys_by_agent) == {"agt_47", "agt_48", "agt_49"}
 
@@ -97,9 +98,9 @@ def test_an_entry_expires_after_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None
     cache = make(ttl=5.0)
     put(cache, "a", "agt_a")
     clock.now += 4.999
-    assert cache.get("a", False) is not None
+    assert cache.get("a", PROD, False) is not None
     clock.now += 0.001
-    assert cache.get("a", False) is None
+    assert cache.get("a", PROD, False) is None
     assert len(cache) == 0  # an expired entry is dropped, not kept around
 
 
@@ -113,8 +114,8 @@ def test_invalidate_drops_every_ref_of_that_agent_and_only_those() -> None:
     before = cache.generation
     cache.invalidate({"agt_a"})
     assert cache.generation > before
-    assert [cache.get(ref, explain) for ref in ("agt_a", "slug-a") for explain in (False, True)] == [None] * 4
-    assert all(cache.get(ref, explain) is not None for ref in ("agt_b", "slug-b") for explain in (False, True))
+    assert [cache.get(ref, PROD, explain) for ref in ("agt_a", "slug-a") for explain in (False, True)] == [None] * 4
+    assert all(cache.get(ref, PROD, explain) is not None for ref in ("agt_b", "slug-b") for explain in (False, True))
     assert len(cache) == 4
 
 
@@ -124,20 +125,20 @@ def test_a_ref_that_moved_to_another_agent_is_invalidated_by_its_new_agent_only(
     put(cache, "shared-slug", "agt_new")  # the slug now names another agent
     assert len(cache) == 1
     cache.invalidate({"agt_old"})
-    entry = cache.get("shared-slug", False)
+    entry = cache.get("shared-slug", PROD, False)
     assert entry is not None and entry.agent_id == "agt_new"
     cache.invalidate({"agt_new"})
-    assert cache.get("shared-slug", False) is None
+    assert cache.get("shared-slug", PROD, False) is None
 
 
 def test_a_put_computed_before_an_invalidation_is_dropped() -> None:
     cache = make()
     read_began_at = cache.generation
     cache.invalidate({"agt_unrelated"})  # any change since the read began may concern it
-    cache.put("a", False, "agt_a", b"old", '"old"', generation=read_began_at)
-    assert cache.get("a", False) is None and len(cache) == 0
-    cache.put("a", False, "agt_a", b"new", '"new"', generation=cache.generation)
-    entry = cache.get("a", False)
+    cache.put("a", PROD, False, "agt_a", b"old", '"old"', generation=read_began_at)
+    assert cache.get("a", PROD, False) is None and len(cache) == 0
+    cache.put("a", PROD, False, "agt_a", b"new", '"new"', generation=cache.generation)
+    entry = cache.get("a", PROD, False)
     assert entry is not None and entry.body == b"new"
 
 
@@ -145,23 +146,23 @@ def test_a_put_computed_before_a_clear_is_dropped() -> None:
     cache = make()
     read_began_at = cache.generation
     cache.clear()
-    cache.put("a", False, "agt_a", b"old", '"old"', generation=read_began_at)
-    assert cache.get("a", False) is None
+    cache.put("a", PROD, False, "agt_a", b"old", '"old"', generation=read_began_at)
+    assert cache.get("a", PROD, False) is None
 
 
 def test_an_untrusted_cache_serves_and_stores_nothing() -> None:
     cache = make(trusted=False)
     put(cache, "a", "agt_a")
-    assert len(cache) == 0 and cache.get("a", False) is None
+    assert len(cache) == 0 and cache.get("a", PROD, False) is None
     assert not cache.enabled
 
     cache = make()
     put(cache, "a", "agt_a")
     cache.trusted = False  # e.g. the listener connection dropped
-    assert cache.get("a", False) is None
+    assert cache.get("a", PROD, False) is None
     put(cache, "b", "agt_b")
     cache.trusted = True
-    assert cache.get("b", False) is None
+    assert cache.get("b", PROD, False) is None
 
 
 def test_clear_empties_the_cache_and_its_index() -> None:
@@ -172,13 +173,13 @@ def test_clear_empties_the_cache_and_its_index() -> None:
     cache.clear()
     assert len(cache) == 0 and cache._keys_by_agent == {}
     assert cache.generation > before
-    assert all(cache.get(f"r{n}", n % 2 == 0) is None for n in range(5))
+    assert all(cache.get(f"r{n}", PROD, n % 2 == 0) is None for n in range(5))
 
 
 def test_a_size_of_zero_disables_the_cache() -> None:
     cache = make(size=0)
     put(cache, "a", "agt_a")
-    assert not cache.enabled and len(cache) == 0 and cache.get("a", False) is None
+    assert not cache.enabled and len(cache) == 0 and cache.get("a", PROD, False) is None
 
 
 # ----------------------------------------------------------------------- HTTP, cache on

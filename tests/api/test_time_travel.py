@@ -18,6 +18,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.revisions import repository
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID as PROD
 from tests.api.history_support import all_revisions, newest_revision
 from tests.helpers import assert_problem, config, create_agent, create_variant, problem_params
 
@@ -191,7 +192,9 @@ async def test_at_with_explain_names_where_values_came_from(client: httpx.AsyncC
 
 
 INSERT_HISTORY = text("""
-INSERT INTO revisions (id, agent_id, target, target_id, action, active_variant_id, before, after, created_at)
+INSERT INTO revisions (
+    id, agent_id, target, target_id, action, active_variant_id, active_variants, before, after, created_at
+)
 SELECT
     id,
     CAST(:agent AS text),
@@ -199,6 +202,7 @@ SELECT
     CASE WHEN i % 2500 = 0 THEN CAST(:agent AS text) ELSE CAST(:variant AS text) END,
     'update',
     CAST(:variant AS text),
+    jsonb_build_object(CAST(:production AS text), CAST(:variant AS text)),
     NULL,
     CASE WHEN i % 2500 = 0
         THEN CAST(:agent_json AS jsonb)
@@ -245,6 +249,7 @@ async def test_a_long_history_is_answered_by_index_lookups(client: httpx.AsyncCl
             "agent": aid,
             "variant": v["id"],
             "agent_json": json.dumps(agent_now),
+            "production": PROD,
             "variant_json": json.dumps(v_now),
             "start": start,
             "ids": ids,
@@ -271,7 +276,7 @@ async def test_a_long_history_is_answered_by_index_lookups(client: httpx.AsyncCl
     assert sync is not None
     event.listen(sync, "before_cursor_execute", capture)
     try:
-        state = await repository.state_at(conn, aid, middle)
+        state = await repository.state_at(conn, aid, middle, environment_id=PROD)
     finally:
         event.remove(sync, "before_cursor_execute", capture)
     assert state is not None and state["variant"]["overrides"] == {"max_tokens": 100 + 7499}
@@ -281,8 +286,9 @@ async def test_a_long_history_is_answered_by_index_lookups(client: httpx.AsyncCl
         explained = await conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters)
         plan = explained.scalar_one()[0]["Plan"]
         reads += [(statement, node) for node in scans(plan) if node["Relation Name"] == "revisions"]
-    # Three lookups: the agent's own newest revision, the newest of any target, the variant's.
-    assert len(reads) == 3, reads
+    # Four lookups: the agent's own newest revision, the newest of any target, the variant's,
+    # the environment's rule set's.
+    assert len(reads) == 4, reads
     for statement, node in reads:
         assert node["Node Type"] in ("Index Scan", "Index Only Scan"), (statement, node)
         # One lookup, not a replay: the scan stops at the first matching entry instead

@@ -19,6 +19,7 @@ from services.api.db import Database
 from services.api.keys import service as keys_service
 from services.api.keys.schemas import KeyCreate
 from services.api.resolution import bundle, watch
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID as PROD
 from tests.helpers import create_agent, create_variant, unique
 
 
@@ -34,7 +35,7 @@ async def test_a_change_between_the_first_build_and_the_subscription_is_sent_at_
     variant = await create_variant(client, agent["id"])
     hub = watch.WatchHub()
     ticks = hub.ticks
-    first = await bundle.build(db, agent["id"])
+    first = await bundle.build(db, agent["id"], PROD)
     # The change commits, and is heard, after the first build but before the stream subscribes:
     # the hub tracks watched agents only, so it wakes no one.
     activated = await client.post(f"/v1/agents/{agent['id']}/variants/{variant['id']}/activate")
@@ -42,12 +43,12 @@ async def test_a_change_between_the_first_build_and_the_subscription_is_sent_at_
     hub.changed({agent["id"]})
 
     # The client already has the first bundle (Last-Event-ID): only the change may come.
-    events = watch.stream(state_with(hub), db, first, first[1], None, ticks_before_first=ticks)
+    events = watch.stream(state_with(hub), db, first, PROD, first[1], None, ticks_before_first=ticks)
     try:
         chunk = await asyncio.wait_for(anext(events), 5)  # not the 15 s keepalive
     finally:
         await events.aclose()
-    now = await bundle.build(db, agent["id"])
+    now = await bundle.build(db, agent["id"], PROD)
     assert now[1] != first[1]
     assert chunk.startswith(b"event: bundle\nid: " + now[1].encode() + b"\n"), chunk[:80]
 
@@ -58,8 +59,8 @@ async def test_without_a_change_in_between_the_client_is_not_sent_what_it_has(
     agent = await create_agent(client)
     hub = watch.WatchHub()
     ticks = hub.ticks
-    first = await bundle.build(db, agent["id"])
-    events = watch.stream(state_with(hub), db, first, first[1], None, ticks_before_first=ticks)
+    first = await bundle.build(db, agent["id"], PROD)
+    events = watch.stream(state_with(hub), db, first, PROD, first[1], None, ticks_before_first=ticks)
     try:
         pending = asyncio.ensure_future(anext(events))
         done, _ = await asyncio.wait({pending}, timeout=0.5)
@@ -100,8 +101,8 @@ async def open_streams(
     state = SimpleNamespace(
         watch_hub=hub, watch_keepalive_seconds=15, resolve_cache=SimpleNamespace(trusted=True), key_ring=ring
     )
-    first = await bundle.build(db, agent["id"])
-    streams = [watch.stream(state, db, first, None, key, ticks_before_first=hub.ticks) for _ in range(STREAMS)]
+    first = await bundle.build(db, agent["id"], PROD)
+    streams = [watch.stream(state, db, first, PROD, None, key, ticks_before_first=hub.ticks) for _ in range(STREAMS)]
     for events in streams:
         assert (await anext(events)).startswith(b"event: bundle\n")
     waiting = [asyncio.ensure_future(anext(events)) for events in streams]
@@ -194,17 +195,17 @@ async def test_streams_opening_together_share_one_first_build() -> None:
         await release.wait()
         return b"{}", f"etag-{number}", "agt_1"
 
-    together = [asyncio.ensure_future(hub.first("support-bot", build)) for _ in range(100)]
+    together = [asyncio.ensure_future(hub.first("support-bot", PROD, build)) for _ in range(100)]
     await asyncio.sleep(0)
     hub.changed({"agt_other"})  # a change heard while that build runs: later streams build again
-    after_change = asyncio.ensure_future(hub.first("support-bot", build))
+    after_change = asyncio.ensure_future(hub.first("support-bot", PROD, build))
     await asyncio.sleep(0)
     release.set()
     results = await asyncio.gather(*together)
     assert builds == ["support-bot", "support-bot"]
     assert set(results) == {((b"{}", "etag-1", "agt_1"), 0)}  # one build, as of ticks 0
     assert await after_change == ((b"{}", "etag-2", "agt_1"), 1)
-    await hub.first("support-bot", build)  # finished builds are not reused
+    await hub.first("support-bot", PROD, build)  # finished builds are not reused
     assert len(builds) == 3
 
 
@@ -220,7 +221,7 @@ class FakeBuilds:
         self.fail: Exception | None = None
         self.calls = 0
 
-    async def __call__(self, _db: object, _agent: str) -> tuple[bytes, str, str]:
+    async def __call__(self, _db: object, _agent: str, _environment: str) -> tuple[bytes, str, str]:
         self.calls += 1
         await asyncio.sleep(0.01)
         if self.fail is not None:
@@ -232,7 +233,9 @@ class FakeBuilds:
 def open_fake_streams(hub: watch.WatchHub, count: int) -> list[AsyncIterator[bytes]]:
     """`count` streams whose client has bundle e1, the one they were opened on."""
     first = (b'{"etag": "e1"}', "e1", "agt_1")
-    return [watch.stream(state_with(hub), None, first, "e1", None, ticks_before_first=hub.ticks) for _ in range(count)]  # type: ignore[arg-type]
+    return [
+        watch.stream(state_with(hub), None, first, PROD, "e1", None, ticks_before_first=hub.ticks) for _ in range(count)
+    ]  # type: ignore[arg-type]
 
 
 async def test_a_change_is_built_once_and_its_bytes_written_to_every_stream(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -275,7 +275,7 @@ async def test_an_experiment_from_draft_to_results_with_charts_and_a_reading(adm
     experiment_id = page_path.rsplit("/", 1)[1]
     from services.api.variants import service as variants
 
-    terse = await variants.get_variant(db, "test-bot", "terse")
+    terse = await variants.get_variant(db, "test-bot", "terse", environment="production")
     batch = [
         OutcomeIn(
             variant_id=None if n % 2 else terse["id"],
@@ -471,7 +471,9 @@ async def test_an_override_set_to_empty_survives_an_edit_of_another_field(admin:
         from_page="/console/agents/empty-bot",
     )
     assert made.status_code == 303
-    assert (await variants.get_variant(db, "empty-bot", "silent"))["overrides"] == {"system_prompt": ""}
+    assert (await variants.get_variant(db, "empty-bot", "silent", environment="production"))["overrides"] == {
+        "system_prompt": ""
+    }
     page = await admin.page("/console/agents/empty-bot/variants/silent")
     assert re.search(r'name="overrides.system_prompt.empty" checked', page)
     form = {
@@ -484,7 +486,7 @@ async def test_an_override_set_to_empty_survives_an_edit_of_another_field(admin:
         "overrides.temperature": "0.5",
     }
     assert (await admin.http.post("/console/agents/empty-bot/variants/silent/edit", data=form)).status_code == 303
-    assert (await variants.get_variant(db, "empty-bot", "silent"))["overrides"] == {
+    assert (await variants.get_variant(db, "empty-bot", "silent", environment="production"))["overrides"] == {
         "system_prompt": "",
         "temperature": 0.5,
     }

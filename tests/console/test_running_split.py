@@ -30,7 +30,7 @@ async def test_while_an_experiment_runs_the_pages_say_who_gets_what(admin: Brows
             {"variant_name": name, "overrides.temperature": temperature},
             from_page="/console/agents/split-bot",
         )
-    warm = await variants.get_variant(db, "split-bot", "warm")
+    warm = await variants.get_variant(db, "split-bot", "warm", environment="production")
     await variants.activate_variant(db, "split-bot", warm["id"])
     experiment = await experiments.create_experiment(
         db,

@@ -41,7 +41,7 @@ async def test_upgrade_downgrade_upgrade(fresh: AsyncConnection) -> None:
     await step(fresh, "upgrade", "head")
     assert await tables(fresh) == TABLES
     assert await migrate.current_revision(fresh) == migrate.head_revision()
-    assert "uq_variants_one_active_per_agent" in await index_names(fresh, "variants")
+    assert "ix_activations_variant_id" in await index_names(fresh, "activations")
 
     await step(fresh, "downgrade", "base")
     assert await tables(fresh) == set()
@@ -68,12 +68,16 @@ async def test_upgrade_downgrade_upgrade(fresh: AsyncConnection) -> None:
             " VALUES ('agt_1', 'a', 'A', 'p', 'm', '', '', '', 1.0, 1, 0, 0, 0, 60, 2)"
         )
     )
-    insert_variant = text(
-        "INSERT INTO variants (id, agent_id, slug, variant_name, is_active) VALUES (:id, 'agt_1', :slug, 'V', true)"
-    )
+    insert_variant = text("INSERT INTO variants (id, agent_id, slug, variant_name) VALUES (:id, 'agt_1', :slug, 'V')")
     await fresh.execute(insert_variant, {"id": "v1", "slug": "one"})
-    with pytest.raises(Exception, match="uq_variants_one_active_per_agent"):
-        await fresh.execute(insert_variant, {"id": "v2", "slug": "two"})
+    await fresh.execute(insert_variant, {"id": "v2", "slug": "two"})
+    activate = text(
+        "INSERT INTO activations (agent_id, environment_id, variant_id, activated_at)"
+        " VALUES ('agt_1', 'env_00000000000000000000000000', :id, now())"
+    )
+    await fresh.execute(activate, {"id": "v1"})
+    with pytest.raises(Exception, match="pk_activations"):
+        await fresh.execute(activate, {"id": "v2"})
     await fresh.rollback()
 
 
@@ -102,7 +106,7 @@ async def test_models_match_migrations(fresh: AsyncConnection) -> None:
 async def test_the_comparison_would_notice_a_difference(fresh: AsyncConnection) -> None:
     """Control: the same comparison reports a column the migrations lack."""
     await step(fresh, "upgrade", "head")
-    await fresh.execute(text("ALTER TABLE variants DROP COLUMN activated_at"))
+    await fresh.execute(text("ALTER TABLE activations DROP COLUMN activated_at"))
     await fresh.execute(text("ALTER TABLE agents ALTER COLUMN description SET DEFAULT 'x'"))
     changes = await fresh.run_sync(diff)
     await fresh.rollback()

@@ -100,7 +100,7 @@ async def test_reads_of_other_agents_do_not_wait_for_writers_blocked_on_a_row_lo
             refused = [r.text for r in answers if r.status_code != 200]
             assert not refused, refused
         async with own.connect() as conn:
-            count = text("SELECT count(*) FROM variants WHERE agent_id = :id AND is_active")
+            count = text("SELECT count(*) FROM activations WHERE agent_id = :id")
             assert await conn.scalar(count, {"id": a["id"]}) == 1
     finally:
         stop(server)

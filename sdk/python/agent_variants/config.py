@@ -69,7 +69,7 @@ BASE = "base"
 # The fields the cross-field rule involves, in the order errors name them.
 CONSISTENCY_FIELDS: tuple[str, ...] = ("context_window", "input_token_limit", "max_tokens")
 
-Source = Literal["agent", "variant", "preview", "experiment"]
+Source = Literal["agent", "variant", "preview", "experiment", "rule", "rollout"]
 
 
 class AgentNotFound(LookupError):

@@ -25,6 +25,7 @@ OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/openapi.json", "/docs", "/
 RESOLVE_ROUTES = frozenset(
     {
         ("GET", "/v1/agents/{agent}/resolved"),
+        ("POST", "/v1/agents/{agent}/resolve"),  # contract 1.1: a read with a typed context
         ("GET", "/v1/agents/{agent}/bundle"),
         ("GET", "/v1/agents/{agent}/bundle/watch"),
         ("POST", "/v1/agents/{agent}/outcomes"),

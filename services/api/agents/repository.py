@@ -5,28 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, func, or_, select, text, update
+from sqlalchemy import RowMapping, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.models import Agent, Variant, table_of
+from services.api.models import Activation, Agent, Environment, Variant, table_of
 from services.shared.identifiers import ref_key
 
 agents = table_of(Agent)
 variants = table_of(Variant)
+activations = table_of(Activation)
+environments = table_of(Environment)
 # Stored responses are bytes: those holding the agent's id name it (ids are unique strings).
 _FORGET_RESPONSES = text(
     "DELETE FROM idempotency_keys WHERE position(convert_to(:agent_id, 'UTF8') IN response_body) > 0"
     " OR position(:agent_id IN effects::text) > 0"  # a crashed request's saved result
 )
 
-# The agent's own columns plus the two derived ones the agent object shows.
-_active_variant_id = (
-    select(variants.c.id)
-    .where(variants.c.agent_id == agents.c.id, variants.c.is_active)
-    .scalar_subquery()
-    .label("active_variant_id")
-)
 _variant_count = (
     select(func.count())
     .select_from(variants)
@@ -34,7 +29,30 @@ _variant_count = (
     .scalar_subquery()
     .label("variant_count")
 )
-_AGENT_SELECT = select(agents, _active_variant_id, _variant_count)
+# {every environment's slug: its active variant id or null}.
+_active_variants = (
+    select(func.jsonb_object_agg(environments.c.slug, activations.c.variant_id))
+    .select_from(
+        environments.outerjoin(
+            activations,
+            and_(activations.c.environment_id == environments.c.id, activations.c.agent_id == agents.c.id),
+        )
+    )
+    .scalar_subquery()
+    .label("active_variants")
+)
+
+
+def _select(environment_id: str) -> Any:
+    """The agent's own columns plus the derived ones its object shows, from one environment:
+    `active_variant_id` there, `active_variants` everywhere, `variant_count`."""
+    active_variant_id = (
+        select(activations.c.variant_id)
+        .where(activations.c.agent_id == agents.c.id, activations.c.environment_id == environment_id)
+        .scalar_subquery()
+        .label("active_variant_id")
+    )
+    return select(agents, active_variant_id, _active_variants, _variant_count)
 
 
 def ref_condition(ref: str):
@@ -43,21 +61,23 @@ def ref_condition(ref: str):
     return None if key is None else agents.c[key] == ref
 
 
-async def get(conn: AsyncConnection, ref: str, *, archived: bool = False) -> RowMapping | None:
-    """The agent object's row by id or slug, with its derived columns; an archived agent
-    only when `archived`."""
+async def get(conn: AsyncConnection, ref: str, *, environment_id: str, archived: bool = False) -> RowMapping | None:
+    """The agent object's row by id or slug, with its derived columns as seen from
+    `environment_id`; an archived agent only when `archived`."""
     condition = ref_condition(ref)
     if condition is None:
         return None
     if not archived:
         condition = condition & agents.c.archived_at.is_(None)
-    return (await conn.execute(_AGENT_SELECT.where(condition))).mappings().first()
+    return (await conn.execute(_select(environment_id).where(condition))).mappings().first()
 
 
-async def list_page(conn: AsyncConnection, *, after: str | None, limit: int, archived: bool) -> list[RowMapping]:
-    """Up to `limit` agents newest first, starting below `after`; archived ones too when
-    `archived`."""
-    query = _AGENT_SELECT.order_by(agents.c.id.desc()).limit(limit)
+async def list_page(
+    conn: AsyncConnection, *, after: str | None, limit: int, archived: bool, environment_id: str
+) -> list[RowMapping]:
+    """Up to `limit` agents newest first, starting below `after`, as seen from
+    `environment_id`; archived ones too when `archived`."""
+    query = _select(environment_id).order_by(agents.c.id.desc()).limit(limit)
     if not archived:
         query = query.where(agents.c.archived_at.is_(None))
     if after is not None:
@@ -65,9 +85,11 @@ async def list_page(conn: AsyncConnection, *, after: str | None, limit: int, arc
     return list((await conn.execute(query)).mappings())
 
 
-async def search_page(conn: AsyncConnection, *, text: str, after: str | None, limit: int) -> list[RowMapping]:
+async def search_page(
+    conn: AsyncConnection, *, text: str, after: str | None, limit: int, environment_id: str
+) -> list[RowMapping]:
     """Up to `limit` agents newest first whose name or slug holds `text` (any case)."""
-    query = _AGENT_SELECT.where(agents.c.archived_at.is_(None)).order_by(agents.c.id.desc()).limit(limit)
+    query = _select(environment_id).where(agents.c.archived_at.is_(None)).order_by(agents.c.id.desc()).limit(limit)
     if text:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(or_(agents.c.name.ilike(pattern), agents.c.slug.ilike(pattern)))

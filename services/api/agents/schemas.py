@@ -106,6 +106,7 @@ AGENT_EXAMPLE: dict[str, Any] = {
     "metadata": {"team": "support"},
     "config": EXAMPLE_CONFIG,
     "active_variant_id": EXAMPLE_IDS["variant"],
+    "active_variants": {"production": EXAMPLE_IDS["variant"], "staging": None},
     "variant_count": 2,
     "version": 3,
     "created_at": EXAMPLE_TIMES[0],
@@ -126,7 +127,12 @@ class AgentRead(BaseModel):
     description: str = Field(description="Free text; empty when none was given.")
     metadata: dict[str, str] = Field(description=METADATA)
     config: AgentConfigRead = Field(description="The base config: what resolves where no active variant overrides.")
-    active_variant_id: str | None = Field(description="The variant that overrides the base config now, or null.")
+    active_variant_id: str | None = Field(
+        description="The variant that overrides the base config now in the request's environment, or null."
+    )
+    active_variants: dict[str, str | None] = Field(
+        description="Every environment's slug and the variant active there, or null (a bound key sees its own only)."
+    )
     variant_count: int = Field(description="How many variants the agent has.")
     version: int = Field(
         description="+1 on every change of the agent's own fields; the `ETag` is this in quotes, for `If-Match`."
@@ -151,6 +157,7 @@ def agent_read(row: Mapping[Any, Any]) -> dict[str, Any]:
         metadata=row["metadata"],
         config={name: row[name] for name in CONFIG_FIELDS},
         active_variant_id=row["active_variant_id"],
+        active_variants=dict(sorted((row["active_variants"] or {}).items())),
         variant_count=row["variant_count"],
         version=row["version"],
         created_at=timestamp(row["created_at"]),

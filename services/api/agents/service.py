@@ -14,6 +14,7 @@ from services.api.agents import repository
 from services.api.agents.schemas import AgentCreate, AgentUpdate, agent_read
 from services.api.consistency import check_resolved
 from services.api.db import Database, constraint_name
+from services.api.environments import repository as environments
 from services.api.exceptions import (
     AgentNotArchived,
     DomainError,
@@ -32,13 +33,13 @@ from services.api.writes.context import NO_CONTEXT, WriteContext
 from services.api.writes.locks import LockedAgent, lock_agent
 from services.api.writes.revisions import record
 from services.shared.agent_config import CONFIG_FIELDS, DEFAULTS
-from services.shared.identifiers import new_id
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, new_id
 
 
-async def require(conn: AsyncConnection, ref: str, *, archived: bool = False) -> RowMapping:
-    """The agent object's row (with its derived columns) by id or slug; `NotFound` otherwise
-    (and for an archived agent, unless `archived`)."""
-    row = await repository.get(conn, ref, archived=archived)
+async def require(conn: AsyncConnection, ref: str, *, environment_id: str, archived: bool = False) -> RowMapping:
+    """The agent object's row (with its derived columns, as seen from `environment_id`) by id
+    or slug; `NotFound` otherwise (and for an archived agent, unless `archived`)."""
+    row = await repository.get(conn, ref, environment_id=environment_id, archived=archived)
     if row is None:
         raise NotFound("Agent", ref)
     return row
@@ -48,13 +49,16 @@ def slug_taken(slug: str) -> SlugTaken:
     return SlugTaken(f"Slug '{slug}' is already taken by another agent", errors=[FieldError("slug", "already taken")])
 
 
-async def create_agent(db: Database, data: AgentCreate, *, context: WriteContext = NO_CONTEXT) -> dict[str, Any]:
+async def create_agent(
+    db: Database, data: AgentCreate, *, environment: str = PRODUCTION_ENVIRONMENT_ID, context: WriteContext = NO_CONTEXT
+) -> dict[str, Any]:
     config = {name: value if value is not None else DEFAULTS[name] for name, value in data.config.model_dump().items()}
     check_resolved(config, overrides={})
     agent_id = new_id("agent")
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         at: datetime = await conn.scalar(select(func.clock_timestamp()))  # type: ignore[assignment]  # never NULL
+        env = await environments.hold(conn, environment)
         values = {
             "id": agent_id,
             "created_at": at,
@@ -73,7 +77,7 @@ async def create_agent(db: Database, data: AgentCreate, *, context: WriteContext
                 taken=lambda candidates: repository.slugs_taken(conn, candidates),
                 insert=lambda slug: repository.insert_unless_slug_taken(conn, {**values, "slug": slug}),
             )
-        agent = agent_read(await require(conn, agent_id))
+        agent = agent_read(await require(conn, agent_id, environment_id=env["id"]))
         await record(
             conn,
             agent_id=agent_id,
@@ -84,6 +88,8 @@ async def create_agent(db: Database, data: AgentCreate, *, context: WriteContext
             after=agent,
             context=context,
             at=at,
+            environment_id=env["id"],
+            shared=True,
         )
         await announce.agent_changed(conn, agent_id)
         return agent
@@ -91,20 +97,29 @@ async def create_agent(db: Database, data: AgentCreate, *, context: WriteContext
     return await db.transaction(unit)
 
 
-async def get_agent(db: Database, ref: str) -> dict[str, Any]:
+async def get_agent(db: Database, ref: str, *, environment: str = PRODUCTION_ENVIRONMENT_ID) -> dict[str, Any]:
     async with db.read() as conn:
-        return agent_read(await require(conn, ref))
+        env = await environments.named(conn, environment)
+        return agent_read(await require(conn, ref, environment_id=env["id"]))
 
 
-async def list_agents(db: Database, *, after: str | None, limit: int, archived: bool = False) -> list[dict[str, Any]]:
+async def list_agents(
+    db: Database, *, after: str | None, limit: int, environment: str = PRODUCTION_ENVIRONMENT_ID, archived: bool = False
+) -> list[dict[str, Any]]:
     """Agents newest first; archived ones too when `archived`."""
     async with db.read() as conn:
-        rows = await repository.list_page(conn, after=after, limit=limit, archived=archived)
+        env = await environments.named(conn, environment)
+        rows = await repository.list_page(conn, after=after, limit=limit, archived=archived, environment_id=env["id"])
         return [agent_read(row) for row in rows]
 
 
 async def update_agent(
-    db: Database, ref: str, patch: AgentUpdate, *, context: WriteContext = NO_CONTEXT
+    db: Database,
+    ref: str,
+    patch: AgentUpdate,
+    *,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
+    context: WriteContext = NO_CONTEXT,
 ) -> dict[str, Any]:
     sent = set_fields(patch)
     # name, slug and config are not nullable in AgentUpdate: an explicit null is a 422.
@@ -112,8 +127,9 @@ async def update_agent(
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         agent = await lock_agent(conn, ref)
+        env = await environments.hold(conn, environment)
         context.check_version(agent.version, what="agent")
-        row = await require(conn, agent.id)
+        row = await require(conn, agent.id, environment_id=env["id"])
         changes: dict[str, Any] = {}
         if "name" in sent and sent["name"] != row["name"]:
             changes["name"] = sent["name"]
@@ -130,7 +146,9 @@ async def update_agent(
                 changes[name] = value
         if not changes:
             return agent_read(row)
-        after = await apply_changes(conn, agent, row, changes, action="update", context=context)
+        after = await apply_changes(
+            conn, agent, row, changes, action="update", context=context, environment_id=env["id"]
+        )
         await announce.agent_changed(conn, agent.id)
         return after
 
@@ -145,11 +163,12 @@ async def apply_changes(
     *,
     action: str,
     context: WriteContext,
+    environment_id: str,
     reverts_id: str | None = None,
     on_conflict: type[DomainError] | None = None,
 ) -> dict[str, Any]:
-    """Write `changes` to a locked agent (`row`: its object's row) after checking the rule,
-    and record the revision.
+    """Write `changes` to a locked agent (`row`: its object's row, as seen from
+    `environment_id`, the request's) after checking the rule, and record the revision.
 
     `on_conflict`, when given, replaces the errors a rule or a taken slug would raise (an
     undo reports them all as `undo_conflict`).
@@ -157,14 +176,16 @@ async def apply_changes(
     config = {name: changes.get(name, agent.config[name]) for name in CONFIG_FIELDS}
     with conflicts_reported_as(on_conflict):
         check_resolved(config, overrides={})
-        active = await variant_repository.active(conn, agent.id)
-        if active is not None:
+        # The base config is shared: every environment's active variant must still pass.
+        checked = set()
+        for active in await variant_repository.active_anywhere(conn, agent.id):
             check_resolved(
                 config, overrides=overrides_of(active), subject=f"config of the active variant '{active['slug']}'"
             )
+            checked.add(active["id"])
         # Contract 1.1: a rule's served config passes every write-time check, now as when written.
         for ruled in await variant_repository.served_by_rules(conn, agent.id):
-            if active is None or ruled["id"] != active["id"]:
+            if ruled["id"] not in checked:
                 check_resolved(
                     config,
                     overrides=overrides_of(ruled),
@@ -177,7 +198,7 @@ async def apply_changes(
             if constraint_name(error) == "uq_agents_slug":
                 raise slug_taken(changes["slug"]) from None
             raise
-    after = agent_read(await require(conn, agent.id))
+    after = agent_read(await require(conn, agent.id, environment_id=environment_id))
     await record(
         conn,
         agent_id=agent.id,
@@ -188,47 +209,62 @@ async def apply_changes(
         after=after,
         context=context,
         at=agent.at,
+        environment_id=environment_id,
+        shared=True,
         reverts_id=reverts_id,
     )
     return after
 
 
-async def archive_agent(db: Database, ref: str, *, context: WriteContext = NO_CONTEXT) -> None:
+async def archive_agent(
+    db: Database, ref: str, *, environment: str = PRODUCTION_ENVIRONMENT_ID, context: WriteContext = NO_CONTEXT
+) -> None:
     """`DELETE /v1/agents/{agent}`: archive it. Every route then answers 404 for it but its
     history, usage and results and `unarchive`; its slug stays taken; nothing is erased."""
 
     async def unit(conn: AsyncConnection) -> None:
         agent = await lock_agent(conn, ref)
+        env = await environments.hold(conn, environment)
         context.check_version(agent.version, what="agent")
-        running = await experiments.running(conn, agent.id)
+        running = await experiments.running(conn, agent.id, environment_id=None)
         if running is not None:
             raise ExperimentRunning(f"Experiment '{running['slug']}' of agent '{ref}' is running; stop it first")
-        await _set_archived(conn, agent, await require(conn, agent.id), archived_at=agent.at, context=context)
+        row = await require(conn, agent.id, environment_id=env["id"])
+        await _set_archived(conn, agent, row, archived_at=agent.at, context=context, environment_id=env["id"])
 
     await db.transaction(unit)
 
 
-async def unarchive_agent(db: Database, ref: str, *, context: WriteContext = NO_CONTEXT) -> dict[str, Any]:
+async def unarchive_agent(
+    db: Database, ref: str, *, environment: str = PRODUCTION_ENVIRONMENT_ID, context: WriteContext = NO_CONTEXT
+) -> dict[str, Any]:
     """`POST /v1/agents/{agent}/unarchive`: the agent as it was (a no-op for one not archived)."""
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         agent = await lock_agent(conn, ref, archived=True)
+        env = await environments.hold(conn, environment)
         context.check_version(agent.version, what="agent")
-        row = await require(conn, agent.id, archived=True)
+        row = await require(conn, agent.id, environment_id=env["id"], archived=True)
         if agent.archived_at is None:
             return agent_read(row)
-        return await _set_archived(conn, agent, row, archived_at=None, context=context)
+        return await _set_archived(conn, agent, row, archived_at=None, context=context, environment_id=env["id"])
 
     return await db.transaction(unit)
 
 
 async def _set_archived(
-    conn: AsyncConnection, agent: LockedAgent, row: RowMapping, *, archived_at: datetime | None, context: WriteContext
+    conn: AsyncConnection,
+    agent: LockedAgent,
+    row: RowMapping,
+    *,
+    archived_at: datetime | None,
+    context: WriteContext,
+    environment_id: str,
 ) -> dict[str, Any]:
     """Archive (`archived_at` the locked instant) or unarchive (None) the locked agent whose
     row is `row`: the change, its revision (`archive` or `unarchive`), the announcement."""
     await repository.update_fields(conn, agent.id, {"archived_at": archived_at}, at=agent.at)
-    after = agent_read(await require(conn, agent.id, archived=True))
+    after = agent_read(await require(conn, agent.id, environment_id=environment_id, archived=True))
     await record(
         conn,
         agent_id=agent.id,
@@ -239,6 +275,8 @@ async def _set_archived(
         after=after,
         context=context,
         at=agent.at,
+        environment_id=environment_id,
+        shared=True,
     )
     await announce.agent_changed(conn, agent.id)
     return after

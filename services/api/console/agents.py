@@ -91,7 +91,12 @@ async def create(request: Request, writes: Writes) -> Response:
     if form.get("description", "").strip():
         body["description"] = form["description"]
     try:
-        agent = await agents.create_agent(db_of(request), AgentCreate.model_validate(body), context=write_context(who))
+        agent = await agents.create_agent(
+            db_of(request),
+            AgentCreate.model_validate(body),
+            environment=queries.ENVIRONMENT,
+            context=write_context(who),
+        )
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
         return render(
@@ -213,7 +218,13 @@ async def edit(request: Request, agent: str, writes: Writes) -> Response:
             kinds=field_kinds(),
         )
     try:
-        await agents.update_agent(db, found["id"], AgentUpdate.model_validate(patch), context=write_context(who, form))
+        await agents.update_agent(
+            db,
+            found["id"],
+            AgentUpdate.model_validate(patch),
+            environment=queries.ENVIRONMENT,
+            context=write_context(who, form),
+        )
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
         return render(
@@ -249,7 +260,11 @@ async def create_variant(request: Request, agent: str, writes: Writes) -> Respon
         body["clone_from"] = form["clone_from"].strip()
     try:
         created = await variants.create_variant(
-            db, found["id"], VariantCreate.model_validate(body), context=write_context(who)
+            db,
+            found["id"],
+            VariantCreate.model_validate(body),
+            environment=queries.ENVIRONMENT,
+            context=write_context(who),
         )
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
@@ -320,7 +335,12 @@ async def edit_variant(request: Request, agent: str, variant: str, writes: Write
     }
     try:
         await variants.update_variant(
-            db, found["id"], shown["id"], VariantUpdate.model_validate(patch), context=write_context(who, form)
+            db,
+            found["id"],
+            shown["id"],
+            VariantUpdate.model_validate(patch),
+            environment=queries.ENVIRONMENT,
+            context=write_context(who, form),
         )
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
@@ -388,7 +408,11 @@ async def act(request: Request, agent: str, variant: str, action: str, writes: W
         )
     agent_id, variant_id = shown.agent["id"], shown.variant["id"]
     if action == "activate":
-        await variants.activate_variant(db, agent_id, variant_id, context=write_context(who, form))
+        await variants.activate_variant(
+            db, agent_id, variant_id, environment=queries.ENVIRONMENT, context=write_context(who, form)
+        )
     else:
-        await variants.deactivate_variant(db, agent_id, variant_id, context=write_context(who, form))
+        await variants.deactivate_variant(
+            db, agent_id, variant_id, environment=queries.ENVIRONMENT, context=write_context(who, form)
+        )
     return see_other(url("agents", shown.agent["slug"]))

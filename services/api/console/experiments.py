@@ -108,7 +108,11 @@ async def create(request: Request, agent: str, writes: Writes) -> Response:
         body["description"] = form["description"]
     try:
         created = await experiments.create_experiment(
-            db, found["id"], ExperimentCreate.model_validate(body), context=write_context(who)
+            db,
+            found["id"],
+            ExperimentCreate.model_validate(body),
+            environment=queries.ENVIRONMENT,
+            context=write_context(who),
         )
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
@@ -238,9 +242,13 @@ async def act(request: Request, agent: str, experiment: str, action: str, writes
     agent_id, experiment_id = shown.agent["id"], shown.experiment["id"]
     try:
         if action == "start":
-            await experiments.start_experiment(db, agent_id, experiment_id, context=write_context(who, form))
+            await experiments.start_experiment(
+                db, agent_id, experiment_id, environment=queries.ENVIRONMENT, context=write_context(who, form)
+            )
         else:
-            await experiments.stop_experiment(db, agent_id, experiment_id, context=write_context(who, form))
+            await experiments.stop_experiment(
+                db, agent_id, experiment_id, environment=queries.ENVIRONMENT, context=write_context(who, form)
+            )
     except DomainError as error:  # another started first, a live arm's duplicate, the rule, a race
         if error.code == "resource_missing":
             raise

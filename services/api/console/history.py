@@ -171,7 +171,9 @@ async def undo(request: Request, agent: str, writes: Writes) -> Response:
         )
         return _undo_confirmation(request, found, target, who, status_code=409, notice=notice)
     try:
-        done = await undoing.undo(db, found["id"], context=write_context(who), expected=expected)
+        done = await undoing.undo(
+            db, found["id"], environment=queries.ENVIRONMENT, named=False, context=write_context(who), expected=expected
+        )
     except DomainError as error:  # another change came first after all, or it would break a rule
         return await _timeline(request, agent, who, after=None, at="", problem=error.detail, status_code=409)
     return see_other(url("agents", found["slug"], "history") + f"?undone={done['reverted_revision_id']}")
@@ -184,7 +186,12 @@ async def restore(request: Request, agent: str, variant: str, writes: Writes) ->
     found = await queries.agent(db, agent)
     try:
         restored = await variants.restore_variant(
-            db, found["id"], variant, form.get("revision_id", ""), context=write_context(who)
+            db,
+            found["id"],
+            variant,
+            form.get("revision_id", ""),
+            environment=queries.ENVIRONMENT,
+            context=write_context(who),
         )
     except DomainError as error:
         if error.code == "resource_missing" and not error.errors:

@@ -34,7 +34,11 @@ from services.api.revisions.schemas import revision_read
 from services.api.variants import repository as variant_rows
 from services.api.variants.schemas import overrides_of, variant_read
 from services.shared.agent_config import BASE, ResolvedAgentConfig, coalesce, resolve_agent_config
-from services.shared.identifiers import is_id
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, is_id
+
+# The environment the console shows and changes: production, until its environment switcher
+# (a later slice of issue 18).
+ENVIRONMENT = PRODUCTION_ENVIRONMENT_ID
 
 Slugs = list[tuple[str, str]]  # (id, slug) of every variant of an agent, by slug
 
@@ -58,14 +62,14 @@ def _page(rows: list[RowMapping], read: Callable[[RowMapping], dict[str, Any]], 
 
 
 async def _agent(conn: AsyncConnection, ref: str) -> dict[str, Any]:
-    row = await agent_rows.get(conn, ref)
+    row = await agent_rows.get(conn, ref, environment_id=ENVIRONMENT)
     if row is None:
         raise NotFound("Agent", ref)
     return agent_read(row)
 
 
 async def _variant_row(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping:
-    row = await variant_rows.get(conn, agent_id, ref)
+    row = await variant_rows.get(conn, agent_id, ref, environment_id=ENVIRONMENT)
     if row is None:
         raise NotFound("Variant", ref)
     return row
@@ -77,7 +81,7 @@ async def _variant_row(conn: AsyncConnection, agent_id: str, ref: str) -> RowMap
 async def agents_page(db: Database, q: str, after: str | None, *, limit: int) -> Page:
     """The agents whose name or slug holds `q`, newest first."""
     async with db.snapshot() as conn:
-        rows = await agent_rows.search_page(conn, text=q, after=after, limit=limit + 1)
+        rows = await agent_rows.search_page(conn, text=q, after=after, limit=limit + 1, environment_id=ENVIRONMENT)
     return _page(rows, agent_read, limit)
 
 
@@ -129,7 +133,7 @@ def _arms(
 
 
 async def _split(conn: AsyncConnection, agent: Mapping[str, Any]) -> Split | None:
-    row = await experiment_rows.running(conn, agent["id"])
+    row = await experiment_rows.running(conn, agent["id"], environment_id=ENVIRONMENT)
     if row is None:
         return None
     return Split(experiment_read(row), _arms(row["arms"], await arm_configs(conn, row, agent_slug=agent["slug"])))
@@ -149,7 +153,9 @@ async def agent_page(db: Database, agent_ref: str, after: str | None, *, limit: 
     async with db.snapshot() as conn:
         found = await _agent(conn, agent_ref)
         resolved = await resolve_agent_config(conn, found["id"])
-        rows = await variant_rows.list_page(conn, found["id"], after=after, limit=limit + 1, is_active=None)
+        rows = await variant_rows.list_page(
+            conn, found["id"], after=after, limit=limit + 1, is_active=None, environment_id=ENVIRONMENT
+        )
         slugs = await variant_rows.slugs(conn, found["id"])
         usage = usage_of(await outcome_rows.usage_totals(conn, found["id"]))
         split = await _split(conn, found)
@@ -210,7 +216,7 @@ async def _against(conn: AsyncConnection, agent: Mapping[str, Any], against: str
         if revision is None:
             raise NotFound("Revision", against, param="against")
         return config_after(revision, await revision_rows.state_after(conn, revision))
-    other = await variant_rows.get(conn, agent["id"], against)
+    other = await variant_rows.get(conn, agent["id"], against, environment_id=ENVIRONMENT)
     if other is None:
         raise NotFound("Variant", against, param="against")
     return coalesce(overrides_of(other), agent["config"])
@@ -268,11 +274,11 @@ async def history_page(
     async with db.snapshot() as conn:
         found = await _agent(conn, agent_ref)
         rows = await revision_rows.list_page(conn, found["id"], after=after, limit=limit + 1, target_id=None)
-        undoable = await revision_rows.newest_undoable(conn, found["id"])
+        undoable = await revision_rows.newest_undoable(conn, found["id"], environment_id=None)
         as_of, as_of_error = None, None
         if at is not None:
             try:
-                as_of = await resolve_at(conn, found["id"], at)
+                as_of = await resolve_at(conn, found["id"], at, environment=ENVIRONMENT)
             except (DomainError, LookupError) as error:
                 as_of_error = str(error)
         reverted = await revision_rows.get(conn, found["id"], undone) if undone else None
@@ -292,7 +298,7 @@ async def next_undo(db: Database, agent_ref: str) -> tuple[dict[str, Any], dict[
     """The agent, and the revision an undo would revert now (None when nothing is left)."""
     async with db.snapshot() as conn:
         found = await _agent(conn, agent_ref)
-        undoable = await revision_rows.newest_undoable(conn, found["id"])
+        undoable = await revision_rows.newest_undoable(conn, found["id"], environment_id=None)
     return found, revision_read(undoable) if undoable is not None else None
 
 
@@ -309,7 +315,9 @@ class ExperimentsPage:
 async def experiments_page(db: Database, agent_ref: str, after: str | None, *, limit: int) -> ExperimentsPage:
     async with db.snapshot() as conn:
         found = await _agent(conn, agent_ref)
-        rows = await experiment_rows.list_page(conn, found["id"], after=after, limit=limit + 1, status=None)
+        rows = await experiment_rows.list_page(
+            conn, found["id"], after=after, limit=limit + 1, status=None, environment_id=ENVIRONMENT
+        )
         slugs = await variant_rows.slugs(conn, found["id"])
     return ExperimentsPage(found, _page(rows, experiment_read, limit), slugs)
 
@@ -325,7 +333,7 @@ class ExperimentPage:
 async def experiment_page(db: Database, agent_ref: str, experiment_ref: str) -> ExperimentPage:
     async with db.snapshot() as conn:
         found = await _agent(conn, agent_ref)
-        row = await experiment_rows.get(conn, found["id"], experiment_ref)
+        row = await experiment_rows.get(conn, found["id"], experiment_ref, environment_id=ENVIRONMENT)
         if row is None:
             raise NotFound("Experiment", experiment_ref)
         aggregates = await outcome_rows.arm_aggregates(conn, row["id"])
@@ -349,11 +357,11 @@ class ExperimentAction:
 async def experiment_action(db: Database, agent_ref: str, experiment_ref: str, *, start: bool) -> ExperimentAction:
     async with db.snapshot() as conn:
         found = await _agent(conn, agent_ref)
-        row = await experiment_rows.get(conn, found["id"], experiment_ref)
+        row = await experiment_rows.get(conn, found["id"], experiment_ref, environment_id=ENVIRONMENT)
         if row is None:
             raise NotFound("Experiment", experiment_ref)
         live = await resolve_agent_config(conn, found["id"])
-        running = await experiment_rows.running(conn, found["id"])
+        running = await experiment_rows.running(conn, found["id"], environment_id=ENVIRONMENT)
         configs: Sequence[ResolvedAgentConfig]
         if row["status"] == "draft":
             # As the start would snapshot them: a `live` arm takes the variant active now.

@@ -8,42 +8,65 @@ from typing import Any
 from sqlalchemy import RowMapping, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.models import Agent, Experiment, table_of
+from services.api.models import Agent, Environment, Experiment, table_of
 from services.shared.identifiers import ref_key
 
 experiments = table_of(Experiment)
 agents = table_of(Agent)
+environments = table_of(Environment)
+# Experiments with the slug of their environment (`environment`), as the object shows it.
+_EXPERIMENTS = select(experiments, environments.c.slug.label("environment")).join(
+    environments, environments.c.id == experiments.c.environment_id
+)
 
 
-async def get(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping | None:
-    """The agent's experiment by id or slug."""
+async def get(conn: AsyncConnection, agent_id: str, ref: str, *, environment_id: str) -> RowMapping | None:
+    """The agent's experiment in the environment, by id or slug."""
     key = ref_key("experiment", ref)
     if key is None:
         return None  # neither an id nor a slug (a NUL, say): nothing can match, ask nothing
-    query = select(experiments).where(experiments.c.agent_id == agent_id, experiments.c[key] == ref)
+    query = _EXPERIMENTS.where(
+        experiments.c.agent_id == agent_id,
+        experiments.c[key] == ref,
+        experiments.c.environment_id == environment_id,
+    )
     return (await conn.execute(query)).mappings().first()
 
 
-async def running(conn: AsyncConnection, agent_id: str) -> RowMapping | None:
-    query = select(experiments).where(experiments.c.agent_id == agent_id, experiments.c.status == "running")
-    return (await conn.execute(query)).mappings().first()
+async def running(conn: AsyncConnection, agent_id: str, *, environment_id: str | None) -> RowMapping | None:
+    """The agent's running experiment in the environment (in any, when None)."""
+    query = _EXPERIMENTS.where(experiments.c.agent_id == agent_id, experiments.c.status == "running")
+    if environment_id is not None:
+        query = query.where(experiments.c.environment_id == environment_id)
+    return (await conn.execute(query.limit(1))).mappings().first()
 
 
-async def running_for_ref(conn: AsyncConnection, agent_key: str, agent_ref: str) -> RowMapping | None:
-    """The running experiment of the agent with this id or slug (`agent_key` says which),
-    with the agent's slug (`agent_slug`)."""
-    query = (
-        select(experiments, agents.c.slug.label("agent_slug"))
-        .join(agents, agents.c.id == experiments.c.agent_id)
-        .where(agents.c[agent_key] == agent_ref, agents.c.archived_at.is_(None), experiments.c.status == "running")
+async def running_for_ref(
+    conn: AsyncConnection, agent_key: str, agent_ref: str, *, environment_id: str
+) -> RowMapping | None:
+    """The running experiment in the environment of the agent with this id or slug
+    (`agent_key` says which), with the agent's slug (`agent_slug`)."""
+    query = _EXPERIMENTS.add_columns(agents.c.slug.label("agent_slug")).join(
+        agents, agents.c.id == experiments.c.agent_id
+    )
+    query = query.where(
+        agents.c[agent_key] == agent_ref,
+        agents.c.archived_at.is_(None),
+        experiments.c.status == "running",
+        experiments.c.environment_id == environment_id,
     )
     return (await conn.execute(query)).mappings().first()
 
 
 async def list_page(
-    conn: AsyncConnection, agent_id: str, *, after: str | None, limit: int, status: str | None
+    conn: AsyncConnection, agent_id: str, *, after: str | None, limit: int, status: str | None, environment_id: str
 ) -> list[RowMapping]:
-    query = select(experiments).where(experiments.c.agent_id == agent_id).order_by(experiments.c.id.desc()).limit(limit)
+    """A page of the agent's experiments in the environment, newest first."""
+    query = (
+        _EXPERIMENTS.where(experiments.c.agent_id == agent_id, experiments.c.environment_id == environment_id)
+        .order_by(experiments.c.id.desc())
+        .limit(limit)
+    )
     if after is not None:
         query = query.where(experiments.c.id < after)
     if status is not None:

@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.api.deps import DB, ExperimentCursor, Limit, Write
+from services.api.deps import DB, EnvironmentRef, ExperimentCursor, Limit, Write
 from services.api.errors import responses
 from services.api.experiments import service
 from services.api.experiments.schemas import ExperimentCreate, ExperimentRead, ExperimentUpdate
@@ -23,13 +23,17 @@ router = APIRouter(prefix="/v1/agents/{agent}/experiments", tags=["experiments"]
     status_code=201,
     response_model=ExperimentRead,
     summary="Create an experiment (a draft)",
-    responses=responses(400, 404, 409, 413, 415, 422),
+    responses=responses(400, 403, 404, 409, 413, 415, 422),
 )
-async def create_experiment(request: Request, agent: str, body: ExperimentCreate, db: DB, context: Write) -> Response:
+async def create_experiment(
+    request: Request, agent: str, body: ExperimentCreate, db: DB, context: Write, environment: EnvironmentRef
+) -> Response:
     """Creates a draft experiment over 2 to 10 arms, each serving `base`, `live` or a variant
     (each at most once) with a weight; the first arm is the control. Subjects are assigned
-    to arms by `sha256(f"{salt}:{subject}")`, so a client can compute the split itself."""
-    experiment = await service.create_experiment(db, agent, body, context=context)
+    to arms by `sha256(f"{salt}:{subject}")`, so a client can compute the split itself.
+    It runs in the body's `environment`, else the request's."""
+    named = "environment" in request.query_params
+    experiment = await service.create_experiment(db, agent, body, environment=environment, named=named, context=context)
     return object_response(
         request,
         experiment,
@@ -42,17 +46,20 @@ async def create_experiment(request: Request, agent: str, body: ExperimentCreate
     "",
     response_model=Page[ExperimentRead],
     summary="List an agent's experiments, newest first",
-    responses=responses(404, 422),
+    responses=responses(403, 404, 422),
 )
 async def list_experiments(
     agent: str,
     db: DB,
+    environment: EnvironmentRef,
     limit: Limit = 20,
     after: ExperimentCursor = None,
     status: Literal["draft", "running", "stopped"] | None = Query(None, description="Only experiments in this status."),
 ) -> Response:
-    """The agent's experiments, newest first, `limit` at a time; `status` filters."""
-    rows = await service.list_experiments(db, agent, after=after, limit=limit + 1, status=status)
+    """The agent's experiments in the environment, newest first, `limit` at a time; `status` filters."""
+    rows = await service.list_experiments(
+        db, agent, after=after, limit=limit + 1, status=status, environment=environment
+    )
     return JSONResponse(list_page(rows, limit=limit))
 
 
@@ -60,34 +67,46 @@ async def list_experiments(
     "/{experiment}",
     response_model=ExperimentRead,
     summary="Get an experiment by id or slug",
-    responses=responses(404, 422),
+    responses=responses(403, 404, 422),
 )
-async def get_experiment(request: Request, agent: str, experiment: str, db: DB) -> Response:
+async def get_experiment(
+    request: Request, agent: str, experiment: str, db: DB, environment: EnvironmentRef
+) -> Response:
     """The experiment named by its id (`exp_...`) or its slug, with its `ETag`."""
-    return object_response(request, await service.get_experiment(db, agent, experiment))
+    return object_response(request, await service.get_experiment(db, agent, experiment, environment=environment))
 
 
 @router.patch(
     "/{experiment}",
     response_model=ExperimentRead,
     summary="Update an experiment (JSON merge patch; arms and salt only while a draft)",
-    responses=responses(400, 404, 409, 412, 413, 415, 422),
+    responses=responses(400, 403, 404, 409, 412, 413, 415, 422),
 )
 async def update_experiment(
-    request: Request, agent: str, experiment: str, body: ExperimentUpdate, db: DB, context: Write
+    request: Request,
+    agent: str,
+    experiment: str,
+    body: ExperimentUpdate,
+    db: DB,
+    context: Write,
+    environment: EnvironmentRef,
 ) -> Response:
     """A JSON merge patch over `name`, `description`, `arms` (replaced whole) and `salt`; arms
     and salt change only while a draft (409 `experiment_not_draft`). Honours `If-Match`."""
-    return object_response(request, await service.update_experiment(db, agent, experiment, body, context=context))
+    return object_response(
+        request, await service.update_experiment(db, agent, experiment, body, environment=environment, context=context)
+    )
 
 
 @router.delete(
-    "/{experiment}", status_code=204, summary="Delete a draft experiment", responses=responses(404, 409, 412, 422)
+    "/{experiment}", status_code=204, summary="Delete a draft experiment", responses=responses(403, 404, 409, 412, 422)
 )
-async def delete_experiment(agent: str, experiment: str, db: DB, context: Write) -> Response:
+async def delete_experiment(
+    agent: str, experiment: str, db: DB, context: Write, environment: EnvironmentRef
+) -> Response:
     """Deletes a draft experiment (204); a running or stopped one is 409
     `experiment_not_draft`."""
-    await service.delete_experiment(db, agent, experiment, context=context)
+    await service.delete_experiment(db, agent, experiment, environment=environment, context=context)
     return Response(status_code=204)
 
 
@@ -95,23 +114,31 @@ async def delete_experiment(agent: str, experiment: str, db: DB, context: Write)
     "/{experiment}/start",
     response_model=ExperimentRead,
     summary="Start splitting traffic",
-    responses=responses(404, 409, 412, 422),
+    responses=responses(403, 404, 409, 412, 422),
 )
-async def start_experiment(request: Request, agent: str, experiment: str, db: DB, context: Write) -> Response:
+async def start_experiment(
+    request: Request, agent: str, experiment: str, db: DB, context: Write, environment: EnvironmentRef
+) -> Response:
     """Starts splitting the agent's subjects between the arms: every arm's resolved config is
-    snapshotted and must pass the cross-field rule. At most one experiment per agent runs
-    (409 `experiment_running`); a stopped experiment cannot start again (409
+    snapshotted and must pass the cross-field rule. At most one experiment per agent and
+    environment runs (409 `experiment_running`); a stopped experiment cannot start again (409
     `invalid_status`)."""
-    return object_response(request, await service.start_experiment(db, agent, experiment, context=context))
+    return object_response(
+        request, await service.start_experiment(db, agent, experiment, environment=environment, context=context)
+    )
 
 
 @router.post(
     "/{experiment}/stop",
     response_model=ExperimentRead,
     summary="Stop the experiment (final)",
-    responses=responses(404, 409, 412, 422),
+    responses=responses(403, 404, 409, 412, 422),
 )
-async def stop_experiment(request: Request, agent: str, experiment: str, db: DB, context: Write) -> Response:
+async def stop_experiment(
+    request: Request, agent: str, experiment: str, db: DB, context: Write, environment: EnvironmentRef
+) -> Response:
     """Stops the experiment for good: resolution goes back to the active variant. Stopping a
     draft is 409 `invalid_status`. Its results stay readable."""
-    return object_response(request, await service.stop_experiment(db, agent, experiment, context=context))
+    return object_response(
+        request, await service.stop_experiment(db, agent, experiment, environment=environment, context=context)
+    )

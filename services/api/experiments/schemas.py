@@ -60,6 +60,11 @@ class ExperimentCreate(StrictModel):
         description="2 to 10 arms, numbered from 0 in this order; the first is the control."
     )
     salt: Salt | None = Field(None, description=SALT + "; omitted or null: the experiment's id.")  # type: ignore[valid-type]
+    environment: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None,
+        description="The environment it runs in, by slug or id; omitted: the request's (`?environment=`, the "
+        "key's, else `production`). Naming another than `?environment=` is 422.",
+    )
 
 
 class ExperimentUpdate(StrictModel):
@@ -109,6 +114,7 @@ EXPERIMENT_EXAMPLE: dict[str, Any] = {
     "object": "experiment",
     "id": EXAMPLE_IDS["experiment"],
     "agent_id": EXAMPLE_IDS["agent"],
+    "environment": "production",
     "slug": "concise-vs-base",
     "name": "Concise vs base",
     "description": "Do shorter answers resolve as many questions?",
@@ -134,12 +140,13 @@ class ExperimentRead(BaseModel):
     object: Literal["experiment"] = Field(description="Always `experiment`.")
     id: str = Field(description="`exp_` and a ULID; never changes.")
     agent_id: str = Field(description="The agent it belongs to.")
+    environment: str = Field(description="The slug of the environment it runs in.")
     slug: str = Field(description="Derived from the name; unique within the agent.")
     name: str = Field(description="What people call the experiment.")
     description: str = Field(description="Free text; empty when none was given.")
     status: Literal["draft", "running", "stopped"] = Field(
-        description="`draft` (arms and salt may change), `running` (it splits subjects; at most one per agent) "
-        "or `stopped` (final)."
+        description="`draft` (arms and salt may change), `running` (it splits subjects; at most one per agent and "
+        "environment) or `stopped` (final)."
     )
     salt: str = Field(description=SALT + ".")
     arms: list[ArmRead] = Field(description="Its arms, in order; the first is the control.")
@@ -159,6 +166,7 @@ def experiment_read(row: Mapping[Any, Any]) -> dict[str, Any]:
         object="experiment",
         id=row["id"],
         agent_id=row["agent_id"],
+        environment=row["environment"],
         slug=row["slug"],
         name=row["name"],
         description=row["description"],

@@ -2,8 +2,10 @@
 
 Every write locks the agent's row first (like variant writes), so the checks below (one
 running experiment, variants that exist, consistent arms) see a state nobody else is
-changing; the partial unique index `uq_experiments_one_running_per_agent` still guarantees
-the running rule on its own. Every change is recorded as a revision of the agent.
+changing; the partial unique index `uq_experiments_one_running_per_agent_environment`
+still guarantees the running rule (one per agent and environment) on its own. Every change
+is recorded as a revision of the agent, in the experiment's environment. A request sees and
+changes the experiments of its environment only (`?environment=`, or the body's on create).
 
 At start every arm's resolved config is snapshotted into the stored arm (`snapshot`): a
 running experiment serves exactly those configs, whatever later happens to the base config
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.api import slugs
 from services.api.consistency import check_resolved
 from services.api.db import Database, constraint_name
+from services.api.environments import repository as environments
 from services.api.exceptions import (
     DuplicateArm,
     ExperimentNotDraft,
@@ -42,17 +45,20 @@ from services.api.writes.context import NO_CONTEXT, WriteContext
 from services.api.writes.locks import LockedAgent, find_agent, lock_agent
 from services.api.writes.revisions import record
 from services.shared.agent_config import BASE, coalesce
-from services.shared.identifiers import new_id
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, new_id
 
 
-async def require(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping:
-    row = await repository.get(conn, agent_id, ref)
+async def require(conn: AsyncConnection, agent_id: str, ref: str, *, environment_id: str) -> RowMapping:
+    """The agent's experiment in the environment; 404 when it has none by that id or slug there."""
+    row = await repository.get(conn, agent_id, ref, environment_id=environment_id)
     if row is None:
         raise NotFound("Experiment", ref)
     return row
 
 
-async def _arms(conn: AsyncConnection, agent_id: str, arms: list[ArmIn]) -> list[dict[str, Any]]:
+async def _arms(
+    conn: AsyncConnection, agent_id: str, arms: list[ArmIn], *, environment_id: str
+) -> list[dict[str, Any]]:
     """The arms as stored: each variant reference looked up (404 naming `arms[i].variant`);
     a `live` arm is marked, its variant chosen at start."""
     stored: list[dict[str, Any]] = []
@@ -62,7 +68,7 @@ async def _arms(conn: AsyncConnection, agent_id: str, arms: list[ArmIn]) -> list
         if arm.variant == LIVE:
             key = LIVE
         elif arm.variant != BASE:
-            row = await variants.get(conn, agent_id, arm.variant)
+            row = await variants.get(conn, agent_id, arm.variant, environment_id=environment_id)
             if row is None:
                 raise NotFound("Variant", arm.variant, param=f"arms[{index}].variant")
             variant_id = key = row["id"]
@@ -86,17 +92,19 @@ def _as_created(arm: dict[str, Any]) -> tuple[Any, ...]:
     return arm["arm"], live, None if live else arm["variant_id"], arm["weight"]
 
 
-async def _snapshots(conn: AsyncConnection, agent: LockedAgent, arms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+async def _snapshots(
+    conn: AsyncConnection, agent: LockedAgent, arms: list[dict[str, Any]], *, environment_id: str
+) -> list[dict[str, Any]]:
     """The arms as a started experiment serves them: each with its resolved config frozen
     (`snapshot`), so what later happens to the base config or the variants changes nothing
-    it serves. A `live` arm takes the variant active now. Each must pass the rule, and no two
-    may serve the same config source (409 `duplicate_arm`)."""
-    active = await variants.active(conn, agent.id)
+    it serves. A `live` arm takes the variant active now in the experiment's environment.
+    Each must pass the rule, and no two may serve the same config source (409 `duplicate_arm`)."""
+    active = await variants.active(conn, agent.id, environment_id=environment_id)
     started: list[dict[str, Any]] = []
     for arm in arms:
         variant = active if arm.get("live") else None
         if not arm.get("live") and arm["variant_id"] is not None:
-            variant = await variants.get(conn, agent.id, arm["variant_id"])
+            variant = await variants.get(conn, agent.id, arm["variant_id"], environment_id=environment_id)
             if variant is None:  # deleting a variant an arm names is refused; kept as a guard
                 raise NotFound("Variant", arm["variant_id"], param=f"arms[{arm['arm']}].variant")
         overrides = overrides_of(variant) if variant is not None else {}
@@ -123,13 +131,30 @@ async def _snapshots(conn: AsyncConnection, agent: LockedAgent, arms: list[dict[
 
 
 async def create_experiment(
-    db: Database, agent_ref: str, data: ExperimentCreate, *, context: WriteContext = NO_CONTEXT
+    db: Database,
+    agent_ref: str,
+    data: ExperimentCreate,
+    *,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
+    named: bool = False,
+    context: WriteContext = NO_CONTEXT,
 ) -> dict[str, Any]:
+    """A draft in the body's `environment`, else the request's (`environment`; `named` when
+    the request named it with `?environment=`: a body naming another is 422)."""
     experiment_id = new_id("experiment")
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         agent = await lock_agent(conn, agent_ref)
-        arms = await _arms(conn, agent.id, data.arms)
+        env = await environments.hold(conn, environment)
+        if data.environment is not None:
+            chosen = await environments.hold(conn, data.environment)
+            if named and chosen["id"] != env["id"]:
+                message = f"names '{chosen['slug']}', but ?environment= names '{env['slug']}'"
+                raise ValidationFailed(
+                    f"Invalid request: environment {message}", errors=[FieldError("environment", message)]
+                )
+            env = chosen
+        arms = await _arms(conn, agent.id, data.arms, environment_id=env["id"])
         stem = slugs.slugify(data.name) or "experiment"
         slug = await slugs.first_free(stem, lambda chunk: repository.slugs_taken(conn, agent.id, chunk))
         at = agent.at
@@ -138,6 +163,7 @@ async def create_experiment(
             {
                 "id": experiment_id,
                 "agent_id": agent.id,
+                "environment_id": env["id"],
                 "slug": slug,
                 "name": data.name,
                 "description": data.description or "",
@@ -148,7 +174,7 @@ async def create_experiment(
                 "updated_at": at,
             },
         )
-        experiment = experiment_read(await require(conn, agent.id, experiment_id))
+        experiment = experiment_read(await require(conn, agent.id, experiment_id, environment_id=env["id"]))
         await record(
             conn,
             agent_id=agent.id,
@@ -159,6 +185,8 @@ async def create_experiment(
             after=experiment,
             context=context,
             at=at,
+            environment_id=env["id"],
+            shared=False,
         )
         await announce.agent_changed(conn, agent.id)
         return experiment
@@ -166,18 +194,24 @@ async def create_experiment(
     return await db.transaction(unit)
 
 
-async def get_experiment(db: Database, agent_ref: str, ref: str) -> dict[str, Any]:
+async def get_experiment(
+    db: Database, agent_ref: str, ref: str, *, environment: str = PRODUCTION_ENVIRONMENT_ID
+) -> dict[str, Any]:
     async with db.read() as conn:
         agent = await find_agent(conn, agent_ref)
-        return experiment_read(await require(conn, agent.id, ref))
+        env = await environments.named(conn, environment)
+        return experiment_read(await require(conn, agent.id, ref, environment_id=env["id"]))
 
 
 async def list_experiments(
-    db: Database, agent_ref: str, *, after: str | None, limit: int, status: str | None
+    db: Database, agent_ref: str, *, after: str | None, limit: int, status: str | None, environment: str
 ) -> list[dict[str, Any]]:
     async with db.read() as conn:
         agent = await find_agent(conn, agent_ref)
-        rows = await repository.list_page(conn, agent.id, after=after, limit=limit, status=status)
+        env = await environments.named(conn, environment)
+        rows = await repository.list_page(
+            conn, agent.id, after=after, limit=limit, status=status, environment_id=env["id"]
+        )
         return [experiment_read(row) for row in rows]
 
 
@@ -193,10 +227,10 @@ async def _write(
     try:
         await repository.update_fields(conn, row["id"], changes, at=agent.at)
     except IntegrityError as error:
-        if constraint_name(error) == "uq_experiments_one_running_per_agent":
-            raise _running_elsewhere() from None
+        if constraint_name(error) == "uq_experiments_one_running_per_agent_environment":
+            raise _running_elsewhere(row["environment"]) from None
         raise
-    after = experiment_read(await require(conn, agent.id, row["id"]))
+    after = experiment_read(await require(conn, agent.id, row["id"], environment_id=row["environment_id"]))
     await record(
         conn,
         agent_id=agent.id,
@@ -207,22 +241,31 @@ async def _write(
         after=after,
         context=context,
         at=agent.at,
+        environment_id=row["environment_id"],
+        shared=False,
     )
     return after
 
 
-def _running_elsewhere() -> ExperimentRunning:
-    return ExperimentRunning("Another experiment of this agent is running; stop it first")
+def _running_elsewhere(environment: str) -> ExperimentRunning:
+    return ExperimentRunning(f"Another experiment of this agent is running in '{environment}'; stop it first")
 
 
 async def update_experiment(
-    db: Database, agent_ref: str, ref: str, patch: ExperimentUpdate, *, context: WriteContext = NO_CONTEXT
+    db: Database,
+    agent_ref: str,
+    ref: str,
+    patch: ExperimentUpdate,
+    *,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
+    context: WriteContext = NO_CONTEXT,
 ) -> dict[str, Any]:
     sent = set_fields(patch)
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         agent = await lock_agent(conn, agent_ref)
-        row = await require(conn, agent.id, ref)
+        env = await environments.hold(conn, environment)
+        row = await require(conn, agent.id, ref, environment_id=env["id"])
         context.check_version(row["version"], what="experiment")
         changes: dict[str, Any] = {}
         if "name" in sent and sent["name"] != row["name"]:
@@ -232,7 +275,7 @@ async def update_experiment(
         if "salt" in sent and sent["salt"] != row["salt"]:
             changes["salt"] = sent["salt"]
         if "arms" in sent:
-            arms = await _arms(conn, agent.id, patch.arms)
+            arms = await _arms(conn, agent.id, patch.arms, environment_id=env["id"])
             if [_as_created(arm) for arm in arms] != [_as_created(arm) for arm in row["arms"]]:
                 changes["arms"] = arms
         frozen = sorted({"arms", "salt"} & changes.keys())
@@ -249,10 +292,18 @@ async def update_experiment(
     return await db.transaction(unit)
 
 
-async def delete_experiment(db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT) -> None:
+async def delete_experiment(
+    db: Database,
+    agent_ref: str,
+    ref: str,
+    *,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
+    context: WriteContext = NO_CONTEXT,
+) -> None:
     async def unit(conn: AsyncConnection) -> None:
         agent = await lock_agent(conn, agent_ref)
-        row = await require(conn, agent.id, ref)
+        env = await environments.hold(conn, environment)
+        row = await require(conn, agent.id, ref, environment_id=env["id"])
         context.check_version(row["version"], what="experiment")
         if row["status"] != "draft":
             raise ExperimentNotDraft(f"Experiment '{ref}' is {row['status']}; only drafts can be deleted")
@@ -267,25 +318,37 @@ async def delete_experiment(db: Database, agent_ref: str, ref: str, *, context: 
             after=None,
             context=context,
             at=agent.at,
+            environment_id=env["id"],
+            shared=False,
         )
         await announce.agent_changed(conn, agent.id)
 
     await db.transaction(unit)
 
 
-async def start_experiment(db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT) -> dict:
+async def start_experiment(
+    db: Database,
+    agent_ref: str,
+    ref: str,
+    *,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
+    context: WriteContext = NO_CONTEXT,
+) -> dict:
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         agent = await lock_agent(conn, agent_ref)
-        row = await require(conn, agent.id, ref)
+        env = await environments.hold(conn, environment)
+        row = await require(conn, agent.id, ref, environment_id=env["id"])
         context.check_version(row["version"], what="experiment")
         if row["status"] == "running":
             return experiment_read(row)  # like activating the active variant: a no-op
         if row["status"] == "stopped":
             raise InvalidStatus(f"Experiment '{ref}' is stopped; a stopped experiment cannot start again")
-        other = await repository.running(conn, agent.id)
+        other = await repository.running(conn, agent.id, environment_id=env["id"])
         if other is not None:
-            raise ExperimentRunning(f"Experiment '{other['slug']}' of this agent is running; stop it first")
-        arms = await _snapshots(conn, agent, row["arms"])
+            raise ExperimentRunning(
+                f"Experiment '{other['slug']}' of this agent is running in '{env['slug']}'; stop it first"
+            )
+        arms = await _snapshots(conn, agent, row["arms"], environment_id=env["id"])
         changes = {"status": "running", "started_at": agent.at, "arms": arms}
         after = await _write(conn, agent, row, changes, action="start", context=context)
         await announce.agent_changed(conn, agent.id)
@@ -294,10 +357,18 @@ async def start_experiment(db: Database, agent_ref: str, ref: str, *, context: W
     return await db.transaction(unit)
 
 
-async def stop_experiment(db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT) -> dict:
+async def stop_experiment(
+    db: Database,
+    agent_ref: str,
+    ref: str,
+    *,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
+    context: WriteContext = NO_CONTEXT,
+) -> dict:
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         agent = await lock_agent(conn, agent_ref)
-        row = await require(conn, agent.id, ref)
+        env = await environments.hold(conn, environment)
+        row = await require(conn, agent.id, ref, environment_id=env["id"])
         context.check_version(row["version"], what="experiment")
         if row["status"] == "stopped":
             return experiment_read(row)

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError, WithJsonSchema
 
-from services.api.deps import DB
+from services.api.deps import DB, EnvironmentRef
 from services.api.errors import responses
 from services.api.outcomes import service
 from services.api.outcomes.schemas import (
@@ -88,12 +88,12 @@ async def get_usage(agent: str, db: DB) -> JSONResponse:
     "/experiments/{experiment}/results",
     response_model=ExperimentResults,
     summary="Per-arm figures and comparisons with the control",
-    responses=responses(404, 422),
+    responses=responses(403, 404, 422),
 )
-async def get_results(agent: str, experiment: str, db: DB) -> JSONResponse:
+async def get_results(agent: str, experiment: str, db: DB, environment: EnvironmentRef) -> JSONResponse:
     """Each arm's counts, token means, latency percentiles, success rate and mean score with
     95% intervals (Wilson, t), and its difference from the control with two-sided p-values
     (pooled z-test, Welch's t-test). A figure with no data behind it is null. Latency
     percentiles are exact for an arm of up to 100,000 outcomes, and within 1% beyond (a
     DDSketch); every other figure is exact."""
-    return JSONResponse(await service.results(db, agent, experiment))
+    return JSONResponse(await service.results(db, agent, experiment, environment=environment))

@@ -15,12 +15,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.db import Database, sqlstate
+from services.api.environments import repository as environments
 from services.api.exceptions import FieldError, NotFound
 from services.api.experiments import repository as experiment_repository
 from services.api.outcomes import repository
 from services.api.outcomes.figures import results_of, usage_of
 from services.api.outcomes.schemas import OutcomeIn
 from services.api.writes.locks import find_agent
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID
 
 FOREIGN_KEY_VIOLATION = "23503"
 
@@ -98,11 +100,15 @@ async def usage(db: Database, agent_ref: str) -> dict[str, Any]:
     return usage_of(rows)
 
 
-async def results(db: Database, agent_ref: str, ref: str) -> dict[str, Any]:
+async def results(
+    db: Database, agent_ref: str, ref: str, *, environment: str = PRODUCTION_ENVIRONMENT_ID
+) -> dict[str, Any]:
+    """The results of the agent's experiment in the environment."""
     # One snapshot: exact percentiles read the rows at the ranks the arm totals' counts give.
     async with db.snapshot() as conn:
         agent = await find_agent(conn, agent_ref, archived=True)  # and its experiments' results
-        experiment = await experiment_repository.get(conn, agent.id, ref)
+        env = await environments.named(conn, environment)
+        experiment = await experiment_repository.get(conn, agent.id, ref, environment_id=env["id"])
         if experiment is None:
             raise NotFound("Experiment", ref)
         aggregates = await repository.arm_aggregates(conn, experiment["id"])

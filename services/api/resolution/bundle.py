@@ -1,8 +1,10 @@
-"""GET /v1/agents/{agent}/bundle: everything a client needs to resolve any subject itself.
+"""GET /v1/agents/{agent}/bundle: everything a client needs to resolve any context itself,
+in one environment.
 
-The plain resolution, and the running experiment with each arm's resolution, read in one
-snapshot so a bundle never mixes two states. `etag` is a hash of the rest of the bundle,
-so every replica gives the same one for the same state.
+The environment's plan (`plan.py`: the plain resolution, the rules with the configs they
+serve, the running experiment with each arm's), read in one snapshot so a bundle never
+mixes two states. `etag` is a hash of the rest of the bundle, so every replica gives the
+same one for the same state.
 """
 
 from __future__ import annotations
@@ -11,25 +13,23 @@ import json
 from typing import Any
 
 from services.api.db import Database
-from services.api.experiments import repository as experiments
 from services.api.http import content_hash
-from services.api.resolution.experiments import arm_configs
-from services.api.resolution.schemas import BundleArm, BundleExperiment, BundleRead, to_body
-from services.shared.agent_config import resolve_agent_config
+from services.api.resolution import plan
+from services.api.resolution.schemas import BundleArm, BundleExperiment, BundleRead, BundleRule, to_body
 
 
-async def build(db: Database, agent: str) -> tuple[bytes, str, str]:
+async def build(db: Database, agent: str, environment: str) -> tuple[bytes, str, str]:
     """The bundle's JSON, its etag (a bare token) and the agent's id. An unknown agent
-    raises `AgentNotFound`."""
+    raises `AgentNotFound`, an unknown environment `EnvironmentNotFound`."""
     async with db.snapshot() as conn:
-        plain = await resolve_agent_config(conn, agent)
-        running = await experiments.running(conn, plain.agent_id)
-        arms = await arm_configs(conn, running, agent_slug=plain.agent_slug) if running is not None else ()
+        found = await plan.build(conn, agent, environment)
     experiment: dict[str, Any] | None = None
-    if running is not None:
+    if found.experiment is not None:
         experiment = BundleExperiment(
-            id=running["id"],
-            salt=running["salt"],
+            id=found.experiment["id"],
+            kind="experiment",
+            status="running",
+            salt=found.experiment["salt"],
             arms=[
                 BundleArm(
                     arm=arm["arm"],
@@ -37,15 +37,27 @@ async def build(db: Database, agent: str) -> tuple[bytes, str, str]:
                     variant_id=arm["variant_id"],
                     resolved=to_body(resolved, explain=True),
                 )
-                for arm, resolved in zip(running["arms"], arms, strict=True)
+                for arm, resolved in zip(found.experiment["arms"], found.arms, strict=True)
             ],
         ).model_dump(exclude_unset=True)
+    rules = [
+        BundleRule(
+            id=rule["id"],
+            name=rule["name"],
+            when=rule["when"],
+            serve=rule["serve"],
+            resolved=to_body(resolved, explain=True),
+        ).model_dump(exclude_unset=True)
+        for rule, resolved in zip(found.rules, found.ruled, strict=True)
+    ]
     content = {
-        "agent_id": plain.agent_id,
-        "agent_slug": plain.agent_slug,
-        "resolved": to_body(plain, explain=True),
+        "agent_id": found.agent_id,
+        "agent_slug": found.agent_slug,
+        "environment": found.environment,
+        "resolved": to_body(found.plain, explain=True),
+        "rules": rules,
         "experiment": experiment,
     }
     etag = content_hash(json.dumps(content, sort_keys=True, separators=(",", ":")).encode())
     body = BundleRead(object="resolution_bundle", etag=etag, **content).model_dump(exclude_unset=True)
-    return json.dumps(body, separators=(",", ":")).encode(), etag, plain.agent_id
+    return json.dumps(body, separators=(",", ":")).encode(), etag, found.agent_id

@@ -1,7 +1,8 @@
 """The in-process cache of `GET /v1/agents/{agent}/resolved` responses.
 
 Entries are the response bytes and ETag, keyed by the agent reference the client used
-(id or slug) and whether `explain` was asked. It is bounded (LRU) and kept exact by:
+(id or slug), the environment reference (as named, or the default's id) and whether
+`explain` was asked. It is bounded (LRU) and kept exact by:
 - this process's own commits, which drop their agents before the write is answered;
 - the other processes' commits, heard through PostgreSQL NOTIFY (`listener.py`);
 - a generation counter, so a response computed before an invalidation is never stored
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from services.api import security_headers
 
@@ -34,18 +35,15 @@ class Entry(NamedTuple):
     expires_at: float
 
 
-class Experiment(NamedTuple):
-    """What `?subject=` needs, so a subject costs a hash, not a query: the running
-    experiment's salt and weights and each arm's response (body, ETag, the 200's headers,
-    the ETag as bytes).
-    With no experiment running, `experiment_id` is None and the one "arm" is the plain
-    resolution."""
+class Context(NamedTuple):
+    """What a subject or attributes need, so a context costs a hash and the rules'
+    conditions, not a query: the environment's plan (rules, running experiment) and the
+    response of each config it can serve (body, ETag, the 200's headers, the ETag as bytes),
+    in `Plan.configs` order."""
 
     agent_id: str
-    experiment_id: str | None
-    salt: str
-    weights: tuple[int, ...]
-    arms: tuple[tuple[bytes, str, tuple[tuple[bytes, bytes], ...], bytes], ...]
+    plan: Any  # a `resolution.plan.Plan` (a layer above this one)
+    responses: tuple[tuple[bytes, str, tuple[tuple[bytes, bytes], ...], bytes], ...]
     expires_at: float
 
 
@@ -76,40 +74,40 @@ class ResolveCache:
     def enabled(self) -> bool:
         return self.max_entries > 0 and self.trusted
 
-    def get(self, ref: str, explain: bool) -> Entry | None:
-        stored = self._lookup((ref, explain))
+    def get(self, ref: str, environment: str, explain: bool) -> Entry | None:
+        stored = self._lookup((ref, environment, explain))
         return Entry._make(stored) if stored is not None else None
 
-    def get_stored(self, ref: str, explain: bool) -> tuple | None:
+    def get_stored(self, ref: str, environment: str, explain: bool) -> tuple | None:
         """`get` without making an `Entry` of it (the fast path's half microsecond): the
         stored tuple, laid out as `Entry`."""
-        return self._lookup((ref, explain))
+        return self._lookup((ref, environment, explain))
 
-    def put(self, ref: str, explain: bool, agent_id: str, body: bytes, etag: str, *, generation: int) -> None:
-        """Store a response computed from a read that began at `generation`; dropped when an
-        invalidation happened since (the read may predate the change)."""
+    def put(
+        self, ref: str, environment: str, explain: bool, agent_id: str, body: bytes, etag: str, *, generation: int
+    ) -> None:
+        """Store a context-free response computed from a read that began at `generation`;
+        dropped when an invalidation happened since (the read may predate the change)."""
         tag = etag.encode()
-        self._store((ref, explain), generation, (agent_id, body, etag, response_headers(body, tag), tag))
+        self._store((ref, environment, explain), generation, (agent_id, body, etag, response_headers(body, tag), tag))
 
-    def get_experiment(self, ref: str, explain: bool) -> Experiment | None:
-        stored = self._lookup((ref, explain, "experiment"))
-        return Experiment._make(stored) if stored is not None else None
+    def get_context(self, ref: str, environment: str, explain: bool) -> Context | None:
+        stored = self._lookup((ref, environment, explain, "context"))
+        return Context._make(stored) if stored is not None else None
 
-    def put_experiment(
+    def put_context(
         self,
         ref: str,
+        environment: str,
         explain: bool,
-        agent_id: str,
-        experiment_id: str | None,
-        salt: str,
-        weights: tuple[int, ...],
-        arms: tuple[tuple[bytes, str], ...],
+        plan: Any,
+        responses: tuple[tuple[bytes, str], ...],
         *,
         generation: int,
     ) -> None:
-        """Store what `?subject=` needs, read from the database at `generation` (as `put`)."""
-        ready = tuple((body, tag, response_headers(body, tag.encode()), tag.encode()) for body, tag in arms)
-        self._store((ref, explain, "experiment"), generation, (agent_id, experiment_id, salt, weights, ready))
+        """Store what a context needs, read from the database at `generation` (as `put`)."""
+        ready = tuple((body, tag, response_headers(body, tag.encode()), tag.encode()) for body, tag in responses)
+        self._store((ref, environment, explain, "context"), generation, (plan.agent_id, plan, ready))
 
     def _lookup(self, key: tuple) -> tuple | None:
         if not self.enabled:

@@ -1,5 +1,5 @@
-"""`GET /v1/agents/{agent}/resolved`, plain or with `?subject=`, answered in front of
-everything else.
+"""`GET /v1/agents/{agent}/resolved`, plain or with `?subject=` and `?environment=`,
+answered in front of everything else.
 
 Agents call this many times a second, so it is answered by the outermost layer, in one
 step: the key admitted from memory (`AccessGate.admit`), the answer from the cache (a
@@ -33,7 +33,7 @@ from services.api.principal import SCOPE_KEY
 from services.api.resolution import service
 from services.api.resolution.cache import ResolveCache, response_headers
 from services.api.security_headers import JSON_HEADERS
-from services.shared.assignment import assign
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID
 
 _PREFIX = "/v1/agents/"
 _SUFFIX = "/resolved"
@@ -41,15 +41,25 @@ ROUTE = "/v1/agents/{agent}/resolved"
 # The `explain` values this layer reads as FastAPI does; any other goes to FastAPI.
 _EXPLAIN = {b"false": False, b"0": False, b"true": True, b"1": True}
 SUBJECT_MAX_LENGTH = 256  # the route's `max_length`: a longer subject is FastAPI's 422
-_PLAIN = (False, None)  # no query string: what agents send most
+_PLAIN = (False, None, None)  # no query string: what agents send most
+ENVIRONMENT_MAX_LENGTH = 64  # the parameter's `max_length`
 
 
-def parse_query(query: bytes) -> tuple[bool, str | None] | None:
-    """(explain, subject) for the query strings this layer answers: none, `explain=`,
-    `subject=`, or both once each. None for any other, which FastAPI judges."""
+def _decoded(value: bytes) -> str:
+    """A query value decoded as Starlette decodes query strings (latin-1 bytes, then
+    %-escapes as UTF-8)."""
+    if b"%" in value or b"+" in value:
+        return unquote_plus(value.decode("latin-1"), errors="replace")
+    return value.decode("latin-1")
+
+
+def parse_query(query: bytes) -> tuple[bool, str | None, str | None] | None:
+    """(explain, subject, environment) for the query strings this layer answers: none, or
+    `explain=`, `subject=` and `environment=`, each at most once. None for any other (`at=`,
+    `variant=`, `attr.*`), which FastAPI judges."""
     if not query:
-        return False, None
-    explain, subject = False, None
+        return _PLAIN
+    explain, subject, environment = False, None, None
     seen = set()
     for part in query.split(b"&"):
         name, equals, value = part.partition(b"=")
@@ -62,17 +72,16 @@ def parse_query(query: bytes) -> tuple[bool, str | None] | None:
                 return None
             explain = found
         elif name == b"subject":
-            # Decoded as Starlette decodes query strings (latin-1 bytes, then %-escapes as UTF-8).
-            subject = (
-                unquote_plus(value.decode("latin-1"), errors="replace")
-                if b"%" in value or b"+" in value
-                else value.decode("latin-1")
-            )
+            subject = _decoded(value)
             if not subject or len(subject) > SUBJECT_MAX_LENGTH:
+                return None
+        elif name == b"environment":
+            environment = _decoded(value)
+            if not environment or len(environment) > ENVIRONMENT_MAX_LENGTH:
                 return None
         else:
             return None
-    return explain, subject
+    return explain, subject, environment
 
 
 class ResolveFastPath:
@@ -123,31 +132,42 @@ class ResolveFastPath:
             elif name == b"origin" and self.cors:
                 await self.app(scope, receive, send)
                 return
+        explain, subject, environment = query
         if self.gate is not None:
             key = self.gate.admit(authorization, self.needed)
             if key is None:
                 await self.app(scope, receive, send)
                 return
+            bound = key.environment_id
+            if bound is not None:
+                if environment is not None:  # the stack judges it (403 when it is another)
+                    await self.app(scope, receive, send)
+                    return
+                environment = bound  # a bound key's requests default to its environment
             scope[SCOPE_KEY] = key
-        explain, subject = query
+        if environment is None:
+            environment = PRODUCTION_ENVIRONMENT_ID
         # From the state's dict: `State.__getattr__` costs a hit about 1%.
         cache: ResolveCache | None = self.state._state.get("resolve_cache")
         body: bytes
         if cache is None:
             stored = None
         elif subject is None:
-            stored = cache.get_stored(ref, explain)
+            stored = cache.get_stored(ref, environment, explain)
             if stored is not None:
                 body, tag, headers = stored[1], stored[4], stored[3]
         else:
-            stored = cache.get_experiment(ref, explain)
+            stored = cache.get_context(ref, environment, explain)
             if stored is not None:
-                body, _, headers, tag = stored.arms[assign(stored.salt, subject, stored.weights)]
+                body, _, headers, tag = stored.responses[stored.plan.pick(subject, None)]
         if stored is None:
             try:
                 deadline = deadline_of(scope, self.timeout_seconds)
                 rendered = await within(
-                    deadline, service.resolve(self.state.db, cache, ref, subject=subject, explain=explain)
+                    deadline,
+                    service.resolve(
+                        self.state.db, cache, ref, environment=environment, subject=subject, explain=explain
+                    ),
                 )
             except Exception:  # noqa: BLE001 - unknown agent, database trouble: the stack answers its problem
                 await self.app(scope, receive, send)

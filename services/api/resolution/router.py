@@ -9,14 +9,14 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
-from services.api.deps import DB
+from services.api.deps import DB, EnvironmentRef
 from services.api.errors import responses
 from services.api.exceptions import FieldError, ValidationFailed
 from services.api.http import if_none_match, not_modified
 from services.api.principal import current_key
 from services.api.resolution import bundle, service, watch
 from services.api.resolution.cache import ResolveCache
-from services.api.resolution.schemas import BundleRead, ResolvedRead
+from services.api.resolution.schemas import BundleRead, ResolvedRead, ResolveRequest, check_attributes
 from services.api.strict import StrictRoute
 
 router = APIRouter(prefix="/v1/agents/{agent}", tags=["resolution"], route_class=StrictRoute)
@@ -25,13 +25,14 @@ router = APIRouter(prefix="/v1/agents/{agent}", tags=["resolution"], route_class
 @router.get(
     "/resolved",
     response_model=ResolvedRead,
-    summary="Resolve the agent's config (active variant over base), or preview a variant",
-    responses=responses(404, 422),
+    summary="Resolve the agent's config in an environment (rules, split, active variant, base), or preview",
+    responses=responses(403, 404, 422),
 )
 async def resolve(
     request: Request,
     agent: str,
     db: DB,
+    environment: EnvironmentRef,
     variant: str | None = Query(None, description="Preview: resolve as if this variant (id or slug) were active."),
     subject: str | None = Query(None, max_length=256, description="The subject an experiment assigns an arm to."),
     at: Annotated[
@@ -39,13 +40,26 @@ async def resolve(
     ] = None,
     explain: bool = Query(False, description="Add `provenance`: where each value came from."),
 ) -> Response:
-    """The config the agent runs with: the active variant's overrides over the agent's base
-    config (field by field), or the base config alone. `variant` previews a variant as if it
-    were active; `subject` picks the subject's arm while an experiment runs; `at` answers
-    what resolution returned at that instant; `explain` adds where each value came from. At
-    most one of `variant`, `subject`, `at`. Carries an `ETag`: 304 for a matching
-    `If-None-Match`."""
-    given = [name for name, value in (("variant", variant), ("subject", subject), ("at", at)) if value is not None]
+    """The config the agent runs with in the environment (`?environment=`, default the key's,
+    else `production`), in the contract's order: the first targeting rule whose conditions
+    hold for the context (`subject` and `attr.<name>=<value>` parameters, strings), the
+    subject's arm of the running experiment, the active variant's overrides over the base
+    config, the base config alone. `variant` previews a variant as if it were active; `at`
+    answers what resolution returned at that instant; `explain` adds where each value came
+    from. `variant` and `at` combine with no context nor each other. Carries an `ETag`: 304
+    for a matching `If-None-Match`."""
+    attributes = {name[5:]: value for name, value in request.query_params.multi_items() if name.startswith("attr.")}
+    if attributes:
+        names = [name for name, _ in request.query_params.multi_items() if name.startswith("attr.")]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            errors = [FieldError(name, "given more than once") for name in twice]
+            raise ValidationFailed(f"Invalid query: {', '.join(twice)} given more than once", errors=errors)
+        check_attributes(attributes, param="attr.")
+    context = [name for name, value in (("subject", subject), ("attr.*", attributes or None)) if value is not None]
+    given = [name for name, value in (("variant", variant), ("at", at)) if value is not None]
+    if given and context:
+        given += context
     if len(given) > 1:
         raise ValidationFailed(
             f"Invalid query: {' and '.join(given)} cannot be combined",
@@ -61,7 +75,51 @@ async def resolve(
             message = "must be an instant between years 1 and 9999 in UTC"
             raise ValidationFailed(f"Invalid request: at: {message}", errors=[FieldError("at", message)]) from None
     cache: ResolveCache | None = getattr(request.app.state, "resolve_cache", None)
-    payload, tag = await service.resolve(db, cache, agent, variant=variant, subject=subject, at=at, explain=explain)
+    payload, tag = await service.resolve(
+        db,
+        cache,
+        agent,
+        environment=environment,
+        variant=variant,
+        subject=subject,
+        attributes=attributes,
+        at=at,
+        explain=explain,
+    )
+    if if_none_match(request, tag):
+        return not_modified(tag)
+    return Response(payload, media_type="application/json", headers={"ETag": tag})
+
+
+resolve.query_prefixes = ("attr.",)  # type: ignore[attr-defined]  # StrictRoute reads it
+
+
+@router.post(
+    "/resolve",
+    response_model=ResolvedRead,
+    summary="Resolve the agent's config for a context with typed attributes",
+    responses=responses(400, 403, 404, 413, 415, 422),
+)
+async def resolve_context(
+    request: Request,
+    agent: str,
+    body: ResolveRequest,
+    db: DB,
+    environment: EnvironmentRef,
+    explain: bool = Query(False, description="Add `provenance`: where each value came from."),
+) -> Response:
+    """`GET .../resolved` for a context whose attributes keep their types (numbers and
+    booleans as such): the same body and ETag. The environment is the body's, else the
+    request's; naming two different ones is 422. A read: it ignores `Idempotency-Key`."""
+    if body.environment is not None:
+        named = "environment" in request.query_params
+        environment = await service.body_environment(db, environment if named else None, body.environment)
+    attributes = body.attributes or {}
+    check_attributes(attributes, param="attributes.")
+    cache: ResolveCache | None = getattr(request.app.state, "resolve_cache", None)
+    payload, tag = await service.resolve(
+        db, cache, agent, environment=environment, subject=body.subject, attributes=attributes, explain=explain
+    )
     if if_none_match(request, tag):
         return not_modified(tag)
     return Response(payload, media_type="application/json", headers={"ETag": tag})
@@ -71,14 +129,14 @@ async def resolve(
     "/bundle",
     response_model=BundleRead,
     summary="Everything a client needs to resolve any subject locally (ETag; 304 on If-None-Match)",
-    responses=responses(404),
+    responses=responses(403, 404, 422),
 )
-async def get_bundle(request: Request, agent: str, db: DB) -> Response:
+async def get_bundle(request: Request, agent: str, db: DB, environment: EnvironmentRef) -> Response:
     """Everything a client needs to resolve any subject itself: the plain resolution and, while
     an experiment runs, its salt and every arm's resolved config. `etag` is a hash of the
     content, the same on every replica; 304 for a matching `If-None-Match`. The SDKs keep it
     current through the watch stream."""
-    payload, token, _ = await bundle.build(db, agent)
+    payload, token, _ = await bundle.build(db, agent, environment)
     tag = f'"{token}"'  # the bundle's own `etag` field is the bare token
     if if_none_match(request, tag):
         return not_modified(tag)
@@ -89,7 +147,7 @@ async def get_bundle(request: Request, agent: str, db: DB) -> Response:
     "/bundle/watch",
     summary="Server-sent events: the bundle now, then after every change that alters it",
     responses={
-        **responses(404),
+        **responses(403, 404, 422),
         200: {
             "content": {"text/event-stream": {}},
             "description": "`event: bundle` (id: the etag, data: the bundle), "
@@ -102,6 +160,7 @@ async def watch_bundle(
     request: Request,
     agent: str,
     db: DB,
+    environment: EnvironmentRef,
     last_event_id: Annotated[
         str | None,
         Header(
@@ -116,9 +175,11 @@ async def watch_bundle(
     bundle, within the propagation bound; `: keepalive` at least every 15 s; `event:
     deleted` when the agent goes, and the stream ends."""
     # The first build happens here, so an unknown agent is a 404, not an empty stream.
-    first, ticks = await request.app.state.watch_hub.first(agent, lambda ref: bundle.build(db, ref))
+    first, ticks = await request.app.state.watch_hub.first(
+        agent, environment, lambda ref: bundle.build(db, ref, environment)
+    )
     stream = watch.stream(
-        request.app.state, db, first, last_event_id, current_key(request.scope), ticks_before_first=ticks
+        request.app.state, db, first, environment, last_event_id, current_key(request.scope), ticks_before_first=ticks
     )
     return StreamingResponse(
         stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from services.api.schemas import EXAMPLE_CONFIG, EXAMPLE_IDS, config_description
+from services.api.errors import validation_detail
+from services.api.exceptions import FieldError, ValidationFailed
+from services.api.rules.schemas import ATTRIBUTE_MAX_LENGTH, ATTRIBUTE_PATTERN
+from services.api.schemas import EXAMPLE_CONFIG, EXAMPLE_IDS, StrictModel, config_description
 from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, ResolvedAgentConfig
 
 # The active variant's value where it sets one, else the agent's.
@@ -78,10 +83,22 @@ class BundleArm(BaseModel):
     resolved: ResolvedRead = Field(description="What a subject in this arm resolves to.")
 
 
+class BundleRule(BaseModel):
+    """A targeting rule of the environment, with the config it serves."""
+
+    id: str = Field(description="`rul_` and a ULID.")
+    name: str = Field(description="Its name, unique in the set.")
+    when: list[dict[str, Any]] = Field(description="Its conditions, all of which must hold.")
+    serve: dict[str, str] = Field(description='`{"variant": "base" | <variant id>}`.')
+    resolved: ResolvedRead = Field(description="What a context this rule matches resolves to.")
+
+
 class BundleExperiment(BaseModel):
     """The running experiment: enough to assign any subject to its arm locally."""
 
     id: str = Field(description="The experiment.")
+    kind: Literal["experiment", "rollout"] = Field(description="`experiment` (weights) or `rollout` (steps).")
+    status: Literal["running", "paused"] = Field(description="A running split, or a paused rollout.")
     salt: str = Field(
         description='Its salt: a subject\'s bucket is the first 8 bytes of `sha256(f"{salt}:{subject}")`, '
         "big-endian, modulo 10,000."
@@ -93,10 +110,14 @@ BUNDLE_EXAMPLE: dict[str, Any] = {
     "object": "resolution_bundle",
     "agent_id": EXAMPLE_IDS["agent"],
     "agent_slug": "support-bot",
+    "environment": "production",
     "etag": "5d0c2f9b81a4e6c37f12ab90",
     "resolved": {**RESOLVED_EXAMPLE, "provenance": _provenance("variant", EXAMPLE_OVERRIDES)},
+    "rules": [],
     "experiment": {
         "id": EXAMPLE_IDS["experiment"],
+        "kind": "experiment",
+        "status": "running",
         "salt": EXAMPLE_IDS["experiment"],
         "arms": [
             {
@@ -140,11 +161,16 @@ class BundleRead(BaseModel):
     object: Literal["resolution_bundle"] = Field(description="Always `resolution_bundle`.")
     agent_id: str = Field(description="The agent.")
     agent_slug: str = Field(description="The agent's slug.")
+    environment: str = Field(description="The environment it resolves in (its slug).")
     etag: str = Field(
         description="A hash of the bundle's content, the same on every replica; the `ETag` header is this in "
         "quotes, and the watch stream's event id."
     )
-    resolved: ResolvedRead = Field(description="What resolves for no subject (with `provenance`).")
+    resolved: ResolvedRead = Field(
+        description="What resolves when no rule matches and no split applies: the active variant, else the base "
+        "config (with `provenance`)."
+    )
+    rules: list[BundleRule] = Field(description="The environment's targeting rules, in order; the first match wins.")
     experiment: BundleExperiment | None = Field(description="The running experiment, or null.")
 
 
@@ -173,3 +199,58 @@ def to_body(resolved: ResolvedAgentConfig, *, explain: bool) -> dict[str, Any]:
     if explain:
         body["provenance"] = resolved.provenance
     return body
+
+
+# A request's context (contract 1.1, "Targeting rules and context").
+ATTRIBUTES_MAX = 50
+ATTRIBUTE_VALUE_MAX_LENGTH = 1024
+_ATTRIBUTE_NAME = re.compile(ATTRIBUTE_PATTERN)
+# Strict: `true` stays a boolean and `"40"` a string, as the rules compare them.
+ContextValue = (
+    Annotated[bool, Strict()]
+    | Annotated[int, Strict()]
+    | Annotated[float, Strict(), Field(allow_inf_nan=False)]
+    | Annotated[str, Strict()]
+)
+
+
+def check_attributes(attributes: Mapping[str, Any], *, param: str) -> None:
+    """422 naming every bad attribute (`{param}{name}`): a name that is not 1-64 characters
+    of `A-Z a-z 0-9 _ . -`, the name `subject` (the request's subject has its own field), a
+    string value over 1,024 characters, more than 50 attributes."""
+    errors = []
+    for name, value in attributes.items():
+        if not (1 <= len(name) <= ATTRIBUTE_MAX_LENGTH) or not _ATTRIBUTE_NAME.match(name):
+            errors.append(FieldError(f"{param}{name}", "a name is 1-64 characters of A-Z a-z 0-9 _ . -"))
+        elif name == "subject":
+            errors.append(FieldError(f"{param}{name}", "the subject is not an attribute: send it as `subject`"))
+        elif isinstance(value, str) and len(value) > ATTRIBUTE_VALUE_MAX_LENGTH:
+            errors.append(FieldError(f"{param}{name}", f"at most {ATTRIBUTE_VALUE_MAX_LENGTH} characters"))
+    if len(attributes) > ATTRIBUTES_MAX:
+        errors.append(FieldError(param.rstrip("."), f"at most {ATTRIBUTES_MAX} attributes"))
+    if errors:
+        raise ValidationFailed(validation_detail(errors), errors=errors)
+
+
+class ResolveRequest(StrictModel):
+    """A context to resolve (`POST .../resolve`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"subject": "user-42", "attributes": {"plan": "pro", "seats": 40, "beta": True}}]
+        }
+    )
+
+    environment: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None,
+        description="The environment, by slug or id; omitted: the request's (`?environment=`, the key's, else "
+        "`production`).",
+    )
+    subject: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
+        None, description="Who asks: the attribute `subject` of rules, and what a split assigns to an arm."
+    )
+    attributes: dict[str, ContextValue] | None = Field(
+        None,
+        description="Up to 50 attributes, each a string (up to 1,024 characters), a number or a boolean; names are "
+        "1-64 characters of `A-Z a-z 0-9 _ . -`, and `subject` is not one.",
+    )

@@ -1,25 +1,30 @@
 """Resolution: every way to ask for an agent's config behind one function.
 
-The modes (`GET .../resolved`): plain (the active variant over the base config), preview
-(`variant=`), a subject's arm of the running experiment (`subject=`), time travel (`at=`),
-each with or without `explain` (provenance). Plain and subject answers are cached; the
-cache's hits are served before FastAPI runs (`fast_path.py`), and its misses come here.
+The modes (`GET .../resolved`, `POST .../resolve`), each in an environment: plain (no
+context: the rules on the empty context, else the active variant over the base config), a
+context (a subject and attributes: rules, the running experiment, then plain), preview
+(`variant=`), time travel (`at=`), each with or without `explain` (provenance). Plain and
+context answers are cached; the cache's plain and subject hits are served before FastAPI
+runs (`fast_path.py`), and its misses come here.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from services.api.db import Database
+from services.api.environments import repository as environments
+from services.api.exceptions import FieldError, ValidationFailed
 from services.api.http import etag
+from services.api.resolution import plan
 from services.api.resolution.cache import ResolveCache
-from services.api.resolution.experiments import running_arms
 from services.api.resolution.schemas import to_body
 from services.api.resolution.time_travel import resolve_at
 from services.shared.agent_config import ResolvedAgentConfig, resolve_agent_config
-from services.shared.assignment import assign
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID
 
 
 class Rendered(NamedTuple):
@@ -40,56 +45,79 @@ async def resolve(
     cache: ResolveCache | None,
     agent: str,
     *,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
     variant: str | None = None,
     subject: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
     at: datetime | None = None,
     explain: bool = False,
 ) -> Rendered:
-    """The agent's resolution in the one mode the arguments ask for (at most one of
-    `variant`, `subject`, `at`; the caller checks). Raises `AgentNotFound`,
+    """The agent's resolution in the environment (id or slug) in the one mode the arguments
+    ask for: a context (`subject`, `attributes`), a preview (`variant`) or time travel
+    (`at`), which the caller keeps apart. Raises `AgentNotFound`, `EnvironmentNotFound`,
     `VariantNotFound` or `NotFound` (no agent at `at`)."""
     # Read once, before the database is: an answer computed from a read that an
     # invalidation may have overtaken is not stored (the cache compares generations).
     generation = cache.generation if cache is not None else 0
-    if subject is not None:
-        return await _for_subject(db, cache, generation, agent, subject, explain=explain)
+    if subject is not None or attributes:
+        return await _for_context(db, cache, generation, agent, environment, subject, attributes or {}, explain=explain)
     if variant is None and at is None:  # the hot one: one statement on asyncpg's own pool
         async with db.driver_read() as driver:
-            resolved = await resolve_agent_config(driver, agent)
+            resolved = await resolve_agent_config(driver, agent, environment=environment)
     else:
         async with db.read() as conn:
             if at is not None:
-                resolved = await resolve_at(conn, agent, at)
+                resolved = await resolve_at(conn, agent, at, environment=environment)
             else:
-                resolved = await resolve_agent_config(conn, agent, variant=variant)
+                resolved = await resolve_agent_config(conn, agent, variant=variant, environment=environment)
     rendered = render(resolved, explain=explain)
     if cache is not None and at is None and variant is None:  # plain: what the fast path serves
-        cache.put(agent, explain, resolved.agent_id, rendered.body, rendered.etag, generation=generation)
+        cache.put(agent, environment, explain, resolved.agent_id, rendered.body, rendered.etag, generation=generation)
     return rendered
 
 
-async def _for_subject(
-    db: Database, cache: ResolveCache | None, generation: int, agent: str, subject: str, *, explain: bool
+async def body_environment(db: Database, named: str | None, sent: str) -> str:
+    """The environment a body names (`sent`), as its id, when the query `named` none or the
+    same one (by slug or id). Unknown: 404 naming `environment`; another than the query's:
+    422, since the request would be ambiguous."""
+    async with db.read() as conn:
+        chosen = await environments.named(conn, sent)
+        if named is not None and (await environments.named(conn, named))["id"] != chosen["id"]:
+            message = f"names '{chosen['slug']}', but ?environment= names '{named}'"
+            raise ValidationFailed(
+                f"Invalid request: environment {message}", errors=[FieldError("environment", message)]
+            )
+    return str(chosen["id"])
+
+
+async def _for_context(
+    db: Database,
+    cache: ResolveCache | None,
+    generation: int,
+    agent: str,
+    environment: str,
+    subject: str | None,
+    attributes: Mapping[str, Any],
+    *,
+    explain: bool,
 ) -> Rendered:
-    """This subject's arm of the agent's running experiment, or the plain resolution when
-    none runs. What it takes is cached together (the experiment's salt and weights and
-    every arm's response), so a subject costs a hash, not a query."""
-    entry = cache.get_experiment(agent, explain) if cache is not None else None
+    """The config this context gets in the environment. What it takes is cached together
+    (the plan: rules, the running experiment's salt and weights, and every config's
+    response), so a context costs a hash and the rules' conditions, not a query."""
+    entry = cache.get_context(agent, environment, explain) if cache is not None else None
     if entry is not None:
-        body, tag, _, _ = entry.arms[assign(entry.salt, subject, entry.weights)]
+        body, tag, _, _ = entry.responses[entry.plan.pick(subject, attributes)]
         return Rendered(body, tag)
     async with db.read() as conn:
-        agent_id, experiment_id, salt, weights, arms = await running_arms(conn, agent)
-    rendered = tuple(render(arm, explain=explain) for arm in arms)
+        found = await plan.build(conn, agent, environment)
+    rendered = tuple(render(config, explain=explain) for config in found.configs)
     if cache is not None:
-        cache.put_experiment(
+        cache.put_context(
             agent,
+            environment,
             explain,
-            agent_id,
-            experiment_id,
-            salt,
-            weights,
-            tuple((arm.body, arm.etag) for arm in rendered),
+            found,
+            tuple((one.body, one.etag) for one in rendered),
             generation=generation,
         )
-    return rendered[assign(salt, subject, weights)]
+    return rendered[found.pick(subject, attributes)]

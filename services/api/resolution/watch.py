@@ -32,9 +32,11 @@ from typing import Any
 from services.api.db import Database
 from services.api.principal import Principal
 from services.api.resolution import bundle
-from services.shared.agent_config import AgentNotFound
+from services.shared.agent_config import AgentNotFound, EnvironmentNotFound
 
 Build = Callable[[str], Awaitable[tuple[bytes, str, str]]]
+# A channel: one agent (by id) in one environment (as the streams name it, or the default's id).
+ChannelKey = tuple[str, str]
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +155,10 @@ class Channel:
 
 class WatchHub:
     def __init__(self) -> None:
-        self._channels: dict[str, Channel] = {}
-        # Per agent reference (id or slug), the first bundle being built for streams opening now.
-        self._firsts: dict[str, tuple[int, asyncio.Future[tuple[bytes, str, str]]]] = {}
+        self._channels: dict[ChannelKey, Channel] = {}
+        # Per agent reference (id or slug) and environment, the first bundle being built for
+        # streams opening now.
+        self._firsts: dict[tuple[str, str], tuple[int, asyncio.Future[tuple[bytes, str, str]]]] = {}
         # Counts every change heard, watched agent or not: a stream whose first bundle was
         # built before its subscription compares it, so a change in between is not missed.
         self.ticks = 0
@@ -163,16 +166,24 @@ class WatchHub:
         _HUBS.add(self)
 
     def subscribe(
-        self, watcher: Watcher, first: tuple[bytes, str, str], build: Build, *, ticks_before_first: int
+        self,
+        watcher: Watcher,
+        first: tuple[bytes, str, str],
+        environment: str,
+        build: Build,
+        *,
+        ticks_before_first: int,
     ) -> Channel:
-        """Join the channel of `first`'s agent (made from `first` if nobody watches it yet).
-        If a change was heard since `first` was built, the agent's bundle is built again."""
+        """Join the channel of `first`'s agent in the environment (made from `first` if nobody
+        watches it yet). If a change was heard since `first` was built, the bundle is built
+        again. `build` builds the bundle of an agent id in that environment."""
         payload, etag, agent_id = first
-        channel = self._channels.get(agent_id)
+        key = (agent_id, environment)
+        channel = self._channels.get(key)
         if channel is None or channel.deleted:  # a deleted channel's streams are ending: start anew
-            channel = self._channels[agent_id] = Channel(bundle_event(payload, etag), etag, ticks_before_first, build)
+            channel = self._channels[key] = Channel(bundle_event(payload, etag), etag, ticks_before_first, build)
             if self.ticks != ticks_before_first:
-                self._refresh(agent_id, channel)  # the agent was not watched: its change was not followed
+                self._refresh(key, channel)  # the agent was not watched: its change was not followed
         elif ticks_before_first > channel.as_of and etag != channel.etag and not channel.deleted:
             # Newer than what the channel sends (its own build is still running): send it now.
             channel.event, channel.etag, channel.as_of = bundle_event(payload, etag), etag, ticks_before_first
@@ -180,10 +191,10 @@ class WatchHub:
         channel.watchers.add(watcher)
         return channel
 
-    def unsubscribe(self, agent_id: str, channel: Channel, watcher: Watcher) -> None:
+    def unsubscribe(self, key: ChannelKey, channel: Channel, watcher: Watcher) -> None:
         channel.watchers.discard(watcher)
-        if not channel.watchers and self._channels.get(agent_id) is channel:
-            del self._channels[agent_id]  # nobody watches this agent any more: keep nothing of it
+        if not channel.watchers and self._channels.get(key) is channel:
+            del self._channels[key]  # nobody watches this agent there any more: keep nothing of it
 
     @property
     def watchers(self) -> int:
@@ -193,15 +204,14 @@ class WatchHub:
         """These agents' resolution may have changed: build their bundles again, and wake
         their streams if a bundle differs."""
         self.ticks += 1
-        for agent_id in agent_ids:
-            channel = self._channels.get(agent_id)
-            if channel is not None:  # only watched agents are tracked
-                self._refresh(agent_id, channel)
+        for key, channel in list(self._channels.items()):  # only watched agents are tracked
+            if key[0] in agent_ids:
+                self._refresh(key, channel)
 
     def changed_all(self, _ids: set[str] | None = None) -> None:
         """Anything may have changed (a key, a listener reconnect): build every watched
         bundle again and wake every stream (each checks its key)."""
-        self.changed(set(self._channels))
+        self.changed({agent_id for agent_id, _ in self._channels})
         for channel in list(self._channels.values()):
             channel.wake()
 
@@ -211,23 +221,24 @@ class WatchHub:
         for channel in list(self._channels.values()):
             channel.wake()
 
-    def _refresh(self, agent_id: str, channel: Channel) -> None:
+    def _refresh(self, key: ChannelKey, channel: Channel) -> None:
         channel.dirty = True
         if channel.refreshing is None and not channel.deleted:
-            channel.refreshing = asyncio.ensure_future(self._refreshing(agent_id, channel))
+            channel.refreshing = asyncio.ensure_future(self._refreshing(key, channel))
 
-    async def _refreshing(self, agent_id: str, channel: Channel) -> None:
+    async def _refreshing(self, key: ChannelKey, channel: Channel) -> None:
         """Build the agent's bundle until no change was heard during a build; each build that
         differs from what the channel sends is sent (a storm of changes never starves the
         streams). A deletion is final; any other failure is tried again RETRY_SECONDS later."""
         failures = 0
         try:
-            while channel.dirty and self._channels.get(agent_id) is channel and not self.closing:
+            agent_id = key[0]
+            while channel.dirty and self._channels.get(key) is channel and not self.closing:
                 channel.dirty = False
                 as_of = self.ticks
                 try:
                     payload, etag, _ = await channel.build(agent_id)
-                except AgentNotFound:
+                except (AgentNotFound, EnvironmentNotFound):  # gone: the stream ends
                     channel.deleted = True
                     channel.wake()
                     return
@@ -248,23 +259,27 @@ class WatchHub:
         finally:
             channel.refreshing = None
 
-    async def first(self, agent: str, build: Build) -> tuple[tuple[bytes, str, str], int]:
+    async def first(self, agent: str, environment: str, build: Build) -> tuple[tuple[bytes, str, str], int]:
         """A new stream's first bundle, and the `ticks` it was built as of. Streams opening
         together share one build: thousands reconnecting at once cost one, not one each
         queued for the pool past its timeout and the request deadline. A build that started
         before a change was heard is not joined."""
-        running = self._firsts.get(agent)
+        key = (agent, environment)
+        running = self._firsts.get(key)
         if running is None or running[0] != self.ticks:
             running = (self.ticks, asyncio.ensure_future(build(agent)))
-            self._firsts[agent] = running
-            running[1].add_done_callback(functools.partial(self._first_done, agent, running))
+            self._firsts[key] = running
+            running[1].add_done_callback(functools.partial(self._first_done, key, running))
         return await asyncio.shield(running[1]), running[0]
 
     def _first_done(
-        self, agent: str, running: tuple[int, asyncio.Future[tuple[bytes, str, str]]], future: asyncio.Future[Any]
+        self,
+        key: tuple[str, str],
+        running: tuple[int, asyncio.Future[tuple[bytes, str, str]]],
+        future: asyncio.Future[Any],
     ) -> None:
-        if self._firsts.get(agent) is running:  # only streams opening meanwhile share it
-            del self._firsts[agent]
+        if self._firsts.get(key) is running:  # only streams opening meanwhile share it
+            del self._firsts[key]
         if not future.cancelled():
             future.exception()  # its waiters have it; none left must not make it "never retrieved"
 
@@ -279,6 +294,7 @@ async def stream(
     state: Any,
     db: Database,
     first: tuple[bytes, str, str],
+    environment: str,
     last_event_id: str | None,
     key: Principal | None,
     *,
@@ -297,7 +313,11 @@ async def stream(
     agent_id = first[2]
     watcher = Watcher()
     channel = hub.subscribe(
-        watcher, first, lambda agent: bundle.build(db, agent), ticks_before_first=ticks_before_first
+        watcher,
+        first,
+        environment,
+        lambda agent: bundle.build(db, agent, environment),
+        ticks_before_first=ticks_before_first,
     )
     sent = last_event_id
     quiet_since = loop.time()  # the loop's clock: the one its timers run on
@@ -327,7 +347,7 @@ async def stream(
                 quiet_since = loop.time()
     finally:
         watcher.stop()
-        hub.unsubscribe(agent_id, channel, watcher)
+        hub.unsubscribe((agent_id, environment), channel, watcher)
 
 
 def end_streams_when_the_server_stops() -> None:

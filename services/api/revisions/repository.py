@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, and_, bindparam, select, true, tuple_, update
+from sqlalchemy import RowMapping, String, and_, bindparam, or_, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.models import Revision, table_of
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID
 
 revisions = table_of(Revision)
 
@@ -31,21 +32,20 @@ async def list_page(
     return list((await conn.execute(query)).mappings())
 
 
-async def newest_undoable(conn: AsyncConnection, agent_id: str) -> RowMapping | None:
+async def newest_undoable(conn: AsyncConnection, agent_id: str, *, environment_id: str | None) -> RowMapping | None:
     """The change an undo would revert now: the newest not yet undone that is not an undo,
     an archive or unarchive (they undo each other) or an experiment's (experiment changes
-    are final). None when nothing is left: the agent's creation ends undo."""
-    query = (
-        select(revisions)
-        .where(
-            revisions.c.agent_id == agent_id,
-            revisions.c.undone_by_id.is_(None),
-            revisions.c.action.not_in(("undo", "archive", "unarchive")),
-            revisions.c.target != "experiment",
-        )
-        .order_by(revisions.c.created_at.desc(), revisions.c.id.desc())
-        .limit(1)
-    )
+    are final); made in `environment_id` or to shared definitions, or anywhere when it is
+    None. None when nothing is left: the agent's creation ends undo."""
+    conditions = [
+        revisions.c.agent_id == agent_id,
+        revisions.c.undone_by_id.is_(None),
+        revisions.c.action.not_in(("undo", "archive", "unarchive")),
+        revisions.c.target != "experiment",
+    ]
+    if environment_id is not None:
+        conditions.append(or_(revisions.c.environment_id == environment_id, revisions.c.environment_id.is_(None)))
+    query = select(revisions).where(*conditions).order_by(revisions.c.created_at.desc(), revisions.c.id.desc()).limit(1)
     row = (await conn.execute(query)).mappings().first()
     if row is None or (row["target"] == "agent" and row["action"] == "create"):
         return None
@@ -81,29 +81,47 @@ def _latest(*conditions: Any, at: Any):
 
 
 def _state_at_statement():
-    """One statement, three index lookups however long the history: the agent's newest
+    """One statement, four index lookups however long the history: the agent's newest
     own revision (by target_id), the agent's newest revision of any target (it records
-    the active variant after it), and that variant's newest revision, all at or before
-    `:at`. Built once, with bound parameters, so SQLAlchemy and asyncpg reuse it."""
+    the active variants after it), the newest revision of the variant active then in the
+    environment, and the environment's newest rule-set revision, all at or before `:at`.
+    Built once, with bound parameters, so SQLAlchemy and asyncpg reuse it."""
     agent_id, at = bindparam("agent_id"), bindparam("at")
+    environment_id = bindparam("environment_id", type_=String())
     agent = _latest(revisions.c.target_id == agent_id, revisions.c.target == "agent", at=at).subquery("agent_rev")
     last = _latest(revisions.c.agent_id == agent_id, at=at).subquery("last_rev")
-    variant = _latest(revisions.c.target_id == last.c.active_variant_id, at=at).lateral("variant_rev")
-    return select(agent.c.after.label("agent"), variant.c.after.label("variant")).select_from(
-        agent.join(last, true()).outerjoin(variant, true())
-    )
+    active = last.c.active_variants.op("->>", return_type=String())(environment_id)
+    variant = _latest(revisions.c.target_id == active, at=at).lateral("variant_rev")
+    rules = _latest(
+        revisions.c.agent_id == agent_id,
+        revisions.c.environment_id == environment_id,
+        revisions.c.target == "rule_set",
+        at=at,
+    ).subquery("rules_rev")
+    return select(
+        agent.c.after.label("agent"), variant.c.after.label("variant"), rules.c.after.label("rule_set")
+    ).select_from(agent.join(last, true()).outerjoin(variant, true()).outerjoin(rules, true()))
 
 
 STATE_AT = _state_at_statement()
 
 
-async def state_at(conn: AsyncConnection, agent_id: str, at: datetime) -> dict[str, Any] | None:
-    """The agent object and its active variant's object (or None) as of `at`; None when
-    the agent did not exist yet."""
-    row = (await conn.execute(STATE_AT, {"agent_id": agent_id, "at": at})).mappings().first()
+async def state_at(conn: AsyncConnection, agent_id: str, at: datetime, *, environment_id: str) -> dict[str, Any] | None:
+    """The agent object, the object of its variant active in the environment (or None) and
+    the environment's rules ([] when none) as of `at`; None when the agent did not exist yet."""
+    params = {"agent_id": agent_id, "at": at, "environment_id": environment_id}
+    row = (await conn.execute(STATE_AT, params)).mappings().first()
     if row is None or row["agent"] is None:
         return None
-    return {"agent": row["agent"], "variant": row["variant"]}
+    rules = row["rule_set"]["rules"] if row["rule_set"] is not None else []
+    return {"agent": row["agent"], "variant": row["variant"], "rules": rules}
+
+
+async def object_at(conn: AsyncConnection, target_id: str, at: datetime) -> dict[str, Any] | None:
+    """The object (a variant, say) as its newest revision at or before `at` left it; None
+    when it did not exist then."""
+    row = (await conn.execute(_latest(revisions.c.target_id == target_id, at=at))).mappings().first()
+    return row["after"] if row is not None else None
 
 
 async def archived_as_of(conn: AsyncConnection, agent_id: str, at: datetime) -> datetime | None:
@@ -125,8 +143,10 @@ async def archived_as_of(conn: AsyncConnection, agent_id: str, at: datetime) -> 
 
 
 async def state_after(conn: AsyncConnection, revision: RowMapping) -> dict[str, Any] | None:
-    """`state_at` the instant of this revision (inclusive)."""
-    return await state_at(conn, revision["agent_id"], revision["created_at"])
+    """`state_at` the instant of this revision (inclusive), in its environment (production's
+    for a change to shared definitions)."""
+    environment_id = revision["environment_id"] or PRODUCTION_ENVIRONMENT_ID
+    return await state_at(conn, revision["agent_id"], revision["created_at"], environment_id=environment_id)
 
 
 async def newest(conn: AsyncConnection, agent_id: str) -> RowMapping | None:

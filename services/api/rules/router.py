@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/agents/{agent}/rules", tags=["rules"], route_clas
     "",
     response_model=RuleSetRead,
     summary="Get an agent's targeting rules in an environment",
-    responses=responses(404, 422),
+    responses=responses(403, 404, 422),
 )
 async def get_rule_set(request: Request, agent: str, db: DB, environment: EnvironmentRef) -> Response:
     """The agent's rule set in the environment (`?environment=`, default `production`), with
@@ -31,7 +31,7 @@ async def get_rule_set(request: Request, agent: str, db: DB, environment: Enviro
     "",
     response_model=RuleSetRead,
     summary="Replace an agent's targeting rules in an environment",
-    responses=responses(400, 404, 412, 413, 415, 422),
+    responses=responses(400, 403, 404, 412, 413, 415, 422),
 )
 async def replace_rule_set(
     request: Request, agent: str, body: RuleSetReplace, db: DB, context: Write, environment: EnvironmentRef

@@ -25,7 +25,7 @@ from services.api.writes.context import NO_CONTEXT, WriteContext
 from services.api.writes.locks import LockedAgent, find_agent, lock_agent
 from services.api.writes.revisions import record
 from services.shared.agent_config import BASE, coalesce, consistency_violation
-from services.shared.identifiers import new_id
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, new_id
 
 
 async def get_rule_set(db: Database, agent_ref: str, environment_ref: str) -> dict[str, Any]:
@@ -98,7 +98,8 @@ async def _served(conn: AsyncConnection, agent: LockedAgent, ref: str, *, param:
     """What a rule serves as stored (`base` or the variant's id) and its overrides."""
     if ref == BASE:
         return BASE, {}
-    variant = await variants.get(conn, agent.id, ref)
+    # A variant is a shared definition: which environment it is seen from changes nothing here.
+    variant = await variants.get(conn, agent.id, ref, environment_id=PRODUCTION_ENVIRONMENT_ID)
     if variant is None:
         raise NotFound("Variant", ref, param=param)
     return variant["id"], overrides_of(variant)
@@ -130,6 +131,8 @@ async def replace(
         after=after,
         context=context,
         at=at,
+        environment_id=environment["id"],
+        shared=False,
         reverts_id=reverts_id,
     )
     return after

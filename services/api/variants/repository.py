@@ -5,17 +5,46 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, func, or_, select, true, update
+from sqlalchemy import RowMapping, delete, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.models import Environment, Experiment, RuleSet, Variant, table_of
+from services.api.models import Activation, Environment, Experiment, RuleSet, Variant, table_of
 from services.shared.identifiers import ref_key
 
 variants = table_of(Variant)
+activations = table_of(Activation)
 experiments = table_of(Experiment)
 rule_sets = table_of(RuleSet)
 environments = table_of(Environment)
+
+# Where the variant is active: the slugs of those environments, sorted (`active_in`). A JSON
+# array, not a text[]: asyncpg would introspect the array type on every new connection.
+_active_in = (
+    select(
+        func.coalesce(
+            func.jsonb_agg(aggregate_order_by(environments.c.slug, environments.c.slug)),
+            literal([], JSONB),
+        )
+    )
+    .select_from(activations.join(environments, environments.c.id == activations.c.environment_id))
+    .where(activations.c.variant_id == variants.c.id)
+    .scalar_subquery()
+    .label("active_in")
+)
+
+
+def _select(environment_id: str) -> Any:
+    """Variants as the variant object shows them from one environment: their columns,
+    `activated_at` there (null when not active there) and `active_in`."""
+    activated_at = (
+        select(activations.c.activated_at)
+        .where(activations.c.variant_id == variants.c.id, activations.c.environment_id == environment_id)
+        .scalar_subquery()
+        .label("activated_at")
+    )
+    return select(variants, activated_at, _active_in)
 
 
 def ref_condition(ref: str):
@@ -24,22 +53,48 @@ def ref_condition(ref: str):
     return None if key is None else variants.c[key] == ref
 
 
-async def get(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping | None:
+async def get(conn: AsyncConnection, agent_id: str, ref: str, *, environment_id: str) -> RowMapping | None:
+    """A variant of the agent by id or slug, as seen from `environment_id`."""
     condition = ref_condition(ref)
     if condition is None:
         return None
-    query = select(variants).where(variants.c.agent_id == agent_id, condition)
+    query = _select(environment_id).where(variants.c.agent_id == agent_id, condition)
     return (await conn.execute(query)).mappings().first()
 
 
-async def get_by_id(conn: AsyncConnection, variant_id: str) -> RowMapping | None:
-    return (await conn.execute(select(variants).where(variants.c.id == variant_id))).mappings().first()
-
-
-async def active(conn: AsyncConnection, agent_id: str) -> RowMapping | None:
-    """The agent's active variant, if any."""
-    query = select(variants).where(variants.c.agent_id == agent_id, variants.c.is_active)
+async def get_by_id(conn: AsyncConnection, variant_id: str, *, environment_id: str) -> RowMapping | None:
+    query = _select(environment_id).where(variants.c.id == variant_id)
     return (await conn.execute(query)).mappings().first()
+
+
+async def active(conn: AsyncConnection, agent_id: str, *, environment_id: str) -> RowMapping | None:
+    """The agent's active variant in the environment, if any."""
+    query = _select(environment_id).where(
+        variants.c.agent_id == agent_id,
+        variants.c.id.in_(
+            select(activations.c.variant_id).where(
+                activations.c.agent_id == agent_id, activations.c.environment_id == environment_id
+            )
+        ),
+    )
+    return (await conn.execute(query)).mappings().first()
+
+
+async def active_anywhere(conn: AsyncConnection, agent_id: str) -> list[RowMapping]:
+    """The agent's variants active in some environment (each once), by slug: a change of the
+    base config must leave each of their configs passing the write-time checks."""
+    query = (
+        select(variants)
+        .where(variants.c.id.in_(select(activations.c.variant_id).where(activations.c.agent_id == agent_id)))
+        .order_by(variants.c.slug)
+    )
+    return list((await conn.execute(query)).mappings())
+
+
+async def active_variants(conn: AsyncConnection, agent_id: str) -> dict[str, str]:
+    """{environment id: active variant id} for the environments where the agent has one."""
+    query = select(activations.c.environment_id, activations.c.variant_id).where(activations.c.agent_id == agent_id)
+    return {row.environment_id: row.variant_id for row in await conn.execute(query)}
 
 
 async def slugs(conn: AsyncConnection, agent_id: str) -> list[tuple[str, str]]:
@@ -49,13 +104,24 @@ async def slugs(conn: AsyncConnection, agent_id: str) -> list[tuple[str, str]]:
 
 
 async def list_page(
-    conn: AsyncConnection, agent_id: str, *, after: str | None, limit: int, is_active: bool | None
+    conn: AsyncConnection,
+    agent_id: str,
+    *,
+    after: str | None,
+    limit: int,
+    is_active: bool | None,
+    environment_id: str,
 ) -> list[RowMapping]:
-    query = select(variants).where(variants.c.agent_id == agent_id).order_by(variants.c.id.desc()).limit(limit)
+    """A page of the agent's variants as seen from `environment_id`; `is_active` filters on
+    being active there."""
+    query = _select(environment_id).where(variants.c.agent_id == agent_id).order_by(variants.c.id.desc()).limit(limit)
     if after is not None:
         query = query.where(variants.c.id < after)
     if is_active is not None:
-        query = query.where(variants.c.is_active == is_active)
+        here = select(activations.c.variant_id).where(
+            activations.c.agent_id == agent_id, activations.c.environment_id == environment_id
+        )
+        query = query.where(variants.c.id.in_(here) if is_active else variants.c.id.not_in(here))
     return list((await conn.execute(query)).mappings())
 
 
@@ -86,21 +152,29 @@ async def update_fields(conn: AsyncConnection, variant_id: str, values: dict[str
     )
 
 
-async def deactivate_all(conn: AsyncConnection, agent_id: str, *, at: datetime) -> None:
-    """Deactivate the agent's active variant, if any (the partial index allows one)."""
-    await conn.execute(
-        update(variants)
-        .where(variants.c.agent_id == agent_id, variants.c.is_active == true())
-        .values(is_active=False, activated_at=None, version=variants.c.version + 1, updated_at=at)
-    )
+async def set_active(
+    conn: AsyncConnection, agent_id: str, environment_id: str, variant_id: str | None, *, at: datetime
+) -> None:
+    """Make `variant_id` the agent's active variant in the environment (None: none).
 
-
-async def activate(conn: AsyncConnection, variant_id: str, *, at: datetime) -> None:
-    await conn.execute(
-        update(variants)
-        .where(variants.c.id == variant_id)
-        .values(is_active=True, activated_at=at, version=variants.c.version + 1, updated_at=at)
+    The activation's primary key (agent, environment) holds at most one row, so at most one
+    active variant, whatever the concurrency. Both the variant that leaves and the one that
+    arrives change (`is_active` and `activated_at` are part of them): their versions move.
+    """
+    delete_old = (
+        delete(activations)
+        .where(activations.c.agent_id == agent_id, activations.c.environment_id == environment_id)
+        .returning(activations.c.variant_id)
     )
+    changed = set((await conn.scalars(delete_old)).all())
+    if variant_id is not None:
+        values = {"agent_id": agent_id, "environment_id": environment_id, "variant_id": variant_id}
+        await conn.execute(pg_insert(activations).values(**values, activated_at=at))
+        changed.add(variant_id)
+    if changed:
+        await conn.execute(
+            update(variants).where(variants.c.id.in_(changed)).values(version=variants.c.version + 1, updated_at=at)
+        )
 
 
 async def delete_one(conn: AsyncConnection, variant_id: str) -> None:

@@ -111,6 +111,7 @@ VARIANT_EXAMPLE: dict[str, Any] = {
     "metadata": {},
     "overrides": {"temperature": 0.2, "max_tokens": 300},
     "is_active": True,
+    "active_in": ["production", "staging"],
     "cloned_from": None,
     "version": 2,
     "created_at": EXAMPLE_TIMES[0],
@@ -134,14 +135,21 @@ class VariantRead(BaseModel):
     overrides: ConfigOverridesRead = Field(
         description="Only the fields it sets; every other field is inherited from the agent at resolve time."
     )
-    is_active: bool = Field(description="Whether it is the agent's active variant (at most one is).")
+    is_active: bool = Field(
+        description="Whether it is the agent's active variant in the request's environment (at most one is)."
+    )
+    active_in: list[str] = Field(
+        description="The slugs of the environments it is active in, sorted (a bound key sees its own only)."
+    )
     cloned_from: ClonedFrom | None = Field(description="What it was copied from at creation, or null.")
     version: int = Field(
         description="+1 on every change of its own fields; the `ETag` is this in quotes, for `If-Match`."
     )
     created_at: str = Field(description="When it was created (RFC 3339, UTC).")
     updated_at: str = Field(description="When its own fields last changed (RFC 3339, UTC).")
-    activated_at: str | None = Field(description="When it was last activated, or null if never.")
+    activated_at: str | None = Field(
+        description="When it was activated in the request's environment, or null when it is not active there."
+    )
 
 
 class RestoreRequest(StrictModel):
@@ -203,7 +211,8 @@ def variant_read(row: Mapping[Any, Any]) -> dict[str, Any]:
         description=row["description"],
         metadata=row["metadata"],
         overrides=overrides_of(row),
-        is_active=row["is_active"],
+        is_active=row["activated_at"] is not None,
+        active_in=list(row["active_in"]),
         cloned_from=None if source is None else {"source": source, "variant_id": row["cloned_from_variant_id"]},
         version=row["version"],
         created_at=timestamp(row["created_at"]),

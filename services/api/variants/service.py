@@ -20,6 +20,7 @@ from services.api import patching, slugs
 from services.api.consistency import check_resolved
 from services.api.db import Database, constraint_name
 from services.api.diffs import config_after, config_changes
+from services.api.environments import repository as environments
 from services.api.exceptions import (
     DomainError,
     FieldError,
@@ -41,11 +42,12 @@ from services.api.writes.context import NO_CONTEXT, WriteContext
 from services.api.writes.locks import LockedAgent, find_agent, lock_agent
 from services.api.writes.revisions import record
 from services.shared.agent_config import BASE, CONFIG_FIELDS, coalesce
-from services.shared.identifiers import is_id, new_id
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, is_id, new_id
 
 
-async def require(conn: AsyncConnection, agent_id: str, ref: str) -> RowMapping:
-    row = await repository.get(conn, agent_id, ref)
+async def require(conn: AsyncConnection, agent_id: str, ref: str, *, environment_id: str) -> RowMapping:
+    """The variant as seen from the environment; 404 when the agent has none by that id or slug."""
+    row = await repository.get(conn, agent_id, ref, environment_id=environment_id)
     if row is None:
         raise NotFound("Variant", ref)
     return row
@@ -63,19 +65,25 @@ def _columns(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 async def create_variant(
-    db: Database, agent_ref: str, data: VariantCreate, *, context: WriteContext = NO_CONTEXT
+    db: Database,
+    agent_ref: str,
+    data: VariantCreate,
+    *,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
+    context: WriteContext = NO_CONTEXT,
 ) -> dict[str, Any]:
     patch = set_fields(data.overrides) if data.overrides is not None else {}
     variant_id = new_id("variant")
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         agent = await lock_agent(conn, agent_ref)
+        env = await environments.hold(conn, environment)
         cloned_from: tuple[str | None, str | None] = (None, None)
         start: dict[str, Any] = {}
         if data.clone_from == BASE:
             start, cloned_from = agent.config, ("base", None)
         elif data.clone_from is not None:
-            source = await repository.get(conn, agent.id, data.clone_from)
+            source = await repository.get(conn, agent.id, data.clone_from, environment_id=env["id"])
             if source is None:
                 raise NotFound("Variant", data.clone_from, param="clone_from")
             start, cloned_from = overrides_of(source), ("variant", source["id"])
@@ -104,7 +112,7 @@ async def create_variant(
                 insert=lambda slug: repository.insert_unless_slug_taken(conn, {**values, "slug": slug}),
                 reserved=slugs.RESERVED_VARIANT_SLUGS,
             )
-        variant = variant_read(await require(conn, agent.id, variant_id))
+        variant = variant_read(await require(conn, agent.id, variant_id, environment_id=env["id"]))
         await record(
             conn,
             agent_id=agent.id,
@@ -115,6 +123,8 @@ async def create_variant(
             after=variant,
             context=context,
             at=at,
+            environment_id=env["id"],
+            shared=True,
         )
         await announce.agent_changed(conn, agent.id)
         return variant
@@ -122,30 +132,43 @@ async def create_variant(
     return await db.transaction(unit)
 
 
-async def get_variant(db: Database, agent_ref: str, ref: str) -> dict[str, Any]:
+async def get_variant(
+    db: Database, agent_ref: str, ref: str, *, environment: str = PRODUCTION_ENVIRONMENT_ID
+) -> dict[str, Any]:
     async with db.read() as conn:
         agent = await find_agent(conn, agent_ref)
-        return variant_read(await require(conn, agent.id, ref))
+        env = await environments.named(conn, environment)
+        return variant_read(await require(conn, agent.id, ref, environment_id=env["id"]))
 
 
 async def list_variants(
-    db: Database, agent_ref: str, *, after: str | None, limit: int, is_active: bool | None
+    db: Database, agent_ref: str, *, after: str | None, limit: int, is_active: bool | None, environment: str
 ) -> list[dict[str, Any]]:
     async with db.read() as conn:
         agent = await find_agent(conn, agent_ref)
-        rows = await repository.list_page(conn, agent.id, after=after, limit=limit, is_active=is_active)
+        env = await environments.named(conn, environment)
+        rows = await repository.list_page(
+            conn, agent.id, after=after, limit=limit, is_active=is_active, environment_id=env["id"]
+        )
         return [variant_read(row) for row in rows]
 
 
 async def update_variant(
-    db: Database, agent_ref: str, ref: str, patch: VariantUpdate, *, context: WriteContext = NO_CONTEXT
+    db: Database,
+    agent_ref: str,
+    ref: str,
+    patch: VariantUpdate,
+    *,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
+    context: WriteContext = NO_CONTEXT,
 ) -> dict[str, Any]:
     sent = set_fields(patch)
     overrides_patch = set_fields(patch.overrides) if patch.overrides is not None else {}
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         agent = await lock_agent(conn, agent_ref)
-        row = await require(conn, agent.id, ref)
+        env = await environments.hold(conn, environment)
+        row = await require(conn, agent.id, ref, environment_id=env["id"])
         context.check_version(row["version"], what="variant")
         changes: dict[str, Any] = {}
         for name in ("variant_name", "slug"):
@@ -166,7 +189,9 @@ async def update_variant(
             changes.update(_columns(overrides))
         if not changes:
             return variant_read(row)
-        after = await apply_changes(conn, agent, row, changes, action="update", context=context)
+        after = await apply_changes(
+            conn, agent, row, changes, action="update", context=context, environment_id=env["id"]
+        )
         await announce.agent_changed(conn, agent.id)
         return after
 
@@ -195,11 +220,13 @@ async def apply_changes(
     *,
     action: str,
     context: WriteContext,
+    environment_id: str,
     reverts_id: str | None = None,
     on_conflict: type[DomainError] | None = None,
 ) -> dict[str, Any]:
     """Write `changes` to a variant of a locked agent after checking the rule, and record
-    the revision. `on_conflict` replaces the rule's and the slug's errors (for undo)."""
+    the revision; `row` and the objects recorded are as seen from `environment_id`, the
+    request's. `on_conflict` replaces the rule's and the slug's errors (for undo)."""
     with conflicts_reported_as(on_conflict):
         if any(name in changes for name in CONFIG_FIELDS):
             overrides = {name: changes.get(name, row[name]) for name in CONFIG_FIELDS}
@@ -211,7 +238,7 @@ async def apply_changes(
             if constraint_name(error) == "uq_variants_agent_id_slug":
                 raise slug_taken(changes["slug"]) from None
             raise
-    after = variant_read(await require(conn, agent.id, row["id"]))
+    after = variant_read(await require(conn, agent.id, row["id"], environment_id=environment_id))
     await record(
         conn,
         agent_id=agent.id,
@@ -222,19 +249,34 @@ async def apply_changes(
         after=after,
         context=context,
         at=agent.at,
+        environment_id=environment_id,
+        shared=True,
         reverts_id=reverts_id,
     )
     return after
 
 
-async def delete_variant(db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT) -> None:
+def _active_error(row: RowMapping, ref: str) -> VariantActive:
+    where = ", ".join(row["active_in"])
+    return VariantActive(f"Variant '{ref}' is active in {where}; activate another variant or deactivate it there first")
+
+
+async def delete_variant(
+    db: Database,
+    agent_ref: str,
+    ref: str,
+    *,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
+    context: WriteContext = NO_CONTEXT,
+) -> None:
     async def unit(conn: AsyncConnection) -> None:
         agent = await lock_agent(conn, agent_ref)
-        row = await require(conn, agent.id, ref)
+        env = await environments.hold(conn, environment)
+        row = await require(conn, agent.id, ref, environment_id=env["id"])
         context.check_version(row["version"], what="variant")
-        if row["is_active"]:
-            raise VariantActive(f"Variant '{ref}' is active; activate another variant or deactivate it first")
-        await remove(conn, agent, row, action="delete", context=context)
+        if row["active_in"]:
+            raise _active_error(row, ref)
+        await remove(conn, agent, row, action="delete", context=context, environment_id=env["id"])
         await announce.agent_changed(conn, agent.id)
 
     await db.transaction(unit)
@@ -247,10 +289,11 @@ async def remove(
     *,
     action: str,
     context: WriteContext,
+    environment_id: str,
     reverts_id: str | None = None,
     on_conflict: type[DomainError] | None = None,
 ) -> None:
-    """Delete an inactive variant of a locked agent and record the revision."""
+    """Delete a variant of a locked agent, active in no environment, and record the revision."""
     with conflicts_reported_as(on_conflict):
         experiment = await repository.experiment_naming(conn, agent.id, row["id"])
         if experiment is not None:
@@ -275,6 +318,8 @@ async def remove(
         after=None,
         context=context,
         at=agent.at,
+        environment_id=environment_id,
+        shared=True,
         reverts_id=reverts_id,
     )
 
@@ -286,11 +331,12 @@ async def bring_back(
     *,
     action: str,
     context: WriteContext,
+    environment_id: str,
     reverts_id: str | None = None,
     on_conflict: type[DomainError] = SlugTaken,
 ) -> dict[str, Any]:
     """Re-create a deleted variant from its last object, with the same id and slug,
-    inactive, and record the revision."""
+    active nowhere, and record the revision."""
     overrides = state["overrides"]
     with conflicts_reported_as(on_conflict):
         check_resolved(agent.config, overrides=overrides, subject="config of the variant")
@@ -314,7 +360,7 @@ async def bring_back(
             f"Slug '{state['slug']}' has been taken by another variant since",
             errors=[FieldError("slug", "already taken")],
         )
-    after = variant_read(await require(conn, agent.id, state["id"]))
+    after = variant_read(await require(conn, agent.id, state["id"], environment_id=environment_id))
     await record(
         conn,
         agent_id=agent.id,
@@ -325,6 +371,8 @@ async def bring_back(
         after=after,
         context=context,
         at=agent.at,
+        environment_id=environment_id,
+        shared=True,
         reverts_id=reverts_id,
     )
     return after
@@ -333,55 +381,63 @@ async def bring_back(
 async def set_active(
     conn: AsyncConnection,
     agent: LockedAgent,
-    row: RowMapping,
+    environment_id: str,
+    row: RowMapping | None,
     *,
-    active: bool,
     action: str,
     context: WriteContext,
+    target: RowMapping,
     reverts_id: str | None = None,
     on_conflict: type[DomainError] | None = None,
 ) -> dict[str, Any]:
-    """Activate (deactivating the agent's active one first) or deactivate a variant of a
-    locked agent, and record the revision."""
-    if active:
+    """Make `row` the locked agent's active variant in the environment (None: no variant
+    active there), and record the revision, whose target is the variant `target` (the one
+    activated, or the one deactivated)."""
+    if row is not None:
         with conflicts_reported_as(on_conflict):
             check_resolved(agent.config, overrides=overrides_of(row), subject="config of the variant")
-    await repository.deactivate_all(conn, agent.id, at=agent.at)
-    if active:
-        await repository.activate(conn, row["id"], at=agent.at)
-    after = variant_read(await require(conn, agent.id, row["id"]))
+    await repository.set_active(conn, agent.id, environment_id, row["id"] if row is not None else None, at=agent.at)
+    after = variant_read(await require(conn, agent.id, target["id"], environment_id=environment_id))
     await record(
         conn,
         agent_id=agent.id,
         target="variant",
-        target_id=row["id"],
+        target_id=target["id"],
         action=action,
-        before=variant_read(row),
+        before=variant_read(target),
         after=after,
         context=context,
         at=agent.at,
+        environment_id=environment_id,
+        shared=False,
         reverts_id=reverts_id,
     )
     return after
 
 
 async def activate_variant(
-    db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT
+    db: Database,
+    agent_ref: str,
+    ref: str,
+    *,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
+    context: WriteContext = NO_CONTEXT,
 ) -> dict[str, Any]:
-    """Make this the agent's one active variant, in one transaction.
+    """Make this the agent's one active variant in the environment, in one transaction.
 
-    The agent's row lock serializes activations; the partial unique index is the
-    database's own guarantee that at most one variant is active, should anything else
-    write to the table.
+    The agent's row lock serializes activations; the activations table's primary key
+    (agent, environment) is the database's own guarantee that at most one variant is
+    active per environment, should anything else write to it.
     """
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         agent = await lock_agent(conn, agent_ref)
-        row = await require(conn, agent.id, ref)
+        env = await environments.hold(conn, environment)
+        row = await require(conn, agent.id, ref, environment_id=env["id"])
         context.check_version(row["version"], what="variant")
-        if row["is_active"]:
+        if row["activated_at"] is not None:
             return variant_read(row)
-        after = await set_active(conn, agent, row, active=True, action="activate", context=context)
+        after = await set_active(conn, agent, env["id"], row, action="activate", context=context, target=row)
         await announce.agent_changed(conn, agent.id)
         return after
 
@@ -389,15 +445,21 @@ async def activate_variant(
 
 
 async def deactivate_variant(
-    db: Database, agent_ref: str, ref: str, *, context: WriteContext = NO_CONTEXT
+    db: Database,
+    agent_ref: str,
+    ref: str,
+    *,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
+    context: WriteContext = NO_CONTEXT,
 ) -> dict[str, Any]:
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         agent = await lock_agent(conn, agent_ref)
-        row = await require(conn, agent.id, ref)
+        env = await environments.hold(conn, environment)
+        row = await require(conn, agent.id, ref, environment_id=env["id"])
         context.check_version(row["version"], what="variant")
-        if not row["is_active"]:
+        if row["activated_at"] is None:
             return variant_read(row)
-        after = await set_active(conn, agent, row, active=False, action="deactivate", context=context)
+        after = await set_active(conn, agent, env["id"], None, action="deactivate", context=context, target=row)
         await announce.agent_changed(conn, agent.id)
         return after
 
@@ -405,14 +467,21 @@ async def deactivate_variant(
 
 
 async def restore_variant(
-    db: Database, agent_ref: str, ref: str, revision_id: str, *, context: WriteContext = NO_CONTEXT
+    db: Database,
+    agent_ref: str,
+    ref: str,
+    revision_id: str,
+    *,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
+    context: WriteContext = NO_CONTEXT,
 ) -> dict[str, Any]:
     """Set the variant's name, description, metadata and overrides as they were right
     after `revision_id` (a revision of this variant)."""
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         agent = await lock_agent(conn, agent_ref)
-        row = await require(conn, agent.id, ref)
+        env = await environments.hold(conn, environment)
+        row = await require(conn, agent.id, ref, environment_id=env["id"])
         context.check_version(row["version"], what="variant")
         revision = await revisions.get(conn, agent.id, revision_id) if is_id("revision", revision_id) else None
         if revision is None:
@@ -429,19 +498,24 @@ async def restore_variant(
         changes = changes_to(row, revision["after"], with_slug=False)
         if not changes:
             return variant_read(row)
-        after = await apply_changes(conn, agent, row, changes, action="restore", context=context)
+        after = await apply_changes(
+            conn, agent, row, changes, action="restore", context=context, environment_id=env["id"]
+        )
         await announce.agent_changed(conn, agent.id)
         return after
 
     return await db.transaction(unit)
 
 
-async def diff_variant(db: Database, agent_ref: str, ref: str, *, against: str) -> dict[str, Any]:
+async def diff_variant(
+    db: Database, agent_ref: str, ref: str, *, against: str, environment: str = PRODUCTION_ENVIRONMENT_ID
+) -> dict[str, Any]:
     """The resolved values of this variant (`to`) against `base`, another variant or the
     state right after a revision (`from`), field by field, only where they differ."""
     async with db.read() as conn:
         agent = await find_agent(conn, agent_ref)
-        row = await require(conn, agent.id, ref)
+        env = await environments.named(conn, environment)
+        row = await require(conn, agent.id, ref, environment_id=env["id"])
         to = coalesce(overrides_of(row), agent.config)
         if against == BASE:
             origin = agent.config
@@ -451,7 +525,7 @@ async def diff_variant(db: Database, agent_ref: str, ref: str, *, against: str) 
                 raise NotFound("Revision", against, param="against")
             origin = config_after(revision, await revisions.state_after(conn, revision))
         else:
-            other = await repository.get(conn, agent.id, against)
+            other = await repository.get(conn, agent.id, against, environment_id=env["id"])
             if other is None:
                 raise NotFound("Variant", against, param="against")
             origin = coalesce(overrides_of(other), agent.config)

@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, insert, select
+from sqlalchemy import RowMapping, func, insert, literal, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.models import Revision, Variant, table_of
+from services.api.models import Activation, Revision, table_of
 from services.api.writes.context import WriteContext
 from services.shared.identifiers import new_id
 
 revisions = table_of(Revision)
-variants = table_of(Variant)
+activations = table_of(Activation)
 
 
 async def record(
@@ -27,17 +28,36 @@ async def record(
     after: dict[str, Any] | None,
     context: WriteContext,
     at: datetime,
+    environment_id: str,
+    shared: bool,
     reverts_id: str | None = None,
 ) -> RowMapping:
     """Write the revision of a change, in the change's transaction, after the change.
 
-    `active_variant_id` is read from the variants table as the change left it.
+    `environment_id` is the request's environment. A change to a shared definition (the
+    agent's base config, a variant) is `shared`: its revision names no environment. Either
+    way `active_variant_id` is the active variant in the request's environment and
+    `active_variants` those of every environment, read as the change left them.
     `created_at` is `at`: the instant the change stamped on its rows, read after the
     agent's row lock was taken, so an agent's revisions are ordered as they committed and
     `?at=<updated_at of an object>` sees the change. Recording announces nothing: the use
     case does (`announce`).
     """
-    active = select(variants.c.id).where(variants.c.agent_id == agent_id, variants.c.is_active).scalar_subquery()
+    active = (
+        select(activations.c.variant_id)
+        .where(activations.c.agent_id == agent_id, activations.c.environment_id == environment_id)
+        .scalar_subquery()
+    )
+    every = (
+        select(
+            func.coalesce(
+                func.jsonb_object_agg(activations.c.environment_id, activations.c.variant_id),
+                literal({}, JSONB),
+            )
+        )
+        .where(activations.c.agent_id == agent_id)
+        .scalar_subquery()
+    )
     statement = (
         insert(revisions)
         .values(
@@ -48,7 +68,9 @@ async def record(
             action=action,
             actor=context.actor,
             api_key=context.api_key,
+            environment_id=None if shared else environment_id,
             active_variant_id=active,
+            active_variants=every,
             before=before,
             after=after,
             reverts_id=reverts_id,
