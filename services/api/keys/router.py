@@ -27,7 +27,7 @@ NO_STORE = {"Cache-Control": "no-store"}
     response_model=KeyRead,
     summary="Create an API key (its secret is in this response only)",
     responses={
-        **responses(400, 409, 413, 415, 422),
+        **responses(400, 404, 409, 413, 415, 422),
         201: {"content": {"application/json": {"example": CREATED_KEY_EXAMPLE}}},
     },
 )
