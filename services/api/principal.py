@@ -72,9 +72,9 @@ def request_environment(key: Principal | None, named: str | None) -> str:
     None when it names none. Contract 1.1, "Environments": a request that names none works in
     its key's environment when the key is bound, else in `production`. A bound key that names
     another environment, by id or by slug, is refused: EnvironmentForbidden (403
-    `environment_forbidden`, `param` `environment`), before any lookup, so a bound key learns
-    nothing about other environments (not even whether one exists). `key` is None while auth
-    is off: then nothing is refused."""
+    `environment_forbidden`, `param` `environment`), before any lookup: the same answer
+    whether that environment exists or not, and no query. `key` is None while auth is off:
+    then nothing is refused."""
     if key is None or key.environment_id is None:
         return named if named is not None else PRODUCTION_ENVIRONMENT_ID
     if named is not None and named not in (key.environment_id, key.environment_slug):

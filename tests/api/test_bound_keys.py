@@ -173,8 +173,8 @@ async def test_a_bound_key_works_in_its_environment_by_default_and_by_name(
 async def test_a_bound_key_naming_another_environment_is_403(
     client: httpx.AsyncClient, staging: dict[str, Any], other: str
 ) -> None:
-    """Another environment, by slug or id, and one that does not exist alike (a bound key
-    learns nothing of other environments); writes change nothing."""
+    """Another environment, by slug or id, and one that does not exist alike (the check
+    comes before the lookup); writes change nothing."""
     await create_environment(client, "qa")
     agent = await create_agent(client)
     rules = f"/v1/agents/{agent['slug']}/rules"
