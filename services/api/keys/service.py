@@ -3,6 +3,10 @@
 Every create and revoke announces itself (a NOTIFY on KEYS_CHANNEL) in its transaction, so every process's
 key ring stops trusting what it holds and reloads; the process that made the change
 invalidates its ring before it answers (its next request waits for the reload).
+
+A key may be bound to an environment (contract 1.1). The use cases take the `caller`, the
+key making the request (None from the CLI, or with auth off): a bound caller manages only
+the keys bound to its environment, and binds the keys it makes to it.
 """
 
 from __future__ import annotations
