@@ -201,7 +201,7 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
         if args.keys_command == "create":
             try:
                 expires_at = datetime.now(UTC) + args.expires_in if args.expires_in else None
-                body = KeyCreate(name=args.name, scope=args.scope, expires_at=expires_at)
+                body = KeyCreate(name=args.name, scope=args.scope, expires_at=expires_at, environment=args.environment)
             except OverflowError:
                 print("agent-variants: --expires-in reaches past the year 9999", file=sys.stderr)
                 return 2
@@ -210,12 +210,13 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
                 return 2
             key = asyncio.run(_with_database(url, lambda db: service.create_key(db, body)))
             expiry = f", expires {key['expires_at']}" if key["expires_at"] else ""
-            print(f"Created API key '{key['name']}' ({key['id']}), scope {key['scope']}{expiry}.")
+            bound = f", bound to environment '{key['environment']}'" if key["environment"] else ""
+            print(f"Created API key '{key['name']}' ({key['id']}), scope {key['scope']}{bound}{expiry}.")
             print("The secret is shown this once; store it now:")
             print(key["secret"])
         elif args.keys_command == "list":
             rows = asyncio.run(_with_database(url, _every_key))
-            columns = ("name", "scope", "id", "created_at", "expires_at", "last_used_at", "revoked_at")
+            columns = ("name", "scope", "environment", "id", "created_at", "expires_at", "last_used_at", "revoked_at")
             table = [columns] + [tuple(row[c] or "-" for c in columns) for row in rows]
             widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
             for line in table:
@@ -263,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--name", required=True, help="a-z, 0-9, '.', '@' and '-', up to 64; unique")
     create.add_argument("--scope", required=True, choices=SCOPES)
     create.add_argument("--expires-in", type=duration, help="lifetime: 30d, 12h, 45m or seconds (default: never)")
+    create.add_argument(
+        "--environment", help="bind the key to this environment (slug or id): it works there only (default: none)"
+    )
     keys_commands.add_parser("list", help="every key, revoked ones too (never secrets)")
     revoke = keys_commands.add_parser(
         "revoke", help="revoke a key (this refuses it at once; running servers within the propagation bound)"

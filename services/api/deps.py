@@ -7,10 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Header, Query, Request
 
 from services.api.db import Database
-from services.api.principal import current_key
+from services.api.principal import Principal, current_key, request_environment, unbound_only
 from services.api.schemas import cursor, id_pattern
 from services.api.writes.context import WriteContext
-from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID
 
 
 async def get_db(request: Request) -> Database:
@@ -82,27 +81,41 @@ Precondition = Annotated[WriteContext, Depends(precondition)]
 
 
 async def environment_ref(
+    request: Request,
     environment: Annotated[
         str | None,
         Query(
             min_length=1,
             max_length=64,
-            description="The environment, by slug (`staging`) or id (`env_...`); default `production`. "
-            "Unknown: 404 `resource_missing` with `param` `environment`.",
+            description="The environment, by slug (`staging`) or id (`env_...`); default: the API key's "
+            "environment when it is bound to one, else `production`. Unknown: 404 `resource_missing` with "
+            "`param` `environment`; another than a bound key's: 403 `environment_forbidden`.",
         ),
     ] = None,
 ) -> str:
     """The environment a request names with `?environment=` (a slug or an id, as sent), or
-    the one it gets when it names none. Services look it up (`environments.repository.named`
+    the one it gets when it names none: its key's when the key is bound, else `production`'s
+    id. A bound key naming another is 403 `environment_forbidden` (see
+    `services.api.principal.request_environment`, which services call for a body field
+    `environment` in the same way). Services look it up (`environments.repository.named`
     for reads, `hold` for writes), which is where an unknown one becomes 404 with `param`
     `environment`."""
-    if environment is not None:
-        return environment
-    # Contract 1.1: a request that names none gets its API key's environment when the key is
-    # bound, else `production`. Bound keys are a later slice of issue 18: the key's
-    # environment (from `current_key(request.scope)`) takes precedence here, and naming
-    # another than a bound key's becomes 403 `environment_forbidden` above.
-    return PRODUCTION_ENVIRONMENT_ID
+    return request_environment(current_key(request.scope), environment)
 
 
 EnvironmentRef = Annotated[str, Depends(environment_ref)]
+
+
+async def calling_key(request: Request) -> Principal | None:
+    """The API key the request was made with (None while auth is off), for services whose
+    answer depends on it (a bound key manages only its environment's keys)."""
+    return current_key(request.scope)
+
+
+Caller = Annotated[Principal | None, Depends(calling_key)]
+
+
+async def unbound_key(request: Request) -> None:
+    """Only for keys bound to no environment (contract 1.1: a bound key cannot write
+    environments): 403 `environment_forbidden` for a bound one, before the body is read."""
+    unbound_only(current_key(request.scope), "create, change or delete environments")

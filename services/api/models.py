@@ -335,10 +335,12 @@ class ApiKey(Base):
     """A credential: a name, a scope and the SHA-256 of its secret (never the secret).
 
     Revoked keys stay, so a revision's `api_key` name always names exactly one key.
+    A key bound to an environment (contract 1.1) works in that environment only.
     """
 
     __tablename__ = "api_keys"
     __table_args__ = (
+        Index("ix_api_keys_environment_id", "environment_id"),
         UniqueConstraint("name"),
         UniqueConstraint("secret_hash"),
         CheckConstraint("scope IN ('resolve', 'read', 'write', 'admin')", name="scope"),
@@ -354,6 +356,11 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Null: unbound (every environment). No cascade, and no SET NULL: an environment a live
+    # key is bound to is in use (`environments.repository.in_use` refuses its deletion), and
+    # a live key must never end up unbound, with more access, because its environment went.
+    # Deleting an environment unbinds only the keys that no longer work (revoked, expired).
+    environment_id: Mapped[str | None] = mapped_column(ID_TYPE, ForeignKey("environments.id"), nullable=True)
 
 
 class Environment(Base):

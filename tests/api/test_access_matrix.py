@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -191,8 +192,10 @@ async def _expired_key(db: Database, app: FastAPI) -> str:
     return secret
 
 
-@pytest.fixture
-async def world(db: Database) -> AsyncIterator[World]:
+@asynccontextmanager
+async def opened_world(db: Database) -> AsyncIterator[World]:
+    """The app, a key of every kind and real objects to point GETs at (test_bound_keys adds
+    keys bound to an environment to the same world)."""
     app = create_app(settings_for_tests(), database=db)
     headers: dict[str, dict[str, str]] = {
         NO_KEY: {},
@@ -254,6 +257,12 @@ async def world(db: Database) -> AsyncIterator[World]:
                 "asset": "zz",
             },
         )
+
+
+@pytest.fixture
+async def world(db: Database) -> AsyncIterator[World]:
+    async with opened_world(db) as opened:
+        yield opened
 
 
 PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")

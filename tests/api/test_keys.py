@@ -37,8 +37,7 @@ from services.api.db import Database
 from services.api.exceptions import LastAdminKey
 from services.api.keys import repository, service, tokens
 from services.api.keys.schemas import KeyCreate
-from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID as PROD
-from services.shared.identifiers import new_id
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, new_id
 from tests.helpers import (
     TEST_KEY_NAME,
     admin_key,
@@ -56,7 +55,18 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY_ID = re.compile(r"^key_[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 SECRET = re.compile(r"^avk_[A-Za-z0-9]{43}$")
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-FIELDS = {"object", "id", "name", "scope", "secret", "created_at", "expires_at", "last_used_at", "revoked_at"}
+FIELDS = {
+    "object",
+    "id",
+    "name",
+    "scope",
+    "secret",
+    "created_at",
+    "expires_at",
+    "last_used_at",
+    "revoked_at",
+    "environment",
+}
 _names = itertools.count()
 
 
@@ -378,10 +388,12 @@ async def test_a_revoked_key_is_refused_on_cached_resolutions_too(client: httpx.
     key = await create_key(client, scope="resolve")
     async with anonymous(client) as http:
         assert (await http.get(path, headers=bearer(key["secret"]))).status_code == 200
-        assert app_of(client).state.resolve_cache.get(agent["id"], PROD, False) is not None
+        assert app_of(client).state.resolve_cache.get(agent["id"], PRODUCTION_ENVIRONMENT_ID, False) is not None
         assert (await http.get(path, headers=bearer(key["secret"]))).status_code == 200  # a hit
         assert (await client.delete(f"/v1/keys/{key['id']}")).status_code == 204
-        assert app_of(client).state.resolve_cache.get(agent["id"], PROD, False) is not None  # still cached
+        assert (
+            app_of(client).state.resolve_cache.get(agent["id"], PRODUCTION_ENVIRONMENT_ID, False) is not None
+        )  # still cached
         assert_problem(await http.get(path, headers=bearer(key["secret"])), 401, "unauthorized")
         assert_problem(await http.get(path), 401, "unauthorized")
 
@@ -928,6 +940,38 @@ async def test_the_cli_refuses_to_revoke_the_last_admin_key(fresh_url: str, tmp_
     assert "only-admin" in refused.stderr and "last" in refused.stderr
     (row,) = await key_rows(fresh_url)
     assert row["revoked_at"] is None
+
+
+@pytest.mark.live
+async def test_the_cli_binds_a_key_to_an_environment(fresh_url: str, tmp_path: Path) -> None:
+    created = cli(
+        fresh_url,
+        "create",
+        "--name",
+        "prod-agent",
+        "--scope",
+        "resolve",
+        "--environment",
+        "production",
+        tmp_path=tmp_path,
+    )
+    assert created.returncode == 0, created.stderr
+    assert "bound to environment 'production'" in created.stdout
+    (row,) = await key_rows(fresh_url)
+    assert row["environment_id"] == PRODUCTION_ENVIRONMENT_ID
+    listed = cli(fresh_url, "list", tmp_path=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    header, line = listed.stdout.strip().splitlines()
+    assert header.split()[:3] == ["name", "scope", "environment"] and line.split()[:3] == [
+        "prod-agent",
+        "resolve",
+        "production",
+    ]
+    unknown = cli(
+        fresh_url, "create", "--name", "lost", "--scope", "read", "--environment", "nowhere", tmp_path=tmp_path
+    )
+    assert unknown.returncode == 1 and "nowhere" in unknown.stderr and "not found" in unknown.stderr
+    assert len(await key_rows(fresh_url)) == 1
 
 
 @pytest.mark.live

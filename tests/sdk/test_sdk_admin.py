@@ -161,6 +161,11 @@ async def test_keys_and_scopes(sdk: Client, replicas: Replicas) -> None:
             await done(reader.agents.list())
     finally:
         await done(reader.close())
+    bound = await done(sdk.keys.create(name + "-prod", "read", environment="production"))
+    assert (
+        bound["environment"] == "production" and (await done(sdk.keys.get(bound["id"])))["environment"] == "production"
+    )
+    assert await done(sdk.keys.revoke(bound["id"])) is None
 
 
 async def test_a_post_whose_answer_was_lost_is_retried_under_its_key_and_acts_once(replicas: Replicas) -> None:

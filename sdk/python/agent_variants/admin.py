@@ -300,10 +300,17 @@ class Keys(_Namespace[Obj, Nil]):
     """
 
     def create(
-        self, name: str, scope: str, *, expires_at: str | None = None, idempotency_key: str | None = None
+        self,
+        name: str,
+        scope: str,
+        *,
+        expires_at: str | None = None,
+        environment: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Obj:
-        """A key (its secret is in this answer only): `client.keys.create("billing-agent", "resolve")["secret"]`."""
-        body = _fields(name=name, scope=scope, expires_at=expires_at)
+        """A key (its secret is in this answer only): `client.keys.create("billing-agent", "resolve")["secret"]`;
+        `environment="staging"` binds it to that environment (it works there only)."""
+        body = _fields(name=name, scope=scope, expires_at=expires_at, environment=environment)
         return self._send.obj(Call.of("POST", "/v1/keys", json=body, idempotency_key=idempotency_key))
 
     def list(self, *, limit: int | None = None, after: str | None = None) -> Obj:

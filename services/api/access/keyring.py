@@ -12,6 +12,10 @@ constant time. It is trusted only while it is `fresh`:
   that arrive while its read runs share that read (`_read`): the watch streams a dropped
   listener wakes cost one query per key, not one per stream.
 
+Each key is held with the environment it is bound to (its id and slug, read with a join:
+`keys.repository.every`, `by_digest`), so that the default environment of its requests, and
+the refusal of any other (`principal.request_environment`), cost no query either.
+
 Uses are noted in memory and written to `last_used_at` every few seconds (`flush_usage`),
 not on every request.
 """

@@ -9,16 +9,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, func, select, text, update
+from sqlalchemy import RowMapping, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.exceptions import NotFound
-from services.api.models import Environment, RuleSet, table_of
+from services.api.models import ApiKey, Environment, RuleSet, table_of
 from services.shared.identifiers import ref_key
 
 environments = table_of(Environment)
 rule_sets = table_of(RuleSet)
+api_keys = table_of(ApiKey)
 
 
 def _by_ref(ref: str) -> Any:
@@ -113,8 +114,11 @@ async def in_use(conn: AsyncConnection, environment_id: str) -> str | None:
     foreign key to `environments` (and, for a write that refers to an existing environment,
     `hold`), so that a reference being made concurrently holds a lock the deleting
     transaction's row lock (`lock`) must wait for. So far: rule sets (an empty set does not
-    count; its row goes with the environment). Still to come: per-environment activations,
-    experiments and rollouts, bound keys.
+    count; its row goes with the environment) and bound API keys that still work (neither
+    revoked nor expired; a key made while this runs holds the environment's row, see
+    `keys.service`, and the deleting transaction unbinds the others first:
+    `unbind_dead_keys`). Still to come: per-environment activations, experiments
+    and rollouts.
     """
     ruled = await conn.scalar(
         select(func.count())
@@ -123,7 +127,30 @@ async def in_use(conn: AsyncConnection, environment_id: str) -> str | None:
     )
     if ruled:
         return f"{ruled} agent(s) have targeting rules in it; empty their rule sets first"
+    bound = await conn.scalar(
+        select(func.count())
+        .select_from(api_keys)
+        .where(
+            api_keys.c.environment_id == environment_id,
+            api_keys.c.revoked_at.is_(None),
+            or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > func.now()),
+        )
+    )
+    if bound:
+        return f"{bound} live API key(s) are bound to it; revoke them first"
     return None
+
+
+async def unbind_dead_keys(conn: AsyncConnection, environment_id: str) -> None:
+    """Unbind the API keys bound to this environment that no longer work (revoked or
+    expired), so that it can be deleted (their foreign key has no cascade). Call it after
+    `in_use` in the same transaction: a key live at `now()` made it in use instead."""
+    await conn.execute(
+        update(api_keys)
+        .where(api_keys.c.environment_id == environment_id)
+        .where(or_(api_keys.c.revoked_at.is_not(None), api_keys.c.expires_at <= func.now()))
+        .values(environment_id=None)
+    )
 
 
 async def delete_one(conn: AsyncConnection, environment_id: str) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.api.deps import DB, EnvironmentCursor, Limit, Precondition
+from services.api.deps import DB, EnvironmentCursor, Limit, Precondition, unbound_key
 from services.api.environments import service
 from services.api.environments.schemas import EnvironmentCreate, EnvironmentRead, EnvironmentUpdate
 from services.api.errors import responses
@@ -17,6 +17,8 @@ from services.api.schemas import Page, list_page
 from services.api.strict import StrictRoute
 
 router = APIRouter(prefix="/v1/environments", tags=["environments"], route_class=StrictRoute)
+# Contract 1.1: a key bound to an environment cannot write environments, whatever its scope.
+UNBOUND_KEYS_ONLY = [Depends(unbound_key)]
 log = logging.getLogger(__name__)
 
 
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
     status_code=201,
     response_model=EnvironmentRead,
     summary="Create an environment",
+    dependencies=UNBOUND_KEYS_ONLY,
     responses=responses(400, 409, 413, 415, 422),
 )
 async def create_environment(request: Request, body: EnvironmentCreate, db: DB) -> Response:
@@ -32,7 +35,8 @@ async def create_environment(request: Request, body: EnvironmentCreate, db: DB) 
     when taken); an explicit slug already taken is 409 `slug_taken`; a name that gives no
     slug (`"!!!"`) needs an explicit one (422). An installation has at most 100 environments,
     `production` included (409 `environment_limit_reached`). Answers 201 with the environment,
-    its `Location` and its `ETag`."""
+    its `Location` and its `ETag`. A key bound to an environment cannot write environments
+    (403 `environment_forbidden`)."""
     environment = await service.create_environment(db, body)
     # An audit line: environments belong to no agent, so their changes write no revision.
     log.info("Environment '%s' (%s) created by %s", environment["slug"], environment["id"], _caller(request))
@@ -65,6 +69,7 @@ async def get_environment(request: Request, environment: str, db: DB) -> Respons
     "/{environment}",
     response_model=EnvironmentRead,
     summary="Rename an environment or change its description (JSON merge patch)",
+    dependencies=UNBOUND_KEYS_ONLY,
     responses=responses(400, 404, 412, 413, 415, 422),
 )
 async def update_environment(
@@ -73,7 +78,7 @@ async def update_environment(
     """A JSON merge patch (RFC 7396) over `name` and `description`: fields left out keep their
     value; `name` cannot be null, a null `description` empties it. The slug never changes (a
     `slug` in the patch is 422). A patch that changes nothing bumps nothing. Honours
-    `If-Match` (412 when stale)."""
+    `If-Match` (412 when stale). Not with a bound key (403 `environment_forbidden`)."""
     updated = await service.update_environment(db, environment, body, context=context)
     log.info("Environment '%s' (%s) updated by %s", updated["slug"], updated["id"], _caller(request))
     return object_response(request, updated)
@@ -83,12 +88,14 @@ async def update_environment(
     "/{environment}",
     status_code=204,
     summary="Delete an environment",
+    dependencies=UNBOUND_KEYS_ONLY,
     responses=responses(404, 409, 412, 422),
 )
 async def delete_environment(request: Request, environment: str, db: DB, context: Precondition) -> Response:
     """Deletes the environment. `production` cannot be deleted (409 `environment_protected`),
     nor an environment in which anything is active, ruled or running, or to which a live API
-    key is bound (409 `environment_in_use`). Honours `If-Match` (412 when stale)."""
+    key is bound (409 `environment_in_use`). Honours `If-Match` (412 when stale). Not with a
+    bound key (403 `environment_forbidden`)."""
     deleted = await service.delete_environment(db, environment, context=context)
     log.info("Environment '%s' (%s) deleted by %s", deleted["slug"], deleted["id"], _caller(request))
     return Response(status_code=204)

@@ -123,6 +123,8 @@ async def delete_environment(db: Database, ref: str, *, context: WriteContext = 
         reason = await repository.in_use(conn, row["id"])
         if reason is not None:
             raise EnvironmentInUse(f"Environment '{row['slug']}' is in use: {reason}")
+        # Keys bound to it that no longer work would hold it (their foreign key has no cascade).
+        await repository.unbind_dead_keys(conn, row["id"])
         await repository.delete_one(conn, row["id"])
         return environment_read(row)
 

@@ -12,6 +12,7 @@ from services.api.errors import responses
 from services.api.experiments import service
 from services.api.experiments.schemas import ExperimentCreate, ExperimentRead, ExperimentUpdate
 from services.api.http import object_response
+from services.api.principal import current_key, request_environment
 from services.api.schemas import Page, list_page
 from services.api.strict import StrictRoute
 
@@ -33,6 +34,8 @@ async def create_experiment(
     to arms by `sha256(f"{salt}:{subject}")`, so a client can compute the split itself.
     It runs in the body's `environment`, else the request's."""
     named = "environment" in request.query_params
+    if body.environment is not None:
+        request_environment(current_key(request.scope), body.environment)  # a bound key names only its own
     experiment = await service.create_experiment(db, agent, body, environment=environment, named=named, context=context)
     return object_response(
         request,

@@ -25,10 +25,16 @@ KeyName = Annotated[
 
 
 class KeyCreate(StrictModel):
-    """A new API key: its name, its scope and, optionally, when it expires."""
+    """A new API key: its name, its scope and, optionally, when it expires and the
+    environment it is bound to."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"name": "support-bot-prod", "scope": "resolve", "expires_at": None}]}
+        json_schema_extra={
+            "examples": [
+                {"name": "support-bot-prod", "scope": "resolve", "expires_at": None},
+                {"name": "staging-ci", "scope": "write", "environment": "staging"},
+            ]
+        }
     )
 
     name: KeyName
@@ -36,6 +42,16 @@ class KeyCreate(StrictModel):
     expires_at: AwareDatetime | None = Field(
         None,
         description="When the key stops working: an instant in the future (else 422); never when null.",
+    )
+
+    environment: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="The environment the key is bound to, by slug or id (`env_...`): its requests default to "
+        "it and cannot name another (403 `environment_forbidden`). Unknown: 404 `resource_missing`. Omitted or "
+        "null: bound to none, or, when a bound key creates it, to that key's environment (the only one it may "
+        "bind a key to).",
     )
 
     @field_validator("expires_at", mode="before")
@@ -71,6 +87,7 @@ KEY_EXAMPLE: dict[str, Any] = {
     "expires_at": None,
     "last_used_at": EXAMPLE_TIMES[2],
     "revoked_at": None,
+    "environment": None,
 }
 # The response to its creation, the one place the secret appears.
 CREATED_KEY_EXAMPLE = {**KEY_EXAMPLE, "secret": "avk_3pQ9x2Lm7VbN4cR8tW1yZ6sK0dF5gH2jA7eT4uY9wXq", "last_used_at": None}
@@ -93,11 +110,15 @@ class KeyRead(BaseModel):
     expires_at: str | None = Field(description="When it stops working, or null: never.")
     last_used_at: str | None = Field(description="When it last opened a request (written every few seconds), or null.")
     revoked_at: str | None = Field(description="When it was revoked, or null.")
+    environment: str | None = Field(
+        description="The slug of the environment the key is bound to (it works in that one only), or null: "
+        "bound to none."
+    )
 
 
 def key_body(row: Any, *, secret: str | None = None) -> dict[str, Any]:
     """The API key object of the contract: a `KeyRead`, the one shape the routes return and
-    OpenAPI shows, as JSON-ready values."""
+    OpenAPI shows, as JSON-ready values. `row` is a key with its `environment_slug`."""
     return KeyRead(
         object="api_key",
         id=row["id"],
@@ -108,4 +129,5 @@ def key_body(row: Any, *, secret: str | None = None) -> dict[str, Any]:
         expires_at=timestamp(row["expires_at"]),
         last_used_at=timestamp(row["last_used_at"]),
         revoked_at=timestamp(row["revoked_at"]),
+        environment=row["environment_slug"],
     ).model_dump(mode="json")

@@ -13,7 +13,7 @@ from services.api.deps import DB, EnvironmentRef
 from services.api.errors import responses
 from services.api.exceptions import FieldError, ValidationFailed
 from services.api.http import if_none_match, not_modified
-from services.api.principal import current_key
+from services.api.principal import current_key, request_environment
 from services.api.resolution import bundle, service, watch
 from services.api.resolution.cache import ResolveCache
 from services.api.resolution.schemas import BundleRead, ResolvedRead, ResolveRequest, check_attributes
@@ -112,8 +112,9 @@ async def resolve_context(
     booleans as such): the same body and ETag. The environment is the body's, else the
     request's; naming two different ones is 422. A read: it ignores `Idempotency-Key`."""
     if body.environment is not None:
+        sent = request_environment(current_key(request.scope), body.environment)  # a bound key's check
         named = "environment" in request.query_params
-        environment = await service.body_environment(db, environment if named else None, body.environment)
+        environment = await service.body_environment(db, environment if named else None, sent)
     attributes = body.attributes or {}
     check_attributes(attributes, param="attributes.")
     cache: ResolveCache | None = getattr(request.app.state, "resolve_cache", None)

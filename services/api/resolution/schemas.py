@@ -210,8 +210,9 @@ ContextValue = (
     Annotated[bool, Strict()]
     | Annotated[int, Strict()]
     | Annotated[float, Strict(), Field(allow_inf_nan=False)]
-    | Annotated[str, Strict()]
+    | Annotated[str, Strict(), Field(max_length=ATTRIBUTE_VALUE_MAX_LENGTH)]
 )
+ContextName = Annotated[str, Field(min_length=1, max_length=ATTRIBUTE_MAX_LENGTH, pattern=ATTRIBUTE_PATTERN)]
 
 
 def check_attributes(attributes: Mapping[str, Any], *, param: str) -> None:
@@ -249,7 +250,7 @@ class ResolveRequest(StrictModel):
     subject: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
         None, description="Who asks: the attribute `subject` of rules, and what a split assigns to an arm."
     )
-    attributes: dict[str, ContextValue] | None = Field(
+    attributes: Annotated[dict[ContextName, ContextValue], Field(max_length=ATTRIBUTES_MAX)] | None = Field(
         None,
         description="Up to 50 attributes, each a string (up to 1,024 characters), a number or a boolean; names are "
         "1-64 characters of `A-Z a-z 0-9 _ . -`, and `subject` is not one.",

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from services.api.deps import DB, EnvironmentRef, Write
 from services.api.errors import responses
+from services.api.principal import current_key
 from services.api.strict import StrictRoute
 from services.api.undo import use_case
 from services.api.undo.schemas import UndoRead
@@ -29,5 +30,8 @@ async def undo(request: Request, agent: str, db: DB, context: Write, environment
     undone. Nothing left: 409 `nothing_to_undo`; a reversal that would break a rule: 409
     `undo_conflict`, and nothing changes. With `?environment=E`, the newest change made in E
     or to shared definitions (the agent, its variants); naming none, the newest of all."""
-    named = "environment" in request.query_params
+    # Naming none, an unbound key undoes the newest change of all (v1); a bound key's request
+    # names its environment all the same.
+    key = current_key(request.scope)
+    named = "environment" in request.query_params or (key is not None and key.bound)
     return await use_case.undo(db, agent, environment=environment, named=named, context=context)
