@@ -69,7 +69,8 @@ BASE = "base"
 # The fields the cross-field rule involves, in the order errors name them.
 CONSISTENCY_FIELDS: tuple[str, ...] = ("context_window", "input_token_limit", "max_tokens")
 
-Source = Literal["agent", "variant", "preview", "experiment"]
+# Contract 1.1 adds "rule" (a targeting rule served it) and "rollout" (a rollout's arm did).
+Source = Literal["agent", "variant", "preview", "experiment", "rule", "rollout"]
 
 
 class AgentNotFound(LookupError):
