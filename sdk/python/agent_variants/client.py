@@ -112,9 +112,9 @@ class AsyncAgentVariants:
     async def report(self, agent: str, *, config: ResolvedAgentConfig | None = None, **outcome: Any) -> None:
         """Buffer one outcome (sent within a second while the service answers); never waits for it.
 
-        `config`, the `ResolvedAgentConfig` the run used, fills `variant_id` and
-        `experiment_id`; the other fields are the contract's (`subject`, `input_tokens`,
-        `output_tokens`, `latency_ms`, `cost_usd`, `success`, `score`).
+        `config`, the `ResolvedAgentConfig` the run used, fills `variant_id`,
+        `experiment_id` and `environment`; the other fields are the contract's (`subject`,
+        `input_tokens`, `output_tokens`, `latency_ms`, `cost_usd`, `success`, `score`).
 
             await client.report("support-bot", config=config, input_tokens=812, output_tokens=164, latency_ms=1930)
         """
