@@ -106,7 +106,7 @@ async def per_call(sync: AgentVariants, http: httpx.Client, base: str) -> dict[s
     """Every case's per-call microseconds, one figure per repeat."""
     subjects = [f"user-{n}" for n in range(CALLS)]
     http_subjects = subjects[:HTTP_CALLS]
-    table = {PLAIN: sync._started().bundles.local[PLAIN]}
+    table = {PLAIN: sync._started().bundles.local[PLAIN, None]}
 
     async def lookup(agent: str) -> Any:
         return table[agent].plain
@@ -156,7 +156,7 @@ def propagation(sync: AgentVariants, a: str, variants: list[str]) -> tuple[list[
     )
     process.start()
     tasks = sync._started().bundles._tasks  # the SDK's own: its watch task comes first
-    watch = tasks[PLAIN][0]
+    watch = tasks[PLAIN, None][0]
     latencies, from_request = [], []
     try:
         for n in range(-2, ROUNDS):  # two rounds of warm-up

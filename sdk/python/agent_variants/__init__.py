@@ -4,6 +4,7 @@
 
     with AgentVariants("http://config:8000", api_key="avk_...") as client:
         config = client.resolve("support-bot", subject="user-42")   # from memory after the first call
+        config = client.resolve("support-bot", "user-42", attributes={"plan": "pro"}, environment="staging")
         client.report("support-bot", config=config, input_tokens=812, output_tokens=164, latency_ms=1930)
 
 `AsyncAgentVariants` has the same methods as coroutines. `ResolvedAgentConfig`, `assign`

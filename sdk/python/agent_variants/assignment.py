@@ -8,6 +8,10 @@ Standard library only, so the service, the SDK and any agent compute the same ar
 Arms own consecutive bucket ranges in arm order. With `W = sum(weights)`, arm i first gets
 `floor(w_i * 10000 / W)` buckets; the buckets left over go one each to the arms with the
 largest remainders `(w_i * 10000) mod W`, ties to the lower arm index.
+
+A rollout (contract 1.1) lays its two arms out by its step's percent instead: at percent p,
+arm 0 owns buckets [0, 10000 - 100p) and arm 1 owns [10000 - 100p, 10000), so a subject
+moved to arm 1 never goes back as the percent rises (`rollout_arm`).
 """
 
 from __future__ import annotations
@@ -52,3 +56,11 @@ def bounds(weights: tuple[int, ...]) -> tuple[int, ...]:
 def assign(salt: str, subject: str, weights: Sequence[int]) -> int:
     """The arm index (0-based, 0 is the control) the subject is assigned to."""
     return bisect_right(bounds(tuple(weights)), bucket(salt, subject))
+
+
+def rollout_arm(salt: str, subject: str, percent: int) -> int:
+    """The arm (0: what the environment served, 1: the variant being rolled out) a subject
+    gets from a rollout at `percent` (0-100) of its traffic."""
+    if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
+        raise ValueError(f"a rollout's percent is an integer from 0 to 100, not {percent!r}")
+    return 0 if bucket(salt, subject) < BUCKETS - 100 * percent else 1

@@ -6,9 +6,9 @@
         await client.report("support-bot", config=config, subject="user-42",
                             input_tokens=812, output_tokens=164, latency_ms=1930, success=True)
 
-The first `resolve` of an agent fetches its bundle and starts one background watch that
-replaces the copy after every change; later calls read memory (the experiment arm is
-computed locally, with the service's own assignment function). When the service is
+The first `resolve` of an agent in an environment fetches its bundle and starts one
+background watch that replaces the copy after every change; later calls read memory (the
+targeting rule and the split's arm are computed locally, with the service's own functions). When the service is
 unreachable the last bundle keeps being served, until `max_staleness` seconds without
 word from it, if set, after which `resolve` raises `Unavailable`. `report` buffers;
 outcomes go out in batches in the background. `close()` (or leaving the `async with`)
@@ -18,6 +18,7 @@ flushes them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -28,6 +29,7 @@ from agent_variants.admin import JSON, Agents, Experiments, Keys, Variants
 from agent_variants.bundles import Bundles, answer
 from agent_variants.config import ResolvedAgentConfig
 from agent_variants.outcomes import CAPACITY, OutcomeBuffer, ReportStats, Sender, outcome_of
+from agent_variants.rules import Scalar
 
 CLOSE_TIMEOUT = 10.0
 
@@ -84,24 +86,35 @@ class AsyncAgentVariants:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
-    async def resolve(self, agent: str, subject: str | None = None) -> ResolvedAgentConfig:
-        """The agent's config (its arm, for `subject`, while an experiment runs), from memory.
+    async def resolve(
+        self,
+        agent: str,
+        subject: str | None = None,
+        *,
+        attributes: Mapping[str, Scalar] | None = None,
+        environment: str | None = None,
+    ) -> ResolvedAgentConfig:
+        """The agent's config in `environment` (None: the service's default) for this
+        context, from memory: the first targeting rule that holds, else the subject's arm
+        while a split runs, else the environment's config.
 
-        config = await client.resolve("support-bot", subject="user-42")
+        config = await client.resolve("support-bot", "user-42", attributes={"plan": "pro"}, environment="staging")
+
+        Attributes the service would refuse raise `ValidationFailed` naming each of them.
         """
         if self._closed:
             raise RuntimeError("resolve() on a closed client")
-        local = self._bundles.local.get(agent)
+        local = self._bundles.local.get((agent, environment))
         if local is None:
-            local = await self._bundles.start(agent)
-        return answer(local, subject, self._max_staleness)
+            local = await self._bundles.start(agent, environment)
+        return answer(local, subject, self._max_staleness, attributes)
 
     async def report(self, agent: str, *, config: ResolvedAgentConfig | None = None, **outcome: Any) -> None:
         """Buffer one outcome (sent within a second while the service answers); never waits for it.
 
-        `config`, the `ResolvedAgentConfig` the run used, fills `variant_id` and
-        `experiment_id`; the other fields are the contract's (`subject`, `input_tokens`,
-        `output_tokens`, `latency_ms`, `cost_usd`, `success`, `score`).
+        `config`, the `ResolvedAgentConfig` the run used, fills `variant_id`,
+        `experiment_id` and `environment`; the other fields are the contract's (`subject`,
+        `input_tokens`, `output_tokens`, `latency_ms`, `cost_usd`, `success`, `score`).
 
             await client.report("support-bot", config=config, input_tokens=812, output_tokens=164, latency_ms=1930)
         """

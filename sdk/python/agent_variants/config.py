@@ -69,6 +69,7 @@ BASE = "base"
 # The fields the cross-field rule involves, in the order errors name them.
 CONSISTENCY_FIELDS: tuple[str, ...] = ("context_window", "input_token_limit", "max_tokens")
 
+# Contract 1.1 adds "rule" (a targeting rule served it) and "rollout" (a rollout's arm did).
 Source = Literal["agent", "variant", "preview", "experiment", "rule", "rollout"]
 
 

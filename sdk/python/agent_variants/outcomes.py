@@ -7,7 +7,9 @@ second (at once when an agent has a full batch waiting), in batches of up to 1,0
 agent. Each batch gets its own `Idempotency-Key`, kept across its retries, so a batch
 whose answer was lost is stored once, not twice. A batch the service refuses naming some
 of its items (422 invalid, 404 for an `experiment_id` it does not know) is sent again
-without them; those are counted as rejected.
+without them; those are counted as rejected. An outcome carries the `environment` its
+config was resolved in (contract 1.1); a service that predates environments refuses that
+field (422 naming only `data[i].environment`), and the batch is sent again without it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ FIELDS = frozenset(
     {
         "variant_id",
         "experiment_id",
+        "environment",
         "subject",
         "input_tokens",
         "output_tokens",
@@ -82,9 +85,10 @@ def _as_json(name: str, value: Any) -> Any:
 
 
 def outcome_of(config: ResolvedAgentConfig | None, fields: dict[str, Any]) -> dict[str, Any]:
-    """The outcome's JSON: `config` (what the run resolved) fills `variant_id` and
-    `experiment_id`; `fields` are the contract's outcome fields. Names and types are
-    checked here (a `TypeError` or `ValueError` for the caller); ranges by the service."""
+    """The outcome's JSON: `config` (what the run resolved) fills `variant_id`,
+    `experiment_id` and `environment` (contract 1.1: where it was resolved); `fields` are
+    the contract's outcome fields. Names and types are checked here (a `TypeError` or
+    `ValueError` for the caller); ranges by the service."""
     unknown = fields.keys() - FIELDS
     if unknown:
         raise TypeError(
@@ -95,6 +99,8 @@ def outcome_of(config: ResolvedAgentConfig | None, fields: dict[str, Any]) -> di
         outcome.setdefault("variant_id", config.variant_id)
         if config.experiment_id is not None:
             outcome.setdefault("experiment_id", config.experiment_id)
+        if config.environment is not None:
+            outcome.setdefault("environment", config.environment)
     if "variant_id" not in outcome:
         outcome["variant_id"] = None  # the base config served it
     return outcome
@@ -258,6 +264,12 @@ class Sender:
             try:
                 await send_async(self._http, call)
             except AgentVariantsError as error:
+                if _environment_refused(error) and any("environment" in item for item in batch.items):
+                    # A service older than contract 1.1 takes no `environment`: send the
+                    # outcomes without it (they still count), under a new key (a new body).
+                    batch.items = [{k: v for k, v in item.items() if k != "environment"} for item in batch.items]
+                    batch.key = new_idempotency_key()
+                    continue
                 named = _named_items(error, len(batch.items))
                 if named:  # a 422, or a 404 naming items (an unknown experiment): take them out
                     self._reject(batch.agent, len(named), error)
@@ -295,6 +307,15 @@ def _named_items(error: AgentVariantsError, size: int) -> set[int]:
         return set()
     named = error.problem.get("errors") or []
     return {int(m.group(1)) for e in named if (m := _ITEM.match(str(e.get("param", ""))))} & set(range(size))
+
+
+def _environment_refused(error: AgentVariantsError) -> bool:
+    """Whether a 422 names nothing but outcomes' `environment` (`data[3].environment`): what a
+    service that predates environments says of the field it does not know."""
+    if not isinstance(error, ValidationFailed):
+        return False
+    params = [str(e.get("param", "")) for e in error.problem.get("errors") or []]
+    return bool(params) and all(_ITEM.match(param) and param.endswith("].environment") for param in params)
 
 
 # A server error that is not an outage (a 500: a bug) is tried this many times, then refused.

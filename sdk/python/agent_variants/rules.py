@@ -216,6 +216,62 @@ def context_attributes(subject: str | None, attributes: Mapping[str, Scalar] | N
     return merged
 
 
+# A request's context (contract 1.1, "Targeting rules and context"): the limits the service
+# puts on the attributes it is sent, checked by `attribute_errors`.
+MAX_ATTRIBUTES: Final = 50
+ATTRIBUTE_MAX_LENGTH: Final = 64
+ATTRIBUTE_PATTERN: Final = r"^[A-Za-z0-9_.-]+$"
+VALUE_MAX_LENGTH: Final = 1_024
+_ATTRIBUTE_NAME = re.compile(ATTRIBUTE_PATTERN[1:-1], re.ASCII)
+
+
+def _value_error(value: object) -> str | None:
+    """Why an attribute's value cannot be sent, or None when it can."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        try:
+            float(value)  # compared as a double: one too large for a double is refused, as 1e400 is
+        except OverflowError:
+            return "must be a number a double holds (|x| < 1.8e308)"
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "must be a finite number"
+    if isinstance(value, str):
+        return None if len(value) <= VALUE_MAX_LENGTH else f"must be at most {VALUE_MAX_LENGTH} characters"
+    return f"must be a string, a number or a boolean, not {type(value).__name__}"
+
+
+def attribute_errors(attributes: Mapping[Any, object] | None) -> list[dict[str, str]]:
+    """Every reason the service would refuse these context attributes, as problem+json
+    `errors` (`{"param": "attributes.<name>", "message"}`); empty when it would take them.
+
+    At most 50 attributes; names 1-64 characters of [A-Za-z0-9_.-], never `subject` (the
+    request's subject has its own parameter); values strings up to 1,024 characters,
+    finite numbers or booleans.
+    """
+    if not attributes:
+        return []
+    errors: list[dict[str, str]] = []
+    if len(attributes) > MAX_ATTRIBUTES:
+        errors.append({"param": "attributes", "message": f"at most {MAX_ATTRIBUTES} attributes, not {len(attributes)}"})
+    for name, value in attributes.items():
+        param = f"attributes.{name}"
+        if not isinstance(name, str):
+            errors.append({"param": param, "message": f"a name must be a string, not {type(name).__name__}"})
+            continue
+        if name == SUBJECT:
+            errors.append({"param": param, "message": "'subject' cannot be an attribute: pass it as the subject"})
+        elif not 1 <= len(name) <= ATTRIBUTE_MAX_LENGTH or _ATTRIBUTE_NAME.fullmatch(name) is None:
+            errors.append(
+                {"param": param, "message": f"a name is 1-{ATTRIBUTE_MAX_LENGTH} characters of A-Z, a-z, 0-9, _ . -"}
+            )
+        problem = _value_error(value)
+        if problem is not None:
+            errors.append({"param": param, "message": problem})
+    return errors
+
+
 def first_match(
     rules: Sequence[RuleT],
     *,

@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -34,6 +34,7 @@ from agent_variants.client import CLOSE_TIMEOUT, http_options, wind_down
 from agent_variants.config import ResolvedAgentConfig
 from agent_variants.errors import Unavailable
 from agent_variants.outcomes import CAPACITY, OutcomeBuffer, ReportStats, Sender, outcome_of
+from agent_variants.rules import Scalar
 
 T = TypeVar("T")
 
@@ -150,21 +151,32 @@ class AgentVariants:
                 self._finalizer.atexit = False
             return self._background
 
-    def resolve(self, agent: str, subject: str | None = None) -> ResolvedAgentConfig:
-        """The agent's config (its arm, for `subject`, while an experiment runs), from memory.
+    def resolve(
+        self,
+        agent: str,
+        subject: str | None = None,
+        *,
+        attributes: Mapping[str, Scalar] | None = None,
+        environment: str | None = None,
+    ) -> ResolvedAgentConfig:
+        """The agent's config in `environment` (None: the service's default) for this
+        context, from memory: the first targeting rule that holds, else the subject's arm
+        while a split runs, else the environment's config.
 
-        config = client.resolve("support-bot", subject="user-42")
+        config = client.resolve("support-bot", "user-42", attributes={"plan": "pro"}, environment="staging")
+
+        Attributes the service would refuse raise `ValidationFailed` naming each of them.
         """
         background = self._background or self._started()
-        local: Local | None = background.bundles.local.get(agent)
+        local: Local | None = background.bundles.local.get((agent, environment))
         if local is None:
-            # The first call for this agent: fetch its bundle and start its watch.
+            # The first call for this agent and environment: fetch its bundle and start its watch.
             wait = None if self._timeout is None else self._timeout * 5  # its retries included
             try:
-                local = background.run(background.bundles.start(agent), wait)
+                local = background.run(background.bundles.start(agent, environment), wait)
             except TimeoutError as error:
                 raise Unavailable(f"The service did not answer within {wait} s") from error
-        return answer(local, subject, self._max_staleness)
+        return answer(local, subject, self._max_staleness, attributes)
 
     def report(self, agent: str, *, config: ResolvedAgentConfig | None = None, **outcome: Any) -> None:
         """Buffer one outcome (sent within a second while the service answers); never waits for it.

@@ -233,14 +233,23 @@ def check_attributes(attributes: Mapping[str, Any], *, param: str) -> None:
         raise ValidationFailed(validation_detail(errors), errors=errors)
 
 
+def _names_by_pattern(schema: dict[str, Any], _model: type | None = None) -> None:
+    """Pydantic states a dict's key pattern as `patternProperties`, which lets any other key
+    through with any value; the API refuses those, so the document says so: every key
+    matches (`propertyNames`), every value is a context value (`additionalProperties`)."""
+    attributes = schema.get("properties", {}).get("attributes", {})  # (an empty schema: its examples only)
+    for option in attributes.get("anyOf", ()):
+        if "patternProperties" in option:
+            ((pattern, values),) = option.pop("patternProperties").items()
+            option["propertyNames"]["pattern"] = pattern
+            option["additionalProperties"] = values
+    schema["examples"] = [{"subject": "user-42", "attributes": {"plan": "pro", "seats": 40, "beta": True}}]
+
+
 class ResolveRequest(StrictModel):
     """A context to resolve (`POST .../resolve`)."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"subject": "user-42", "attributes": {"plan": "pro", "seats": 40, "beta": True}}]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra=_names_by_pattern)
 
     environment: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
         None,
