@@ -9,6 +9,8 @@ from typing import Any, AnyStr
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from services.api.principal import current_key, seen_by
+
 
 def content_hash(data: bytes) -> str:
     """A short hash of `data`: the same state gives the same tag on every replica."""
@@ -64,8 +66,9 @@ def object_response(
     status_code: int = 200,
     location: str | None = None,
 ) -> Response:
-    """A versioned JSON object with its strong ETag (`"<version>"`); 304 for a matching
-    conditional GET."""
+    """A versioned JSON object with its strong ETag (`"<version>"`), as the request's key
+    sees it (`principal.seen_by`); 304 for a matching conditional GET."""
+    body = seen_by(current_key(request.scope), body)
     tag = etag(body["version"])
     if request.method == "GET" and if_none_match(request, tag):
         return not_modified(tag)

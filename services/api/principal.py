@@ -57,6 +57,20 @@ class Principal:
         return self.environment_id is not None
 
 
+def seen_by(key: Principal | None, body: dict[str, Any]) -> dict[str, Any]:
+    """An object as the key sees it. Contract 1.1: a bound key sees shared objects whole, and
+    per-environment data only for its environment: a variant's `active_in` and an agent's
+    `active_variants` keep its own environment's entry alone."""
+    only = key.environment_slug if key is not None else None
+    if only is None:
+        return body
+    if "active_in" in body:
+        body = {**body, "active_in": [slug for slug in body["active_in"] if slug == only]}
+    if "active_variants" in body:
+        body = {**body, "active_variants": {slug: v for slug, v in body["active_variants"].items() if slug == only}}
+    return body
+
+
 def current_key(scope: Scope) -> Principal | None:
     """The API key the gate verified for this request (None while auth is off)."""
     return scope.get(SCOPE_KEY)

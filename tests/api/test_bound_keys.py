@@ -224,8 +224,12 @@ async def test_access_matrix_for_bound_keys(bound_world: World, scope: str) -> N
             expected = (403, "environment_forbidden")
         elif (method, template) == ("GET", "/v1/keys/{key}"):  # `matrix-read`, an unbound key
             expected = (404, "resource_missing")
-        elif method == "GET" and template.startswith("/v1/agents/{agent}/experiments/{experiment}"):
-            # The world's experiment runs in production: per-environment data another
+        elif method == "GET" and (
+            template.startswith("/v1/agents/{agent}/experiments/{experiment}")
+            or template == "/v1/agents/{agent}/revisions/{revision}"
+        ):
+            # The world's experiment runs in production, and its newest revision (the
+            # experiment's creation) was made there: per-environment data another
             # environment's key does not see.
             expected = (404, "resource_missing")
         else:

@@ -11,7 +11,7 @@ from services.api.deps import DB, AgentCursor, EnvironmentRef, Limit, Write
 from services.api.errors import responses
 from services.api.exceptions import InsufficientScope
 from services.api.http import object_response
-from services.api.principal import RANK, current_key
+from services.api.principal import RANK, current_key, seen_by
 from services.api.schemas import Page, list_page
 from services.api.strict import StrictRoute
 
@@ -40,6 +40,7 @@ async def create_agent(
 
 @router.get("", response_model=Page[AgentRead], summary="List agents, newest first", responses=responses(403, 404, 422))
 async def list_agents(
+    request: Request,
     db: DB,
     environment: EnvironmentRef,
     limit: Limit = 20,
@@ -49,7 +50,8 @@ async def list_agents(
     """Agents, newest first, `limit` at a time (1-100, default 20); pass the last id of a page
     as `after` for the next. Archived agents are left out unless `archived=true`."""
     found = await service.list_agents(db, after=after, limit=limit + 1, archived=archived, environment=environment)
-    return JSONResponse(list_page(found, limit=limit))
+    key = current_key(request.scope)
+    return JSONResponse(list_page([seen_by(key, item) for item in found], limit=limit))
 
 
 @router.get(

@@ -7,24 +7,53 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, String, and_, bindparam, or_, select, true, tuple_, update
+from sqlalchemy import RowMapping, String, and_, bindparam, func, or_, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.models import Revision, table_of
+from services.api.models import Environment, Revision, table_of
 from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID
 
 revisions = table_of(Revision)
+environments = table_of(Environment)
+
+# A revision as its object shows it: its columns, its environment's slug (`environment`,
+# null for a change to shared definitions) and {every environment's slug: the variant active
+# there right after the change, or null} (`active_variants_by_slug`).
+_ROWS = select(
+    revisions,
+    select(environments.c.slug)
+    .where(environments.c.id == revisions.c.environment_id)
+    .scalar_subquery()
+    .label("environment"),
+    select(
+        func.jsonb_object_agg(
+            environments.c.slug, revisions.c.active_variants.op("->>", return_type=String())(environments.c.id)
+        )
+    )
+    .scalar_subquery()
+    .label("active_variants_by_slug"),
+)
 
 
 async def get(conn: AsyncConnection, agent_id: str, revision_id: str) -> RowMapping | None:
-    query = select(revisions).where(revisions.c.agent_id == agent_id, revisions.c.id == revision_id)
+    query = _ROWS.where(revisions.c.agent_id == agent_id, revisions.c.id == revision_id)
     return (await conn.execute(query)).mappings().first()
 
 
 async def list_page(
-    conn: AsyncConnection, agent_id: str, *, after: str | None, limit: int, target_id: str | None
+    conn: AsyncConnection,
+    agent_id: str,
+    *,
+    after: str | None,
+    limit: int,
+    target_id: str | None,
+    environment_id: str | None = None,
 ) -> list[RowMapping]:
-    query = select(revisions).where(revisions.c.agent_id == agent_id).order_by(revisions.c.id.desc()).limit(limit)
+    """A page of the agent's history, newest first; with `environment_id`, only the changes
+    made in it and those to shared definitions (what a bound key sees)."""
+    query = _ROWS.where(revisions.c.agent_id == agent_id).order_by(revisions.c.id.desc()).limit(limit)
+    if environment_id is not None:
+        query = query.where(or_(revisions.c.environment_id == environment_id, revisions.c.environment_id.is_(None)))
     if after is not None:
         query = query.where(revisions.c.id < after)
     if target_id is not None:
@@ -45,7 +74,7 @@ async def newest_undoable(conn: AsyncConnection, agent_id: str, *, environment_i
     ]
     if environment_id is not None:
         conditions.append(or_(revisions.c.environment_id == environment_id, revisions.c.environment_id.is_(None)))
-    query = select(revisions).where(*conditions).order_by(revisions.c.created_at.desc(), revisions.c.id.desc()).limit(1)
+    query = _ROWS.where(*conditions).order_by(revisions.c.created_at.desc(), revisions.c.id.desc()).limit(1)
     row = (await conn.execute(query)).mappings().first()
     if row is None or (row["target"] == "agent" and row["action"] == "create"):
         return None
@@ -151,8 +180,7 @@ async def state_after(conn: AsyncConnection, revision: RowMapping) -> dict[str, 
 
 async def newest(conn: AsyncConnection, agent_id: str) -> RowMapping | None:
     query = (
-        select(revisions)
-        .where(revisions.c.agent_id == agent_id)
+        _ROWS.where(revisions.c.agent_id == agent_id)
         .order_by(revisions.c.created_at.desc(), revisions.c.id.desc())
         .limit(1)
     )

@@ -34,4 +34,5 @@ async def undo(request: Request, agent: str, db: DB, context: Write, environment
     # names its environment all the same.
     key = current_key(request.scope)
     named = "environment" in request.query_params or (key is not None and key.bound)
-    return await use_case.undo(db, agent, environment=environment, named=named, context=context)
+    bound = key is not None and key.bound
+    return await use_case.undo(db, agent, environment=environment, named=named, bound=bound, context=context)

@@ -31,6 +31,7 @@ async def undo(
     *,
     environment: str = PRODUCTION_ENVIRONMENT_ID,
     named: bool = True,
+    bound: bool = False,
     context: WriteContext = NO_CONTEXT,
     expected: str | None = None,
 ) -> dict[str, Any]:
@@ -55,9 +56,8 @@ async def undo(
         revision = await _revert(conn, agent, target, context.without_precondition(), env["id"])
         await history.mark_undone(conn, target["id"], revision["id"])
         await announce.agent_changed(conn, agent.id)
-        return UndoRead(object="undo", reverted_revision_id=target["id"], revision=revision_read(revision)).model_dump(
-            mode="json"
-        )
+        seen = revision_read(revision, seen_from=env["slug"], only=env["slug"] if bound else None)
+        return UndoRead(object="undo", reverted_revision_id=target["id"], revision=seen).model_dump(mode="json")
 
     return await db.transaction(unit)
 

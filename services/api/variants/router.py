@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from services.api.deps import DB, EnvironmentRef, Limit, VariantCursor, Write
 from services.api.errors import responses
 from services.api.http import object_response
+from services.api.principal import current_key, seen_by
 from services.api.schemas import Page, list_page
 from services.api.strict import StrictRoute
 from services.api.variants import service
@@ -44,6 +45,7 @@ async def create_variant(
     responses=responses(403, 404, 422),
 )
 async def list_variants(
+    request: Request,
     agent: str,
     db: DB,
     environment: EnvironmentRef,
@@ -58,7 +60,8 @@ async def list_variants(
     rows = await service.list_variants(
         db, agent, after=after, limit=limit + 1, is_active=is_active, environment=environment
     )
-    return JSONResponse(list_page(rows, limit=limit))
+    key = current_key(request.scope)
+    return JSONResponse(list_page([seen_by(key, item) for item in rows], limit=limit))
 
 
 @router.get(
