@@ -52,7 +52,8 @@ async def write_context(
     # always recorded next to the key that made the claim.
     key = current_key(request.scope)
     key_name = key.name if key is not None else None
-    return WriteContext(actor=_utf8(x_actor) or key_name, api_key=key_name, if_match=if_match)
+    bound_to = key.environment_id if key is not None else None
+    return WriteContext(actor=_utf8(x_actor) or key_name, api_key=key_name, if_match=if_match, bound_to=bound_to)
 
 
 def _utf8(value: str | None) -> str | None:

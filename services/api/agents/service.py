@@ -28,7 +28,7 @@ from services.api.experiments import repository as experiments
 from services.api.schemas import set_fields
 from services.api.variants import repository as variant_repository
 from services.api.variants.schemas import overrides_of
-from services.api.writes import announce
+from services.api.writes import announce, serving
 from services.api.writes.context import NO_CONTEXT, WriteContext
 from services.api.writes.locks import LockedAgent, lock_agent
 from services.api.writes.revisions import record
@@ -174,6 +174,8 @@ async def apply_changes(
     undo reports them all as `undo_conflict`).
     """
     config = {name: changes.get(name, agent.config[name]) for name in CONFIG_FIELDS}
+    if context.bound_to is not None:
+        await _alters_nothing_elsewhere(conn, agent, changes, context.bound_to)
     with conflicts_reported_as(on_conflict):
         check_resolved(config, overrides={})
         # The base config is shared: every environment's active variant must still pass.
@@ -214,6 +216,28 @@ async def apply_changes(
         reverts_id=reverts_id,
     )
     return after
+
+
+async def _alters_nothing_elsewhere(
+    conn: AsyncConnection, agent: LockedAgent, changes: dict[str, Any], bound_to: str
+) -> None:
+    """A bound key's change of the agent: 403 `environment_forbidden` when another
+    environment serves a config it alters (a base field that what it serves does not
+    override) or the agent's slug (every resolution names it)."""
+    fields = {name for name in changes if name in CONFIG_FIELDS}
+    if "slug" not in changes and not fields:
+        return  # name, description, metadata: nothing any environment serves
+    altered = []
+    for served in await serving.elsewhere(conn, agent.id, bound_to):
+        for variant_id in served.variants:
+            variant = (
+                await variant_repository.get_by_id(conn, variant_id, environment_id=bound_to) if variant_id else None
+            )
+            overridden = set(overrides_of(variant)) if variant is not None else set()
+            if "slug" in changes or fields - overridden:
+                altered.append(served)
+                break
+    serving.forbid(altered, "this change of the agent")
 
 
 async def archive_agent(

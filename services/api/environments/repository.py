@@ -14,11 +14,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.exceptions import NotFound
-from services.api.models import ApiKey, Environment, RuleSet, table_of
+from services.api.models import Activation, ApiKey, Environment, Experiment, RuleSet, table_of
 from services.shared.identifiers import ref_key
 
 environments = table_of(Environment)
 rule_sets = table_of(RuleSet)
+activations = table_of(Activation)
+experiments = table_of(Experiment)
 api_keys = table_of(ApiKey)
 
 
@@ -117,9 +119,26 @@ async def in_use(conn: AsyncConnection, environment_id: str) -> str | None:
     count; its row goes with the environment) and bound API keys that still work (neither
     revoked nor expired; a key made while this runs holds the environment's row, see
     `keys.service`, and the deleting transaction unbinds the others first:
-    `unbind_dead_keys`). Still to come: per-environment activations, experiments
-    and rollouts.
+    `unbind_dead_keys`), activations, and experiments of any status: a running one is
+    running there, and a draft's or a stopped one's results would go with the environment
+    (the foreign key cascades), so they hold it too (delete the drafts; a stopped
+    experiment's environment stays).
     """
+    active = await conn.scalar(
+        select(func.count()).select_from(activations).where(activations.c.environment_id == environment_id)
+    )
+    if active:
+        return f"{active} agent(s) have a variant active in it; deactivate them first"
+    split = (
+        await conn.execute(
+            select(experiments.c.status, func.count())
+            .where(experiments.c.environment_id == environment_id)
+            .group_by(experiments.c.status)
+        )
+    ).all()
+    if split:
+        counts = ", ".join(f"{count} {status}" for status, count in sorted(split))
+        return f"experiments belong to it ({counts}); their history would go with it"
     ruled = await conn.scalar(
         select(func.count())
         .select_from(rule_sets)

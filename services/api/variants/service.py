@@ -37,7 +37,7 @@ from services.api.revisions import repository as revisions
 from services.api.schemas import set_fields
 from services.api.variants import repository
 from services.api.variants.schemas import DiffRead, VariantCreate, VariantUpdate, overrides_of, variant_read
-from services.api.writes import announce
+from services.api.writes import announce, serving
 from services.api.writes.context import NO_CONTEXT, WriteContext
 from services.api.writes.locks import LockedAgent, find_agent, lock_agent
 from services.api.writes.revisions import record
@@ -227,6 +227,13 @@ async def apply_changes(
     """Write `changes` to a variant of a locked agent after checking the rule, and record
     the revision; `row` and the objects recorded are as seen from `environment_id`, the
     request's. `on_conflict` replaces the rule's and the slug's errors (for undo)."""
+    if context.bound_to is not None and ("slug" in changes or any(name in changes for name in CONFIG_FIELDS)):
+        # A bound key's change of what a variant serves (its overrides, or its slug, which
+        # resolutions name): 403 when another environment serves the variant now.
+        elsewhere = await serving.elsewhere(conn, agent.id, context.bound_to)
+        serving.forbid(
+            [one for one in elsewhere if row["id"] in one.variants], f"this change of variant '{row['slug']}'"
+        )
     with conflicts_reported_as(on_conflict):
         if any(name in changes for name in CONFIG_FIELDS):
             overrides = {name: changes.get(name, row[name]) for name in CONFIG_FIELDS}

@@ -11,11 +11,15 @@ from services.api.http import etag, listed
 @dataclass(frozen=True, slots=True)
 class WriteContext:
     """`actor` is the `X-Actor` header (a tool acting for a person), `api_key` the name of
-    the key that authenticated (None while auth is off), `if_match` the `If-Match` header."""
+    the key that authenticated (None while auth is off), `if_match` the `If-Match` header,
+    `bound_to` the environment id the key is bound to (None for an unbound key): such a key
+    may change a shared definition only when the change alters nothing another environment
+    serves now (`writes.serving`)."""
 
     actor: str | None = None
     api_key: str | None = None
     if_match: str | None = None
+    bound_to: str | None = None
 
     def check_version(self, version: int, *, what: str) -> None:
         """412 unless `If-Match` is absent, `*`, or names this version's strong ETag."""
@@ -28,7 +32,7 @@ class WriteContext:
 
     def without_precondition(self) -> WriteContext:
         """The same author, checking no version (the steps of an undo check their own)."""
-        return WriteContext(actor=self.actor, api_key=self.api_key)
+        return WriteContext(actor=self.actor, api_key=self.api_key, bound_to=self.bound_to)
 
 
 NO_CONTEXT = WriteContext()
