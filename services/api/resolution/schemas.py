@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -10,9 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from services.api.errors import validation_detail
 from services.api.exceptions import FieldError, ValidationFailed
-from services.api.rules.schemas import ATTRIBUTE_MAX_LENGTH, ATTRIBUTE_PATTERN
 from services.api.schemas import EXAMPLE_CONFIG, EXAMPLE_IDS, StrictModel, config_description
 from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, ResolvedAgentConfig
+from services.shared.rules import (
+    ATTRIBUTE_MAX_LENGTH,
+    ATTRIBUTE_PATTERN,
+    MAX_ATTRIBUTES,
+    VALUE_MAX_LENGTH,
+    attribute_errors,
+)
 
 # The active variant's value where it sets one, else the agent's.
 RESOLVED = "Resolved: the variant's value where it sets one, else the agent's."
@@ -201,34 +206,30 @@ def to_body(resolved: ResolvedAgentConfig, *, explain: bool) -> dict[str, Any]:
     return body
 
 
-# A request's context (contract 1.1, "Targeting rules and context").
-ATTRIBUTES_MAX = 50
-ATTRIBUTE_VALUE_MAX_LENGTH = 1024
-_ATTRIBUTE_NAME = re.compile(ATTRIBUTE_PATTERN)
+# A request's context (contract 1.1, "Targeting rules and context"). The limits and their
+# check are the SDK's (`agent_variants.rules`), so a client refuses what the service would.
 # Strict: `true` stays a boolean and `"40"` a string, as the rules compare them.
 ContextValue = (
     Annotated[bool, Strict()]
     | Annotated[int, Strict()]
     | Annotated[float, Strict(), Field(allow_inf_nan=False)]
-    | Annotated[str, Strict(), Field(max_length=ATTRIBUTE_VALUE_MAX_LENGTH)]
+    | Annotated[str, Strict(), Field(max_length=VALUE_MAX_LENGTH)]
 )
 ContextName = Annotated[str, Field(min_length=1, max_length=ATTRIBUTE_MAX_LENGTH, pattern=ATTRIBUTE_PATTERN)]
 
 
 def check_attributes(attributes: Mapping[str, Any], *, param: str) -> None:
-    """422 naming every bad attribute (`{param}{name}`): a name that is not 1-64 characters
-    of `A-Z a-z 0-9 _ . -`, the name `subject` (the request's subject has its own field), a
-    string value over 1,024 characters, more than 50 attributes."""
-    errors = []
-    for name, value in attributes.items():
-        if not (1 <= len(name) <= ATTRIBUTE_MAX_LENGTH) or not _ATTRIBUTE_NAME.match(name):
-            errors.append(FieldError(f"{param}{name}", "a name is 1-64 characters of A-Z a-z 0-9 _ . -"))
-        elif name == "subject":
-            errors.append(FieldError(f"{param}{name}", "the subject is not an attribute: send it as `subject`"))
-        elif isinstance(value, str) and len(value) > ATTRIBUTE_VALUE_MAX_LENGTH:
-            errors.append(FieldError(f"{param}{name}", f"at most {ATTRIBUTE_VALUE_MAX_LENGTH} characters"))
-    if len(attributes) > ATTRIBUTES_MAX:
-        errors.append(FieldError(param.rstrip("."), f"at most {ATTRIBUTES_MAX} attributes"))
+    """422 naming every bad attribute (`{param}<name>`, `param` like `attr.`), as
+    `attribute_errors` finds them: a name that is not 1-64 characters of `A-Z a-z 0-9 _ .
+    -`, the name `subject`, a value that is not a string up to 1,024 characters, a finite
+    number or a boolean, more than 50 attributes."""
+    errors = [
+        FieldError(
+            param + found["param"].removeprefix("attributes.") if "." in found["param"] else param.rstrip("."),
+            found["message"],
+        )
+        for found in attribute_errors(attributes)
+    ]
     if errors:
         raise ValidationFailed(validation_detail(errors), errors=errors)
 
@@ -259,7 +260,7 @@ class ResolveRequest(StrictModel):
     subject: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
         None, description="Who asks: the attribute `subject` of rules, and what a split assigns to an arm."
     )
-    attributes: Annotated[dict[ContextName, ContextValue], Field(max_length=ATTRIBUTES_MAX)] | None = Field(
+    attributes: Annotated[dict[ContextName, ContextValue], Field(max_length=MAX_ATTRIBUTES)] | None = Field(
         None,
         description="Up to 50 attributes, each a string (up to 1,024 characters), a number or a boolean; names are "
         "1-64 characters of `A-Z a-z 0-9 _ . -`, and `subject` is not one.",

@@ -31,13 +31,11 @@ from services.api.schemas import StrictModel, id_pattern, text, timestamp
 from services.api.slugs import LIVE
 from services.shared.agent_config import BASE
 from services.shared.identifiers import is_id, is_slug
-from services.shared.rules import Op
+from services.shared.rules import ATTRIBUTE_MAX_LENGTH, ATTRIBUTE_PATTERN, VALUE_MAX_LENGTH, Op
 
 MAX_RULES = 50
 MAX_CONDITIONS = 20
 MAX_VALUES = 1_000
-ATTRIBUTE_MAX_LENGTH = 64
-ATTRIBUTE_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
 VALUE_OPS = ("eq", "neq")
 LIST_OPS = ("in", "not_in")
@@ -48,7 +46,6 @@ PRESENCE_OPS = ("exists", "not_exists")
 
 # A value longer than this could never equal a context's attribute (a query string's
 # `attr.*` values are at most 1,024 characters).
-VALUE_MAX_LENGTH = 1_024
 _STRING: TypeAdapter[str] = TypeAdapter(text(0, VALUE_MAX_LENGTH))
 
 
