@@ -5,7 +5,7 @@ The service runs as `agent-variants serve` does by default (one uvicorn worker, 
 httptools, LOG_LEVEL info with its access log, the default cache), with only its rate limits
 raised so they never bind (`UNLIMITED`, reported). Every /v1 case sends a `resolve` API key,
 as agents do. wrk (1 thread, 32 connections) drives each case over loopback, on the embedded
-PostgreSQL seeded with 1, 10,000 and 100,000 agents, each with one active variant:
+PostgreSQL seeded with 1, 10,000 and 100,000 agents, each with one variant active in production:
   (a) cached resolve of a random agent of N,  (a') the same with `?subject=` (a running
   experiment on one agent), (b) uncached resolve (RESOLVE_CACHE_SIZE=0).
 The baselines are bare tools, each in a process of its own under the same server
@@ -42,6 +42,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.api import embedded, migrate
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 DURATION = os.environ.get("BENCH_DURATION", "8s")
@@ -101,14 +102,23 @@ async def seed(url: str, count: int) -> None:
         )
         await conn.execute(
             text(
-                "INSERT INTO variants (id, agent_id, slug, variant_name, temperature, system_prompt, is_active,"
-                " activated_at)"
+                "INSERT INTO variants (id, agent_id, slug, variant_name, temperature, system_prompt)"
                 " SELECT 'var_0' || upper(substr(md5('v' || n), 1, 25)),"
                 "        'agt_0' || upper(substr(md5('a' || n), 1, 25)),"
-                "        'concise', 'Concise', 0.2, 'Answer in two sentences.', true, now()"
+                "        'concise', 'Concise', 0.2, 'Answer in two sentences.'"
                 " FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS n"
             ),
             {"start": have + 1, "stop": count},
+        )
+        # Active in production (contract 1.1: an activation is per environment).
+        await conn.execute(
+            text(
+                "INSERT INTO activations (agent_id, environment_id, variant_id, activated_at)"
+                " SELECT 'agt_0' || upper(substr(md5('a' || n), 1, 25)), :production,"
+                "        'var_0' || upper(substr(md5('v' || n), 1, 25)), now()"
+                " FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS n"
+            ),
+            {"start": have + 1, "stop": count, "production": PRODUCTION_ENVIRONMENT_ID},
         )
         await conn.execute(text("ANALYZE"))
     await engine.dispose()
