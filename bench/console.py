@@ -558,7 +558,9 @@ async def queries(db: Database, http: httpx.AsyncClient, cases: dict[str, tuple[
     sending a statement until its rows are read), over 10 requests."""
     seen: list[float] = []
     started: dict[int, float] = {}
-    engine = db.engine.sync_engine
+    # Writes go through the engine, reads through the read engine (its own pool); statements
+    # the service sends to asyncpg itself (resolution on an autocommit connection) are not seen.
+    engines = list({id(e): e.sync_engine for e in (db.engine, db.read_engine) if e is not None}.values())
 
     def before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
         started[id(context)] = time.perf_counter()
@@ -566,8 +568,9 @@ async def queries(db: Database, http: httpx.AsyncClient, cases: dict[str, tuple[
     def after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
         seen.append((time.perf_counter() - started.pop(id(context))) * 1000)
 
-    event.listen(engine, "before_cursor_execute", before)
-    event.listen(engine, "after_cursor_execute", after)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", before)
+        event.listen(engine, "after_cursor_execute", after)
     out: dict[str, Any] = {}
     try:
         for name, (path, _) in cases.items():
@@ -579,8 +582,9 @@ async def queries(db: Database, http: httpx.AsyncClient, cases: dict[str, tuple[
                 spent.append(sum(seen))
             out[name] = {"statements": statistics.median(counts), "sql_ms_median": round(statistics.median(spent), 2)}
     finally:
-        event.remove(engine, "before_cursor_execute", before)
-        event.remove(engine, "after_cursor_execute", after)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", before)
+            event.remove(engine, "after_cursor_execute", after)
     return out
 
 
