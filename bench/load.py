@@ -470,6 +470,7 @@ def environment_table(wrk_bin: str, url: str, agents: int) -> dict:
     runs: dict[str, list[float]] = {name: [] for name in cases}
     p50: dict[str, list[float]] = {name: [] for name in cases}
     p99: dict[str, list[float]] = {name: [] for name in cases}
+    load_before = os.getloadavg()[0]  # others' work on a shared machine shows here
     with Server(url) as service:
         for name, (path, key, environment) in cases.items():
             answer = httpx.get(f"{service.base}{path % 1}", headers={"Authorization": f"Bearer {key}"})
@@ -487,6 +488,7 @@ def environment_table(wrk_bin: str, url: str, agents: int) -> dict:
         "when": f"{datetime.now(UTC):%Y-%m-%d %H:%M}",
         "machine": machine(),
         "agents": agents,
+        "load_average": (round(load_before, 1), round(os.getloadavg()[0], 1)),
         "runs": runs,
         "p50": p50,
         "p99": p99,
@@ -497,6 +499,9 @@ def environment_section(environments: dict) -> list[str]:
     """The environment case's section of RESULTS.md."""
     median = {name: statistics.median(values) for name, values in environments["runs"].items()}
     production = median["production"]
+    before, after = environments["load_average"]
+    count = environments["agents"]
+    agents = f"{count:,} agent" + ("s" if count != 1 else "")
     labels = {
         "production": "production: unbound `resolve` key, no `?environment=`",
         "bound_key": f"{STAGING}: `resolve` key bound to {STAGING}, no `?environment=`",
@@ -508,11 +513,12 @@ def environment_section(environments: dict) -> list[str]:
     return [
         "## Resolving in a non-default environment",
         "",
-        f"Run {environments['when']} UTC on {environments['machine']}. Cached resolve of bench-1 (of"
-        f" {environments['agents']:,} agents, each with its variant active in production and in {STAGING}) on one"
-        f" server at its defaults (rate limits that never bind), every case on the same server, in turns:"
-        f" medians of {len(environments['runs']['production'])} runs of 5 s each (wrk 1 thread, 32 connections)."
-        " Compare the rows of this table only: the machine is shared and its figures drift between runs.",
+        f"Run {environments['when']} UTC on {environments['machine']} (1-minute load average {before} before,"
+        f" {after} after). Cached resolve of bench-1 ({agents} seeded; every agent's variant active in production"
+        f" and in {STAGING}) on one server at its defaults (rate limits that never bind), every case on the same"
+        f" server, in turns: medians of {len(environments['runs']['production'])} runs of 5 s each (wrk 1 thread,"
+        " 32 connections). Compare the rows of this table only: the machine is shared and its figures drift"
+        " between runs.",
         "",
         "| case | req/s | ratio to production | p50 ms | p99 ms |",
         "|---|---|---|---|---|",
