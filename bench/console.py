@@ -9,12 +9,13 @@ The seed, on a fresh database on the embedded PostgreSQL:
 - In bulk, one INSERT ... SELECT per table (jsonb_populate_recordset over rows built here):
   the other 999 variants and a history of REVISIONS revisions in all, one every few
   minutes over about a month before the seed: the variants' creations, edits of their
-  overrides, names and descriptions, activations (each also deactivating the previous
-  one, as the service does), and a few edits of the base config. Each revision's `before`
-  is the `after` of the one before on the same target, and every row ends as its last
-  revision left it. Ids are ULIDs stamped with their revision's instant (the service's
-  `new_id` stamps the present, and ids order every list), checked with `is_id`; the
-  agent's own creation, made through the API, is moved back to the start of the history.
+  overrides, names and descriptions, activations in production (each also deactivating
+  the previous one, as the service does; the last one active is the activations row), and
+  a few edits of the base config. Each revision's `before` is the `after` of the one before
+  on the same target, and every row ends as its last revision left it. Ids are ULIDs
+  stamped with their revision's instant (the service's `new_id` stamps the present, and
+  ids order every list), checked with `is_id`; the agent's own creation, made through the
+  API, is moved back to the start of the history.
 - Through the API again: an activation, and a 3-arm experiment (base, two variants),
   running, with OUTCOMES outcomes on its arms plus some outside it, so the results page
   and the usage chart have figures.
@@ -58,7 +59,7 @@ from services.api.keys.schemas import KeyCreate
 from services.api.schemas import timestamp
 from services.api.settings import Settings
 from services.shared.agent_config import CONFIG_FIELDS
-from services.shared.identifiers import PREFIXES, is_id
+from services.shared.identifiers import PREFIXES, PRODUCTION_ENVIRONMENT_ID, PRODUCTION_ENVIRONMENT_SLUG, is_id
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS, REVISIONS = 1_000, 10_000
@@ -158,16 +159,18 @@ def edit(rng: random.Random, state: dict[str, Any], n: int) -> None:
 
 def build_history(
     agent: dict[str, Any], shapes: dict[str, Any], count: int, start: datetime, actor: str, rng: random.Random
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """`count` revisions from `start`, one every STEP: (variant rows, revision rows, the
-    agent object they leave). `shapes` holds a variant row and a variant object written by
-    the service; every row and object here has exactly their keys."""
+    activation rows, the agent object they leave). Every activation is in production.
+    `shapes` holds a variant row and a variant object written by the service; every row
+    and object here has exactly their keys."""
     creates = {round(k * count / (VARIANTS - 1)) for k in range(VARIANTS - 1)}
     assert len(creates) == VARIANTS - 1 and max(creates) < count
     # Objects already in a revision are never changed in place: a change makes a new one.
     agent_state = deepcopy(agent)
     variants: dict[str, dict[str, Any]] = {}  # id -> its variant object, as the latest revision left it
-    active: str | None = None
+    active: str | None = None  # in production, the only environment of this history
+    activated_at: datetime | None = None
     revisions: list[dict[str, Any]] = []
     for i in range(count):
         at = start + STEP * i + timedelta(seconds=rng.randint(0, 60))
@@ -186,6 +189,7 @@ def build_history(
                 "metadata": {},
                 "overrides": new_overrides(rng, n),
                 "is_active": False,
+                "active_in": [],
                 "cloned_from": None,
                 "version": 1,
                 "created_at": stamp,
@@ -212,13 +216,18 @@ def build_history(
                     variants[active] = {
                         **old,
                         "is_active": False,
+                        "active_in": [],
                         "activated_at": None,
                         "version": old["version"] + 1,
                         "updated_at": stamp,
                     }
-                after.update(is_active=True, activated_at=stamp)
-                active = target_id
-                agent_state = {**agent_state, "active_variant_id": active}
+                after.update(is_active=True, active_in=[PRODUCTION_ENVIRONMENT_SLUG], activated_at=stamp)
+                active, activated_at = target_id, at
+                agent_state = {
+                    **agent_state,
+                    "active_variant_id": active,
+                    "active_variants": {**agent_state["active_variants"], PRODUCTION_ENVIRONMENT_SLUG: active},
+                }
             else:
                 action = "update"
                 edit(rng, after, i)
@@ -234,7 +243,10 @@ def build_history(
                 "action": action,
                 "actor": actor,
                 "api_key": actor,
+                # An activation is made in production; the rest change shared definitions.
+                "environment_id": PRODUCTION_ENVIRONMENT_ID if action == "activate" else None,
                 "active_variant_id": active,
+                "active_variants": {PRODUCTION_ENVIRONMENT_ID: active} if active else {},
                 "before": before,
                 "after": after,
                 "reverts_id": None,
@@ -257,11 +269,9 @@ def build_history(
                     "variant_name",
                     "description",
                     "metadata",
-                    "is_active",
                     "version",
                     "created_at",
                     "updated_at",
-                    "activated_at",
                 )
             },
             "cloned_from_source": None,
@@ -269,7 +279,19 @@ def build_history(
         }
         assert row.keys() == shapes["row"].keys()
         rows.append(row)
-    return rows, revisions, agent_state
+    activations = (
+        []
+        if active is None
+        else [
+            {
+                "agent_id": agent["id"],
+                "environment_id": PRODUCTION_ENVIRONMENT_ID,
+                "variant_id": active,
+                "activated_at": timestamp(activated_at),
+            }
+        ]
+    )
+    return rows, revisions, activations, agent_state
 
 
 async def seed(db: Database, http: httpx.AsyncClient, actor: str) -> dict[str, Any]:
@@ -313,10 +335,20 @@ async def seed(db: Database, http: httpx.AsyncClient, actor: str) -> dict[str, A
             text("UPDATE revisions SET id = :new, created_at = :at, after = CAST(:after AS jsonb) WHERE id = :old"),
             {"new": id_at("revision", born, rng), "at": born, "after": json.dumps(agent_after), "old": created["id"]},
         )
-        variant_rows, revision_rows, final = build_history(agent_after, shapes, count, start, actor, rng)
+        variant_rows, revision_rows, activation_rows, final = build_history(
+            agent_after, shapes, count, start, actor, rng
+        )
         await conn.execute(
             text("INSERT INTO variants SELECT * FROM jsonb_populate_recordset(NULL::variants, CAST(:rows AS jsonb))"),
             {"rows": json.dumps(variant_rows)},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO activations (agent_id, environment_id, variant_id, activated_at)"
+                " SELECT agent_id, environment_id, variant_id, activated_at"
+                " FROM jsonb_populate_recordset(NULL::activations, CAST(:rows AS jsonb))"
+            ),
+            {"rows": json.dumps(activation_rows)},
         )
         await conn.execute(
             text("INSERT INTO revisions SELECT * FROM jsonb_populate_recordset(NULL::revisions, CAST(:rows AS jsonb))"),
@@ -526,7 +558,9 @@ async def queries(db: Database, http: httpx.AsyncClient, cases: dict[str, tuple[
     sending a statement until its rows are read), over 10 requests."""
     seen: list[float] = []
     started: dict[int, float] = {}
-    engine = db.engine.sync_engine
+    # Writes go through the engine, reads through the read engine (its own pool); statements
+    # the service sends to asyncpg itself (resolution on an autocommit connection) are not seen.
+    engines = list({id(e): e.sync_engine for e in (db.engine, db.read_engine) if e is not None}.values())
 
     def before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
         started[id(context)] = time.perf_counter()
@@ -534,8 +568,9 @@ async def queries(db: Database, http: httpx.AsyncClient, cases: dict[str, tuple[
     def after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
         seen.append((time.perf_counter() - started.pop(id(context))) * 1000)
 
-    event.listen(engine, "before_cursor_execute", before)
-    event.listen(engine, "after_cursor_execute", after)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", before)
+        event.listen(engine, "after_cursor_execute", after)
     out: dict[str, Any] = {}
     try:
         for name, (path, _) in cases.items():
@@ -547,8 +582,9 @@ async def queries(db: Database, http: httpx.AsyncClient, cases: dict[str, tuple[
                 spent.append(sum(seen))
             out[name] = {"statements": statistics.median(counts), "sql_ms_median": round(statistics.median(spent), 2)}
     finally:
-        event.remove(engine, "before_cursor_execute", before)
-        event.remove(engine, "after_cursor_execute", after)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", before)
+            event.remove(engine, "after_cursor_execute", after)
     return out
 
 

@@ -5,13 +5,16 @@ The service runs as `agent-variants serve` does by default (one uvicorn worker, 
 httptools, LOG_LEVEL info with its access log, the default cache), with only its rate limits
 raised so they never bind (`UNLIMITED`, reported). Every /v1 case sends a `resolve` API key,
 as agents do. wrk (1 thread, 32 connections) drives each case over loopback, on the embedded
-PostgreSQL seeded with 1, 10,000 and 100,000 agents, each with one active variant:
+PostgreSQL seeded with 1, 10,000 and 100,000 agents, each with one variant active in production:
   (a) cached resolve of a random agent of N,  (a') the same with `?subject=` (a running
   experiment on one agent), (b) uncached resolve (RESOLVE_CACHE_SIZE=0).
 The baselines are bare tools, each in a process of its own under the same server
 (`bench/baselines`, no access log): (c) a FastAPI app and (e) a raw ASGI callable returning
 the bytes of a resolved config; (f) a raw ASGI callable running the one resolve query on an
 asyncpg pool; (d) a naive two-ORM-query FastAPI route.
+Then cached resolve in a non-default environment: `staging`, with a `resolve` key bound to it
+and with `?environment=`, against production, on one server in turns (`python -m bench.load
+environments` runs only this case and replaces its section of RESULTS.md).
 Any response of any case that is not a 200 (wrk's non-2xx count, socket errors) fails the
 bench, after the report is written. BENCH_BEFORE=<checkout> adds the cached case of that
 checkout's code to the headline table (`git worktree add /tmp/before <commit>`).
@@ -42,6 +45,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.api import embedded, migrate
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, PRODUCTION_ENVIRONMENT_SLUG
 
 ROOT = Path(__file__).resolve().parents[1]
 DURATION = os.environ.get("BENCH_DURATION", "8s")
@@ -101,14 +105,23 @@ async def seed(url: str, count: int) -> None:
         )
         await conn.execute(
             text(
-                "INSERT INTO variants (id, agent_id, slug, variant_name, temperature, system_prompt, is_active,"
-                " activated_at)"
+                "INSERT INTO variants (id, agent_id, slug, variant_name, temperature, system_prompt)"
                 " SELECT 'var_0' || upper(substr(md5('v' || n), 1, 25)),"
                 "        'agt_0' || upper(substr(md5('a' || n), 1, 25)),"
-                "        'concise', 'Concise', 0.2, 'Answer in two sentences.', true, now()"
+                "        'concise', 'Concise', 0.2, 'Answer in two sentences.'"
                 " FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS n"
             ),
             {"start": have + 1, "stop": count},
+        )
+        # Active in production (contract 1.1: an activation is per environment).
+        await conn.execute(
+            text(
+                "INSERT INTO activations (agent_id, environment_id, variant_id, activated_at)"
+                " SELECT 'agt_0' || upper(substr(md5('a' || n), 1, 25)), :production,"
+                "        'var_0' || upper(substr(md5('v' || n), 1, 25)), now()"
+                " FROM generate_series(CAST(:start AS integer), CAST(:stop AS integer)) AS n"
+            ),
+            {"start": have + 1, "stop": count, "production": PRODUCTION_ENVIRONMENT_ID},
         )
         await conn.execute(text("ANALYZE"))
     await engine.dispose()
@@ -165,14 +178,17 @@ def wrk(
     duration: str = DURATION,
     sweep: bool = False,
     case: str | None = None,
+    key: str | None = None,
 ) -> dict[str, float]:
     """Run wrk on `base + path`; with `count`, the first `%d` in the path is a random
     1..count per request, or with `sweep` 1, 2, ... count in turn (to warm a cache with every
-    agent), and a second `%d` a random subject number. A `case` with any response other than
+    agent), and a second `%d` a random subject number. Every request sends `key`, by default
+    the `resolve` key (KEYS["resolve"], once made). A `case` with any response other than
     a 200 (or a socket error) is noted in FAILURES."""
     args = [wrk_bin, "-t1", "-c32", f"-d{duration}", "--latency"]
-    if "resolve" in KEYS:
-        args += ["-H", f"Authorization: Bearer {KEYS['resolve']}"]
+    key = key if key is not None else KEYS.get("resolve")
+    if key is not None:
+        args += ["-H", f"Authorization: Bearer {key}"]
     script = None
     if count is not None:
         script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
@@ -297,6 +313,8 @@ class Baseline:
 
 
 RESOLVE = "/v1/agents/bench-%d/resolved"
+# The non-default environment of `environment_table`, and the name of the key bound to it in KEYS.
+STAGING = "staging"
 SUBJECT = "/v1/agents/bench-%d/resolved?subject=user-%d"
 
 
@@ -342,11 +360,14 @@ async def main() -> None:
         print(count, {k: round(v["rps"]) for k, v in results.items()}, flush=True)
     headline = headline_table(wrk_bin, url)
     print("headline", {k: round(statistics.median(v)) for k, v in headline["runs"].items()}, flush=True)
+    await add_environment(url, STAGING)
+    environments = environment_table(wrk_bin, url, COUNTS[-1])
+    print("environments", {k: round(statistics.median(v)) for k, v in environments["runs"].items()}, flush=True)
     auth = auth_cost(wrk_bin, url)
     print("auth", auth, flush=True)
     spread = await propagation(url)
     print("propagation", spread, flush=True)
-    write_report(rows, headline, spread, auth, scale)
+    write_report(rows, headline, spread, auth, scale, environments)
     if FAILURES:
         sys.exit("responses other than 200: " + "; ".join(FAILURES))
 
@@ -406,6 +427,113 @@ def headline_table(wrk_bin: str, url: str) -> dict:
     }
 
 
+async def add_environment(url: str, slug: str) -> None:
+    """The environment `slug`, a `resolve` key bound to it (KEYS[slug]), and every agent's
+    variant active in production active there too (activations rows, as the seed's)."""
+    from services.api.db import Database
+    from services.api.environments import service as environments_service
+    from services.api.environments.schemas import EnvironmentCreate
+    from services.api.keys import service
+    from services.api.keys.schemas import KeyCreate
+
+    db = Database.from_url(url)
+    try:
+        made = await environments_service.create_environment(db, EnvironmentCreate(name=slug.title(), slug=slug))
+        bound = KeyCreate(name=f"bench-agent-{slug}", scope="resolve", environment=slug)
+        KEYS[slug] = (await service.create_key(db, bound))["secret"]
+        async with db.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO activations (agent_id, environment_id, variant_id, activated_at)"
+                    " SELECT agent_id, :environment, variant_id, now() FROM activations"
+                    " WHERE environment_id = :production"
+                ),
+                {"environment": made["id"], "production": PRODUCTION_ENVIRONMENT_ID},
+            )
+            await conn.execute(text("ANALYZE activations"))
+    finally:
+        await db.dispose()
+
+
+def environment_table(wrk_bin: str, url: str, agents: int) -> dict:
+    """Cached resolve of bench-1 (of `agents` seeded) on one server at its defaults: in
+    production (the unbound `resolve` key, no `?environment=`), in STAGING with a key bound
+    to it (no `?environment=`: the key's environment), and in STAGING with the unbound key
+    and `?environment=`. Each answer is checked once (its environment, a variant), then the
+    cases run in turns, HEADLINE_ROUNDS runs of 5 s each, so the machine's drift hits all
+    alike; one server, so they share its process, cache and key ring."""
+    cases = {
+        "production": (RESOLVE, KEYS["resolve"], PRODUCTION_ENVIRONMENT_SLUG),
+        "bound_key": (RESOLVE, KEYS[STAGING], STAGING),
+        "query_parameter": (f"{RESOLVE}?environment={STAGING}", KEYS["resolve"], STAGING),
+    }
+    runs: dict[str, list[float]] = {name: [] for name in cases}
+    p50: dict[str, list[float]] = {name: [] for name in cases}
+    p99: dict[str, list[float]] = {name: [] for name in cases}
+    load_before = os.getloadavg()[0]  # others' work on a shared machine shows here
+    with Server(url) as service:
+        for name, (path, key, environment) in cases.items():
+            answer = httpx.get(f"{service.base}{path % 1}", headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 200, (name, answer.status_code, answer.text)
+            body = answer.json()
+            assert body["environment"] == environment and body["variant_id"], (name, body)
+            wrk(wrk_bin, service.base, path, count=1, duration="2s", key=key)  # warm
+        for _ in range(HEADLINE_ROUNDS):
+            for name, (path, key, _) in cases.items():
+                result = wrk(wrk_bin, service.base, path, count=1, duration="5s", key=key, case=f"environment {name}")
+                runs[name].append(result["rps"])
+                p50[name].append(result["p50"])
+                p99[name].append(result["p99"])
+    return {
+        "when": f"{datetime.now(UTC):%Y-%m-%d %H:%M}",
+        "machine": machine(),
+        "agents": agents,
+        "load_average": (round(load_before, 1), round(os.getloadavg()[0], 1)),
+        "runs": runs,
+        "p50": p50,
+        "p99": p99,
+    }
+
+
+def environment_section(environments: dict) -> list[str]:
+    """The environment case's section of RESULTS.md."""
+    median = {name: statistics.median(values) for name, values in environments["runs"].items()}
+    production = median["production"]
+    before, after = environments["load_average"]
+    count = environments["agents"]
+    agents = f"{count:,} agent" + ("s" if count != 1 else "")
+    labels = {
+        "production": "production: unbound `resolve` key, no `?environment=`",
+        "bound_key": f"{STAGING}: `resolve` key bound to {STAGING}, no `?environment=`",
+        "query_parameter": f"{STAGING}: unbound `resolve` key, `?environment={STAGING}`",
+    }
+    runs = "; ".join(
+        f"{name}: {', '.join(f'{r:,.0f}' for r in values)}" for name, values in environments["runs"].items()
+    )
+    return [
+        "## Resolving in a non-default environment",
+        "",
+        f"Run {environments['when']} UTC on {environments['machine']} (1-minute load average {before} before,"
+        f" {after} after). Cached resolve of bench-1 ({agents} seeded; every agent's variant active in production"
+        f" and in {STAGING}) on one server at its defaults (rate limits that never bind), every case on the same"
+        f" server, in turns: medians of {len(environments['runs']['production'])} runs of 5 s each (wrk 1 thread,"
+        " 32 connections). Compare the rows of this table only: the machine is shared and its figures drift"
+        " between runs.",
+        "",
+        "| case | req/s | ratio to production | p50 ms | p99 ms |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {labels[name]} | {median[name]:,.0f} | {median[name] / production:.2f} |"
+            f" {statistics.median(environments['p50'][name]):.2f} |"
+            f" {statistics.median(environments['p99'][name]):.2f} |"
+            for name in environments["runs"]
+        ),
+        "",
+        f"Runs: {runs}.",
+        "",
+    ]
+
+
 def revision_of(checkout: Path) -> str:
     return subprocess.run(
         ["git", "-C", str(checkout), "log", "-1", "--format=%h %cs"], capture_output=True, text=True, check=False
@@ -453,7 +581,7 @@ def auth_cost(wrk_bin: str, url: str) -> dict[str, float]:
     return {"on": statistics.median(on), "off": statistics.median(off), "runs_on": on, "runs_off": off}
 
 
-def write_report(rows, headline, spread, auth, scale) -> None:
+def write_report(rows, headline, spread, auth, scale, environments) -> None:
     median = {name: statistics.median(runs) for name, runs in headline["runs"].items()}
     bare, raw = median["bare_fastapi"], median["raw_asgi"]
     configurations = [
@@ -534,6 +662,7 @@ def write_report(rows, headline, spread, auth, scale) -> None:
         "The in-process resolver (no HTTP) is measured by `bench/run.py`: see bench/results/resolve.json.",
         "",
         *(["**Failed**: " + "; ".join(FAILURES), ""] if FAILURES else []),
+        *environment_section(environments),
         *experiments_section(),
         *watch_section(),
     ]
@@ -579,10 +708,6 @@ def experiments_section() -> list[str]:
     ]
 
 
-if __name__ == "__main__":
-    asyncio.run(main())
-
-
 def replace_section(heading: str, lines: list[str]) -> None:
     """Put a `## heading` section at the end of bench/RESULTS.md, replacing an earlier one
     (the benches that run after bench.load add theirs this way)."""
@@ -595,3 +720,26 @@ def replace_section(heading: str, lines: list[str]) -> None:
     while text and not text[-1]:
         text.pop()
     path.write_text("\n".join([*text, "", *lines]))
+
+
+async def environments_only() -> None:
+    """`python -m bench.load environments`: only the environment case, on a fresh database
+    seeded with one agent; replaces its section of bench/RESULTS.md, and fails as the whole
+    bench does on any response other than a 200."""
+    wrk_bin = ensure_wrk()
+    url = await fresh_database("av_load_environments")
+    await make_keys(url)
+    await seed(url, 1)
+    await add_environment(url, STAGING)
+    environments = environment_table(wrk_bin, url, 1)
+    print("environments", {k: round(statistics.median(v)) for k, v in environments["runs"].items()}, flush=True)
+    replace_section(
+        "## Resolving in a non-default environment",
+        [*environment_section(environments), *(["**Failed**: " + "; ".join(FAILURES), ""] if FAILURES else [])],
+    )
+    if FAILURES:
+        sys.exit("responses other than 200: " + "; ".join(FAILURES))
+
+
+if __name__ == "__main__":
+    asyncio.run(environments_only() if sys.argv[1:] == ["environments"] else main())

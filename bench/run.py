@@ -52,17 +52,18 @@ async def _timed(call: Callable[[], Awaitable[object]]) -> float:
 
 
 async def _grow_history(url: str, agent_id: str, variant_id: str, count: int) -> str:
-    """Append `count` revisions of the variant, one millisecond apart; returns an instant
-    in the middle of them (RFC 3339)."""
+    """Append `count` revisions of the variant, one millisecond apart (edits of a shared
+    definition: no environment, every environment's active variant as the latest left them);
+    returns an instant in the middle of them (RFC 3339)."""
     engine = create_async_engine(url)
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "INSERT INTO revisions (id, agent_id, target, target_id, action, active_variant_id, before, after,"
-                " created_at)"
+                "INSERT INTO revisions (id, agent_id, target, target_id, action, environment_id, active_variant_id,"
+                " active_variants, before, after, created_at)"
                 " SELECT 'rev_' || upper(substr(md5(r.target_id || ':' || n), 1, 26)), r.agent_id, 'variant',"
-                "        r.target_id, 'update',"
-                "        r.active_variant_id, r.after, r.after, clock_timestamp() + n * interval '1 millisecond'"
+                "        r.target_id, 'update', NULL, r.active_variant_id, r.active_variants,"
+                "        r.after, r.after, clock_timestamp() + n * interval '1 millisecond'"
                 " FROM generate_series(1, :count) AS n,"
                 "      (SELECT * FROM revisions WHERE target_id = :variant ORDER BY created_at DESC LIMIT 1) AS r"
             ),

@@ -175,7 +175,7 @@ def propagation(sync: AgentVariants, a: str, variants: list[str]) -> tuple[list[
                 from_request.append((seen - sent) * 1000)
         ours.send(None)
         process.join(10)
-        if tasks.get(PLAIN, [None])[0] is not watch or watch.done():
+        if tasks.get((PLAIN, None), [None])[0] is not watch or watch.done():
             raise RuntimeError("the SDK's watch was restarted: changes did not all come down one stream")
     finally:
         if process.is_alive():

@@ -1,5 +1,6 @@
 """Baseline (d): resolution the way a typical FastAPI app does it, in a process of its own:
-two ORM queries (the agent by slug, then its active variant) and a Pydantic model."""
+two ORM queries (the agent by slug, then the variant active in production, through the
+activations table) and a Pydantic model."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from services.api.models import Agent, Variant
+from services.api.models import Activation, Agent, Variant
 from services.shared.agent_config import CONFIG_FIELDS
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID
 
 engine = create_async_engine(os.environ["DATABASE_URL"], pool_size=10, max_overflow=0)
 sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -41,8 +43,11 @@ async def resolved(agent: str) -> Resolved:
         row = (await session.execute(select(Agent).where(Agent.slug == agent))).scalar_one_or_none()
         if row is None:
             raise HTTPException(404)
+        active = select(Variant).join(Activation, Activation.variant_id == Variant.id)
         variant = (
-            await session.execute(select(Variant).where(Variant.agent_id == row.id, Variant.is_active))
+            await session.execute(
+                active.where(Activation.agent_id == row.id, Activation.environment_id == PRODUCTION_ENVIRONMENT_ID)
+            )
         ).scalar_one_or_none()
         config = {}
         for name in CONFIG_FIELDS:

@@ -1,7 +1,7 @@
 """Baseline (f): a raw ASGI callable that runs the one resolve query (the service's own SQL,
-by slug, on an asyncpg pool of the service's default read pool size) and returns the row as
-JSON. Its pool resets nothing on release, as the service's does not (asyncpg's default
-reset is a second round trip per query)."""
+by slug, in production, on an asyncpg pool of the service's default read pool size) and
+returns the row as JSON. Its pool resets nothing on release, as the service's does not
+(asyncpg's default reset is a second round trip per query)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from typing import Any
 
 import asyncpg
 
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID
 from services.shared.resolution_query import _sql
 
-SQL, _ = _sql("slug", None)
+# By slug, in production (by id): the service's statement for a plain `/resolved`.
+SQL, NAMES = _sql(("slug", "id", None))
 PREFIX, SUFFIX = "/v1/agents/", "/resolved"
 pool: asyncpg.Pool | None = None
 
@@ -41,7 +43,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 return
     assert pool is not None
     path = scope["path"]
-    row = await pool.fetchrow(SQL, path[len(PREFIX) : -len(SUFFIX)])
+    params = {"agent": path[len(PREFIX) : -len(SUFFIX)], "environment": PRODUCTION_ENVIRONMENT_ID}
+    row = await pool.fetchrow(SQL, *(params[name] for name in NAMES))
     if row is None:
         await send({"type": "http.response.start", "status": 404, "headers": []})
         await send({"type": "http.response.body", "body": b""})
