@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from services.api.db import Database
 from services.api.keys import service as keys_service
@@ -98,3 +99,10 @@ async def every_item(client: httpx.AsyncClient, path: str, **params: Any) -> lis
         if not page["has_more"]:
             return found
         after = page["last_id"]
+
+
+def app_of(client: httpx.AsyncClient) -> FastAPI:
+    """The app behind an in-process client (the `client` fixture's)."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    assert isinstance(app, FastAPI)
+    return app

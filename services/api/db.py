@@ -80,6 +80,30 @@ RESOLUTION_CHANNEL = "agent_variants_resolution"
 KEYS_CHANNEL = "agent_variants_keys"
 
 
+def resolution_change(agent_id: str, environment: tuple[str, str] | None = None) -> str:
+    """The payload announcing a change (a NOTIFY's, and this process's own note): the agent
+    id alone when every environment's resolution may have changed (its base config, a
+    variant), or the agent id with one environment's id and slug when only that one's may
+    (an activation, a rule set, an experiment): caches and watches keyed by either name of
+    that environment refresh, and nothing else of the agent's does."""
+    return agent_id if environment is None else f"{agent_id} {environment[0]} {environment[1]}"
+
+
+def parse_changes(payloads: set[str] | frozenset[str]) -> dict[str, frozenset[str] | None]:
+    """{agent id: the names (ids and slugs) of the environments that changed, or None for
+    all of them}, from payloads made by `change`."""
+    changed: dict[str, frozenset[str] | None] = {}
+    for payload in payloads:
+        agent_id, _, where = payload.partition(" ")
+        if not where or (agent_id in changed and changed[agent_id] is None):
+            changed[agent_id] = None
+            continue
+        names = frozenset(where.split(" "))
+        before = changed.get(agent_id, frozenset())
+        changed[agent_id] = names | before if before is not None else None
+    return changed
+
+
 async def notify(conn: AsyncConnection, channel: str, payload: str) -> None:
     """Record, in the current transaction, that `payload` changed: a NOTIFY that other
     processes get at commit, and a note for this process's own `on_commit` callbacks.

@@ -31,7 +31,7 @@ from services.api.keys.schemas import KeyCreate
 from services.api.principal import SCOPES
 from services.api.settings import DEFAULT_RATE_LIMIT, RateLimit, Settings
 from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID as PROD
-from tests.helpers import admin_key, assert_problem, bearer, config, create_agent, settings_for_tests, unique
+from tests.helpers import admin_key, app_of, assert_problem, bearer, config, create_agent, settings_for_tests, unique
 
 ORIGIN = "https://console.example"
 CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -44,12 +44,6 @@ async def new_key(db: Database, name: str, scope: str) -> str:
 
 def client_for(app: FastAPI, **headers: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", headers=headers)
-
-
-def app_of(client: httpx.AsyncClient) -> FastAPI:
-    app = client._transport.app  # type: ignore[attr-defined]
-    assert isinstance(app, FastAPI)
-    return app
 
 
 def gate_of(app: FastAPI) -> AccessGate:

@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from services.api.access.keyring import KeyRing
 from services.api.db import Database
@@ -54,12 +53,6 @@ async def create_key(client: httpx.AsyncClient, scope: str = "read", **body: Any
 def as_key(client: httpx.AsyncClient, key: dict[str, Any]) -> httpx.AsyncClient:
     """A client on the same app that sends this key."""
     return httpx.AsyncClient(transport=client._transport, base_url="http://test", headers=bearer(key["secret"]))
-
-
-def app_of(client: httpx.AsyncClient) -> FastAPI:
-    app = client._transport.app  # type: ignore[attr-defined]
-    assert isinstance(app, FastAPI)
-    return app
 
 
 def assert_forbidden(response: httpx.Response, key: dict[str, Any], *, param: bool = True) -> None:

@@ -24,7 +24,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -41,6 +40,7 @@ from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, new_id
 from tests.helpers import (
     TEST_KEY_NAME,
     admin_key,
+    app_of,
     assert_problem,
     bearer,
     config,
@@ -77,13 +77,6 @@ def key_name(prefix: str = "k") -> str:
 
 def parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def app_of(client: httpx.AsyncClient) -> FastAPI:
-    """The app behind the `client` fixture."""
-    app = client._transport.app  # type: ignore[attr-defined]
-    assert isinstance(app, FastAPI)
-    return app
 
 
 def anonymous(client: httpx.AsyncClient) -> httpx.AsyncClient:

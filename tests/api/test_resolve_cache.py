@@ -22,7 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.app import create_app
-from services.api.db import Database
+from services.api.db import Database, parse_changes, resolution_change
 from services.api.resolution import cache as resolve_cache
 from services.api.resolution.cache import ResolveCache
 from services.api.resolution.schemas import to_body
@@ -30,6 +30,7 @@ from services.shared.agent_config import resolve_agent_config
 from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID as PROD
 from tests.helpers import (
     admin_key,
+    app_of,
     assert_problem,
     bearer,
     config,
@@ -593,3 +594,50 @@ async def test_random_writes_and_reads_always_read_the_uncached_truth(client, un
         for ref_kind in ("id", "slug"):
             for explain in (False, True):
                 await check(ref_kind, explain)
+
+
+def test_a_change_in_one_environment_drops_that_environments_entries_only() -> None:
+    """Contract 1.1 and issue 18: a change in one environment never serves stale data in
+    another, and never invalidates more than it must. Entries are keyed by the environment
+    as requests named it (id or slug); a change names both."""
+    cache = ResolveCache(max_entries=100, ttl_seconds=60, trusted=True)
+    for environment in (PROD, "production", "env_1", "staging"):
+        cache.put("a", environment, False, "agt_a", b"{}", '"e"', generation=cache.generation)
+    cache.put("b", "staging", False, "agt_b", b"{}", '"e"', generation=cache.generation)
+    cache.invalidate({resolution_change("agt_a", ("env_1", "staging"))})
+    assert [cache.get("a", env, False) is not None for env in (PROD, "production", "env_1", "staging")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert cache.get("b", "staging", False) is not None  # another agent's
+    cache.invalidate({resolution_change("agt_a")})  # a shared definition: every environment
+    assert all(cache.get("a", env, False) is None for env in (PROD, "production"))
+    assert parse_changes({"agt_a env_1 staging", "agt_a"}) == {"agt_a": None}
+    assert parse_changes({"agt_a env_1 staging", "agt_a env_2 qa"}) == {
+        "agt_a": frozenset({"env_1", "staging", "env_2", "qa"})
+    }
+
+
+async def test_an_activation_in_staging_leaves_productions_cached_answer(client: httpx.AsyncClient) -> None:
+    created = await client.post("/v1/environments", json={"name": unique("Staging")})
+    assert created.status_code == 201, created.text
+    staging = created.json()
+    agent = await create_agent(client)
+    variant = (await client.post(f"/v1/agents/{agent['id']}/variants", json={"variant_name": "v"})).json()
+    path = f"/v1/agents/{agent['slug']}/resolved"
+    production_before = await client.get(path)
+    staging_before = await client.get(path, params={"environment": staging["slug"]})
+    cache = app_of(client).state.resolve_cache
+    assert cache.get(agent["slug"], PROD, False) is not None
+    assert cache.get(agent["slug"], staging["slug"], False) is not None
+    activated = await client.post(
+        f"/v1/agents/{agent['id']}/variants/{variant['id']}/activate", params={"environment": staging["slug"]}
+    )
+    assert activated.status_code == 200
+    assert cache.get(agent["slug"], PROD, False) is not None  # untouched: production did not change
+    assert cache.get(agent["slug"], staging["slug"], False) is None
+    staging_after = (await client.get(path, params={"environment": staging["slug"]})).json()
+    assert (staging_before.json()["variant_id"], staging_after["variant_id"]) == (None, variant["id"])
+    assert (await client.get(path)).content == production_before.content

@@ -188,7 +188,7 @@ async def create_experiment(
             environment_id=env["id"],
             shared=False,
         )
-        await announce.agent_changed(conn, agent.id)
+        await announce.agent_changed(conn, agent.id, env)
         return experiment
 
     return await db.transaction(unit)
@@ -286,7 +286,7 @@ async def update_experiment(
         if not changes:
             return experiment_read(row)
         after = await _write(conn, agent, row, changes, action="update", context=context)
-        await announce.agent_changed(conn, agent.id)
+        await announce.agent_changed(conn, agent.id, env)
         return after
 
     return await db.transaction(unit)
@@ -321,7 +321,7 @@ async def delete_experiment(
             environment_id=env["id"],
             shared=False,
         )
-        await announce.agent_changed(conn, agent.id)
+        await announce.agent_changed(conn, agent.id, env)
 
     await db.transaction(unit)
 
@@ -351,7 +351,7 @@ async def start_experiment(
         arms = await _snapshots(conn, agent, row["arms"], environment_id=env["id"])
         changes = {"status": "running", "started_at": agent.at, "arms": arms}
         after = await _write(conn, agent, row, changes, action="start", context=context)
-        await announce.agent_changed(conn, agent.id)
+        await announce.agent_changed(conn, agent.id, env)
         return after
 
     return await db.transaction(unit)
@@ -377,7 +377,7 @@ async def stop_experiment(
         after = await _write(
             conn, agent, row, {"status": "stopped", "stopped_at": agent.at}, action="stop", context=context
         )
-        await announce.agent_changed(conn, agent.id)
+        await announce.agent_changed(conn, agent.id, env)
         return after
 
     return await db.transaction(unit)

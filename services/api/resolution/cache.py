@@ -19,6 +19,7 @@ from collections import OrderedDict
 from typing import Any, NamedTuple
 
 from services.api import security_headers
+from services.api.db import parse_changes
 
 
 class Entry(NamedTuple):
@@ -132,11 +133,22 @@ class ResolveCache:
         while len(self._entries) > self.max_entries:
             self._drop(next(iter(self._entries)))
 
-    def invalidate(self, agent_ids: set[str] | frozenset[str]) -> None:
+    def invalidate(self, payloads: set[str] | frozenset[str]) -> None:
+        """Drop what these changes (`change` payloads) may have made stale: every entry of an
+        agent whose every environment changed, the entries of the named environments only
+        otherwise (an entry's key holds the environment as the request named it, by id or
+        slug, and a payload carries both)."""
         self.generation += 1
-        for agent_id in agent_ids:
-            for key in self._keys_by_agent.pop(agent_id, ()):
-                self._entries.pop(key, None)
+        for agent_id, environments in parse_changes(payloads).items():
+            keys = self._keys_by_agent.pop(agent_id, ())
+            kept = []
+            for key in keys:
+                if environments is None or key[1] in environments:
+                    self._entries.pop(key, None)
+                else:
+                    kept.append(key)
+            if kept:
+                self._keys_by_agent[agent_id] = tuple(kept)
 
     def clear(self) -> None:
         self.generation += 1

@@ -29,7 +29,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from services.api.db import Database
+from services.api.db import Database, parse_changes
 from services.api.principal import Principal
 from services.api.resolution import bundle
 from services.shared.agent_config import AgentNotFound, EnvironmentNotFound
@@ -201,12 +201,16 @@ class WatchHub:
         return sum(len(channel.watchers) for channel in self._channels.values())
 
     def changed(self, agent_ids: set[str]) -> None:
-        """These agents' resolution may have changed: build their bundles again, and wake
-        their streams if a bundle differs."""
+        """These agents' resolution may have changed (`db.resolution_change` payloads: an
+        agent id, or an agent id with one environment): build their bundles in the
+        environments concerned again, and wake their streams if a bundle differs."""
         self.ticks += 1
+        changed = parse_changes(agent_ids)
         for key, channel in list(self._channels.items()):  # only watched agents are tracked
-            if key[0] in agent_ids:
-                self._refresh(key, channel)
+            if key[0] in changed:
+                environments = changed[key[0]]
+                if environments is None or key[1] in environments:
+                    self._refresh(key, channel)
 
     def changed_all(self, _ids: set[str] | None = None) -> None:
         """Anything may have changed (a key, a listener reconnect): build every watched

@@ -54,7 +54,7 @@ async def replace_rule_set(
         if rules == before["rules"]:
             return before
         after = await replace(conn, agent, environment, rules, before=before, action="rules", context=context)
-        await announce.agent_changed(conn, agent.id)
+        await announce.agent_changed(conn, agent.id, environment)
         return after
 
     return await db.transaction(unit)

@@ -445,7 +445,7 @@ async def activate_variant(
         if row["activated_at"] is not None:
             return variant_read(row)
         after = await set_active(conn, agent, env["id"], row, action="activate", context=context, target=row)
-        await announce.agent_changed(conn, agent.id)
+        await announce.agent_changed(conn, agent.id, env)
         return after
 
     return await db.transaction(unit)
@@ -467,7 +467,7 @@ async def deactivate_variant(
         if row["activated_at"] is None:
             return variant_read(row)
         after = await set_active(conn, agent, env["id"], None, action="deactivate", context=context, target=row)
-        await announce.agent_changed(conn, agent.id)
+        await announce.agent_changed(conn, agent.id, env)
         return after
 
     return await db.transaction(unit)

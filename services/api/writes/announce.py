@@ -7,14 +7,18 @@ right after the commit, before the write is answered, so a client reads its own 
 
 from __future__ import annotations
 
+from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL, notify
+from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL, notify, resolution_change
 
 
-async def agent_changed(conn: AsyncConnection, agent_id: str) -> None:
-    """This agent's resolution may have changed: its cached answers and bundles go."""
-    await notify(conn, RESOLUTION_CHANNEL, agent_id)
+async def agent_changed(conn: AsyncConnection, agent_id: str, environment: RowMapping | None = None) -> None:
+    """This agent's resolution may have changed: in every environment (a shared definition
+    changed), or in `environment` (an environments row) only. Its cached answers and bundles
+    there go; another environment's stay."""
+    where = (environment["id"], environment["slug"]) if environment is not None else None
+    await notify(conn, RESOLUTION_CHANNEL, resolution_change(agent_id, where))
 
 
 async def key_changed(conn: AsyncConnection, key_id: str) -> None:
