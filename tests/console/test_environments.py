@@ -146,6 +146,7 @@ async def test_activation_happens_in_the_chosen_environment_behind_a_confirmatio
     confirm = await admin.page(path)
     assert "<h1>Activate ‘Cold’ in staging?</h1>" in confirm
     assert "In staging, Env bot will run with" in _text(confirm)
+    assert 'id="confirm-rules"' not in confirm  # staging has no rules yet
     state = re.search(r'name="state" value="([0-9a-f]+)"', confirm).group(1)
     # The same confirmation's digest is not production's: a form moved to another environment is shown again.
     moved = await admin.http.post(
@@ -510,6 +511,7 @@ async def test_a_bound_key_sees_and_changes_only_its_environment(browser: Browse
     # Its activation is staging's.
     confirm = await browser.page("/console/agents/env-bot/variants/cold/activate")
     assert "<h1>Activate ‘Cold’ in staging?</h1>" in confirm
+    assert "Requests one of the 2 targeting rules of staging serves keep getting what it serves" in _text(confirm)
     state = re.search(r'name="state" value="([0-9a-f]+)"', confirm).group(1)
     done = await browser.http.post(
         "/console/agents/env-bot/variants/cold/activate",

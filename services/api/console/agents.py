@@ -465,6 +465,7 @@ def _confirmation(
         live=shown.live,
         moot=shown.moot,
         split=shown.split,
+        rules=shown.rules,
         state=_state(shown),
         notice=notice,
     )

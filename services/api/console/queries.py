@@ -362,6 +362,7 @@ class Activation:
     changes: list[dict[str, Any]]  # live -> after (`diffs.config_changes`); none when moot
     moot: bool  # already so: the action would change nothing
     split: Split | None  # a running experiment, whose arms the action does not change
+    rules: int  # the environment's targeting rules, whose requests the action does not change
     where: Where  # the environment it shows, and the switcher's choices
 
 
@@ -373,13 +374,16 @@ async def activation(db: Database, agent_ref: str, variant_ref: str, *, activate
         shown = variant_read(await _variant_row(conn, found["id"], variant_ref, environment))
         live = await resolve_agent_config(conn, found["id"], environment=environment)
         split = await _split(conn, found, environment)
+        rule_set = await rule_rows.get(conn, found["id"], environment)
+        rules = len(rule_set["rules"]) if rule_set is not None else 0
         moot = shown["is_active"] == activate
         if moot:
-            return Activation(found, shown, live, [], moot, split, where)
+            return Activation(found, shown, live, [], moot, split, rules, where)
         after = await resolve_agent_config(
             conn, found["id"], variant=shown["id"] if activate else BASE, environment=environment
         )
-    return Activation(found, shown, live, config_changes(live.config(), after.config()), moot, split, where)
+    changes = config_changes(live.config(), after.config())
+    return Activation(found, shown, live, changes, moot, split, rules, where)
 
 
 # ----------------------------------------------------------------------------- history
