@@ -256,7 +256,7 @@ async def test_the_preview_says_what_a_context_gets_and_why_by_the_real_resoluti
 
     said = await preview("", "plan=pro\nseats = 40\ncountry=fr")
     assert (
-        said == 'A request with plan = pro, seats = "40", country = fr gets variant cold, because rule 1,'
+        said == "A request with plan = pro, seats = 40, country = fr gets variant cold, because rule 1,"
         " “Big pro”, holds: plan is one of pro, enterprise and seats ≥ 40."
     )
     said = await preview("u1", "plan=pro")
@@ -525,3 +525,20 @@ async def test_a_bound_key_sees_and_changes_only_its_environment(browser: Browse
         data={"csrf": csrf_of(confirm), "version": "2", "state": state},
     )
     assert forbidden.status_code == 403
+
+
+async def test_undo_in_an_environment_reverts_its_own_latest_change(admin: Browser, db: Database) -> None:
+    await _agent(db)
+    await variants.activate_variant(db, "env-bot", "cold", environment="staging")
+    await variants.activate_variant(db, "env-bot", "warm", environment="production")  # newer, elsewhere
+    confirm = await admin.page("/console/agents/env-bot/undo?environment=staging")
+    assert "<h1>Undo the latest change in staging?</h1>" in confirm and "activate of variant “Cold”" in confirm
+    named = re.search(r'name="revision_id" value="(rev_[0-9A-Z]{26})"', confirm).group(1)
+    done = await admin.http.post(
+        "/console/agents/env-bot/undo?environment=staging", data={"csrf": csrf_of(confirm), "revision_id": named}
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/console/agents/env-bot/history?undone={named}&environment=staging"
+    assert not (await variants.get_variant(db, "env-bot", "cold", environment="staging"))["is_active"]
+    assert (await variants.get_variant(db, "env-bot", "warm", environment="production"))["is_active"]
+    assert "activate of variant “Warm”" in await admin.page("/console/agents/env-bot/undo")

@@ -138,7 +138,7 @@ def plan_words(plan: Plan, slugs: dict[str, str]) -> list[dict[str, Any]]:
 
 def _context_words(context: queries.Context) -> str:
     parts = [f"subject {context.subject}"] if context.subject is not None else []
-    parts += [f"{name} = {value_text(value)}" for name, value in context.attributes.items()]
+    parts += [f"{name} = {value}" for name, value in context.attributes.items()]  # as typed: strings
     return "A request with " + ", ".join(parts) if parts else "A request with no subject and no attributes"
 
 
