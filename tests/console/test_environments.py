@@ -542,3 +542,28 @@ async def test_undo_in_an_environment_reverts_its_own_latest_change(admin: Brows
     assert not (await variants.get_variant(db, "env-bot", "cold", environment="staging"))["is_active"]
     assert (await variants.get_variant(db, "env-bot", "warm", environment="production"))["is_active"]
     assert "activate of variant “Warm”" in await admin.page("/console/agents/env-bot/undo")
+
+
+async def test_an_experiment_made_and_started_from_staging_runs_in_staging(admin: Browser, db: Database) -> None:
+    await _agent(db)
+    made = await admin.submit(
+        "/console/agents/env-bot/experiments?environment=staging",
+        {
+            "name": "Staged",
+            "arms[0].variant": "base",
+            "arms[0].weight": "1",
+            "arms[1].variant": "cold",
+            "arms[1].weight": "1",
+        },
+        from_page="/console/agents/env-bot/experiments?environment=staging",
+    )
+    assert made.status_code == 303 and made.headers["location"].endswith("?environment=staging")
+    path = made.headers["location"].removesuffix("?environment=staging")
+    confirm = await admin.page(path + "/start?environment=staging")
+    assert "<h1>Start Staged in staging?</h1>" in confirm
+    fields = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', confirm))
+    started = await admin.http.post(path + "/start?environment=staging", data={**fields, "csrf": csrf_of(confirm)})
+    assert started.status_code == 303
+    assert "experiment Staged is running" in _text(await admin.page("/console/agents/env-bot?environment=staging"))
+    assert "no experiment is running in production" in _text(await admin.page("/console/agents/env-bot"))
+    await admin.page(path, status=404)  # production has no such experiment
