@@ -80,6 +80,8 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("POST", "/console/agents/{agent}/variants/{variant}/edit"): OPEN,
     ("GET", "/console/agents/{agent}/variants/{variant}/{action}"): OPEN,
     ("POST", "/console/agents/{agent}/variants/{variant}/{action}"): OPEN,
+    ("GET", "/console/agents/{agent}/rules"): OPEN,
+    ("POST", "/console/agents/{agent}/rules"): OPEN,
     # resolve: what an agent in production needs.
     ("GET", f"{A}/resolved"): RESOLVE,
     ("POST", f"{A}/resolve"): RESOLVE,

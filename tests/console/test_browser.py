@@ -343,3 +343,77 @@ async def test_a_revoked_key_is_signed_out(page: Page, console: Console) -> None
     await page.get_by_label("API key").fill(secret)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.locator("#key-error")).to_be_visible()
+
+
+async def test_switch_environment_edit_a_rule_and_see_who_gets_what_change(page: Page, console: Console) -> None:
+    """Issue 18: in another environment than production, a rule made in the editor (no
+    script needed) shows in the agent's "who gets what" panel and decides the preview;
+    production's panel stays as it was."""
+    agent = await console.agent()
+    variant = await console.variant(agent, temperature=0.9)
+    environment = await console.call("POST", "/v1/environments", 201, json={"name": unique("Stage")})
+    await sign_in(page, console.admin_key)
+    await page.goto(f"/console/agents/{agent['slug']}")
+    await expect(page.locator("#who-rules")).to_contain_text("none in production")
+
+    # The switcher: pick the environment, and the page (and every link on it) stays there.
+    await page.get_by_label("Environment").select_option(environment["slug"])
+    await page.get_by_role("button", name="Switch").click()
+    await expect(page).to_have_url(re.compile(rf"/console/agents/{agent['slug']}\?environment={environment['slug']}$"))
+    await expect(page.get_by_role("heading", name=f"Who gets what in {environment['name']}")).to_be_visible()
+    await page.get_by_role("navigation", name="Agent").get_by_role("link", name="Targeting rules").click()
+    await expect(page).to_have_url(re.compile(rf"/rules\?environment={environment['slug']}$"))
+    await expect(page.get_by_role("heading", level=1)).to_contain_text(f"in {environment['slug']}")
+
+    # A rule, built with the editor's buttons: add it, give it two conditions, pick what it serves.
+    await page.get_by_role("button", name="Add a rule").click()
+    await expect(page.locator(".notice")).to_contain_text("Not saved yet")
+    await page.locator("#f-rules-0-name").fill("Pro plans")
+    await page.locator("#f-rules-0-when-0-attribute").fill("plan")
+    await page.locator("#f-rules-0-when-0-op").select_option("in")
+    await page.locator("#f-rules-0-when-0-value").fill("pro\nenterprise")
+    await page.get_by_role("button", name="Add a condition to rule 1").click()
+    await page.locator("#f-rules-0-when-1-attribute").fill("seats")
+    await page.locator("#f-rules-0-when-1-op").select_option("gte")
+    await page.locator("#f-rules-0-when-1-value").fill("forty")
+    await page.locator("#f-rules-0-serve-variant").select_option(variant["id"])
+    await screenshot(page, "rules")
+    await page.get_by_role("button", name="Save rules").first.click()
+
+    # The API's error, next to its field, what was typed kept; fixed, saved.
+    value = page.locator("#f-rules-0-when-1-value")
+    await expect(page.locator("#err-rules-0-when-1-value")).to_contain_text("must be a number")
+    await expect(value).to_have_attribute("aria-invalid", "true")
+    await expect(value).to_be_focused()
+    await expect(page.locator("#f-rules-0-name")).to_have_value("Pro plans")
+    await value.fill("40")
+    await page.get_by_role("button", name="Save rules").first.click()
+
+    await expect(page).to_have_url(
+        re.compile(rf"/console/agents/{agent['slug']}\?environment={environment['slug']}#who-h$")
+    )
+    await expect(page.locator("#who-rules li.rule")).to_have_text(
+        f"Rule 1, “Pro plans”: when plan is one of pro, enterprise and seats ≥ 40 → serves variant {variant['slug']}"
+    )
+    stored = await console.call("GET", f"/v1/agents/{agent['id']}/rules?environment={environment['slug']}", 200)
+    assert [rule["name"] for rule in stored["rules"]] == ["Pro plans"]
+
+    # The preview: the real resolution picks the rule for a pro with 40 seats, not for 39.
+    await page.get_by_label("Attributes").fill("plan=pro\nseats=40")
+    await page.get_by_role("button", name="Preview").click()
+    await expect(page.locator("#preview-why")).to_contain_text(f"gets variant {variant['slug']}, because rule 1")
+    await expect(page.locator("#preview-config tr[data-field=temperature] td.value")).to_have_text("0.9")
+    await screenshot(page, "who-gets-what")
+    await page.get_by_label("Attributes").fill("plan=pro\nseats=39")
+    await page.get_by_role("button", name="Preview").click()
+    await expect(page.locator("#preview-why")).to_contain_text("gets the base config, because no rule holds")
+    resolved = await console.call(
+        "GET", f"/v1/agents/{agent['id']}/resolved?environment={environment['slug']}&attr.plan=pro&attr.seats=40", 200
+    )
+    assert resolved["source"] == "rule" and resolved["variant_id"] == variant["id"]
+
+    # Production's panel has no rule.
+    await page.get_by_label("Environment").select_option("production")
+    await page.get_by_role("button", name="Switch").click()
+    await expect(page.locator("#who-rules")).to_contain_text("none in production")
+    await expect(page.locator("#who-rules li.rule")).to_have_count(0)

@@ -117,6 +117,11 @@ async def test_each_page_reads_its_data_in_one_snapshot(conn: AsyncConnection, d
             f"{base}/experiments/{experiment['id']}/stop",
             f"{base}/undo",
             f"{base}/history?undone={oldest['id']}",
+            # Issue 18: the environment (switcher, panel), a preview, the rule editor.
+            f"{base}?environment=production",
+            f"{base}?subject=u1&attributes=plan%3Dpro",
+            f"{base}/rules",
+            f"{base}/rules?environment=production",
         ]
         seen: dict[str, Any] = {}
         for path in pages:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from agent_variants.rules import attribute_errors
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
 from services.api.agents import service as agents
 from services.api.agents.schemas import AgentCreate, AgentUpdate
-from services.api.console import charts, queries
+from services.api.console import charts, queries, targeting
 from services.api.console.sessions import Viewer
 from services.api.console.web import (
     Forbidden,
@@ -23,6 +24,7 @@ from services.api.console.web import (
     digest,
     error_page,
     errors_of,
+    place,
     render,
     see_other,
     status_of,
@@ -40,6 +42,7 @@ from services.shared.identifiers import is_id
 router = APIRouter()
 PAGE = 25
 Seen = Annotated[Viewer, Depends(viewer)]
+Place = Annotated[queries.Named, Depends(place)]
 Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
 
 
@@ -62,14 +65,17 @@ def field_kinds() -> dict[str, str]:
 
 
 @router.get("/agents")
-async def list_page(request: Request, who: Seen, q: str = "", after: str | None = None) -> Response:
+async def list_page(request: Request, who: Seen, named: Place, q: str = "", after: str | None = None) -> Response:
     if after is not None and not is_id("agent", after):
         return error_page(request, 422, "Not a page", f"'{after}' is not an agent id.")
-    found = await queries.agents_page(db_of(request), q.replace("\x00", "").strip(), after, limit=PAGE)
+    found, where = await queries.agents_page(
+        db_of(request), q.replace("\x00", "").strip(), after, limit=PAGE, named=named
+    )
     return render(
         request,
         "agents.html",
         who=who,
+        where=where,
         agents=found.items,
         q=q,
         more=found.next_after is not None,
@@ -83,7 +89,7 @@ async def list_page(request: Request, who: Seen, q: str = "", after: str | None 
 
 
 @router.post("/agents")
-async def create(request: Request, writes: Writes) -> Response:
+async def create(request: Request, writes: Writes, named: Place) -> Response:
     who, form = writes
     body: dict[str, Any] = {"name": form.get("name", ""), "config": config_from(form, "config", keep_empty=False)}
     if form.get("slug", "").strip():
@@ -94,16 +100,18 @@ async def create(request: Request, writes: Writes) -> Response:
         agent = await agents.create_agent(
             db_of(request),
             AgentCreate.model_validate(body),
-            environment=queries.ENVIRONMENT,
+            environment=named.lookup,
             context=write_context(who),
         )
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
+        _, where = await queries.agents_page(db_of(request), "", None, limit=1, named=named)
         return render(
             request,
             "agents.html",
             status_code=422,
             who=who,
+            where=where,
             agents=[],
             q="",
             more=False,
@@ -115,28 +123,82 @@ async def create(request: Request, writes: Writes) -> Response:
             fields=CONFIG_FIELDS,
             creating=True,
         )
-    return see_other(url("agents", agent["slug"]))
+    return see_other(named.link(url("agents", agent["slug"])))
 
 
 @router.get("/agents/{agent}")
-async def agent_page(request: Request, agent: str, who: Seen, after: str | None = None) -> Response:
+async def agent_page(
+    request: Request,
+    agent: str,
+    who: Seen,
+    named: Place,
+    after: str | None = None,
+    subject: str | None = None,
+    attributes: str | None = None,
+) -> Response:
     if after is not None and not is_id("variant", after):
         return error_page(request, 422, "Not a page", f"'{after}' is not a variant id.")
-    return await _agent_page(request, agent, who, after=after, form={}, errors={}, problem=None)
+    asked = {"subject": subject or "", "attributes": attributes or ""}
+    context, context_errors = context_from(subject, attributes)
+    return await _agent_page(
+        request,
+        agent,
+        who,
+        named,
+        after=after,
+        form={},
+        errors={},
+        problem=None,
+        context=context,
+        asked=asked if subject is not None or attributes is not None else None,
+        context_errors=context_errors,
+        status_code=422 if context_errors else 200,
+    )
+
+
+def context_from(subject: str | None, attributes: str | None) -> tuple[queries.Context | None, dict[str, str]]:
+    """The preview's context from its form: a subject (empty: none) and `name=value` lines
+    (values are strings, as `?attr.name=` sends them), and what is wrong with them, checked
+    as the API checks a context's attributes. None when no preview was asked."""
+    if subject is None and attributes is None:
+        return None, {}
+    problems: list[str] = []
+    parsed: dict[str, str] = {}
+    for number, line in enumerate((attributes or "").splitlines(), 1):
+        if not line.strip():
+            continue
+        name, equals, value = line.partition("=")
+        name = name.strip()
+        if not equals:
+            problems.append(f"line {number} is not name=value")
+        elif name in parsed:
+            problems.append(f"line {number}: {name} is given twice")
+        else:
+            parsed[name] = value.strip()
+    problems += [
+        f"{found['param'].removeprefix('attributes.')}: {found['message']}" for found in attribute_errors(parsed)
+    ]
+    if problems:
+        return None, {"attributes": "; ".join(problems).capitalize() + "."}
+    return queries.Context(subject or None, parsed), {}
 
 
 async def _agent_page(
     request: Request,
     agent: str,
     who: Viewer,
+    named: queries.Named,
     *,
     after: str | None,
     form: dict[str, str],
     errors: dict[str, str],
     problem: str | None,
     status_code: int = 200,
+    context: queries.Context | None = None,
+    asked: dict[str, str] | None = None,
+    context_errors: dict[str, str] | None = None,
 ) -> Response:
-    shown = await queries.agent_page(db_of(request), agent, after, limit=PAGE)
+    shown = await queries.agent_page(db_of(request), agent, after, limit=PAGE, named=named, context=context)
     names: dict[str | None, str] = dict(shown.slugs)
     names[None] = "base config"
     usage = shown.usage
@@ -145,6 +207,7 @@ async def _agent_page(
         "agent.html",
         status_code=status_code,
         who=who,
+        where=shown.where,
         agent=shown.agent,
         resolved=shown.resolved,
         variants=shown.variants.items,
@@ -160,14 +223,20 @@ async def _agent_page(
         usage=usage,
         split=shown.split,
         usage_svg=charts.usage_chart(usage, names) if usage["outcomes"] else None,
+        plan=shown.plan,
+        words=targeting.plan_words(shown.plan, dict(shown.slugs)),
+        preview=shown.preview,
+        why=targeting.why(shown.preview, shown.plan, shown.split) if shown.preview is not None else None,
+        asked=asked,
+        context_errors=context_errors or {},
     )
 
 
 @router.get("/agents/{agent}/edit")
-async def edit_form(request: Request, agent: str, who: Seen) -> Response:
+async def edit_form(request: Request, agent: str, who: Seen, named: Place) -> Response:
     if not who.can_write:
         raise Forbidden
-    found = await queries.agent(db_of(request), agent)
+    found, where = await queries.agent(db_of(request), agent, named=named)
     form = {
         "name": found["name"],
         "description": found["description"],
@@ -178,6 +247,7 @@ async def edit_form(request: Request, agent: str, who: Seen) -> Response:
         request,
         "agent_edit.html",
         who=who,
+        where=where,
         agent=found,
         form=form,
         errors={},
@@ -188,10 +258,10 @@ async def edit_form(request: Request, agent: str, who: Seen) -> Response:
 
 
 @router.post("/agents/{agent}/edit")
-async def edit(request: Request, agent: str, writes: Writes) -> Response:
+async def edit(request: Request, agent: str, writes: Writes, named: Place) -> Response:
     who, form = writes
     db = db_of(request)
-    found = await queries.agent(db, agent)
+    found, where = await queries.agent(db, agent, named=named)
     patch = {
         "name": form.get("name", ""),
         "description": form.get("description", ""),
@@ -210,6 +280,7 @@ async def edit(request: Request, agent: str, writes: Writes) -> Response:
             "agent_edit.html",
             status_code=422,
             who=who,
+            where=where,
             agent=found,
             form=form,
             errors=blank,
@@ -222,7 +293,7 @@ async def edit(request: Request, agent: str, writes: Writes) -> Response:
             db,
             found["id"],
             AgentUpdate.model_validate(patch),
-            environment=queries.ENVIRONMENT,
+            environment=where.id,
             context=write_context(who, form),
         )
     except (ValidationError, DomainError) as error:
@@ -232,6 +303,7 @@ async def edit(request: Request, agent: str, writes: Writes) -> Response:
             "agent_edit.html",
             status_code=status_of(error),
             who=who,
+            where=where,
             agent=found,
             form=form,
             errors=errors,
@@ -239,17 +311,17 @@ async def edit(request: Request, agent: str, writes: Writes) -> Response:
             fields=CONFIG_FIELDS,
             kinds=field_kinds(),
         )
-    return see_other(url("agents", found["slug"]))
+    return see_other(where.link(url("agents", found["slug"])))
 
 
 # ---------------------------------------------------------------------------- variants
 
 
 @router.post("/agents/{agent}/variants")
-async def create_variant(request: Request, agent: str, writes: Writes) -> Response:
+async def create_variant(request: Request, agent: str, writes: Writes, named: Place) -> Response:
     who, form = writes
     db = db_of(request)
-    found = await queries.agent(db, agent)
+    found, where = await queries.agent(db, agent, named=named)
     body: dict[str, Any] = {
         "variant_name": form.get("variant_name", ""),
         "overrides": config_from(form, "overrides", keep_empty=False),
@@ -263,20 +335,22 @@ async def create_variant(request: Request, agent: str, writes: Writes) -> Respon
             db,
             found["id"],
             VariantCreate.model_validate(body),
-            environment=queries.ENVIRONMENT,
+            environment=where.id,
             context=write_context(who),
         )
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
         return await _agent_page(
-            request, found["id"], who, after=None, form=form, errors=errors, problem=problem, status_code=422
+            request, found["id"], who, named, after=None, form=form, errors=errors, problem=problem, status_code=422
         )
-    return see_other(url("agents", found["slug"], "variants", created["slug"]))
+    return see_other(where.link(url("agents", found["slug"], "variants", created["slug"])))
 
 
 @router.get("/agents/{agent}/variants/{variant}")
-async def variant_page(request: Request, agent: str, variant: str, who: Seen, against: str = "live") -> Response:
-    shown = await queries.variant_page(db_of(request), agent, variant, against)
+async def variant_page(
+    request: Request, agent: str, variant: str, who: Seen, named: Place, against: str = "live"
+) -> Response:
+    shown = await queries.variant_page(db_of(request), agent, variant, against, named=named)
     overrides = shown.variant["overrides"]
     form = {f"overrides.{name}": value for name, value in overrides.items()}
     form.update({f"overrides.{name}.empty": "on" for name, value in overrides.items() if value == ""})
@@ -304,6 +378,7 @@ def _variant(
         "variant.html",
         status_code=status_code,
         who=who,
+        where=shown.where,
         agent=shown.agent,
         variant=shown.variant,
         preview=shown.preview,
@@ -321,10 +396,10 @@ def _variant(
 
 
 @router.post("/agents/{agent}/variants/{variant}/edit")
-async def edit_variant(request: Request, agent: str, variant: str, writes: Writes) -> Response:
+async def edit_variant(request: Request, agent: str, variant: str, writes: Writes, named: Place) -> Response:
     who, form = writes
     db = db_of(request)
-    found, shown = await queries.agent_and_variant(db, agent, variant)
+    found, shown, where = await queries.agent_and_variant(db, agent, variant, named=named)
     posted = config_from(form, "overrides", keep_empty=False)
     # An override left empty is removed (inherited again): null in a merge patch.
     overrides: dict[str, Any] = {name: posted.get(name) for name in CONFIG_FIELDS}
@@ -339,36 +414,50 @@ async def edit_variant(request: Request, agent: str, variant: str, writes: Write
             found["id"],
             shown["id"],
             VariantUpdate.model_validate(patch),
-            environment=queries.ENVIRONMENT,
+            environment=where.id,
             context=write_context(who, form),
         )
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
         # The page as it is now, with the form as it was sent and what was wrong with it.
-        now = await queries.variant_page(db, found["id"], shown["id"])
+        now = await queries.variant_page(db, found["id"], shown["id"], named=named)
         return _variant(
-            request, now, who, against="live", form=form, errors=errors, problem=problem, status_code=status_of(error)
+            request,
+            now,
+            who,
+            against="live",
+            form=form,
+            errors=errors,
+            problem=problem,
+            status_code=status_of(error),
         )
-    return see_other(url("agents", found["slug"], "variants", shown["slug"]))
+    return see_other(where.link(url("agents", found["slug"], "variants", shown["slug"])))
 
 
 @router.get("/agents/{agent}/variants/{variant}/{action}")
-async def confirm(request: Request, agent: str, variant: str, action: str, who: Seen) -> Response:
-    """What activating (or deactivating) will change, field by field, before it happens."""
+async def confirm(request: Request, agent: str, variant: str, action: str, who: Seen, named: Place) -> Response:
+    """What activating (or deactivating) in the environment will change, field by field, before it happens."""
     if action not in ("activate", "deactivate"):
         raise NotFound("Page", action)
-    shown = await queries.activation(db_of(request), agent, variant, activate=action == "activate")
+    shown = await queries.activation(db_of(request), agent, variant, activate=action == "activate", named=named)
     return _confirmation(request, shown, action, who, notice=None)
 
 
 def _confirmation(
-    request: Request, shown: queries.Activation, action: str, who: Viewer, *, notice: str | None, status_code: int = 200
+    request: Request,
+    shown: queries.Activation,
+    action: str,
+    who: Viewer,
+    *,
+    notice: str | None,
+    status_code: int = 200,
 ) -> Response:
     return render(
         request,
         "confirm.html",
         status_code=status_code,
         who=who,
+        where=shown.where,
         agent=shown.agent,
         variant=shown.variant,
         action=action,
@@ -376,6 +465,7 @@ def _confirmation(
         live=shown.live,
         moot=shown.moot,
         split=shown.split,
+        rules=shown.rules,
         state=_state(shown),
         notice=notice,
     )
@@ -385,18 +475,22 @@ def _state(shown: queries.Activation) -> str:
     """A digest of what the confirmation showed: the live config, every change it listed
     (the after side too: the base may move under a field the live variant overrides), the
     variant's version and the running experiment. If any moved before the click, it is
-    shown again, up to date."""
+    shown again, up to date. The environment it named too: a confirmation of staging's is
+    never taken for production's."""
     running = shown.split.experiment["id"] if shown.split else None  # what it says of the subjects
-    return digest([shown.live.variant_id, shown.live.config(), shown.changes, shown.variant["version"], running])
+    return digest(
+        [shown.where.id, shown.live.variant_id, shown.live.config(), shown.changes, shown.variant["version"], running]
+    )
 
 
 @router.post("/agents/{agent}/variants/{variant}/{action}")
-async def act(request: Request, agent: str, variant: str, action: str, writes: Writes) -> Response:
+async def act(request: Request, agent: str, variant: str, action: str, writes: Writes, named: Place) -> Response:
     who, form = writes
     if action not in ("activate", "deactivate"):
         raise NotFound("Action", action)
     db = db_of(request)
-    shown = await queries.activation(db, agent, variant, activate=action == "activate")
+    shown = await queries.activation(db, agent, variant, activate=action == "activate", named=named)
+    where = shown.where
     if form.get("state") != _state(shown):
         return _confirmation(
             request,
@@ -409,10 +503,10 @@ async def act(request: Request, agent: str, variant: str, action: str, writes: W
     agent_id, variant_id = shown.agent["id"], shown.variant["id"]
     if action == "activate":
         await variants.activate_variant(
-            db, agent_id, variant_id, environment=queries.ENVIRONMENT, context=write_context(who, form)
+            db, agent_id, variant_id, environment=where.id, context=write_context(who, form)
         )
     else:
         await variants.deactivate_variant(
-            db, agent_id, variant_id, environment=queries.ENVIRONMENT, context=write_context(who, form)
+            db, agent_id, variant_id, environment=where.id, context=write_context(who, form)
         )
-    return see_other(url("agents", shown.agent["slug"]))
+    return see_other(where.link(url("agents", shown.agent["slug"])))

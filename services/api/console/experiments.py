@@ -20,6 +20,7 @@ from services.api.console.web import (
     digest,
     error_page,
     errors_of,
+    place,
     render,
     see_other,
     url,
@@ -39,12 +40,14 @@ ARM = re.compile(r"^arms\[(\d+)\]")
 ACTIONS = ("start", "stop")  # each behind its confirmation
 Seen = Annotated[Viewer, Depends(viewer)]
 Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
+Place = Annotated[queries.Named, Depends(place)]
 
 
 async def _page(
     request: Request,
     agent: str,
     who: Viewer,
+    named: queries.Named,
     *,
     form: dict[str, str],
     errors: dict[str, str],
@@ -52,12 +55,13 @@ async def _page(
     after: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    shown = await queries.experiments_page(db_of(request), agent, after, limit=PAGE)
+    shown = await queries.experiments_page(db_of(request), agent, after, limit=PAGE, named=named)
     return render(
         request,
         "experiments.html",
         status_code=status_code,
         who=who,
+        where=shown.where,
         agent=shown.agent,
         experiments=shown.experiments.items,
         more=shown.experiments.next_after is not None,
@@ -71,13 +75,14 @@ async def _page(
 
 
 @router.get("/agents/{agent}/experiments")
-async def list_page(request: Request, agent: str, who: Seen, after: str | None = None) -> Response:
+async def list_page(request: Request, agent: str, who: Seen, named: Place, after: str | None = None) -> Response:
     if after is not None and not is_id("experiment", after):
         return error_page(request, 422, "Not a page", f"'{after}' is not an experiment id.")
     return await _page(
         request,
         agent,
         who,
+        named,
         form={"arms[0].variant": "base", "arms[0].weight": "1", "arms[1].weight": "1"},
         errors={},
         problem=None,
@@ -86,10 +91,10 @@ async def list_page(request: Request, agent: str, who: Seen, after: str | None =
 
 
 @router.post("/agents/{agent}/experiments")
-async def create(request: Request, agent: str, writes: Writes) -> Response:
+async def create(request: Request, agent: str, writes: Writes, named: Place) -> Response:
     who, form = writes
     db = db_of(request)
-    found = await queries.agent(db, agent)
+    found, where = await queries.agent(db, agent, named=named)
     arms: list[dict[str, Any]] = []
     rows: list[int] = []  # the form row of each arm sent (empty rows are skipped)
     for row in range(ARM_ROWS):
@@ -111,15 +116,15 @@ async def create(request: Request, agent: str, writes: Writes) -> Response:
             db,
             found["id"],
             ExperimentCreate.model_validate(body),
-            environment=queries.ENVIRONMENT,
+            environment=where.id,
             context=write_context(who),
         )
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
         # The API numbers the arms it was sent; the form, its rows (some may be empty).
         errors = {_to_row(param, rows): message for param, message in errors.items()}
-        return await _page(request, agent, who, form=form, errors=errors, problem=problem, status_code=422)
-    return see_other(url("agents", found["slug"], "experiments", created["id"]))
+        return await _page(request, agent, who, named, form=form, errors=errors, problem=problem, status_code=422)
+    return see_other(where.link(url("agents", found["slug"], "experiments", created["id"])))
 
 
 def _to_row(param: str, rows: list[int]) -> str:
@@ -130,14 +135,21 @@ def _to_row(param: str, rows: list[int]) -> str:
 
 
 @router.get("/agents/{agent}/experiments/{experiment}")
-async def results_page(request: Request, agent: str, experiment: str, who: Seen) -> Response:
-    return await _results(request, agent, experiment, who, problem=None)
+async def results_page(request: Request, agent: str, experiment: str, who: Seen, named: Place) -> Response:
+    return await _results(request, agent, experiment, who, named, problem=None)
 
 
 async def _results(
-    request: Request, agent: str, experiment: str, who: Viewer, *, problem: str | None, status_code: int = 200
+    request: Request,
+    agent: str,
+    experiment: str,
+    who: Viewer,
+    named: queries.Named,
+    *,
+    problem: str | None,
+    status_code: int = 200,
 ) -> Response:
-    shown = await queries.experiment_page(db_of(request), agent, experiment)
+    shown = await queries.experiment_page(db_of(request), agent, experiment, named=named)
     results = shown.results
     names = [
         ("Control: " if arm["arm"] == 0 else f"Arm {arm['arm']}: ") + _arm_name(arm, shown.slugs)
@@ -148,6 +160,7 @@ async def _results(
         "experiment.html",
         status_code=status_code,
         who=who,
+        where=shown.where,
         agent=shown.agent,
         experiment=shown.experiment,
         results=results,
@@ -159,12 +172,12 @@ async def _results(
 
 
 @router.get("/agents/{agent}/experiments/{experiment}/{action}")
-async def confirm(request: Request, agent: str, experiment: str, action: str, who: Seen) -> Response:
+async def confirm(request: Request, agent: str, experiment: str, action: str, who: Seen, named: Place) -> Response:
     """What starting (who will get what) or stopping (final: back to normal resolution)
     will do, before it happens."""
     if action not in ACTIONS:
         raise NotFound("Page", action)
-    shown = await queries.experiment_action(db_of(request), agent, experiment, start=action == "start")
+    shown = await queries.experiment_action(db_of(request), agent, experiment, start=action == "start", named=named)
     return _confirmation(request, shown, action, who, notice=None)
 
 
@@ -203,6 +216,7 @@ def _confirmation(
         "confirm_experiment.html",
         status_code=status_code,
         who=who,
+        where=shown.where,
         agent=shown.agent,
         experiment=shown.experiment,
         action=action,
@@ -223,12 +237,13 @@ def _state(shown: queries.ExperimentAction) -> str:
 
 
 @router.post("/agents/{agent}/experiments/{experiment}/{action}")
-async def act(request: Request, agent: str, experiment: str, action: str, writes: Writes) -> Response:
+async def act(request: Request, agent: str, experiment: str, action: str, writes: Writes, named: Place) -> Response:
     who, form = writes
     if action not in ACTIONS:
         raise NotFound("Action", action)
     db = db_of(request)
-    shown = await queries.experiment_action(db, agent, experiment, start=action == "start")
+    shown = await queries.experiment_action(db, agent, experiment, start=action == "start", named=named)
+    where = shown.where
     if form.get("state") != _state(shown):  # not confirmed, or confirmed before something moved
         return _confirmation(
             request,
@@ -243,17 +258,17 @@ async def act(request: Request, agent: str, experiment: str, action: str, writes
     try:
         if action == "start":
             await experiments.start_experiment(
-                db, agent_id, experiment_id, environment=queries.ENVIRONMENT, context=write_context(who, form)
+                db, agent_id, experiment_id, environment=where.id, context=write_context(who, form)
             )
         else:
             await experiments.stop_experiment(
-                db, agent_id, experiment_id, environment=queries.ENVIRONMENT, context=write_context(who, form)
+                db, agent_id, experiment_id, environment=where.id, context=write_context(who, form)
             )
     except DomainError as error:  # another started first, a live arm's duplicate, the rule, a race
         if error.code == "resource_missing":
             raise
-        return await _results(request, agent, experiment, who, problem=error.detail, status_code=409)
-    return see_other(url("agents", shown.agent["slug"], "experiments", experiment_id))
+        return await _results(request, agent, experiment, who, named, problem=error.detail, status_code=409)
+    return see_other(where.link(url("agents", shown.agent["slug"], "experiments", experiment_id)))
 
 
 def _arm_name(arm: dict[str, Any], slugs: dict[str, str]) -> str:

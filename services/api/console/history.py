@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from services.api.console import queries
 from services.api.console.sessions import Viewer
-from services.api.console.web import db_of, error_page, render, see_other, url, viewer, write_context, writer
+from services.api.console.web import db_of, error_page, place, render, see_other, url, viewer, write_context, writer
 from services.api.exceptions import DomainError
 from services.api.undo import use_case as undoing
 from services.api.variants import service as variants
@@ -25,6 +25,7 @@ router = APIRouter()
 PAGE = 30
 Seen = Annotated[Viewer, Depends(viewer)]
 Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
+Place = Annotated[queries.Named, Depends(place)]
 # What a revision's before/after objects may differ in, shown as a diff (the rest is bookkeeping).
 SHOWN = ("name", "variant_name", "slug", "description", "metadata", "status", "is_active", "arms", "salt", "rules")
 
@@ -57,9 +58,15 @@ def _order(key: str) -> tuple[int, str]:
 
 @router.get("/agents/{agent}/history")
 async def timeline(
-    request: Request, agent: str, who: Seen, after: str | None = None, at: str = "", undone: str | None = None
+    request: Request,
+    agent: str,
+    who: Seen,
+    named: Place,
+    after: str | None = None,
+    at: str = "",
+    undone: str | None = None,
 ) -> Response:
-    return await _timeline(request, agent, who, after=after, at=at, problem=None, undone=undone)
+    return await _timeline(request, agent, who, named, after=after, at=at, problem=None, undone=undone)
 
 
 def instant(text: str) -> datetime:
@@ -78,6 +85,7 @@ async def _timeline(
     request: Request,
     agent: str,
     who: Viewer,
+    named: queries.Named,
     *,
     after: str | None,
     at: str,
@@ -86,7 +94,7 @@ async def _timeline(
     undone: str | None = None,
 ) -> Response:
     if after is not None and not is_id("revision", after):
-        await queries.agent(db_of(request), agent)  # an unknown agent is a 404 first
+        await queries.agent(db_of(request), agent, named=named)  # an unknown agent is a 404 first
         return error_page(request, 422, "Not a page", f"'{after}' is not a revision id.")
     moment, as_of_error = None, None
     if at:
@@ -96,13 +104,14 @@ async def _timeline(
             as_of_error = str(error)
     # After an undo, the page says what was undone (`undone`: the revision reverted).
     undone = undone if undone is not None and is_id("revision", undone) else None
-    shown = await queries.history_page(db_of(request), agent, after, moment, limit=PAGE, undone=undone)
+    shown = await queries.history_page(db_of(request), agent, after, moment, limit=PAGE, named=named, undone=undone)
     entries = [{"revision": r, "changes": revision_changes(r)} for r in shown.revisions.items]
     return render(
         request,
         "history.html",
         status_code=status_code,
         who=who,
+        where=shown.where,
         agent=shown.agent,
         entries=entries,
         more=shown.revisions.next_after is not None,
@@ -119,10 +128,11 @@ async def _timeline(
 
 
 @router.get("/agents/{agent}/undo")
-async def confirm_undo(request: Request, agent: str, who: Seen) -> Response:
-    """Which change an undo would revert (what, by whom, when, its before and after), before it happens."""
-    found, target = await queries.next_undo(db_of(request), agent)
-    return _undo_confirmation(request, found, target, who, notice=None)
+async def confirm_undo(request: Request, agent: str, who: Seen, named: Place) -> Response:
+    """Which change an undo in the environment would revert (what, by whom, when, its before
+    and after), before it happens."""
+    found, target, where = await queries.next_undo(db_of(request), agent, named=named)
+    return _undo_confirmation(request, found, target, who, where, notice=None)
 
 
 def _undo_confirmation(
@@ -130,6 +140,7 @@ def _undo_confirmation(
     agent: dict[str, Any],
     target: dict[str, Any] | None,
     who: Viewer,
+    where: queries.Where,
     *,
     notice: str | None,
     status_code: int = 200,
@@ -139,6 +150,7 @@ def _undo_confirmation(
         "confirm_undo.html",
         status_code=status_code,
         who=who,
+        where=where,
         agent=agent,
         target=target,
         changes=revision_changes(target) if target is not None else [],
@@ -147,7 +159,7 @@ def _undo_confirmation(
 
 
 @router.post("/agents/{agent}/undo")
-async def undo(request: Request, agent: str, writes: Writes) -> Response:
+async def undo(request: Request, agent: str, writes: Writes, named: Place) -> Response:
     who, form = writes
     db = db_of(request)
     expected = form.get("revision_id", "")
@@ -156,12 +168,13 @@ async def undo(request: Request, agent: str, writes: Writes) -> Response:
             request,
             agent,
             who,
+            named,
             after=None,
             at="",
             status_code=422,
             problem="Which change to undo was not said; use the button on this page.",
         )
-    found, target = await queries.next_undo(db, agent)
+    found, target, where = await queries.next_undo(db, agent, named=named)
     if target is None or target["id"] != expected:  # another change came first: show what undo would do now
         notice = (
             f"Not done: the latest change is now revision {target['id']}, not {expected}. This is what undo"
@@ -169,32 +182,33 @@ async def undo(request: Request, agent: str, writes: Writes) -> Response:
             if target is not None
             else f"Not done: revision {expected} is no longer the latest change, and nothing is left to undo."
         )
-        return _undo_confirmation(request, found, target, who, status_code=409, notice=notice)
+        return _undo_confirmation(request, found, target, who, where, status_code=409, notice=notice)
     try:
+        # In the environment: its newest change made there or to shared definitions.
         done = await undoing.undo(
-            db, found["id"], environment=queries.ENVIRONMENT, named=False, context=write_context(who), expected=expected
+            db, found["id"], environment=where.id, named=True, context=write_context(who), expected=expected
         )
     except DomainError as error:  # another change came first after all, or it would break a rule
-        return await _timeline(request, agent, who, after=None, at="", problem=error.detail, status_code=409)
-    return see_other(url("agents", found["slug"], "history") + f"?undone={done['reverted_revision_id']}")
+        return await _timeline(request, agent, who, named, after=None, at="", problem=error.detail, status_code=409)
+    return see_other(where.link(url("agents", found["slug"], "history"), undone=done["reverted_revision_id"]))
 
 
 @router.post("/agents/{agent}/variants/{variant}/restore")
-async def restore(request: Request, agent: str, variant: str, writes: Writes) -> Response:
+async def restore(request: Request, agent: str, variant: str, writes: Writes, named: Place) -> Response:
     who, form = writes
     db = db_of(request)
-    found = await queries.agent(db, agent)
+    found, where = await queries.agent(db, agent, named=named)
     try:
         restored = await variants.restore_variant(
             db,
             found["id"],
             variant,
             form.get("revision_id", ""),
-            environment=queries.ENVIRONMENT,
+            environment=where.id,
             context=write_context(who),
         )
     except DomainError as error:
         if error.code == "resource_missing" and not error.errors:
             raise
-        return await _timeline(request, agent, who, after=None, at="", problem=error.detail, status_code=409)
-    return see_other(url("agents", found["slug"], "variants", restored["slug"]))
+        return await _timeline(request, agent, who, named, after=None, at="", problem=error.detail, status_code=409)
+    return see_other(where.link(url("agents", found["slug"], "variants", restored["slug"])))

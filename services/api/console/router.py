@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from services.api.access.gate import FAILURES, client_address
 from services.api.access.keyring import KeyRefused, KeyRing
 from services.api.access.rate_limit import RateLimiter
-from services.api.console import agents, experiments, history
+from services.api.console import agents, experiments, history, targeting
 from services.api.console.sessions import CONSOLE_SCOPES, close_session, open_session, viewer_of
 from services.api.console.web import (
     HERE,
@@ -144,7 +144,7 @@ async def sign_out(request: Request) -> Response:
 
 
 # History first: its `./variants/{variant}/restore` is more specific than the agents pages' `{action}`.
-for pages in (history.router, experiments.router, agents.router):
+for pages in (history.router, experiments.router, targeting.router, agents.router):
     router.include_router(pages)
 
 

@@ -17,22 +17,26 @@ from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.db import Database
-from services.api.models import ApiKey, ConsoleSession, table_of
+from services.api.models import ApiKey, ConsoleSession, Environment, table_of
 from services.api.principal import RANK
 
 LIFETIME = timedelta(hours=12)
 sessions = table_of(ConsoleSession)
 keys = table_of(ApiKey)
+environments = table_of(Environment)
 
 
 @dataclass(frozen=True)
 class Viewer:
-    """Who is looking: the key's name and scope (admin, with no key, while auth is off)."""
+    """Who is looking: the key's name and scope (admin, with no key, while auth is off), and
+    the environment the key is bound to (contract 1.1), if it is."""
 
     key_id: str | None
     key_name: str | None
     scope: str
     csrf_token: str
+    environment_id: str | None = None
+    environment_slug: str | None = None
 
     @property
     def can_write(self) -> bool:
@@ -77,8 +81,19 @@ async def viewer_of(db: Database, token: str | None, *, auth_disabled: bool) -> 
         & or_(keys.c.expires_at.is_(None), keys.c.expires_at > func.now())
     )
     query = (
-        select(sessions.c.api_key_id, sessions.c.csrf_token, keys.c.name, keys.c.scope)
-        .select_from(sessions.outerjoin(keys, keys.c.id == sessions.c.api_key_id))
+        select(
+            sessions.c.api_key_id,
+            sessions.c.csrf_token,
+            keys.c.name,
+            keys.c.scope,
+            keys.c.environment_id,
+            environments.c.slug.label("environment_slug"),
+        )
+        .select_from(
+            sessions.outerjoin(keys, keys.c.id == sessions.c.api_key_id).outerjoin(
+                environments, environments.c.id == keys.c.environment_id
+            )
+        )
         .where(sessions.c.token_hash == _hash(token), sessions.c.expires_at > func.now())
         .where(sessions.c.api_key_id.is_(None) if auth_disabled else key_is_live)
     )
@@ -88,7 +103,7 @@ async def viewer_of(db: Database, token: str | None, *, auth_disabled: bool) -> 
         return None
     if row.api_key_id is None:
         return Viewer(None, None, "admin", row.csrf_token)
-    return Viewer(row.api_key_id, row.name, row.scope, row.csrf_token)
+    return Viewer(row.api_key_id, row.name, row.scope, row.csrf_token, row.environment_id, row.environment_slug)
 
 
 async def close_session(db: Database, token: str | None) -> None:

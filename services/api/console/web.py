@@ -12,19 +12,19 @@ import json
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from services.api.console import texts
+from services.api.console import queries, texts
 from services.api.console.sessions import Viewer, viewer_of
 from services.api.db import Database
 from services.api.errors import PROBLEMS, field_errors
-from services.api.exceptions import DomainError, PreconditionFailed
+from services.api.exceptions import DomainError, EnvironmentForbidden, FieldError, PreconditionFailed
 from services.api.writes.context import WriteContext
 from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, STRING_FIELDS
 
@@ -59,15 +59,29 @@ async def viewer(request: Request) -> Viewer:
     return found
 
 
-async def writer(request: Request) -> tuple[Viewer, dict[str, str]]:
+async def writer(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> tuple[Viewer, dict[str, str]]:
     """A viewer allowed to change things, and the POSTed form, whose CSRF token checks out."""
-    who = await viewer(request)
     form = await form_of(request)
     if not same_token(form.get("csrf", ""), who.csrf_token):
         raise CsrfRefused
     if not who.can_write:
         raise Forbidden
     return who, form
+
+
+async def place(who: Annotated[Viewer, Depends(viewer)], environment: str | None = None) -> queries.Named:
+    """The environment an agent page shows and changes: `?environment=` (a slug or an id; the
+    forms of a page carry it in their action), else the key's when it is bound, else
+    production. A bound key sees and changes its own only: naming another is refused as the
+    API refuses it (403 `environment_forbidden`), whether that one exists or not."""
+    named = environment.strip() if environment and environment.strip() else None
+    bound = who.environment_id
+    if bound is not None and named is not None and named not in (bound, who.environment_slug):
+        raise EnvironmentForbidden(
+            f"The API key '{who.key_name}' is bound to environment '{who.environment_slug}'; it cannot name '{named}'",
+            errors=[FieldError("environment", f"the key is bound to '{who.environment_slug}'")],
+        )
+    return queries.Named(named, bound)  # looked up in the page's snapshot
 
 
 class CsrfRefused(Exception):
