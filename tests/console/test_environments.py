@@ -567,3 +567,12 @@ async def test_an_experiment_made_and_started_from_staging_runs_in_staging(admin
     assert "experiment Staged is running" in _text(await admin.page("/console/agents/env-bot?environment=staging"))
     assert "no experiment is running in production" in _text(await admin.page("/console/agents/env-bot"))
     await admin.page(path, status=404)  # production has no such experiment
+
+
+async def test_the_history_says_where_each_change_was_made(admin: Browser, db: Database) -> None:
+    await _agent(db)
+    await variants.activate_variant(db, "env-bot", "cold", environment="staging")
+    page = await admin.page("/console/agents/env-bot/history?environment=staging")
+    entries = re.findall(r'<p class="when">(.*?)</p>', page, re.S)
+    assert entries and 'in <span class="env">staging</span>' in entries[0] and "activate" in entries[0]
+    assert any("shared" in entry and "create" in entry for entry in entries[1:])  # the agent, its variants
