@@ -14,12 +14,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.exceptions import NotFound
-from services.api.models import ApiKey, Environment, RuleSet, table_of
+from services.api.models import Activation, ApiKey, Environment, Experiment, RuleSet, table_of
 from services.shared.identifiers import ref_key
 
 environments = table_of(Environment)
 rule_sets = table_of(RuleSet)
 api_keys = table_of(ApiKey)
+activations = table_of(Activation)
+experiments = table_of(Experiment)
 
 
 def _by_ref(ref: str) -> Any:
@@ -117,8 +119,8 @@ async def in_use(conn: AsyncConnection, environment_id: str) -> str | None:
     count; its row goes with the environment) and bound API keys that still work (neither
     revoked nor expired; a key made while this runs holds the environment's row, see
     `keys.service`, and the deleting transaction unbinds the others first:
-    `unbind_dead_keys`). Still to come: per-environment activations, experiments
-    and rollouts.
+    `unbind_dead_keys`), activations (an agent's active variant there, archived agents'
+    too: unarchiving brings them back) and running experiments. Still to come: rollouts.
     """
     ruled = await conn.scalar(
         select(func.count())
@@ -127,6 +129,18 @@ async def in_use(conn: AsyncConnection, environment_id: str) -> str | None:
     )
     if ruled:
         return f"{ruled} agent(s) have targeting rules in it; empty their rule sets first"
+    active = await conn.scalar(
+        select(func.count()).select_from(activations).where(activations.c.environment_id == environment_id)
+    )
+    if active:
+        return f"{active} agent(s) have an active variant in it; deactivate them first"
+    running = await conn.scalar(
+        select(func.count())
+        .select_from(experiments)
+        .where(experiments.c.environment_id == environment_id, experiments.c.status == "running")
+    )
+    if running:
+        return f"{running} experiment(s) are running in it; stop them first"
     bound = await conn.scalar(
         select(func.count())
         .select_from(api_keys)
