@@ -19,6 +19,7 @@ from collections import OrderedDict
 from typing import Any, NamedTuple
 
 from services.api import security_headers
+from services.api.db import ALL_AGENTS
 
 
 class Entry(NamedTuple):
@@ -133,6 +134,9 @@ class ResolveCache:
             self._drop(next(iter(self._entries)))
 
     def invalidate(self, agent_ids: set[str] | frozenset[str]) -> None:
+        if ALL_AGENTS in agent_ids:  # an environment went: any agent's answer may name it
+            self.clear()
+            return
         self.generation += 1
         for agent_id in agent_ids:
             for key in self._keys_by_agent.pop(agent_id, ()):

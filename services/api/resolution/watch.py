@@ -29,7 +29,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from services.api.db import Database
+from services.api.db import ALL_AGENTS, Database
 from services.api.principal import Principal
 from services.api.resolution import bundle
 from services.shared.agent_config import AgentNotFound, EnvironmentNotFound
@@ -203,6 +203,9 @@ class WatchHub:
     def changed(self, agent_ids: set[str]) -> None:
         """These agents' resolution may have changed: build their bundles again, and wake
         their streams if a bundle differs."""
+        if ALL_AGENTS in agent_ids:
+            self.changed_all()
+            return
         self.ticks += 1
         for key, channel in list(self._channels.items()):  # only watched agents are tracked
             if key[0] in agent_ids:

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL, notify
+from services.api.db import ALL_AGENTS, KEYS_CHANNEL, RESOLUTION_CHANNEL, notify
 
 
 async def agent_changed(conn: AsyncConnection, agent_id: str) -> None:
     """This agent's resolution may have changed: its cached answers and bundles go."""
     await notify(conn, RESOLUTION_CHANNEL, agent_id)
+
+
+async def every_agent_changed(conn: AsyncConnection) -> None:
+    """Any agent's resolution may have changed (an environment was deleted: every answer
+    cached for it must go, whichever agent it was for): every cache is cleared."""
+    await notify(conn, RESOLUTION_CHANNEL, ALL_AGENTS)
 
 
 async def key_changed(conn: AsyncConnection, key_id: str) -> None:
