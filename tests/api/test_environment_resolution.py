@@ -392,3 +392,31 @@ async def test_an_unknown_environment_is_404_naming_it_on_every_route(client):
     assert response.status_code == 404 and problem_params(response) == {"environment"}, response.text
     response = await client.post(f"/v1/agents/{agent['id']}/experiments", json={"name": "e3", "arms": arms, **body})
     assert response.status_code == 404 and problem_params(response) == {"environment"}, response.text
+
+
+# --- bundles with rules -----------------------------------------------------------------------
+
+
+async def test_a_bundle_carries_each_rule_with_the_config_it_serves(client):
+    agent, a, _, staging = await setup(client)
+    rule = {"name": "pro", "when": [{"attribute": "plan", "op": "eq", "value": "pro"}], "serve": {"variant": a["slug"]}}
+    stored = await ok(
+        client.put(f"/v1/agents/{agent['id']}/rules", params={"environment": staging["slug"]}, json={"rules": [rule]})
+    )
+    bundle = await ok(client.get(f"/v1/agents/{agent['slug']}/bundle", params={"environment": staging["id"]}))
+    assert bundle["environment"] == staging["slug"] and len(bundle["rules"]) == 1
+    served = bundle["rules"][0]
+    assert (served["id"], served["serve"], served["when"]) == (
+        stored["rules"][0]["id"],
+        {"variant": a["id"]},
+        rule["when"],
+    )
+    resolved_by_rule = await ok(
+        client.post(
+            f"/v1/agents/{agent['id']}/resolve", json={"environment": staging["slug"], "attributes": {"plan": "pro"}}
+        )
+    )
+    assert {k: v for k, v in served["resolved"].items() if k != "provenance"} == resolved_by_rule
+    assert resolved_by_rule["source"] == "rule" and resolved_by_rule["rule_id"] == served["id"]
+    production = await ok(client.get(f"/v1/agents/{agent['slug']}/bundle"))
+    assert production["rules"] == [] and production["environment"] == "production"
