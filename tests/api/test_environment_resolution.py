@@ -420,3 +420,27 @@ async def test_a_bundle_carries_each_rule_with_the_config_it_serves(client):
     assert resolved_by_rule["source"] == "rule" and resolved_by_rule["rule_id"] == served["id"]
     production = await ok(client.get(f"/v1/agents/{agent['slug']}/bundle"))
     assert production["rules"] == [] and production["environment"] == "production"
+
+
+# --- revisions name their environment ---------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="contract 1.1: revisions add `environment` (slug, null for shared changes) and `active_variants`; "
+    "revision_read does not show them yet (the table has them)",
+)
+async def test_a_revision_names_its_environment_and_every_active_variant(client):
+    agent, a, b, staging = await setup(client)
+    base = f"/v1/agents/{agent['id']}"
+    await ok(client.post(f"{base}/variants/{a['id']}/activate"))
+    await ok(client.post(f"{base}/variants/{b['id']}/activate", params={"environment": staging["slug"]}))
+    await ok(client.patch(f"{base}/variants/{a['id']}", json={"description": "shared"}))
+    update, activate_s, activate_p = (await ok(client.get(f"{base}/revisions")))["data"][:3]
+    assert (activate_p["environment"], activate_s["environment"], update["environment"]) == (
+        "production",
+        staging["slug"],
+        None,
+    )
+    both = {"production": a["id"], staging["slug"]: b["id"]}
+    assert {k: v for k, v in update["active_variants"].items() if v is not None} == both
