@@ -444,3 +444,38 @@ async def test_a_revision_names_its_environment_and_every_active_variant(client)
     )
     both = {"production": a["id"], staging["slug"]: b["id"]}
     assert {k: v for k, v in update["active_variants"].items() if v is not None} == both
+
+
+async def test_at_serves_a_rules_variant_as_it_was_then(client):
+    agent, a, _, staging = await setup(client)
+    rule = {"name": "all", "when": [{"attribute": "plan", "op": "not_exists"}], "serve": {"variant": a["id"]}}
+    stored = await ok(
+        client.put(f"/v1/agents/{agent['id']}/rules", params={"environment": staging["slug"]}, json={"rules": [rule]})
+    )
+    await asyncio.sleep(0.002)
+    then = datetime.now(UTC)
+    await asyncio.sleep(0.002)
+    await ok(client.patch(f"/v1/agents/{agent['id']}/variants/{a['id']}", json={"overrides": {"prompt_version": "a2"}}))
+    past = await resolved(client, agent["id"], staging["slug"], at=then.isoformat())
+    assert (past["source"], past["rule_id"], past["prompt_version"]) == ("rule", stored["rules"][0]["id"], "a")
+    now = await resolved(client, agent["id"], staging["slug"])
+    assert (now["source"], now["prompt_version"]) == ("rule", "a2")
+    assert (await resolved(client, agent["id"], at=then.isoformat()))["source"] == "agent"  # production: no rules
+
+
+async def test_a_live_arm_serves_what_its_environment_served_at_start(client):
+    agent, a, b, staging = await setup(client)
+    base = f"/v1/agents/{agent['id']}"
+    s = {"environment": staging["slug"]}
+    await ok(client.post(f"{base}/variants/{a['id']}/activate"))  # production
+    await ok(client.post(f"{base}/variants/{b['id']}/activate", params=s))  # staging
+    arms = [{"variant": "live", "weight": 1}, {"variant": "base", "weight": 1}]
+    experiment = await ok(client.post(f"{base}/experiments", json={"name": "e", "arms": arms, **s}))
+    started = await ok(client.post(f"{base}/experiments/{experiment['id']}/start", params=s))
+    assert started["arms"][0]["variant_id"] == b["id"]  # staging's, not production's
+    await ok(client.post(f"{base}/variants/{b['id']}/deactivate", params=s))
+    seen = set()
+    for n in range(40):
+        body = await resolved(client, agent["id"], staging["slug"], subject=f"u{n}")
+        seen.add((body["arm"], body["variant_id"], body["prompt_version"]))
+    assert seen == {(0, b["id"], "b"), (1, None, "base")}
