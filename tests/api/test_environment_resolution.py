@@ -479,3 +479,26 @@ async def test_a_live_arm_serves_what_its_environment_served_at_start(client):
         body = await resolved(client, agent["id"], staging["slug"], subject=f"u{n}")
         seen.add((body["arm"], body["variant_id"], body["prompt_version"]))
     assert seen == {(0, b["id"], "b"), (1, None, "base")}
+
+
+async def test_reads_describe_the_requests_environment(client):
+    agent, a, b, staging = await setup(client)
+    base = f"/v1/agents/{agent['id']}"
+    s = {"environment": staging["slug"]}
+    await ok(client.post(f"{base}/variants/{a['id']}/activate"))
+    await ok(client.post(f"{base}/variants/{b['id']}/activate", params=s))
+    assert (await ok(client.get(base)))["active_variant_id"] == a["id"]
+    seen = await ok(client.get(base, params=s))
+    assert seen["active_variant_id"] == b["id"]
+    assert {k: v for k, v in seen["active_variants"].items() if k in ("production", staging["slug"])} == {
+        "production": a["id"],
+        staging["slug"]: b["id"],
+    }
+    listed = await ok(client.get(f"{base}/variants", params={**s, "is_active": "true"}))
+    assert [v["id"] for v in listed["data"]] == [b["id"]]
+    variant = await ok(client.get(f"{base}/variants/{a['id']}", params=s))
+    assert (variant["is_active"], variant["active_in"]) == (False, ["production"])
+    arms = [{"variant": "base", "weight": 1}, {"variant": a["id"], "weight": 1}]
+    experiment = await ok(client.post(f"{base}/experiments", json={"name": "e", "arms": arms, **s}))
+    await ok(client.post(f"{base}/experiments/{experiment['id']}/start", params=s))
+    assert_problem(await client.delete(base), 409, "experiment_running")  # running in staging holds it too
