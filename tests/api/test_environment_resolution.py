@@ -502,3 +502,11 @@ async def test_reads_describe_the_requests_environment(client):
     experiment = await ok(client.post(f"{base}/experiments", json={"name": "e", "arms": arms, **s}))
     await ok(client.post(f"{base}/experiments/{experiment['id']}/start", params=s))
     assert_problem(await client.delete(base), 409, "experiment_running")  # running in staging holds it too
+
+
+@pytest.mark.parametrize("path", ["/resolved", "/bundle", "/rules", ""])
+async def test_a_malformed_environment_is_404_not_a_server_error(client, path):
+    agent = await create_agent(client)
+    response = await client.get(f"/v1/agents/{agent['id']}{path}", params={"environment": "pQj\x00vR"})
+    assert_problem(response, 404, "resource_missing")
+    assert problem_params(response) == {"environment"}
