@@ -78,6 +78,8 @@ _changes: ContextVar[dict[str, set[str]] | None] = ContextVar("changes", default
 # changed, or of an API key that was created or revoked.
 RESOLUTION_CHANNEL = "agent_variants_resolution"
 KEYS_CHANNEL = "agent_variants_keys"
+# The payload on RESOLUTION_CHANNEL that stands for every agent (never an agent id: ids have `_`).
+ALL_AGENTS = "*"
 
 
 def resolution_change(agent_id: str, environment: tuple[str, str] | None = None) -> str:

@@ -122,7 +122,9 @@ async def fetch_row(
         variant_key = BASE
     elif variant is not None:
         variant_key = ref_key("variant", variant)
-    params = {"agent": agent, "environment": environment}
+    # A malformed name (a NUL, say) must not reach the database, which refuses it (an error,
+    # not "no such environment"): it is sent as "", which names no environment either.
+    params = {"agent": agent, "environment": environment if environment_key is not None else ""}
     if variant_key not in (None, BASE):
         params["variant"] = variant  # type: ignore[assignment]  # not None: variant_key is set
     # A malformed environment or variant name matches nothing: ask with a form that still

@@ -106,9 +106,8 @@ async def test_an_undo_by_a_bound_key_follows_the_same_rule(client: httpx.AsyncC
     assert (await client.get(f"/v1/agents/{agent['id']}/resolved")).json()["temperature"] == 0.2
 
 
-async def test_an_environment_with_an_activation_or_an_experiment_is_in_use(client: httpx.AsyncClient) -> None:
-    """Contract 1.1: an environment in which anything is active or running cannot be deleted;
-    nor one holding a draft or a stopped experiment, whose history would go with it."""
+async def test_an_environment_with_an_activation_or_a_running_experiment_is_in_use(client: httpx.AsyncClient) -> None:
+    """Contract 1.1: an environment in which anything is active or running cannot be deleted."""
     review = await create_environment(client, "review")
     agent = await create_agent(client)
     variant = await create_variant(client, agent["id"])
@@ -123,9 +122,10 @@ async def test_an_environment_with_an_activation_or_an_experiment_is_in_use(clie
     )
     assert created.status_code == 201, created.text
     assert created.json()["environment"] == "review"
+    experiment = f"/v1/agents/{agent['id']}/experiments/{created.json()['id']}"
+    assert (await client.post(f"{experiment}/start", params={"environment": "review"})).status_code == 200
     body = assert_problem(await client.delete("/v1/environments/review"), 409, "environment_in_use")
-    assert "1 draft" in body["detail"]
-    drafts = f"/v1/agents/{agent['id']}/experiments/{created.json()['id']}"
-    assert (await client.delete(drafts, params={"environment": "review"})).status_code == 204
+    assert "running" in body["detail"]
+    assert (await client.post(f"{experiment}/stop", params={"environment": "review"})).status_code == 200
     assert (await client.delete("/v1/environments/review")).status_code == 204
     assert (await client.get(f"/v1/environments/{review['id']}")).status_code == 404

@@ -19,9 +19,9 @@ from services.shared.identifiers import ref_key
 
 environments = table_of(Environment)
 rule_sets = table_of(RuleSet)
+api_keys = table_of(ApiKey)
 activations = table_of(Activation)
 experiments = table_of(Experiment)
-api_keys = table_of(ApiKey)
 
 
 def _by_ref(ref: str) -> Any:
@@ -119,26 +119,23 @@ async def in_use(conn: AsyncConnection, environment_id: str) -> str | None:
     count; its row goes with the environment) and bound API keys that still work (neither
     revoked nor expired; a key made while this runs holds the environment's row, see
     `keys.service`, and the deleting transaction unbinds the others first:
-    `unbind_dead_keys`), activations, and experiments of any status: a running one is
-    running there, and a draft's or a stopped one's results would go with the environment
-    (the foreign key cascades), so they hold it too (delete the drafts; a stopped
-    experiment's environment stays).
+    `unbind_dead_keys`), activations (an agent's active variant there, archived agents'
+    too: unarchiving brings them back) and running experiments (contract 1.1: "active, ruled
+    or running"). Drafts and stopped experiments go with the environment (the foreign key
+    cascades), as the rest of an environment's own data does; their outcomes stay.
     """
     active = await conn.scalar(
         select(func.count()).select_from(activations).where(activations.c.environment_id == environment_id)
     )
     if active:
-        return f"{active} agent(s) have a variant active in it; deactivate them first"
-    split = (
-        await conn.execute(
-            select(experiments.c.status, func.count())
-            .where(experiments.c.environment_id == environment_id)
-            .group_by(experiments.c.status)
-        )
-    ).all()
-    if split:
-        counts = ", ".join(f"{count} {status}" for status, count in sorted(split))
-        return f"experiments belong to it ({counts}); their history would go with it"
+        return f"{active} agent(s) have an active variant in it; deactivate them first"
+    running = await conn.scalar(
+        select(func.count())
+        .select_from(experiments)
+        .where(experiments.c.environment_id == environment_id, experiments.c.status == "running")
+    )
+    if running:
+        return f"{running} experiment(s) are running in it; stop them first"
     ruled = await conn.scalar(
         select(func.count())
         .select_from(rule_sets)
@@ -146,6 +143,11 @@ async def in_use(conn: AsyncConnection, environment_id: str) -> str | None:
     )
     if ruled:
         return f"{ruled} agent(s) have targeting rules in it; empty their rule sets first"
+    active = await conn.scalar(
+        select(func.count()).select_from(activations).where(activations.c.environment_id == environment_id)
+    )
+    if active:
+        return f"{active} agent(s) have an active variant in it; deactivate them first"
     bound = await conn.scalar(
         select(func.count())
         .select_from(api_keys)

@@ -1,8 +1,8 @@
 """Environment use cases: create, read, list, rename (patch), delete.
 
 Environments belong to no agent, so their changes write no revision (the contract's
-revisions are an agent's history) and announce nothing (nothing resolved depends on one
-yet); the router logs each change with the key that made it.
+revisions are an agent's history); the router logs each change with the key that made it.
+A deletion is announced for every agent: answers cached for the environment must go.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from services.api.exceptions import (
     SlugTaken,
 )
 from services.api.schemas import set_fields
+from services.api.writes import announce
 from services.api.writes.context import NO_CONTEXT, WriteContext
 from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, new_id
 
@@ -126,6 +127,7 @@ async def delete_environment(db: Database, ref: str, *, context: WriteContext = 
         # Keys bound to it that no longer work would hold it (their foreign key has no cascade).
         await repository.unbind_dead_keys(conn, row["id"])
         await repository.delete_one(conn, row["id"])
+        await announce.every_agent_changed(conn)
         return environment_read(row)
 
     return await db.transaction(unit)

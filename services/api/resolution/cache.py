@@ -19,7 +19,7 @@ from collections import OrderedDict
 from typing import Any, NamedTuple
 
 from services.api import security_headers
-from services.api.db import parse_changes
+from services.api.db import ALL_AGENTS, parse_changes
 
 
 class Entry(NamedTuple):
@@ -134,10 +134,13 @@ class ResolveCache:
             self._drop(next(iter(self._entries)))
 
     def invalidate(self, payloads: set[str] | frozenset[str]) -> None:
-        """Drop what these changes (`change` payloads) may have made stale: every entry of an
-        agent whose every environment changed, the entries of the named environments only
-        otherwise (an entry's key holds the environment as the request named it, by id or
-        slug, and a payload carries both)."""
+        """Drop what these changes (`db.resolution_change` payloads) may have made stale:
+        every entry of an agent whose every environment changed, the entries of the named
+        environments only otherwise (an entry's key holds the environment as the request
+        named it, by id or slug, and a payload carries both); everything for `ALL_AGENTS`."""
+        if ALL_AGENTS in payloads:  # an environment went: any agent's answer may name it
+            self.clear()
+            return
         self.generation += 1
         for agent_id, environments in parse_changes(payloads).items():
             keys = self._keys_by_agent.pop(agent_id, ())

@@ -52,9 +52,10 @@ class ResolvedRead(BaseModel):
     agent_slug: str = Field(description="The agent's slug.")
     variant_id: str | None = Field(description="The variant whose overrides apply; null: the base config alone.")
     variant_slug: str | None = Field(description="That variant's slug, or null.")
-    source: Literal["agent", "variant", "preview", "experiment"] = Field(
+    source: Literal["agent", "variant", "preview", "experiment", "rule", "rollout"] = Field(
         description="Where the values come from: `agent` (no active variant), `variant` (the active one), "
-        "`preview` (`?variant=`), `experiment` (the subject's arm of the running experiment)."
+        "`preview` (`?variant=`), `experiment` (the subject's arm of the running experiment), `rule` (the "
+        "first targeting rule that holds: `rule_id`), `rollout` (the subject's arm of a rollout)."
     )
     experiment_id: str | None = Field(description="The running experiment that chose the arm, or null.")
     arm: int | None = Field(description="The subject's arm in that experiment, or null.")

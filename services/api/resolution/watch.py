@@ -29,7 +29,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from services.api.db import Database, parse_changes
+from services.api.db import ALL_AGENTS, Database, parse_changes
 from services.api.principal import Principal
 from services.api.resolution import bundle
 from services.shared.agent_config import AgentNotFound, EnvironmentNotFound
@@ -202,8 +202,11 @@ class WatchHub:
 
     def changed(self, agent_ids: set[str]) -> None:
         """These agents' resolution may have changed (`db.resolution_change` payloads: an
-        agent id, or an agent id with one environment): build their bundles in the
-        environments concerned again, and wake their streams if a bundle differs."""
+        agent id, or an agent id with one environment; `ALL_AGENTS`): build their bundles in
+        the environments concerned again, and wake their streams if a bundle differs."""
+        if ALL_AGENTS in agent_ids:
+            self.changed_all()
+            return
         self.ticks += 1
         changed = parse_changes(agent_ids)
         for key, channel in list(self._channels.items()):  # only watched agents are tracked

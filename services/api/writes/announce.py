@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL, notify, resolution_change
+from services.api.db import ALL_AGENTS, KEYS_CHANNEL, RESOLUTION_CHANNEL, notify, resolution_change
 
 
 async def agent_changed(conn: AsyncConnection, agent_id: str, environment: RowMapping | None = None) -> None:
@@ -19,6 +19,12 @@ async def agent_changed(conn: AsyncConnection, agent_id: str, environment: RowMa
     there go; another environment's stay."""
     where = (environment["id"], environment["slug"]) if environment is not None else None
     await notify(conn, RESOLUTION_CHANNEL, resolution_change(agent_id, where))
+
+
+async def every_agent_changed(conn: AsyncConnection) -> None:
+    """Any agent's resolution may have changed (an environment was deleted: every answer
+    cached for it must go, whichever agent it was for): every cache is cleared."""
+    await notify(conn, RESOLUTION_CHANNEL, ALL_AGENTS)
 
 
 async def key_changed(conn: AsyncConnection, key_id: str) -> None:
