@@ -198,8 +198,9 @@ async def test_a_bound_key_naming_another_environment_is_403_and_nothing_is_stor
 
         # An experiment of another environment would store there: refused too.
         other = await post(bound, agent, {"data": [outcome(), outcome(experiment_id=elsewhere["id"])]})
-        assert_problem(other, 403, "environment_forbidden")
+        detail = assert_problem(other, 403, "environment_forbidden")["detail"]
         assert problem_params(other) == {"data[1].experiment_id"}
+        assert f"'{elsewhere['id']}'" in detail and "'staging'" in detail
     assert await stored(conn, agent) == []
     # The same outcomes are fine for an unbound key.
     assert (

@@ -50,7 +50,8 @@ async def store(
     runs of a variant deleted meanwhile."""
     refused = [i for i, o in enumerate(outcomes) if o.environment is not None and _refused(key, o.environment)]
     if refused:
-        raise _forbidden(key, [(_param(i, "environment", batch), outcomes[i].environment) for i in refused])
+        items = [(_param(i, "environment", batch), outcomes[i].environment) for i in refused]
+        raise _forbidden(key, items, "in environment(s) {}")
 
     async def unit(conn: AsyncConnection) -> int:
         agent = await find_agent(conn, agent_ref)
@@ -79,7 +80,7 @@ async def store(
                 if o.experiment_id is not None and in_environment[o.experiment_id] != key.environment_id
             ]
             if elsewhere:
-                raise _forbidden(key, elsewhere, what="experiments of")
+                raise _forbidden(key, elsewhere, "for experiment(s) {} of another environment")
         found = await environments.by_refs(conn, {environment} | {o.environment for o in outcomes if o.environment})
         if environment not in found:
             raise NotFound("Environment", environment, param="environment")
@@ -106,7 +107,7 @@ async def store(
                 agent.id,
                 o.variant_id,
                 o.experiment_id,
-                place,
+                environment_id,
                 o.subject,
                 o.input_tokens,
                 o.output_tokens,
@@ -115,7 +116,7 @@ async def store(
                 o.success,
                 o.score,
             )
-            for o, place in zip(outcomes, places, strict=True)
+            for o, environment_id in zip(outcomes, places, strict=True)
         ]
         try:
             await repository.insert_many(conn, records)
@@ -144,15 +145,14 @@ def _refused(key: Principal | None, ref: str) -> bool:
     return False
 
 
-def _forbidden(
-    key: Principal | None, items: Sequence[tuple[str, str | None]], *, what: str = ""
-) -> EnvironmentForbidden:
-    """403 `environment_forbidden` naming every item (param, what it named) a bound key may not use."""
+def _forbidden(key: Principal | None, items: Sequence[tuple[str, str | None]], what: str) -> EnvironmentForbidden:
+    """403 `environment_forbidden` naming every item (param, what it named) a bound key may
+    not use; `what` says what they name, `{}` standing for their names."""
     assert key is not None
     names = ", ".join(sorted({f"'{ref}'" for _, ref in items}))
     return EnvironmentForbidden(
         f"The API key '{key.name}' is bound to environment '{key.environment_slug}'; "
-        f"it cannot report outcomes in {what + ' ' if what else ''}{names}",
+        f"it cannot report outcomes {what.format(names)}",
         errors=[FieldError(param, f"the key is bound to '{key.environment_slug}'") for param, _ in items],
     )
 
