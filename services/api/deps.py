@@ -107,6 +107,32 @@ async def environment_ref(
 EnvironmentRef = Annotated[str, Depends(environment_ref)]
 
 
+async def environment_filter(
+    request: Request,
+    environment: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="Only this environment, by slug (`staging`) or id (`env_...`); default: every "
+            "environment, or the API key's when it is bound to one. Unknown: 404 `resource_missing` with "
+            "`param` `environment`; another than a bound key's: 403 `environment_forbidden`.",
+        ),
+    ] = None,
+) -> str | None:
+    """The environment a read of totals is confined to (`/usage`), as a ref to look up, or
+    None for every environment: what `?environment=` names, else the key's when it is bound
+    (a bound key sees only its own environment's data), else None. A bound key naming another
+    is 403 `environment_forbidden`, as in `environment_ref`."""
+    key = current_key(request.scope)
+    if environment is None and (key is None or key.environment_id is None):
+        return None
+    return request_environment(key, environment)
+
+
+EnvironmentFilter = Annotated[str | None, Depends(environment_filter)]
+
+
 async def calling_key(request: Request) -> Principal | None:
     """The API key the request was made with (None while auth is off), for services whose
     answer depends on it (a bound key manages only its environment's keys)."""

@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.shared.agent_config import INTEGER_FIELDS, NUMBER_FIELDS, STRING_FIELDS
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID
 
 # Names match PostgreSQL's own defaults, so constraints can be found and dropped by name.
 NAMING_CONVENTION = {
@@ -243,8 +244,9 @@ class Experiment(Base):
 
 
 class Outcome(Base):
-    """What one run of an agent cost and how it went. Append-only; variant and experiment
-    ids are kept as reported (no foreign keys: a variant may be deleted, its outcomes stay)."""
+    """What one run of an agent cost and how it went. Append-only; variant, experiment and
+    environment ids are kept as reported (no foreign keys: a variant or an environment may be
+    deleted, its outcomes stay)."""
 
     __tablename__ = "outcomes"
     __table_args__ = (
@@ -267,6 +269,9 @@ class Outcome(Base):
     agent_id: Mapped[str] = mapped_column(ID_TYPE, ForeignKey("agents.id", ondelete="CASCADE"))
     variant_id: Mapped[str | None] = mapped_column(ID_TYPE, nullable=True)
     experiment_id: Mapped[str | None] = mapped_column(ID_TYPE, nullable=True)
+    # The environment it was reported in (contract 1.1); outcomes stored before are production's.
+    # A constant default: adding the column rewrote nothing (migration e5a7c9b1d3f6).
+    environment_id: Mapped[str] = mapped_column(ID_TYPE, server_default=text(f"'{PRODUCTION_ENVIRONMENT_ID}'"))
     subject: Mapped[str | None] = mapped_column(Text, nullable=True)
     input_tokens: Mapped[int] = mapped_column(BigInteger)
     output_tokens: Mapped[int] = mapped_column(BigInteger)
@@ -278,14 +283,19 @@ class Outcome(Base):
 
 
 class UsageTotal(Base):
-    """An agent's outcomes summed per variant, kept up to date by every batch in the same
-    transaction (so /usage is exact the moment a 202 returns), so that usage costs one
-    row per variant to read, however many outcomes there are. `variant_key` is the
-    variant id, or "" for the base config (a primary key cannot hold null)."""
+    """An agent's outcomes summed per environment and variant, kept up to date by every batch
+    in the same transaction (so /usage is exact the moment a 202 returns), so that usage
+    costs one row per environment and variant to read, however many outcomes there are.
+    `variant_key` is the variant id, or "" for the base config (a primary key cannot hold
+    null)."""
 
     __tablename__ = "usage_totals"
 
     agent_id: Mapped[str] = mapped_column(ID_TYPE, ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    # As on outcomes: no foreign key, totals before contract 1.1 are production's.
+    environment_id: Mapped[str] = mapped_column(
+        ID_TYPE, primary_key=True, server_default=text(f"'{PRODUCTION_ENVIRONMENT_ID}'")
+    )
     variant_key: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
     outcomes: Mapped[int] = mapped_column(BigInteger)
     # Sums of up to 2**62 per outcome: beyond what a bigint holds after a few of them.

@@ -369,6 +369,12 @@ async def test_an_unknown_environment_is_404_naming_it_on_every_route(client):
         ("put", "/v1/agents/{agent}/rules"): {"rules": []},
         ("post", "/v1/agents/{agent}/experiments"): {"name": "e2", "arms": arms},
         ("patch", "/v1/agents/{agent}/experiments/{experiment}"): {"description": "x"},
+        ("post", "/v1/agents/{agent}/outcomes"): {
+            "variant_id": None,
+            "input_tokens": 1,
+            "output_tokens": 1,
+            "latency_ms": 1,
+        },
     }
     extra: dict[str, dict[str, str]] = {"/v1/agents/{agent}/variants/{variant}/diff": {"against": "base"}}
     checked = []

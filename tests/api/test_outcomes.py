@@ -31,6 +31,7 @@ async def test_a_new_agent_has_zero_usage(client):
     agent = await create_agent(client)
     assert await usage(client, agent) == {
         "object": "usage",
+        "environment": None,  # every environment's (contract 1.1)
         "input_tokens": 0,
         "output_tokens": 0,
         "total_tokens": 0,

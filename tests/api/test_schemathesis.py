@@ -75,6 +75,7 @@ CROSS_FIELD_RULES: dict[str, str] = {
     "PATCH /v1/agents/{agent}/variants/{variant}": TOKEN_RULE,
     "POST /v1/keys": "expires_at in the future, which depends on the clock",
     "POST /v1/environments": "a name that gives no slug (`!!!`) needs an explicit slug",
+    "POST /v1/agents/{agent}/outcomes": "an item's environment must exist (422 naming `data[i].environment`)",
     "PUT /v1/agents/{agent}/rules": "rules' names and ids distinct, each condition's value as its op needs, and "
     + TOKEN_RULE
     + " on what each rule serves",

@@ -493,6 +493,40 @@ async def test_outcomes_reach_a_service_with_or_without_environments(knows_envir
         assert len(batches) == 2 and all("environment" not in item for item in batches[1])
 
 
+async def test_outcomes_naming_an_environment_the_service_does_not_have_are_rejected_not_moved() -> None:
+    # A service that knows `environment` names it too when the environment is unknown (deleted
+    # since the config was resolved): sending those outcomes again without it would store
+    # them in the request's environment instead.
+    service = FakeService({None: bundle("staging")})
+    batches: list[list[dict[str, Any]]] = []
+    handle = service.handle
+
+    def outcomes(request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/outcomes"):
+            return handle(request)
+        items = json.loads(request.content)["data"]
+        batches.append(items)
+        errors = [
+            {"param": f"data[{i}].environment", "message": "Environment 'staging' not found"}
+            for i, item in enumerate(items)
+            if item.get("environment") == "staging"
+        ]
+        if errors:
+            problem = {"status": 422, "code": "validation_error", "detail": "Invalid request", "errors": errors}
+            return httpx.Response(422, json=problem)
+        return httpx.Response(202, json={"object": "outcome_batch", "accepted": len(items)})
+
+    service.transport = httpx.MockTransport(outcomes)
+    with service.serving():
+        async with AsyncAgentVariants(URL, "avk_test") as sdk:
+            config = await sdk.resolve("support-bot", "u1")
+            await sdk.report("support-bot", config=config, input_tokens=1, output_tokens=2, latency_ms=3)
+            await sdk.report("support-bot", input_tokens=1, output_tokens=2, latency_ms=3)
+            stats = await sdk.flush(timeout=5)
+    assert (stats.sent, stats.rejected) == (1, 1)
+    assert [[item.get("environment") for item in batch] for batch in batches] == [["staging", None], [None]]
+
+
 # ------------------------------------------------------------------- the reference order
 
 NAMES = ["plan", "seats", "beta", "country", "subject"]

@@ -94,6 +94,7 @@ async def test_the_main_flow_through_the_namespaces(sdk: Client, replicas: Repli
     assert await done(sdk.variants.deactivate(agent["slug"], draft["slug"]))
     assert await done(sdk.agents.usage(agent["slug"])) == {
         "object": "usage",
+        "environment": None,  # every environment's (contract 1.1)
         "input_tokens": 0,
         "output_tokens": 0,
         "total_tokens": 0,

@@ -21,7 +21,8 @@ import pytest
 from agent_variants import AgentVariants, AsyncAgentVariants, ReportStats
 from sqlalchemy import text
 
-from services.shared.identifiers import new_id
+from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, new_id
+from tests.helpers import unique
 from tests.sdk.faulty_proxy import FaultyProxy
 from tests.system.test_replicas import Replicas, free_port, ok, replicas, setup_agent
 
@@ -219,6 +220,43 @@ async def test_items_naming_an_unknown_experiment_are_rejected_and_the_rest_stor
         stats = await client.flush(timeout=30)
     assert stats == ReportStats(sent=6, pending=0, dropped=0, rejected=2)
     await assert_stored_once(replicas, reported)
+
+
+async def test_outcomes_are_stored_in_their_environment(replicas: Replicas) -> None:
+    # The environment a config was resolved in, or one named, reaches the table (contract
+    # 1.1); one the service does not have is refused, never stored elsewhere.
+    agent, _ = await setup_agent(replicas)
+    environment = await ok(replicas.http.post(f"{replicas.a.url}/v1/environments", json={"name": unique("sdk")}), 201)
+    slug = environment["slug"]
+    async with AsyncAgentVariants(replicas.a.url, secret(replicas)) as client:
+        config = await client.resolve(agent["id"], "u1", environment=slug)
+        assert config.environment == slug
+        await client.report(
+            agent["id"], config=config, subject="resolved", input_tokens=1, output_tokens=1, latency_ms=1
+        )
+        await client.report(
+            agent["id"], environment=slug, subject="named", input_tokens=2, output_tokens=1, latency_ms=1
+        )
+        await client.report(
+            agent["id"], environment=environment["id"], subject="by-id", input_tokens=3, output_tokens=1, latency_ms=1
+        )
+        await client.report(agent["id"], subject="default", input_tokens=4, output_tokens=1, latency_ms=1)
+        await client.report(
+            agent["id"], environment="no-such-place", subject="unknown", input_tokens=5, output_tokens=1, latency_ms=1
+        )
+        stats = await client.flush(timeout=30)
+    assert stats == ReportStats(sent=4, pending=0, dropped=0, rejected=1)
+    rows = await replicas.conn.execute(
+        text("SELECT subject, environment_id FROM outcomes WHERE agent_id = :agent"), {"agent": agent["id"]}
+    )
+    assert dict(rows.all()) == {
+        "resolved": environment["id"],
+        "named": environment["id"],
+        "by-id": environment["id"],
+        "default": PRODUCTION_ENVIRONMENT_ID,
+    }
+    usage = await ok(replicas.http.get(f"{replicas.a.url}/v1/agents/{agent['id']}/usage", params={"environment": slug}))
+    assert (usage["environment"], usage["outcomes"], usage["input_tokens"]) == (slug, 3, 6)
 
 
 async def test_an_unknown_agent_is_rejected_whole(replicas: Replicas) -> None:

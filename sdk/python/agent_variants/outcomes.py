@@ -9,7 +9,9 @@ whose answer was lost is stored once, not twice. A batch the service refuses nam
 of its items (422 invalid, 404 for an `experiment_id` it does not know) is sent again
 without them; those are counted as rejected. An outcome carries the `environment` its
 config was resolved in (contract 1.1); a service that predates environments refuses that
-field (422 naming only `data[i].environment`), and the batch is sent again without it.
+field (422 naming only `data[i].environment`, an unknown field), and the batch is sent again
+without it; one that knows it refuses an environment it does not have, and those items are
+rejected.
 """
 
 from __future__ import annotations
@@ -309,13 +311,26 @@ def _named_items(error: AgentVariantsError, size: int) -> set[int]:
     return {int(m.group(1)) for e in named if (m := _ITEM.match(str(e.get("param", ""))))} & set(range(size))
 
 
+# What a service says of a field it does not take: its own words ("Unknown field"), or
+# pydantic's where a proxy or an older build passes them through.
+_UNKNOWN_FIELD = ("unknown field", "extra inputs are not permitted")
+
+
 def _environment_refused(error: AgentVariantsError) -> bool:
-    """Whether a 422 names nothing but outcomes' `environment` (`data[3].environment`): what a
-    service that predates environments says of the field it does not know."""
+    """Whether a 422 names nothing but outcomes' `environment` (`data[3].environment`) as a
+    field it does not know: what a service that predates environments says. A service that
+    knows the field names it too when the environment does not exist (deleted since the
+    config was resolved, say); those items are refused like any invalid one, not sent
+    again without it, which would store them in another environment."""
     if not isinstance(error, ValidationFailed):
         return False
-    params = [str(e.get("param", "")) for e in error.problem.get("errors") or []]
-    return bool(params) and all(_ITEM.match(param) and param.endswith("].environment") for param in params)
+    named = error.problem.get("errors") or []
+    return bool(named) and all(
+        _ITEM.match(str(e.get("param", "")))
+        and str(e.get("param", "")).endswith("].environment")
+        and str(e.get("message", "")).lower().startswith(_UNKNOWN_FIELD)
+        for e in named
+    )
 
 
 # A server error that is not an outage (a 500: a bug) is tried this many times, then refused.

@@ -66,6 +66,23 @@ async def named(conn: AsyncConnection, ref: str) -> RowMapping:
     return row
 
 
+async def by_refs(conn: AsyncConnection, refs: set[str]) -> dict[str, RowMapping]:
+    """The environments these refs (ids or slugs) name, unlocked, keyed by the ref; a ref
+    that names none is left out. One query for a batch of outcomes, each naming its own."""
+    keys = {ref: ref_key("environment", ref) for ref in refs}
+    ids = [ref for ref, key in keys.items() if key == "id"]
+    slugs = [ref for ref, key in keys.items() if key == "slug"]
+    if not ids and not slugs:
+        return {}
+    query = select(environments).where(or_(environments.c.id.in_(ids), environments.c.slug.in_(slugs)))
+    found: dict[str, RowMapping] = {}
+    for row in (await conn.execute(query)).mappings():
+        for ref in (row["id"], row["slug"]):
+            if ref in keys:
+                found[ref] = row
+    return found
+
+
 async def list_page(conn: AsyncConnection, *, after: str | None, limit: int) -> list[RowMapping]:
     """Up to `limit` environments newest first, starting below `after`."""
     query = select(environments).order_by(environments.c.id.desc()).limit(limit)

@@ -74,10 +74,13 @@ async def list_page(
     return list((await conn.execute(query)).mappings())
 
 
-async def existing(conn: AsyncConnection, agent_id: str, ids: set[str]) -> set[str]:
-    """Which of these ids are experiments of the agent."""
-    query = select(experiments.c.id).where(experiments.c.agent_id == agent_id, experiments.c.id.in_(ids))
-    return set((await conn.scalars(query)).all())
+async def environments_of(conn: AsyncConnection, agent_id: str, ids: set[str]) -> dict[str, str]:
+    """The environment id of each of these ids that is an experiment of the agent (outcomes
+    that name one are its environment's unless they say otherwise)."""
+    query = select(experiments.c.id, experiments.c.environment_id).where(
+        experiments.c.agent_id == agent_id, experiments.c.id.in_(ids)
+    )
+    return {experiment_id: environment_id for experiment_id, environment_id in await conn.execute(query)}
 
 
 async def slugs_taken(conn: AsyncConnection, agent_id: str, candidates: list[str]) -> set[str]:

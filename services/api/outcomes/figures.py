@@ -22,8 +22,9 @@ from services.api.outcomes.schemas import ExperimentResults, Usage
 from services.shared import stats
 
 
-def usage_of(rows: Sequence[Mapping[Any, Any]]) -> dict[str, Any]:
-    """The usage object from the agent's usage totals (`outcomes.repository.usage_totals`)."""
+def usage_of(rows: Sequence[Mapping[Any, Any]], environment: str | None = None) -> dict[str, Any]:
+    """The usage object from the agent's usage totals (`outcomes.repository.usage_totals`) in
+    the environment of this slug, or (None) summed over every environment."""
     by_variant = [
         {
             "variant_id": row["variant_id"],
@@ -37,7 +38,7 @@ def usage_of(rows: Sequence[Mapping[Any, Any]]) -> dict[str, Any]:
     totals = {
         name: sum(v[name] for v in by_variant) for name in ("input_tokens", "output_tokens", "total_tokens", "outcomes")
     }
-    return Usage(object="usage", **totals, by_variant=by_variant).model_dump(mode="json")
+    return Usage(object="usage", environment=environment, **totals, by_variant=by_variant).model_dump(mode="json")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ COLUMNS = (
     "agent_id",
     "variant_id",
     "experiment_id",
+    "environment_id",
     "subject",
     "input_tokens",
     "output_tokens",
@@ -35,25 +36,30 @@ async def insert_many(conn: AsyncConnection, records: Sequence[tuple[Any, ...]])
 
 
 ADD_TO_TOTALS = text(
-    "INSERT INTO usage_totals AS t (agent_id, variant_key, outcomes, input_tokens, output_tokens)"
-    " SELECT :agent, key, n, i, o FROM unnest(CAST(:keys AS text[]), CAST(:counts AS bigint[]),"
-    "      CAST(:inputs AS numeric[]), CAST(:outputs AS numeric[])) AS batch(key, n, i, o)"
-    " ORDER BY key"  # the same order in every transaction: concurrent batches cannot deadlock
-    " ON CONFLICT (agent_id, variant_key) DO UPDATE SET outcomes = t.outcomes + EXCLUDED.outcomes,"
+    "INSERT INTO usage_totals AS t (agent_id, environment_id, variant_key, outcomes, input_tokens, output_tokens)"
+    " SELECT :agent, environment, key, n, i, o"
+    " FROM unnest(CAST(:environments AS text[]), CAST(:keys AS text[]), CAST(:counts AS bigint[]),"
+    "      CAST(:inputs AS numeric[]), CAST(:outputs AS numeric[])) AS batch(environment, key, n, i, o)"
+    " ORDER BY environment, key"  # the same order in every transaction: concurrent batches cannot deadlock
+    " ON CONFLICT (agent_id, environment_id, variant_key) DO UPDATE SET outcomes = t.outcomes + EXCLUDED.outcomes,"
     "     input_tokens = t.input_tokens + EXCLUDED.input_tokens,"
     "     output_tokens = t.output_tokens + EXCLUDED.output_tokens"
 )
 
+# (environment id, variant key) -> (outcomes, input tokens, output tokens)
+Sums = dict[tuple[str, str], tuple[int, int, int]]
 
-async def add_to_totals(conn: AsyncConnection, agent_id: str, sums: dict[str, tuple[int, int, int]]) -> None:
+
+async def add_to_totals(conn: AsyncConnection, agent_id: str, sums: Sums) -> None:
     """Add (outcomes, input tokens, output tokens) to the agent's usage totals, one row per
-    variant key ("" for the base config)."""
+    environment and variant key ("" for the base config)."""
     keys = sorted(sums)
     await conn.execute(
         ADD_TO_TOTALS,
         {
             "agent": agent_id,
-            "keys": keys,
+            "environments": [environment for environment, _ in keys],
+            "keys": [key for _, key in keys],
             "counts": [sums[k][0] for k in keys],
             "inputs": [sums[k][1] for k in keys],
             "outputs": [sums[k][2] for k in keys],
@@ -61,16 +67,22 @@ async def add_to_totals(conn: AsyncConnection, agent_id: str, sums: dict[str, tu
     )
 
 
+# Summed over environments (none named) or one environment's rows: a few rows either way.
 USAGE = text(
-    "SELECT nullif(variant_key, '') AS variant_id, outcomes, input_tokens, output_tokens"
-    " FROM usage_totals WHERE agent_id = :agent ORDER BY variant_key"  # "" (the base) first
+    "SELECT nullif(variant_key, '') AS variant_id, sum(outcomes)::bigint AS outcomes,"
+    "       sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens"
+    " FROM usage_totals WHERE agent_id = :agent"
+    "   AND (CAST(:environment AS text) IS NULL OR environment_id = CAST(:environment AS text))"
+    " GROUP BY variant_key ORDER BY variant_key"  # "" (the base) first
 )
 
 
-async def usage_totals(conn: AsyncConnection, agent_id: str) -> list[RowMapping]:
-    """The agent's usage totals, one row per variant (the base config's first): a few rows
-    kept up to date by each batch, not a sum over every outcome."""
-    return list((await conn.execute(USAGE, {"agent": agent_id})).mappings().all())
+async def usage_totals(conn: AsyncConnection, agent_id: str, *, environment_id: str | None = None) -> list[RowMapping]:
+    """The agent's usage totals, one row per variant (the base config's first), in one
+    environment or (None) summed over all: a few rows kept up to date by each batch, not a
+    sum over every outcome."""
+    params = {"agent": agent_id, "environment": environment_id}
+    return list((await conn.execute(USAGE, params)).mappings().all())
 
 
 # Results read the arm totals and latency bins that triggers on `outcomes` keep (migration

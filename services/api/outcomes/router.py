@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError, WithJsonSchema
 
-from services.api.deps import DB, EnvironmentRef
+from services.api.deps import DB, Caller, EnvironmentFilter, EnvironmentRef
 from services.api.errors import responses
 from services.api.outcomes import service
 from services.api.outcomes.schemas import (
@@ -61,27 +61,38 @@ def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
     status_code=202,
     response_model=Accepted,
     summary="Report one outcome or a batch of up to 1,000",
-    responses=responses(400, 404, 413, 415, 422),
+    responses=responses(400, 403, 404, 413, 415, 422),
 )
-async def post_outcomes(agent: str, db: DB, body: OutcomesBody) -> JSONResponse:
+async def post_outcomes(
+    agent: str, db: DB, body: OutcomesBody, environment: EnvironmentRef, caller: Caller
+) -> JSONResponse:
     """Reports what runs cost and how they went: one outcome, or `{"data": [...]}` with up to
     1,000, stored whole or not at all (every bad item named, such as
     `data[3].input_tokens`). 202 means stored: they count in `/usage` and in results at
     once. An outcome belongs to an experiment's arm when it names the experiment and the
-    arm's variant (null for a `base` arm)."""
+    arm's variant (null for a `base` arm). Each is stored in an environment: the one it
+    names (`environment`, by slug or id; unknown: 422 naming the item), else its
+    experiment's, else the request's (`?environment=`, the key's, else `production`). A key
+    bound to an environment may name no other, nor report for another's experiment (403
+    `environment_forbidden`)."""
     batch = "data" in body
     outcomes = _parse(OutcomeBatch, body).data if batch else [_parse(OutcomeIn, body)]
-    accepted = await service.store(db, agent, outcomes, batch=batch)
+    accepted = await service.store(db, agent, outcomes, batch=batch, environment=environment, key=caller)
     return JSONResponse(Accepted(object="outcome_batch", accepted=accepted).model_dump(), status_code=202)
 
 
 @router.get(
-    "/usage", response_model=Usage, summary="Tokens and runs, overall and by variant", responses=responses(404, 422)
+    "/usage",
+    response_model=Usage,
+    summary="Tokens and runs, overall and by variant",
+    responses=responses(403, 404, 422),
 )
-async def get_usage(agent: str, db: DB) -> JSONResponse:
+async def get_usage(agent: str, db: DB, environment: EnvironmentFilter) -> JSONResponse:
     """Tokens and outcomes reported for the agent, overall and by the config that served them
-    (`variant_id: null` for the base config); all zero for a new agent."""
-    return JSONResponse(await service.usage(db, agent))
+    (`variant_id: null` for the base config); all zero for a new agent. In the environment
+    `?environment=` names (`"environment"`: its slug), else summed over every environment
+    (`"environment": null`); a key bound to an environment sees its own only."""
+    return JSONResponse(await service.usage(db, agent, environment=environment))
 
 
 @router.get(

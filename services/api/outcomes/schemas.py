@@ -40,6 +40,11 @@ class OutcomeIn(StrictModel):
 
     variant_id: Annotated[Annotated[str, id_pattern("variant")] | None, _id_of("variant")]
     experiment_id: Annotated[Annotated[str, id_pattern("experiment")] | None, _id_of("experiment")] = None
+    environment: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None,
+        description="The environment it ran in, by slug or id (contract 1.1); omitted: the experiment's when "
+        "`experiment_id` names one, else the request's (`?environment=`, the key's, else `production`).",
+    )
     subject: text(1, 256) | None = None  # type: ignore[valid-type]
     input_tokens: Count
     output_tokens: Count
@@ -90,13 +95,15 @@ class VariantUsage(BaseModel):
 
 
 class Usage(BaseModel):
-    """Tokens and runs reported for an agent, overall and by the config that served them."""
+    """Tokens and runs reported for an agent, overall and by the config that served them, in
+    one environment or in all of them."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
                     "object": "usage",
+                    "environment": "production",
                     "input_tokens": 1_284_310,
                     "output_tokens": 241_877,
                     "total_tokens": 1_526_187,
@@ -123,6 +130,7 @@ class Usage(BaseModel):
     )
 
     object: Literal["usage"] = Field(description="Always `usage`.")
+    environment: str | None = Field(description="The slug of the environment counted; null: every environment, summed.")
     input_tokens: int = Field(description="Input tokens of every outcome reported, summed.")
     output_tokens: int = Field(description="Output tokens, summed.")
     total_tokens: int = Field(description="Input and output tokens, summed.")

@@ -3,63 +3,111 @@
 Outcomes arrive in batches of up to 1,000 and go in with one COPY (asyncpg's binary
 copy), so ingestion costs one round trip per batch, not one per row. The same transaction
 adds them to their experiment's arm totals and latency bins (triggers on outcomes) and to
-the agent's usage totals (`repository.add_to_totals`), so /usage and /results read a few
+the agent's usage totals per environment (`repository.add_to_totals`), so /usage and /results read a few
 rows, not every outcome (`repository`); means, variances, percentiles of large arms and the
 final statistics are computed from those (`figures`, which the console shares).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.db import Database, sqlstate
 from services.api.environments import repository as environments
-from services.api.exceptions import FieldError, NotFound
+from services.api.exceptions import EnvironmentForbidden, FieldError, NotFound, ValidationFailed
 from services.api.experiments import repository as experiment_repository
 from services.api.outcomes import repository
 from services.api.outcomes.figures import results_of, usage_of
 from services.api.outcomes.schemas import OutcomeIn
+from services.api.principal import Principal, request_environment
 from services.api.writes.locks import find_agent
 from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID
 
 FOREIGN_KEY_VIOLATION = "23503"
 
 
-async def store(db: Database, agent_ref: str, outcomes: list[OutcomeIn], *, batch: bool) -> int:
-    """Store every outcome or none. An `experiment_id` must name an experiment of this
-    agent (404 naming each item that does not); a `variant_id` is kept as reported, since
-    an agent may report runs of a variant deleted meanwhile."""
+async def store(
+    db: Database,
+    agent_ref: str,
+    outcomes: list[OutcomeIn],
+    *,
+    batch: bool,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
+    key: Principal | None = None,
+) -> int:
+    """Store every outcome or none, each in its environment: the one it names (by slug or
+    id), else its experiment's, else the request's (`environment`, a ref from
+    `deps.EnvironmentRef`: `?environment=`, the key's, else production's).
+
+    Checked before anything is stored, every bad item named (`data[3].environment`): a key
+    bound to an environment may name no other (403 `environment_forbidden`, before any
+    lookup) nor report for an experiment of another; an `experiment_id` must name an
+    experiment of this agent (404); an environment must exist (422; the request's own, 404
+    `param` `environment`). A `variant_id` is kept as reported, since an agent may report
+    runs of a variant deleted meanwhile."""
+    refused = [i for i, o in enumerate(outcomes) if o.environment is not None and _refused(key, o.environment)]
+    if refused:
+        items = [(_param(i, "environment", batch), outcomes[i].environment) for i in refused]
+        raise _forbidden(key, items, "in environment(s) {}")
 
     async def unit(conn: AsyncConnection) -> int:
         agent = await find_agent(conn, agent_ref)
         named = {o.experiment_id for o in outcomes if o.experiment_id is not None}
-        if named:
-            unknown = named - await experiment_repository.existing(conn, agent.id, named)
-            if unknown:
-                errors = [
-                    FieldError(
-                        f"data[{i}].experiment_id" if batch else "experiment_id",
-                        f"Experiment '{o.experiment_id}' not found",
-                    )
-                    for i, o in enumerate(outcomes)
-                    if o.experiment_id in unknown
-                ]
-                names = ", ".join(f"'{ref}'" for ref in sorted(unknown))
-                error = NotFound(
-                    "Experiment",
-                    sorted(unknown)[0],
-                    param=errors[0].param,
-                    detail=f"Experiment {names} not found in agent '{agent_ref}'",
-                )
-                error.errors = errors
-                raise error
+        in_environment = await experiment_repository.environments_of(conn, agent.id, named) if named else {}
+        unknown = named - set(in_environment)
+        if unknown:
+            errors = [
+                FieldError(_param(i, "experiment_id", batch), f"Experiment '{o.experiment_id}' not found")
+                for i, o in enumerate(outcomes)
+                if o.experiment_id in unknown
+            ]
+            names = ", ".join(f"'{ref}'" for ref in sorted(unknown))
+            error = NotFound(
+                "Experiment",
+                sorted(unknown)[0],
+                param=errors[0].param,
+                detail=f"Experiment {names} not found in agent '{agent_ref}'",
+            )
+            error.errors = errors
+            raise error
+        if key is not None and key.environment_id is not None:
+            elsewhere = [
+                (_param(i, "experiment_id", batch), o.experiment_id)
+                for i, o in enumerate(outcomes)
+                if o.experiment_id is not None and in_environment[o.experiment_id] != key.environment_id
+            ]
+            if elsewhere:
+                raise _forbidden(key, elsewhere, "for experiment(s) {} of another environment")
+        found = await environments.by_refs(conn, {environment} | {o.environment for o in outcomes if o.environment})
+        if environment not in found:
+            raise NotFound("Environment", environment, param="environment")
+        missing = [(i, o.environment) for i, o in enumerate(outcomes) if o.environment and o.environment not in found]
+        if missing:
+            raise ValidationFailed(
+                "Environment " + ", ".join(sorted({f"'{ref}'" for _, ref in missing})) + " not found",
+                errors=[
+                    FieldError(_param(i, "environment", batch), f"Environment '{ref}' not found") for i, ref in missing
+                ],
+            )
+        default = str(found[environment]["id"])
+
+        def place(o: OutcomeIn) -> str:
+            if o.environment:
+                return str(found[o.environment]["id"])
+            if o.experiment_id is not None:
+                return in_environment[o.experiment_id]
+            return default
+
+        places = [place(o) for o in outcomes]
         records = [
             (
                 agent.id,
                 o.variant_id,
                 o.experiment_id,
+                environment_id,
                 o.subject,
                 o.input_tokens,
                 o.output_tokens,
@@ -68,11 +116,11 @@ async def store(db: Database, agent_ref: str, outcomes: list[OutcomeIn], *, batc
                 o.success,
                 o.score,
             )
-            for o in outcomes
+            for o, environment_id in zip(outcomes, places, strict=True)
         ]
         try:
             await repository.insert_many(conn, records)
-            await repository.add_to_totals(conn, agent.id, _sums(outcomes))
+            await repository.add_to_totals(conn, agent.id, _sums(outcomes, places))
         except Exception as error:
             # The agent was purged after it was found (the batch takes no lock on it, so
             # ingestion never waits for the agent's writers): its rows are gone, say so.
@@ -84,20 +132,48 @@ async def store(db: Database, agent_ref: str, outcomes: list[OutcomeIn], *, batc
     return await db.transaction(unit)
 
 
-def _sums(outcomes: list[OutcomeIn]) -> dict[str, tuple[int, int, int]]:
-    """The batch's (outcomes, input tokens, output tokens) per variant ("" for the base)."""
-    sums: dict[str, tuple[int, int, int]] = {}
-    for o in outcomes:
-        n, inputs, outputs = sums.get(o.variant_id or "", (0, 0, 0))
-        sums[o.variant_id or ""] = (n + 1, inputs + o.input_tokens, outputs + o.output_tokens)
+def _param(index: int, field: str, batch: bool) -> str:
+    return f"data[{index}].{field}" if batch else field
+
+
+def _refused(key: Principal | None, ref: str) -> bool:
+    """Whether a bound key names another environment than its own (`principal.request_environment`)."""
+    try:
+        request_environment(key, ref)
+    except EnvironmentForbidden:
+        return True
+    return False
+
+
+def _forbidden(key: Principal | None, items: Sequence[tuple[str, str | None]], what: str) -> EnvironmentForbidden:
+    """403 `environment_forbidden` naming every item (param, what it named) a bound key may
+    not use; `what` says what they name, `{}` standing for their names."""
+    assert key is not None
+    names = ", ".join(sorted({f"'{ref}'" for _, ref in items}))
+    return EnvironmentForbidden(
+        f"The API key '{key.name}' is bound to environment '{key.environment_slug}'; "
+        f"it cannot report outcomes {what.format(names)}",
+        errors=[FieldError(param, f"the key is bound to '{key.environment_slug}'") for param, _ in items],
+    )
+
+
+def _sums(outcomes: list[OutcomeIn], places: list[str]) -> repository.Sums:
+    """The batch's (outcomes, input tokens, output tokens) per environment and variant ("" for the base)."""
+    sums: repository.Sums = {}
+    for o, place in zip(outcomes, places, strict=True):
+        n, inputs, outputs = sums.get((place, o.variant_id or ""), (0, 0, 0))
+        sums[(place, o.variant_id or "")] = (n + 1, inputs + o.input_tokens, outputs + o.output_tokens)
     return sums
 
 
-async def usage(db: Database, agent_ref: str) -> dict[str, Any]:
+async def usage(db: Database, agent_ref: str, *, environment: str | None = None) -> dict[str, Any]:
+    """The agent's usage in the environment this ref names (`deps.EnvironmentFilter`: 404
+    `param` `environment` when unknown), or (None) summed over every environment."""
     async with db.read() as conn:
         agent = await find_agent(conn, agent_ref, archived=True)  # an archived agent's usage stays readable
-        rows = await repository.usage_totals(conn, agent.id)
-    return usage_of(rows)
+        env = None if environment is None else await environments.named(conn, environment)
+        rows = await repository.usage_totals(conn, agent.id, environment_id=None if env is None else env["id"])
+    return usage_of(rows, None if env is None else env["slug"])
 
 
 async def results(
