@@ -4,26 +4,34 @@ template alike; re-exported here for the service."""
 
 from agent_variants.templates import (
     VARIABLE_NAME,
+    VARIABLE_TYPES,
     Placeholder,
+    RenderError,
     TemplateError,
     Value,
     is_variable_name,
     number_text,
     placeholders,
     render,
+    render_prompt,
+    resolve_variables,
     value_text,
     variable_names,
 )
 
 __all__ = [
     "VARIABLE_NAME",
+    "VARIABLE_TYPES",
     "Placeholder",
+    "RenderError",
     "TemplateError",
     "Value",
     "is_variable_name",
     "number_text",
     "placeholders",
     "render",
+    "render_prompt",
+    "resolve_variables",
     "value_text",
     "variable_names",
 ]

@@ -12,7 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.shared import templates
-from services.shared.templates import TemplateError, number_text, placeholders, render, value_text, variable_names
+from services.shared.templates import (
+    TemplateError,
+    number_text,
+    placeholders,
+    render,
+    render_prompt,
+    value_text,
+    variable_names,
+)
 
 # What ECMAScript's Number::toString (node's String(x)) writes for each double, recorded from
 # node 2026-12-06; 20,010 random doubles matched it the same day (a one-off check: the suite
@@ -127,3 +135,43 @@ def test_a_missing_value_names_the_variable() -> None:
     with pytest.raises(KeyError, match="tone"):
         render("Be {{tone}}", {})
     assert templates.is_variable_name("tone") and not templates.is_variable_name("0tone")
+
+
+DECLARED = {
+    "tone": {"type": "string"},
+    "seats": {"type": "integer", "default": 1},
+    "ratio": {"type": "number", "required": False},
+    "beta": {"type": "boolean"},
+}
+
+
+def test_render_prompt_fills_defaults_and_renders_both_templates() -> None:
+    rendered = render_prompt(
+        {"system": "Be {{tone}} for {{ seats }} seats{{ratio}}.", "user": 'beta={{beta}} {"json": true}'},
+        DECLARED,
+        {"tone": "warm", "beta": False},
+    )
+    assert rendered == {"system": "Be warm for 1 seats.", "user": 'beta=false {"json": true}'}
+    given = {"tone": "", "beta": True, "seats": 40.0, "ratio": 0.5}
+    assert render_prompt({"s": "{{seats}}/{{ratio}}"}, DECLARED, given) == {"s": "40/0.5"}
+
+
+def test_every_bad_variable_is_named_with_the_first_kind_as_the_code() -> None:
+    with pytest.raises(templates.RenderError) as raised:
+        templates.resolve_variables(DECLARED, {"seats": 1.5, "mood": "x"})
+    assert raised.value.code == "missing_variable"
+    assert sorted(raised.value.errors) == [
+        ("variables.beta", "required, and has no default"),
+        ("variables.mood", "not a declared variable"),
+        ("variables.seats", "must be a whole number"),
+        ("variables.tone", "required, and has no default"),
+    ]
+    given = {"tone": "x", "beta": True}
+    for name, wrong in (("tone", 1), ("beta", "true"), ("seats", True), ("ratio", "0.5"), ("ratio", math.nan)):
+        with pytest.raises(templates.RenderError) as raised:
+            templates.resolve_variables(DECLARED, {**given, name: wrong})
+        assert raised.value.code == "validation_error" and [p for p, _ in raised.value.errors] == [f"variables.{name}"]
+    with pytest.raises(templates.RenderError) as raised:
+        templates.resolve_variables(DECLARED, {**given, "extra": 1})
+    unknown = [("variables.extra", "not a declared variable")]
+    assert (raised.value.code, raised.value.errors) == ("unknown_variable", unknown)

@@ -133,3 +133,70 @@ def render(template: str, values: Mapping[str, Value]) -> str:
 
 def is_variable_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None
+
+
+VARIABLE_TYPES: Final = ("string", "number", "integer", "boolean")
+
+
+class RenderError(ValueError):
+    """Variables a render refuses: `code` is the API's (`missing_variable`,
+    `unknown_variable` or `validation_error`, the first kind found in that order) and
+    `errors` names every bad variable (`[(param, message)]`, params like `variables.tone`)."""
+
+    def __init__(self, code: str, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{param}: {message}" for param, message in errors))
+        self.code = code
+        self.errors = errors
+
+
+def _type_error(kind: str, value: object) -> str | None:
+    """Why `value` is not of the declared type, or None when it is. A whole number written
+    with a point (`40.0`) is that integer, as JSON Schema's `integer` holds it."""
+    if kind == "string":
+        return None if isinstance(value, str) else "must be a string"
+    if kind == "boolean":
+        return None if isinstance(value, bool) else "must be a boolean"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return f"must be a{'n integer' if kind == 'integer' else ' finite number'}"
+    if kind == "integer" and not float(value).is_integer():
+        return "must be a whole number"
+    return None
+
+
+def resolve_variables(declared: Mapping[str, Mapping[str, object]], given: Mapping[str, object]) -> dict[str, Value]:
+    """The values a render uses: those `given`, checked against the `declared` variables
+    (`{name: {"type", "required"?: true, "default"?}}`), with defaults filling the optional
+    ones left out. Raises `RenderError` naming every variable that is missing (required,
+    no default, not given), undeclared, or of the wrong type."""
+    errors: dict[str, list[tuple[str, str]]] = {"missing_variable": [], "unknown_variable": [], "validation_error": []}
+    values: dict[str, Value] = {}
+    for name, spec in declared.items():
+        if name in given:
+            problem = _type_error(str(spec.get("type", "string")), given[name])
+            if problem is not None:
+                errors["validation_error"].append((f"variables.{name}", problem))
+            else:
+                values[name] = given[name]  # type: ignore[assignment]  # checked just above
+        elif "default" in spec:
+            values[name] = spec["default"]  # type: ignore[assignment]  # checked when declared
+        elif spec.get("required", True):
+            errors["missing_variable"].append((f"variables.{name}", "required, and has no default"))
+    for name in given:
+        if name not in declared:
+            errors["unknown_variable"].append((f"variables.{name}", "not a declared variable"))
+    for code, found in errors.items():
+        if found:
+            raise RenderError(code, [error for errors_of_kind in errors.values() for error in errors_of_kind])
+    return values
+
+
+def render_prompt(
+    templates: Mapping[str, str], declared: Mapping[str, Mapping[str, object]], given: Mapping[str, object]
+) -> dict[str, str]:
+    """Each template (`{"system": ..., "user": ...}`) rendered with the checked variables
+    (`resolve_variables`). A placeholder of an optional variable given no value and no
+    default renders as nothing."""
+    values = resolve_variables(declared, given)
+    filled: dict[str, Value] = {name: "" for name in declared if name not in values}
+    filled.update(values)
+    return {key: render(template, filled) for key, template in templates.items()}
