@@ -75,6 +75,7 @@ PROBLEMS: dict[str, ProblemType] = {
     "invalid_cursor": ProblemType(422, "Invalid pagination cursor"),
     "unknown_parameter": ProblemType(422, "Unknown query parameter"),
     "inconsistent_config": ProblemType(422, "Inconsistent config"),
+    "invalid_template": ProblemType(422, "Invalid template"),
     "slug_reserved": ProblemType(422, "Slug reserved"),
     "service_unavailable": ProblemType(503, "Service unavailable"),
     "not_ready": ProblemType(503, "Not ready"),

@@ -51,6 +51,12 @@ class InconsistentConfig(DomainError):
     code = "inconsistent_config"
 
 
+class InvalidTemplate(DomainError):
+    """A prompt template with a `{{` that opens no valid placeholder (contract 1.1)."""
+
+    code = "invalid_template"
+
+
 class SlugTaken(DomainError):
     code = "slug_taken"
 

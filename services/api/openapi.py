@@ -144,6 +144,18 @@ PROBLEM_EXAMPLES: dict[str, tuple[str, str, list[dict[str, str]] | None]] = {
         "Invalid request: starting_after: unknown query parameter; did you mean `after`?",
         [{"param": "starting_after", "message": "unknown query parameter; did you mean `after`?"}],
     ),
+    "invalid_template": (
+        f"{A}/variants",
+        "overrides.system_prompt: '{{user.name}}' at character 14 is not a placeholder: write {{name}} with a "
+        "name of letters, digits and _ (not starting with a digit)",
+        [
+            {
+                "param": "overrides.system_prompt",
+                "message": "'{{user.name}}' at character 14 is not a placeholder: write {{name}} with a name of "
+                "letters, digits and _ (not starting with a digit)",
+            }
+        ],
+    ),
     "inconsistent_config": (
         f"{A}/variants",
         "The resolved config breaks the rule input_token_limit + max_tokens <= context_window: "
