@@ -44,26 +44,13 @@ with warnings.catch_warnings():
 
 from agent_variants.bundles import Freshness, Local, answer
 from agent_variants.config import CONFIG_FIELDS
+from agent_variants.rules import OPS
 
 from services.api.app import create_app
 from tests.helpers import bearer, settings_for_tests, unique
 
 pytestmark = pytest.mark.live
 
-FIELDS = (
-    "model_provider",
-    "model_name",
-    "system_prompt",
-    "user_prompt_template",
-    "prompt_version",
-    "temperature",
-    "max_tokens",
-    "context_window",
-    "input_token_limit",
-    "token_budget",
-    "timeout_seconds",
-    "max_retries",
-)
 BASE_CONFIG = {
     "model_provider": "openai",
     "model_name": "gpt-4o",
@@ -176,25 +163,7 @@ scalars = st.sampled_from(STRING_VALUES) | st.sampled_from(NUMBER_VALUES) | st.b
 @st.composite
 def conditions(draw: st.DrawFn) -> dict[str, Any]:
     attribute = draw(st.sampled_from(ATTRIBUTES))
-    op = draw(
-        st.sampled_from(
-            (
-                "eq",
-                "neq",
-                "in",
-                "not_in",
-                "contains",
-                "starts_with",
-                "ends_with",
-                "gt",
-                "gte",
-                "lt",
-                "lte",
-                "exists",
-                "not_exists",
-            )
-        )
-    )
+    op = draw(st.sampled_from(OPS))
     condition: dict[str, Any] = {"attribute": attribute, "op": op}
     if op in ("eq", "neq"):
         condition["value"] = draw(scalars)

@@ -30,8 +30,7 @@ from services.api.experiments.schemas import experiment_read
 from services.api.outcomes import repository as outcome_rows
 from services.api.outcomes.figures import results_of, usage_of
 from services.api.resolution import plan as plans
-from services.api.resolution.experiments import arm_configs
-from services.api.resolution.plan import Plan
+from services.api.resolution.plan import Plan, arm_configs
 from services.api.resolution.time_travel import resolve_at
 from services.api.revisions import repository as revision_rows
 from services.api.revisions.schemas import revision_read

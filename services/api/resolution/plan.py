@@ -74,19 +74,17 @@ async def build(conn: Any, agent: str, environment: str) -> Plan:
         ruled.append(replace(served, source="rule", rule_id=rule["id"]))
     running = await query.fetch(conn, query.RUNNING, {"agent": agent_id, "environment": environment_id})
     experiment = None
-    arms: list[ResolvedAgentConfig] = []
+    arms: tuple[ResolvedAgentConfig, ...] = ()
     if running is not None:
-        experiment = {"id": running[0], "salt": running[1], "arms": query.json_value(running[2])}
-        for arm in experiment["arms"]:
-            resolved = arm_config(
-                experiment["id"], arm, agent_id=agent_id, agent_slug=agent_slug, environment=environment_slug
-            )
-            if resolved is None:  # started before snapshots existed: its variant as it is now
-                preview = await resolve_agent_config(
-                    conn, agent_id, variant=arm["variant_id"] or BASE, environment=environment_id
-                )
-                resolved = replace(preview, source="experiment", experiment_id=experiment["id"], arm=arm["arm"])
-            arms.append(resolved)
+        experiment = {
+            "id": running[0],
+            "salt": running[1],
+            "arms": query.json_value(running[2]),
+            "agent_id": agent_id,
+            "environment_id": environment_id,
+            "environment": environment_slug,
+        }
+        arms = await arm_configs(conn, experiment, agent_slug=agent_slug)
     return Plan(
         agent_id=agent_id,
         agent_slug=agent_slug,
@@ -96,5 +94,31 @@ async def build(conn: Any, agent: str, environment: str) -> Plan:
         rules=rules,
         ruled=tuple(ruled),
         experiment=experiment,
-        arms=tuple(arms),
+        arms=arms,
     )
+
+
+async def arm_configs(conn: Any, experiment: Any, *, agent_slug: str | None) -> tuple[ResolvedAgentConfig, ...]:
+    """Each arm's resolved config, in arm order, as the experiment serves it: the snapshot
+    taken at its start. (An experiment not started, or started before snapshots existed,
+    has none: its arms resolve as they would now in its environment.) `experiment` is an
+    experiment row with its `environment` slug (the console shows every experiment's arms)."""
+    arms = []
+    for arm in experiment["arms"]:
+        resolved = arm_config(
+            experiment["id"],
+            arm,
+            agent_id=experiment["agent_id"],
+            agent_slug=agent_slug,
+            environment=experiment["environment"],
+        )
+        if resolved is None:
+            preview = await resolve_agent_config(
+                conn,
+                experiment["agent_id"],
+                variant=arm["variant_id"] or BASE,
+                environment=experiment["environment_id"],
+            )
+            resolved = replace(preview, source="experiment", experiment_id=experiment["id"], arm=arm["arm"])
+        arms.append(resolved)
+    return tuple(arms)
