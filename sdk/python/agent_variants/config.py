@@ -1,4 +1,5 @@
-"""The agent config: its twelve fields, the cross-field rule, and `ResolvedAgentConfig`.
+"""The agent config: its twelve fields, the three keyed ones (`params`, `tools`,
+`variables`, contract 1.1), the cross-field rule, and `ResolvedAgentConfig`.
 
 `ResolvedAgentConfig` is what an agent runs with: the active variant's overrides coalesced
 over the agent's base config. This module is its one definition: the service imports it
@@ -62,6 +63,19 @@ DEFAULTS: dict[str, Any] = {
     "max_retries": 2,
 }
 
+# Contract 1.1's keyed fields, resolved by top-level key: a variant's entry replaces the
+# base's entry whole (no deep merge). A variant may also drop base params (`params_unset`)
+# and base tools (an entry of exactly `{"disabled": true}`).
+KEYED_FIELDS: tuple[str, ...] = ("params", "tools", "variables")
+# Every field of a resolved config, in `ResolvedAgentConfig`'s order.
+RESOLVED_FIELDS: tuple[str, ...] = CONFIG_FIELDS + KEYED_FIELDS
+DISABLED_TOOL: dict[str, Any] = {"disabled": True}
+PARAMS_MAX_KEYS = 64
+PARAMS_MAX_BYTES = 64 * 1024
+TOOLS_MAX = 128
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+TOOL_DESCRIPTION_MAX = 4096
+
 # The name that stands for the agent's own base config where a variant is expected
 # (`clone_from`, previews, experiment arms); no variant may take it as its slug.
 BASE = "base"
@@ -107,6 +121,12 @@ class ResolvedAgentConfig:
     token_budget: int
     timeout_seconds: int
     max_retries: int
+    # Contract 1.1's keyed fields: further model parameters, tool definitions by name (each
+    # `{"description", "parameters", "strict"?}`), and the declared template variables.
+    # Empty by default, so a config built from the twelve alone is still whole.
+    params: Mapping[str, Any] = field(default_factory=dict)
+    tools: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    variables: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Additions after the contract's fields, each with a default.
     agent_slug: str | None = None
     variant_slug: str | None = None
@@ -117,19 +137,25 @@ class ResolvedAgentConfig:
     # that served it (None unless one did), so `report()` attributes outcomes to what ran.
     environment: str | None = None
     rule_id: str | None = None
-    # The fields whose value came from the variant rather than the agent.
+    # The values that came from the variant rather than the agent: field names, and
+    # `params.<key>`, `tools.<name>`, `variables.<name>` for the keyed fields' entries.
     overridden: frozenset[str] = field(default_factory=frozenset)
+
+    # Dicts make the dataclass unhashable; nothing hashes a config, and equality still works.
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def provenance(self) -> dict[str, str]:
-        """Where each of the twelve values came from: "agent", or "variant" ("experiment"
-        when an experiment's arm chose the variant)."""
+        """Where each value came from: "agent", or "variant" ("experiment" when an
+        experiment's arm chose the variant). The twelve fields by name, then each param,
+        tool and variable as `params.<key>`, `tools.<name>`, `variables.<name>`."""
         other = "experiment" if self.source == "experiment" else "variant"
-        return {f: (other if f in self.overridden else "agent") for f in CONFIG_FIELDS}
+        names = [*CONFIG_FIELDS, *(f"{kind}.{key}" for kind in KEYED_FIELDS for key in getattr(self, kind))]
+        return {name: (other if name in self.overridden else "agent") for name in names}
 
     def config(self) -> dict[str, Any]:
-        """The twelve values as a plain dict."""
-        return {f: getattr(self, f) for f in CONFIG_FIELDS}
+        """The resolved values as a plain dict: the twelve, then `params`, `tools`, `variables`."""
+        return {f: getattr(self, f) for f in RESOLVED_FIELDS}
 
 
 def coalesce(overrides: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,6 +165,31 @@ def coalesce(overrides: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str,
         value = overrides.get(name)
         resolved[name] = base[name] if value is None else value
     return resolved
+
+
+def coalesce_keyed(
+    overrides: Mapping[str, Any], base: Mapping[str, Any]
+) -> tuple[dict[str, dict[str, Any]], frozenset[str]]:
+    """The keyed fields resolved, and which entries the variant gave (`params.top_p`, ...).
+
+    `base` holds the agent's `params`, `tools`, `variables`; `overrides` a variant's, plus
+    `params_unset`. A variant's entry replaces the base's whole; `params_unset` drops base
+    params (a param the variant sets itself stays); a `{"disabled": true}` tool drops the
+    base's tool of that name. Missing fields count as empty."""
+    resolved: dict[str, dict[str, Any]] = {}
+    given: set[str] = set()
+    unset = set(overrides.get("params_unset") or ())
+    for kind in KEYED_FIELDS:
+        own = overrides.get(kind) or {}
+        merged = {key: value for key, value in (base.get(kind) or {}).items() if not (kind == "params" and key in unset)}
+        for key, value in own.items():
+            if kind == "tools" and value == DISABLED_TOOL:
+                merged.pop(key, None)
+                continue
+            merged[key] = value
+            given.add(f"{kind}.{key}")
+        resolved[kind] = merged
+    return resolved, frozenset(given)
 
 
 def consistency_violation(config: Mapping[str, Any]) -> str | None:
