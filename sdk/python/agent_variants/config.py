@@ -181,7 +181,8 @@ def coalesce_keyed(
     unset = set(overrides.get("params_unset") or ())
     for kind in KEYED_FIELDS:
         own = overrides.get(kind) or {}
-        merged = {key: value for key, value in (base.get(kind) or {}).items() if not (kind == "params" and key in unset)}
+        dropped = unset if kind == "params" else set()
+        merged = {key: value for key, value in (base.get(kind) or {}).items() if key not in dropped}
         for key, value in own.items():
             if kind == "tools" and value == DISABLED_TOOL:
                 merged.pop(key, None)
