@@ -1,49 +1,152 @@
-"""The checks a servable config must pass, applied before anything is written: its
-templates' placeholders, then the cross-field rule."""
+"""The checks a servable config must pass, applied before anything is written: its keyed
+fields' limits and schemas, its templates' placeholders and their declared variables, its
+params against the agent's `params_schema`, then the cross-field rule."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from services.api.exceptions import FieldError, InconsistentConfig, InvalidTemplate
-from services.shared.agent_config import CONSISTENCY_FIELDS, coalesce, consistency_violation
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from referencing.exceptions import Unresolvable
+
+from services.api.exceptions import (
+    DomainError,
+    FieldError,
+    InconsistentConfig,
+    InvalidSchema,
+    InvalidTemplate,
+    UndeclaredVariable,
+    ValidationFailed,
+)
+from services.api.keyed_fields import params_size_error
+from services.shared.agent_config import CONSISTENCY_FIELDS, coalesce, coalesce_keyed, consistency_violation
 from services.shared.templates import TemplateError, placeholders
 
 # The fields that are templates (contract 1.1, "Templates").
 TEMPLATE_FIELDS = ("system_prompt", "user_prompt_template")
+_META = Draft202012Validator(Draft202012Validator.META_SCHEMA)
 
 
-def check_resolved(base: Mapping[str, Any], *, overrides: Mapping[str, Any], subject: str = "config") -> None:
-    """Raise `InconsistentConfig` when `overrides` over `base` breaks the rule.
+def _path(prefix: str, parts: Iterable[Any]) -> str:
+    out = prefix
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
 
-    Each involved field is named where its resolved value comes from: `overrides.<field>`
-    when the variant sets it, else `config.<field>` (the agent's base config).
 
-    First, each template must hold only valid placeholders (`InvalidTemplate`, 422
-    `invalid_template`, naming every bad field).
+def schema_errors(schema: Mapping[str, Any], *, param: str) -> list[FieldError]:
+    """Why `schema` is not a valid JSON Schema (draft 2020-12), each error named by its path
+    inside the schema (`tools.search.parameters.properties.q.type`); none when it is."""
+    found = sorted(_META.iter_errors(schema), key=lambda error: list(map(str, error.absolute_path)))
+    return [FieldError(_path(param, error.absolute_path), error.message) for error in found]
+
+
+def _raise(kind: type[DomainError], errors: list[FieldError], what: str) -> None:
+    if errors:
+        raise kind(f"{what}: " + "; ".join(f"{error.param}: {error.message}" for error in errors), errors=errors)
+
+
+def check_params_schema(schema: Mapping[str, Any] | None) -> None:
+    """An agent's `params_schema` must be a valid JSON Schema (422 `invalid_schema`)."""
+    if schema is not None:
+        _raise(InvalidSchema, schema_errors(schema, param="params_schema"), "Invalid params_schema")
+
+
+def _params_errors(
+    params: Mapping[str, Any], schema: Mapping[str, Any], *, where: Mapping[str, str]
+) -> list[FieldError]:
+    """Where resolved `params` break the agent's `params_schema`; `where` names, per param,
+    the side that gave it (`config` or `overrides`)."""
+    errors = []
+    try:
+        found = sorted(Draft202012Validator(schema).iter_errors(dict(params)), key=lambda e: list(map(str, e.path)))
+    except Unresolvable as error:  # a $ref the schema cannot resolve: no network is ever asked
+        return [FieldError("params_schema", f"cannot resolve a $ref: {error}")]
+    for error in found:
+        path = list(error.absolute_path)
+        side = where.get(str(path[0]), "config") if path else "config"
+        errors.append(FieldError(_path(f"{side}.params", path), _schema_message(error)))
+    return errors
+
+
+def _schema_message(error: ValidationError) -> str:
+    return f"{error.message} (params_schema: {'/'.join(map(str, error.absolute_schema_path))})"
+
+
+def check_resolved(
+    base: Mapping[str, Any],
+    *,
+    overrides: Mapping[str, Any],
+    subject: str = "config",
+    params_schema: Mapping[str, Any] | None = None,
+) -> None:
+    """Raise when `overrides` over `base` (the agent's config) is not servable, naming each
+    field where its resolved value comes from: `overrides.<field>` when the variant sets it,
+    else `config.<field>` (the agent's base config). In order, each failing with every bad
+    field named:
+
+    1. the keyed fields' limits (`validation_error`) and each tool's `parameters` a valid
+       JSON Schema (`invalid_schema`);
+    2. each template holds only valid placeholders (`invalid_template`);
+    3. every placeholder is a declared variable (`undeclared_variable`);
+    4. the resolved `params` satisfy the agent's `params_schema` (`validation_error`);
+    5. the cross-field rule (`inconsistent_config`).
     """
+
+    def side(name: str) -> str:
+        return "overrides" if overrides.get(name) is not None else "config"
+
     resolved = coalesce(overrides, base)
-    bad = []
+    keyed, given = coalesce_keyed(overrides, base)
+
+    too_big = []
+    for where, params in (("config", base.get("params") or {}), ("overrides", overrides.get("params") or {})):
+        problem = params_size_error(params)
+        if problem is not None:
+            too_big.append(FieldError(f"{where}.params", problem))
+    problem = params_size_error(keyed["params"])
+    if problem is not None and not too_big:
+        too_big.append(FieldError("overrides.params", f"resolved with the base's: {problem}"))
+    _raise(ValidationFailed, too_big, f"Invalid {subject}")
+
+    bad_schemas = []
+    for name, tool in keyed["tools"].items():
+        where = "overrides" if f"tools.{name}" in given else "config"
+        bad_schemas += schema_errors(tool["parameters"], param=f"{where}.tools.{name}.parameters")
+    _raise(InvalidSchema, bad_schemas, f"Invalid tool parameters in the {subject}")
+
+    bad_templates, undeclared = [], []
     for name in TEMPLATE_FIELDS:
         try:
-            placeholders(resolved[name])
+            found = placeholders(resolved[name])
         except TemplateError as error:
-            bad.append(
-                FieldError(f"overrides.{name}" if overrides.get(name) is not None else f"config.{name}", str(error))
-            )
-    if bad:
-        raise InvalidTemplate("; ".join(f"{error.param}: {error.message}" for error in bad), errors=bad)
+            bad_templates.append(FieldError(f"{side(name)}.{name}", str(error)))
+            continue
+        for variable in dict.fromkeys(placeholder.name for placeholder in found):
+            if variable not in keyed["variables"]:
+                undeclared.append(
+                    FieldError(
+                        f"{side(name)}.{name}",
+                        f"'{{{{{variable}}}}}' uses the variable '{variable}', which is not declared in variables",
+                    )
+                )
+    _raise(InvalidTemplate, bad_templates, f"Invalid template in the {subject}")
+    _raise(UndeclaredVariable, undeclared, f"Undeclared template variable in the {subject}")
+
+    if params_schema is not None:
+        where = {key.removeprefix("params."): "overrides" for key in given if key.startswith("params.")}
+        _raise(
+            ValidationFailed,
+            _params_errors(keyed["params"], params_schema, where=where),
+            f"The resolved params of the {subject} break the agent's params_schema",
+        )
+
     violation = consistency_violation(resolved)
     if violation is None:
         return
-    errors = [
-        FieldError(
-            f"overrides.{name}" if overrides.get(name) is not None else f"config.{name}",
-            violation,
-        )
-        for name in CONSISTENCY_FIELDS
-    ]
+    errors = [FieldError(f"{side(name)}.{name}", violation) for name in CONSISTENCY_FIELDS]
     raise InconsistentConfig(
         f"The resolved {subject} breaks the rule input_token_limit + max_tokens <= context_window: {violation}",
         errors=errors,

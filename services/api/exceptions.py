@@ -57,6 +57,30 @@ class InvalidTemplate(DomainError):
     code = "invalid_template"
 
 
+class UndeclaredVariable(DomainError):
+    """A servable template uses a `{{name}}` that no variable declares (contract 1.1)."""
+
+    code = "undeclared_variable"
+
+
+class InvalidSchema(DomainError):
+    """A tool's `parameters` or an agent's `params_schema` is not a valid JSON Schema."""
+
+    code = "invalid_schema"
+
+
+class MissingVariable(DomainError):
+    """A render lacks a required variable that has no default."""
+
+    code = "missing_variable"
+
+
+class UnknownVariable(DomainError):
+    """A render gives a variable the config does not declare."""
+
+    code = "unknown_variable"
+
+
 class SlugTaken(DomainError):
     code = "slug_taken"
 

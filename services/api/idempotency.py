@@ -188,6 +188,19 @@ async def purge_expired(db: Database) -> int:
     return await db.transaction(unit)
 
 
+# POSTs that only read (contract 1.1): `POST .../resolve` and `.../render` take a body only
+# because a context or variables do not fit a query string; they ignore `Idempotency-Key`.
+_READ_ACTIONS = frozenset({"resolve", "render"})
+
+
+def is_read(path: str) -> bool:
+    """Whether a POST to `path` is a read (`/v1/agents/{agent}/resolve`, `.../render`, `/v1/ofrep/...`)."""
+    parts = path.split("/")
+    if len(parts) == 5 and parts[1:3] == ["v1", "agents"] and parts[4] in _READ_ACTIONS:
+        return True
+    return path.startswith("/v1/ofrep/")
+
+
 class IdempotencyMiddleware:
     """Applies Idempotency-Key to every POST under /v1."""
 
@@ -196,6 +209,9 @@ class IdempotencyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or not get_route_path(scope).startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        if is_read(get_route_path(scope)):
             await self.app(scope, receive, send)
             return
         raw_key = next((value for name, value in scope["headers"] if name == HEADER), None)

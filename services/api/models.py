@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.shared.agent_config import INTEGER_FIELDS, NUMBER_FIELDS, STRING_FIELDS
+from services.shared.agent_config import INTEGER_FIELDS, KEYED_FIELDS, NUMBER_FIELDS, STRING_FIELDS
 from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID
 
 # Names match PostgreSQL's own defaults, so constraints can be found and dropped by name.
@@ -61,6 +61,23 @@ def config_checks() -> list[CheckConstraint]:
     return checks
 
 
+def keyed_checks(*, variant: bool) -> list[CheckConstraint]:
+    """The keyed fields (contract 1.1) are JSON objects (`params_unset` an array)."""
+    checks = [CheckConstraint(f"jsonb_typeof({name}) = 'object'", name=f"{name}_object") for name in KEYED_FIELDS]
+    if variant:
+        checks.append(CheckConstraint("jsonb_typeof(params_unset) = 'array'", name="params_unset_array"))
+    return checks
+
+
+def _keyed_columns(*, variant: bool) -> dict[str, Any]:
+    """`params`, `tools`, `variables` (empty: none; on a variant, none overridden), and on a
+    variant `params_unset`, the base params it drops."""
+    columns: dict[str, Any] = {name: mapped_column(JSONB, server_default=text("'{}'::jsonb")) for name in KEYED_FIELDS}
+    if variant:
+        columns["params_unset"] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    return columns
+
+
 def _config_columns(*, nullable: bool) -> dict[str, Any]:
     """The twelve config columns; nullable on variants, where NULL means "inherit"."""
     columns: dict[str, Any] = {}
@@ -78,6 +95,7 @@ class Agent(Base):
     __table_args__ = (
         UniqueConstraint("slug"),
         *config_checks(),
+        *keyed_checks(variant=False),
     )
 
     id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
@@ -86,6 +104,9 @@ class Agent(Base):
     description: Mapped[str] = mapped_column(Text, server_default="")
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB, server_default=text("'{}'::jsonb"))
     locals().update(_config_columns(nullable=False))
+    locals().update(_keyed_columns(variant=False))
+    # A JSON Schema every servable resolved `params` must satisfy (contract 1.1), or none.
+    params_schema: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
     version: Mapped[int] = mapped_column(Integer, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -104,6 +125,7 @@ class Variant(Base):
             name="cloned_from_source",
         ),
         *config_checks(),
+        *keyed_checks(variant=True),
     )
 
     id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
@@ -113,6 +135,7 @@ class Variant(Base):
     description: Mapped[str] = mapped_column(Text, server_default="")
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB, server_default=text("'{}'::jsonb"))
     locals().update(_config_columns(nullable=True))
+    locals().update(_keyed_columns(variant=True))
     # Where a clone came from; the source variant may be deleted later, so no foreign key.
     cloned_from_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
     cloned_from_variant_id: Mapped[str | None] = mapped_column(ID_TYPE, nullable=True)

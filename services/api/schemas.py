@@ -13,16 +13,17 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    GetJsonSchemaHandler,
     Strict,
     StringConstraints,
     ValidationInfo,
     WithJsonSchema,
     create_model,
 )
-from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 
+from services.api import keyed_fields as keyed
+from services.api.base_types import Description as Description  # re-exported
+from services.api.base_types import StrictModel, text
 from services.api.slugs import RESERVED_VARIANT_SLUGS, slugify
 from services.shared.agent_config import (
     CONFIG_FIELDS,
@@ -33,45 +34,7 @@ from services.shared.agent_config import (
 )
 from services.shared.identifiers import ID_PATTERNS, PREFIXES, SLUG_MAX_LENGTH, is_id
 
-
-def _storable(value: str) -> str:
-    """PostgreSQL text holds neither NUL nor lone surrogates (which JSON can spell)."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL (\\u0000) characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no lone surrogate code points)") from None
-    return value
-
-
-# No NUL, as a JSON Schema (ECMA-262) pattern. Lone surrogates have no pattern that every
-# validator reads alike; `_storable` refuses them (422).
-NO_NUL_PATTERN = "^[^\\u0000]*$"
-
-
-class _NoNul:
-    """Shows `_storable`'s NUL rule in a string's JSON Schema."""
-
-    def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
-        schema = handler(core_schema)
-        schema["pattern"] = NO_NUL_PATTERN
-        return schema
-
-
-def text(min_length: int = 0, max_length: int | None = None) -> Any:
-    """A strict string of min..max characters that PostgreSQL can store."""
-    return Annotated[
-        str,
-        Strict(),
-        StringConstraints(min_length=min_length, max_length=max_length),
-        AfterValidator(_storable),
-        _NoNul(),
-    ]
-
-
 Name = text(1, 256)
-Description = text(0, 4096)
 Slug = Annotated[
     str,
     Strict(),
@@ -216,11 +179,55 @@ def default_note(name: str) -> str:
     return "Required." if default is None else f"Default when omitted or null: `{json.dumps(default)}`."
 
 
-class StrictModel(BaseModel):
-    """Request bodies: unknown fields are a 422, never silently dropped."""
+def _keyed_schemas() -> tuple[dict[str, Any], ...]:
+    """The keyed fields' (contract 1.1) entries of the config models below: on an agent's
+    create, in a variant's overrides (create and merge patch), and in responses."""
+    described = {
+        "params": keyed.PARAMS_DESCRIPTION,
+        "tools": keyed.TOOLS_DESCRIPTION,
+        "variables": keyed.VARIABLES_DESCRIPTION,
+    }
+    create = {
+        "params": (keyed.Params | None, Field(None, description=described["params"] + " Default: none.")),
+        "tools": (keyed.Tools | None, Field(None, description=described["tools"] + " Default: none.")),
+        "variables": (
+            keyed.Variables | None,
+            Field(
+                None,
+                description=described["variables"] + " Omitted: inferred from the templates, each placeholder a "
+                "required string.",
+            ),
+        ),
+    }
+    entry = " A key set to null removes the variant's entry (the base's applies again); null removes them all."
+    overrides = {
+        "params": (keyed.ParamsPatch | None, Field(None, description=described["params"] + entry)),
+        "params_unset": (
+            keyed.ParamsUnset | None,
+            Field(None, description="Base params this variant drops (a reasoning model refuses `top_p`)."),
+        ),
+        "tools": (
+            keyed.ToolOverrides | None,
+            Field(None, description=described["tools"] + ' `{"disabled": true}` drops the base\'s tool.' + entry),
+        ),
+        "variables": (keyed.VariablesPatch | None, Field(None, description=described["variables"] + entry)),
+    }
+    read = {
+        "params": (dict[str, Any], Field(description=described["params"])),
+        "tools": (dict[str, dict[str, Any]], Field(description=described["tools"])),
+        "variables": (dict[str, dict[str, Any]], Field(description=described["variables"])),
+    }
+    absent = " Absent when the variant sets none."
+    overrides_read = {
+        "params": (dict[str, Any], Field(None, description=described["params"] + absent)),
+        "params_unset": (list[str], Field(None, description="Base params this variant drops." + absent)),
+        "tools": (dict[str, dict[str, Any]], Field(None, description=described["tools"] + absent)),
+        "variables": (dict[str, dict[str, Any]], Field(None, description=described["variables"] + absent)),
+    }
+    return create, overrides, read, overrides_read
 
-    model_config = ConfigDict(extra="forbid")
 
+KEYED_CREATE, KEYED_OVERRIDES, KEYED_READ, KEYED_OVERRIDES_READ = _keyed_schemas()
 
 # On create: model_provider and model_name required, the rest default (null = default).
 AgentConfigCreate = create_model(  # type: ignore[call-overload]
@@ -235,6 +242,7 @@ AgentConfigCreate = create_model(  # type: ignore[call-overload]
         )
         for name in CONFIG_FIELDS
     },
+    **KEYED_CREATE,
 )
 
 # Sparse: any subset. In a variant, null means "inherit" (removes the override).
@@ -254,6 +262,7 @@ ConfigOverrides = create_model(  # type: ignore[call-overload]
         )
         for name in CONFIG_FIELDS
     },
+    **KEYED_OVERRIDES,
 )
 
 
@@ -262,6 +271,7 @@ AgentConfigRead = create_model(  # type: ignore[call-overload]
     "AgentConfigRead",
     __doc__="The agent's base config: all twelve fields.",
     **{name: (CONFIG_READ_TYPES[name], Field(description=config_description(name))) for name in CONFIG_FIELDS},
+    **KEYED_READ,
 )
 
 # In responses: only the fields a variant sets are present, and none is ever null.
@@ -275,6 +285,7 @@ ConfigOverridesRead = create_model(  # type: ignore[call-overload]
         )
         for name in CONFIG_FIELDS
     },
+    **KEYED_OVERRIDES_READ,
 )
 
 
@@ -316,7 +327,7 @@ EXAMPLE_CONFIG: dict[str, Any] = {
     "model_provider": "openai",
     "model_name": "gpt-4o-mini",
     "system_prompt": "You are Acme's support assistant. Answer from the help center; say when you do not know.",
-    "user_prompt_template": "Customer question: {question}",
+    "user_prompt_template": "Customer question: {{question}}",
     "prompt_version": "v7",
     "temperature": 0.7,
     "max_tokens": 1024,
@@ -325,6 +336,14 @@ EXAMPLE_CONFIG: dict[str, Any] = {
     "token_budget": 50000,
     "timeout_seconds": 30,
     "max_retries": 2,
+    "params": {"top_p": 0.9, "seed": 7},
+    "tools": {
+        "search_help_center": {
+            "description": "Search the help center's articles.",
+            "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+        }
+    },
+    "variables": {"question": {"type": "string", "description": "The customer's message."}},
 }
 
 T = TypeVar("T")

@@ -17,12 +17,33 @@ from typing import Any
 
 # From the SDK's definitions, as `agent_config` re-exports them: `agent_config` imports
 # this module, never the other way round.
-from agent_variants.config import BASE, CONFIG_FIELDS, ResolvedAgentConfig, Source, VariantNotFound
+from agent_variants.config import (
+    BASE,
+    CONFIG_FIELDS,
+    KEYED_FIELDS,
+    ResolvedAgentConfig,
+    Source,
+    VariantNotFound,
+    coalesce_keyed,
+)
 from sqlalchemy import and_, bindparam, column, exists, false, func, literal_column, select, table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-_agents = table("agents", column("id"), column("slug"), column("archived_at"), *(column(f) for f in CONFIG_FIELDS))
-_variants = table("variants", column("id"), column("agent_id"), column("slug"), *(column(f) for f in CONFIG_FIELDS))
+_VARIANT_KEYED = (*KEYED_FIELDS, "params_unset")
+_agents = table(
+    "agents",
+    column("id"),
+    column("slug"),
+    column("archived_at"),
+    *(column(f) for f in (*CONFIG_FIELDS, *KEYED_FIELDS)),
+)
+_variants = table(
+    "variants",
+    column("id"),
+    column("agent_id"),
+    column("slug"),
+    *(column(f) for f in (*CONFIG_FIELDS, *_VARIANT_KEYED)),
+)
 _environments = table("environments", column("id"), column("slug"))
 _activations = table("activations", column("agent_id"), column("environment_id"), column("variant_id"))
 _rule_sets = table("rule_sets", column("agent_id"), column("environment_id"), column("rules"))
@@ -39,7 +60,8 @@ _experiments = table(
 
 def _build(agent_key: str, environment_key: str, variant_key: str | None):
     """The statement for one form: the agent, the environment, the variant to apply, each
-    field coalesced and whether the variant set it, and the environment's rule set."""
+    field coalesced and whether the variant set it, the keyed fields of both, and the
+    environment's rule set."""
     join = _agents.outerjoin(_environments, _environments.c[environment_key] == bindparam("environment"))
     if variant_key is None:  # the variant active in the environment
         join = join.outerjoin(
@@ -67,6 +89,10 @@ def _build(agent_key: str, environment_key: str, variant_key: str | None):
             _rule_sets.c.rules,
             *(func.coalesce(_variants.c[f], _agents.c[f]) for f in CONFIG_FIELDS),
             *(_variants.c[f].is_not(None) for f in CONFIG_FIELDS),
+            # The keyed fields, merged by key in Python (`coalesce_keyed`): the agent's, then
+            # the variant's with its `params_unset` (NULL when no variant applies).
+            *(_agents.c[f] for f in KEYED_FIELDS),
+            *(_variants.c[f] for f in _VARIANT_KEYED),
         )
         .select_from(join)
         # An archived agent resolves to nothing, as a deleted one did.
@@ -156,7 +182,11 @@ def to_resolved(row: Any, *, source: Source, variant: str | None = None, **extra
     if variant is not None and variant_id is None and variant != BASE:
         raise VariantNotFound(variant)
     values = row[_FIRST : _FIRST + _N]
-    flags = row[_FIRST + _N :]
+    flags = row[_FIRST + _N : _FIRST + 2 * _N]
+    keyed = [json_value(value) for value in row[_FIRST + 2 * _N :]]
+    base = dict(zip(KEYED_FIELDS, keyed, strict=False))
+    overrides = dict(zip(_VARIANT_KEYED, keyed[len(KEYED_FIELDS) :], strict=True))
+    resolved, given = coalesce_keyed(overrides, base)
     if source == "variant" and variant_id is None:
         source = "agent"
     return ResolvedAgentConfig(
@@ -166,9 +196,10 @@ def to_resolved(row: Any, *, source: Source, variant: str | None = None, **extra
         variant_slug=variant_slug,
         source=source,
         environment=row[5],
-        overridden=frozenset(f for f, overridden in zip(CONFIG_FIELDS, flags, strict=True) if overridden),
+        overridden=frozenset(f for f, overridden in zip(CONFIG_FIELDS, flags, strict=True) if overridden) | given,
         **extra,
         **dict(zip(CONFIG_FIELDS, values, strict=True)),
+        **resolved,
     )
 
 

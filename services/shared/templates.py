@@ -15,6 +15,7 @@ from agent_variants.templates import (
     render,
     render_prompt,
     resolve_variables,
+    type_error,
     value_text,
     variable_names,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "render",
     "render_prompt",
     "resolve_variables",
+    "type_error",
     "value_text",
     "variable_names",
 ]

@@ -56,9 +56,10 @@ async def test_create_returns_201_with_location_etag_and_the_full_object(client)
 
 async def test_create_fills_defaults_for_every_omitted_field(client):
     agent = await create_agent(client, config={"model_provider": "anthropic", "model_name": "claude"})
-    expected = {**DEFAULTS, "model_provider": "anthropic", "model_name": "claude"}
+    expected = {**DEFAULTS, "model_provider": "anthropic", "model_name": "claude", "params": {}, "tools": {}}
+    expected["variables"] = {}  # nothing to infer: the default templates are empty
     assert agent["config"] == expected
-    assert set(agent["config"]) == set(CONFIG_FIELDS)
+    assert set(agent["config"]) == {*CONFIG_FIELDS, "params", "tools", "variables"}
     assert agent["description"] == ""
     assert agent["metadata"] == {}
 

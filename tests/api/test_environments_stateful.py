@@ -508,6 +508,10 @@ class EnvironmentsMachine(RuleBasedStateMachine):
             "environment": slug,
             "rule_id": None,
             **config,
+            # The machine sets no keyed field (their resolution has tests of its own).
+            "params": {},
+            "tools": {},
+            "variables": {},
         }
         answer.update(extra)
         return answer

@@ -20,7 +20,10 @@ async def test_an_agent_with_an_invalid_template_is_refused_and_nothing_is_writt
 
 
 async def test_a_variant_or_a_patch_with_an_invalid_template_is_refused(client: httpx.AsyncClient) -> None:
-    agent = await create_agent(client, config=config(system_prompt='Answer as {{ tone }} in JSON like {"a": 1}'))
+    declared = {"tone": {"type": "string"}, "question": {"type": "string"}}
+    agent = await create_agent(
+        client, config=config(system_prompt='Answer as {{ tone }} in JSON like {"a": 1}', variables=declared)
+    )
     variants = f"/v1/agents/{agent['id']}/variants"
     refused = await client.post(variants, json={"variant_name": "v", "overrides": {"user_prompt_template": "{{a-b}}"}})
     assert_problem(refused, 422, "invalid_template")

@@ -9,6 +9,7 @@ import pytest
 
 from services.shared.agent_config import (
     CONFIG_FIELDS,
+    RESOLVED_FIELDS,
     AgentNotFound,
     ResolvedAgentConfig,
     VariantNotFound,
@@ -29,6 +30,8 @@ BASE = config(
     timeout_seconds=30,
     max_retries=3,
 )
+# What the agent resolves to: BASE, and the keyed fields it leaves empty.
+BASE_RESOLVED = {**BASE, "params": {}, "tools": {}, "variables": {}}
 OVERRIDES = {"model_name": "gpt-4o-mini", "temperature": 0.1, "max_tokens": 900, "prompt_version": "v2"}
 
 
@@ -65,7 +68,7 @@ async def test_without_an_active_variant_the_agent_config_is_returned(client):
         "arm": None,
         "environment": "production",  # contract 1.1: every resolution is production's until one is named
         "rule_id": None,
-        **BASE,
+        **BASE_RESOLVED,
     }
 
 
@@ -154,7 +157,7 @@ async def test_preview_of_base_shows_the_base_config_while_a_variant_is_active(c
     assert set(body["provenance"].values()) == {"agent"}
     in_process = await resolve_agent_config(conn, agent["slug"], variant="base")
     assert in_process.source == "preview" and in_process.variant_id is None
-    assert in_process.config() == BASE
+    assert in_process.config() == BASE_RESOLVED
     # Nothing changed: the active variant still resolves.
     assert (await resolved(client, agent["id"]))["variant_id"] == active["id"]
 
@@ -240,7 +243,7 @@ async def test_resolve_agent_config_by_id_and_slug(client, conn):
     assert {name: getattr(by_id, name) for name in CONFIG_FIELDS} == {**BASE, **OVERRIDES}
     # The HTTP endpoint answers the same.
     body = await resolved(client, agent["id"])
-    assert {name: body[name] for name in CONFIG_FIELDS} == by_id.config()
+    assert {name: body[name] for name in RESOLVED_FIELDS} == by_id.config()
     with pytest.raises(AttributeError):
         by_id.temperature = 2.0  # type: ignore[misc]  # frozen
 
@@ -250,7 +253,7 @@ async def test_resolve_agent_config_without_active_variant(client, conn):
     result = await resolve_agent_config(conn, agent["slug"])
     assert result.variant_id is None
     assert result.source == "agent"
-    assert result.config() == BASE
+    assert result.config() == BASE_RESOLVED
 
 
 async def test_resolve_agent_config_preview(client, conn):
@@ -258,7 +261,7 @@ async def test_resolve_agent_config_preview(client, conn):
     result = await resolve_agent_config(conn, agent["id"], variant=variant["slug"])
     assert result.source == "preview"
     assert result.variant_id == variant["id"]
-    assert result.config() == {**BASE, **OVERRIDES}
+    assert result.config() == {**BASE_RESOLVED, **OVERRIDES}
 
 
 async def test_resolve_agent_config_unknown_agent_raises_a_lookup_error(conn):

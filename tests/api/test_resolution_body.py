@@ -9,7 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.api.resolution.schemas import ResolvedRead, to_body
-from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, ResolvedAgentConfig
+from services.shared.agent_config import (
+    CONFIG_FIELDS,
+    INTEGER_FIELDS,
+    NUMBER_FIELDS,
+    RESOLVED_FIELDS,
+    ResolvedAgentConfig,
+)
 
 ids = st.one_of(st.none(), st.text(min_size=1, max_size=30))
 
@@ -33,7 +39,12 @@ resolutions = st.builds(
     arm=st.one_of(st.none(), st.integers(0, 9)),
     environment=st.text(min_size=1, max_size=20),
     rule_id=ids,
-    overridden=st.frozensets(st.sampled_from(CONFIG_FIELDS)),
+    overridden=st.frozensets(st.sampled_from([*CONFIG_FIELDS, "params.top_p", "tools.search"])),
+    params=st.dictionaries(st.sampled_from(["top_p", "seed", "stop"]), st.integers() | st.text(max_size=5)),
+    tools=st.dictionaries(
+        st.just("search"), st.fixed_dictionaries({"description": st.text(max_size=9), "parameters": st.just({})})
+    ),
+    variables=st.dictionaries(st.sampled_from(["tone", "name"]), st.just({"type": "string"})),
     **{name: field(name) for name in CONFIG_FIELDS},
 )
 
@@ -51,7 +62,7 @@ def reference(resolved: ResolvedAgentConfig, *, explain: bool) -> dict:
         arm=resolved.arm,
         environment=resolved.environment,
         rule_id=resolved.rule_id,
-        **{name: getattr(resolved, name) for name in CONFIG_FIELDS},
+        **{name: getattr(resolved, name) for name in RESOLVED_FIELDS},
         **extra,
     ).model_dump(exclude_unset=True)
 

@@ -47,7 +47,7 @@ import httpx
 
 from agent_variants._http import Call, result, segment, send_async
 from agent_variants.assignment import assign, rollout_arm
-from agent_variants.config import CONFIG_FIELDS, KEYED_FIELDS, ResolvedAgentConfig
+from agent_variants.config import CONFIG_FIELDS, ResolvedAgentConfig
 from agent_variants.errors import NotFound, Unavailable, ValidationFailed
 from agent_variants.rules import Scalar, attribute_errors, first_match
 
@@ -71,9 +71,11 @@ def to_config(body: dict[str, Any]) -> ResolvedAgentConfig:
     return ResolvedAgentConfig(
         agent_id=body["agent_id"],
         variant_id=body["variant_id"],
-        **{name: body[name] for name in CONFIG_FIELDS},
         # A service before contract 1.1 sends no keyed fields: they are empty.
-        **{name: body.get(name) or {} for name in KEYED_FIELDS},
+        params=body.get("params") or {},
+        tools=body.get("tools") or {},
+        variables=body.get("variables") or {},
+        **{name: body[name] for name in CONFIG_FIELDS},
         **{name: body[name] for name in _EXTRAS if body.get(name) is not None},
         overridden=frozenset(name for name, source in provenance.items() if source != "agent"),
     )

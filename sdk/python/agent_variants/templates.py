@@ -149,7 +149,7 @@ class RenderError(ValueError):
         self.errors = errors
 
 
-def _type_error(kind: str, value: object) -> str | None:
+def type_error(kind: str, value: object) -> str | None:
     """Why `value` is not of the declared type, or None when it is. A whole number written
     with a point (`40.0`) is that integer, as JSON Schema's `integer` holds it."""
     if kind == "string":
@@ -172,7 +172,7 @@ def resolve_variables(declared: Mapping[str, Mapping[str, object]], given: Mappi
     values: dict[str, Value] = {}
     for name, spec in declared.items():
         if name in given:
-            problem = _type_error(str(spec.get("type", "string")), given[name])
+            problem = type_error(str(spec.get("type", "string")), given[name])
             if problem is not None:
                 errors["validation_error"].append((f"variables.{name}", problem))
             else:

@@ -26,6 +26,7 @@ RESOLVE_ROUTES = frozenset(
     {
         ("GET", "/v1/agents/{agent}/resolved"),
         ("POST", "/v1/agents/{agent}/resolve"),  # contract 1.1: a read with a typed context
+        ("POST", "/v1/agents/{agent}/render"),  # contract 1.1: its prompts rendered
         ("GET", "/v1/agents/{agent}/bundle"),
         ("GET", "/v1/agents/{agent}/bundle/watch"),
         ("POST", "/v1/agents/{agent}/outcomes"),

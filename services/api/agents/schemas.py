@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
+from services.api import keyed_fields as keyed
 from services.api.schemas import (
     CONFIG_TYPES,
     EXAMPLE_CONFIG,
@@ -24,9 +25,16 @@ from services.api.schemas import (
     derivable_slug,
     timestamp,
 )
-from services.shared.agent_config import CONFIG_FIELDS
+from services.shared.agent_config import CONFIG_FIELDS, RESOLVED_FIELDS
 
 METADATA = "Your own string labels: at most 16 pairs, keys of 1-64 characters, values of up to 512."
+
+
+PARAMS_SCHEMA = (
+    "A JSON Schema (draft 2020-12) that every servable resolved `params` must satisfy (base, each variant, rule and "
+    "split targets), checked on every write that can change what is served; an invalid schema is 422 "
+    "`invalid_schema`."
+)
 
 
 class AgentCreate(StrictModel):
@@ -58,6 +66,7 @@ class AgentCreate(StrictModel):
     config: AgentConfigCreate = Field(
         description="The base config: what the agent runs with when no variant is active."
     )
+    params_schema: keyed.JsonObject | None = Field(None, description=PARAMS_SCHEMA + " Null: none.")
 
     @field_validator("slug")
     @classmethod
@@ -74,6 +83,18 @@ AgentConfigPatch = create_model(  # type: ignore[call-overload]
         name: (CONFIG_TYPES[name], Field(None, description=config_description(name, "Cannot be null.")))
         for name in CONFIG_FIELDS
     },
+    params=(
+        keyed.ParamsPatch | None,
+        Field(None, description=keyed.PARAMS_DESCRIPTION + " A key set to null removes it; null removes them all."),
+    ),
+    tools=(
+        keyed.ToolsPatch | None,
+        Field(None, description=keyed.TOOLS_DESCRIPTION + " A name set to null removes it; null removes them all."),
+    ),
+    variables=(
+        keyed.VariablesPatch | None,
+        Field(None, description=keyed.VARIABLES_DESCRIPTION + " A name set to null removes it; null removes them all."),
+    ),
 )
 
 
@@ -95,6 +116,7 @@ class AgentUpdate(StrictModel):
         None, description="Merged into the metadata: a key set to null is removed; null removes every pair."
     )
     config: AgentConfigPatch = Field(None, description="Base config fields to change; those left out keep their value.")  # type: ignore[assignment]
+    params_schema: keyed.JsonObject | None = Field(None, description=PARAMS_SCHEMA + " Null removes it.")
 
 
 AGENT_EXAMPLE: dict[str, Any] = {
@@ -105,6 +127,7 @@ AGENT_EXAMPLE: dict[str, Any] = {
     "description": "Answers customer questions from the help center.",
     "metadata": {"team": "support"},
     "config": EXAMPLE_CONFIG,
+    "params_schema": None,
     "active_variant_id": EXAMPLE_IDS["variant"],
     "active_variants": {"production": EXAMPLE_IDS["variant"], "staging": None},
     "variant_count": 2,
@@ -127,6 +150,7 @@ class AgentRead(BaseModel):
     description: str = Field(description="Free text; empty when none was given.")
     metadata: dict[str, str] = Field(description=METADATA)
     config: AgentConfigRead = Field(description="The base config: what resolves where no active variant overrides.")
+    params_schema: dict[str, Any] | None = Field(description=PARAMS_SCHEMA + " Null: none.")
     active_variant_id: str | None = Field(
         description="The variant that overrides the base config now in the request's environment, or null."
     )
@@ -155,7 +179,8 @@ def agent_read(row: Mapping[Any, Any]) -> dict[str, Any]:
         name=row["name"],
         description=row["description"],
         metadata=row["metadata"],
-        config={name: row[name] for name in CONFIG_FIELDS},
+        config={name: row[name] for name in RESOLVED_FIELDS},
+        params_schema=row["params_schema"],
         active_variant_id=row["active_variant_id"],
         active_variants=dict(sorted((row["active_variants"] or {}).items())),
         variant_count=row["variant_count"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.api import patching, slugs
 from services.api.agents import repository
 from services.api.agents.schemas import AgentCreate, AgentUpdate, agent_read
-from services.api.consistency import check_resolved
+from services.api.consistency import TEMPLATE_FIELDS, check_params_schema, check_resolved
 from services.api.db import Database, constraint_name
 from services.api.environments import repository as environments
 from services.api.exceptions import (
@@ -25,6 +26,7 @@ from services.api.exceptions import (
     conflicts_reported_as,
 )
 from services.api.experiments import repository as experiments
+from services.api.keyed_fields import merge_keyed
 from services.api.schemas import set_fields
 from services.api.variants import repository as variant_repository
 from services.api.variants.schemas import overrides_of
@@ -32,8 +34,9 @@ from services.api.writes import announce, serving
 from services.api.writes.context import NO_CONTEXT, WriteContext
 from services.api.writes.locks import LockedAgent, lock_agent
 from services.api.writes.revisions import record
-from services.shared.agent_config import CONFIG_FIELDS, DEFAULTS
+from services.shared.agent_config import CONFIG_FIELDS, DEFAULTS, KEYED_FIELDS, RESOLVED_FIELDS
 from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, new_id
+from services.shared.templates import TemplateError, variable_names
 
 
 async def require(conn: AsyncConnection, ref: str, *, environment_id: str, archived: bool = False) -> RowMapping:
@@ -52,8 +55,9 @@ def slug_taken(slug: str) -> SlugTaken:
 async def create_agent(
     db: Database, data: AgentCreate, *, environment: str = PRODUCTION_ENVIRONMENT_ID, context: WriteContext = NO_CONTEXT
 ) -> dict[str, Any]:
-    config = {name: value if value is not None else DEFAULTS[name] for name, value in data.config.model_dump().items()}
-    check_resolved(config, overrides={})
+    config = base_config(data)
+    check_params_schema(data.params_schema)
+    check_resolved(config, overrides={}, params_schema=data.params_schema)
     agent_id = new_id("agent")
 
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
@@ -67,6 +71,7 @@ async def create_agent(
             "description": data.description or "",
             "metadata": data.metadata or {},
             **config,
+            "params_schema": data.params_schema,
         }
         if data.slug is not None:
             if not await repository.insert_unless_slug_taken(conn, {**values, "slug": data.slug}):
@@ -95,6 +100,25 @@ async def create_agent(
         return agent
 
     return await db.transaction(unit)
+
+
+def base_config(data: AgentCreate) -> dict[str, Any]:
+    """A new agent's config: what the request gives, defaults for the rest. Without
+    `variables`, each placeholder of its templates is declared a required string (never
+    on later writes: a declaration is then the author's to make)."""
+    given = data.config
+    config = {name: value if (value := getattr(given, name)) is not None else DEFAULTS[name] for name in CONFIG_FIELDS}
+    config["params"] = given.params or {}
+    config["tools"] = given.tools or {}
+    if given.variables is not None:
+        config["variables"] = given.variables
+    else:
+        names: dict[str, None] = {}
+        for field in TEMPLATE_FIELDS:
+            with contextlib.suppress(TemplateError):  # check_resolved reports it: invalid_template
+                names.update(dict.fromkeys(variable_names(config[field])))
+        config["variables"] = {name: {"type": "string"} for name in names}
+    return config
 
 
 async def get_agent(db: Database, ref: str, *, environment: str = PRODUCTION_ENVIRONMENT_ID) -> dict[str, Any]:
@@ -142,8 +166,15 @@ async def update_agent(
             if metadata != row["metadata"]:
                 changes["metadata"] = metadata
         for name, value in config_patch.items():
-            if value != row[name]:
+            if name in CONFIG_FIELDS and value != row[name]:
                 changes[name] = value
+        current = {name: row[name] for name in KEYED_FIELDS}
+        for name, value in merge_keyed(current, config_patch, variant=False).items():
+            if value != current[name]:
+                changes[name] = value
+        if "params_schema" in sent and sent["params_schema"] != row["params_schema"]:
+            check_params_schema(sent["params_schema"])
+            changes["params_schema"] = sent["params_schema"]
         if not changes:
             return agent_read(row)
         after = await apply_changes(
@@ -173,16 +204,20 @@ async def apply_changes(
     `on_conflict`, when given, replaces the errors a rule or a taken slug would raise (an
     undo reports them all as `undo_conflict`).
     """
-    config = {name: changes.get(name, agent.config[name]) for name in CONFIG_FIELDS}
+    config = {name: changes.get(name, agent.config[name]) for name in RESOLVED_FIELDS}
+    params_schema = changes["params_schema"] if "params_schema" in changes else agent.params_schema
     if context.bound_to is not None:
         await _alters_nothing_elsewhere(conn, agent, changes, context.bound_to)
     with conflicts_reported_as(on_conflict):
-        check_resolved(config, overrides={})
+        check_resolved(config, overrides={}, params_schema=params_schema)
         # The base config is shared: every environment's active variant must still pass.
         checked = set()
         for active in await variant_repository.active_anywhere(conn, agent.id):
             check_resolved(
-                config, overrides=overrides_of(active), subject=f"config of the active variant '{active['slug']}'"
+                config,
+                overrides=overrides_of(active),
+                subject=f"config of the active variant '{active['slug']}'",
+                params_schema=params_schema,
             )
             checked.add(active["id"])
         # Contract 1.1: a rule's served config passes every write-time check, now as when written.
@@ -192,6 +227,7 @@ async def apply_changes(
                     config,
                     overrides=overrides_of(ruled),
                     subject=f"config of variant '{ruled['slug']}', which a targeting rule serves",
+                    params_schema=params_schema,
                 )
         try:
             await repository.update_fields(conn, agent.id, changes, at=agent.at)
@@ -225,7 +261,9 @@ async def _alters_nothing_elsewhere(
     environment serves a config it alters (a base field that what it serves does not
     override) or the agent's slug (every resolution names it)."""
     fields = {name for name in changes if name in CONFIG_FIELDS}
-    if "slug" not in changes and not fields:
+    # A keyed field's entries or the params schema: every environment's served config may use them.
+    keyed = any(name in changes for name in (*KEYED_FIELDS, "params_schema"))
+    if "slug" not in changes and not fields and not keyed:
         return  # name, description, metadata: nothing any environment serves
     altered = []
     for served in await serving.elsewhere(conn, agent.id, bound_to):
@@ -234,7 +272,7 @@ async def _alters_nothing_elsewhere(
                 await variant_repository.get_by_id(conn, variant_id, environment_id=bound_to) if variant_id else None
             )
             overridden = set(overrides_of(variant)) if variant is not None else set()
-            if "slug" in changes or fields - overridden:
+            if "slug" in changes or keyed or fields - overridden:
                 altered.append(served)
                 break
     serving.forbid(altered, "this change of the agent")

@@ -44,7 +44,7 @@ from services.api.writes import announce
 from services.api.writes.context import NO_CONTEXT, WriteContext
 from services.api.writes.locks import LockedAgent, find_agent, lock_agent
 from services.api.writes.revisions import record
-from services.shared.agent_config import BASE, coalesce
+from services.shared.agent_config import BASE, CONFIG_FIELDS, coalesce, coalesce_keyed
 from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, new_id
 
 
@@ -108,12 +108,18 @@ async def _snapshots(
             if variant is None:  # deleting a variant an arm names is refused; kept as a guard
                 raise NotFound("Variant", arm["variant_id"], param=f"arms[{arm['arm']}].variant")
         overrides = overrides_of(variant) if variant is not None else {}
-        check_resolved(agent.config, overrides=overrides, subject=f"config of arm {arm['arm']}")
+        check_resolved(
+            agent.config,
+            overrides=overrides,
+            subject=f"config of arm {arm['arm']}",
+            params_schema=agent.params_schema,
+        )
+        keyed, given = coalesce_keyed(overrides, agent.config)
         snapshot = {
             "variant_id": variant["id"] if variant is not None else None,
             "variant_slug": variant["slug"] if variant is not None else None,
-            "overridden": sorted(overrides),
-            "config": coalesce(overrides, agent.config),
+            "overridden": sorted({name for name in overrides if name in CONFIG_FIELDS} | given),
+            "config": {**coalesce(overrides, agent.config), **keyed},
         }
         started.append({**arm, "variant_id": snapshot["variant_id"], "snapshot": snapshot})
     sources: dict[str | None, int] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -14,9 +14,16 @@ from services.api.errors import responses
 from services.api.exceptions import FieldError, ValidationFailed
 from services.api.http import if_none_match, not_modified
 from services.api.principal import current_key, request_environment
-from services.api.resolution import bundle, service, watch
+from services.api.resolution import bundle, prompt, service, watch
 from services.api.resolution.cache import ResolveCache
-from services.api.resolution.schemas import BundleRead, ResolvedRead, ResolveRequest, check_attributes
+from services.api.resolution.schemas import (
+    BundleRead,
+    RenderedRead,
+    RenderRequest,
+    ResolvedRead,
+    ResolveRequest,
+    check_attributes,
+)
 from services.api.strict import StrictRoute
 
 router = APIRouter(prefix="/v1/agents/{agent}", tags=["resolution"], route_class=StrictRoute)
@@ -124,6 +131,42 @@ async def resolve_context(
     if if_none_match(request, tag):
         return not_modified(tag)
     return Response(payload, media_type="application/json", headers={"ETag": tag})
+
+
+@router.post(
+    "/render",
+    response_model=RenderedRead,
+    summary="Render the prompts of the config a context gets, with your variables",
+    responses=responses(400, 403, 404, 413, 415, 422),
+)
+async def render_prompts(
+    request: Request, agent: str, body: RenderRequest, db: DB, environment: EnvironmentRef
+) -> dict[str, Any]:
+    """The config a context gets (as `POST .../resolve` answers it) or a `variant`'s preview,
+    with its `system_prompt` and `user_prompt_template` rendered from `variables`: 422
+    `missing_variable` for a required variable not given (and without a default),
+    `unknown_variable` for one the config does not declare, `validation_error` for a value
+    of the wrong type, each naming `variables.<name>`. Numbers render as ECMAScript's
+    Number::toString does, booleans as `true`/`false`. A read: it ignores `Idempotency-Key`."""
+    if body.variant is not None and (body.subject is not None or body.attributes):
+        message = "a preview renders one variant for everyone: send variant, or subject and attributes, not both"
+        raise ValidationFailed(f"Invalid request: variant: {message}", errors=[FieldError("variant", message)])
+    if body.environment is not None:
+        sent = request_environment(current_key(request.scope), body.environment)
+        named = "environment" in request.query_params
+        environment = await service.body_environment(db, environment if named else None, sent)
+    attributes = body.attributes or {}
+    check_attributes(attributes, param="attributes.")
+    config = await prompt.resolved_for(
+        db,
+        getattr(request.app.state, "resolve_cache", None),
+        agent,
+        environment=environment,
+        variant=body.variant,
+        subject=body.subject,
+        attributes=attributes,
+    )
+    return prompt.rendered(config, body.variables)
 
 
 @router.get(

@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, Strict
 
 from services.api.errors import validation_detail
 from services.api.exceptions import FieldError, ValidationFailed
 from services.api.schemas import EXAMPLE_CONFIG, EXAMPLE_IDS, StrictModel, config_description
-from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, ResolvedAgentConfig
+from services.shared.agent_config import (
+    CONFIG_FIELDS,
+    INTEGER_FIELDS,
+    KEYED_FIELDS,
+    NUMBER_FIELDS,
+    ResolvedAgentConfig,
+)
 from services.shared.rules import (
     ATTRIBUTE_MAX_LENGTH,
     ATTRIBUTE_PATTERN,
@@ -39,7 +45,8 @@ RESOLVED_EXAMPLE: dict[str, Any] = {
 
 
 def _provenance(source: str, overridden: dict[str, Any]) -> dict[str, str]:
-    return {name: (source if name in overridden else "agent") for name in CONFIG_FIELDS}
+    names = [*CONFIG_FIELDS, *(f"{kind}.{key}" for kind in KEYED_FIELDS for key in EXAMPLE_CONFIG[kind])]
+    return {name: (source if name in overridden else "agent") for name in names}
 
 
 class ResolvedRead(BaseModel):
@@ -73,10 +80,24 @@ class ResolvedRead(BaseModel):
     token_budget: int = Field(description=config_description("token_budget", RESOLVED))
     timeout_seconds: int = Field(description=config_description("timeout_seconds", RESOLVED))
     max_retries: int = Field(description=config_description("max_retries", RESOLVED))
+    params: dict[str, Any] = Field(
+        description="Further model parameters, passed to the model as they are: the agent's, each replaced by the "
+        "variant's entry of that key, without those the variant unsets (`params_unset`)."
+    )
+    tools: dict[str, dict[str, Any]] = Field(
+        description='Tool definitions by name (`{"description", "parameters", "strict"?}`): the agent\'s, each '
+        "replaced by the variant's of that name, without those the variant disables."
+    )
+    variables: dict[str, dict[str, Any]] = Field(
+        description='The template variables the prompts use (`{"type", "required"?, "default"?, '
+        "\"description\"?}` by name): the agent's, each replaced by the variant's of that name. Render with "
+        "`POST .../render` or the SDK's `config.render(**variables)`."
+    )
     provenance: dict[str, Literal["agent", "variant", "experiment"]] | None = Field(
         None,
-        description="Only with `?explain=true` (and in bundles): for each of the twelve fields, where its value "
-        "came from (`experiment` when an experiment's arm chose the variant).",
+        description="Only with `?explain=true` (and in bundles): where each value came from (`experiment` when an "
+        "experiment's arm chose the variant): the twelve fields by name, then each param, tool and variable as "
+        "`params.<key>`, `tools.<name>`, `variables.<name>`.",
     )
 
 
@@ -202,6 +223,8 @@ def to_body(resolved: ResolvedAgentConfig, *, explain: bool) -> dict[str, Any]:
     for name in CONFIG_FIELDS:
         value = getattr(resolved, name)
         body[name] = float(value) if name in NUMBER_FIELDS else int(value) if name in INTEGER_FIELDS else value
+    for name in KEYED_FIELDS:
+        body[name] = dict(getattr(resolved, name))
     if explain:
         body["provenance"] = resolved.provenance
     return body
@@ -266,3 +289,51 @@ class ResolveRequest(StrictModel):
         description="Up to 50 attributes, each a string (up to 1,024 characters), a number or a boolean; names are "
         "1-64 characters of `A-Z a-z 0-9 _ . -`, and `subject` is not one.",
     )
+
+
+def _render_examples(schema: dict[str, Any], _model: type | None = None) -> None:
+    _names_by_pattern(schema, _model)
+    schema["examples"] = [
+        {"variables": {"question": "Where is my invoice?"}, "subject": "user-42", "attributes": {"plan": "pro"}}
+    ]
+
+
+class RenderRequest(ResolveRequest):
+    """Variables to render the prompts of a resolved config with (`POST .../render`)."""
+
+    model_config = ConfigDict(json_schema_extra=_render_examples)
+
+    variables: dict[Annotated[str, Field(max_length=256)], JsonValue] = Field(
+        default_factory=dict,
+        max_length=1024,
+        description="A value for each variable the templates use: required ones must be given (else "
+        "`missing_variable`), undeclared ones are refused (`unknown_variable`), values must have the declared type "
+        "(`validation_error`); defaults fill optional ones.",
+    )
+    variant: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None,
+        description="Render a preview of this variant (id or slug, or `base`) instead of what the context gets; not "
+        "with `subject` or `attributes`.",
+    )
+
+
+class RenderedRead(BaseModel):
+    """A resolved config's prompts rendered with the variables given."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "object": "rendered_prompt",
+                    "config": RESOLVED_EXAMPLE,
+                    "system": EXAMPLE_CONFIG["system_prompt"],
+                    "user": "Customer question: Where is my invoice?",
+                }
+            ]
+        }
+    )
+
+    object: Literal["rendered_prompt"] = Field(description="Always `rendered_prompt`.")
+    config: ResolvedRead = Field(description="The resolved config the prompts come from.")
+    system: str = Field(description="`system_prompt` rendered.")
+    user: str = Field(description="`user_prompt_template` rendered.")

@@ -12,7 +12,7 @@ from services.api.exceptions import NotFound
 from services.api.revisions import repository as history
 from services.api.schemas import timestamp
 from services.api.writes.locks import find_agent
-from services.shared.agent_config import BASE, CONFIG_FIELDS, ResolvedAgentConfig, Source, choose
+from services.shared.agent_config import BASE, CONFIG_FIELDS, ResolvedAgentConfig, Source, choose, coalesce_keyed
 
 
 async def resolve_at(conn: AsyncConnection, agent_ref: str, at: datetime, *, environment: str) -> ResolvedAgentConfig:
@@ -41,6 +41,8 @@ async def resolve_at(conn: AsyncConnection, agent_ref: str, at: datetime, *, env
         variant = None if served == BASE else await history.object_at(conn, served, at)
         source, rule_id = "rule", rule["id"]
     overrides = variant["overrides"] if variant is not None else {}
+    # Objects recorded before the keyed fields existed have none: they resolve empty.
+    keyed, given = coalesce_keyed(overrides, base["config"])
     return ResolvedAgentConfig(
         agent_id=base["id"],
         variant_id=variant["id"] if variant is not None else None,
@@ -49,6 +51,7 @@ async def resolve_at(conn: AsyncConnection, agent_ref: str, at: datetime, *, env
         source=source,
         rule_id=rule_id,
         environment=env["slug"],
-        overridden=frozenset(overrides),
+        overridden=frozenset(name for name in overrides if name in CONFIG_FIELDS) | given,
         **{name: overrides.get(name, base["config"][name]) for name in CONFIG_FIELDS},
+        **keyed,
     )

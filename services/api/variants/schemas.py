@@ -23,7 +23,7 @@ from services.api.schemas import (
     text,
     timestamp,
 )
-from services.shared.agent_config import CONFIG_FIELDS
+from services.shared.agent_config import CONFIG_FIELDS, KEYED_FIELDS
 
 METADATA = "Your own string labels: at most 16 pairs, keys of 1-64 characters, values of up to 512."
 
@@ -166,10 +166,15 @@ class RestoreRequest(StrictModel):
 class DiffChange(BaseModel):
     """One field whose resolved value differs."""
 
-    field: str = Field(description="The config field.")
+    field: str = Field(
+        description="The config field, or one entry of a keyed field: `params.<key>`, `tools.<name>`, "
+        "`variables.<name>`."
+    )
     # `from` is the `against` side, `to` this variant (resolved values).
-    from_: str | int | float = Field(alias="from", description="Its resolved value on the `against` side.")
-    to: str | int | float = Field(description="Its resolved value with this variant.")
+    from_: Any = Field(
+        alias="from", description="Its resolved value on the `against` side (null: an entry that side lacks)."
+    )
+    to: Any = Field(description="Its resolved value with this variant (null: an entry it lacks).")
 
 
 class DiffRead(BaseModel):
@@ -193,9 +198,16 @@ class DiffRead(BaseModel):
     changes: list[DiffChange] = Field(description="Each field whose resolved values differ, in the config's order.")
 
 
+# A variant's override columns: the twelve fields' (NULL: inherits) and the keyed ones'
+# (empty: sets none).
+OVERRIDE_COLUMNS = (*CONFIG_FIELDS, *KEYED_FIELDS, "params_unset")
+
+
 def overrides_of(row: Mapping[Any, Any]) -> dict[str, Any]:
-    """The fields a variant sets (its non-NULL columns)."""
-    return {name: row[name] for name in CONFIG_FIELDS if row[name] is not None}
+    """What a variant sets: its non-NULL fields, and its non-empty keyed ones."""
+    overrides = {name: row[name] for name in CONFIG_FIELDS if row[name] is not None}
+    overrides.update({name: row[name] for name in (*KEYED_FIELDS, "params_unset") if row.get(name)})
+    return overrides
 
 
 def variant_read(row: Mapping[Any, Any]) -> dict[str, Any]:

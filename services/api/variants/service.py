@@ -9,6 +9,7 @@ below them (`apply_changes`, `remove`, `bring_back`, `set_active`) also serve un
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.api import patching, slugs
 from services.api.consistency import check_resolved
 from services.api.db import Database, constraint_name
-from services.api.diffs import config_after, config_changes
+from services.api.diffs import config_after, config_changes, resolved_values
 from services.api.environments import repository as environments
 from services.api.exceptions import (
     DomainError,
@@ -36,12 +37,19 @@ from services.api.exceptions import (
 from services.api.revisions import repository as revisions
 from services.api.schemas import set_fields
 from services.api.variants import repository
-from services.api.variants.schemas import DiffRead, VariantCreate, VariantUpdate, overrides_of, variant_read
+from services.api.variants.schemas import (
+    OVERRIDE_COLUMNS,
+    DiffRead,
+    VariantCreate,
+    VariantUpdate,
+    overrides_of,
+    variant_read,
+)
 from services.api.writes import announce, serving
 from services.api.writes.context import NO_CONTEXT, WriteContext
 from services.api.writes.locks import LockedAgent, find_agent, lock_agent
 from services.api.writes.revisions import record
-from services.shared.agent_config import BASE, CONFIG_FIELDS, coalesce
+from services.shared.agent_config import BASE, CONFIG_FIELDS, KEYED_FIELDS
 from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, is_id, new_id
 
 
@@ -59,9 +67,13 @@ def slug_taken(slug: str) -> SlugTaken:
     )
 
 
-def _columns(overrides: dict[str, Any]) -> dict[str, Any]:
-    """All twelve columns: the overrides, NULL (inherit) for the rest."""
-    return {name: overrides.get(name) for name in CONFIG_FIELDS}
+def _columns(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Every override column: the twelve fields' (NULL: inherit) and the keyed ones' (empty:
+    none), from a variant's overrides as its object shows them."""
+    columns = {name: overrides.get(name) for name in CONFIG_FIELDS}
+    columns.update({name: overrides.get(name) or {} for name in KEYED_FIELDS})
+    columns["params_unset"] = overrides.get("params_unset") or []
+    return columns
 
 
 async def create_variant(
@@ -87,8 +99,10 @@ async def create_variant(
             if source is None:
                 raise NotFound("Variant", data.clone_from, param="clone_from")
             start, cloned_from = overrides_of(source), ("variant", source["id"])
-        overrides = patching.merge_patch(start, patch)
-        check_resolved(agent.config, overrides=overrides, subject="config of the variant")
+        overrides = patching.merge_overrides(start, patch)
+        check_resolved(
+            agent.config, overrides=overrides, subject="config of the variant", params_schema=agent.params_schema
+        )
         at = agent.at
         values = {
             "id": variant_id,
@@ -182,7 +196,7 @@ async def update_variant(
                 changes["metadata"] = metadata
         current = overrides_of(row)
         # `"overrides": null` removes them all, as a merge patch does.
-        overrides = patching.merge_patch(
+        overrides = patching.merge_overrides(
             current, None if patch.overrides is None and "overrides" in sent else overrides_patch
         )
         if overrides != current:
@@ -227,7 +241,8 @@ async def apply_changes(
     """Write `changes` to a variant of a locked agent after checking the rule, and record
     the revision; `row` and the objects recorded are as seen from `environment_id`, the
     request's. `on_conflict` replaces the rule's and the slug's errors (for undo)."""
-    if context.bound_to is not None and ("slug" in changes or any(name in changes for name in CONFIG_FIELDS)):
+    serves = any(name in changes for name in OVERRIDE_COLUMNS)
+    if context.bound_to is not None and ("slug" in changes or serves):
         # A bound key's change of what a variant serves (its overrides, or its slug, which
         # resolutions name): 403 when another environment serves the variant now.
         elsewhere = await serving.elsewhere(conn, agent.id, context.bound_to)
@@ -235,10 +250,11 @@ async def apply_changes(
             [one for one in elsewhere if row["id"] in one.variants], f"this change of variant '{row['slug']}'"
         )
     with conflicts_reported_as(on_conflict):
-        if any(name in changes for name in CONFIG_FIELDS):
-            overrides = {name: changes.get(name, row[name]) for name in CONFIG_FIELDS}
-            overrides = {name: value for name, value in overrides.items() if value is not None}
-            check_resolved(agent.config, overrides=overrides, subject="config of the variant")
+        if serves:
+            overrides = overrides_of({**row, **changes})
+            check_resolved(
+                agent.config, overrides=overrides, subject="config of the variant", params_schema=agent.params_schema
+            )
         try:
             await repository.update_fields(conn, row["id"], changes, at=agent.at)
         except IntegrityError as error:
@@ -346,7 +362,9 @@ async def bring_back(
     active nowhere, and record the revision."""
     overrides = state["overrides"]
     with conflicts_reported_as(on_conflict):
-        check_resolved(agent.config, overrides=overrides, subject="config of the variant")
+        check_resolved(
+            agent.config, overrides=overrides, subject="config of the variant", params_schema=agent.params_schema
+        )
     cloned = state["cloned_from"] or {}
     values = {
         "id": state["id"],
@@ -402,7 +420,12 @@ async def set_active(
     activated, or the one deactivated)."""
     if row is not None:
         with conflicts_reported_as(on_conflict):
-            check_resolved(agent.config, overrides=overrides_of(row), subject="config of the variant")
+            check_resolved(
+                agent.config,
+                overrides=overrides_of(row),
+                subject="config of the variant",
+                params_schema=agent.params_schema,
+            )
     await repository.set_active(conn, agent.id, environment_id, row["id"] if row is not None else None, at=agent.at)
     after = variant_read(await require(conn, agent.id, target["id"], environment_id=environment_id))
     await record(
@@ -523,9 +546,9 @@ async def diff_variant(
         agent = await find_agent(conn, agent_ref)
         env = await environments.named(conn, environment)
         row = await require(conn, agent.id, ref, environment_id=env["id"])
-        to = coalesce(overrides_of(row), agent.config)
+        to = resolved_values(overrides_of(row), agent.config)
         if against == BASE:
-            origin = agent.config
+            origin = resolved_values({}, agent.config)
         elif is_id("revision", against):
             revision = await revisions.get(conn, agent.id, against)
             if revision is None:
@@ -535,5 +558,5 @@ async def diff_variant(
             other = await repository.get(conn, agent.id, against, environment_id=env["id"])
             if other is None:
                 raise NotFound("Variant", against, param="against")
-            origin = coalesce(overrides_of(other), agent.config)
+            origin = resolved_values(overrides_of(other), agent.config)
     return DiffRead(object="diff", changes=config_changes(origin, to)).model_dump(mode="json", by_alias=True)

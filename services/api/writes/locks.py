@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.exceptions import NotFound
 from services.api.models import Agent, table_of
-from services.shared.agent_config import CONFIG_FIELDS
+from services.shared.agent_config import RESOLVED_FIELDS
 from services.shared.identifiers import ref_key
 
 agents = table_of(Agent)
@@ -25,19 +25,22 @@ _COLUMNS = (
     agents.c.slug,
     agents.c.version,
     agents.c.archived_at,
-    *(agents.c[name] for name in CONFIG_FIELDS),
+    agents.c.params_schema,
+    *(agents.c[name] for name in RESOLVED_FIELDS),
 )
 
 
 @dataclass(frozen=True, slots=True)
 class FoundAgent:
-    """An agent as a use case needs it: who it is, its version and its base config."""
+    """An agent as a use case needs it: who it is, its version, its base config (the
+    twelve fields and the keyed ones) and the schema its params must satisfy."""
 
     id: str
     slug: str
     version: int
     config: dict[str, Any]
     archived_at: datetime | None
+    params_schema: dict[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +62,8 @@ def _condition(ref: str, *, archived: bool) -> Any:
 
 
 def _found(row: Any) -> FoundAgent:
-    config = {name: row[name] for name in CONFIG_FIELDS}
-    return FoundAgent(row["id"], row["slug"], row["version"], config, row["archived_at"])
+    config = {name: row[name] for name in RESOLVED_FIELDS}
+    return FoundAgent(row["id"], row["slug"], row["version"], config, row["archived_at"], row["params_schema"])
 
 
 async def find_agent(conn: AsyncConnection, ref: str, *, archived: bool = False) -> FoundAgent:
@@ -83,5 +86,7 @@ async def lock_agent(conn: AsyncConnection, ref: str, *, archived: bool = False)
     # Read after the lock is held, so the values and the instant are those of the locked state.
     query = select(*_COLUMNS, func.clock_timestamp().label("at")).where(agents.c.id == locked)
     row = (await conn.execute(query)).mappings().one()
-    config = {name: row[name] for name in CONFIG_FIELDS}
-    return LockedAgent(row["id"], row["slug"], row["version"], config, row["archived_at"], row["at"])
+    config = {name: row[name] for name in RESOLVED_FIELDS}
+    return LockedAgent(
+        row["id"], row["slug"], row["version"], config, row["archived_at"], row["params_schema"], row["at"]
+    )
