@@ -1,0 +1,126 @@
+"""A resolved config as a model client's request: the keyword arguments of OpenAI's
+`client.chat.completions.create(**kwargs)` and Anthropic's `client.messages.create(**kwargs)`,
+and the client options (`timeout`, `max_retries`) that belong to the client, not the request.
+
+Plain dicts: the SDK never imports `openai` or `anthropic` (the tests check the dicts
+against both libraries' own request types). `ResolvedAgentConfig`'s methods
+(`config.openai_chat_kwargs(rendered)`, ...) call these.
+
+- `messages`: the system prompt, then the user prompt, each left out when it renders
+  empty (an empty message is refused, or means nothing). An agent whose user prompt is
+  empty brings its own turns: `kwargs["messages"] += history` before the call.
+- `params` go into the request unchanged, after the fields: they are provider-specific
+  by design (`top_p`, `seed`, `response_format`, `reasoning_effort` for OpenAI;
+  `top_k`, `stop_sequences`, `thinking` for Anthropic; `extra_body` reaches what the
+  client library does not know). A param naming a key the config's own fields set
+  (`model`, `messages`, `temperature`, `max_tokens`, ...) raises `IncompatibleConfig`:
+  the field is the one place for it.
+- Anthropic takes a temperature from 0 to 1, ours goes to 2: above 1 raises
+  `IncompatibleConfig` rather than sending a different temperature than the config says.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from agent_variants.errors import IncompatibleConfig
+from agent_variants.prompts import RenderedPrompt
+
+# The request keys each builder derives from the config's fields (params may not set them).
+# OpenAI's `max_tokens` is deprecated for `max_completion_tokens`; both stand for the field.
+OPENAI_DERIVED: tuple[str, ...] = ("model", "messages", "temperature", "max_completion_tokens", "max_tokens", "tools")
+ANTHROPIC_DERIVED: tuple[str, ...] = ("model", "messages", "system", "temperature", "max_tokens", "tools")
+ANTHROPIC_MAX_TEMPERATURE = 1.0
+
+
+def openai_chat_kwargs(
+    rendered: RenderedPrompt,
+    *,
+    model: str,
+    temperature: float,
+    max_tokens: int,
+    tools: Mapping[str, Mapping[str, Any]],
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """OpenAI Chat Completions: `{"model", "messages", "temperature",
+    "max_completion_tokens", "tools"?, **params}`, each tool as
+    `{"type": "function", "function": {"name", "description"?, "parameters", "strict"?}}`."""
+    _check_params("OpenAI", params, OPENAI_DERIVED, [])
+    turns = (("system", rendered.system), ("user", rendered.user))
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": role, "content": text} for role, text in turns if text],
+        "temperature": temperature,
+        "max_completion_tokens": max_tokens,
+    }
+    if tools:
+        kwargs["tools"] = [
+            {"type": "function", "function": _tool(name, tool, "parameters")} for name, tool in tools.items()
+        ]
+    return _with_params(kwargs, params)
+
+
+def anthropic_messages_kwargs(
+    rendered: RenderedPrompt,
+    *,
+    model: str,
+    temperature: float,
+    max_tokens: int,
+    tools: Mapping[str, Mapping[str, Any]],
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Anthropic Messages: `{"model", "system"?, "messages", "temperature", "max_tokens",
+    "tools"?, **params}`, each tool as `{"name", "description"?, "input_schema", "strict"?}`."""
+    problems = []
+    if temperature > ANTHROPIC_MAX_TEMPERATURE:
+        problems.append(
+            {"param": "temperature", "message": f"{temperature} is above 1, the highest Anthropic's API takes"}
+        )
+    _check_params("Anthropic", params, ANTHROPIC_DERIVED, problems)
+    kwargs: dict[str, Any] = {"model": model}
+    if rendered.system:
+        kwargs["system"] = rendered.system
+    kwargs["messages"] = [{"role": "user", "content": rendered.user}] if rendered.user else []
+    kwargs["temperature"] = temperature
+    kwargs["max_tokens"] = max_tokens
+    if tools:
+        kwargs["tools"] = [_tool(name, tool, "input_schema") for name, tool in tools.items()]
+    return _with_params(kwargs, params)
+
+
+def client_options(*, timeout_seconds: int, max_retries: int) -> dict[str, Any]:
+    """`{"timeout", "max_retries"}`: what both clients take when built
+    (`OpenAI(**options)`) or per call (`client.with_options(**options).chat...`)."""
+    return {"timeout": float(timeout_seconds), "max_retries": max_retries}
+
+
+def _tool(name: str, tool: Mapping[str, Any], schema_key: str) -> dict[str, Any]:
+    """One tool of the config (`{"description", "parameters", "strict"?}`) as the API has it."""
+    shaped: dict[str, Any] = {"name": name}
+    if tool.get("description"):
+        shaped["description"] = tool["description"]
+    shaped[schema_key] = tool.get("parameters", {"type": "object", "properties": {}})
+    if "strict" in tool:
+        shaped["strict"] = tool["strict"]
+    return shaped
+
+
+def _check_params(
+    provider: str, params: Mapping[str, Any], derived: Iterable[str], problems: list[dict[str, str]]
+) -> None:
+    """Raise `IncompatibleConfig` naming `problems` and every param that would replace a key
+    the config's fields set."""
+    for key in params:
+        if key in derived:
+            problems.append({"param": f"params.{key}", "message": f"'{key}' comes from the config's own fields"})
+    if problems:
+        raise IncompatibleConfig(provider, problems)
+
+
+def _with_params(kwargs: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The request with the params after the fields, all copied: changing the dict never
+    changes the config it came from."""
+    kwargs.update(params)
+    return copy.deepcopy(kwargs)
