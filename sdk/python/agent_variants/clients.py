@@ -17,6 +17,9 @@ against both libraries' own request types). `ResolvedAgentConfig`'s methods
   the field is the one place for it.
 - Anthropic takes a temperature from 0 to 1, ours goes to 2: above 1 raises
   `IncompatibleConfig` rather than sending a different temperature than the config says.
+  Its current client has no `temperature` argument (nor `top_p`, `top_k`): a temperature
+  other than 1.0 (the API's default, left out) goes in `extra_body`, and so must those
+  params (`"params": {"extra_body": {"top_k": 40}}`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from agent_variants.prompts import RenderedPrompt
 OPENAI_DERIVED: tuple[str, ...] = ("model", "messages", "temperature", "max_completion_tokens", "max_tokens", "tools")
 ANTHROPIC_DERIVED: tuple[str, ...] = ("model", "messages", "system", "temperature", "max_tokens", "tools")
 ANTHROPIC_MAX_TEMPERATURE = 1.0
+ANTHROPIC_DEFAULT_TEMPERATURE = 1.0  # the API's, so leaving it out changes nothing
 
 
 def openai_chat_kwargs(
@@ -71,23 +75,36 @@ def anthropic_messages_kwargs(
     tools: Mapping[str, Mapping[str, Any]],
     params: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Anthropic Messages: `{"model", "system"?, "messages", "temperature", "max_tokens",
-    "tools"?, **params}`, each tool as `{"name", "description"?, "input_schema", "strict"?}`."""
+    """Anthropic Messages: `{"model", "system"?, "messages", "max_tokens", "tools"?,
+    **params}`, each tool as `{"name", "description"?, "input_schema", "strict"?}`.
+
+    The temperature: `anthropic` 1.0 took `temperature`, `top_p` and `top_k` out of
+    `messages.create()` (a TypeError), and Claude models from Opus 4.7 on refuse them (400).
+    So a temperature of 1.0, the API's default, is left out, and any other goes in
+    `extra_body` (`{"temperature": 0.3}`): the models that take it get it, the others say
+    so, rather than the SDK sending something other than the config says."""
     problems = []
     if temperature > ANTHROPIC_MAX_TEMPERATURE:
         problems.append(
             {"param": "temperature", "message": f"{temperature} is above 1, the highest Anthropic's API takes"}
         )
+    extra_body = params.get("extra_body", {})
+    if not isinstance(extra_body, Mapping):
+        problems.append({"param": "params.extra_body", "message": "must be an object (what the request body gains)"})
+    elif "temperature" in extra_body:
+        problems.append({"param": "params.extra_body.temperature", "message": "comes from the config's temperature"})
     _check_params("Anthropic", params, ANTHROPIC_DERIVED, problems)
     kwargs: dict[str, Any] = {"model": model}
     if rendered.system:
         kwargs["system"] = rendered.system
     kwargs["messages"] = [{"role": "user", "content": rendered.user}] if rendered.user else []
-    kwargs["temperature"] = temperature
     kwargs["max_tokens"] = max_tokens
     if tools:
         kwargs["tools"] = [_tool(name, tool, "input_schema") for name, tool in tools.items()]
-    return _with_params(kwargs, params)
+    kwargs = _with_params(kwargs, params)
+    if temperature != ANTHROPIC_DEFAULT_TEMPERATURE:
+        kwargs["extra_body"] = {**kwargs.get("extra_body", {}), "temperature": temperature}
+    return kwargs
 
 
 def client_options(*, timeout_seconds: int, max_retries: int) -> dict[str, Any]:
