@@ -9,11 +9,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import anthropic
 import httpx
 import httpx2  # anthropic's HTTP client from 2.x on: the same API as httpx
-import openai
+from anthropic import Anthropic
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
+from openai import OpenAI  # the class itself, whatever a test later puts in `openai.OpenAI`
 from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
 from pydantic import TypeAdapter, ValidationError
 
@@ -95,17 +95,15 @@ def handler(
 ANTHROPIC_UNTYPED = frozenset({"temperature", "top_p", "top_k"})
 
 
-def fake_openai(answer: Answer, seen: list[Any], **options: Any) -> openai.OpenAI:
+def fake_openai(answer: Answer, seen: list[Any], **options: Any) -> OpenAI:
     """A real `openai.OpenAI` whose Chat Completions calls get `answer(body)`."""
     mock = handler("/v1/chat/completions", OPENAI_REQUEST, answer, seen, httpx, frozenset())
-    return openai.OpenAI(
-        api_key="sk-test", base_url="http://llm.test/v1", http_client=httpx.Client(transport=mock), **options
-    )
+    return OpenAI(api_key="sk-test", base_url="http://llm.test/v1", http_client=httpx.Client(transport=mock), **options)
 
 
-def fake_anthropic(answer: Answer, seen: list[Any], **options: Any) -> anthropic.Anthropic:
+def fake_anthropic(answer: Answer, seen: list[Any], **options: Any) -> Anthropic:
     """A real `anthropic.Anthropic` whose Messages calls get `answer(body)`."""
     mock = handler("/v1/messages", ANTHROPIC_REQUEST, answer, seen, httpx2, ANTHROPIC_UNTYPED)
-    return anthropic.Anthropic(
+    return Anthropic(
         api_key="sk-ant-test", base_url="http://llm.test", http_client=httpx2.Client(transport=mock), **options
     )
