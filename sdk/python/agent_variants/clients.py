@@ -11,8 +11,8 @@ against both libraries' own request types). `ResolvedAgentConfig`'s methods
   empty brings its own turns: `kwargs["messages"] += history` before the call.
 - `params` go into the request unchanged, after the fields: they are provider-specific
   by design (`top_p`, `seed`, `response_format`, `reasoning_effort` for OpenAI;
-  `top_k`, `stop_sequences`, `thinking` for Anthropic; `extra_body` reaches what the
-  client library does not know). A param naming a key the config's own fields set
+  `stop_sequences`, `thinking`, `output_config` for Anthropic; `extra_body` reaches what
+  the client library has no argument for). A param naming a key the config's own fields set
   (`model`, `messages`, `temperature`, `max_tokens`, ...) raises `IncompatibleConfig`:
   the field is the one place for it.
 - Anthropic takes a temperature from 0 to 1, ours goes to 2: above 1 raises
