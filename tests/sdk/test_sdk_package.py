@@ -55,3 +55,23 @@ def test_the_sdk_type_checks_strictly(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_sdk_builds_model_requests_without_the_model_clients() -> None:
+    """`openai` and `anthropic` are the tests' (dev dependencies), never the SDK's: rendering
+    and building both requests loads neither."""
+    probe = (
+        "import sys\n"
+        "from agent_variants import ResolvedAgentConfig\n"
+        "config = ResolvedAgentConfig(agent_id='agt_1', variant_id=None, model_provider='anthropic',"
+        " model_name='claude', system_prompt='Be {{tone}}.', user_prompt_template='{{q}}', prompt_version='',"
+        " temperature=0.5, max_tokens=100, context_window=0, input_token_limit=0, token_budget=0,"
+        " timeout_seconds=30, max_retries=2, params={'seed': 1},"
+        " tools={'f': {'description': 'd', 'parameters': {'type': 'object'}}},"
+        " variables={'tone': {'type': 'string', 'default': 'kind'}, 'q': {'type': 'string'}})\n"
+        "prompt = config.render(q='hi')\n"
+        "config.openai_chat_kwargs(prompt), config.anthropic_messages_kwargs(prompt), config.client_options()\n"
+        "print(sorted({name.split('.')[0] for name in sys.modules} & {'openai', 'anthropic', 'pydantic'}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/", check=True)
+    assert result.stdout.strip() == "[]", result.stdout

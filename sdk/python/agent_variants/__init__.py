@@ -5,6 +5,8 @@
     with AgentVariants("http://config:8000", api_key="avk_...") as client:
         config = client.resolve("support-bot", subject="user-42")   # from memory after the first call
         config = client.resolve("support-bot", "user-42", attributes={"plan": "pro"}, environment="staging")
+        prompt = config.render(question="Where is my order?")         # the templates, variables checked
+        reply = llm.chat.completions.create(**config.openai_chat_kwargs(prompt))  # or anthropic_messages_kwargs
         client.report("support-bot", config=config, input_tokens=812, output_tokens=164, latency_ms=1930)
 
 `AsyncAgentVariants` has the same methods as coroutines. `ResolvedAgentConfig`, `assign`
@@ -20,14 +22,17 @@ from agent_variants.errors import (
     AgentVariantsError,
     Conflict,
     Forbidden,
+    IncompatibleConfig,
     NotFound,
     PreconditionFailed,
     RateLimited,
+    RenderFailed,
     Unauthorized,
     Unavailable,
     ValidationFailed,
 )
 from agent_variants.outcomes import ReportStats
+from agent_variants.prompts import RenderedPrompt
 from agent_variants.rules import first_match
 from agent_variants.sync import AgentVariants
 
@@ -38,9 +43,12 @@ __all__ = [
     "AsyncAgentVariants",
     "Conflict",
     "Forbidden",
+    "IncompatibleConfig",
     "NotFound",
     "PreconditionFailed",
     "RateLimited",
+    "RenderFailed",
+    "RenderedPrompt",
     "ReportStats",
     "ResolvedAgentConfig",
     "Unauthorized",

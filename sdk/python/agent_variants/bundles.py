@@ -68,14 +68,13 @@ Key: TypeAlias = tuple[str, str | None]
 def to_config(body: dict[str, Any]) -> ResolvedAgentConfig:
     """A `resolved_agent_config` object (with `provenance`) as the dataclass."""
     provenance = body.get("provenance") or {}
+    # A service before contract 1.1 sends no keyed fields: they are empty.
+    keyed: dict[str, Any] = {name: body.get(name) or {} for name in KEYED_FIELDS}
     return ResolvedAgentConfig(
         agent_id=body["agent_id"],
         variant_id=body["variant_id"],
-        # A service before contract 1.1 sends no keyed fields: they are empty.
-        params=body.get("params") or {},
-        tools=body.get("tools") or {},
-        variables=body.get("variables") or {},
         **{name: body[name] for name in CONFIG_FIELDS},
+        **keyed,
         **{name: body[name] for name in _EXTRAS if body.get(name) is not None},
         overridden=frozenset(name for name, source in provenance.items() if source != "agent"),
     )

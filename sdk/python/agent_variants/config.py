@@ -157,6 +157,36 @@ class ResolvedAgentConfig:
         """The resolved values as a plain dict: the twelve, then `params`, `tools`, `variables`."""
         return {f: getattr(self, f) for f in RESOLVED_FIELDS}
 
+    def render(self, /, **variables: object) -> RenderedPrompt:
+        """Both templates rendered with these variables, checked against `self.variables`
+        (contract 1.1, **Render**: the rules of the service's `POST .../render`). Raises
+        `RenderFailed` (a `ValidationFailed`) naming each bad variable (`variables.<name>`)."""
+        return prompts.render_templates(self.system_prompt, self.user_prompt_template, self.variables, variables)
+
+    def openai_chat_kwargs(self, rendered: RenderedPrompt) -> dict[str, Any]:
+        """The keyword arguments of OpenAI's `client.chat.completions.create(**kwargs)`
+        (`clients.openai_chat_kwargs` says what goes in)."""
+        return clients.openai_chat_kwargs(rendered, **self._request_fields())
+
+    def anthropic_messages_kwargs(self, rendered: RenderedPrompt) -> dict[str, Any]:
+        """The keyword arguments of Anthropic's `client.messages.create(**kwargs)`; raises
+        `IncompatibleConfig` for a temperature above 1 (`clients.anthropic_messages_kwargs`)."""
+        return clients.anthropic_messages_kwargs(rendered, **self._request_fields())
+
+    def client_options(self) -> dict[str, Any]:
+        """`{"timeout": timeout_seconds, "max_retries"}`, which belong to the client, not the
+        request: `llm.with_options(**config.client_options()).chat.completions.create(...)`."""
+        return clients.client_options(timeout_seconds=self.timeout_seconds, max_retries=self.max_retries)
+
+    def _request_fields(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "tools": self.tools,
+            "params": self.params,
+        }
+
 
 def coalesce(overrides: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
     """The twelve values: each override that is set (not None), else the base's."""
@@ -208,3 +238,9 @@ def consistency_violation(config: Mapping[str, Any]) -> str | None:
         f"input_token_limit ({config['input_token_limit']}) + max_tokens ({config['max_tokens']})"
         f" = {needed} exceeds context_window ({window})"
     )
+
+
+# Rendering and the model clients' requests live in their own modules, which never import
+# this one; imported last so the class above stays this module's first word.
+from agent_variants import clients, prompts  # noqa: E402
+from agent_variants.prompts import RenderedPrompt  # noqa: E402

@@ -91,3 +91,29 @@ def seconds_until(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
+class RenderFailed(ValidationFailed):
+    """`config.render()` refused the variables (or the config's templates), as the service's
+    `POST .../render` refuses them: `.code` is `missing_variable`, `unknown_variable` or
+    `validation_error` (or, for a config the service would not serve, `invalid_template`
+    or `undeclared_variable`), `.errors` names each one (`variables.<name>`, or the
+    template's field), and `.status` is 422, as the service answers. Catching
+    `ValidationFailed` handles a local render and a remote one alike."""
+
+
+class IncompatibleConfig(AgentVariantsError, ValueError):
+    """The resolved config cannot be written as this provider's request (a temperature
+    past its range, a param naming a key the config's own fields set). `.errors` names
+    each problem (`param` and `message`), as `ValidationFailed` does."""
+
+    def __init__(self, provider: str, errors: list[dict[str, str]]) -> None:
+        message = f"the config does not fit {provider}'s request: " + "; ".join(
+            f"{error['param']}: {error['message']}" for error in errors
+        )
+        super().__init__(message, problem={"code": "incompatible_config", "detail": message, "errors": errors})
+        self.provider = provider
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return list(self.problem.get("errors") or [])
