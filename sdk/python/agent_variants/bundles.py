@@ -47,7 +47,7 @@ import httpx
 
 from agent_variants._http import Call, result, segment, send_async
 from agent_variants.assignment import assign, rollout_arm
-from agent_variants.config import CONFIG_FIELDS, ResolvedAgentConfig
+from agent_variants.config import CONFIG_FIELDS, KEYED_FIELDS, ResolvedAgentConfig
 from agent_variants.errors import NotFound, Unavailable, ValidationFailed
 from agent_variants.rules import Scalar, attribute_errors, first_match
 
