@@ -48,7 +48,8 @@ def _server_url() -> str:
     configured = os.environ.get("TEST_DATABASE_URL")
     if configured:
         return normalise_database_url(configured)
-    data_dir = Path(os.environ.get("TEST_EMBEDDED_POSTGRES_DIR", ROOT / ".data" / "test-postgres"))
+    # Empty counts as unset: Path("") is the working directory, which the server (as root) would chown.
+    data_dir = Path(os.environ.get("TEST_EMBEDDED_POSTGRES_DIR") or ROOT / ".data" / "test-postgres")
     server = embedded.start(data_dir, settings_sql=FAST_SETTINGS)
     return embedded.with_database(server.get_uri(), "postgres")
 

@@ -5,7 +5,6 @@ calls the model with the config, and its reports land in the experiment's result
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -13,8 +12,6 @@ from typing import Any
 
 import openai
 import pytest
-from agent_variants import AgentVariants, ResolvedAgentConfig
-from agent_variants.templates import variable_names
 
 from tests.helpers import config
 from tests.sdk.model_clients import chat_completion, fake_openai
@@ -39,21 +36,6 @@ def readme_example() -> str:
 
 def test_the_readme_shows_the_example_as_it_is() -> None:
     assert readme_example() == EXAMPLE.read_text()
-
-
-def declared_as_created(resolve: Any) -> Any:
-    """`resolve`, with the variables a contract 1.1 service declares on an agent's create
-    (each placeholder of the base templates a required string) filled in while this one
-    serves none: a no-op once the service serves `variables`."""
-
-    def resolving(self: AgentVariants, *args: Any, **kwargs: Any) -> ResolvedAgentConfig:
-        resolved: ResolvedAgentConfig = resolve(self, *args, **kwargs)
-        if resolved.variables:
-            return resolved
-        names = variable_names(resolved.system_prompt) + variable_names(resolved.user_prompt_template)
-        return dataclasses.replace(resolved, variables={name: {"type": "string"} for name in names})
-
-    return resolving
 
 
 async def test_the_readme_agent_resolves_renders_calls_and_reports(
@@ -92,6 +74,8 @@ async def test_the_readme_agent_resolves_renders_calls_and_reports(
         201,
     )
     await ok(http.post(f"{a}/v1/agents/support-bot/experiments/{test['id']}/start"))
+    # Inferred on create: each placeholder of the base templates, a required string.
+    assert agent["config"]["variables"] == {"question": {"type": "string"}}
 
     # The model: a real openai client; its transport checks each body against openai's
     # request type (else 400, which the client raises) and answers with the prompts it got.
@@ -102,7 +86,6 @@ async def test_the_readme_agent_resolves_renders_calls_and_reports(
         return chat_completion(f"{system} | {user}", model=body["model"], prompt_tokens=len(user))
 
     monkeypatch.setattr(openai, "OpenAI", lambda: fake_openai(model, sent))
-    monkeypatch.setattr(AgentVariants, "resolve", declared_as_created(AgentVariants.resolve))
     monkeypatch.setenv("AGENT_VARIANTS_URL", replicas.b.url)
     monkeypatch.setenv("AGENT_VARIANTS_KEY", http.headers["Authorization"].removeprefix("Bearer "))
     namespace: dict[str, Any] = {"__name__": "agent"}
