@@ -62,8 +62,8 @@ def _params_errors(
     errors = []
     try:
         found = sorted(Draft202012Validator(schema).iter_errors(dict(params)), key=lambda e: list(map(str, e.path)))
-    except Unresolvable as error:  # a $ref the schema cannot resolve: no network is ever asked
-        return [FieldError("params_schema", f"cannot resolve a $ref: {error}")]
+    except Unresolvable as unresolvable:  # a $ref the schema cannot resolve: no network is ever asked
+        return [FieldError("params_schema", f"cannot resolve a $ref: {unresolvable}")]
     for error in found:
         path = list(error.absolute_path)
         side = where.get(str(path[0]), "config") if path else "config"
@@ -136,10 +136,10 @@ def check_resolved(
     _raise(UndeclaredVariable, undeclared, f"Undeclared template variable in the {subject}")
 
     if params_schema is not None:
-        where = {key.removeprefix("params."): "overrides" for key in given if key.startswith("params.")}
+        sides = {key.removeprefix("params."): "overrides" for key in given if key.startswith("params.")}
         _raise(
             ValidationFailed,
-            _params_errors(keyed["params"], params_schema, where=where),
+            _params_errors(keyed["params"], params_schema, where=sides),
             f"The resolved params of the {subject} break the agent's params_schema",
         )
 

@@ -133,7 +133,7 @@ class ToolOverride(StrictModel):
     def as_json(self) -> dict[str, Any]:
         if self.disabled:
             return dict(DISABLED_TOOL)
-        return ToolDefinition(description=self.description, parameters=self.parameters, strict=self.strict).as_json()  # type: ignore[arg-type]
+        return ToolDefinition(description=self.description, parameters=self.parameters, strict=self.strict).as_json()
 
 
 class VariableDeclaration(StrictModel):
@@ -174,17 +174,15 @@ def _plain(mapping: dict[str, Any] | None) -> dict[str, Any] | None:
     return {key: None if value is None else value.as_json() for key, value in mapping.items()}
 
 
-Tools = Annotated[
-    dict[ToolName, ToolDefinition], Field(max_length=TOOLS_MAX), AfterValidator(_plain)  # type: ignore[valid-type]
-]
-ToolsPatch = Annotated[dict[ToolName, ToolDefinition | None], AfterValidator(_plain)]  # type: ignore[valid-type]
-ToolOverrides = Annotated[dict[ToolName, ToolOverride | None], AfterValidator(_plain)]  # type: ignore[valid-type]
+Tools = Annotated[dict[ToolName, ToolDefinition], Field(max_length=TOOLS_MAX), AfterValidator(_plain)]
+ToolsPatch = Annotated[dict[ToolName, ToolDefinition | None], AfterValidator(_plain)]
+ToolOverrides = Annotated[dict[ToolName, ToolOverride | None], AfterValidator(_plain)]
 Variables = Annotated[
-    dict[VariableName, VariableDeclaration],  # type: ignore[valid-type]
+    dict[VariableName, VariableDeclaration],
     Field(max_length=VARIABLES_MAX),
     AfterValidator(_plain),
 ]
-VariablesPatch = Annotated[dict[VariableName, VariableDeclaration | None], AfterValidator(_plain)]  # type: ignore[valid-type]
+VariablesPatch = Annotated[dict[VariableName, VariableDeclaration | None], AfterValidator(_plain)]
 
 PARAMS_DESCRIPTION = (
     "Further model parameters (`top_p`, `stop`, `seed`, `response_format`, `reasoning_effort`, ...), passed to the "

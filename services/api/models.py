@@ -72,7 +72,9 @@ def keyed_checks(*, variant: bool) -> list[CheckConstraint]:
 def _keyed_columns(*, variant: bool) -> dict[str, Any]:
     """`params`, `tools`, `variables` (empty: none; on a variant, none overridden), and on a
     variant `params_unset`, the base params it drops."""
-    columns: dict[str, Any] = {name: mapped_column(JSONB, server_default=text("'{}'::jsonb")) for name in KEYED_FIELDS}
+    columns: dict[str, Any] = {
+        name: mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb")) for name in KEYED_FIELDS
+    }
     if variant:
         columns["params_unset"] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
     return columns

@@ -156,6 +156,38 @@ PROBLEM_EXAMPLES: dict[str, tuple[str, str, list[dict[str, str]] | None]] = {
             }
         ],
     ),
+    "undeclared_variable": (
+        f"{A}/variants",
+        "Undeclared template variable in the config of the variant: overrides.system_prompt: '{{tone}}' uses the "
+        "variable 'tone', which is not declared in variables",
+        [
+            {
+                "param": "overrides.system_prompt",
+                "message": "'{{tone}}' uses the variable 'tone', which is not declared in variables",
+            }
+        ],
+    ),
+    "invalid_schema": (
+        f"{A}/variants",
+        "Invalid tool parameters in the config of the variant: overrides.tools.search.parameters.properties.q.type: "
+        "'strin' is not valid under any of the given schemas",
+        [
+            {
+                "param": "overrides.tools.search.parameters.properties.q.type",
+                "message": "'strin' is not valid under any of the given schemas",
+            }
+        ],
+    ),
+    "missing_variable": (
+        f"{A}/render",
+        "Cannot render the prompts: variables.question: required, and has no default",
+        [{"param": "variables.question", "message": "required, and has no default"}],
+    ),
+    "unknown_variable": (
+        f"{A}/render",
+        "Cannot render the prompts: variables.questoin: not a declared variable",
+        [{"param": "variables.questoin", "message": "not a declared variable"}],
+    ),
     "inconsistent_config": (
         f"{A}/variants",
         "The resolved config breaks the rule input_token_limit + max_tokens <= context_window: "

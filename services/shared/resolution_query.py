@@ -199,7 +199,9 @@ def to_resolved(row: Any, *, source: Source, variant: str | None = None, **extra
         overridden=frozenset(f for f, overridden in zip(CONFIG_FIELDS, flags, strict=True) if overridden) | given,
         **extra,
         **dict(zip(CONFIG_FIELDS, values, strict=True)),
-        **resolved,
+        params=resolved["params"],
+        tools=resolved["tools"],
+        variables=resolved["variables"],
     )
 
 

@@ -85,6 +85,7 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     # resolve: what an agent in production needs.
     ("GET", f"{A}/resolved"): RESOLVE,
     ("POST", f"{A}/resolve"): RESOLVE,
+    ("POST", f"{A}/render"): RESOLVE,
     ("GET", f"{A}/bundle"): RESOLVE,
     ("GET", f"{A}/bundle/watch"): RESOLVE,
     ("POST", f"{A}/outcomes"): RESOLVE,

@@ -362,6 +362,7 @@ async def test_an_unknown_environment_is_404_naming_it_on_every_route(client):
     bodies: dict[tuple[str, str], Any] = {
         ("post", "/v1/agents"): {"name": unique(), "config": config()},
         ("post", "/v1/agents/{agent}/resolve"): {"subject": "u"},
+        ("post", "/v1/agents/{agent}/render"): {"subject": "u"},
         ("patch", "/v1/agents/{agent}"): {"description": "x"},
         ("post", "/v1/agents/{agent}/variants"): {"variant_name": unique("v")},
         ("patch", "/v1/agents/{agent}/variants/{variant}"): {"description": "x"},

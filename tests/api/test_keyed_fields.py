@@ -400,3 +400,47 @@ async def test_patching_keyed_overrides_twice_equals_once(client, base, override
     assert twice.status_code == 200, twice.text
     assert twice.json() == once.json()  # nothing changed the second time: same version too
     assert once.json()["overrides"] == model_patch(overrides, patch)
+
+
+async def test_undo_and_restore_bring_the_keyed_fields_back(client: httpx.AsyncClient) -> None:
+    agent = await create_agent(client, config=config(params={"top_p": 0.5}), params_schema={"type": "object"})
+    path = f"/v1/agents/{agent['id']}"
+    changed = await client.patch(path, json={"config": {"params": {"top_p": 0.1}}, "params_schema": None})
+    assert changed.status_code == 200, changed.text
+    undone = await client.post(f"{path}/undo")
+    assert undone.status_code == 200, undone.text
+    back = (await client.get(path)).json()
+    assert back["config"]["params"] == {"top_p": 0.5} and back["params_schema"] == {"type": "object"}
+
+    variant = await create_variant(client, agent["id"], overrides={"tools": {"search": SEARCH}})
+    first = (await client.get(f"{path}/revisions", params={"limit": 1})).json()["data"][0]["id"]
+    patched = await client.patch(
+        f"{path}/variants/{variant['id']}", json={"overrides": {"tools": {"search": None}, "params": {"seed": 3}}}
+    )
+    assert patched.json()["overrides"] == {"params": {"seed": 3}}
+    restored = await client.post(f"{path}/variants/{variant['id']}/restore", json={"revision_id": first})
+    assert restored.status_code == 200, restored.text
+    assert restored.json()["overrides"] == {"tools": {"search": SEARCH}}
+
+
+async def test_a_rule_cannot_serve_a_config_with_an_undeclared_variable(client: httpx.AsyncClient) -> None:
+    agent = await create_agent(client, config=config(variables={"tone": {"type": "string"}}))
+    variant = await create_variant(client, agent["id"], overrides={"system_prompt": "Be {{tone}}."})
+    # The declaration goes while the variant serves nowhere: allowed, the variant is not servable now.
+    dropped = await client.patch(f"/v1/agents/{agent['id']}", json={"config": {"variables": {"tone": None}}})
+    assert dropped.status_code == 200, dropped.text
+    rules = {
+        "rules": [
+            {
+                "name": "pro",
+                "when": [{"attribute": "plan", "op": "eq", "value": "pro"}],
+                "serve": {"variant": variant["slug"]},
+            }
+        ]
+    }
+    refused = await client.put(f"/v1/agents/{agent['id']}/rules", json=rules)
+    assert_problem(refused, 422, "undeclared_variable")
+    assert problem_params(refused) == {"rules[0].serve"}
+    assert "'tone'" in refused.json()["errors"][0]["message"]
+    activation = await client.post(f"/v1/agents/{agent['id']}/variants/{variant['id']}/activate")
+    assert_problem(activation, 422, "undeclared_variable")

@@ -108,10 +108,11 @@ def base_config(data: AgentCreate) -> dict[str, Any]:
     on later writes: a declaration is then the author's to make)."""
     given = data.config
     config = {name: value if (value := getattr(given, name)) is not None else DEFAULTS[name] for name in CONFIG_FIELDS}
-    config["params"] = given.params or {}
-    config["tools"] = given.tools or {}
-    if given.variables is not None:
-        config["variables"] = given.variables
+    config["params"] = getattr(given, "params", None) or {}
+    config["tools"] = getattr(given, "tools", None) or {}
+    declared = getattr(given, "variables", None)
+    if declared is not None:
+        config["variables"] = declared
     else:
         names: dict[str, None] = {}
         for field in TEMPLATE_FIELDS:

@@ -53,5 +53,7 @@ async def resolve_at(conn: AsyncConnection, agent_ref: str, at: datetime, *, env
         environment=env["slug"],
         overridden=frozenset(name for name in overrides if name in CONFIG_FIELDS) | given,
         **{name: overrides.get(name, base["config"][name]) for name in CONFIG_FIELDS},
-        **keyed,
+        params=keyed["params"],
+        tools=keyed["tools"],
+        variables=keyed["variables"],
     )

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.api.consistency import check_resolved
 from services.api.db import Database
 from services.api.environments import repository as environments
 from services.api.exceptions import DomainError, FieldError, InconsistentConfig, NotFound, conflicts_reported_as
@@ -24,7 +25,7 @@ from services.api.writes import announce
 from services.api.writes.context import NO_CONTEXT, WriteContext
 from services.api.writes.locks import LockedAgent, find_agent, lock_agent
 from services.api.writes.revisions import record
-from services.shared.agent_config import BASE, coalesce, consistency_violation
+from services.shared.agent_config import BASE
 from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, new_id
 
 
@@ -69,14 +70,22 @@ async def stored_rules(
     sent_ids = {rule.id for rule in rules if rule.id is not None}
     ids_by_name = {rule["name"]: rule["id"] for rule in current}
     stored: list[dict[str, Any]] = []
-    inconsistent: list[FieldError] = []
+    refused: dict[type[DomainError], list[FieldError]] = {}
     for index, rule in enumerate(rules):
         kept = ids_by_name.get(rule.name)
         rule_id = rule.id or (kept if kept is not None and kept not in sent_ids else new_id("rule"))
         served, overrides = await _served(conn, agent, rule.serve.variant, param=f"rules[{index}].serve.variant")
-        violation = consistency_violation(coalesce(overrides, agent.config))
-        if violation is not None:
-            inconsistent.append(FieldError(f"rules[{index}].serve", violation))
+        try:
+            check_resolved(agent.config, overrides=overrides, params_schema=agent.params_schema)
+        except DomainError as error:
+            # Named by the rule: the token rule's violation, or each field's problem.
+            found = error.errors or []
+            message = (
+                found[0].message
+                if isinstance(error, InconsistentConfig)
+                else "; ".join(f"{one.param}: {one.message}" for one in found) or error.detail
+            )
+            refused.setdefault(type(error), []).append(FieldError(f"rules[{index}].serve", message))
         stored.append(
             {
                 "id": rule_id,
@@ -85,11 +94,15 @@ async def stored_rules(
                 "serve": {"variant": served},
             }
         )
-    if inconsistent:
-        raise InconsistentConfig(
-            "The config a rule serves breaks the rule input_token_limit + max_tokens <= context_window: "
-            + "; ".join(f"{error.param}: {error.message}" for error in inconsistent),
-            errors=inconsistent,
+    for kind, errors in refused.items():  # the first kind a rule met, every rule of that kind named
+        what = (
+            "breaks the rule input_token_limit + max_tokens <= context_window"
+            if kind is InconsistentConfig
+            else "cannot be served"
+        )
+        raise kind(
+            f"The config a rule serves {what}: " + "; ".join(f"{one.param}: {one.message}" for one in errors),
+            errors=errors,
         )
     return stored
 

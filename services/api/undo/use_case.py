@@ -21,7 +21,7 @@ from services.api.variants import service as variants
 from services.api.writes import announce
 from services.api.writes.context import NO_CONTEXT, WriteContext
 from services.api.writes.locks import LockedAgent, lock_agent
-from services.shared.agent_config import CONFIG_FIELDS
+from services.shared.agent_config import CONFIG_FIELDS, KEYED_FIELDS
 from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID
 
 
@@ -77,6 +77,10 @@ async def _revert(
             name: before[name] for name in ("name", "slug", "description", "metadata") if row[name] != before[name]
         }
         changes |= {name: before["config"][name] for name in CONFIG_FIELDS if row[name] != before["config"][name]}
+        # Recorded before the keyed fields existed: they were empty, and there was no schema.
+        was = {name: before["config"].get(name) or {} for name in KEYED_FIELDS}
+        was["params_schema"] = before.get("params_schema")
+        changes |= {name: value for name, value in was.items() if row[name] != value}
         await agents.apply_changes(conn, agent, row, changes, environment_id=environment_id, **common)
         return await _newest(conn, agent.id)
 
