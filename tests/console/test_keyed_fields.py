@@ -12,7 +12,9 @@ import re
 from typing import Any
 
 from services.api.agents import service as agents
+from services.api.console.web import entries_patch, errors_of, json_of
 from services.api.db import Database
+from services.api.exceptions import FieldError, InvalidSchema
 from services.api.revisions import service as revisions
 from services.api.variants import service as variants
 from tests.console.conftest import Browser, csrf_of
@@ -281,3 +283,34 @@ async def test_an_invalid_tool_schema_is_shown_at_the_tools_editor_with_its_path
     message = field_error(typed_wrong.text, "config-variables")
     assert "config.variables.customer.type: " in message and "config.variables.order" in message
     assert await _everything(db) == before
+
+
+def test_an_editor_is_sent_as_the_patch_that_leaves_exactly_its_entries() -> None:
+    current = {"top_p": 0.9, "seed": 7, "stop": ["\n"]}
+    assert entries_patch(current, {"top_p": 0.9, "seed": 8}) == {"stop": None, "seed": 8}
+    assert entries_patch(current, {}) == {"top_p": None, "seed": None, "stop": None}
+    assert entries_patch({"seed": 1}, {"seed": True}) == {"seed": True}  # 1 == True, but not in JSON
+    assert entries_patch(current, ["top_p"]) == ["top_p"]  # not an object: the API's validation names it
+    values, bad = json_of({"a": " ", "b": "[1, 2]", "c": "Infinity", "d": '{"x": {"y": 1, "y": 2}}'}, "abcde")
+    assert values == {"b": [1, 2]}
+    assert set(bad) == {"c", "d"} and '"y" is given twice' in bad["d"]
+
+
+def test_errors_inside_a_json_value_go_to_its_editor_with_their_path() -> None:
+    error = InvalidSchema(
+        "Invalid tool parameters",
+        errors=[
+            FieldError("overrides.tools.a.parameters.type", "'x' is not valid"),
+            FieldError("overrides.tools.b.parameters", "not an object"),
+            FieldError("overrides.system_prompt", "'{{v}}' is not declared"),
+            FieldError("params_schema.type", "bad"),
+        ],
+    )
+    problem, errors = errors_of(error)
+    assert problem == "Invalid tool parameters"
+    assert errors == {
+        "overrides.tools": "overrides.tools.a.parameters.type: 'x' is not valid\n"
+        "overrides.tools.b.parameters: not an object",
+        "overrides.system_prompt": "'{{v}}' is not declared",
+        "params_schema": "params_schema.type: bad",
+    }
