@@ -108,6 +108,32 @@ async def test_a_bad_variant_value_is_shown_next_to_its_field_then_fixed(page: P
     await screenshot(page, "variant")
 
 
+async def test_a_tool_in_a_json_editor_refused_at_its_path_then_disabled(page: Page, console: Console) -> None:
+    search = {"description": "Search.", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}
+    agent = await console.agent(tools={"search": search})
+    await sign_in(page, console.admin_key)
+    await page.goto(f"/console/agents/{agent['slug']}")
+    await page.locator("summary", has_text="Create or clone a variant").click()
+    await page.locator("#f-variant_name").fill(unique("No search"))
+    tools = page.locator("#f-overrides-tools")
+    typed = '{"search": {"description": "x", "parameters": {"properties": {"q": {"type": "strin"}}}}}'
+    await tools.fill(typed)
+    await page.get_by_role("button", name="Create variant").click()
+
+    error = page.locator("#err-overrides-tools")
+    await expect(error).to_contain_text("overrides.tools.search.parameters.properties.q.type: ")
+    await expect(tools).to_have_attribute("aria-invalid", "true")
+    await expect(tools).to_be_focused()
+    await expect(tools).to_have_value(typed)  # what was typed is kept
+    await screenshot(page, "json-editor-error")
+
+    await tools.fill('{"search": {"disabled": true}}')
+    await page.get_by_role("button", name="Create variant").click()
+    await expect(page).to_have_url(re.compile(rf"/console/agents/{agent['slug']}/variants/[a-z0-9-]+$"))
+    await expect(page.locator("#preview tr[data-field=tools] td.value")).to_have_text("none")
+    await expect(page.locator("#dropped")).to_contain_text("tools.search (disabled)")
+
+
 async def test_activate_behind_the_confirmation_then_undo(page: Page, console: Console) -> None:
     agent = await console.agent()
     variant = await console.variant(agent, temperature=0.9)

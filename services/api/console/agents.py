@@ -18,14 +18,19 @@ from services.api.agents.schemas import AgentCreate, AgentUpdate
 from services.api.console import charts, queries, targeting
 from services.api.console.sessions import Viewer
 from services.api.console.web import (
+    JSON_FIELDS,
     Forbidden,
     config_from,
     db_of,
     digest,
+    entries_patch,
     error_page,
     errors_of,
+    json_of,
     place,
+    pretty_json,
     render,
+    same_json,
     see_other,
     status_of,
     url,
@@ -36,7 +41,7 @@ from services.api.console.web import (
 from services.api.exceptions import DomainError, NotFound
 from services.api.variants import service as variants
 from services.api.variants.schemas import VariantCreate, VariantUpdate
-from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS
+from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, KEYED_FIELDS, NUMBER_FIELDS
 from services.shared.identifiers import is_id
 
 router = APIRouter()
@@ -44,6 +49,11 @@ PAGE = 25
 Seen = Annotated[Viewer, Depends(viewer)]
 Place = Annotated[queries.Named, Depends(place)]
 Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
+# The JSON editors of an agent's forms (its keyed config fields and `params_schema`) and of a
+# variant's (its keyed overrides and `params_unset`).
+AGENT_JSON = (*(f"config.{name}" for name in KEYED_FIELDS), "params_schema")
+VARIANT_JSON = tuple(f"overrides.{name}" for name in JSON_FIELDS)
+JSON_PROBLEM = "Some fields need fixing; nothing was saved."
 
 
 def field_kinds() -> dict[str, str]:
@@ -96,6 +106,13 @@ async def create(request: Request, writes: Writes, named: Place) -> Response:
         body["slug"] = form["slug"].strip()
     if form.get("description", "").strip():
         body["description"] = form["description"]
+    # A JSON editor left empty is not sent: no entries (variables: inferred from the prompts).
+    values, bad = json_of(form, AGENT_JSON)
+    body["config"].update({name: values[f"config.{name}"] for name in KEYED_FIELDS if f"config.{name}" in values})
+    if "params_schema" in values:
+        body["params_schema"] = values["params_schema"]
+    if bad:
+        return await _create_form(request, who, named, form=form, errors=bad, problem=JSON_PROBLEM)
     try:
         agent = await agents.create_agent(
             db_of(request),
@@ -105,25 +122,32 @@ async def create(request: Request, writes: Writes, named: Place) -> Response:
         )
     except (ValidationError, DomainError) as error:
         problem, errors = errors_of(error)
-        _, where = await queries.agents_page(db_of(request), "", None, limit=1, named=named)
-        return render(
-            request,
-            "agents.html",
-            status_code=422,
-            who=who,
-            where=where,
-            agents=[],
-            q="",
-            more=False,
-            next_after=None,
-            form=form,
-            errors=errors,
-            problem=problem,
-            kinds=field_kinds(),
-            fields=CONFIG_FIELDS,
-            creating=True,
-        )
+        return await _create_form(request, who, named, form=form, errors=errors, problem=problem)
     return see_other(named.link(url("agents", agent["slug"])))
+
+
+async def _create_form(
+    request: Request, who: Viewer, named: queries.Named, *, form: dict[str, str], errors: dict[str, str], problem: str
+) -> Response:
+    """The agents page with the create form as it was sent, and what was wrong with it."""
+    _, where = await queries.agents_page(db_of(request), "", None, limit=1, named=named)
+    return render(
+        request,
+        "agents.html",
+        status_code=422,
+        who=who,
+        where=where,
+        agents=[],
+        q="",
+        more=False,
+        next_after=None,
+        form=form,
+        errors=errors,
+        problem=problem,
+        kinds=field_kinds(),
+        fields=CONFIG_FIELDS,
+        creating=True,
+    )
 
 
 @router.get("/agents/{agent}")
@@ -242,6 +266,8 @@ async def edit_form(request: Request, agent: str, who: Seen, named: Place) -> Re
         "description": found["description"],
         "version": str(found["version"]),
         **{f"config.{name}": found["config"][name] for name in CONFIG_FIELDS},
+        **{f"config.{name}": pretty_json(found["config"][name] or None) for name in KEYED_FIELDS},
+        "params_schema": pretty_json(found["params_schema"]),
     }
     return render(
         request,
@@ -262,7 +288,7 @@ async def edit(request: Request, agent: str, writes: Writes, named: Place) -> Re
     who, form = writes
     db = db_of(request)
     found, where = await queries.agent(db, agent, named=named)
-    patch = {
+    patch: dict[str, Any] = {
         "name": form.get("name", ""),
         "description": form.get("description", ""),
         "config": config_from(form, "config", keep_empty=True),
@@ -274,7 +300,17 @@ async def edit(request: Request, agent: str, writes: Writes, named: Place) -> Re
         for name in CONFIG_FIELDS
         if f"config.{name}" in form and f"config.{name}" not in {f"config.{kept}" for kept in patch["config"]}
     }
-    if blank:
+    # Each JSON editor holds its field's whole set of entries (empty: none), sent as the
+    # merge patch that makes it so; `params_schema` emptied is removed.
+    values, bad = json_of(form, AGENT_JSON)
+    for name in KEYED_FIELDS:
+        now = found["config"][name]
+        wanted = values.get(f"config.{name}", {})
+        if f"config.{name}" in form and not same_json(wanted, now):
+            patch["config"][name] = entries_patch(now, wanted)
+    if "params_schema" in form and not same_json(values.get("params_schema"), found["params_schema"]):
+        patch["params_schema"] = values.get("params_schema")
+    if blank or bad:
         return render(
             request,
             "agent_edit.html",
@@ -283,8 +319,8 @@ async def edit(request: Request, agent: str, writes: Writes, named: Place) -> Re
             where=where,
             agent=found,
             form=form,
-            errors=blank,
-            problem="Some fields need fixing.",
+            errors={**blank, **bad},
+            problem=JSON_PROBLEM if bad else "Some fields need fixing.",
             fields=CONFIG_FIELDS,
             kinds=field_kinds(),
         )
@@ -330,6 +366,14 @@ async def create_variant(request: Request, agent: str, writes: Writes, named: Pl
         body["slug"] = form["slug"].strip()
     if form.get("clone_from", "").strip():
         body["clone_from"] = form["clone_from"].strip()
+    values, bad = json_of(form, VARIANT_JSON)  # an empty one is not sent: no entries of its own
+    body["overrides"].update(
+        {name: values[f"overrides.{name}"] for name in JSON_FIELDS if f"overrides.{name}" in values}
+    )
+    if bad:
+        return await _agent_page(
+            request, found["id"], who, named, after=None, form=form, errors=bad, problem=JSON_PROBLEM, status_code=422
+        )
     try:
         created = await variants.create_variant(
             db,
@@ -352,8 +396,9 @@ async def variant_page(
 ) -> Response:
     shown = await queries.variant_page(db_of(request), agent, variant, against, named=named)
     overrides = shown.variant["overrides"]
-    form = {f"overrides.{name}": value for name, value in overrides.items()}
+    form = {f"overrides.{name}": value for name, value in overrides.items() if name in CONFIG_FIELDS}
     form.update({f"overrides.{name}.empty": "on" for name, value in overrides.items() if value == ""})
+    form.update({f"overrides.{name}": pretty_json(overrides.get(name)) for name in JSON_FIELDS})
     form.update(
         variant_name=shown.variant["variant_name"],
         description=shown.variant["description"],
@@ -403,6 +448,20 @@ async def edit_variant(request: Request, agent: str, variant: str, writes: Write
     posted = config_from(form, "overrides", keep_empty=False)
     # An override left empty is removed (inherited again): null in a merge patch.
     overrides: dict[str, Any] = {name: posted.get(name) for name in CONFIG_FIELDS}
+    # A JSON editor holds all of the field's own entries: emptied, it has none (null removes
+    # them all); else the merge patch that leaves exactly these. `params_unset` is replaced whole.
+    values, bad = json_of(form, VARIANT_JSON)
+    for name in JSON_FIELDS:
+        if f"overrides.{name}" not in form:
+            continue
+        wanted = values.get(f"overrides.{name}")
+        if wanted is None or name == "params_unset":
+            overrides[name] = wanted
+        else:
+            overrides[name] = entries_patch(shown["overrides"].get(name), wanted)
+    if bad:
+        now = await queries.variant_page(db, found["id"], shown["id"], named=named)
+        return _variant(request, now, who, against="live", form=form, errors=bad, problem=JSON_PROBLEM, status_code=422)
     patch = {
         "variant_name": form.get("variant_name", ""),
         "description": form.get("description", ""),

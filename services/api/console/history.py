@@ -18,7 +18,7 @@ from services.api.console.web import db_of, error_page, place, render, see_other
 from services.api.exceptions import DomainError
 from services.api.undo import use_case as undoing
 from services.api.variants import service as variants
-from services.shared.agent_config import CONFIG_FIELDS
+from services.shared.agent_config import CONFIG_FIELDS, KEYED_FIELDS
 from services.shared.identifiers import is_id
 
 router = APIRouter()
@@ -27,12 +27,27 @@ Seen = Annotated[Viewer, Depends(viewer)]
 Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
 Place = Annotated[queries.Named, Depends(place)]
 # What a revision's before/after objects may differ in, shown as a diff (the rest is bookkeeping).
-SHOWN = ("name", "variant_name", "slug", "description", "metadata", "status", "is_active", "arms", "salt", "rules")
+SHOWN = (
+    "name",
+    "variant_name",
+    "slug",
+    "description",
+    "metadata",
+    "status",
+    "is_active",
+    "arms",
+    "salt",
+    "rules",
+    "params_schema",
+)
+# After the twelve, in this order: the keyed fields, whose entries are shown one by one.
+KEYED_ORDER = ("params", "params_unset", "tools", "variables")
 
 
 def revision_changes(revision: dict[str, Any]) -> list[dict[str, Any]]:
     """What a revision changed in its target object, field by field: its before and after
-    objects with `config` and `overrides` flattened (`overrides.temperature`), names and
+    objects with `config` and `overrides` flattened (`overrides.temperature`), and their
+    keyed fields entry by entry (`config.params.top_p`, `overrides.tools.search`), names and
     flags included. Not `diffs.config_changes`, which compares two resolved configs."""
     before, after = revision["before"] or {}, revision["after"] or {}
 
@@ -40,7 +55,10 @@ def revision_changes(revision: dict[str, Any]) -> list[dict[str, Any]]:
         out = {key: obj[key] for key in SHOWN if key in obj}
         for group in ("config", "overrides"):
             for name, value in (obj.get(group) or {}).items():
-                out[f"{group}.{name}"] = value
+                if name in KEYED_FIELDS and isinstance(value, dict):
+                    out.update({f"{group}.{name}.{key}": entry for key, entry in value.items()})
+                else:
+                    out[f"{group}.{name}"] = value
         return out
 
     old, new = flat(before), flat(after)
@@ -53,7 +71,12 @@ def revision_changes(revision: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _order(key: str) -> tuple[int, str]:
     name = key.split(".", 1)[-1]
-    return (CONFIG_FIELDS.index(name) if name in CONFIG_FIELDS else -1, key)
+    if name in CONFIG_FIELDS:
+        return (CONFIG_FIELDS.index(name), key)
+    kind = name.split(".", 1)[0]
+    if key.startswith(("config.", "overrides.")) and kind in KEYED_ORDER:
+        return (len(CONFIG_FIELDS) + KEYED_ORDER.index(kind), key)
+    return (-1, key)
 
 
 @router.get("/agents/{agent}/history")

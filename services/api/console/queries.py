@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.api.agents import repository as agent_rows
 from services.api.agents.schemas import agent_read
 from services.api.db import Database
-from services.api.diffs import config_after, config_changes
+from services.api.diffs import config_after, config_changes, resolved_values
 from services.api.environments import repository as environment_rows
 from services.api.exceptions import DomainError, NotFound
 from services.api.experiments import repository as experiment_rows
@@ -38,7 +38,7 @@ from services.api.rules import repository as rule_rows
 from services.api.rules.schemas import rule_set_read
 from services.api.variants import repository as variant_rows
 from services.api.variants.schemas import overrides_of, variant_read
-from services.shared.agent_config import BASE, ResolvedAgentConfig, coalesce, resolve_agent_config
+from services.shared.agent_config import BASE, ResolvedAgentConfig, resolve_agent_config
 from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, is_id
 
 Slugs = list[tuple[str, str]]  # (id, slug) of every variant of an agent, by slug
@@ -328,7 +328,7 @@ async def variant_page(
             except DomainError as error:  # not base, nor a variant, nor a revision of this agent
                 against_error = error.detail
             else:
-                changes = config_changes(origin, coalesce(overrides_of(row), found["config"]))
+                changes = config_changes(origin, resolved_values(overrides_of(row), found["config"]))
         others = await variant_rows.slugs(conn, found["id"])
     return VariantPage(found, variant_read(row), preview, live, changes, against_error, others, where)
 
@@ -348,7 +348,7 @@ async def _against(
     other = await variant_rows.get(conn, agent["id"], against, environment_id=environment)
     if other is None:
         raise NotFound("Variant", against, param="against")
-    return coalesce(overrides_of(other), agent["config"])
+    return resolved_values(overrides_of(other), agent["config"])
 
 
 @dataclass(frozen=True)

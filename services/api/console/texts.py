@@ -9,6 +9,7 @@ call these (`web` registers them); Jinja escapes what they return like any value
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ HEAD_CHARS = 240  # and at most this many characters of them
 CONTEXT = 2  # unchanged lines shown around each change of a line diff
 SHOWN_DIFF = 40  # lines of a line diff shown before the rest is collapsed too
 PLACEHOLDER_CHARS = 120  # a placeholder shows what a field inherits, not all of it
+SHORT_JSON = 60  # characters of compact JSON an object or list may take and stay on one line
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,22 @@ def placeholder(value: Any) -> Any:
     return f"{first}… ({line_count(value):,} lines, {len(value):,} characters)"
 
 
+def json_text(value: Any) -> str | None:
+    """An object or a list (a tool, a variable, a param's object) too long for a line, as
+    indented JSON; None for other values and short ones, which are shown on one line."""
+    if not isinstance(value, dict | list):
+        return None
+    if len(json.dumps(value, ensure_ascii=False, separators=(",", ":"))) <= SHORT_JSON:
+        return None
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def json_head(value: Any) -> str:
+    """What a collapsed object or list shows: its compact JSON's start, on one line."""
+    compact = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return compact if len(compact) <= PLACEHOLDER_CHARS else compact[:PLACEHOLDER_CHARS] + "…"
+
+
 @dataclass(frozen=True)
 class DiffLine:
     """One line of a line diff: a hunk's header ("lines 599-603 → 599-603"), an unchanged
@@ -91,7 +109,14 @@ def _span(start: int, count: int) -> str:
 def line_diff(before: Any, after: Any) -> LineDiff | None:
     """The line diff of two texts, when comparing them by line says more than showing both:
     both are texts and one has several lines or is long. None otherwise (numbers, short
-    texts, a value that is not set on one side): those stay shown as from → to."""
+    texts, a value that is not set on one side): those stay shown as from → to. Two
+    objects or lists (a tool's new schema), one of them too long for a line, are compared
+    as their indented JSON."""
+    if isinstance(before, dict | list) and isinstance(after, dict | list):
+        if json_text(before) is None and json_text(after) is None:
+            return None
+        before = json.dumps(before, indent=2, ensure_ascii=False)
+        after = json.dumps(after, indent=2, ensure_ascii=False)
     if not (isinstance(before, str) and isinstance(after, str)):
         return None
     if not (is_long(before) or is_long(after) or "\n" in before or "\n" in after):

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -26,13 +26,19 @@ from services.api.db import Database
 from services.api.errors import PROBLEMS, field_errors
 from services.api.exceptions import DomainError, EnvironmentForbidden, FieldError, PreconditionFailed
 from services.api.writes.context import WriteContext
-from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, NUMBER_FIELDS, STRING_FIELDS
+from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, KEYED_FIELDS, NUMBER_FIELDS, STRING_FIELDS
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 # Long texts: collapsed to their first lines, compared line by line (console/texts.py).
 templates.env.globals.update(
-    preview=texts.preview, line_diff=texts.line_diff, placeholder_of=texts.placeholder, line_count=texts.line_count
+    preview=texts.preview,
+    line_diff=texts.line_diff,
+    placeholder_of=texts.placeholder,
+    line_count=texts.line_count,
+    json_text=texts.json_text,
+    json_head=texts.json_head,
+    KEYED_FIELDS=KEYED_FIELDS,
 )
 SESSION_COOKIE = "av_session"
 # Before sign-in there is no session to hold a CSRF token: the sign-in form carries one
@@ -169,19 +175,137 @@ def config_from(form: Mapping[str, str], prefix: str, *, keep_empty: bool) -> di
 
 
 def errors_of(error: Exception) -> tuple[str, dict[str, str]]:
-    """(a sentence for the top of the form, {param: message}) from the API's own errors."""
+    """(a sentence for the top of the form, {param: message}) from the API's own errors.
+    An error inside a JSON editor's value is shown at that editor, its path in the message."""
     if isinstance(error, ValidationError):
-        found = field_errors(error.errors())
-        return "Some fields need fixing.", {e.param: e.message for e in found}
+        return "Some fields need fixing.", _at_fields(field_errors(error.errors()))
     if isinstance(error, PreconditionFailed):
         return (
             "Someone changed this since you opened the page; nothing was saved. Reload it to see their"
             " change, then make yours again."
         ), {}
     if isinstance(error, DomainError):
-        found = error.errors or []
-        return error.detail, {e.param: e.message for e in found}
+        return error.detail, _at_fields(error.errors or [])
     raise error
+
+
+def _at_fields(found: Iterable[FieldError]) -> dict[str, str]:
+    """{field: message}, the messages of one field on lines of their own; a param inside a
+    JSON editor's value (`overrides.tools.search.parameters.properties.q.type`) goes to that
+    editor (`overrides.tools`) and its message starts with the whole param."""
+    out: dict[str, list[str]] = {}
+    for error in found:
+        field = json_field_of(error.param)
+        message = error.message if field == error.param else f"{error.param}: {error.message}"
+        if message not in out.setdefault(field, []):
+            out[field].append(message)
+    return {field: "\n".join(messages) for field, messages in out.items()}
+
+
+# ----------------------------------------------------------------------- JSON editors
+
+# Contract 1.1's keyed fields, each edited as JSON in a textarea of its own: an object of
+# entries by name (a variant's `params_unset`: a list of names), and the agent's
+# `params_schema` (a JSON Schema).
+JSON_FIELDS = ("params", "params_unset", "tools", "variables")
+JSON_HINTS = {
+    "params": 'Further model parameters, a JSON object: {"top_p": 0.9, "stop": ["\\n"]}; any value but null, at '
+    "most 64 keys.",
+    "tools": 'Tools by name, a JSON object: {"search": {"description": "…", "parameters": {a JSON Schema}, '
+    '"strict": true}}.',
+    "variables": 'The prompts\' {{placeholders}} by name, a JSON object: {"customer": {"type": "string", '
+    '"description": "…"}}; type string, number, integer or boolean; "required" (default true), or a "default".',
+    "params_unset": 'Params of the base config this variant drops, a JSON list: ["top_p"].',
+}
+PARAMS_SCHEMA_HINT = "A JSON Schema (draft 2020-12) every resolved params must satisfy. Empty: none."
+
+
+def json_hint(prefix: str, name: str, *, editing: bool = False) -> str:
+    """What a JSON editor takes, and what leaving it empty means on its form."""
+    hint = JSON_HINTS[name]
+    if prefix == "overrides":
+        if name == "tools":
+            hint += ' {"name": {"disabled": true}} drops the base config\'s tool.'
+        if name != "params_unset":
+            hint += " Each entry replaces the base config's of its name; the others are inherited."
+        return hint + " Empty: none of its own."
+    if editing:
+        return hint + " The whole set: an entry taken out here is removed. Empty: none."
+    if name == "variables":
+        return hint + " Empty: inferred from the prompts, each placeholder a required string."
+    return hint + " Empty: none."
+
+
+templates.env.globals.update(json_hint=json_hint, JSON_FIELDS=JSON_FIELDS, PARAMS_SCHEMA_HINT=PARAMS_SCHEMA_HINT)
+
+
+def json_field_of(param: str) -> str:
+    """The form field that shows an error's `param`: the JSON editor it lies inside, else itself."""
+    group, _, rest = param.partition(".")
+    if group == "params_schema" and rest:
+        return group
+    name, dot, _ = rest.partition(".")
+    if group in ("config", "overrides") and name in JSON_FIELDS and dot:
+        return f"{group}.{name}"
+    return param
+
+
+def pretty_json(value: Any) -> str:
+    """A value as its JSON editor shows it: indented, non-ASCII as it is; "" for none."""
+    return "" if value is None else json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the name {json.dumps(key, ensure_ascii=False)} is given twice")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def json_of(form: Mapping[str, str], params: Iterable[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """What each JSON editor among `params` holds, for those filled in (an empty one is left
+    out), and {param: why} for those that hold no JSON: the form shows it at the editor, with
+    the text as it was typed, and nothing is sent."""
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for param in params:
+        raw = form.get(param, "")
+        if not raw.strip():
+            continue
+        try:
+            values[param] = json.loads(raw, object_pairs_hook=_unique, parse_constant=_no_constant)
+        except json.JSONDecodeError as error:
+            errors[param] = f"Not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+        except ValueError as error:
+            errors[param] = f"Not valid JSON: {error}."
+        except RecursionError:
+            errors[param] = "Not valid JSON here: nested too deeply."
+    return values, errors
+
+
+def same_json(one: Any, other: Any) -> bool:
+    """Equal as JSON (in Python `1 == True` and `{"a": 1} == {"a": 1.0}`; not in JSON)."""
+    return json.dumps(one, sort_keys=True) == json.dumps(other, sort_keys=True)
+
+
+def entries_patch(current: Mapping[str, Any] | None, wanted: Any) -> Any:
+    """A merge patch that leaves a keyed field holding exactly `wanted`, its editor's whole
+    object: the entries that are new or changed, and null for each entry no longer there.
+    A value that is no object goes as it is, for the API's validation to name."""
+    if not isinstance(wanted, dict):
+        return wanted
+    current = current or {}
+    patch: dict[str, Any] = {key: None for key in current if key not in wanted}
+    patch.update(
+        {key: value for key, value in wanted.items() if key not in current or not same_json(current[key], value)}
+    )
+    return patch
 
 
 def status_of(error: Exception) -> int:
