@@ -301,15 +301,18 @@ async def test_params_schema_holds_for_every_servable_config(client: httpx.Async
 
 # ---------------------------------------------------------------------------- properties
 
+_text = st.characters(codec="utf-8", exclude_characters="\x00")  # what PostgreSQL stores
 _keys = st.sampled_from(["top_p", "seed", "stop", "response_format", "reasoning_effort"])
-_values = st.one_of(st.integers(-5, 5), st.floats(0, 1), st.text(max_size=4), st.lists(st.text(max_size=3), max_size=2))
+_values = st.one_of(
+    st.integers(-5, 5), st.floats(0, 1), st.text(_text, max_size=4), st.lists(st.text(_text, max_size=3), max_size=2)
+)
 _tools = st.sampled_from(["search", "lookup", "refund"])
 _tool_bodies = st.builds(
     lambda description, strict: (
         {"description": description, "parameters": {"type": "object"}}
         | ({"strict": strict} if strict is not None else {})
     ),
-    st.text(max_size=6),
+    st.text(_text, max_size=6),
     st.none() | st.booleans(),
 )
 _base_keyed = st.fixed_dictionaries(

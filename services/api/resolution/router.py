@@ -148,7 +148,7 @@ async def render_prompts(
     `unknown_variable` for one the config does not declare, `validation_error` for a value
     of the wrong type, each naming `variables.<name>`. Numbers render as ECMAScript's
     Number::toString does, booleans as `true`/`false`. A read: it ignores `Idempotency-Key`."""
-    if body.variant is not None and (body.subject is not None or body.attributes):
+    if "variant" in body.model_fields_set and body.model_fields_set & {"subject", "attributes"}:
         message = "a preview renders one variant for everyone: send variant, or subject and attributes, not both"
         raise ValidationFailed(f"Invalid request: variant: {message}", errors=[FieldError("variant", message)])
     if body.environment is not None:

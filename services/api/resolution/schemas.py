@@ -293,6 +293,8 @@ class ResolveRequest(StrictModel):
 
 def _render_examples(schema: dict[str, Any], _model: type | None = None) -> None:
     _names_by_pattern(schema, _model)
+    # A preview renders one variant for everyone: `variant` goes with neither context field.
+    schema["not"] = {"anyOf": [{"required": ["variant", "subject"]}, {"required": ["variant", "attributes"]}]}
     schema["examples"] = [
         {"variables": {"question": "Where is my invoice?"}, "subject": "user-42", "attributes": {"plan": "pro"}}
     ]
