@@ -76,6 +76,7 @@ PROBLEMS: dict[str, ProblemType] = {
     "unknown_parameter": ProblemType(422, "Unknown query parameter"),
     "inconsistent_config": ProblemType(422, "Inconsistent config"),
     "invalid_template": ProblemType(422, "Invalid template"),
+    "model_limit": ProblemType(422, "Over the model's limit"),
     "slug_reserved": ProblemType(422, "Slug reserved"),
     "service_unavailable": ProblemType(503, "Service unavailable"),
     "not_ready": ProblemType(503, "Not ready"),

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api import slugs
-from services.api.consistency import check_resolved
+from services.api.consistency import check_model_limits, check_resolved
 from services.api.db import Database, constraint_name
 from services.api.environments import repository as environments
 from services.api.exceptions import (
@@ -109,6 +109,7 @@ async def _snapshots(
                 raise NotFound("Variant", arm["variant_id"], param=f"arms[{arm['arm']}].variant")
         overrides = overrides_of(variant) if variant is not None else {}
         check_resolved(agent.config, overrides=overrides, subject=f"config of arm {arm['arm']}")
+        await check_model_limits(conn, [(agent.config, overrides, f"config of arm {arm['arm']}")])
         snapshot = {
             "variant_id": variant["id"] if variant is not None else None,
             "variant_slug": variant["slug"] if variant is not None else None,

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api import patching, slugs
-from services.api.consistency import check_resolved
+from services.api.consistency import check_model_limits, check_resolved
 from services.api.db import Database, constraint_name
 from services.api.diffs import config_after, config_changes
 from services.api.environments import repository as environments
@@ -89,6 +89,7 @@ async def create_variant(
             start, cloned_from = overrides_of(source), ("variant", source["id"])
         overrides = patching.merge_patch(start, patch)
         check_resolved(agent.config, overrides=overrides, subject="config of the variant")
+        await check_model_limits(conn, [(agent.config, overrides, "config of the variant")])
         at = agent.at
         values = {
             "id": variant_id,
@@ -239,6 +240,7 @@ async def apply_changes(
             overrides = {name: changes.get(name, row[name]) for name in CONFIG_FIELDS}
             overrides = {name: value for name, value in overrides.items() if value is not None}
             check_resolved(agent.config, overrides=overrides, subject="config of the variant")
+            await check_model_limits(conn, [(agent.config, overrides, "config of the variant")])
         try:
             await repository.update_fields(conn, row["id"], changes, at=agent.at)
         except IntegrityError as error:
@@ -347,6 +349,7 @@ async def bring_back(
     overrides = state["overrides"]
     with conflicts_reported_as(on_conflict):
         check_resolved(agent.config, overrides=overrides, subject="config of the variant")
+        await check_model_limits(conn, [(agent.config, overrides, "config of the variant")])
     cloned = state["cloned_from"] or {}
     values = {
         "id": state["id"],
@@ -403,6 +406,7 @@ async def set_active(
     if row is not None:
         with conflicts_reported_as(on_conflict):
             check_resolved(agent.config, overrides=overrides_of(row), subject="config of the variant")
+            await check_model_limits(conn, [(agent.config, overrides_of(row), "config of the variant")])
     await repository.set_active(conn, agent.id, environment_id, row["id"] if row is not None else None, at=agent.at)
     after = variant_read(await require(conn, agent.id, target["id"], environment_id=environment_id))
     await record(
