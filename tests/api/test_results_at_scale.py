@@ -10,8 +10,8 @@ import asyncio
 import math
 import random
 import statistics
-from fractions import Fraction
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import httpx
