@@ -163,3 +163,29 @@ async def test_an_experiment_arm_over_the_limit_cannot_start(client: httpx.Async
     assert_problem(response, 422, "model_limit")
     got = await client.get(f"/v1/agents/{agent['id']}/experiments/{experiment.json()['id']}")
     assert got.json()["status"] == "draft"
+
+
+async def test_a_rule_serving_a_config_over_the_limit_is_refused_naming_the_rule(client: httpx.AsyncClient):
+    model = await catalogued(client, max_output_tokens=4096)
+    agent = await create_agent(client, config={**model, "max_tokens": 1000})
+    fine = await create_variant(client, agent["id"], overrides={"max_tokens": 2000})
+    long = await create_variant(client, agent["id"], overrides={"max_tokens": 4000})
+    provider, name = model["model_provider"], model["model_name"]
+    await client.put(f"{M}/{provider}/{name}", json={"max_output_tokens": 3000})
+    rules = [
+        {
+            "name": "fine",
+            "when": [{"attribute": "plan", "op": "eq", "value": "pro"}],
+            "serve": {"variant": fine["slug"]},
+        },
+        {
+            "name": "long",
+            "when": [{"attribute": "plan", "op": "eq", "value": "max"}],
+            "serve": {"variant": long["slug"]},
+        },
+    ]
+    response = await client.put(f"/v1/agents/{agent['id']}/rules", json={"rules": rules})
+    body = assert_problem(response, 422, "model_limit")
+    assert problem_params(response) == {"rules[1].serve"}
+    assert "3000" in body["detail"]
+    assert (await client.get(f"/v1/agents/{agent['id']}/rules")).json()["version"] == 0

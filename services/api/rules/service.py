@@ -13,9 +13,17 @@ from typing import Any
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.api.consistency import check_model_limits
 from services.api.db import Database
 from services.api.environments import repository as environments
-from services.api.exceptions import DomainError, FieldError, InconsistentConfig, NotFound, conflicts_reported_as
+from services.api.exceptions import (
+    DomainError,
+    FieldError,
+    InconsistentConfig,
+    ModelLimit,
+    NotFound,
+    conflicts_reported_as,
+)
 from services.api.rules import repository
 from services.api.rules.schemas import RuleIn, RuleSetReplace, rule_set_read
 from services.api.variants import repository as variants
@@ -70,6 +78,7 @@ async def stored_rules(
     ids_by_name = {rule["name"]: rule["id"] for rule in current}
     stored: list[dict[str, Any]] = []
     inconsistent: list[FieldError] = []
+    over_limit: list[FieldError] = []
     for index, rule in enumerate(rules):
         kept = ids_by_name.get(rule.name)
         rule_id = rule.id or (kept if kept is not None and kept not in sent_ids else new_id("rule"))
@@ -77,6 +86,15 @@ async def stored_rules(
         violation = consistency_violation(coalesce(overrides, agent.config))
         if violation is not None:
             inconsistent.append(FieldError(f"rules[{index}].serve", violation))
+        else:
+            try:  # contract 1.1, "Models": the catalogued model's limits, named by the rule
+                await check_model_limits(conn, [(agent.config, overrides, f"config rule {index} serves")])
+            except (InconsistentConfig, ModelLimit) as error:
+                assert error.errors
+                message = error.errors[0].message
+                (over_limit if isinstance(error, ModelLimit) else inconsistent).append(
+                    FieldError(f"rules[{index}].serve", message)
+                )
         stored.append(
             {
                 "id": rule_id,
@@ -84,6 +102,12 @@ async def stored_rules(
                 "when": [condition.model_dump(exclude_none=True) for condition in rule.when],
                 "serve": {"variant": served},
             }
+        )
+    if over_limit and not inconsistent:
+        raise ModelLimit(
+            "The config a rule serves is over its model's limit: "
+            + "; ".join(f"{error.param}: {error.message}" for error in over_limit),
+            errors=over_limit,
         )
     if inconsistent:
         raise InconsistentConfig(
