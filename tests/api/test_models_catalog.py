@@ -109,9 +109,7 @@ async def test_if_match_on_put_and_delete(client: httpx.AsyncClient):
     p = provider()
     assert_problem(await client.put(f"{M}/{p}/m", json=LIMITS, headers={"If-Match": "*"}), 412, "precondition_failed")
     await client.put(f"{M}/{p}/m", json=LIMITS)
-    assert_problem(
-        await client.put(f"{M}/{p}/m", json={}, headers={"If-Match": '"7"'}), 412, "precondition_failed"
-    )
+    assert_problem(await client.put(f"{M}/{p}/m", json={}, headers={"If-Match": '"7"'}), 412, "precondition_failed")
     assert (await client.put(f"{M}/{p}/m", json={}, headers={"If-Match": '"1"'})).status_code == 200
     assert_problem(await client.delete(f"{M}/{p}/m", headers={"If-Match": '"1"'}), 412, "precondition_failed")
     assert (await client.delete(f"{M}/{p}/m", headers={"If-Match": '"2"'})).status_code == 204
@@ -225,7 +223,11 @@ async def test_the_seed_inserts_missing_models_only_and_never_overwrites(
     kept = (await client.get(f"{M}/{p}/kept")).json()
     assert (kept["source"], kept["context_window"], kept["max_output_tokens"], kept["version"]) == ("api", None, 100, 1)
     new = (await client.get(f"{M}/{p}/new/one")).json()
-    assert (new["source"], new["context_window"], new["input_usd_per_mtok"]) == ("test-source 1 (2026-12-06)", 4096, 0.1)
+    assert (new["source"], new["context_window"], new["input_usd_per_mtok"]) == (
+        "test-source 1 (2026-12-06)",
+        4096,
+        0.1,
+    )
     # A source seeds once: what an admin deletes afterwards stays deleted, and the data is not even read.
     assert (await client.delete(f"{M}/{p}/new/one")).status_code == 204
 
