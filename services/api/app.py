@@ -43,6 +43,7 @@ from services.api.access.rate_limit import Limit, RateLimiter
 from services.api.access.rules import RouteRules
 from services.api.access_log import AccessLog
 from services.api.agents.router import router as agents_router
+from services.api.catalog.router import router as catalog_router
 from services.api.console import router as console
 from services.api.console import sessions as console_sessions
 from services.api.db import KEYS_CHANNEL, RESOLUTION_CHANNEL, Database, asyncpg_dsn
@@ -116,7 +117,7 @@ def _cors(app: ASGIApp, origins: list[str]) -> ASGIApp:
     return CORSMiddleware(
         app,
         allow_origins=origins,
-        allow_methods=["GET", "POST", "PATCH", "DELETE"],
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
         allow_headers=[
             "Authorization",
             "Content-Type",
@@ -280,6 +281,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         outcomes_router,
         keys_router,
         environments_router,
+        catalog_router,
         api_docs.router,
     ):
         app.include_router(router)

@@ -26,6 +26,7 @@ RevisionCursor = Annotated[Annotated[str, id_pattern("revision")] | None, _AFTER
 ExperimentCursor = Annotated[Annotated[str, id_pattern("experiment")] | None, _AFTER, cursor("experiment")]
 KeyCursor = Annotated[Annotated[str, id_pattern("api_key")] | None, _AFTER, cursor("api_key")]
 EnvironmentCursor = Annotated[Annotated[str, id_pattern("environment")] | None, _AFTER, cursor("environment")]
+ModelCursor = Annotated[Annotated[str, id_pattern("model")] | None, _AFTER, cursor("model")]
 
 
 IF_MATCH = Header(

@@ -80,6 +80,7 @@ PROBLEMS: dict[str, ProblemType] = {
     "invalid_schema": ProblemType(422, "Invalid JSON Schema"),
     "missing_variable": ProblemType(422, "Missing template variable"),
     "unknown_variable": ProblemType(422, "Unknown template variable"),
+    "model_limit": ProblemType(422, "Over the model's limit"),
     "slug_reserved": ProblemType(422, "Slug reserved"),
     "service_unavailable": ProblemType(503, "Service unavailable"),
     "not_ready": ProblemType(503, "Not ready"),

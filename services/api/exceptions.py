@@ -81,6 +81,13 @@ class UnknownVariable(DomainError):
     code = "unknown_variable"
 
 
+class ModelLimit(DomainError):
+    """A config over its catalogued model's limit: `max_tokens` above its
+    `max_output_tokens` (contract 1.1, "Models")."""
+
+    code = "model_limit"
+
+
 class SlugTaken(DomainError):
     code = "slug_taken"
 
@@ -218,7 +225,7 @@ def conflicts_reported_as(kind: type[DomainError] | None) -> Iterator[None]:
     `undo_conflict`); with None, let them through as they are."""
     try:
         yield
-    except (InconsistentConfig, SlugTaken, VariantInExperiment, VariantInRule) as error:
+    except (InconsistentConfig, ModelLimit, SlugTaken, VariantInExperiment, VariantInRule) as error:
         if kind is None:
             raise
         raise kind(error.detail, errors=error.errors) from None

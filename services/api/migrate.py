@@ -12,6 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from services.api.catalog.seed import seed_from_package
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -41,11 +43,15 @@ async def run_on(conn: AsyncConnection, action: str = "upgrade", revision: str =
 
 async def upgrade(url: str, revision: str = "head") -> None:
     """Upgrade the database at `url`; safe when several processes do it at once (env.py
-    takes an advisory lock, so the others wait and then find nothing to do)."""
+    takes an advisory lock, so the others wait and then find nothing to do). At head, the
+    model catalog is then seeded in the same transaction (`catalog.seed`: once per data
+    source, missing models only)."""
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
             await run_on(conn, "upgrade", revision)
+            if revision in ("head", head_revision()):
+                await seed_from_package(conn)
     finally:
         await engine.dispose()
 

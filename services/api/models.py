@@ -302,6 +302,11 @@ class Outcome(Base):
     output_tokens: Mapped[int] = mapped_column(BigInteger)
     latency_ms: Mapped[float] = mapped_column(Double)
     cost_usd: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # Contract 1.1: an outcome reported without `cost_usd` gets it at ingestion from the served
+    # model's catalog prices. This is that estimate, exact (`cost_usd` holds it as a double);
+    # NULL when the outcome reported its own cost, or no price was known. Non-null marks the
+    # outcome's cost as estimated.
+    estimated_cost_usd: Mapped[Any] = mapped_column(Numeric, nullable=True)
     success: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     score: Mapped[float | None] = mapped_column(Double, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -326,6 +331,10 @@ class UsageTotal(Base):
     # Sums of up to 2**62 per outcome: beyond what a bigint holds after a few of them.
     input_tokens: Mapped[int] = mapped_column(Numeric(40, 0))
     output_tokens: Mapped[int] = mapped_column(Numeric(40, 0))
+    # The known costs, summed exactly (reported ones as their 15-digit decimals, estimated ones
+    # as estimated), and the part of it that was estimated (migration c8e0a2b4d6f9).
+    cost_usd: Mapped[Any] = mapped_column(Numeric, server_default="0")
+    estimated_cost_usd: Mapped[Any] = mapped_column(Numeric, server_default="0")
 
 
 class ExperimentArmTotal(Base):
@@ -350,6 +359,9 @@ class ExperimentArmTotal(Base):
     scored: Mapped[int] = mapped_column(BigInteger)  # outcomes that report `score`
     score_sum: Mapped[Any] = mapped_column(Numeric)  # exact: unbounded scale
     score_sumsq: Mapped[Any] = mapped_column(Numeric)
+    # As in `UsageTotal`, kept by their own triggers (`outcomes_cost_*`, migration c8e0a2b4d6f9).
+    cost_usd: Mapped[Any] = mapped_column(Numeric, server_default="0")
+    estimated_cost_usd: Mapped[Any] = mapped_column(Numeric, server_default="0")
 
 
 class ExperimentLatencyBin(Base):
@@ -452,6 +464,59 @@ class ConsoleSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# The model catalog's bounds (contract 1.1, "Models"): a provider as the contract spells it,
+# a name as long as an agent's `model_name` may be, limits within the config fields' ranges.
+MODEL_PROVIDER_RE = "^[a-z0-9][a-z0-9._-]{0,63}$"
+MODEL_NAME_MAX = 256
+MODEL_CONTEXT_WINDOW_MAX = 100_000_000  # an agent's `context_window` at most
+MODEL_MAX_OUTPUT_TOKENS_MAX = 10_000_000  # an agent's `max_tokens` at most
+
+
+class Model(Base):
+    """A model of the catalog (contract 1.1, "Models"): its limits and prices, seeded from a
+    dated, cited source (`catalog.seed`) or written by an admin (`PUT`, `source` `api`). A
+    write that can change what is served checks a catalogued model's limits; outcomes
+    without a cost get one from its prices."""
+
+    __tablename__ = "models"
+    __table_args__ = (
+        UniqueConstraint("provider", "name"),
+        CheckConstraint(f"provider ~ '{MODEL_PROVIDER_RE}'", name="provider_format"),
+        CheckConstraint(f"char_length(name) BETWEEN 1 AND {MODEL_NAME_MAX}", name="name_length"),
+        CheckConstraint(f"context_window BETWEEN 1 AND {MODEL_CONTEXT_WINDOW_MAX}", name="context_window_range"),
+        CheckConstraint(
+            f"max_output_tokens BETWEEN 1 AND {MODEL_MAX_OUTPUT_TOKENS_MAX}", name="max_output_tokens_range"
+        ),
+        CheckConstraint("input_usd_per_mtok >= 0", name="input_usd_per_mtok_range"),
+        CheckConstraint("output_usd_per_mtok >= 0", name="output_usd_per_mtok_range"),
+    )
+
+    id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    provider: Mapped[str] = mapped_column(Text)
+    # May hold `/` (`meta-llama/Llama-3.1-8B-Instruct`).
+    name: Mapped[str] = mapped_column(Text)
+    context_window: Mapped[int | None] = mapped_column(Integer, nullable=True)  # tokens, input and output
+    max_output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # US dollars per million tokens, exact (NULL: unknown).
+    input_usd_per_mtok: Mapped[Any] = mapped_column(Numeric, nullable=True)
+    output_usd_per_mtok: Mapped[Any] = mapped_column(Numeric, nullable=True)
+    # Where the row came from: `genai-prices 0.2.5 (prices of 2026-12-06)`, or `api`.
+    source: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ModelSeed(Base):
+    """Each source the catalog was seeded from, once: a later start finds it here and seeds
+    nothing, so a model an admin deleted stays deleted until a new source is installed."""
+
+    __tablename__ = "model_seeds"
+
+    source: Mapped[str] = mapped_column(Text, primary_key=True)
+    inserted: Mapped[int] = mapped_column(Integer)  # the models it added (those missing then)
+    seeded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 def table_of(model: type[Base]) -> Table:

@@ -188,6 +188,18 @@ PROBLEM_EXAMPLES: dict[str, tuple[str, str, list[dict[str, str]] | None]] = {
         "Cannot render the prompts: variables.questoin: not a declared variable",
         [{"param": "variables.questoin", "message": "not a declared variable"}],
     ),
+    "model_limit": (
+        f"{A}/variants",
+        "The resolved config of the variant is over its model's limit: max_tokens (20000) exceeds the "
+        "max_output_tokens of openai/gpt-4o-mini in the model catalog (16384)",
+        [
+            {
+                "param": "overrides.max_tokens",
+                "message": "max_tokens (20000) exceeds the max_output_tokens of openai/gpt-4o-mini in the model "
+                "catalog (16384)",
+            }
+        ],
+    ),
     "inconsistent_config": (
         f"{A}/variants",
         "The resolved config breaks the rule input_token_limit + max_tokens <= context_window: "

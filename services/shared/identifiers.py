@@ -22,6 +22,7 @@ PREFIXES = {
     "api_key": "key",
     "environment": "env",
     "rule": "rul",  # a targeting rule (contract 1.1, "Targeting rules and context")
+    "model": "mdl",  # a model of the catalog (contract 1.1, "Models")
 }
 # The environment every installation has (contract 1.1, "Environments"), made by the migration
 # that created the table (b2c4e6a8d0f1), with this fixed id on every installation: the

@@ -127,6 +127,11 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("POST", "/v1/environments"): ADMIN,
     ("PATCH", "/v1/environments/{environment}"): ADMIN,
     ("DELETE", "/v1/environments/{environment}"): ADMIN,
+    # The model catalog (1.1): reads need read, writes admin.
+    ("GET", "/v1/models"): READ,
+    ("GET", "/v1/models/{provider}/{name:path}"): READ,
+    ("PUT", "/v1/models/{provider}/{name:path}"): ADMIN,
+    ("DELETE", "/v1/models/{provider}/{name:path}"): ADMIN,
     # admin: /v1/keys.
     ("POST", "/v1/keys"): ADMIN,
     ("GET", "/v1/keys"): ADMIN,
@@ -231,6 +236,9 @@ async def opened_world(db: Database) -> AsyncIterator[World]:
             experiment = response.json()
             revisions = (await admin.get(f"/v1/agents/{agent['id']}/revisions")).json()["data"]
             assert revisions, "creating an agent wrote a revision"
+            # A model whose name is the `name` the console's static route reads too.
+            model = await admin.put("/v1/models/matrix/console.css", json={"context_window": 1000})
+            assert model.status_code == 201, model.text
         yield World(
             http=http,
             app=app,
@@ -242,6 +250,7 @@ async def opened_world(db: Database) -> AsyncIterator[World]:
                 "revision": revisions[0]["id"],
                 "key": "matrix-read",
                 "environment": "production",
+                "provider": "matrix",
                 "name": "console.css",
                 "action": "activate",
                 "version": api_docs.VERSION,
@@ -254,6 +263,7 @@ async def opened_world(db: Database) -> AsyncIterator[World]:
                 "revision": "zz-no-such-revision",
                 "key": "zz-no-such-key",
                 "environment": "zz-no-such-environment",
+                "provider": "zz",
                 "name": "zz",
                 "action": "activate",
                 "version": "zz",

@@ -444,8 +444,12 @@ async def test_the_rule_counts_input_token_limit_and_allows_equality(client):
     assert_problem(response, 422, "inconsistent_config")
     agent = await create_agent(client, config=config(context_window=1000, input_token_limit=600, max_tokens=400))
     assert agent["config"]["context_window"] == 1000
-    # context_window 0 means unspecified: no limit.
-    await create_agent(client, config=config(context_window=0, input_token_limit=10**8, max_tokens=10**7))
+    # context_window 0 means unspecified: no limit, for a model the catalog does not know
+    # (contract 1.1: for a catalogued one, the rule takes the catalog's context window).
+    uncatalogued = {"model_provider": "nobody", "model_name": "uncatalogued"}
+    await create_agent(
+        client, config=config(**uncatalogued, context_window=0, input_token_limit=10**8, max_tokens=10**7)
+    )
 
 
 async def test_inconsistent_agent_patch_is_422_and_writes_nothing(client):

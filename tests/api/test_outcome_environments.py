@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -211,12 +212,17 @@ async def test_a_bound_key_naming_another_environment_is_403_and_nothing_is_stor
 # --- usage ------------------------------------------------------------------------------------
 
 
-def totals(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
-    """The usage object these outcomes add up to (without `environment`)."""
+def totals(outcomes: list[dict[str, Any]], prices: tuple[Decimal, Decimal] | None = None) -> dict[str, Any]:
+    """The usage object these outcomes add up to (without `environment`), each outcome's cost
+    estimated exactly from `prices` (input, output per million tokens) of the model served."""
     by: dict[str | None, Counter[str]] = {}
+    costs: dict[str | None, Decimal] = {}
     for o in outcomes:
         counts = by.setdefault(o["variant_id"], Counter())
         counts.update(input_tokens=o["input_tokens"], output_tokens=o["output_tokens"], outcomes=1)
+        if prices is not None:
+            cost = Decimal(o["input_tokens"]) * prices[0] / 10**6 + Decimal(o["output_tokens"]) * prices[1] / 10**6
+            costs[o["variant_id"]] = costs.get(o["variant_id"], Decimal(0)) + cost
     rows = [
         {
             "variant_id": variant_id,
@@ -224,6 +230,8 @@ def totals(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
             "output_tokens": c["output_tokens"],
             "total_tokens": c["input_tokens"] + c["output_tokens"],
             "outcomes": c["outcomes"],
+            "cost_usd": float(costs.get(variant_id, 0)),
+            "estimated_cost_usd": float(costs.get(variant_id, 0)),
         }
         for variant_id, c in sorted(by.items(), key=lambda item: item[0] or "")
     ]
@@ -233,6 +241,8 @@ def totals(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         "output_tokens": sum(r["output_tokens"] for r in rows),
         "total_tokens": sum(r["total_tokens"] for r in rows),
         "outcomes": sum(r["outcomes"] for r in rows),
+        "cost_usd": float(sum(costs.values(), Decimal(0))),
+        "estimated_cost_usd": float(sum(costs.values(), Decimal(0))),
         "by_variant": rows,
     }
 
@@ -244,6 +254,15 @@ async def test_usage_totals_are_exact_per_environment(client, conn, agent, stagi
         (await create_variant(client, agent["id"]))["id"],
     ]
     rng = random.Random(18)
+    # Outcomes report no cost: each gets one estimated from the prices of the agent's model (contract 1.1).
+    prices = tuple(
+        (
+            await conn.execute(
+                text("SELECT input_usd_per_mtok, output_usd_per_mtok FROM models WHERE provider = :p AND name = :n"),
+                {"p": agent["config"]["model_provider"], "n": agent["config"]["model_name"]},
+            )
+        ).one()
+    )
     places = {"production": PRODUCTION_ENVIRONMENT_ID, "staging": staging["id"], "qa": qa["id"]}
     sent: dict[str, list[dict[str, Any]]] = {slug: [] for slug in places}
     for _ in range(4):  # batches that add to rows earlier batches made
@@ -258,11 +277,11 @@ async def test_usage_totals_are_exact_per_environment(client, conn, agent, stagi
         response = await post(client, agent, {"data": batch})
         assert response.status_code == 202, response.text
     for slug, environment_id in places.items():
-        expected = {**totals(sent[slug]), "environment": slug}
+        expected = {**totals(sent[slug], prices), "environment": slug}
         assert await usage(client, agent, environment=slug) == expected
         assert await usage(client, agent, environment=environment_id) == expected  # by id, answered by slug
     everything = [o for items in sent.values() for o in items]
-    assert await usage(client, agent) == {**totals(everything), "environment": None}
+    assert await usage(client, agent) == {**totals(everything, prices), "environment": None}
     # The totals agree with the rows themselves.
     rows = await conn.execute(
         text(

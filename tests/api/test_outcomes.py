@@ -36,12 +36,15 @@ async def test_a_new_agent_has_zero_usage(client):
         "output_tokens": 0,
         "total_tokens": 0,
         "outcomes": 0,
+        "cost_usd": 0.0,
+        "estimated_cost_usd": 0.0,
         "by_variant": [],
     }
 
 
 async def test_one_outcome_and_a_batch_are_stored_and_counted(client):
-    agent = await create_agent(client)
+    # A model the catalog does not price: no cost is known (test_estimated_costs.py has the estimates).
+    agent = await create_agent(client, config=config(model_provider="nobody", model_name="unpriced"))
     variant = await create_variant(client, agent["id"])
     one = await client.post(f"/v1/agents/{agent['slug']}/outcomes", json=outcome(None, input_tokens=7))
     assert one.status_code == 202, one.text
@@ -53,14 +56,25 @@ async def test_one_outcome_and_a_batch_are_stored_and_counted(client):
     inputs, outputs = sum(range(1000)), 2 * sum(range(1000))
     assert got["outcomes"] == 1001 and got["input_tokens"] == 7 + inputs and got["output_tokens"] == 20 + outputs
     assert got["total_tokens"] == got["input_tokens"] + got["output_tokens"]
+    assert (got["cost_usd"], got["estimated_cost_usd"]) == (0.0, 0.0)
     assert got["by_variant"] == [
-        {"variant_id": None, "input_tokens": 7, "output_tokens": 20, "total_tokens": 27, "outcomes": 1},
+        {
+            "variant_id": None,
+            "input_tokens": 7,
+            "output_tokens": 20,
+            "total_tokens": 27,
+            "outcomes": 1,
+            "cost_usd": 0.0,
+            "estimated_cost_usd": 0.0,
+        },
         {
             "variant_id": variant["id"],
             "input_tokens": inputs,
             "output_tokens": outputs,
             "total_tokens": inputs + outputs,
             "outcomes": 1000,
+            "cost_usd": 0.0,
+            "estimated_cost_usd": 0.0,
         },
     ]
 
@@ -259,8 +273,10 @@ async def test_usage_totals_equal_the_outcomes_own_sums_even_when_batches_race(l
     async with live_db.read() as conn:
         rows = await conn.execute(
             sql(
-                "SELECT variant_id, count(*) AS n, sum(input_tokens) AS i, sum(output_tokens) AS o FROM outcomes"
-                " WHERE agent_id = :agent GROUP BY variant_id ORDER BY variant_id NULLS FIRST"
+                "SELECT variant_id, count(*) AS n, sum(input_tokens) AS i, sum(output_tokens) AS o,"
+                "       coalesce(sum(coalesce(estimated_cost_usd, cost_usd::numeric)), 0) AS c,"
+                "       coalesce(sum(estimated_cost_usd), 0) AS e"
+                " FROM outcomes WHERE agent_id = :agent GROUP BY variant_id ORDER BY variant_id NULLS FIRST"
             ),
             {"agent": agent["id"]},
         )
@@ -271,6 +287,8 @@ async def test_usage_totals_equal_the_outcomes_own_sums_even_when_batches_race(l
                 "output_tokens": int(r.o),
                 "total_tokens": int(r.i) + int(r.o),
                 "outcomes": r.n,
+                "cost_usd": float(r.c),
+                "estimated_cost_usd": float(r.e),
             }
             for r in rows
         ]

@@ -10,6 +10,7 @@ import asyncio
 import math
 import random
 import statistics
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -76,7 +77,8 @@ async def from_raw_rows(conn: AsyncConnection, experiment: dict) -> dict[str, An
         rows = (
             await conn.execute(
                 text(
-                    "SELECT input_tokens, output_tokens, success, score FROM outcomes"
+                    "SELECT input_tokens, output_tokens, success, score,"
+                    "       coalesce(estimated_cost_usd, cost_usd::numeric) AS cost, estimated_cost_usd FROM outcomes"
                     " WHERE experiment_id = :experiment AND variant_id IS NOT DISTINCT FROM :variant"
                 ),
                 params,
@@ -97,6 +99,8 @@ async def from_raw_rows(conn: AsyncConnection, experiment: dict) -> dict[str, An
                 scored=len(scores),
                 score_mean=statistics.mean(scores) if scores else None,
                 score_var=statistics.variance(scores) if len(scores) > 1 else None,
+                cost_usd=sum((r.cost for r in rows if r.cost is not None), Decimal(0)),
+                estimated_cost_usd=sum((r.estimated_cost_usd for r in rows if r.estimated_cost_usd), Decimal(0)),
             )
         )
     return results_from(experiment, figures)

@@ -99,6 +99,8 @@ async def test_the_main_flow_through_the_namespaces(sdk: Client, replicas: Repli
         "output_tokens": 0,
         "total_tokens": 0,
         "outcomes": 0,
+        "cost_usd": 0.0,
+        "estimated_cost_usd": 0.0,
         "by_variant": [],
     }
     assert await done(sdk.agents.delete(agent["slug"])) is None

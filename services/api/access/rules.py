@@ -48,6 +48,9 @@ def required_scope(method: str, path: str) -> str | None:
     if path == "/v1/environments" or path.startswith("/v1/environments/"):
         # Contract 1.1: environment writes need `admin`, reads `read`.
         return "read" if method in READ_METHODS else "admin"
+    if path == "/v1/models" or path.startswith("/v1/models/"):
+        # Contract 1.1: model writes need `admin`, reads `read`.
+        return "read" if method in READ_METHODS else "admin"
     if (("GET" if method == "HEAD" else method), path) in RESOLVE_ROUTES:
         return "resolve"
     return "read" if method in READ_METHODS else "write"

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.api import patching, slugs
 from services.api.agents import repository
 from services.api.agents.schemas import AgentCreate, AgentUpdate, agent_read
-from services.api.consistency import TEMPLATE_FIELDS, check_params_schema, check_resolved
+from services.api.consistency import TEMPLATE_FIELDS, Checked, check_model_limits, check_params_schema, check_resolved
 from services.api.db import Database, constraint_name
 from services.api.environments import repository as environments
 from services.api.exceptions import (
@@ -63,6 +63,7 @@ async def create_agent(
     async def unit(conn: AsyncConnection) -> dict[str, Any]:
         at: datetime = await conn.scalar(select(func.clock_timestamp()))  # type: ignore[assignment]  # never NULL
         env = await environments.hold(conn, environment)
+        await check_model_limits(conn, [(config, {}, "config")])
         values = {
             "id": agent_id,
             "created_at": at,
@@ -213,23 +214,19 @@ async def apply_changes(
         check_resolved(config, overrides={}, params_schema=params_schema)
         # The base config is shared: every environment's active variant must still pass.
         checked = set()
+        served: list[Checked] = [(config, {}, "config")]
         for active in await variant_repository.active_anywhere(conn, agent.id):
-            check_resolved(
-                config,
-                overrides=overrides_of(active),
-                subject=f"config of the active variant '{active['slug']}'",
-                params_schema=params_schema,
-            )
+            subject = f"config of the active variant '{active['slug']}'"
+            check_resolved(config, overrides=overrides_of(active), subject=subject, params_schema=params_schema)
+            served.append((config, overrides_of(active), subject))
             checked.add(active["id"])
         # Contract 1.1: a rule's served config passes every write-time check, now as when written.
         for ruled in await variant_repository.served_by_rules(conn, agent.id):
             if ruled["id"] not in checked:
-                check_resolved(
-                    config,
-                    overrides=overrides_of(ruled),
-                    subject=f"config of variant '{ruled['slug']}', which a targeting rule serves",
-                    params_schema=params_schema,
-                )
+                subject = f"config of variant '{ruled['slug']}', which a targeting rule serves"
+                check_resolved(config, overrides=overrides_of(ruled), subject=subject, params_schema=params_schema)
+                served.append((config, overrides_of(ruled), subject))
+        await check_model_limits(conn, served)
         try:
             await repository.update_fields(conn, agent.id, changes, at=agent.at)
         except IntegrityError as error:

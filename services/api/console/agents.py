@@ -245,6 +245,7 @@ async def _agent_page(
         problem=problem,
         creating=bool(errors or problem),
         usage=usage,
+        usage_names=names,
         split=shown.split,
         usage_svg=charts.usage_chart(usage, names) if usage["outcomes"] else None,
         plan=shown.plan,

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api import slugs
-from services.api.consistency import check_resolved
+from services.api.consistency import check_model_limits, check_resolved
 from services.api.db import Database, constraint_name
 from services.api.environments import repository as environments
 from services.api.exceptions import (
@@ -114,6 +114,7 @@ async def _snapshots(
             subject=f"config of arm {arm['arm']}",
             params_schema=agent.params_schema,
         )
+        await check_model_limits(conn, [(agent.config, overrides, f"config of arm {arm['arm']}")])
         keyed, given = coalesce_keyed(overrides, agent.config)
         snapshot = {
             "variant_id": variant["id"] if variant is not None else None,

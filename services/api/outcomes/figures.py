@@ -35,9 +35,14 @@ def usage_of(rows: Sequence[Mapping[Any, Any]], environment: str | None = None) 
         }
         for row in rows
     ]
-    totals = {
+    totals: dict[str, Any] = {
         name: sum(v[name] for v in by_variant) for name in ("input_tokens", "output_tokens", "total_tokens", "outcomes")
     }
+    # Costs are summed exactly (numeric), then shown as JSON numbers.
+    for name in ("cost_usd", "estimated_cost_usd"):
+        totals[name] = float(sum((Decimal(row[name]) for row in rows), Decimal(0)))
+        for v, row in zip(by_variant, rows, strict=True):
+            v[name] = float(row[name])
     return Usage(object="usage", environment=environment, **totals, by_variant=by_variant).model_dump(mode="json")
 
 
@@ -55,6 +60,8 @@ class ArmFigures:
     scored: int = 0  # outcomes that report `score`
     score_mean: float | None = None
     score_var: float | None = None  # sample variance; None below 2 scores
+    cost_usd: Decimal = Decimal(0)  # known costs, summed exactly
+    estimated_cost_usd: Decimal = Decimal(0)  # the estimated part of them
 
     @classmethod
     def of(cls, row: Mapping[Any, Any] | None) -> ArmFigures:
@@ -74,6 +81,8 @@ class ArmFigures:
             scored=row["scored"],
             score_mean=score_mean,
             score_var=score_var,
+            cost_usd=Decimal(row["cost_usd"]),
+            estimated_cost_usd=Decimal(row["estimated_cost_usd"]),
         )
 
     @property
@@ -176,6 +185,8 @@ def _arm(arm: Mapping[str, Any], f: ArmFigures) -> dict[str, Any]:
         "outcomes": n,
         "input_tokens": f.input_tokens,
         "output_tokens": f.output_tokens,
+        "cost_usd": float(f.cost_usd),
+        "estimated_cost_usd": float(f.estimated_cost_usd),
         "mean_input_tokens": f.input_tokens / n if n else None,
         "mean_output_tokens": f.output_tokens / n if n else None,
         "latency_ms_p50": f.p50,

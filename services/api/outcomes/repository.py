@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import RowMapping, TextClause, text
@@ -24,6 +26,7 @@ COLUMNS = (
     "cost_usd",
     "success",
     "score",
+    "estimated_cost_usd",
 )
 
 
@@ -36,23 +39,41 @@ async def insert_many(conn: AsyncConnection, records: Sequence[tuple[Any, ...]])
 
 
 ADD_TO_TOTALS = text(
-    "INSERT INTO usage_totals AS t (agent_id, environment_id, variant_key, outcomes, input_tokens, output_tokens)"
-    " SELECT :agent, environment, key, n, i, o"
+    "INSERT INTO usage_totals AS t (agent_id, environment_id, variant_key, outcomes, input_tokens, output_tokens,"
+    "                               cost_usd, estimated_cost_usd)"
+    " SELECT :agent, environment, key, n, i, o, c, e"
     " FROM unnest(CAST(:environments AS text[]), CAST(:keys AS text[]), CAST(:counts AS bigint[]),"
-    "      CAST(:inputs AS numeric[]), CAST(:outputs AS numeric[])) AS batch(environment, key, n, i, o)"
+    "      CAST(:inputs AS numeric[]), CAST(:outputs AS numeric[]), CAST(:costs AS numeric[]),"
+    "      CAST(:estimated AS numeric[])) AS batch(environment, key, n, i, o, c, e)"
     " ORDER BY environment, key"  # the same order in every transaction: concurrent batches cannot deadlock
     " ON CONFLICT (agent_id, environment_id, variant_key) DO UPDATE SET outcomes = t.outcomes + EXCLUDED.outcomes,"
     "     input_tokens = t.input_tokens + EXCLUDED.input_tokens,"
-    "     output_tokens = t.output_tokens + EXCLUDED.output_tokens"
+    "     output_tokens = t.output_tokens + EXCLUDED.output_tokens,"
+    "     cost_usd = t.cost_usd + EXCLUDED.cost_usd,"
+    "     estimated_cost_usd = t.estimated_cost_usd + EXCLUDED.estimated_cost_usd"
 )
 
-# (environment id, variant key) -> (outcomes, input tokens, output tokens)
-Sums = dict[tuple[str, str], tuple[int, int, int]]
+
+@dataclass(frozen=True, slots=True)
+class Sum:
+    """A batch's outcomes of one environment and config, summed: counts and tokens, the known
+    costs (exact: each reported one as its 15-digit decimal, as PostgreSQL's numeric cast
+    reads a double, each estimate as it is) and the estimated part of them."""
+
+    outcomes: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    estimated_cost_usd: Decimal = Decimal(0)
+
+
+# (environment id, variant key) -> its sums
+Sums = dict[tuple[str, str], Sum]
 
 
 async def add_to_totals(conn: AsyncConnection, agent_id: str, sums: Sums) -> None:
-    """Add (outcomes, input tokens, output tokens) to the agent's usage totals, one row per
-    environment and variant key ("" for the base config)."""
+    """Add a batch's sums to the agent's usage totals, one row per environment and variant
+    key ("" for the base config)."""
     keys = sorted(sums)
     await conn.execute(
         ADD_TO_TOTALS,
@@ -60,9 +81,11 @@ async def add_to_totals(conn: AsyncConnection, agent_id: str, sums: Sums) -> Non
             "agent": agent_id,
             "environments": [environment for environment, _ in keys],
             "keys": [key for _, key in keys],
-            "counts": [sums[k][0] for k in keys],
-            "inputs": [sums[k][1] for k in keys],
-            "outputs": [sums[k][2] for k in keys],
+            "counts": [sums[k].outcomes for k in keys],
+            "inputs": [sums[k].input_tokens for k in keys],
+            "outputs": [sums[k].output_tokens for k in keys],
+            "costs": [sums[k].cost_usd for k in keys],
+            "estimated": [sums[k].estimated_cost_usd for k in keys],
         },
     )
 
@@ -70,7 +93,8 @@ async def add_to_totals(conn: AsyncConnection, agent_id: str, sums: Sums) -> Non
 # Summed over environments (none named) or one environment's rows: a few rows either way.
 USAGE = text(
     "SELECT nullif(variant_key, '') AS variant_id, sum(outcomes)::bigint AS outcomes,"
-    "       sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens"
+    "       sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,"
+    "       sum(cost_usd) AS cost_usd, sum(estimated_cost_usd) AS estimated_cost_usd"
     " FROM usage_totals WHERE agent_id = :agent"
     "   AND (CAST(:environment AS text) IS NULL OR environment_id = CAST(:environment AS text))"
     " GROUP BY variant_key ORDER BY variant_key"  # "" (the base) first
@@ -93,7 +117,7 @@ async def usage_totals(conn: AsyncConnection, agent_id: str, *, environment_id: 
 # before the bounds may hold any double), from which `figures` computes means and variances.
 TOTALS = text(
     "SELECT nullif(variant_key, '') AS variant_id, outcomes, input_tokens, output_tokens,"
-    "       judged, successes, scored, score_sum, score_sumsq"
+    "       judged, successes, scored, score_sum, score_sumsq, cost_usd, estimated_cost_usd"
     " FROM experiment_arm_totals WHERE experiment_id = :experiment"
 )
 

@@ -92,6 +92,14 @@ class VariantUsage(BaseModel):
     output_tokens: int = Field(description="Output tokens, summed.")
     total_tokens: int = Field(description="Input and output tokens, summed.")
     outcomes: int = Field(description="How many outcomes were reported.")
+    cost_usd: float = Field(
+        description="The known costs in US dollars, summed: those reported, and those estimated from the model "
+        "catalog's prices for outcomes reported without one (0 when none is known)."
+    )
+    estimated_cost_usd: float = Field(
+        description="The part of `cost_usd` that was estimated (outcomes reported without `cost_usd`, priced "
+        "at ingestion from the catalog's prices of the model their config served)."
+    )
 
 
 class Usage(BaseModel):
@@ -108,6 +116,8 @@ class Usage(BaseModel):
                     "output_tokens": 241_877,
                     "total_tokens": 1_526_187,
                     "outcomes": 1_562,
+                    "cost_usd": 0.32836,
+                    "estimated_cost_usd": 0.1529,
                     "by_variant": [
                         {
                             "variant_id": EXAMPLE_IDS["variant"],
@@ -115,6 +125,8 @@ class Usage(BaseModel):
                             "output_tokens": 95_311,
                             "total_tokens": 735_413,
                             "outcomes": 781,
+                            "cost_usd": 0.1529,
+                            "estimated_cost_usd": 0.1529,
                         },
                         {
                             "variant_id": None,
@@ -122,6 +134,8 @@ class Usage(BaseModel):
                             "output_tokens": 146_566,
                             "total_tokens": 790_774,
                             "outcomes": 781,
+                            "cost_usd": 0.17546,
+                            "estimated_cost_usd": 0.0,
                         },
                     ],
                 }
@@ -135,6 +149,14 @@ class Usage(BaseModel):
     output_tokens: int = Field(description="Output tokens, summed.")
     total_tokens: int = Field(description="Input and output tokens, summed.")
     outcomes: int = Field(description="How many outcomes were reported.")
+    cost_usd: float = Field(
+        description="The known costs in US dollars, summed: those reported, and those estimated from the model "
+        "catalog's prices for outcomes reported without one (0 when none is known)."
+    )
+    estimated_cost_usd: float = Field(
+        description="The part of `cost_usd` that was estimated (outcomes reported without `cost_usd`, priced "
+        "at ingestion from the catalog's prices of the model their config served)."
+    )
     by_variant: list[VariantUsage] = Field(description="The same, for each config that served outcomes.")
 
 
@@ -161,6 +183,14 @@ class ArmResults(BaseModel):
     outcomes: int = Field(description="How many outcomes were reported for the arm.")
     input_tokens: int = Field(description="Input tokens, summed.")
     output_tokens: int = Field(description="Output tokens, summed.")
+    cost_usd: float = Field(
+        description="The known costs in US dollars, summed: those reported, and those estimated from the model "
+        "catalog's prices for outcomes reported without one (0 when none is known)."
+    )
+    estimated_cost_usd: float = Field(
+        description="The part of `cost_usd` that was estimated (outcomes reported without `cost_usd`, priced "
+        "at ingestion from the catalog's prices of the model their config served)."
+    )
     mean_input_tokens: float | None = Field(description="Input tokens per outcome; " + NO_DATA)
     mean_output_tokens: float | None = Field(description="Output tokens per outcome; " + NO_DATA)
     latency_ms_p50: float | None = Field(description="Median latency in milliseconds (interpolated); " + NO_DATA)
@@ -190,6 +220,8 @@ RESULTS_EXAMPLE: dict[str, Any] = {
             "outcomes": 781,
             "input_tokens": 644_208,
             "output_tokens": 146_566,
+            "cost_usd": 0.17546,
+            "estimated_cost_usd": 0.0,
             "mean_input_tokens": 824.85,
             "mean_output_tokens": 187.66,
             "latency_ms_p50": 912.0,
@@ -207,6 +239,8 @@ RESULTS_EXAMPLE: dict[str, Any] = {
             "outcomes": 781,
             "input_tokens": 640_102,
             "output_tokens": 95_311,
+            "cost_usd": 0.1529,
+            "estimated_cost_usd": 0.1529,
             "mean_input_tokens": 819.59,
             "mean_output_tokens": 122.04,
             "latency_ms_p50": 604.0,

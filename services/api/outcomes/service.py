@@ -11,10 +11,12 @@ final statistics are computed from those (`figures`, which the console shares).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Context, Decimal, Inexact
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.api.catalog import repository as catalog
 from services.api.db import Database, sqlstate
 from services.api.environments import repository as environments
 from services.api.exceptions import EnvironmentForbidden, FieldError, NotFound, ValidationFailed
@@ -102,6 +104,10 @@ async def store(
             return default
 
         places = [place(o) for o in outcomes]
+        # Contract 1.1: a cost left out is estimated from the prices of the model served.
+        unpriced = {o.variant_id or "" for o in outcomes if o.cost_usd is None}
+        prices = await catalog.prices_served(conn, agent.id, unpriced - {""}) if unpriced else {}
+        estimates = [_estimate(o, prices) for o in outcomes]
         records = [
             (
                 agent.id,
@@ -112,15 +118,16 @@ async def store(
                 o.input_tokens,
                 o.output_tokens,
                 o.latency_ms,
-                o.cost_usd,
+                o.cost_usd if estimate is None else float(estimate),
                 o.success,
                 o.score,
+                estimate,
             )
-            for o, environment_id in zip(outcomes, places, strict=True)
+            for o, environment_id, estimate in zip(outcomes, places, estimates, strict=True)
         ]
         try:
             await repository.insert_many(conn, records)
-            await repository.add_to_totals(conn, agent.id, _sums(outcomes, places))
+            await repository.add_to_totals(conn, agent.id, _sums(outcomes, places, estimates))
         except Exception as error:
             # The agent was purged after it was found (the batch takes no lock on it, so
             # ingestion never waits for the agent's writers): its rows are gone, say so.
@@ -157,12 +164,51 @@ def _forbidden(key: Principal | None, items: Sequence[tuple[str, str | None]], w
     )
 
 
-def _sums(outcomes: list[OutcomeIn], places: list[str]) -> repository.Sums:
-    """The batch's (outcomes, input tokens, output tokens) per environment and variant ("" for the base)."""
+# Exact arithmetic: tokens (up to 10**12) times prices, divided by a power of ten, never rounds here.
+_EXACT = Context(prec=100, traps=[Inexact])
+_MILLION = Decimal(1_000_000)
+
+
+def estimated_cost(
+    input_tokens: int, output_tokens: int, input_usd_per_mtok: Decimal, output_usd_per_mtok: Decimal
+) -> Decimal:
+    """input_tokens × input price / 10**6 + output_tokens × output price / 10**6, exactly."""
+    return _EXACT.add(
+        _EXACT.divide(_EXACT.multiply(Decimal(input_tokens), input_usd_per_mtok), _MILLION),
+        _EXACT.divide(_EXACT.multiply(Decimal(output_tokens), output_usd_per_mtok), _MILLION),
+    )
+
+
+def _estimate(o: OutcomeIn, prices: dict[str, tuple[Decimal, Decimal]]) -> Decimal | None:
+    """The estimated cost of an outcome reported without one, from the catalog's prices of the
+    model its config (`variant_id`, null: the base) serves; None when it reported its cost or
+    the catalog prices no such model (or the variant no longer exists)."""
+    if o.cost_usd is not None:
+        return None
+    price = prices.get(o.variant_id or "")
+    return None if price is None else estimated_cost(o.input_tokens, o.output_tokens, *price)
+
+
+def reported_cost(cost_usd: float) -> Decimal:
+    """A reported cost (a double) as the totals count it: its 15-significant-digit decimal,
+    what PostgreSQL's numeric cast gives, as the arm totals' triggers read it."""
+    return Decimal(f"{cost_usd:.15g}")
+
+
+def _sums(outcomes: list[OutcomeIn], places: list[str], estimates: list[Decimal | None]) -> repository.Sums:
+    """The batch's sums per environment and variant ("" for the base)."""
     sums: repository.Sums = {}
-    for o, place in zip(outcomes, places, strict=True):
-        n, inputs, outputs = sums.get((place, o.variant_id or ""), (0, 0, 0))
-        sums[(place, o.variant_id or "")] = (n + 1, inputs + o.input_tokens, outputs + o.output_tokens)
+    for o, place, estimate in zip(outcomes, places, estimates, strict=True):
+        key = (place, o.variant_id or "")
+        was = sums.get(key, repository.Sum())
+        cost = estimate if estimate is not None else reported_cost(o.cost_usd) if o.cost_usd is not None else 0
+        sums[key] = repository.Sum(
+            outcomes=was.outcomes + 1,
+            input_tokens=was.input_tokens + o.input_tokens,
+            output_tokens=was.output_tokens + o.output_tokens,
+            cost_usd=_EXACT.add(was.cost_usd, cost),
+            estimated_cost_usd=_EXACT.add(was.estimated_cost_usd, estimate or 0),
+        )
     return sums
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api.consistency import check_resolved
+from services.api.consistency import check_model_limits, check_resolved
 from services.api.db import Database
 from services.api.environments import repository as environments
 from services.api.exceptions import DomainError, FieldError, InconsistentConfig, NotFound, conflicts_reported_as
@@ -77,6 +77,8 @@ async def stored_rules(
         served, overrides = await _served(conn, agent, rule.serve.variant, param=f"rules[{index}].serve.variant")
         try:
             check_resolved(agent.config, overrides=overrides, params_schema=agent.params_schema)
+            # Contract 1.1, "Models": the catalogued model's limits.
+            await check_model_limits(conn, [(agent.config, overrides, f"config rule {index} serves")])
         except DomainError as error:
             # Named by the rule: the token rule's violation, or each field's problem.
             found = error.errors or []

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api import patching, slugs
-from services.api.consistency import check_resolved
+from services.api.consistency import check_model_limits, check_resolved
 from services.api.db import Database, constraint_name
 from services.api.diffs import config_after, config_changes, resolved_values
 from services.api.environments import repository as environments
@@ -103,6 +103,7 @@ async def create_variant(
         check_resolved(
             agent.config, overrides=overrides, subject="config of the variant", params_schema=agent.params_schema
         )
+        await check_model_limits(conn, [(agent.config, overrides, "config of the variant")])
         at = agent.at
         values = {
             "id": variant_id,
@@ -255,6 +256,7 @@ async def apply_changes(
             check_resolved(
                 agent.config, overrides=overrides, subject="config of the variant", params_schema=agent.params_schema
             )
+            await check_model_limits(conn, [(agent.config, overrides, "config of the variant")])
         try:
             await repository.update_fields(conn, row["id"], changes, at=agent.at)
         except IntegrityError as error:
@@ -365,6 +367,7 @@ async def bring_back(
         check_resolved(
             agent.config, overrides=overrides, subject="config of the variant", params_schema=agent.params_schema
         )
+        await check_model_limits(conn, [(agent.config, overrides, "config of the variant")])
     cloned = state["cloned_from"] or {}
     values = {
         "id": state["id"],
@@ -426,6 +429,7 @@ async def set_active(
                 subject="config of the variant",
                 params_schema=agent.params_schema,
             )
+            await check_model_limits(conn, [(agent.config, overrides_of(row), "config of the variant")])
     await repository.set_active(conn, agent.id, environment_id, row["id"] if row is not None else None, at=agent.at)
     after = variant_read(await require(conn, agent.id, target["id"], environment_id=environment_id))
     await record(
