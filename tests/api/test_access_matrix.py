@@ -101,6 +101,7 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", f"{A}/experiments"): READ,
     ("GET", f"{A}/experiments/{{experiment}}"): READ,
     ("GET", f"{A}/experiments/{{experiment}}/results"): READ,
+    ("GET", f"{A}/experiments/{{experiment}}/guardrail_history"): READ,
     ("GET", f"{A}/usage"): READ,
     ("GET", f"{A}/rules"): READ,
     # write: every change but keys.
@@ -120,6 +121,8 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("DELETE", f"{A}/experiments/{{experiment}}"): WRITE,
     ("POST", f"{A}/experiments/{{experiment}}/start"): WRITE,
     ("POST", f"{A}/experiments/{{experiment}}/stop"): WRITE,
+    ("POST", f"{A}/experiments/{{experiment}}/pause"): WRITE,
+    ("POST", f"{A}/experiments/{{experiment}}/resume"): WRITE,
     ("PUT", f"{A}/rules"): WRITE,
     # Environments (1.1): reads need read, writes admin.
     ("GET", "/v1/environments"): READ,

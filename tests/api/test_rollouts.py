@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from agent_variants.assignment import assign, bucket, rollout_arm
+from agent_variants.bundles import Split
 
 from services.api.db import Database
 from services.api.experiments.service import at_percent
@@ -271,3 +272,18 @@ async def test_an_outcome_s_arm_wins_over_its_variant_id(client: httpx.AsyncClie
     )
     assert_problem(only, 422, "validation_error")
     assert problem_params(only) == {"arm"}
+
+
+async def test_the_sdk_serves_a_rollout_from_its_bundle_as_the_service_does(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    agent, _, rollout = await setup(client)
+    for _ in range(2):  # at 5%, then at 50% (the scheduler's first advance)
+        bundle = await ok(client.get(f"/v1/agents/{agent['id']}/bundle"))
+        split = Split.of(bundle["experiment"], bundle["environment"])
+        assert split is not None
+        for n in range(300):
+            served = await ok(client.get(f"/v1/agents/{agent['id']}/resolved", params={"subject": f"s{n}"}))
+            local = split.arm(f"s{n}")
+            assert (local.source, local.arm, local.variant_id) == ("rollout", served["arm"], served["variant_id"])
+        assert await scheduler.tick(db) == ["advance"]

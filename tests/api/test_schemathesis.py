@@ -76,6 +76,9 @@ CROSS_FIELD_RULES: dict[str, str] = {
     "POST /v1/keys": "expires_at in the future, which depends on the clock",
     "POST /v1/environments": "a name that gives no slug (`!!!`) needs an explicit slug",
     "POST /v1/agents/{agent}/outcomes": "an item's environment must exist (422 naming `data[i].environment`)",
+    "POST /v1/agents/{agent}/render": "the variables the resolved config declares (missing, unknown, typed)",
+    "POST /v1/agents/{agent}/experiments": "an experiment's arms or a rollout's variant and steps, the steps rising to "
+    "100, each guardrail's metric once",
     "PUT /v1/agents/{agent}/rules": "rules' names and ids distinct, each condition's value as its op needs, and "
     + TOKEN_RULE
     + " on what each rule serves",
