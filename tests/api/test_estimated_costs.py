@@ -163,3 +163,25 @@ async def test_results_say_how_much_of_each_arms_cost_was_estimated(client: http
     assert {key: (cost, estimated) for key, cost, estimated in remaining} == {
         variant["id"]: (2 * estimate, 2 * estimate)
     }
+
+
+async def test_an_experiment_arm_is_priced_by_the_model_of_its_snapshot(
+    client: httpx.AsyncClient, conn: AsyncConnection
+):
+    started_with = await priced(client, 1, 2)
+    changed_to = await priced(client, 3, 4)
+    agent = await create_agent(client, config=started_with)
+    variant = await create_variant(client, agent["id"], overrides={"temperature": 0.2})
+    arms = [{"variant": "base", "weight": 1}, {"variant": variant["id"], "weight": 1}]
+    experiment = (await client.post(f"/v1/agents/{agent['id']}/experiments", json={"name": "e", "arms": arms})).json()
+    assert (await client.post(f"/v1/agents/{agent['id']}/experiments/{experiment['id']}/start")).status_code == 200
+    # The variant changes model after the start; its arm still serves the snapshot's.
+    patched = await client.patch(f"/v1/agents/{agent['id']}/variants/{variant['id']}", json={"overrides": changed_to})
+    assert patched.status_code == 200, patched.text
+    await report(
+        client,
+        agent,
+        outcome(variant["id"], experiment_id=experiment["id"], input_tokens=10, output_tokens=1),
+        outcome(variant["id"], input_tokens=10, output_tokens=1),  # outside the experiment: the model now
+    )
+    assert [estimate for _, estimate in await stored(conn, agent)] == [Decimal("0.000012"), Decimal("0.000034")]

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, func, select, text, update
+from sqlalchemy import RowMapping, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -86,3 +86,19 @@ async def prices_served(
     variant id ("" for the base config), for those whose model the catalog prices."""
     rows = await conn.execute(PRICES_SERVED, {"agent": agent_id, "variants": sorted(variant_ids)})
     return {key: (inputs, outputs) for key, inputs, outputs in rows}
+
+
+async def prices_of(
+    conn: AsyncConnection, pairs: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
+    """(input, output) US dollars per million tokens of each (provider, name) the catalog prices."""
+    if not pairs:
+        return {}
+    query = select(models.c.provider, models.c.name, models.c.input_usd_per_mtok, models.c.output_usd_per_mtok).where(
+        tuple_(models.c.provider, models.c.name).in_(sorted(pairs)),
+        models.c.input_usd_per_mtok.is_not(None),
+        models.c.output_usd_per_mtok.is_not(None),
+    )
+    return {
+        (row.provider, row.name): (row.input_usd_per_mtok, row.output_usd_per_mtok) for row in await conn.execute(query)
+    }

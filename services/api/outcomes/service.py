@@ -109,7 +109,10 @@ async def store(
         # Contract 1.1: a cost left out is estimated from the prices of the model served.
         unpriced = {o.variant_id or "" for o in attributed if o.cost_usd is None}
         prices = await catalog.prices_served(conn, agent.id, unpriced - {""}) if unpriced else {}
-        estimates = [_estimate(o, prices) for o in attributed]
+        # An experiment's arm serves the config snapshotted at its start: its model prices it.
+        served = await _snapshot_models(conn, agent.id, [o for o in attributed if o.cost_usd is None])
+        snapshot_prices = await catalog.prices_of(conn, set(served.values()))
+        estimates = [_estimate(o, prices, served, snapshot_prices) for o in attributed]
         # Contract 1.1: a live rollout's outcomes count toward its guardrails, per arm and step.
         live = await rollouts.live_states(conn, named) if named else {}
         steps = [_rollout_step(o, live) for o in attributed]
@@ -246,12 +249,40 @@ def estimated_cost(
     )
 
 
-def _estimate(o: OutcomeIn, prices: dict[str, tuple[Decimal, Decimal]]) -> Decimal | None:
+async def _snapshot_models(
+    conn: AsyncConnection, agent_id: str, outcomes: list[OutcomeIn]
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """(experiment id, variant key) -> (provider, name) of the model each started arm of the
+    outcomes' experiments serves, from its snapshot."""
+    named = {o.experiment_id for o in outcomes if o.experiment_id is not None}
+    if not named:
+        return {}
+    served = {}
+    for experiment_id, arms in (await experiment_repository.arms_of(conn, agent_id, named)).items():
+        for arm in arms:
+            snapshot = arm.get("snapshot")
+            if snapshot is not None:
+                config = snapshot["config"]
+                served[(experiment_id, arm["variant_id"] or "")] = (config["model_provider"], config["model_name"])
+    return served
+
+
+def _estimate(
+    o: OutcomeIn,
+    prices: dict[str, tuple[Decimal, Decimal]],
+    served: dict[tuple[str, str], tuple[str, str]] | None = None,
+    snapshot_prices: dict[tuple[str, str], tuple[Decimal, Decimal]] | None = None,
+) -> Decimal | None:
     """The estimated cost of an outcome reported without one, from the catalog's prices of the
-    model its config (`variant_id`, null: the base) serves; None when it reported its cost or
-    the catalog prices no such model (or the variant no longer exists)."""
+    model its config serves: an experiment arm's snapshot when the outcome names a started
+    experiment and one of its arms, else its `variant_id`'s now (null: the base); None when
+    it reported its cost or the catalog prices no such model (or the variant no longer exists)."""
     if o.cost_usd is not None:
         return None
+    model = (served or {}).get((o.experiment_id or "", o.variant_id or ""))
+    if model is not None:
+        price = (snapshot_prices or {}).get(model)
+        return None if price is None else estimated_cost(o.input_tokens, o.output_tokens, *price)
     price = prices.get(o.variant_id or "")
     return None if price is None else estimated_cost(o.input_tokens, o.output_tokens, *price)
 
