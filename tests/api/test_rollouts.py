@@ -287,3 +287,40 @@ async def test_the_sdk_serves_a_rollout_from_its_bundle_as_the_service_does(
             local = split.arm(f"s{n}")
             assert (local.source, local.arm, local.variant_id) == ("rollout", served["arm"], served["variant_id"])
         assert await scheduler.tick(db) == ["advance"]
+
+
+async def test_a_draft_rollout_s_steps_and_guardrails_are_patched_until_it_starts(client: httpx.AsyncClient) -> None:
+    agent = await create_agent(client)
+    variant = await create_variant(client, agent["id"], overrides={"temperature": 0.4})
+    path = f"/v1/agents/{agent['id']}/experiments"
+    draft = await ok(
+        client.post(path, json={"kind": "rollout", "name": "r", "variant": variant["id"], "steps": STEPS}), 201
+    )
+    patched = await ok(
+        client.patch(
+            f"{path}/{draft['id']}",
+            json={
+                "steps": [{"percent": 20, "hold_seconds": 60}, {"percent": 100, "hold_seconds": 0}],
+                "guardrails": [{"metric": "score_mean", "max_degradation": 0.1}],
+                "min_outcomes": 30,
+            },
+        )
+    )
+    assert [arm["weight"] for arm in patched["arms"]] == [8000, 2000]
+    assert patched["min_outcomes"] == 30 and patched["guardrails"][0]["metric"] == "score_mean"
+    falling = await client.patch(f"{path}/{draft['id']}", json={"steps": [{"percent": 50, "hold_seconds": 0}]})
+    assert_problem(falling, 422, "validation_error")
+    assert problem_params(falling) == {"steps[0].percent"}
+    experiment = await ok(
+        client.post(
+            path,
+            json={"name": "e", "arms": [{"variant": "base", "weight": 1}, {"variant": variant["id"], "weight": 1}]},
+        ),
+        201,
+    )
+    not_rollout = await client.patch(f"{path}/{experiment['id']}", json={"min_outcomes": 5})
+    assert_problem(not_rollout, 422, "validation_error")
+    assert problem_params(not_rollout) == {"min_outcomes"}
+    await ok(client.post(f"{path}/{draft['id']}/start"))
+    late = await client.patch(f"{path}/{draft['id']}", json={"min_outcomes": 5})
+    assert_problem(late, 409, "experiment_not_draft")

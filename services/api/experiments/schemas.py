@@ -185,6 +185,36 @@ class ExperimentUpdate(StrictModel):
         ),
     ] = None  # type: ignore[assignment]
     salt: Salt = Field(None, description=SALT + "; only while a draft.")  # type: ignore[valid-type]
+    steps: Annotated[
+        list[StepIn],
+        Field(
+            min_length=1,
+            max_length=MAX_STEPS,
+            description="A rollout's steps, replacing the old ones; only while a draft.",
+        ),
+    ] = None  # type: ignore[assignment]
+    guardrails: Annotated[
+        list[GuardrailIn],
+        Field(
+            max_length=MAX_GUARDRAILS, description="A rollout's guardrails, replacing the old ones; only while a draft."
+        ),
+    ] = None  # type: ignore[assignment]
+    min_outcomes: MinOutcomes = Field(None, description="A rollout's min_outcomes; only while a draft.")  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _rollout_fields(self) -> ExperimentUpdate:
+        errors = step_errors(self.steps or [])
+        metrics = [guardrail.metric for guardrail in self.guardrails or []]
+        errors += [
+            (f"guardrails[{index}].metric", "each metric at most once")
+            for index, metric in enumerate(metrics)
+            if metric in metrics[:index]
+        ]
+        if errors:
+            raise PydanticCustomError(
+                SEVERAL_FIELDS, "; ".join(f"{param}: {message}" for param, message in errors), {"errors": errors}
+            )
+        return self
 
 
 class ArmRead(BaseModel):

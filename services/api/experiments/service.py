@@ -345,7 +345,23 @@ async def update_experiment(
             arms = await _arms(conn, agent.id, patch.arms, environment_id=env["id"])
             if [_as_created(arm) for arm in arms] != [_as_created(arm) for arm in row["arms"]]:
                 changes["arms"] = arms
-        frozen = sorted({"arms", "salt"} & changes.keys())
+        rollout_fields = [name for name in ("steps", "guardrails", "min_outcomes") if name in sent]
+        if rollout_fields and row["kind"] != "rollout":
+            errors = [FieldError(name, "only for a rollout") for name in rollout_fields]
+            raise ValidationFailed(
+                "Invalid request: " + "; ".join(f"{e.param}: only for a rollout" for e in errors), errors=errors
+            )
+        if "steps" in sent:
+            steps = [step.model_dump() for step in patch.steps]
+            if steps != row["steps"]:
+                changes["steps"] = steps
+                if row["status"] == "draft":
+                    changes["arms"] = rollout_arms(row["arms"][1]["variant_id"], steps[0]["percent"])
+        if "guardrails" in sent and [g.model_dump() for g in patch.guardrails] != row["guardrails"]:
+            changes["guardrails"] = [g.model_dump() for g in patch.guardrails]
+        if "min_outcomes" in sent and sent["min_outcomes"] != row["min_outcomes"]:
+            changes["min_outcomes"] = sent["min_outcomes"]
+        frozen = sorted({"arms", "salt", "steps", "guardrails", "min_outcomes"} & changes.keys())
         if frozen and row["status"] != "draft":
             raise ExperimentNotDraft(
                 f"Experiment '{ref}' is {row['status']}: its {' and '.join(frozen)} change only while it is a draft"
