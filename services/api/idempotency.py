@@ -194,11 +194,10 @@ _READ_ACTIONS = frozenset({"resolve", "render"})
 
 
 def is_read(path: str) -> bool:
-    """Whether a POST to `path` is a read (`/v1/agents/{agent}/resolve`, `.../render`, `/v1/ofrep/...`)."""
+    """Whether a POST to `path` is a read (`/v1/agents/{agent}/resolve`, `.../render`; OFREP's
+    `/ofrep/v1/...` lies outside /v1 and never reaches this middleware)."""
     parts = path.split("/")
-    if len(parts) == 5 and parts[1:3] == ["v1", "agents"] and parts[4] in _READ_ACTIONS:
-        return True
-    return path.startswith("/v1/ofrep/")
+    return len(parts) == 5 and parts[1:3] == ["v1", "agents"] and parts[4] in _READ_ACTIONS
 
 
 class IdempotencyMiddleware:
