@@ -32,6 +32,8 @@ RESOLVE_ROUTES = frozenset(
         ("POST", "/v1/agents/{agent}/outcomes"),
     }
 )
+# Prometheus' text format: `read`, unless METRICS_OPEN opens it (`RouteRules(opened=...)`).
+METRICS_PATH = "/metrics"
 # OPTIONS changes nothing either (with CORS on, preflights never reach the gate).
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -41,6 +43,8 @@ def required_scope(method: str, path: str) -> str | None:
 
     Routes outside /v1 are open (the bench baselines; the console signs people in itself).
     """
+    if path == METRICS_PATH:
+        return "read"
     if path in OPEN_PATHS or not path.startswith("/v1/"):
         return None
     if path == "/v1/keys" or path.startswith("/v1/keys/"):
@@ -79,12 +83,15 @@ def _ranks(template: str) -> dict[str, int | None]:
 class RouteRules:
     """Finds the route a request path belongs to, in the app's order, and its scope."""
 
-    def __init__(self, routes: Iterable[BaseRoute]) -> None:
+    def __init__(self, routes: Iterable[BaseRoute], *, opened: Iterable[str] = ()) -> None:
+        """`opened`: templates the operator opened to anyone (METRICS_OPEN: /metrics)."""
         templates = dict.fromkeys(path for path, _methods in every_route(routes))  # in order, once each
         # Paths without parameters by a dict lookup; the others by their regexes, in order.
         self._static = {path: path for path in templates if "{" not in path}
         self._rules = [_Rule(compile_path(path)[0], path) for path in templates if "{" in path]
         self._ranks = {template: _ranks(template) for template in templates}
+        for template in set(opened) & set(templates):
+            self._ranks[template] = dict.fromkeys(self._ranks[template])
         self._memo: dict[tuple[str, str], int | None] = {}
 
     def template(self, path: str) -> str | None:
