@@ -36,7 +36,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.api import api_docs, errors, idempotency
+from services.api import api_docs, errors, idempotency, tracing
 from services.api.access.gate import AccessGate, refused_keys
 from services.api.access.keyring import KeyRing
 from services.api.access.rate_limit import Limit, RateLimiter
@@ -92,6 +92,10 @@ async def _purge_expired(db: Database, *, every_seconds: float = 600) -> None:
             except Exception as error:  # noqa: BLE001 - a failed purge is retried next time
                 log.warning("purging expired %s failed: %s", what, error)
         await asyncio.sleep(every_seconds)
+
+
+async def _flush_spans() -> None:
+    await asyncio.to_thread(tracing.flush)
 
 
 def _cache(settings: Settings, *, trusted: bool) -> ResolveCache:
@@ -168,7 +172,7 @@ def _stack(app: FrontDoorAPI, settings: Settings) -> ASGIApp:
     access_log = None
     if settings.access_log and settings.log_level in ("info", "debug", "trace"):
         stack = access_log = AccessLog(stack)  # 2
-    return ResolveFastPath(  # 1
+    front: ASGIApp = ResolveFastPath(  # 1
         stack,
         app.state,
         gate=gate,
@@ -176,6 +180,10 @@ def _stack(app: FrontDoorAPI, settings: Settings) -> ASGIApp:
         cors=bool(settings.cors_allow_origins),
         timeout_seconds=settings.request_timeout_seconds,
     )
+    if tracing.wanted():  # 0: OpenTelemetry's span around everything, the fast path's answers too
+        tracing.start()
+        front = tracing.wrap(front, RouteRules(app.routes).template)
+    return front
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
@@ -247,6 +255,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                 ("stopping the listener", listener.stop),
                 ("recording API key use", ring.flush_usage),
                 ("closing the database pool", db.dispose),
+                ("exporting the last spans", _flush_spans),
             ):
                 try:
                     await asyncio.wait_for(step(), SHUTDOWN_STEP_SECONDS)
@@ -254,6 +263,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                     log.warning("%s at shutdown failed: %r", what, error)
 
     app = FrontDoorAPI(
+        # FastAPI's own OpenTelemetry layer stays off: our span wraps the whole stack (the
+        # fast path's answers too) when tracing is on (`tracing`), so a request has one span.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         title="agent-variants",
         version=VERSION,
         summary="Configuration of LLM agents and their variants.",

@@ -9,6 +9,7 @@ from sqlalchemy import RowMapping, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.api import tracing
 from services.api.models import Activation, Revision, table_of
 from services.api.writes.context import WriteContext
 from services.shared.identifiers import new_id
@@ -78,4 +79,12 @@ async def record(
         )
         .returning(revisions)
     )
-    return (await conn.execute(statement)).mappings().one()
+    row = (await conn.execute(statement)).mappings().one()
+    tracing.annotate(
+        agent=agent_id,
+        revision=row["id"],
+        environment=environment_id,
+        variant=target_id if target == "variant" else None,
+        action=action,
+    )
+    return row
