@@ -63,12 +63,14 @@ from services.api.resolution.watch import WatchHub
 from services.api.revisions.router import router as revisions_router
 from services.api.rules.router import router as rules_router
 from services.api.scheduler import rollouts as rollout_scheduler
+from services.api.scheduler import webhooks as webhook_dispatcher
 from services.api.security_headers import SecurityHeaders
 from services.api.settings import Settings
 from services.api.slugs import slugify as _slugify  # the contract's name for the one slug function
 from services.api.system.router import router as system_router
 from services.api.undo.router import router as undo_router
 from services.api.variants.router import router as variants_router
+from services.api.webhooks.router import router as webhooks_router
 
 __all__ = ["create_app", "serve", "_slugify"]
 
@@ -238,6 +240,11 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             asyncio.create_task(_purge_expired(db)),
             asyncio.create_task(ring.flush_usage_forever()),
             asyncio.create_task(rollout_scheduler.run_forever(db, every_seconds=settings.rollout_tick_seconds)),
+            asyncio.create_task(
+                webhook_dispatcher.run_forever(
+                    db, every_seconds=settings.webhook_tick_seconds, allow_private=settings.webhooks_allow_private
+                )
+            ),
         ]
         # Everything loaded so far (modules, routes, models) lives as long as the process:
         # out of the collector's sight, a full collection takes about 1 ms instead of about
@@ -280,6 +287,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.watch_hub = WatchHub()
     app.state.watch_keepalive_seconds = settings.watch_keepalive_seconds
     app.state.auth_disabled = settings.auth_disabled
+    app.state.webhooks_allow_private = settings.webhooks_allow_private
     if database is not None:
         app.state.db = database
         app.state.resolve_cache = _cache(settings, trusted=True)
@@ -299,6 +307,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         keys_router,
         environments_router,
         catalog_router,
+        webhooks_router,
         api_docs.router,
     ):
         app.include_router(router)

@@ -140,6 +140,14 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/keys"): ADMIN,
     ("GET", "/v1/keys/{key}"): ADMIN,
     ("DELETE", "/v1/keys/{key}"): ADMIN,
+    ("POST", "/v1/webhooks"): ADMIN,
+    ("GET", "/v1/webhooks"): ADMIN,
+    ("GET", "/v1/webhooks/{webhook}"): ADMIN,
+    ("PATCH", "/v1/webhooks/{webhook}"): ADMIN,
+    ("DELETE", "/v1/webhooks/{webhook}"): ADMIN,
+    ("POST", "/v1/webhooks/{webhook}/rotate_secret"): ADMIN,
+    ("GET", "/v1/webhooks/{webhook}/deliveries"): ADMIN,
+    ("POST", "/v1/webhooks/{webhook}/test"): ADMIN,
 }
 
 

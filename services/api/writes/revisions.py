@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api import tracing
 from services.api.models import Activation, Revision, table_of
+from services.api.writes import outbox
 from services.api.writes.context import WriteContext
 from services.shared.identifiers import new_id
 
@@ -80,6 +81,7 @@ async def record(
         .returning(revisions)
     )
     row = (await conn.execute(statement)).mappings().one()
+    await outbox.enqueue(conn, row)  # its webhook events, in the change's own transaction
     tracing.annotate(
         agent=agent_id,
         revision=row["id"],
