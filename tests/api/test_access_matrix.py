@@ -250,6 +250,8 @@ async def opened_world(db: Database) -> AsyncIterator[World]:
             # A model whose name is the `name` the console's static route reads too.
             model = await admin.put("/v1/models/matrix/console.css", json={"context_window": 1000})
             assert model.status_code == 201, model.text
+            hook = await admin.post("/v1/webhooks", json={"url": "https://93.184.215.14/hook", "events": ["*"]})
+            assert hook.status_code == 201, hook.text
         yield World(
             http=http,
             app=app,
@@ -259,6 +261,7 @@ async def opened_world(db: Database) -> AsyncIterator[World]:
                 "variant": variant["id"],
                 "experiment": experiment["id"],
                 "revision": revisions[0]["id"],
+                "webhook": hook.json()["id"],
                 "key": "matrix-read",
                 "environment": "production",
                 "provider": "matrix",
@@ -272,6 +275,7 @@ async def opened_world(db: Database) -> AsyncIterator[World]:
                 "variant": "zz-no-such-variant",
                 "experiment": "zz-no-such-experiment",
                 "revision": "zz-no-such-revision",
+                "webhook": "whk_00000000000000000000000000",
                 "key": "zz-no-such-key",
                 "environment": "zz-no-such-environment",
                 "provider": "zz",

@@ -360,3 +360,15 @@ async def test_an_environment_serving_a_paused_rollout_is_in_use(client: httpx.A
     await ok(client.post(f"{path}/{rollout['id']}/start", params=query))
     await ok(client.post(f"{path}/{rollout['id']}/pause", params=query))
     assert_problem(await client.delete(f"/v1/environments/{staging['id']}"), 409, "environment_in_use")
+
+
+async def test_results_of_a_rolled_back_rollout_are_read(client: httpx.AsyncClient, db: Database) -> None:
+    guardrails = [{"metric": "success_rate", "max_degradation": 0.0}]
+    agent, candidate, rollout = await setup(client, guardrails=guardrails, min_outcomes=5)
+    live = rollout["arms"][0]["variant_id"]
+    outcomes = [{"variant_id": live, "success": True} for _ in range(50)]
+    outcomes += [{"variant_id": candidate["id"], "success": False} for _ in range(50)]
+    await report(client, agent, rollout, outcomes)
+    assert await scheduler.tick(db) == ["roll_back"]
+    results = await ok(client.get(f"/v1/agents/{agent['id']}/experiments/{rollout['id']}/results"))
+    assert results["status"] == "rolled_back" and sum(arm["outcomes"] for arm in results["arms"]) == 100

@@ -286,5 +286,7 @@ class ExperimentResults(BaseModel):
 
     object: Literal["experiment_results"] = Field(description="Always `experiment_results`.")
     experiment_id: str = Field(description="The experiment.")
-    status: Literal["draft", "running", "stopped"] = Field(description="The experiment's status now.")
+    status: Literal["draft", "running", "paused", "stopped", "completed", "rolled_back"] = Field(
+        description="The experiment's (or rollout's) status now."
+    )
     arms: list[ArmResults] = Field(description="Every arm, in order; the first is the control.")
