@@ -8,12 +8,16 @@ tests/api/test_rollouts.py does."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from html import unescape
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.db import Database
 from services.api.experiments import service as experiments
 from services.api.experiments.schemas import ExperimentCreate
+from services.api.models import RolloutGuardrailHistory, table_of
 from services.api.scheduler import rollouts as scheduler
 from services.api.variants import service as variants
 from tests.console.conftest import Browser, csrf_of, make_key
@@ -247,6 +251,13 @@ async def test_pause_resume_and_stop_are_confirmed_first_and_work(admin: Browser
     )
     path = f"/console/agents/{slug}/experiments/{rollout['id']}"
     page = await admin.page(path)
+    # While it runs, the agent's page says so, and activation in its environment waits for it.
+    assert "rollout Ship candidate is running; requests with a subject" in _text(
+        await admin.page(f"/console/agents/{slug}")
+    )
+    frozen = await admin.page(f"/console/agents/{slug}/variants/current/deactivate")
+    assert "no variant can be activated or deactivated there until it ends" in _text(frozen)
+    assert 'name="state"' not in frozen
 
     async def confirmed(action: str, words_in: str, version: int) -> str:
         confirm = await admin.page(f"{path}/{action}")
@@ -306,3 +317,43 @@ async def test_pausing_an_experiment_has_nothing_to_confirm(admin: Browser, db: 
     )
     assert refused.status_code == 409
     assert (await experiments.get_experiment(db, slug, created["id"]))["status"] == "running"
+
+
+async def test_a_long_history_is_thinned_for_its_chart_keeping_the_newest(admin: Browser, db: Database) -> None:
+    slug = await _agent(admin, db, "Long bot")
+    rollout = await _started(
+        db,
+        slug,
+        steps=[{"percent": 10, "hold_seconds": 86400}, {"percent": 100, "hold_seconds": 0}],
+        guardrails=[{"metric": "latency_ms_mean", "max_degradation": 250}],
+    )
+
+    async def unit(conn: AsyncConnection) -> None:
+        started = datetime.fromisoformat(rollout["started_at"])
+        rows = [
+            {
+                "experiment_id": rollout["id"],
+                "at": started + timedelta(seconds=5 * n),
+                "step": 0,
+                "percent": 10,
+                "guardrails": [
+                    {
+                        "metric": "latency_ms_mean",
+                        "max_degradation": 250,
+                        "estimate": -n / 10,
+                        "cs": [-n / 10 - 50, -n / 10 + 50],
+                        "n": [n, n],
+                        "breached": n == 1000,
+                    }
+                ],
+            }
+            for n in range(1001)
+        ]
+        await conn.execute(table_of(RolloutGuardrailHistory).insert(), rows)
+
+    await db.transaction(unit)
+    page = await admin.page(f"/console/agents/{slug}/experiments/{rollout['id']}")
+    estimate = re.search(r'class="estimate" points="([^"]+)"', page)
+    assert estimate is not None
+    assert len(estimate.group(1).split()) == 335  # every third of 1,001 (at most 400), and the newest
+    assert page.count('class="breach"') == 1  # the newest figures are always drawn
