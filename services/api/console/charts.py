@@ -665,15 +665,17 @@ def usage_chart(usage: dict, names: dict[str | None, str]) -> str:
 SEQ_X0, SEQ_X1 = 76.0, 520.0  # the plot; y tick labels end left of it, the threshold's label right of it
 SEQ_TOP, SEQ_HEIGHT = 28.0, 200.0
 # (seconds per unit, its name): the time axis counts minutes, hours or days since the start.
-_TIME_UNITS = ((60.0, "minutes"), (3600.0, "hours"), (86400.0, "days"))
+_TIME_UNITS = ((1.0, "seconds"), (60.0, "minutes"), (3600.0, "hours"), (86400.0, "days"))
 
 
 def _time_unit(span: float) -> tuple[float, str]:
-    if span <= 3 * 3600:
+    if span <= 180:
         return _TIME_UNITS[0]
-    if span <= 3 * 86400:
+    if span <= 3 * 3600:
         return _TIME_UNITS[1]
-    return _TIME_UNITS[2]
+    if span <= 3 * 86400:
+        return _TIME_UNITS[2]
+    return _TIME_UNITS[3]
 
 
 def _runs(points: Sequence[tuple[float, Any]]) -> list[list[tuple[float, Any]]]:
@@ -772,6 +774,11 @@ def sequence_chart(
         upper = " ".join(f"{_n(x(t))},{_n(y(pair[1]))}" for t, pair in run)
         lower = " ".join(f"{_n(x(t))},{_n(y(pair[0]))}" for t, pair in reversed(run))
         body.append(_el("polygon", class_="cs", points=f"{upper} {lower}", fill=POINT, fill_opacity="0.15"))
+        if len(run) == 1:  # one figure has no area: its sequence is a whisker
+            began, pair = run[0]
+            body.append(
+                _el("line", class_="cs-whisker", x1=x(began), y1=y(pair[0]), x2=x(began), y2=y(pair[1]), stroke=POINT)
+            )
         for edge in (0, 1):
             line = " ".join(f"{_n(x(t))},{_n(y(pair[edge]))}" for t, pair in run)
             body.append(_el("polyline", class_="cs-edge", points=line, fill="none", stroke=POINT, stroke_width=1))
@@ -793,7 +800,9 @@ def sequence_chart(
                 stroke_dasharray="6 4",
             )
         )
-        body.append(_label(f"limit {show(limit)}", SEQ_X1 + 6, at + 13, size=SMALL, fill=BAD))
+        # Below its line (the zero's label is above its own), unless that is the x axis's place.
+        below = at + 13 if at + 13 < bottom - 2 else at - 4
+        body.append(_label(f"limit {show(limit)}", SEQ_X1 + 6, below, size=SMALL, fill=BAD))
     for run in _runs([(t, values[i]) for i, t in timed]):
         line = " ".join(f"{_n(x(t))},{_n(y(value))}" for t, value in run)
         body.append(_el("polyline", class_="estimate", points=line, fill="none", stroke=POINT, stroke_width=2))
@@ -815,8 +824,12 @@ def sequence_chart(
     latest, band = values[last] or 0.0, pairs[last]
     words = f"latest {show(latest)}" + (f" ({show(band[0])} to {show(band[1])})" if band else "")
     body.append(_label(words, SEQ_X0, bottom + 52, size=SMALL))
-    notes = "Line: estimate. Band: 95% confidence sequence. Solid line: no difference. Dashed red: the limit."
-    body.append(_label(notes, SEQ_X0, bottom + 70, size=SMALL, fill=MUTED))
+    body.append(
+        _label("Line: the estimate. Band: its 95% confidence sequence.", SEQ_X0, bottom + 70, size=SMALL, fill=MUTED)
+    )
+    body.append(
+        _label("Solid line: no difference. Dashed red line: the limit.", SEQ_X0, bottom + 86, size=SMALL, fill=MUTED)
+    )
     when = format_number((times[last] or 0.0) / size)
     desc = (
         f"{_clean(title)}. {len(shown)} figures over {format_number(span / size)} {unit}. Latest, at {when} {unit}: "
@@ -825,7 +838,7 @@ def sequence_chart(
         + (f"; the limit is {show(limit)}" if limit is not None else "")
         + ("; breached." if any(_at(breached, i) for i in shown) else "; not breached.")
     )
-    return _svg(title, desc, bottom + 80, body)
+    return _svg(title, desc, bottom + 96, body)
 
 
 # What each guardrail's chart plots, oriented as the contract orients it (below 0 is worse).
