@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.db import Database
+from services.api.environments import service as environments
+from services.api.environments.schemas import EnvironmentCreate
 from services.api.experiments import service as experiments
 from services.api.experiments.schemas import ExperimentCreate
 from services.api.models import RolloutGuardrailHistory, table_of
@@ -96,6 +98,11 @@ async def test_a_rollout_starts_from_its_variant_page_with_the_defaults_after_a_
         {"metric": "latency_ms_mean", "max_degradation": 250.0},
     ]
     assert draft["min_outcomes"] == 100
+    drafted = await admin.page(f"/console/agents/{slug}/experiments/{experiment_id}")
+    assert "Not started: nothing is served yet." in _text(drafted) and f'href="{confirm_path}"' in drafted
+    # The active variant has nothing to roll out.
+    active = _text(await admin.page(f"/console/agents/{slug}/variants/current"))
+    assert "Current is already the active variant in production: there is nothing to roll out" in active
 
     # Who gets what: the first step's share, the live config the others keep, the steps,
     # the guardrails in words, the rollback, the activation at the end, the config's changes.
@@ -357,3 +364,25 @@ async def test_a_long_history_is_thinned_for_its_chart_keeping_the_newest(admin:
     assert estimate is not None
     assert len(estimate.group(1).split()) == 335  # every third of 1,001 (at most 400), and the newest
     assert page.count('class="breach"') == 1  # the newest figures are always drawn
+
+
+async def test_a_rollout_is_made_in_the_environment_its_variant_page_shows(admin: Browser, db: Database) -> None:
+    slug = await _agent(admin, db, "Staged bot")
+    await environments.create_environment(db, EnvironmentCreate(name="Staging"))
+    variant_path = f"/console/agents/{slug}/variants/candidate"
+    page = await admin.page(f"{variant_path}?environment=staging")
+    assert 'action="/console/agents/staged-bot/variants/candidate/rollout?environment=staging"' in page
+    assert "Roll out in staging" in page
+    made = await admin.http.post(
+        f"{variant_path}/rollout?environment=staging", data={"csrf": csrf_of(page), **_rollout_form(page)}
+    )
+    assert made.status_code == 303 and made.headers["location"].endswith("/start?environment=staging")
+    experiment_id = made.headers["location"].split("/")[-2]
+    created = await experiments.get_experiment(db, slug, experiment_id, environment="staging")
+    assert created["environment"] == "staging" and created["kind"] == "rollout"
+    confirm = _text(await admin.page(made.headers["location"]))
+    # Nothing is active in staging: the live config there is the base config.
+    assert (
+        "in staging step by step" in confirm
+        and "the other 95% keep getting the live config, the base config" in confirm
+    )
