@@ -561,7 +561,7 @@ async def experiment_page(db: Database, agent_ref: str, experiment_ref: str, *, 
             history = [dict(one) for one in found_history.mappings()]
             live = await _live_words(conn, row, found["id"], environment, slugs)
             rollout = Rollout(now, history, slugs.get(row["arms"][1]["variant_id"], "a deleted variant"), live)
-    return ExperimentPage(found, shown, results_of(_results_status(row), aggregates), slugs, where, rollout)
+    return ExperimentPage(found, shown, results_of(row, aggregates), slugs, where, rollout)
 
 
 async def _live_words(
@@ -574,14 +574,6 @@ async def _live_words(
     if variant_id is None:
         return "the base config"
     return f"variant {slugs.get(variant_id, 'a deleted variant')}"
-
-
-def _results_status(row: RowMapping) -> Mapping[str, Any]:
-    """The row as the results object takes it. Its `status` knows the experiments' three
-    (draft, running, stopped), not a rollout's paused, completed or rolled_back yet: those
-    are read as running (paused) or stopped (ended)."""
-    status = {"paused": "running", "completed": "stopped", "rolled_back": "stopped"}.get(row["status"])
-    return {**row, "status": status or row["status"]}
 
 
 @dataclass(frozen=True)
