@@ -449,11 +449,12 @@ class Moments:
     """One arm's values of one metric in one stratum (a rollout step): count, sum and sum of squares.
 
     Merged with `+`; for a success rate the values are 0 and 1, so `total` = `squares` = successes
-    (`Moments.of_successes`). Sums may be exact (int, Decimal from a numeric column) or floats."""
+    (`Moments.of_successes`). Sums are floats or ints (summed as they come), or exact (Decimal from a
+    numeric column, Fraction): exact ones give the mean and variance exactly, rounded once."""
 
     n: int = 0
-    total: Number = 0
-    squares: Number = 0
+    total: Number | Fraction = 0
+    squares: Number | Fraction = 0
 
     @classmethod
     def of(cls, values: Iterable[float]) -> Moments:
@@ -488,8 +489,16 @@ class Moments:
         return max(0.0, (float(self.squares) - total * total / self.n) / (self.n - 1))
 
 
-def _exact(value: Number) -> bool:
-    return isinstance(value, Decimal)
+def _exact(value: Number | Fraction) -> bool:
+    return isinstance(value, Decimal | Fraction)
+
+
+def _finite(m: Moments) -> bool:
+    """Whether the sums are finite numbers (a numeric sum can be NaN or infinite, a float beyond range)."""
+    try:
+        return math.isfinite(m.total) and math.isfinite(m.squares)
+    except OverflowError:  # a Fraction or Decimal beyond the float range
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,13 +534,14 @@ def stratified_difference(
     """sign * (mean1 - mean0) over strata (aligned by index; a missing one is empty), each weighted by its
     share N_k/N of the outcomes, over the strata where each arm has at least 2 outcomes:
     d = sum (N_k/N) d_k, V = sum (N_k/N)^2 (s1^2/n1 + s0^2/n0). Stratifying by step keeps a metric that
-    drifts for everyone while the arms' shares change out of the difference. None without such a stratum."""
+    drifts for everyone while the arms' shares change out of the difference. None without such a stratum,
+    or when a sum is not finite (rows stored past the API's bounds)."""
     used = [
         (one, zero)
         for one, zero in itertools.zip_longest(arm1, arm0, fillvalue=Moments())
         if one.n >= 2 and zero.n >= 2
     ]
-    if not used:
+    if not used or not all(_finite(one) and _finite(zero) for one, zero in used):
         return None
     total = sum(one.n + zero.n for one, zero in used)
     estimate = variance = 0.0
@@ -540,6 +550,8 @@ def stratified_difference(
         estimate += weight * (one.mean() - zero.mean())
         variance += weight * weight * (one.variance(binary=binary) / one.n + zero.variance(binary=binary) / zero.n)
     estimate *= sign
+    if not (math.isfinite(estimate) and math.isfinite(variance)):
+        return None
     return Sequential(estimate, half_width(variance, total, alpha=alpha, n_star=n_star), total)
 
 
