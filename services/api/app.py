@@ -62,6 +62,7 @@ from services.api.resolution.router import router as resolution_router
 from services.api.resolution.watch import WatchHub
 from services.api.revisions.router import router as revisions_router
 from services.api.rules.router import router as rules_router
+from services.api.scheduler import rollouts as rollout_scheduler
 from services.api.security_headers import SecurityHeaders
 from services.api.settings import Settings
 from services.api.slugs import slugify as _slugify  # the contract's name for the one slug function
@@ -225,7 +226,11 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         )
         listener.start()
         app.state.resolution_listener = listener
-        background = [asyncio.create_task(_purge_expired(db)), asyncio.create_task(ring.flush_usage_forever())]
+        background = [
+            asyncio.create_task(_purge_expired(db)),
+            asyncio.create_task(ring.flush_usage_forever()),
+            asyncio.create_task(rollout_scheduler.run_forever(db, every_seconds=settings.rollout_tick_seconds)),
+        ]
         # Everything loaded so far (modules, routes, models) lives as long as the process:
         # out of the collector's sight, a full collection takes about 1 ms instead of about
         # 85 ms (bench/console.py measured the pauses in the p95 of the console's pages).

@@ -147,14 +147,24 @@ def _message(error: Mapping[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+# A model validator that finds several bad fields at once raises this type with
+# `{"errors": [(param, message), ...]}` in its context: each is named on its own.
+SEVERAL_FIELDS = "several_fields"
+
+
 def field_errors(raw: Iterable[Mapping[str, Any]]) -> list[FieldError]:
     seen: set[tuple[str, str]] = set()
     result = []
     for error in raw:
-        item = (param_of(error.get("loc", ())), _message(error))
-        if item not in seen:
-            seen.add(item)
-            result.append(FieldError(*item))
+        items = [(param_of(error.get("loc", ())), _message(error))]
+        found = (error.get("ctx") or {}).get("errors")
+        if error.get("type") == SEVERAL_FIELDS and isinstance(found, list):
+            where = items[0][0]
+            items = [(param if where == "body" else f"{where}.{param}", message) for param, message in found]
+        for item in items:
+            if item not in seen:
+                seen.add(item)
+                result.append(FieldError(*item))
     return result
 
 

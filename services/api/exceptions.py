@@ -225,7 +225,17 @@ def conflicts_reported_as(kind: type[DomainError] | None) -> Iterator[None]:
     `undo_conflict`); with None, let them through as they are."""
     try:
         yield
-    except (InconsistentConfig, ModelLimit, SlugTaken, VariantInExperiment, VariantInRule) as error:
+    except (
+        InconsistentConfig,
+        ModelLimit,
+        InvalidTemplate,
+        UndeclaredVariable,
+        InvalidSchema,
+        SlugTaken,
+        VariantInExperiment,
+        VariantInRule,
+        ExperimentRunning,
+    ) as error:
         if kind is None:
             raise
         raise kind(error.detail, errors=error.errors) from None

@@ -40,6 +40,10 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# The metrics a rollout's step totals keep a count, sum and sum of squares of (success rate
+# keeps `judged` and `successes`): score, latency_ms, cost_usd, output_tokens.
+ROLLOUT_METRICS = ("score", "latency", "cost", "output")
+
 # Ids sort by byte value, which is creation order for ULIDs whatever the database locale.
 ID_TYPE = String(40, collation="C")
 
@@ -237,14 +241,24 @@ class Experiment(Base):
     __tablename__ = "experiments"
     __table_args__ = (
         UniqueConstraint("agent_id", "slug"),
-        CheckConstraint("status IN ('draft', 'running', 'stopped')", name="status"),
-        # At most one running experiment per agent and environment, enforced by the database.
+        CheckConstraint(
+            "status IN ('draft', 'running', 'paused', 'stopped', 'completed', 'rolled_back')", name="status"
+        ),
+        CheckConstraint("kind IN ('experiment', 'rollout')", name="kind"),
+        # At most one split running (or, a rollout, paused) per agent and environment,
+        # enforced by the database.
         Index(
             "uq_experiments_one_running_per_agent_environment",
             "agent_id",
             "environment_id",
             unique=True,
-            postgresql_where=text("status = 'running'"),
+            postgresql_where=text("status IN ('running', 'paused')"),
+        ),
+        # The scheduler's "which rollouts are due?" over the few that are live.
+        Index(
+            "ix_experiments_live_rollouts",
+            "id",
+            postgresql_where=text("kind = 'rollout' AND status IN ('running', 'paused')"),
         ),
         Index("ix_experiments_agent_id_id", "agent_id", "id"),
         Index("ix_experiments_environment_id", "environment_id"),
@@ -266,6 +280,18 @@ class Experiment(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Contract 1.1: `experiment` (weighted arms) or `rollout` (one variant, step by step).
+    kind: Mapped[str] = mapped_column(String(16), server_default="experiment")
+    # A rollout's [{"percent", "hold_seconds"}], [{"metric", "max_degradation"}] and the
+    # outcomes each guardrail needs per arm before it can pass or be breached.
+    steps: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB, nullable=True)
+    guardrails: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB, nullable=True)
+    min_outcomes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The step in force (from 0) and since when; null before the start.
+    step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    step_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Why it paused, stopped or rolled back, in words (`config_changed`, a guardrail's figures).
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Outcome(Base):
@@ -310,6 +336,8 @@ class Outcome(Base):
     success: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     score: Mapped[float | None] = mapped_column(Double, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The step of its rollout in force when it arrived (null for other outcomes).
+    step: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class UsageTotal(Base):
@@ -371,6 +399,44 @@ class ExperimentArmTotal(Base):
     output_tokens_sumsq: Mapped[Any] = mapped_column(Numeric, server_default="0")
     costed: Mapped[int] = mapped_column(BigInteger, server_default="0")
     cost_usd_sumsq: Mapped[Any] = mapped_column(Numeric, server_default="0")
+
+
+class RolloutStepTotal(Base):
+    """A rollout's outcomes summed per arm and step (the step in force when each arrived):
+    each metric's count, sum and sum of squares, what a guardrail's confidence sequence
+    (`services.shared.stats`) is computed from. Written with the outcomes, in their
+    transaction (`outcomes.service`)."""
+
+    __tablename__ = "rollout_step_totals"
+
+    experiment_id: Mapped[str] = mapped_column(
+        ID_TYPE, ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    arm: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    judged: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    successes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    locals().update(
+        {
+            f"{metric}_{part}": mapped_column(kind, nullable=False, server_default="0")
+            for metric in ROLLOUT_METRICS
+            for part, kind in (("n", BigInteger), ("sum", Double), ("sumsq", Double))
+        }
+    )
+
+
+class RolloutGuardrailHistory(Base):
+    """A rollout's guardrails' figures over time (`GET .../guardrail_history`)."""
+
+    __tablename__ = "rollout_guardrail_history"
+    __table_args__ = (Index("ix_rollout_guardrail_history_experiment_id_at", "experiment_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    experiment_id: Mapped[str] = mapped_column(ID_TYPE, ForeignKey("experiments.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    step: Mapped[int] = mapped_column(Integer)
+    percent: Mapped[int] = mapped_column(Integer)
+    guardrails: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
 
 
 class ExperimentLatencyBin(Base):

@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     # served from the cache while the listener is down). Every expiry costs a query, so
     # with 100,000 agents a minute meant about 1,700 needless queries a second; five
     # minutes, about 330.
+    # How often every replica looks for due rollout transitions (one replica performs each).
+    rollout_tick_seconds: float = Field(1.0, gt=0, le=60)
     resolve_cache_size: int = Field(100_000, ge=0)
     resolve_cache_ttl_seconds: float = Field(300.0, gt=0)
     # One line per request (`access_log.py`), at LOG_LEVEL info or below; written in

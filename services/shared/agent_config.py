@@ -100,7 +100,13 @@ def choose(
 
 
 def arm_config(
-    experiment_id: str, arm: Mapping[str, Any], *, agent_id: str, agent_slug: str | None, environment: str | None
+    experiment_id: str,
+    arm: Mapping[str, Any],
+    *,
+    agent_id: str,
+    agent_slug: str | None,
+    environment: str | None,
+    source: Source = "experiment",
 ) -> ResolvedAgentConfig | None:
     """A started arm's resolved config from its snapshot, or None for an arm started before
     snapshots existed (it resolves as a preview of its variant, as it always did)."""
@@ -112,7 +118,7 @@ def arm_config(
         variant_id=snapshot["variant_id"],
         agent_slug=agent_slug,
         variant_slug=snapshot["variant_slug"],
-        source="experiment",
+        source=source,
         experiment_id=experiment_id,
         arm=arm["arm"],
         environment=environment,
@@ -193,7 +199,7 @@ async def resolve_agent_config(
     if subject is not None:
         running = await query.fetch(conn, query.RUNNING, {"agent": agent_id, "environment": environment_id})
         if running is not None:
-            experiment = (running[0], running[1], query.json_value(running[2]))
+            experiment = (running[0], running[1], query.json_value(running[2]), running[3])
     split = (experiment[1], [arm["weight"] for arm in experiment[2]]) if experiment is not None else None
     kind, chosen = choose(rules, split, subject=subject, attributes=attributes)
     if kind == "rule":
@@ -203,7 +209,10 @@ async def resolve_agent_config(
     if kind == "experiment":
         assert experiment is not None and isinstance(chosen, int)
         arm = experiment[2][chosen]
-        resolved = arm_config(experiment[0], arm, agent_id=agent_id, agent_slug=row[1], environment=row[5])
+        source: Source = "rollout" if experiment[3] == "rollout" else "experiment"
+        resolved = arm_config(
+            experiment[0], arm, agent_id=agent_id, agent_slug=row[1], environment=row[5], source=source
+        )
         if resolved is not None:
             return resolved
         legacy = await fetch_row(conn, agent_id, environment=environment_id, variant=arm["variant_id"] or BASE)

@@ -55,6 +55,7 @@ _experiments = table(
     column("status"),
     column("salt"),
     column("arms"),
+    column("kind"),
 )
 
 
@@ -110,12 +111,16 @@ _STATEMENTS: dict[Any, Any] = {
     for variant_key in (None, "base", "id", "slug")
 }
 
-# The running experiment of an agent (by id) in an environment (by id): its id, salt and arms.
+# The split serving an agent (by id) in an environment (by id): a running experiment or a
+# running or paused rollout, with its id, salt, arms, kind and status.
 RUNNING = ("running",)
-_STATEMENTS[RUNNING] = select(_experiments.c.id, _experiments.c.salt, _experiments.c.arms).where(
+_STATEMENTS[RUNNING] = select(
+    _experiments.c.id, _experiments.c.salt, _experiments.c.arms, _experiments.c.kind, _experiments.c.status
+).where(
     _experiments.c.agent_id == bindparam("agent"),
     _experiments.c.environment_id == bindparam("environment"),
-    _experiments.c.status == literal_column("'running'"),  # inline: the driver path binds by name
+    # A paused rollout keeps serving its step. Inline: the driver path binds by name.
+    _experiments.c.status.in_([literal_column("'running'"), literal_column("'paused'")]),
 )
 
 _N = len(CONFIG_FIELDS)

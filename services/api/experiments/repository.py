@@ -33,9 +33,14 @@ async def get(conn: AsyncConnection, agent_id: str, ref: str, *, environment_id:
     return (await conn.execute(query)).mappings().first()
 
 
+async def by_id(conn: AsyncConnection, experiment_id: str) -> RowMapping | None:
+    """An experiment by id, with its environment's slug."""
+    return (await conn.execute(_EXPERIMENTS.where(experiments.c.id == experiment_id))).mappings().first()
+
+
 async def running(conn: AsyncConnection, agent_id: str, *, environment_id: str | None) -> RowMapping | None:
-    """The agent's running experiment in the environment (in any, when None)."""
-    query = _EXPERIMENTS.where(experiments.c.agent_id == agent_id, experiments.c.status == "running")
+    """The agent's running (or paused) split in the environment (in any, when None)."""
+    query = _EXPERIMENTS.where(experiments.c.agent_id == agent_id, experiments.c.status.in_(("running", "paused")))
     if environment_id is not None:
         query = query.where(experiments.c.environment_id == environment_id)
     return (await conn.execute(query.limit(1))).mappings().first()
@@ -52,7 +57,7 @@ async def running_for_ref(
     query = query.where(
         agents.c[agent_key] == agent_ref,
         agents.c.archived_at.is_(None),
-        experiments.c.status == "running",
+        experiments.c.status.in_(("running", "paused")),
         experiments.c.environment_id == environment_id,
     )
     return (await conn.execute(query)).mappings().first()
@@ -81,6 +86,15 @@ async def environments_of(conn: AsyncConnection, agent_id: str, ids: set[str]) -
         experiments.c.agent_id == agent_id, experiments.c.id.in_(ids)
     )
     return {experiment_id: environment_id for experiment_id, environment_id in await conn.execute(query)}
+
+
+async def arms_of(conn: AsyncConnection, agent_id: str, ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """The arms (as stored: started ones with the variant they serve) of each of these ids
+    that is an experiment of the agent."""
+    query = select(experiments.c.id, experiments.c.arms).where(
+        experiments.c.agent_id == agent_id, experiments.c.id.in_(ids)
+    )
+    return {experiment_id: arms for experiment_id, arms in await conn.execute(query)}
 
 
 async def slugs_taken(conn: AsyncConnection, agent_id: str, candidates: list[str]) -> set[str]:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from services.api.deps import DB, EnvironmentRef, ExperimentCursor, Limit, Write
 from services.api.errors import responses
 from services.api.experiments import service
-from services.api.experiments.schemas import ExperimentCreate, ExperimentRead, ExperimentUpdate
+from services.api.experiments.schemas import ExperimentCreate, ExperimentRead, ExperimentUpdate, GuardrailFiguresRead
 from services.api.http import object_response
 from services.api.principal import current_key, request_environment
 from services.api.schemas import Page, list_page
@@ -57,7 +57,9 @@ async def list_experiments(
     environment: EnvironmentRef,
     limit: Limit = 20,
     after: ExperimentCursor = None,
-    status: Literal["draft", "running", "stopped"] | None = Query(None, description="Only experiments in this status."),
+    status: Literal["draft", "running", "paused", "stopped", "completed", "rolled_back"] | None = Query(
+        None, description="Only experiments in this status."
+    ),
 ) -> Response:
     """The agent's experiments in the environment, newest first, `limit` at a time; `status` filters."""
     rows = await service.list_experiments(
@@ -145,3 +147,62 @@ async def stop_experiment(
     return object_response(
         request, await service.stop_experiment(db, agent, experiment, environment=environment, context=context)
     )
+
+
+@router.post(
+    "/{experiment}/pause",
+    response_model=ExperimentRead,
+    summary="Pause a rollout: it keeps serving and guarding its step, and does not advance",
+    responses=responses(403, 404, 409, 412, 422),
+)
+async def pause_rollout(
+    request: Request, agent: str, experiment: str, db: DB, context: Write, environment: EnvironmentRef
+) -> Response:
+    """A running rollout becomes `paused`: subjects keep their arms and its guardrails keep
+    watching (a breach still rolls it back), but it does not advance to the next step. For
+    an experiment, 409 `invalid_status`; pausing a paused rollout changes nothing."""
+    paused = await service.pause_or_resume(db, agent, experiment, pause=True, environment=environment, context=context)
+    return object_response(request, paused)
+
+
+@router.post(
+    "/{experiment}/resume",
+    response_model=ExperimentRead,
+    summary="Resume a paused rollout",
+    responses=responses(403, 404, 409, 412, 422),
+)
+async def resume_rollout(
+    request: Request, agent: str, experiment: str, db: DB, context: Write, environment: EnvironmentRef
+) -> Response:
+    """A paused rollout runs again: it advances once its step's hold has passed and its
+    guardrails allow. For an experiment, 409 `invalid_status`."""
+    resumed = await service.pause_or_resume(
+        db, agent, experiment, pause=False, environment=environment, context=context
+    )
+    return object_response(request, resumed)
+
+
+@router.get(
+    "/{experiment}/guardrail_history",
+    response_model=Page[GuardrailFiguresRead],
+    summary="A rollout's guardrail figures over time, newest first",
+    responses=responses(403, 404, 422),
+)
+async def guardrail_history(
+    agent: str,
+    experiment: str,
+    db: DB,
+    environment: EnvironmentRef,
+    limit: Limit = 20,
+    after: str | None = Query(
+        None, pattern=r"^[0-9]{1,18}$", description="The `id` of the last figures already seen: the page after them."
+    ),
+) -> Response:
+    """The figures of the rollout's guardrails as they changed (recorded by the scheduler at
+    most every few seconds, and at every breach): the step, its percent, and each
+    guardrail's `estimate`, `cs`, `n` and `breached`, as `progress` shows them. An
+    experiment has none (an empty list)."""
+    rows = await service.guardrail_history(
+        db, agent, experiment, after=int(after) if after else None, limit=limit + 1, environment=environment
+    )
+    return JSONResponse(list_page(rows, limit=limit))

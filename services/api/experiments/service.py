@@ -15,9 +15,10 @@ write can make an arm serve a config that breaks the rule.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping
+from sqlalchemy import RowMapping, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,7 +36,15 @@ from services.api.exceptions import (
     ValidationFailed,
 )
 from services.api.experiments import repository
-from services.api.experiments.schemas import ArmIn, ExperimentCreate, ExperimentUpdate, experiment_read
+from services.api.experiments.schemas import (
+    ArmIn,
+    ExperimentCreate,
+    ExperimentUpdate,
+    experiment_read,
+    guardrail_figures_read,
+)
+from services.api.rollouts import figures as rollout_figures
+from services.api.rollouts import repository as rollouts
 from services.api.schemas import set_fields
 from services.api.slugs import LIVE
 from services.api.variants import repository as variants
@@ -46,6 +55,37 @@ from services.api.writes.locks import LockedAgent, find_agent, lock_agent
 from services.api.writes.revisions import record
 from services.shared.agent_config import BASE, CONFIG_FIELDS, coalesce, coalesce_keyed
 from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID, new_id
+
+# The statuses in which a split serves its arms, and those that end it.
+LIVE_STATUSES = frozenset({"running", "paused"})
+FINAL_STATUSES = frozenset({"stopped", "completed", "rolled_back"})
+DEFAULT_MIN_OUTCOMES = 100
+
+
+def rollout_arms(variant_id: str, percent: int) -> list[dict[str, Any]]:
+    """A rollout's two arms at `percent`: arm 0 `live` (what the environment serves at the
+    start), arm 1 the variant. Their weights lay the buckets out as the contract's rollout
+    does: arm 0 owns [0, 10000 - 100p), arm 1 the rest (`assignment.arm_sizes` gives weights
+    summing to 10,000 exactly those sizes), so every path that serves weighted arms serves a
+    rollout's step as it is, and a subject moved to arm 1 stays there as the percent rises."""
+    return [
+        {"arm": 0, "variant_id": None, "weight": 10_000 - 100 * percent, "live": True},
+        {"arm": 1, "variant_id": variant_id, "weight": 100 * percent},
+    ]
+
+
+def at_percent(arms: list[dict[str, Any]], percent: int) -> list[dict[str, Any]]:
+    """Started arms (with their snapshots) re-weighted for a step's percent."""
+    return [{**arms[0], "weight": 10_000 - 100 * percent}, {**arms[1], "weight": 100 * percent}]
+
+
+async def shown(conn: AsyncConnection, row: RowMapping) -> dict[str, Any]:
+    """The experiment object; a started rollout's with its `progress`, as of now."""
+    progress = None
+    if row["kind"] == "rollout" and row["step"] is not None:
+        now: datetime = await conn.scalar(select(func.clock_timestamp()))  # type: ignore[assignment]  # never NULL
+        progress = rollout_figures.progress(row, await rollouts.step_totals(conn, row["id"]), now)
+    return experiment_read(row, progress)
 
 
 async def require(conn: AsyncConnection, agent_id: str, ref: str, *, environment_id: str) -> RowMapping:
@@ -161,7 +201,22 @@ async def create_experiment(
                     f"Invalid request: environment {message}", errors=[FieldError("environment", message)]
                 )
             env = chosen
-        arms = await _arms(conn, agent.id, data.arms, environment_id=env["id"])
+        rollout: dict[str, Any] = {}
+        if data.kind == "rollout":
+            assert data.variant is not None and data.steps is not None  # ExperimentCreate checked it
+            variant = await variants.get(conn, agent.id, data.variant, environment_id=env["id"])
+            if variant is None:
+                raise NotFound("Variant", data.variant, param="variant")
+            steps = [step.model_dump() for step in data.steps]
+            arms = rollout_arms(variant["id"], steps[0]["percent"])
+            rollout = {
+                "steps": steps,
+                "guardrails": [guardrail.model_dump() for guardrail in data.guardrails or []],
+                "min_outcomes": data.min_outcomes if data.min_outcomes is not None else DEFAULT_MIN_OUTCOMES,
+            }
+        else:
+            assert data.arms is not None  # ExperimentCreate checked it
+            arms = await _arms(conn, agent.id, data.arms, environment_id=env["id"])
         stem = slugs.slugify(data.name) or "experiment"
         slug = await slugs.first_free(stem, lambda chunk: repository.slugs_taken(conn, agent.id, chunk))
         at = agent.at
@@ -179,9 +234,11 @@ async def create_experiment(
                 "arms": arms,
                 "created_at": at,
                 "updated_at": at,
+                "kind": data.kind,
+                **rollout,
             },
         )
-        experiment = experiment_read(await require(conn, agent.id, experiment_id, environment_id=env["id"]))
+        experiment = await shown(conn, await require(conn, agent.id, experiment_id, environment_id=env["id"]))
         await record(
             conn,
             agent_id=agent.id,
@@ -207,7 +264,7 @@ async def get_experiment(
     async with db.read() as conn:
         agent = await find_agent(conn, agent_ref)
         env = await environments.named(conn, environment)
-        return experiment_read(await require(conn, agent.id, ref, environment_id=env["id"]))
+        return await shown(conn, await require(conn, agent.id, ref, environment_id=env["id"]))
 
 
 async def list_experiments(
@@ -219,10 +276,10 @@ async def list_experiments(
         rows = await repository.list_page(
             conn, agent.id, after=after, limit=limit, status=status, environment_id=env["id"]
         )
-        return [experiment_read(row) for row in rows]
+        return [await shown(conn, row) for row in rows]
 
 
-async def _write(
+async def write_change(
     conn: AsyncConnection,
     agent: LockedAgent,
     row: RowMapping,
@@ -237,14 +294,14 @@ async def _write(
         if constraint_name(error) == "uq_experiments_one_running_per_agent_environment":
             raise _running_elsewhere(row["environment"]) from None
         raise
-    after = experiment_read(await require(conn, agent.id, row["id"], environment_id=row["environment_id"]))
+    after = await shown(conn, await require(conn, agent.id, row["id"], environment_id=row["environment_id"]))
     await record(
         conn,
         agent_id=agent.id,
         target="experiment",
         target_id=row["id"],
         action=action,
-        before=experiment_read(row),
+        before=await shown(conn, row),
         after=after,
         context=context,
         at=agent.at,
@@ -281,6 +338,9 @@ async def update_experiment(
             changes["description"] = sent["description"] or ""
         if "salt" in sent and sent["salt"] != row["salt"]:
             changes["salt"] = sent["salt"]
+        if "arms" in sent and row["kind"] == "rollout":
+            message = "a rollout's arms are derived (live, then its variant): they cannot be set"
+            raise ValidationFailed(f"Invalid request: arms: {message}", errors=[FieldError("arms", message)])
         if "arms" in sent:
             arms = await _arms(conn, agent.id, patch.arms, environment_id=env["id"])
             if [_as_created(arm) for arm in arms] != [_as_created(arm) for arm in row["arms"]]:
@@ -291,8 +351,8 @@ async def update_experiment(
                 f"Experiment '{ref}' is {row['status']}: its {' and '.join(frozen)} change only while it is a draft"
             )
         if not changes:
-            return experiment_read(row)
-        after = await _write(conn, agent, row, changes, action="update", context=context)
+            return await shown(conn, row)
+        after = await write_change(conn, agent, row, changes, action="update", context=context)
         await announce.agent_changed(conn, agent.id, env)
         return after
 
@@ -321,7 +381,7 @@ async def delete_experiment(
             target="experiment",
             target_id=row["id"],
             action="delete",
-            before=experiment_read(row),
+            before=await shown(conn, row),
             after=None,
             context=context,
             at=agent.at,
@@ -346,18 +406,20 @@ async def start_experiment(
         env = await environments.hold(conn, environment)
         row = await require(conn, agent.id, ref, environment_id=env["id"])
         context.check_version(row["version"], what="experiment")
-        if row["status"] == "running":
-            return experiment_read(row)  # like activating the active variant: a no-op
-        if row["status"] == "stopped":
-            raise InvalidStatus(f"Experiment '{ref}' is stopped; a stopped experiment cannot start again")
+        if row["status"] in LIVE_STATUSES:
+            return await shown(conn, row)  # like activating the active variant: a no-op
+        if row["status"] in FINAL_STATUSES:
+            raise InvalidStatus(f"Experiment '{ref}' is {row['status']}; it cannot start again")
         other = await repository.running(conn, agent.id, environment_id=env["id"])
         if other is not None:
             raise ExperimentRunning(
                 f"Experiment '{other['slug']}' of this agent is running in '{env['slug']}'; stop it first"
             )
         arms = await _snapshots(conn, agent, row["arms"], environment_id=env["id"])
-        changes = {"status": "running", "started_at": agent.at, "arms": arms}
-        after = await _write(conn, agent, row, changes, action="start", context=context)
+        changes: dict[str, Any] = {"status": "running", "started_at": agent.at, "arms": arms}
+        if row["kind"] == "rollout":
+            changes |= {"step": 0, "step_started_at": agent.at}
+        after = await write_change(conn, agent, row, changes, action="start", context=context)
         await announce.agent_changed(conn, agent.id, env)
         return after
 
@@ -378,13 +440,67 @@ async def stop_experiment(
         row = await require(conn, agent.id, ref, environment_id=env["id"])
         context.check_version(row["version"], what="experiment")
         if row["status"] == "stopped":
-            return experiment_read(row)
-        if row["status"] == "draft":
-            raise InvalidStatus(f"Experiment '{ref}' is a draft; only a running experiment can be stopped")
-        after = await _write(
+            return await shown(conn, row)
+        if row["status"] not in LIVE_STATUSES:
+            raise InvalidStatus(f"Experiment '{ref}' is {row['status']}; only a running or paused split can be stopped")
+        after = await write_change(
             conn, agent, row, {"status": "stopped", "stopped_at": agent.at}, action="stop", context=context
         )
         await announce.agent_changed(conn, agent.id, env)
         return after
 
     return await db.transaction(unit)
+
+
+async def pause_or_resume(
+    db: Database,
+    agent_ref: str,
+    ref: str,
+    *,
+    pause: bool,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
+    context: WriteContext = NO_CONTEXT,
+) -> dict[str, Any]:
+    """`POST .../pause` and `.../resume`, for rollouts only (409 `invalid_status` otherwise):
+    a paused rollout keeps serving and guarding its step but does not advance. Pausing a
+    paused rollout, or resuming a running one, changes nothing."""
+    wanted, action = ("paused", "pause") if pause else ("running", "resume")
+
+    async def unit(conn: AsyncConnection) -> dict[str, Any]:
+        agent = await lock_agent(conn, agent_ref)
+        env = await environments.hold(conn, environment)
+        row = await require(conn, agent.id, ref, environment_id=env["id"])
+        context.check_version(row["version"], what="experiment")
+        if row["kind"] != "rollout":
+            raise InvalidStatus(f"Experiment '{ref}' is not a rollout; only rollouts {action}")
+        if row["status"] == wanted:
+            return await shown(conn, row)
+        if row["status"] not in LIVE_STATUSES:
+            raise InvalidStatus(f"Rollout '{ref}' is {row['status']}; only a running or paused rollout can {action}")
+        after = await write_change(
+            conn, agent, row, {"status": wanted, "status_reason": None}, action=action, context=context
+        )
+        await announce.agent_changed(conn, agent.id, env)
+        return after
+
+    return await db.transaction(unit)
+
+
+async def guardrail_history(
+    db: Database,
+    agent_ref: str,
+    ref: str,
+    *,
+    after: int | None,
+    limit: int,
+    environment: str = PRODUCTION_ENVIRONMENT_ID,
+) -> list[dict[str, Any]]:
+    """A page of the rollout's guardrail figures, newest first (none for an experiment)."""
+    async with db.read() as conn:
+        agent = await find_agent(conn, agent_ref, archived=True)
+        env = await environments.named(conn, environment)
+        row = await require(conn, agent.id, ref, environment_id=env["id"])
+        return [
+            guardrail_figures_read(one)
+            for one in await rollouts.history_page(conn, row["id"], after=after, limit=limit)
+        ]

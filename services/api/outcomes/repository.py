@@ -27,6 +27,7 @@ COLUMNS = (
     "success",
     "score",
     "estimated_cost_usd",
+    "step",
 )
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic_core import PydanticCustomError
 
+from services.api.errors import SEVERAL_FIELDS
 from services.api.schemas import EXAMPLE_IDS, StrictModel, id_pattern, integer, number, text
 from services.shared.identifiers import is_id
 
@@ -28,10 +30,12 @@ if TYPE_CHECKING:  # what the validators hand on
     Count = int
     NonNegative = float
     Score = float
+    Arm = int
 else:
     Count = integer(0, BOUND)
     NonNegative = number(0, BOUND)
     Score = number(-BOUND, BOUND)
+    Arm = integer(0, 9)
 
 
 class OutcomeIn(StrictModel):
@@ -52,6 +56,21 @@ class OutcomeIn(StrictModel):
     cost_usd: NonNegative | None = None
     success: StrictBool | None = None
     score: Score | None = None
+    arm: Arm | None = Field(
+        None,
+        description="The arm of `experiment_id` that served it (contract 1.1): it wins over `variant_id` for "
+        "attribution (the outcome counts for that arm's config). Needs `experiment_id`.",
+    )
+
+    @model_validator(mode="after")
+    def _arm_needs_its_experiment(self) -> OutcomeIn:
+        if self.arm is not None and self.experiment_id is None:
+            raise PydanticCustomError(
+                SEVERAL_FIELDS,
+                "arm: names an arm of experiment_id, which is missing",
+                {"errors": [("arm", "needs experiment_id")]},
+            )
+        return self
 
 
 class OutcomeBatch(StrictModel):

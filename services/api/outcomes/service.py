@@ -25,6 +25,7 @@ from services.api.outcomes import repository
 from services.api.outcomes.figures import results_of, usage_of
 from services.api.outcomes.schemas import OutcomeIn
 from services.api.principal import Principal, request_environment
+from services.api.rollouts import repository as rollouts
 from services.api.writes.locks import find_agent
 from services.shared.identifiers import PRODUCTION_ENVIRONMENT_ID
 
@@ -83,10 +84,11 @@ async def store(
             ]
             if elsewhere:
                 raise _forbidden(key, elsewhere, "for experiment(s) {} of another environment")
-        found = await environments.by_refs(conn, {environment} | {o.environment for o in outcomes if o.environment})
+        attributed = await _by_arm(conn, agent.id, outcomes, batch=batch)
+        found = await environments.by_refs(conn, {environment} | {o.environment for o in attributed if o.environment})
         if environment not in found:
             raise NotFound("Environment", environment, param="environment")
-        missing = [(i, o.environment) for i, o in enumerate(outcomes) if o.environment and o.environment not in found]
+        missing = [(i, o.environment) for i, o in enumerate(attributed) if o.environment and o.environment not in found]
         if missing:
             raise ValidationFailed(
                 "Environment " + ", ".join(sorted({f"'{ref}'" for _, ref in missing})) + " not found",
@@ -103,11 +105,14 @@ async def store(
                 return in_environment[o.experiment_id]
             return default
 
-        places = [place(o) for o in outcomes]
+        places = [place(o) for o in attributed]
         # Contract 1.1: a cost left out is estimated from the prices of the model served.
-        unpriced = {o.variant_id or "" for o in outcomes if o.cost_usd is None}
+        unpriced = {o.variant_id or "" for o in attributed if o.cost_usd is None}
         prices = await catalog.prices_served(conn, agent.id, unpriced - {""}) if unpriced else {}
-        estimates = [_estimate(o, prices) for o in outcomes]
+        estimates = [_estimate(o, prices) for o in attributed]
+        # Contract 1.1: a live rollout's outcomes count toward its guardrails, per arm and step.
+        live = await rollouts.live_states(conn, named) if named else {}
+        steps = [_rollout_step(o, live) for o in attributed]
         records = [
             (
                 agent.id,
@@ -122,12 +127,14 @@ async def store(
                 o.success,
                 o.score,
                 estimate,
+                step[1] if step is not None else None,
             )
-            for o, environment_id, estimate in zip(outcomes, places, estimates, strict=True)
+            for o, environment_id, estimate, step in zip(attributed, places, estimates, steps, strict=True)
         ]
         try:
             await repository.insert_many(conn, records)
-            await repository.add_to_totals(conn, agent.id, _sums(outcomes, places, estimates))
+            await repository.add_to_totals(conn, agent.id, _sums(attributed, places, estimates))
+            await rollouts.add(conn, _step_sums(attributed, steps, records))
         except Exception as error:
             # The agent was purged after it was found (the batch takes no lock on it, so
             # ingestion never waits for the agent's writers): its rows are gone, say so.
@@ -137,6 +144,66 @@ async def store(
         return len(records)
 
     return await db.transaction(unit)
+
+
+async def _by_arm(conn: AsyncConnection, agent_id: str, outcomes: list[OutcomeIn], *, batch: bool) -> list[OutcomeIn]:
+    """Contract 1.1: an outcome's `arm` wins over its `variant_id` for attribution: it counts
+    for the config that arm of its experiment serves (422 naming `arm` for one it lacks)."""
+    named = {o.experiment_id for o in outcomes if o.arm is not None and o.experiment_id is not None}
+    if not named:
+        return outcomes
+    arms = await experiment_repository.arms_of(conn, agent_id, named)
+    errors = [
+        FieldError(
+            _param(i, "arm", batch), f"experiment {o.experiment_id} has arms 0 to {len(arms[o.experiment_id]) - 1}"
+        )
+        for i, o in enumerate(outcomes)
+        if o.arm is not None and o.experiment_id is not None and o.arm >= len(arms[o.experiment_id])
+    ]
+    if errors:
+        raise ValidationFailed(
+            "Invalid request: " + "; ".join(f"{e.param}: {e.message}" for e in errors), errors=errors
+        )
+    return [
+        o
+        if o.arm is None or o.experiment_id is None
+        else o.model_copy(update={"variant_id": arms[o.experiment_id][o.arm]["variant_id"]})
+        for o in outcomes
+    ]
+
+
+def _rollout_step(o: OutcomeIn, live: dict[str, tuple[int, dict[str, int]]]) -> tuple[int, int] | None:
+    """(arm, step) of an outcome of a live rollout whose config is one of its arms, else None."""
+    state = live.get(o.experiment_id or "")
+    if state is None:
+        return None
+    step, arms = state
+    arm = arms.get(o.variant_id or "")
+    return None if arm is None else (arm, step)
+
+
+def _step_sums(
+    outcomes: list[OutcomeIn], steps: list[tuple[int, int] | None], records: list[tuple[Any, ...]]
+) -> rollouts.Sums:
+    """A batch's outcomes of live rollouts summed per (experiment, arm, step): what each
+    guardrail's metric counts (`repository.COUNTERS` order). Cost is the stored one
+    (reported, or estimated from the catalog)."""
+    sums: rollouts.Sums = {}
+    cost_at = repository.COLUMNS.index("cost_usd")
+    for o, step, record in zip(outcomes, steps, records, strict=True):
+        if step is None:
+            continue
+        assert o.experiment_id is not None
+        row = sums.setdefault((o.experiment_id, *step), [0.0] * len(rollouts.COUNTERS))
+        if o.success is not None:
+            row[0] += 1
+            row[1] += 1 if o.success else 0
+        for index, value in enumerate((o.score, o.latency_ms, record[cost_at], o.output_tokens)):
+            if value is not None:
+                row[2 + 3 * index] += 1
+                row[3 + 3 * index] += float(value)
+                row[4 + 3 * index] += float(value) ** 2
+    return {key: [int(v) if i in (0, 1, 2, 5, 8, 11) else v for i, v in enumerate(row)] for key, row in sums.items()}
 
 
 def _param(index: int, field: str, batch: bool) -> str:

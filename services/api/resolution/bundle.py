@@ -27,8 +27,8 @@ async def build(db: Database, agent: str, environment: str) -> tuple[bytes, str,
     if found.experiment is not None:
         experiment = BundleExperiment(
             id=found.experiment["id"],
-            kind="experiment",
-            status="running",
+            kind=found.experiment["kind"],
+            status=found.experiment["status"],
             salt=found.experiment["salt"],
             arms=[
                 BundleArm(

@@ -15,6 +15,7 @@ from services.shared import resolution_query as query
 from services.shared.agent_config import (
     BASE,
     ResolvedAgentConfig,
+    Source,
     arm_config,
     choose,
     fetch_row,
@@ -80,6 +81,8 @@ async def build(conn: Any, agent: str, environment: str) -> Plan:
             "id": running[0],
             "salt": running[1],
             "arms": query.json_value(running[2]),
+            "kind": running[3],
+            "status": running[4],
             "agent_id": agent_id,
             "environment_id": environment_id,
             "environment": environment_slug,
@@ -105,12 +108,14 @@ async def arm_configs(conn: Any, experiment: Any, *, agent_slug: str | None) -> 
     experiment row with its `environment` slug (the console shows every experiment's arms)."""
     arms = []
     for arm in experiment["arms"]:
+        source: Source = "rollout" if experiment.get("kind") == "rollout" else "experiment"
         resolved = arm_config(
             experiment["id"],
             arm,
             agent_id=experiment["agent_id"],
             agent_slug=agent_slug,
             environment=experiment["environment"],
+            source=source,
         )
         if resolved is None:
             preview = await resolve_agent_config(
@@ -119,6 +124,6 @@ async def arm_configs(conn: Any, experiment: Any, *, agent_slug: str | None) -> 
                 variant=arm["variant_id"] or BASE,
                 environment=experiment["environment_id"],
             )
-            resolved = replace(preview, source="experiment", experiment_id=experiment["id"], arm=arm["arm"])
+            resolved = replace(preview, source=source, experiment_id=experiment["id"], arm=arm["arm"])
         arms.append(resolved)
     return tuple(arms)

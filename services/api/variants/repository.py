@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, func, literal, or_, select, update
+from sqlalchemy import RowMapping, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -182,19 +182,37 @@ async def delete_one(conn: AsyncConnection, variant_id: str) -> None:
 
 
 async def experiment_naming(conn: AsyncConnection, agent_id: str, variant_id: str) -> RowMapping | None:
-    """A draft or running experiment of the agent with an arm on this variant, if any
+    """A draft, running or paused split of the agent with an arm on this variant, if any
     (such a variant may not be deleted). Asked here, not of the experiments package, since
     experiments are built on variants and not the other way round."""
     query = (
         select(experiments)
         .where(
             experiments.c.agent_id == agent_id,
-            or_(experiments.c.status == "draft", experiments.c.status == "running"),
+            experiments.c.status.in_(("draft", "running", "paused")),
             experiments.c.arms.contains([{"variant_id": variant_id}]),
         )
         .limit(1)
     )
     return (await conn.execute(query)).mappings().first()
+
+
+async def live_rollout(
+    conn: AsyncConnection, agent_id: str, *, variant_id: str | None = None, environment_id: str | None = None
+) -> RowMapping | None:
+    """The agent's running or paused rollout of this variant, or in this environment, if any:
+    while one is live its variant's config may not change (it is what completion activates)
+    and nothing else may be activated in its environment."""
+    query = select(experiments).where(
+        experiments.c.agent_id == agent_id,
+        experiments.c.kind == "rollout",
+        experiments.c.status.in_(("running", "paused")),
+    )
+    if variant_id is not None:
+        query = query.where(experiments.c.arms.contains([{"arm": 1, "variant_id": variant_id}]))
+    if environment_id is not None:
+        query = query.where(experiments.c.environment_id == environment_id)
+    return (await conn.execute(query.limit(1))).mappings().first()
 
 
 async def rule_naming(conn: AsyncConnection, agent_id: str, variant_id: str) -> str | None:

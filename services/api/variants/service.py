@@ -24,6 +24,7 @@ from services.api.diffs import config_after, config_changes, resolved_values
 from services.api.environments import repository as environments
 from services.api.exceptions import (
     DomainError,
+    ExperimentRunning,
     FieldError,
     NotFound,
     RevisionNotRestorable,
@@ -243,6 +244,14 @@ async def apply_changes(
     the revision; `row` and the objects recorded are as seen from `environment_id`, the
     request's. `on_conflict` replaces the rule's and the slug's errors (for undo)."""
     serves = any(name in changes for name in OVERRIDE_COLUMNS)
+    if serves:
+        rollout = await repository.live_rollout(conn, agent.id, variant_id=row["id"])
+        if rollout is not None:
+            with conflicts_reported_as(on_conflict):
+                raise VariantInExperiment(
+                    f"Variant '{row['slug']}' is being rolled out ('{rollout['slug']}', {rollout['status']}); its "
+                    "config cannot change until the rollout ends (stop it to change it)"
+                )
     if context.bound_to is not None and ("slug" in changes or serves):
         # A bound key's change of what a variant serves (its overrides, or its slug, which
         # resolutions name): 403 when another environment serves the variant now.
@@ -417,10 +426,20 @@ async def set_active(
     target: RowMapping,
     reverts_id: str | None = None,
     on_conflict: type[DomainError] | None = None,
+    by_rollout: bool = False,
 ) -> dict[str, Any]:
     """Make `row` the locked agent's active variant in the environment (None: no variant
     active there), and record the revision, whose target is the variant `target` (the one
-    activated, or the one deactivated)."""
+    activated, or the one deactivated). While a rollout is live in the environment, only
+    its completion (`by_rollout`) may change what is active there (409 `experiment_running`)."""
+    if not by_rollout:
+        rollout = await repository.live_rollout(conn, agent.id, environment_id=environment_id)
+        if rollout is not None:
+            with conflicts_reported_as(on_conflict):
+                raise ExperimentRunning(
+                    f"Rollout '{rollout['slug']}' is {rollout['status']} in this environment; it decides what is "
+                    "active here until it ends (stop it first)"
+                )
     if row is not None:
         with conflicts_reported_as(on_conflict):
             check_resolved(
