@@ -13,8 +13,8 @@ The outcomes already stored are added up here, under a share lock on outcomes so
 counted twice or missed.
 
 Revision ID: d9f1b3c5e7a0
-Revises: c8e0a2b4d6f9
-Create Date: 2026-12-09 11:00:00
+Revises: d9f1b3c5e7a2
+Create Date: 2026-12-09 12:00:00
 """
 
 from collections.abc import Sequence
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "d9f1b3c5e7a0"
-down_revision: str | None = "c8e0a2b4d6f9"
+down_revision: str | None = "d9f1b3c5e7a2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
