@@ -390,6 +390,15 @@ class ExperimentArmTotal(Base):
     # As in `UsageTotal`, kept by their own triggers (`outcomes_cost_*`, migration c8e0a2b4d6f9).
     cost_usd: Mapped[Any] = mapped_column(Numeric, server_default="0")
     estimated_cost_usd: Mapped[Any] = mapped_column(Numeric, server_default="0")
+    # The other moments results' always-valid intervals need, kept by `outcomes_moments_*`
+    # (migration d9f1b3c5e7a0): latencies (clamped to [0, 1e12]; their count is `outcomes`) and
+    # output tokens summed, and squared, as their numeric casts give them; `costed` counts the
+    # outcomes whose cost `cost_usd` sums, and `cost_usd_sumsq` sums its squares.
+    latency_ms_sum: Mapped[Any] = mapped_column(Numeric, server_default="0")
+    latency_ms_sumsq: Mapped[Any] = mapped_column(Numeric, server_default="0")
+    output_tokens_sumsq: Mapped[Any] = mapped_column(Numeric, server_default="0")
+    costed: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_usd_sumsq: Mapped[Any] = mapped_column(Numeric, server_default="0")
 
 
 class RolloutStepTotal(Base):
