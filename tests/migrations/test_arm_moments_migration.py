@@ -16,7 +16,7 @@ from tests.migrations.test_outcome_environments_migration import insert_agent, r
 pytestmark = pytest.mark.live
 
 REVISION = "d9f1b3c5e7a0"
-BEFORE = "d9f1b3c5e7a2"
+BEFORE = "e1a3c5e7b9d2"
 MOMENTS = text(
     "SELECT variant_key, outcomes, latency_ms_sum, latency_ms_sumsq, output_tokens_sumsq, costed, cost_usd,"
     "       cost_usd_sumsq FROM experiment_arm_totals ORDER BY variant_key"

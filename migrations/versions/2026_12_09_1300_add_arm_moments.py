@@ -13,7 +13,7 @@ The outcomes already stored are added up here, under a share lock on outcomes so
 counted twice or missed.
 
 Revision ID: d9f1b3c5e7a0
-Revises: d9f1b3c5e7a2
+Revises: e1a3c5e7b9d2
 Create Date: 2026-12-09 12:00:00
 """
 
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "d9f1b3c5e7a0"
-down_revision: str | None = "d9f1b3c5e7a2"
+down_revision: str | None = "e1a3c5e7b9d2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
