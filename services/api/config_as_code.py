@@ -235,14 +235,14 @@ def load(text: str) -> dict[str, Any]:
     _expect(isinstance(document, dict), "", "a mapping")
     _known(document, {"format", "environments", "agents"}, "")
     _expect(document.get("format", FORMAT) == FORMAT, "format", f"{FORMAT} (the only format there is)")
-    environments = document.setdefault("environments", [])
+    environments = document.get("environments", [])
     _slugged(environments, "environments", ENVIRONMENT_KEYS, required=("name",))
-    agents = document.setdefault("agents", [])
+    agents = document.get("agents", [])
     _slugged(agents, "agents", AGENT_KEYS, required=("name", "config"))
     for index, agent in enumerate(agents):
         where = f"agents[{index}]"
         _expect(isinstance(agent["config"], dict), f"{where}.config", "a mapping")
-        variants = agent.setdefault("variants", [])
+        variants = agent.get("variants", [])
         _slugged(variants, f"{where}.variants", VARIANT_KEYS, required=("variant_name",), reserved=BASE)
         for name in ("metadata", "active", "rules"):
             _expect(isinstance(agent.get(name, {}), dict), f"{where}.{name}", "a mapping")
@@ -349,7 +349,8 @@ _NONE = object()  # a field that is not there
 
 
 def _leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(value, dict) and value:
+    """(path, value) of each leaf; an empty object has none (its entries say what changes)."""
+    if isinstance(value, dict):
         for key, inner in value.items():
             yield from _leaves(inner, f"{path}.{key}" if path else str(key))
     elif isinstance(value, list) and value and any(isinstance(item, dict | list) for item in value):
@@ -369,6 +370,11 @@ def field_changes(before: Any, after: Any) -> list[tuple[str, Any, Any]]:
         if a is _NONE or b is _NONE or not _same(a, b):
             changes.append((path, a, b))
     return changes
+
+
+def _created(body: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """A new object's fields, without the empty ones (they are its defaults)."""
+    return [change for change in field_changes(_NONE, body) if change[2] not in ("", None)]
 
 
 def _agent_body(agent: Mapping[str, Any]) -> dict[str, Any]:
@@ -426,7 +432,7 @@ def plan(document: Mapping[str, Any], service: Service, *, prune: bool = False) 
     removals: list[Change] = []  # with --prune: deactivations, emptied rule sets, then deletions
     deletions: dict[str, list[Change]] = {"variant": [], "agent": [], "environment": []}
 
-    wanted_environments = {entry["slug"]: entry for entry in document["environments"]}
+    wanted_environments = {entry["slug"]: entry for entry in document.get("environments", [])}
     for slug, entry in wanted_environments.items():
         body = {"name": entry["name"], "description": entry.get("description", "")}
         current = service.environments.get(slug)
@@ -439,7 +445,7 @@ def plan(document: Mapping[str, Any], service: Service, *, prune: bool = False) 
                     "POST",
                     "/v1/environments",
                     create,
-                    fields=field_changes(_NONE, create),
+                    fields=_created(create),
                     records=("environment", slug),
                 )
             )
@@ -462,7 +468,7 @@ def plan(document: Mapping[str, Any], service: Service, *, prune: bool = False) 
             )
         )
 
-    wanted_agents = {entry["slug"]: entry for entry in document["agents"]}
+    wanted_agents = {entry["slug"]: entry for entry in document.get("agents", [])}
     for slug, entry in wanted_agents.items():
         if slug in service.archived:
             raise ConfigError(
@@ -482,7 +488,7 @@ def plan(document: Mapping[str, Any], service: Service, *, prune: bool = False) 
                     "POST",
                     "/v1/agents",
                     create,
-                    fields=field_changes(_NONE, create),
+                    fields=_created(create),
                     records=("agent", slug),
                 )
             )
@@ -508,7 +514,7 @@ def plan(document: Mapping[str, Any], service: Service, *, prune: bool = False) 
                         "POST",
                         f"{base}/variants",
                         create,
-                        fields=field_changes(_NONE, create),
+                        fields=_created(create),
                         records=key,
                     )
                 )
