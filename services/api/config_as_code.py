@@ -585,7 +585,8 @@ def plan(document: Mapping[str, Any], service: Service, *, prune: bool = False) 
         # Rule sets, replaced whole; the service matches a rule without id by its name.
         slugs = {variant["id"]: variant_slug for variant_slug, variant in live_variants.items()}
         wanted_rules = entry.get("rules", {})
-        for environment in sorted(known_environments):
+        # An environment the service lacks and the file does not make: the API will say so.
+        for environment in sorted(known_environments | set(wanted_rules)):
             rule_set = service.rules.get((slug, environment))
             now_rules = [_rule(rule, slugs) for rule in rule_set["rules"]] if rule_set else []
             if environment in wanted_rules:

@@ -507,6 +507,31 @@ def test_dump_is_deterministic_and_reads_back_exactly() -> None:
     assert config_as_code.load(text)["agents"][0]["config"] == document["agents"][0]["config"]  # type: ignore[index]
 
 
+def test_a_plan_made_from_the_file_alone_names_every_write_in_order() -> None:
+    """Against an empty service (only production): creates in the order apply makes them, and
+    rules or activations in an environment nobody makes are still planned (the API refuses them)."""
+    empty = config_as_code.Service(
+        environments={"production": {"slug": "production", "name": "Production", "description": "", "version": 1}}
+    )
+    document = config_as_code.load(
+        "agents:\n- slug: a\n  name: A\n  config: {model_provider: openai, model_name: m}\n"
+        "  variants: [{slug: v, variant_name: V}]\n  active: {production: v, nowhere: v}\n"
+        "  rules:\n    nowhere: [{name: r, when: [{attribute: x, op: exists}], serve: {variant: v}}]\n"
+        "environments: [{slug: production, name: Production}, {slug: eu, name: EU}]\n"
+    )
+    changes = config_as_code.plan(document, empty)
+    assert [(change.action, change.what) for change in changes] == [
+        ("create", "environment eu"),
+        ("create", "agent a"),
+        ("create", "variant a/v"),
+        ("create", "activation a in nowhere"),
+        ("create", "activation a in production"),
+        ("update", "rules a in nowhere"),
+    ]
+    assert changes[3].params == {"environment": "nowhere"} and changes[3].path == "/v1/agents/a/variants/v/activate"
+    assert config_as_code.plan(document, empty, prune=True) == changes  # nothing to remove
+
+
 def test_usage_errors_exit_1_not_2() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "services.api.cli", "plan"], cwd=ROOT, capture_output=True, text=True, timeout=60
