@@ -361,9 +361,9 @@ def _leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:
 
 
 def field_changes(before: Any, after: Any) -> list[tuple[str, Any, Any]]:
-    """Leaf by leaf: (path, before, after), `_NONE` for a side where it is absent."""
-    old = dict(_leaves(before, "")) if before is not _NONE else {}
-    new = dict(_leaves(after, "")) if after is not _NONE else {}
+    """Leaf by leaf: (path, before, after), `_NONE` for a side where it is absent (or null)."""
+    old = dict(_leaves(before, "")) if before is not _NONE and before is not None else {}
+    new = dict(_leaves(after, "")) if after is not _NONE and after is not None else {}
     changes = []
     for path in list(old) + [path for path in new if path not in old]:
         a, b = old.get(path, _NONE), new.get(path, _NONE)
