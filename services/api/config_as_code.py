@@ -1,5 +1,7 @@
-"""Config as code: `export`, `plan` and `apply` of environments, agents, variants, activations
-and rules as one YAML file, by slug, over the HTTP API only (docs/config-as-code.md).
+"""Config as code: the CLI's `export`, `plan` and `apply`, over the HTTP API only.
+
+Environments, agents, variants, activations and rules as one YAML file, by slug
+(docs/config-as-code.md).
 
 The service is read once (`read_service`), with each object's `version`; `plan` compares the
 file with it and lists the changes in the order `apply` makes them: environments, agents,
