@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.sdk
 	$(BIN)/python -m bench.console
 	$(BIN)/python -m bench.storm
+	$(BIN)/python -m bench.stats_simulation
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .hypothesis

@@ -37,7 +37,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.api import api_docs, errors, idempotency
+from services.api import api_docs, errors, idempotency, tracing
 from services.api.access.gate import AccessGate, refused_keys
 from services.api.access.keyring import KeyRing
 from services.api.access.rate_limit import Limit, RateLimiter
@@ -66,12 +66,14 @@ from services.api.resolution.watch import WatchHub
 from services.api.revisions.router import router as revisions_router
 from services.api.rules.router import router as rules_router
 from services.api.scheduler import rollouts as rollout_scheduler
+from services.api.scheduler import webhooks as webhook_dispatcher
 from services.api.security_headers import SecurityHeaders
 from services.api.settings import Settings
 from services.api.slugs import slugify as _slugify  # the contract's name for the one slug function
 from services.api.system.router import router as system_router
 from services.api.undo.router import router as undo_router
 from services.api.variants.router import router as variants_router
+from services.api.webhooks.router import router as webhooks_router
 
 __all__ = ["create_app", "serve", "_slugify"]
 
@@ -95,6 +97,10 @@ async def _purge_expired(db: Database, *, every_seconds: float = 600) -> None:
             except Exception as error:  # noqa: BLE001 - a failed purge is retried next time
                 log.warning("purging expired %s failed: %s", what, error)
         await asyncio.sleep(every_seconds)
+
+
+async def _flush_spans() -> None:
+    await asyncio.to_thread(tracing.flush)
 
 
 def _cache(settings: Settings, *, trusted: bool) -> ResolveCache:
@@ -183,7 +189,11 @@ def _stack(app: FrontDoorAPI, settings: Settings) -> ASGIApp:
     )
     collector = ServiceCollector(app.state, requests, fast_route=ROUTE, fast=fast_path.answers)
     app.state.metrics = Exposition(collector, multiprocess_dir=settings.prometheus_multiproc_dir)
-    return fast_path
+    front: ASGIApp = fast_path
+    if tracing.wanted():  # 0: OpenTelemetry's span around everything, the fast path's answers too
+        tracing.start()
+        front = tracing.wrap(front, RouteRules(app.routes).template)
+    return front
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
@@ -238,6 +248,11 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             asyncio.create_task(_purge_expired(db)),
             asyncio.create_task(ring.flush_usage_forever()),
             asyncio.create_task(rollout_scheduler.run_forever(db, every_seconds=settings.rollout_tick_seconds)),
+            asyncio.create_task(
+                webhook_dispatcher.run_forever(
+                    db, every_seconds=settings.webhook_tick_seconds, allow_private=settings.webhooks_allow_private
+                )
+            ),
         ]
         if settings.prometheus_multiproc_dir is not None:  # several workers sum their metrics
             background.append(asyncio.create_task(app.state.metrics.publish_forever()))
@@ -257,6 +272,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                 ("stopping the listener", listener.stop),
                 ("recording API key use", ring.flush_usage),
                 ("closing the database pool", db.dispose),
+                ("exporting the last spans", _flush_spans),
             ):
                 try:
                     await asyncio.wait_for(step(), SHUTDOWN_STEP_SECONDS)
@@ -264,6 +280,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                     log.warning("%s at shutdown failed: %r", what, error)
 
     app = FrontDoorAPI(
+        # FastAPI's own OpenTelemetry layer stays off: our span wraps the whole stack (the
+        # fast path's answers too) when tracing is on (`tracing`), so a request has one span.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         title="agent-variants",
         version=VERSION,
         summary="Configuration of LLM agents and their variants.",
@@ -278,6 +297,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.watch_hub = WatchHub()
     app.state.watch_keepalive_seconds = settings.watch_keepalive_seconds
     app.state.auth_disabled = settings.auth_disabled
+    app.state.webhooks_allow_private = settings.webhooks_allow_private
     if database is not None:
         app.state.db = database
         app.state.resolve_cache = _cache(settings, trusted=True)
@@ -297,6 +317,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         keys_router,
         environments_router,
         catalog_router,
+        webhooks_router,
         metrics_router,
         api_docs.router,
     ):

@@ -1,4 +1,4 @@
-"""The `agent-variants` command: `serve`, `migrate` and `keys`."""
+"""The `agent-variants` command: `serve`, `migrate`, `keys`, and `export`, `plan`, `apply` (config as code)."""
 
 from __future__ import annotations
 
@@ -271,6 +271,50 @@ async def _every_key(db: Any) -> list[dict[str, Any]]:
         after = page[-1]["id"]
 
 
+CONFIG_COMMANDS = ("export", "plan", "apply")
+
+
+def _config_as_code_commands(commands: Any) -> None:
+    """`export`, `plan -f FILE` and `apply -f FILE [--prune]`: over the HTTP API (any server)."""
+    where = {
+        "--url": ("the service's URL (default: $AGENT_VARIANTS_URL)", "AGENT_VARIANTS_URL"),
+        "--key": (
+            "an API key: read for export and plan, write or admin for apply (default: $AGENT_VARIANTS_KEY)",
+            "AGENT_VARIANTS_KEY",
+        ),
+    }
+    helps = {
+        "export": "print the service's environments, agents, variants, activations and rules as YAML",
+        "plan": "show what `apply` would change; exit 0 when nothing, 2 when something, 1 on errors",
+        "apply": "make the service match the file (deleting what it leaves out only with --prune)",
+    }
+    for name, help_text in helps.items():
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        for flag, (text, variable) in where.items():
+            command.add_argument(flag, default=os.environ.get(variable), help=text)
+        if name == "export":
+            command.add_argument("-o", "--output", help="write to this file (default: standard output)")
+        else:
+            command.add_argument("-f", "--file", required=True, help="the YAML file (`-`: standard input)")
+            command.add_argument(
+                "--prune", action="store_true", help="also delete what the file leaves out (production stays)"
+            )
+
+
+def _config_as_code(args: argparse.Namespace) -> int:
+    from services.api import config_as_code
+
+    return config_as_code.run(
+        args.command,
+        url=args.url,
+        key=args.key,
+        file=getattr(args, "file", None),
+        output=getattr(args, "output", None),
+        prune=getattr(args, "prune", False),
+        err=lambda line: print(line, file=sys.stderr),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agent-variants", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -295,7 +339,17 @@ def main(argv: list[str] | None = None) -> int:
         "revoke", help="revoke a key (this refuses it at once; running servers within the propagation bound)"
     )
     revoke.add_argument("name", help="the key's name or id")
-    args = parser.parse_args(argv)
+    _config_as_code_commands(commands)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:
+        # `plan` exits 2 when something would change: a usage error there must not read as that.
+        words = sys.argv[1:] if argv is None else argv
+        if stop.code == 2 and words[:1] and words[0] in CONFIG_COMMANDS:
+            return 1
+        raise
+    if args.command in CONFIG_COMMANDS:
+        return _config_as_code(args)
 
     try:
         settings = Settings()

@@ -5,11 +5,13 @@ model catalog in the write's transaction, the catalogued model's limits."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+from referencing import Registry
 from referencing.exceptions import Unresolvable
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,12 +28,17 @@ from services.api.exceptions import (
 )
 from services.api.keyed_fields import params_size_error
 from services.api.models import Model, table_of
-from services.shared.agent_config import CONSISTENCY_FIELDS, coalesce, coalesce_keyed, consistency_violation
+from services.shared.agent_config import CONSISTENCY_FIELDS, TOOLS_MAX, coalesce, coalesce_keyed, consistency_violation
 from services.shared.templates import TemplateError, placeholders
 
 # The fields that are templates (contract 1.1, "Templates").
 TEMPLATE_FIELDS = ("system_prompt", "user_prompt_template")
-_META = Draft202012Validator(Draft202012Validator.META_SCHEMA)
+# The meta-schema with its format checker on: a `pattern` that is no regular expression is
+# refused when written, not met as an error when params are checked.
+_META = Draft202012Validator(Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
+# No retrieval: a `$ref` to a URL is unresolvable (never fetched), whoever wrote it.
+_NO_RETRIEVAL = Registry()
+MAX_SCHEMA_DEPTH = 32
 
 
 def _path(prefix: str, parts: Iterable[Any]) -> str:
@@ -41,10 +48,28 @@ def _path(prefix: str, parts: Iterable[Any]) -> str:
     return out
 
 
+def _depth(value: Any, limit: int) -> bool:
+    """Whether a JSON value nests deeper than `limit` (without recursing)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def schema_errors(schema: Mapping[str, Any], *, param: str) -> list[FieldError]:
     """Why `schema` is not a valid JSON Schema (draft 2020-12), each error named by its path
-    inside the schema (`tools.search.parameters.properties.q.type`); none when it is."""
-    found = sorted(_META.iter_errors(schema), key=lambda error: list(map(str, error.absolute_path)))
+    inside the schema (`tools.search.parameters.properties.q.type`); none when it is. Regular
+    expressions must compile, and schemas nest at most 32 levels."""
+    if _depth(schema, MAX_SCHEMA_DEPTH):
+        return [FieldError(param, f"nests deeper than {MAX_SCHEMA_DEPTH} levels")]
+    try:
+        found = sorted(_META.iter_errors(schema), key=lambda error: list(map(str, error.absolute_path)))
+    except (RecursionError, re.error) as error:
+        return [FieldError(param, f"cannot be checked: {error}")]
     return [FieldError(_path(param, error.absolute_path), error.message) for error in found]
 
 
@@ -66,9 +91,12 @@ def _params_errors(
     the side that gave it (`config` or `overrides`)."""
     errors = []
     try:
-        found = sorted(Draft202012Validator(schema).iter_errors(dict(params)), key=lambda e: list(map(str, e.path)))
+        validator = Draft202012Validator(schema, registry=_NO_RETRIEVAL)
+        found = sorted(validator.iter_errors(dict(params)), key=lambda e: list(map(str, e.path)))
     except Unresolvable as unresolvable:  # a $ref the schema cannot resolve: no network is ever asked
         return [FieldError("params_schema", f"cannot resolve a $ref: {unresolvable}")]
+    except (RecursionError, re.error) as broken:  # a $ref to itself; a pattern no regex compiles
+        return [FieldError("params_schema", f"cannot be applied: {broken}")]
     for error in found:
         path = list(error.absolute_path)
         side = where.get(str(path[0]), "config") if path else "config"
@@ -114,6 +142,9 @@ def check_resolved(
     problem = params_size_error(keyed["params"])
     if problem is not None and not too_big:
         too_big.append(FieldError("overrides.params", f"resolved with the base's: {problem}"))
+    if len(keyed["tools"]) > TOOLS_MAX:
+        where = "overrides.tools" if overrides.get("tools") else "config.tools"
+        too_big.append(FieldError(where, f"at most {TOOLS_MAX} tools (resolved: {len(keyed['tools'])})"))
     _raise(ValidationFailed, too_big, f"Invalid {subject}")
 
     bad_schemas = []

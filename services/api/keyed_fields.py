@@ -29,7 +29,7 @@ from services.shared.templates import VARIABLE_NAME, VARIABLE_TYPES, type_error
 VARIABLES_MAX = 128
 
 
-def _storable_json(value: Any) -> Any:
+def storable_json(value: Any) -> Any:
     """PostgreSQL's jsonb holds no NUL (`\\u0000`) in a string or key, nor lone surrogates."""
     stack = [value]
     while stack:
@@ -71,16 +71,16 @@ def _params(params: dict[str, Any]) -> dict[str, Any]:
     problem = params_size_error(params)
     if problem is not None:
         raise PydanticCustomError("params_size", problem)
-    return _storable_json(params)
+    return storable_json(params)
 
 
 def _params_patch(params: dict[str, Any]) -> dict[str, Any]:
     # Nulls remove keys; the limits hold for the merged result (checked after merging).
-    return _storable_json(params)
+    return storable_json(params)
 
 
 ParamKey = text(1, 256)
-JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_storable_json)]
+JsonObject = Annotated[dict[str, JsonValue], AfterValidator(storable_json)]
 Params = Annotated[dict[ParamKey, JsonValue], AfterValidator(_params)]  # type: ignore[valid-type]
 ParamsPatch = Annotated[dict[ParamKey, JsonValue], AfterValidator(_params_patch)]  # type: ignore[valid-type]
 ParamsUnset = Annotated[list[ParamKey], Field(max_length=PARAMS_MAX_KEYS)]  # type: ignore[valid-type]
@@ -143,7 +143,7 @@ class VariableDeclaration(StrictModel):
     required: Annotated[bool, Strict()] | None = Field(
         None, description="Whether a render must give it (default `true`; a variable with a default is optional)."
     )
-    default: Annotated[str, Strict()] | Annotated[bool, Strict()] | int | float | None = Field(
+    default: text(0, 200_000) | Annotated[bool, Strict()] | int | float | None = Field(  # type: ignore[valid-type]
         None, description="The value a render uses when none is given: of the declared type."
     )
     description: Description | None = Field(None, description="What the variable is, for people.")

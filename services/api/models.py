@@ -390,6 +390,15 @@ class ExperimentArmTotal(Base):
     # As in `UsageTotal`, kept by their own triggers (`outcomes_cost_*`, migration c8e0a2b4d6f9).
     cost_usd: Mapped[Any] = mapped_column(Numeric, server_default="0")
     estimated_cost_usd: Mapped[Any] = mapped_column(Numeric, server_default="0")
+    # The other moments results' always-valid intervals need, kept by `outcomes_moments_*`
+    # (migration d9f1b3c5e7a0): latencies (clamped to [0, 1e12]; their count is `outcomes`) and
+    # output tokens summed, and squared, as their numeric casts give them; `costed` counts the
+    # outcomes whose cost `cost_usd` sums, and `cost_usd_sumsq` sums its squares.
+    latency_ms_sum: Mapped[Any] = mapped_column(Numeric, server_default="0")
+    latency_ms_sumsq: Mapped[Any] = mapped_column(Numeric, server_default="0")
+    output_tokens_sumsq: Mapped[Any] = mapped_column(Numeric, server_default="0")
+    costed: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cost_usd_sumsq: Mapped[Any] = mapped_column(Numeric, server_default="0")
 
 
 class RolloutStepTotal(Base):
@@ -589,3 +598,49 @@ def table_of(model: type[Base]) -> Table:
     """A model's table, typed as the `Table` it is (`__table__` is typed as any FromClause),
     for the Core statements the repositories build."""
     return cast(Table, model.__table__)
+
+
+class Webhook(Base):
+    """A subscription: changes matching `events` (exact, `prefix.*`, `*`) are POSTed to
+    `url`, signed with `secret` (Standard Webhooks' `whsec_...`)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSONB)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    # Kept to sign with (an HMAC needs it), shown once at creation and at rotation.
+    secret: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WebhookDelivery(Base):
+    """The outbox: one event for one webhook, written in the change's own transaction and
+    sent by the dispatcher (`scheduler.webhooks`) until delivered, or failed after 24 hours.
+    `message_id` is the `webhook-id` every attempt carries, so receivers can drop repeats."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status"),
+        Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_webhook_deliveries_webhook_id_id", "webhook_id", "id"),
+        Index("ix_webhook_deliveries_agent_id", "agent_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(ID_TYPE, ForeignKey("webhooks.id", ondelete="CASCADE"))
+    # The agent it is about: a purge erases its pending payloads with it.
+    agent_id: Mapped[str | None] = mapped_column(ID_TYPE, ForeignKey("agents.id", ondelete="CASCADE"), nullable=True)
+    message_id: Mapped[str] = mapped_column(String(40))
+    event: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

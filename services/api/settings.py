@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     # minutes, about 330.
     # How often every replica looks for due rollout transitions (one replica performs each).
     rollout_tick_seconds: float = Field(1.0, gt=0, le=60)
+    # Webhooks: how often every replica sends due deliveries, and whether private, loopback
+    # and link-local targets are allowed (off: only public addresses).
+    webhook_tick_seconds: float = Field(1.0, gt=0, le=60)
+    webhooks_allow_private: bool = False
     resolve_cache_size: int = Field(100_000, ge=0)
     resolve_cache_ttl_seconds: float = Field(300.0, gt=0)
     # One line per request (`access_log.py`), at LOG_LEVEL info or below; written in

@@ -23,6 +23,8 @@ PREFIXES = {
     "environment": "env",
     "rule": "rul",  # a targeting rule (contract 1.1, "Targeting rules and context")
     "model": "mdl",  # a model of the catalog (contract 1.1, "Models")
+    "webhook": "whk",  # a webhook subscription (contract 1.1, "Interoperability")
+    "message": "msg",  # a webhook event: its `webhook-id`, the same on every attempt
 }
 # The environment every installation has (contract 1.1, "Environments"), made by the migration
 # that created the table (b2c4e6a8d0f1), with this fixed id on every installation: the

@@ -1,8 +1,11 @@
-"""Confidence intervals and p-values from SQL aggregates (counts, means, sample variances), in pure Python."""
+"""Confidence intervals, p-values and always-valid confidence sequences from aggregates, in pure Python."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
@@ -413,3 +416,207 @@ def welch_from_moments(
     df = 1.0 / (w1 * w1 / (n1 - 1) + w2 * w2 / (n2 - 1))
     tail, _ = _t_tails(abs(t), df)
     return min(1.0, 2.0 * tail)
+
+
+# --- Always-valid comparisons (asymptotic confidence sequences) -------------------------------------------------
+#
+# Rollout guardrails are checked after every batch of outcomes and experiment results are read whenever anyone
+# looks, so a fixed-sample interval would be wrong far more often than its level says (each look is another
+# chance). A confidence sequence covers the true difference at every sample size at once, with probability
+# 1 - alpha asymptotically: Waudby-Smith, Arbour, Sinha, Kennedy, Ramdas, "Time-uniform central limit theory and
+# asymptotic confidence sequences", Ann. Statist. 52(6), 2024, Theorem 2.2 (arXiv:2103.06476). Its half-width after
+# t observations with estimated variance s^2 is
+#     sqrt( s^2 * 2(t rho^2 + 1) / (t^2 rho^2) * ln( sqrt(t rho^2 + 1) / alpha ) ),
+# tightest near t = N* for rho^2 = (-2 ln alpha + ln(1 - 2 ln alpha)) / N*; the contract ("Splits: experiments
+# and rollouts", **The rule**) writes it with V = s^2 / t, the variance of the estimate.
+
+# Which way is better, per guardrail metric: +1 higher, -1 lower.
+DIRECTIONS: dict[str, int] = {
+    "success_rate": 1,
+    "score_mean": 1,
+    "latency_ms_mean": -1,
+    "cost_usd_mean": -1,
+    "output_tokens_mean": -1,
+}
+BINARY_METRICS = frozenset({"success_rate"})
+GUARDRAIL_ALPHA = 0.05  # split evenly across a rollout's guardrails
+RESULTS_ALPHA = 0.05
+RESULTS_N_STAR = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Moments:
+    """One arm's values of one metric in one stratum (a rollout step): count, sum and sum of squares.
+
+    Merged with `+`; for a success rate the values are 0 and 1, so `total` = `squares` = successes
+    (`Moments.of_successes`). Sums are floats or ints (summed as they come), or exact (Decimal from a
+    numeric column, Fraction): exact ones give the mean and variance exactly, rounded once."""
+
+    n: int = 0
+    total: Number | Fraction = 0
+    squares: Number | Fraction = 0
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Moments:
+        n, total, squares = 0, 0.0, 0.0
+        for value in values:
+            n += 1
+            total += value
+            squares += value * value
+        return cls(n, total, squares)
+
+    @classmethod
+    def of_successes(cls, successes: int, n: int) -> Moments:
+        _check_count(successes, n)
+        return cls(n, successes, successes)
+
+    def __add__(self, other: Moments) -> Moments:
+        return Moments(self.n + other.n, self.total + other.total, self.squares + other.squares)  # type: ignore[operator]
+
+    def mean(self) -> float:
+        return float(Fraction(self.total) / self.n) if _exact(self.total) else float(self.total) / self.n
+
+    def variance(self, *, binary: bool) -> float:
+        """The variance the rule uses, for n >= 2: the sample variance (n - 1), or for a success rate
+        p~(1 - p~) with p~ = (s + 1)/(n + 2), which is never 0 (all successes still carry some doubt)."""
+        if binary:
+            p = (float(self.total) + 1.0) / (self.n + 2)
+            return p * (1.0 - p)
+        if _exact(self.total) or _exact(self.squares):  # exact sums: cancel exactly, round once
+            s = Fraction(self.total)
+            return max(0.0, float((Fraction(self.squares) - s * s / self.n) / (self.n - 1)))
+        total = float(self.total)
+        return max(0.0, (float(self.squares) - total * total / self.n) / (self.n - 1))
+
+
+def _exact(value: Number | Fraction) -> bool:
+    return isinstance(value, Decimal | Fraction)
+
+
+def _finite(m: Moments) -> bool:
+    """Whether the sums are finite numbers (a numeric sum can be NaN or infinite, a float beyond range)."""
+    try:
+        return math.isfinite(m.total) and math.isfinite(m.squares)
+    except OverflowError:  # a Fraction or Decimal beyond the float range
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Sequential:
+    """A stratified difference (arm 1 - arm 0, oriented by the caller) with its always-valid half-width."""
+
+    estimate: float
+    half_width: float
+    n: int  # outcomes in the strata used (both arms)
+
+    @property
+    def cs(self) -> tuple[float, float]:
+        return self.estimate - self.half_width, self.estimate + self.half_width
+
+
+def half_width(variance: float, n: int, *, alpha: float, n_star: float) -> float:
+    """h = sqrt( V * 2(N rho^2 + 1)/(N rho^2) * ln( sqrt(N rho^2 + 1)/alpha ) ), with V the variance of the
+    estimate after N observations and rho^2 = (-2 ln alpha + ln(1 - 2 ln alpha)) / N* (Waudby-Smith et al. 2024,
+    Thm 2.2, rho tuned to be tightest at N*)."""
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if not n_star > 0 or n < 1:
+        raise ValueError(f"need N* > 0 and N >= 1, got {n_star!r} and {n!r}")
+    log_alpha = math.log(alpha)
+    rho2 = (-2.0 * log_alpha + math.log(1.0 - 2.0 * log_alpha)) / n_star
+    t = n * rho2
+    return math.sqrt(variance * 2.0 * (t + 1.0) / t * (math.log(math.sqrt(t + 1.0)) - log_alpha))
+
+
+def stratified_difference(
+    arm1: Sequence[Moments], arm0: Sequence[Moments], *, binary: bool, alpha: float, n_star: float, sign: int = 1
+) -> Sequential | None:
+    """sign * (mean1 - mean0) over strata (aligned by index; a missing one is empty), each weighted by its
+    share N_k/N of the outcomes, over the strata where each arm has at least 2 outcomes:
+    d = sum (N_k/N) d_k, V = sum (N_k/N)^2 (s1^2/n1 + s0^2/n0). Stratifying by step keeps a metric that
+    drifts for everyone while the arms' shares change out of the difference. None without such a stratum,
+    or when a sum is not finite (rows stored past the API's bounds)."""
+    used = [
+        (one, zero)
+        for one, zero in itertools.zip_longest(arm1, arm0, fillvalue=Moments())
+        if one.n >= 2 and zero.n >= 2
+    ]
+    if not used or not all(_finite(one) and _finite(zero) for one, zero in used):
+        return None
+    total = sum(one.n + zero.n for one, zero in used)
+    estimate = variance = 0.0
+    for one, zero in used:
+        weight = (one.n + zero.n) / total
+        estimate += weight * (one.mean() - zero.mean())
+        variance += weight * weight * (one.variance(binary=binary) / one.n + zero.variance(binary=binary) / zero.n)
+    estimate *= sign
+    if not (math.isfinite(estimate) and math.isfinite(variance)):
+        return None
+    return Sequential(estimate, half_width(variance, total, alpha=alpha, n_star=n_star), total)
+
+
+@dataclass(frozen=True, slots=True)
+class Guardrail:
+    """A guardrail's figures as the contract's `progress.guardrails[]` shows them. `estimate` and `cs` are in
+    the rule's orientation: arm 1 - arm 0, negated for lower-is-better metrics, so a negative value is worse
+    (a latency 30 ms higher in arm 1 is an estimate of -30). None until a step has 2 outcomes in each arm."""
+
+    metric: str
+    max_degradation: float
+    estimate: float | None
+    cs: tuple[float, float] | None
+    n: tuple[int, int]  # outcomes carrying the metric since start, arm 0 and arm 1
+    breached: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "metric": self.metric,
+            "max_degradation": self.max_degradation,
+            "estimate": self.estimate,
+            "cs": list(self.cs) if self.cs is not None else None,
+            "n": list(self.n),
+            "breached": self.breached,
+        }
+
+
+def guardrail(
+    metric: str,
+    arm0: Sequence[Moments],
+    arm1: Sequence[Moments],
+    *,
+    max_degradation: float,
+    min_outcomes: int,
+    guardrails: int = 1,
+) -> Guardrail:
+    """The contract's rule for one guardrail of a rollout: `arm0[k]`, `arm1[k]` are the arms' outcomes
+    carrying the metric that arrived while step k was in force, since start (steps and pauses never reset
+    them). alpha = 0.05 / guardrails, N* = 10 * min_outcomes. Breached when both arms have at least
+    `min_outcomes` such outcomes and the whole sequence lies below -max_degradation (d + h < -max_degradation):
+    with probability about 1 - alpha a rollout whose true degradation is at most max_degradation is never
+    rolled back, however often it is checked."""
+    if metric not in DIRECTIONS:
+        raise ValueError(f"unknown guardrail metric {metric!r}")
+    if guardrails < 1 or min_outcomes < 1:
+        raise ValueError("need at least one guardrail and min_outcomes >= 1")
+    n = (sum(m.n for m in arm0), sum(m.n for m in arm1))
+    found = stratified_difference(
+        arm1,
+        arm0,
+        binary=metric in BINARY_METRICS,
+        alpha=GUARDRAIL_ALPHA / guardrails,
+        n_star=10 * min_outcomes,
+        sign=DIRECTIONS[metric],
+    )
+    if found is None:
+        return Guardrail(metric, max_degradation, None, None, n, False)
+    low, high = found.cs
+    breached = min(n) >= min_outcomes and high < -max_degradation
+    return Guardrail(metric, max_degradation, found.estimate, (low, high), n, breached)
+
+
+def sequential_cs(arm: Moments, control: Moments, *, binary: bool) -> tuple[float, float] | None:
+    """An experiment arm's always-valid 95% interval for arm - control (not negated), for results: the
+    rule's construction with one stratum (experiments have no steps), alpha = 0.05 and N* = 10,000.
+    None below 2 values in either arm."""
+    found = stratified_difference([arm], [control], binary=binary, alpha=RESULTS_ALPHA, n_star=RESULTS_N_STAR)
+    return found.cs if found is not None else None

@@ -142,6 +142,14 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/keys"): ADMIN,
     ("GET", "/v1/keys/{key}"): ADMIN,
     ("DELETE", "/v1/keys/{key}"): ADMIN,
+    ("POST", "/v1/webhooks"): ADMIN,
+    ("GET", "/v1/webhooks"): ADMIN,
+    ("GET", "/v1/webhooks/{webhook}"): ADMIN,
+    ("PATCH", "/v1/webhooks/{webhook}"): ADMIN,
+    ("DELETE", "/v1/webhooks/{webhook}"): ADMIN,
+    ("POST", "/v1/webhooks/{webhook}/rotate_secret"): ADMIN,
+    ("GET", "/v1/webhooks/{webhook}/deliveries"): ADMIN,
+    ("POST", "/v1/webhooks/{webhook}/test"): ADMIN,
 }
 
 
@@ -244,6 +252,8 @@ async def opened_world(db: Database) -> AsyncIterator[World]:
             # A model whose name is the `name` the console's static route reads too.
             model = await admin.put("/v1/models/matrix/console.css", json={"context_window": 1000})
             assert model.status_code == 201, model.text
+            hook = await admin.post("/v1/webhooks", json={"url": "https://93.184.215.14/hook", "events": ["*"]})
+            assert hook.status_code == 201, hook.text
         yield World(
             http=http,
             app=app,
@@ -253,6 +263,7 @@ async def opened_world(db: Database) -> AsyncIterator[World]:
                 "variant": variant["id"],
                 "experiment": experiment["id"],
                 "revision": revisions[0]["id"],
+                "webhook": hook.json()["id"],
                 "key": "matrix-read",
                 "environment": "production",
                 "provider": "matrix",
@@ -266,6 +277,7 @@ async def opened_world(db: Database) -> AsyncIterator[World]:
                 "variant": "zz-no-such-variant",
                 "experiment": "zz-no-such-experiment",
                 "revision": "zz-no-such-revision",
+                "webhook": "whk_00000000000000000000000000",
                 "key": "zz-no-such-key",
                 "environment": "zz-no-such-environment",
                 "provider": "zz",

@@ -4,6 +4,8 @@ variables inferred on create, `params_schema`, provenance, diffs and time travel
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -447,3 +449,72 @@ async def test_a_rule_cannot_serve_a_config_with_an_undeclared_variable(client: 
     assert "'tone'" in refused.json()["errors"][0]["message"]
     activation = await client.post(f"/v1/agents/{agent['id']}/variants/{variant['id']}/activate")
     assert_problem(activation, 422, "undeclared_variable")
+
+
+async def test_odd_input_is_a_4xx_never_a_500(client: httpx.AsyncClient) -> None:
+    raw = b'{"name": "nan", "config": {"model_provider": "o", "model_name": "m", "params": {"x": NaN}}}'
+    nan = await client.post("/v1/agents", content=raw, headers={"Content-Type": "application/json"})
+    assert nan.status_code == 400, nan.text
+    nul = await client.post(
+        "/v1/agents", json={"name": "nul", "config": config(variables={"v": {"type": "string", "default": "a\u0000b"}})}
+    )
+    assert_problem(nul, 422, "validation_error")
+    huge = await client.post(
+        "/v1/agents", json={"name": "huge", "config": config(variables={"n": {"type": "integer", "default": 10**400}})}
+    )
+    assert_problem(huge, 422, "validation_error")
+    agent = await create_agent(client, config=config(user_prompt_template="{{n}}", variables={"n": {"type": "number"}}))
+    render = f"/v1/agents/{agent['id']}/render"
+    assert_problem(await client.post(render, json={"variables": {"n": 10**400}}), 422, "validation_error")
+    surrogate = await client.post(
+        render, content=b'{"variables": {"n": "\\ud800"}}', headers={"Content-Type": "application/json"}
+    )
+    assert_problem(surrogate, 422, "validation_error")
+    bad_regex = await client.patch(
+        f"/v1/agents/{agent['id']}", json={"params_schema": {"properties": {"stop": {"pattern": "("}}}}
+    )
+    assert_problem(bad_regex, 422, "invalid_schema")
+    deep: dict[str, Any] = {"type": "object"}
+    for _ in range(60):
+        deep = {"type": "object", "properties": {"a": deep}}
+    too_deep = await client.patch(
+        f"/v1/agents/{agent['id']}", json={"config": {"tools": {"t": {"description": "", "parameters": deep}}}}
+    )
+    assert_problem(too_deep, 422, "invalid_schema")
+
+
+async def test_a_params_schema_ref_to_a_url_is_never_fetched(client: httpx.AsyncClient) -> None:
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            asked.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"type": "object"}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/schema.json"
+        refused = await client.post(
+            "/v1/agents", json={"name": "ref", "config": config(params={"top_p": 1}), "params_schema": {"$ref": url}}
+        )
+        assert_problem(refused, 422, "validation_error")
+        assert problem_params(refused) == {"params_schema"}
+        assert asked == []
+    finally:
+        server.shutdown()
+
+
+async def test_the_tool_limit_holds_for_the_resolved_config(client: httpx.AsyncClient) -> None:
+    tools = {f"t{n}": {"description": "", "parameters": {"type": "object"}} for n in range(128)}
+    agent = await create_agent(client, config=config(tools=tools))
+    more = await client.patch(
+        f"/v1/agents/{agent['id']}", json={"config": {"tools": {"extra": {"description": "", "parameters": {}}}}}
+    )
+    assert_problem(more, 422, "validation_error")
+    assert problem_params(more) == {"config.tools"}

@@ -148,6 +148,24 @@ async def results(client: httpx.AsyncClient, agent: dict, experiment: str) -> di
     return response.json()
 
 
+def cs_by_hand(arm: np.ndarray, control: np.ndarray, *, binary: bool = False) -> list[float]:
+    """Results' always-valid interval of arm - control, written out from the contract: one stratum,
+    alpha = 0.05, N* = 10,000 (variance p~(1 - p~), p~ = (s + 1)/(n + 2), for a success rate)."""
+
+    def variance(x: np.ndarray) -> float:
+        if binary:
+            p = (float(x.sum()) + 1) / (len(x) + 2)
+            return p * (1 - p)
+        return float(np.var(x, ddof=1))
+
+    d = float(arm.mean() - control.mean())
+    v = variance(arm) / len(arm) + variance(control) / len(control)
+    n = len(arm) + len(control)
+    rho2 = (-2 * math.log(0.05) + math.log(1 - 2 * math.log(0.05))) / 10_000
+    h = math.sqrt(v * 2 * (n * rho2 + 1) / (n * rho2) * math.log(math.sqrt(n * rho2 + 1) / 0.05))
+    return [d - h, d + h]
+
+
 async def test_results_equal_the_reference_libraries(client):
     agent, ids, experiment = await experiment_with(client)
     for variant_id, data in zip(ids, ARM_DATA, strict=True):
@@ -160,6 +178,7 @@ async def test_results_equal_the_reference_libraries(client):
                 latency_ms=float(lat),
                 input_tokens=n,
                 output_tokens=n % 7,
+                cost_usd=float(lat) / 1e6,
             )
             for n, (s, sc, lat) in enumerate(zip(data["success"], data["score"], data["latency"], strict=True))
         ]
@@ -188,8 +207,16 @@ async def test_results_equal_the_reference_libraries(client):
             list(scipy_stats.t.interval(0.95, n - 1, loc=mean, scale=sem)), rel=1e-9
         )
         if arm["arm"] == 0:
-            assert arm["vs_control"] is None
+            assert arm["vs_control"] is None and arm["sequential"] is None
             continue
+        c_tokens, tokens = (np.arange(len(d["success"])) % 7 for d in (control, data))
+        assert arm["sequential"] == {
+            "success_rate_diff_cs": pytest.approx(cs_by_hand(data["success"], control["success"], binary=True)),
+            "score_mean_diff_cs": pytest.approx(cs_by_hand(data["score"], control["score"])),
+            "latency_ms_mean_diff_cs": pytest.approx(cs_by_hand(data["latency"], control["latency"])),
+            "cost_usd_mean_diff_cs": pytest.approx(cs_by_hand(data["latency"] / 1e6, control["latency"] / 1e6)),
+            "output_tokens_mean_diff_cs": pytest.approx(cs_by_hand(tokens, c_tokens)),
+        }
         versus = arm["vs_control"]
         c_successes, c_n = int(control["success"].sum()), len(control["success"])
         assert versus["success_rate_diff"] == pytest.approx(successes / n - c_successes / c_n)
@@ -222,6 +249,13 @@ async def test_empty_arms_give_nulls_never_nan(client):
         "success_p_value": None,
         "score_mean_diff": None,
         "score_p_value": None,
+    }
+    assert body["arms"][1]["sequential"] == {
+        "success_rate_diff_cs": None,
+        "score_mean_diff_cs": None,
+        "latency_ms_mean_diff_cs": None,
+        "cost_usd_mean_diff_cs": None,
+        "output_tokens_mean_diff_cs": None,
     }
     # One outcome without success or score: counts and latency, still no intervals.
     await client.post(f"/v1/agents/{agent['id']}/outcomes", json=outcome(ids[1], experiment_id=experiment))

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.outcomes import repository
 from services.api.outcomes.figures import LATENCY_MAPPING, ArmFigures, results_from
+from services.shared.stats import Moments
 from tests.helpers import create_agent, create_variant
 
 BOUND = 1e12
@@ -67,6 +68,10 @@ def finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def exact_moments(values: list[Fraction]) -> Moments:
+    return Moments(len(values), sum(values, Fraction(0)), sum((v * v for v in values), Fraction(0)))
+
+
 async def from_raw_rows(conn: AsyncConnection, experiment: dict) -> dict[str, Any]:
     """The results object computed from the experiment's rows themselves: Python's exact
     `statistics.mean` and `variance` (exact fractions, rounded once), percentile_cont over
@@ -78,7 +83,10 @@ async def from_raw_rows(conn: AsyncConnection, experiment: dict) -> dict[str, An
             await conn.execute(
                 text(
                     "SELECT input_tokens, output_tokens, success, score,"
-                    "       coalesce(estimated_cost_usd, cost_usd::numeric) AS cost, estimated_cost_usd FROM outcomes"
+                    "       coalesce(estimated_cost_usd, cost_usd::numeric) AS cost, estimated_cost_usd,"
+                    # As the arm totals count latencies: clamped to the bounds, as numeric casts them.
+                    "       greatest(least(latency_ms, float8 '1e12'), float8 '0')::numeric AS latency"
+                    " FROM outcomes"
                     " WHERE experiment_id = :experiment AND variant_id IS NOT DISTINCT FROM :variant"
                 ),
                 params,
@@ -101,6 +109,10 @@ async def from_raw_rows(conn: AsyncConnection, experiment: dict) -> dict[str, An
                 score_var=statistics.variance(scores) if len(scores) > 1 else None,
                 cost_usd=sum((r.cost for r in rows if r.cost is not None), Decimal(0)),
                 estimated_cost_usd=sum((r.estimated_cost_usd for r in rows if r.estimated_cost_usd), Decimal(0)),
+                score=exact_moments([Fraction(s) for s in scores]),
+                latency_ms=exact_moments([Fraction(r.latency) for r in rows]),
+                cost=exact_moments([Fraction(r.cost) for r in rows if r.cost is not None]),
+                output_tokens_moments=exact_moments([Fraction(r.output_tokens) for r in rows]),
             )
         )
     return results_from(experiment, figures)

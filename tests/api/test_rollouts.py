@@ -17,7 +17,7 @@ from agent_variants.bundles import Split
 from services.api.db import Database
 from services.api.experiments.service import at_percent
 from services.api.scheduler import rollouts as scheduler
-from tests.helpers import assert_problem, config, create_agent, create_variant, problem_params
+from tests.helpers import assert_problem, config, create_agent, create_variant, problem_params, unique
 
 STEPS = [{"percent": 5, "hold_seconds": 0}, {"percent": 50, "hold_seconds": 0}, {"percent": 100, "hold_seconds": 0}]
 
@@ -324,3 +324,51 @@ async def test_a_draft_rollout_s_steps_and_guardrails_are_patched_until_it_start
     await ok(client.post(f"{path}/{draft['id']}/start"))
     late = await client.patch(f"{path}/{draft['id']}", json={"min_outcomes": 5})
     assert_problem(late, 409, "experiment_not_draft")
+
+
+async def test_a_rollout_its_checks_refuse_now_pauses_and_holds_up_no_other(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    last = [{"percent": 100, "hold_seconds": 0}]
+    blocked = await create_agent(client)
+    candidate = await create_variant(client, blocked["id"], overrides={"params": {"seed": 1}})
+    path = f"/v1/agents/{blocked['id']}/experiments"
+    body = {"kind": "rollout", "name": "r", "variant": candidate["id"], "steps": last}
+    first = await ok(client.post(path, json=body), 201)
+    await ok(client.post(f"{path}/{first['id']}/start"))
+    other, _, second = await setup(client, steps=last)
+    # The agent's new schema refuses the variant's params; what the variant resolves to is
+    # unchanged (no `config_changed`), and the base config passes it.
+    await ok(
+        client.patch(f"/v1/agents/{blocked['id']}", json={"params_schema": {"properties": {"seed": {"maximum": 0}}}})
+    )
+    assert sorted(await scheduler.tick(db)) == ["complete", "pause"]
+    paused = await ok(client.get(f"{path}/{first['id']}"))
+    assert paused["status"] == "paused" and paused["status_reason"].startswith("cannot_activate")
+    done = await ok(client.get(f"/v1/agents/{other['id']}/experiments/{second['id']}"))
+    assert done["status"] == "completed"
+
+
+async def test_an_environment_serving_a_paused_rollout_is_in_use(client: httpx.AsyncClient) -> None:
+    staging = await ok(client.post("/v1/environments", json={"name": unique("staging")}), 201)
+    agent = await create_agent(client)
+    variant = await create_variant(client, agent["id"], overrides={"temperature": 0.3})
+    path = f"/v1/agents/{agent['id']}/experiments"
+    body = {"kind": "rollout", "name": "r", "variant": variant["id"], "steps": STEPS, "environment": staging["slug"]}
+    rollout = await ok(client.post(path, json=body), 201)
+    query = {"environment": staging["slug"]}
+    await ok(client.post(f"{path}/{rollout['id']}/start", params=query))
+    await ok(client.post(f"{path}/{rollout['id']}/pause", params=query))
+    assert_problem(await client.delete(f"/v1/environments/{staging['id']}"), 409, "environment_in_use")
+
+
+async def test_results_of_a_rolled_back_rollout_are_read(client: httpx.AsyncClient, db: Database) -> None:
+    guardrails = [{"metric": "success_rate", "max_degradation": 0.0}]
+    agent, candidate, rollout = await setup(client, guardrails=guardrails, min_outcomes=5)
+    live = rollout["arms"][0]["variant_id"]
+    outcomes = [{"variant_id": live, "success": True} for _ in range(50)]
+    outcomes += [{"variant_id": candidate["id"], "success": False} for _ in range(50)]
+    await report(client, agent, rollout, outcomes)
+    assert await scheduler.tick(db) == ["roll_back"]
+    results = await ok(client.get(f"/v1/agents/{agent['id']}/experiments/{rollout['id']}/results"))
+    assert results["status"] == "rolled_back" and sum(arm["outcomes"] for arm in results["arms"]) == 100

@@ -79,6 +79,11 @@ CROSS_FIELD_RULES: dict[str, str] = {
     "POST /v1/agents/{agent}/render": "the variables the resolved config declares (missing, unknown, typed)",
     "POST /v1/agents/{agent}/experiments": "an experiment's arms or a rollout's variant and steps, the steps rising to "
     "100, each guardrail's metric once",
+    "PATCH /v1/agents/{agent}/experiments/{experiment}": "a rollout's steps rising to 100, each guardrail's metric "
+    "once, and rollout fields only on a rollout",
+    "POST /v1/webhooks": "the URL's host resolves to a public address (private, loopback, link-local are refused)",
+    "PATCH /v1/webhooks/{webhook}": "the URL's host resolves to a public address (private, loopback, link-local are "
+    "refused)",
     "PUT /v1/agents/{agent}/rules": "rules' names and ids distinct, each condition's value as its op needs, and "
     + TOKEN_RULE
     + " on what each rule serves",

@@ -443,3 +443,44 @@ async def test_switch_environment_edit_a_rule_and_see_who_gets_what_change(page:
     await page.get_by_role("button", name="Switch").click()
     await expect(page.locator("#who-rules")).to_contain_text("none in production")
     await expect(page.locator("#who-rules li.rule")).to_have_count(0)
+
+
+async def test_a_rollout_started_from_its_variant_and_rolled_back_by_the_server(page: Page, console: Console) -> None:
+    agent = await console.agent()
+    variant = await console.variant(agent, temperature=0.9)
+    await sign_in(page, console.admin_key)
+    await page.goto(f"/console/agents/{agent['slug']}/variants/{variant['slug']}")
+    # The defaults: 5, 25, 50 and 100%, 30 minutes each; success rate and latency guarded.
+    await expect(page.locator("#step-0-percent")).to_have_value("5")
+    await expect(page.locator("#step-3-percent")).to_have_value("100")
+    await expect(page.locator("#step-3-hold")).to_have_value("30")
+    await expect(page.locator("#f-guardrails-success_rate")).to_have_value("0.02")
+    await expect(page.locator("#f-guardrails-latency_ms_mean")).to_have_value("250")
+    await screenshot(page, "variant-roll-out")
+    await page.get_by_role("button", name="Review the start…").click()
+
+    # Starting asks first, saying who will get what.
+    await expect(page).to_have_url(re.compile(r"/experiments/exp_[A-Za-z0-9]+/start$"))
+    experiment_id = page.url.rsplit("/", 2)[1]
+    await expect(page.locator("#rollout-who")).to_contain_text("5% of subjects")
+    await expect(page.locator("#rollout-steps tbody tr")).to_have_count(4)
+    await screenshot(page, "confirm-rollout")
+    await page.get_by_role("button", name="Start", exact=True).click()
+    await expect(page.locator("#status")).to_have_text("running")
+    await expect(page.locator("#current-step")).to_contain_text("Step 1 of 4")
+    await expect(page.locator("#next-step")).to_contain_text("in 30 minutes at the earliest")
+
+    # The variant succeeds half as often: the server's own scheduler rolls it back.
+    data = outcomes(experiment_id, [(None, 0.95, 0.5), (variant["id"], 0.45, 0.5)], per_arm=300)
+    await console.call("POST", f"/v1/agents/{agent['id']}/outcomes", 202, json={"data": data})
+    for _ in range(40):
+        shown = await console.call("GET", f"/v1/agents/{agent['id']}/experiments/{experiment_id}", 200)
+        if shown["status"] == "rolled_back":
+            break
+        await page.wait_for_timeout(250)
+    await page.reload()
+    await expect(page.locator("#status")).to_have_text("rolled back")
+    await expect(page.locator("#reason")).to_contain_text("success rate got worse by more than the 2 percentage")
+    await expect(page.locator("#guardrail-charts figure")).to_have_count(2)
+    assert await page.locator("#guardrail-charts .breach").count() == 1
+    await screenshot(page, "rollout-rolled-back")

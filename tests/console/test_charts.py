@@ -591,3 +591,101 @@ def test_tick_labels_say_what_the_axis_measures() -> None:
             number, suffix = float(text[0].replace(",", "")), text[1]
             ticks.append(number * {"": 1, "k": 1e3, "M": 1e6, "B": 1e9}[suffix])
         assert ticks and max(ticks) >= total and max(ticks) < total * 10, (total, ticks)
+
+
+# --- a rollout's guardrail over time (issue 20) ---------------------------------------------------
+
+
+def test_sequence_chart_draws_the_band_the_estimate_and_the_limit():
+    svg = charts.sequence_chart(
+        "Success rate",
+        [0, 60, 120, 400],
+        [None, -0.1, -0.3, -0.5],
+        [None, [-0.4, 0.2], [-0.5, -0.1], [-0.57, -0.43]],
+        threshold=-0.02,
+        percent=True,
+        steps=[(0, 5), (200, 25)],
+        breached=[False, False, False, True],
+    )
+    root = check_document(svg)
+    # The first figure has none yet: the line and the band start at the second.
+    (estimate,) = elements(root, "polyline", "estimate")
+    assert len(estimate.get("points").split()) == 3
+    (band,) = elements(root, "polygon", "cs")
+    assert len(band.get("points").split()) == 6 and band.get("fill-opacity") == "0.15"
+    assert len(elements(root, "polyline", "cs-edge")) == 2
+    (limit,) = elements(root, "line", "threshold")
+    (zero,) = elements(root, "line", "zero")
+    assert float(limit.get("y1")) > float(zero.get("y1"))  # below 0: lower on the page
+    assert len(elements(root, "circle", "breach")) == 1
+    (step,) = elements(root, "line", "step")  # the first step begins at the start: no line
+    words = drawn_text(root)
+    assert "25%" in words and "limit -2.0%" in words and "minutes since the start" in words
+    desc = root.find(f"{SVG}desc").text
+    assert "3 figures" in desc and "-50.0%" in desc and "breached" in desc and "not breached" not in desc
+
+
+def test_sequence_chart_breaks_its_line_at_a_gap_and_picks_its_time_unit():
+    hours = [0, 3600, 7200, 10800, 14400]
+    svg = charts.sequence_chart(
+        "Mean latency",
+        hours,
+        [-10, None, -30, -20, -5],
+        [[-60, 40], None, [-80, 20], [-50, 10], [-40, 30]],
+        threshold=-250,
+    )
+    root = check_document(svg)
+    assert len(elements(root, "polyline", "estimate")) == 2 and len(elements(root, "polygon", "cs")) == 2
+    assert "hours since the start" in drawn_text(root) and "not breached" in root.find(f"{SVG}desc").text
+    assert "No figures yet" in charts.sequence_chart("x", [0], [None], [None], threshold=-1)
+
+
+def test_sequence_chart_escapes_and_survives_anything():
+    svg = charts.sequence_chart(
+        EVIL,
+        [0, float("nan"), 5, 1e300],
+        [1e300, 0.1, float("inf"), -1e300],
+        [[0, 1], "x", None, [2, 1]],
+        threshold=float("nan"),
+        axis_title=EVIL,
+        steps=[("x", None), (3, 50)],
+    )
+    root = check_document(svg, words=False)
+    assert EVIL in all_text(root) and "<script>" not in svg
+
+
+def test_guardrail_charts_follow_the_history_and_mark_the_steps():
+    rollout = {
+        "status": "rolled_back",
+        "started_at": "2026-12-06T10:00:00.000000Z",
+        "steps": [{"percent": 5, "hold_seconds": 60}, {"percent": 50, "hold_seconds": 60}],
+        "guardrails": [
+            {"metric": "success_rate", "max_degradation": 0.02},
+            {"metric": "latency_ms_mean", "max_degradation": 250},
+        ],
+        "progress": None,
+    }
+
+    def figures(estimate, breached=False):
+        return [
+            {
+                "metric": "success_rate",
+                "estimate": estimate,
+                "cs": [estimate - 0.1, estimate + 0.1],
+                "n": [10, 10],
+                "breached": breached,
+                "max_degradation": 0.02,
+            },
+        ]  # no latency figures: that chart has none
+
+    history = [
+        {"at": "2026-12-06T10:01:00+00:00", "step": 0, "percent": 5, "guardrails": figures(-0.01)},
+        {"at": "2026-12-06T10:03:00+00:00", "step": 1, "percent": 50, "guardrails": figures(-0.2, True)},
+    ]
+    (rate, rate_name, rate_svg), (latency, _, latency_svg) = charts.guardrail_charts(rollout, history)
+    assert (rate, rate_name, latency) == ("success_rate", "Success rate", "latency_ms_mean")
+    root = check_document(rate_svg)
+    assert len(elements(root, "line", "step")) == 1 and "50%" in drawn_text(root)
+    assert len(elements(root, "circle", "breach")) == 1
+    assert "variant − live config" in " ".join(drawn_text(root))
+    assert "No figures yet" in latency_svg

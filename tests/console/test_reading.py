@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.api.console import reading as words_of
 from services.api.console.reading import format_p_value, reading
 from tests.console.test_charts import results_objects
 
@@ -338,3 +339,95 @@ def test_random_results_read_without_overclaiming(data, names, alpha):
             assert "evidence" not in checked and "higher" not in checked and "lower" not in checked
         assert not OVERCLAIMS.search(checked), sentence
         assert "nan" not in checked.lower().split() and "inf" not in checked.lower().split()
+
+
+# --- rollouts (issue 20) --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (0, "0 seconds"),
+        (45, "45 seconds"),
+        (60, "1 minute"),
+        (61, "2 minutes"),
+        (1800, "30 minutes"),
+        (3900, "1 hour 5 minutes"),
+        (7200, "2 hours"),
+        (183600, "2 days 3 hours"),
+        (-5, "0 seconds"),
+    ],
+)
+def test_duration(seconds, words):
+    assert words_of.duration(seconds) == words
+
+
+def test_a_guardrail_reads_in_its_metric_s_direction():
+    latency = {
+        "metric": "latency_ms_mean",
+        "max_degradation": 250,
+        "estimate": -300.0,
+        "cs": [-420.0, -180.0],
+        "n": [500, 480],
+        "breached": False,
+    }
+    assert words_of.guardrail_limit(latency) == (
+        "the variant's mean latency may be at most 250 ms higher than the live config's"
+    )
+    words = words_of.guardrail_reading(latency, min_outcomes=100)
+    assert words.startswith("The variant's mean latency is 300 ms higher than the live config's")
+    assert "from 420 ms higher to 180 ms higher" in words and "480 outcomes of the variant and 500" in words
+    assert "Within the limit" in words
+    rate = {
+        "metric": "success_rate",
+        "max_degradation": 0.02,
+        "estimate": 0.004,
+        "cs": [-0.031, 0.039],
+        "n": [40, 30],
+        "breached": False,
+    }
+    words = words_of.guardrail_reading(rate, min_outcomes=100)
+    assert "0.4 percentage points higher" in words and "from 3.1 percentage points lower" in words
+    assert words.endswith("It decides once each arm has 100.")
+    none_yet = {**rate, "estimate": None, "cs": None, "n": [1, 0]}
+    assert words_of.guardrail_reading(none_yet, min_outcomes=100).startswith("Not enough outcomes to estimate yet")
+
+
+def test_a_rollback_says_which_guardrail_and_its_figures_in_words():
+    rollout = {
+        "status": "rolled_back",
+        "stopped_at": "2026-12-06T10:05:00.000000Z",
+        "status_reason": "success_rate got worse by more than 0.02: ...",
+        "progress": {
+            "guardrails": [
+                {
+                    "metric": "success_rate",
+                    "max_degradation": 0.02,
+                    "estimate": -0.5,
+                    "cs": [-0.57, -0.43],
+                    "n": [400, 400],
+                    "breached": True,
+                },
+                {
+                    "metric": "latency_ms_mean",
+                    "max_degradation": 250,
+                    "estimate": 0.0,
+                    "cs": [-1.0, 1.0],
+                    "n": [400, 400],
+                    "breached": False,
+                },
+            ]
+        },
+    }
+    first, second = words_of.status_reading(rollout, variant="concise", live="variant current", environment="prod")
+    assert first.startswith("Rolled back at 2026-12-06 10:05:00 UTC: a guardrail was breached")
+    assert "Every request gets variant current again; variant concise was not activated." in first
+    assert second == (
+        "Its success rate got worse by more than the 2 percentage points allowed: over 400 outcomes of the variant "
+        "and 400 of the live config, the variant's success rate was 50 percentage points lower, and even the most "
+        "favourable end of its 95% confidence sequence (43 percentage points lower) is beyond the limit."
+    )
+    changed = words_of.status_reading(
+        {"status": "paused", "status_reason": "config_changed"}, variant="concise", live="x", environment="prod"
+    )
+    assert "no longer resolves as it did at the start" in changed[0]

@@ -156,8 +156,14 @@ def type_error(kind: str, value: object) -> str | None:
         return None if isinstance(value, str) else "must be a string"
     if kind == "boolean":
         return None if isinstance(value, bool) else "must be a boolean"
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return f"must be a{'n integer' if kind == 'integer' else ' finite number'}"
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a double: no number a template can show
+        finite = False
+    if not finite:
+        return f"must be a{'n integer' if kind == 'integer' else ' finite number'} a double can hold"
     if kind == "integer" and not float(value).is_integer():
         return "must be a whole number"
     return None

@@ -49,6 +49,8 @@ def required_scope(method: str, path: str) -> str | None:
         return None
     if path == "/v1/keys" or path.startswith("/v1/keys/"):
         return "admin"
+    if path == "/v1/webhooks" or path.startswith("/v1/webhooks/"):
+        return "admin"  # contract 1.1: webhooks are admin's, reads too (their URLs and logs)
     if path == "/v1/environments" or path.startswith("/v1/environments/"):
         # Contract 1.1: environment writes need `admin`, reads `read`.
         return "read" if method in READ_METHODS else "admin"

@@ -30,7 +30,7 @@ from services.api.keyed_fields import merge_keyed
 from services.api.schemas import set_fields
 from services.api.variants import repository as variant_repository
 from services.api.variants.schemas import overrides_of
-from services.api.writes import announce, serving
+from services.api.writes import announce, outbox, serving
 from services.api.writes.context import NO_CONTEXT, WriteContext
 from services.api.writes.locks import LockedAgent, lock_agent
 from services.api.writes.revisions import record
@@ -352,7 +352,8 @@ async def purge_agent(db: Database, ref: str, *, context: WriteContext = NO_CONT
         context.check_version(agent.version, what="agent")
         if agent.archived_at is None:
             raise AgentNotArchived(f"Agent '{ref}' is not archived; archive it (DELETE without purge) first")
-        await repository.purge(conn, agent.id)
+        await repository.purge(conn, agent.id)  # its pending webhook payloads go with it
+        await outbox.enqueue_event(conn, "agent.purged", {"agent": {"id": agent.id, "slug": agent.slug}}, agent_id=None)
         await announce.agent_changed(conn, agent.id)
 
     await db.transaction(unit)

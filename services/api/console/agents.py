@@ -1,11 +1,14 @@
 """Console pages for agents and their variants: list and search, create, edit the base
 config, an agent's resolved config with provenance, variants (create, clone, preview,
-diff) and activation behind a confirmation that shows exactly what will change.
+diff), activation behind a confirmation that shows exactly what will change, and a
+variant's roll-out form (a rollout's draft, whose start is confirmed on its own page).
 
 Reads come from `console.queries` (one snapshot a page), writes go through the services."""
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Annotated, Any
 
 from agent_variants.rules import attribute_errors
@@ -39,6 +42,8 @@ from services.api.console.web import (
     writer,
 )
 from services.api.exceptions import DomainError, NotFound
+from services.api.experiments import service as experiments
+from services.api.experiments.schemas import HOLD_MAX, METRICS, ExperimentCreate
 from services.api.variants import service as variants
 from services.api.variants.schemas import VariantCreate, VariantUpdate
 from services.shared.agent_config import CONFIG_FIELDS, INTEGER_FIELDS, KEYED_FIELDS, NUMBER_FIELDS
@@ -54,6 +59,23 @@ Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
 AGENT_JSON = (*(f"config.{name}" for name in KEYED_FIELDS), "params_schema")
 VARIANT_JSON = tuple(f"overrides.{name}" for name in JSON_FIELDS)
 JSON_PROBLEM = "Some fields need fixing; nothing was saved."
+# The roll-out form: step rows (the API takes 1 to 20; empty rows are skipped) and its defaults
+# (issue 20): 5, 25, 50 and 100% of subjects, 30 minutes each; success rate at most 2 points
+# lower, mean latency at most 250 ms higher; 100 outcomes per arm before a guardrail decides.
+STEP_ROWS = 8
+DEFAULT_STEPS = (5, 25, 50, 100)
+DEFAULT_HOLD_MINUTES = "30"
+DEFAULT_GUARDRAILS = {"success_rate": "0.02", "latency_ms_mean": "250"}
+DEFAULT_MIN_OUTCOMES = "100"
+GUARDRAIL_HINTS = {
+    "success_rate": "Success rate, in its units: 0.02 = 2 points lower at most.",
+    "score_mean": "Mean score, in the scores' units: how much lower at most.",
+    "latency_ms_mean": "Mean latency, in ms: how much slower at most.",
+    "cost_usd_mean": "Mean cost per run, in USD: how much more at most.",
+    "output_tokens_mean": "Mean output tokens per run: how many more at most.",
+}
+STEP = re.compile(r"^steps\[(\d+)\]")
+GUARDRAIL = re.compile(r"^guardrails\[(\d+)\]")
 
 
 def field_kinds() -> dict[str, str]:
@@ -396,16 +418,29 @@ async def variant_page(
     request: Request, agent: str, variant: str, who: Seen, named: Place, against: str = "live"
 ) -> Response:
     shown = await queries.variant_page(db_of(request), agent, variant, against, named=named)
-    overrides = shown.variant["overrides"]
+    return _variant(request, shown, who, against=against, form=_edit_form(shown.variant), errors={}, problem=None)
+
+
+def _edit_form(variant: dict[str, Any]) -> dict[str, str]:
+    """The variant's edit form as it first shows: its name, description and overrides."""
+    overrides = variant["overrides"]
     form = {f"overrides.{name}": value for name, value in overrides.items() if name in CONFIG_FIELDS}
     form.update({f"overrides.{name}.empty": "on" for name, value in overrides.items() if value == ""})
     form.update({f"overrides.{name}": pretty_json(overrides.get(name)) for name in JSON_FIELDS})
     form.update(
-        variant_name=shown.variant["variant_name"],
-        description=shown.variant["description"],
-        version=str(shown.variant["version"]),
+        variant_name=variant["variant_name"], description=variant["description"], version=str(variant["version"])
     )
-    return _variant(request, shown, who, against=against, form=form, errors={}, problem=None)
+    return form
+
+
+def rollout_defaults(variant: dict[str, Any]) -> dict[str, str]:
+    """The roll-out form as it first shows: the issue's default steps and guardrails."""
+    form = {"rollout.name": f"Roll out {variant['variant_name']}"[:256], "min_outcomes": DEFAULT_MIN_OUTCOMES}
+    for row, percent in enumerate(DEFAULT_STEPS):
+        form[f"steps[{row}].percent"] = str(percent)
+        form[f"steps[{row}].hold_minutes"] = DEFAULT_HOLD_MINUTES
+    form.update({f"guardrails.{metric}": value for metric, value in DEFAULT_GUARDRAILS.items()})
+    return form
 
 
 def _variant(
@@ -418,6 +453,9 @@ def _variant(
     errors: dict[str, str],
     problem: str | None,
     status_code: int = 200,
+    rollout_form: dict[str, str] | None = None,
+    rollout_errors: dict[str, str] | None = None,
+    rollout_problem: str | None = None,
 ) -> Response:
     return render(
         request,
@@ -438,6 +476,13 @@ def _variant(
         form=form,
         errors=errors,
         problem=problem,
+        running=shown.running,
+        rollout_form=rollout_form if rollout_form is not None else rollout_defaults(shown.variant),
+        rollout_errors=rollout_errors or {},
+        rollout_problem=rollout_problem,
+        step_rows=range(STEP_ROWS),
+        metrics=METRICS,
+        guardrail_hints=GUARDRAIL_HINTS,
     )
 
 
@@ -492,6 +537,136 @@ async def edit_variant(request: Request, agent: str, variant: str, writes: Write
             status_code=status_of(error),
         )
     return see_other(where.link(url("agents", found["slug"], "variants", shown["slug"])))
+
+
+@router.post("/agents/{agent}/variants/{variant}/rollout")
+async def roll_out(request: Request, agent: str, variant: str, writes: Writes, named: Place) -> Response:
+    """The roll-out form: a rollout of this variant in the page's environment, saved as a
+    draft; then its start's confirmation, which says who will get what. Nothing is served
+    before that is confirmed."""
+    who, form = writes
+    db = db_of(request)
+    found, shown, where = await queries.agent_and_variant(db, agent, variant, named=named)
+    body, rows, metrics, bad = rollout_body(form, shown["id"])
+    if bad:
+        return await _rollout_form(request, found, shown, who, named, form, bad, JSON_PROBLEM)
+    try:
+        created = await experiments.create_experiment(
+            db, found["id"], ExperimentCreate.model_validate(body), environment=where.id, context=write_context(who)
+        )
+    except (ValidationError, DomainError) as error:
+        problem, errors = errors_of(error)
+        errors = {_form_param(param, rows, metrics): message for param, message in errors.items()}
+        return await _rollout_form(
+            request, found, shown, who, named, form, errors, problem, status_code=status_of(error)
+        )
+    return see_other(where.link(url("agents", found["slug"], "experiments", created["id"], "start")))
+
+
+def rollout_body(form: dict[str, str], variant_id: str) -> tuple[dict[str, Any], list[int], list[str], dict[str, str]]:
+    """The rollout the form asks for, as the API takes it; the form row of each step sent and
+    the metric of each guardrail sent (to put the API's errors back at their fields); and
+    what the form itself refuses (a hold that is no number of minutes), by field."""
+    steps: list[dict[str, Any]] = []
+    rows: list[int] = []
+    bad: dict[str, str] = {}
+    for row in range(STEP_ROWS):
+        percent = form.get(f"steps[{row}].percent", "").strip()
+        hold = form.get(f"steps[{row}].hold_minutes", "").strip()
+        if not percent and not hold:
+            continue
+        seconds = _hold_seconds(hold)
+        if seconds is None:
+            bad[f"steps[{row}].hold_minutes"] = f"Minutes from 0 to {HOLD_MAX // 60:,} (30 days); 0: no hold."
+        steps.append({"percent": _whole(percent), "hold_seconds": seconds or 0})
+        rows.append(row)
+    guardrails: list[dict[str, Any]] = []
+    metrics: list[str] = []
+    for metric in METRICS:
+        raw = form.get(f"guardrails.{metric}", "").strip()
+        if raw:
+            guardrails.append({"metric": metric, "max_degradation": _number(raw)})
+            metrics.append(metric)
+    body: dict[str, Any] = {
+        "kind": "rollout",
+        "name": form.get("rollout.name", ""),
+        "variant": variant_id,
+        "steps": steps,
+        "guardrails": guardrails,
+    }
+    if form.get("min_outcomes", "").strip():
+        body["min_outcomes"] = _whole(form["min_outcomes"].strip())
+    return body, rows, metrics, bad
+
+
+def _hold_seconds(raw: str) -> int | None:
+    """A step's hold typed in minutes (decimals allowed), as seconds; None when it is not one."""
+    try:
+        minutes = float(raw)
+    except ValueError:
+        return None
+    if not math.isfinite(minutes) or not 0 <= minutes * 60 <= HOLD_MAX:
+        return None
+    return round(minutes * 60)
+
+
+def _whole(raw: str) -> Any:
+    """A whole number as typed, else the text (validation names it)."""
+    try:
+        return int(raw)
+    except ValueError:
+        return raw
+
+
+def _number(raw: str) -> Any:
+    try:
+        return float(raw)
+    except ValueError:
+        return raw
+
+
+def _form_param(param: str, rows: list[int], metrics: list[str]) -> str:
+    """The form field that shows an API error: the API numbers the steps and guardrails it
+    was sent; the form has a row per step (some may be empty) and a field per metric."""
+    if param == "name":
+        return "rollout.name"
+    step = STEP.match(param)
+    if step is not None and int(step.group(1)) < len(rows):
+        rest = param[step.end() :].replace(".hold_seconds", ".hold_minutes")
+        return f"steps[{rows[int(step.group(1))]}]{rest}"
+    guardrail = GUARDRAIL.match(param)
+    if guardrail is not None and int(guardrail.group(1)) < len(metrics):
+        return f"guardrails.{metrics[int(guardrail.group(1))]}"
+    return param
+
+
+async def _rollout_form(
+    request: Request,
+    agent: dict[str, Any],
+    variant: dict[str, Any],
+    who: Viewer,
+    named: queries.Named,
+    form: dict[str, str],
+    errors: dict[str, str],
+    problem: str,
+    *,
+    status_code: int = 422,
+) -> Response:
+    """The variant page as it is now, with the roll-out form as it was sent and what was wrong."""
+    now = await queries.variant_page(db_of(request), agent["id"], variant["id"], named=named)
+    return _variant(
+        request,
+        now,
+        who,
+        against="live",
+        form=_edit_form(now.variant),
+        errors={},
+        problem=None,
+        status_code=status_code,
+        rollout_form=form,
+        rollout_errors=errors,
+        rollout_problem=problem,
+    )
 
 
 @router.get("/agents/{agent}/variants/{variant}/{action}")

@@ -24,6 +24,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 __all__ = [
@@ -31,9 +32,11 @@ __all__ = [
     "bar_chart",
     "format_number",
     "format_percent",
+    "guardrail_charts",
     "interval_chart",
     "nice_axis",
     "results_charts",
+    "sequence_chart",
     "usage_chart",
 ]
 
@@ -54,6 +57,7 @@ MUTED = "#57606a"  # 6.4:1 (secondary text, axis)
 GRID = "#d0d7de"  # decorative grid lines only
 REFERENCE = "#6e7781"  # 4.6:1 (the control's dashed line)
 POINT = "#0a58ca"  # 6.0:1
+BAD = "#c21c48"  # 5.6:1 (a guardrail's threshold, a breach)
 PALETTE = ("#0a58ca", "#b35900", "#1a7f37", "#8250df", "#c21c48", "#0b7285")
 
 MAX_ABS = 1e15  # figures beyond this are drawn at the edge of the axis
@@ -653,3 +657,259 @@ def usage_chart(usage: dict, names: dict[str | None, str]) -> str:
         f"{whole('outcomes', sum(runs))} runs. {summary}."
     )
     return _svg(title, desc, end + 6, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# A rollout's guardrail over time
+
+SEQ_X0, SEQ_X1 = 76.0, 520.0  # the plot; y tick labels end left of it, the threshold's label right of it
+SEQ_TOP, SEQ_HEIGHT = 28.0, 200.0
+# (seconds per unit, its name): the time axis counts minutes, hours or days since the start.
+_TIME_UNITS = ((1.0, "seconds"), (60.0, "minutes"), (3600.0, "hours"), (86400.0, "days"))
+
+
+def _time_unit(span: float) -> tuple[float, str]:
+    if span <= 180:
+        return _TIME_UNITS[0]
+    if span <= 3 * 3600:
+        return _TIME_UNITS[1]
+    if span <= 3 * 86400:
+        return _TIME_UNITS[2]
+    return _TIME_UNITS[3]
+
+
+def _runs(points: Sequence[tuple[float, Any]]) -> list[list[tuple[float, Any]]]:
+    """Consecutive points whose value is not None, as runs (a gap breaks a line)."""
+    runs: list[list[tuple[float, Any]]] = [[]]
+    for x, value in points:
+        if value is None:
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append((x, value))
+    return [run for run in runs if run]
+
+
+def sequence_chart(
+    title: str,
+    seconds: Sequence[Any],
+    estimates: Sequence[Any],
+    bands: Sequence[Any],
+    *,
+    threshold: Any,
+    axis_title: str = "",
+    percent: bool = False,
+    steps: Sequence[tuple[Any, Any]] = (),
+    breached: Sequence[bool] = (),
+) -> str:
+    """A guardrail's confidence sequence over time: the estimate as a line, its 95% band
+    ``[lo, hi]`` shaded with its edges drawn, 0 (no difference) as a solid line and
+    ``threshold`` (the most it may get worse, a negative figure) as a dashed red one.
+
+    ``seconds`` are the figures' times since the rollout started; ``steps`` are ``(seconds,
+    percent)`` where each step began (drawn as dotted lines labelled with the percent);
+    ``breached`` marks the figures where the guardrail was breached. ``percent`` shows
+    differences of rates (``-0.02``) as points of percent (``-2%``). A figure without a
+    value (too few outcomes yet) is a gap.
+    """
+    count = len(seconds)
+    times = [finite(_at(seconds, i)) for i in range(count)]
+    values = [finite(_at(estimates, i)) if times[i] is not None else None for i in range(count)]
+    pairs = [interval(_at(bands, i)) if values[i] is not None else None for i in range(count)]
+    limit = finite(threshold)
+    shown = [i for i in range(count) if values[i] is not None]
+    if not shown:
+        return _message_chart(title, "No figures yet: each arm needs 2 outcomes carrying the metric in a step.")
+    data: list[float | None] = [0.0, *(values[i] for i in shown)]
+    data += [end for pair in pairs if pair is not None for end in pair]
+    if limit is not None:
+        data.append(limit)
+    y_lo, y_hi, y_ticks = nice_axis(data, count=6)
+    bottom = SEQ_TOP + SEQ_HEIGHT
+    y = LinearScale(y_lo, y_hi, x0=bottom, x1=SEQ_TOP)
+    span = max((t for t in times if t is not None), default=0.0)
+    span = max(span, *(t for t in (finite(at) for at, _ in steps) if t is not None), 0.0)
+    size, unit = _time_unit(span)
+    x_lo, x_hi, x_ticks = nice_axis([0.0, span / size], lo=0.0, count=6)
+    x = LinearScale(x_lo * size, x_hi * size, x0=SEQ_X0, x1=SEQ_X1)
+    y_fmt = _tick_formatter(y_ticks, percent)
+    x_fmt = _tick_formatter(x_ticks, False)
+
+    def show(value: float) -> str:
+        return format_percent(value) if percent else format_number(value)
+
+    body: list[str] = []
+    for tick in y_ticks:
+        at = y(tick)
+        body.append(_el("line", x1=SEQ_X0, y1=at, x2=SEQ_X1, y2=at, stroke=GRID, stroke_width=1))
+        body.append(_label(y_fmt(tick), SEQ_X0 - 6, at + 4, anchor="end", size=SMALL, fill=MUTED))
+    for tick in x_ticks:
+        at = x(tick * size)
+        body.append(_el("line", x1=at, y1=bottom, x2=at, y2=bottom + 4, stroke=MUTED, stroke_width=1))
+        body.append(_label(x_fmt(tick), at, bottom + 17, anchor="middle", size=SMALL, fill=MUTED))
+    body.append(_el("line", x1=SEQ_X0, y1=bottom, x2=SEQ_X1, y2=bottom, stroke=MUTED, stroke_width=1))
+    body.append(_label(f"{unit} since the start", (SEQ_X0 + SEQ_X1) / 2, bottom + 34, anchor="middle", size=SMALL))
+    if axis_title:
+        body.append(_label(axis_title, SEQ_X0, SEQ_TOP - 12, size=SMALL, fill=MUTED))
+    for begun, share in steps:
+        began, percent_of = finite(begun), finite(share)
+        if began is None or began <= 0 or percent_of is None:
+            continue
+        body.append(
+            _el(
+                "line",
+                class_="step",
+                x1=x(began),
+                y1=SEQ_TOP,
+                x2=x(began),
+                y2=bottom,
+                stroke=MUTED,
+                stroke_dasharray="2 3",
+            )
+        )
+        body.append(_label(f"{percent_of:g}%", x(began) + 3, SEQ_TOP + 11, size=11, fill=MUTED))
+    timed = [(i, t) for i, t in enumerate(times) if t is not None]
+    # The band, one polygon per run of figures that have one, and its edges.
+    for run in _runs([(t, pairs[i]) for i, t in timed]):
+        upper = " ".join(f"{_n(x(t))},{_n(y(pair[1]))}" for t, pair in run)
+        lower = " ".join(f"{_n(x(t))},{_n(y(pair[0]))}" for t, pair in reversed(run))
+        body.append(_el("polygon", class_="cs", points=f"{upper} {lower}", fill=POINT, fill_opacity="0.15"))
+        if len(run) == 1:  # one figure has no area: its sequence is a whisker
+            began, pair = run[0]
+            body.append(
+                _el("line", class_="cs-whisker", x1=x(began), y1=y(pair[0]), x2=x(began), y2=y(pair[1]), stroke=POINT)
+            )
+        for edge in (0, 1):
+            line = " ".join(f"{_n(x(t))},{_n(y(pair[edge]))}" for t, pair in run)
+            body.append(_el("polyline", class_="cs-edge", points=line, fill="none", stroke=POINT, stroke_width=1))
+    zero = y(0.0)
+    body.append(_el("line", class_="zero", x1=SEQ_X0, y1=zero, x2=SEQ_X1, y2=zero, stroke=TEXT, stroke_width=1))
+    body.append(_label("no difference", SEQ_X1 + 6, zero - 3, size=SMALL))  # above its line, the limit's below
+    if limit is not None:
+        at = y(limit)
+        body.append(
+            _el(
+                "line",
+                class_="threshold",
+                x1=SEQ_X0,
+                y1=at,
+                x2=SEQ_X1,
+                y2=at,
+                stroke=BAD,
+                stroke_width=2,
+                stroke_dasharray="6 4",
+            )
+        )
+        # Below its line (the zero's label is above its own), unless that is the x axis's place.
+        below = at + 13 if at + 13 < bottom - 2 else at - 4
+        body.append(_label(f"limit {show(limit)}", SEQ_X1 + 6, below, size=SMALL, fill=BAD))
+    for run in _runs([(t, values[i]) for i, t in timed]):
+        line = " ".join(f"{_n(x(t))},{_n(y(value))}" for t, value in run)
+        body.append(_el("polyline", class_="estimate", points=line, fill="none", stroke=POINT, stroke_width=2))
+    last = shown[-1]
+    for i in shown:
+        hit = bool(_at(breached, i))
+        if hit or i == last:
+            marker = _el(
+                "circle",
+                class_="breach" if hit else "point",
+                cx=x(times[i] or 0.0),
+                cy=y(values[i] or 0.0),
+                r=4.5,
+                fill=BAD if hit else POINT,
+                stroke="#ffffff",
+                stroke_width=1.5,
+            )
+            body.append(marker)
+    latest, band = values[last] or 0.0, pairs[last]
+    words = f"latest {show(latest)}" + (f" ({show(band[0])} to {show(band[1])})" if band else "")
+    body.append(_label(words, SEQ_X0, bottom + 52, size=SMALL))
+    body.append(
+        _label("Line: the estimate. Band: its 95% confidence sequence.", SEQ_X0, bottom + 70, size=SMALL, fill=MUTED)
+    )
+    body.append(
+        _label("Solid line: no difference. Dashed red line: the limit.", SEQ_X0, bottom + 86, size=SMALL, fill=MUTED)
+    )
+    when = format_number((times[last] or 0.0) / size)
+    desc = (
+        f"{_clean(title)}. {len(shown)} figures over {format_number(span / size)} {unit}. Latest, at {when} {unit}: "
+        f"estimate {show(latest)}"
+        + (f", 95% confidence sequence {show(band[0])} to {show(band[1])}" if band else ", no confidence sequence yet")
+        + (f"; the limit is {show(limit)}" if limit is not None else "")
+        + ("; breached." if any(_at(breached, i) for i in shown) else "; not breached.")
+    )
+    return _svg(title, desc, bottom + 96, body)
+
+
+# What each guardrail's chart plots, oriented as the contract orients it (below 0 is worse).
+_GUARDRAIL_AXES = {
+    "success_rate": ("Success rate", "variant − live config, success rate (below 0: the variant succeeds less)"),
+    "score_mean": ("Mean score", "variant − live config, mean score (below 0: the variant scores lower)"),
+    "latency_ms_mean": ("Mean latency", "live config − variant, mean latency in ms (below 0: the variant is slower)"),
+    "cost_usd_mean": ("Mean cost", "live config − variant, mean cost in USD (below 0: the variant costs more)"),
+    "output_tokens_mean": (
+        "Mean output tokens",
+        "live config − variant, mean output tokens (below 0: the variant writes more)",
+    ),
+}
+
+
+def _instant(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def guardrail_charts(
+    rollout: dict[str, Any], history: Sequence[dict[str, Any]], *, now: datetime | None = None
+) -> list[tuple[str, str, str]]:
+    """(metric, heading, svg) for each guardrail of a rollout (the experiment object): its
+    confidence sequence over time from ``history`` (``guardrail_history``'s figures, oldest
+    first, each with ``at``, ``step``, ``percent`` and ``guardrails``), against the line at
+    ``-max_degradation``. A live rollout's current ``progress`` is drawn last, at ``now``."""
+    started = _instant(rollout.get("started_at"))
+    steps = rollout.get("steps") or []
+    records = list(history)
+    progress = rollout.get("progress")
+    if now is not None and rollout.get("status") in ("running", "paused") and isinstance(progress, dict):
+        records.append({"at": now, "step": progress.get("step"), "percent": progress.get("percent"), **progress})
+    out = []
+    for guardrail in rollout.get("guardrails") or []:
+        metric = guardrail.get("metric")
+        noun, axis = _GUARDRAIL_AXES.get(metric, (str(metric), "variant − live config (below 0: worse)"))
+        seconds, estimates, bands, breached = [], [], [], []
+        first = steps[0].get("percent") if steps and isinstance(steps[0], dict) else None
+        marks: list[tuple[Any, Any]] = [(0.0, first)]
+        step = 0
+        for record in records:
+            at = _instant(record.get("at"))
+            figures = next((f for f in record.get("guardrails") or [] if f.get("metric") == metric), None)
+            if at is None or started is None or figures is None:
+                continue
+            elapsed = max((at - started).total_seconds(), 0.0)
+            if isinstance(record.get("step"), int) and record["step"] > step:
+                step = record["step"]
+                marks.append((elapsed, record.get("percent")))
+            seconds.append(elapsed)
+            estimates.append(figures.get("estimate"))
+            bands.append(figures.get("cs"))
+            breached.append(bool(figures.get("breached")))
+        limit = finite(guardrail.get("max_degradation"))
+        svg = sequence_chart(
+            f"{noun}: the variant against the live config over time",
+            seconds,
+            estimates,
+            bands,
+            threshold=-limit if limit is not None else None,
+            axis_title=axis,
+            percent=metric == "success_rate",
+            steps=marks,
+            breached=breached,
+        )
+        out.append((str(metric), noun, svg))
+    return out

@@ -1,6 +1,9 @@
 """Console pages for experiments: create with arms and weights, start and stop (each behind
 a confirmation that says who will get what), and results as charts per arm with a
-plain-language reading of each comparison with the control.
+plain-language reading of each comparison with the control. A rollout (created from its
+variant's page) has a page of its own at the same address: its step, the time to the next,
+each guardrail's confidence sequence over time, why it rolled back or paused; and pause,
+resume and stop behind confirmations.
 
 Reads come from `console.queries` (one snapshot a page), writes go through the services."""
 
@@ -37,7 +40,8 @@ router = APIRouter()
 ARM_ROWS = 4  # arm inputs on the create form (the API takes 2 to 10)
 PAGE = 25
 ARM = re.compile(r"^arms\[(\d+)\]")
-ACTIONS = ("start", "stop")  # each behind its confirmation
+ACTIONS = ("start", "stop", "pause", "resume")  # each behind its confirmation; the last two for rollouts
+FINAL = ("stopped", "completed", "rolled_back")  # a split in one of these never serves again
 Seen = Annotated[Viewer, Depends(viewer)]
 Writes = Annotated[tuple[Viewer, dict[str, str]], Depends(writer)]
 Place = Annotated[queries.Named, Depends(place)]
@@ -150,6 +154,8 @@ async def _results(
     status_code: int = 200,
 ) -> Response:
     shown = await queries.experiment_page(db_of(request), agent, experiment, named=named)
+    if shown.rollout is not None:
+        return _rollout(request, shown, shown.rollout, who, problem=problem, status_code=status_code)
     results = shown.results
     names = [
         ("Control: " if arm["arm"] == 0 else f"Arm {arm['arm']}: ") + _arm_name(arm, shown.slugs)
@@ -171,6 +177,43 @@ async def _results(
     )
 
 
+def _rollout(
+    request: Request,
+    shown: queries.ExperimentPage,
+    rollout: queries.Rollout,
+    who: Viewer,
+    *,
+    problem: str | None,
+    status_code: int,
+) -> Response:
+    experiment = shown.experiment
+    names = [f"Live config: {rollout.live}", f"Variant {rollout.variant}"]
+    return render(
+        request,
+        "rollout.html",
+        status_code=status_code,
+        who=who,
+        where=shown.where,
+        agent=shown.agent,
+        experiment=experiment,
+        rollout=rollout,
+        results=shown.results,
+        names=names,
+        next_step=reading.next_step(experiment, now=rollout.now, variant=rollout.variant, environment=shown.where.slug),
+        status_words=reading.status_reading(
+            experiment, variant=rollout.variant, live=rollout.live, environment=shown.where.slug
+        ),
+        limits={g["metric"]: reading.guardrail_limit(g) for g in experiment["guardrails"] or []},
+        readings={
+            g["metric"]: reading.guardrail_reading(g, min_outcomes=experiment["min_outcomes"])
+            for g in (experiment["progress"] or {}).get("guardrails") or []
+        },
+        charts=charts.guardrail_charts(experiment, rollout.history, now=rollout.now),
+        hold=reading.duration,
+        problem=problem,
+    )
+
+
 @router.get("/agents/{agent}/experiments/{experiment}/{action}")
 async def confirm(request: Request, agent: str, experiment: str, action: str, who: Seen, named: Place) -> Response:
     """What starting (who will get what) or stopping (final: back to normal resolution)
@@ -184,22 +227,40 @@ async def confirm(request: Request, agent: str, experiment: str, action: str, wh
 def _moot(shown: queries.ExperimentAction, action: str) -> str | None:
     """Why there is nothing to confirm, or None."""
     name, status = shown.experiment["name"], shown.experiment["status"]
+    rollout = shown.experiment["kind"] == "rollout"
     if action == "start":
-        if status == "stopped":
-            return f"{name} is stopped: a stopped experiment can never start again."
-        if status == "running":
-            return f"{name} is already running: there is nothing to start."
+        if status in FINAL:
+            return f"{name} is {_words(status)}: a {_words(status)} {_kind(shown)} can never start again."
+        if status in ("running", "paused"):
+            return f"{name} is already {status}: there is nothing to start."
         if shown.running is not None:
+            other = shown.running
             return (
-                f"Experiment {shown.running['name']} of this agent is running: stop it before starting this one"
-                " (an agent runs one experiment at a time)."
+                f"{_kind(other).capitalize()} {other['name']} of this agent is {other['status']}"
+                f" in {shown.where.slug}: stop it before starting this one (an agent runs one experiment or rollout"
+                " at a time in an environment)."
             )
         return None
+    if action in ("pause", "resume") and not rollout:
+        return f"{name} is an experiment: only rollouts pause and resume."
+    if action == "pause" and status != "running":
+        return f"{name} is {_words(status)}: only a running rollout can be paused."
+    if action == "resume" and status != "paused":
+        return f"{name} is {_words(status)}: only a paused rollout can be resumed."
     if status == "draft":
-        return f"{name} is a draft: it has not started, so there is nothing to stop."
-    if status == "stopped":
-        return f"{name} is already stopped: it can never start again."
+        return f"{name} is a draft: it has not started, so there is nothing to {action}."
+    if status in FINAL:
+        return f"{name} is already {_words(status)}: it can never start again."
     return None
+
+
+def _kind(experiment: dict[str, Any] | queries.ExperimentAction) -> str:
+    found = experiment.experiment if isinstance(experiment, queries.ExperimentAction) else experiment
+    return "rollout" if found["kind"] == "rollout" else "experiment"
+
+
+def _words(status: str) -> str:
+    return status.replace("_", " ")
 
 
 def _confirmation(
@@ -225,6 +286,8 @@ def _confirmation(
         moot=_moot(shown, action),
         state=_state(shown),
         notice=notice,
+        limits=[reading.guardrail_limit(g) for g in shown.experiment["guardrails"] or []],
+        hold=reading.duration,
     )
 
 
@@ -256,15 +319,16 @@ async def act(request: Request, agent: str, experiment: str, action: str, writes
         )
     agent_id, experiment_id = shown.agent["id"], shown.experiment["id"]
     try:
+        context = write_context(who, form)
         if action == "start":
-            await experiments.start_experiment(
-                db, agent_id, experiment_id, environment=where.id, context=write_context(who, form)
-            )
+            await experiments.start_experiment(db, agent_id, experiment_id, environment=where.id, context=context)
+        elif action == "stop":
+            await experiments.stop_experiment(db, agent_id, experiment_id, environment=where.id, context=context)
         else:
-            await experiments.stop_experiment(
-                db, agent_id, experiment_id, environment=where.id, context=write_context(who, form)
+            await experiments.pause_or_resume(
+                db, agent_id, experiment_id, pause=action == "pause", environment=where.id, context=context
             )
-    except DomainError as error:  # another started first, a live arm's duplicate, the rule, a race
+    except DomainError as error:  # another started first, a live arm's duplicate, the rule, a race, a pause
         if error.code == "resource_missing":
             raise
         return await _results(request, agent, experiment, who, named, problem=error.detail, status_code=409)

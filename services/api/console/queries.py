@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import RowMapping
+from sqlalchemy import RowMapping, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.api.agents import repository as agent_rows
@@ -34,6 +34,8 @@ from services.api.resolution.plan import Plan, arm_configs
 from services.api.resolution.time_travel import resolve_at
 from services.api.revisions import repository as revision_rows
 from services.api.revisions.schemas import revision_read
+from services.api.rollouts import figures as rollout_figures
+from services.api.rollouts import repository as rollout_rows
 from services.api.rules import repository as rule_rows
 from services.api.rules.schemas import rule_set_read
 from services.api.variants import repository as variant_rows
@@ -304,6 +306,7 @@ class VariantPage:
     against_error: str | None  # why there is nothing to compare with
     others: Slugs  # the comparison picker
     where: Where  # the environment it shows, and the switcher's choices
+    running: dict[str, Any] | None = None  # the split running or paused in the environment (blocks a rollout's start)
 
 
 async def variant_page(
@@ -330,7 +333,18 @@ async def variant_page(
             else:
                 changes = config_changes(origin, resolved_values(overrides_of(row), found["config"]))
         others = await variant_rows.slugs(conn, found["id"])
-    return VariantPage(found, variant_read(row), preview, live, changes, against_error, others, where)
+        running = await experiment_rows.running(conn, found["id"], environment_id=environment)
+    return VariantPage(
+        found,
+        variant_read(row),
+        preview,
+        live,
+        changes,
+        against_error,
+        others,
+        where,
+        experiment_read(running) if running is not None else None,
+    )
 
 
 async def _against(
@@ -478,7 +492,45 @@ async def experiments_page(
             conn, found["id"], after=after, limit=limit + 1, status=None, environment_id=environment
         )
         slugs = await variant_rows.slugs(conn, found["id"])
-    return ExperimentsPage(found, _page(rows, experiment_read, limit), slugs, where)
+        now = await _now(conn)
+        shown = [await _experiment(conn, row, now) for row in rows]
+    return ExperimentsPage(found, Page.of(shown, limit), slugs, where)
+
+
+async def _now(conn: AsyncConnection) -> datetime:
+    """The database's clock now (what a rollout's `progress` is computed against)."""
+    now: datetime = await conn.scalar(select(func.clock_timestamp()))  # type: ignore[assignment]  # never NULL
+    return now
+
+
+async def _experiment(conn: AsyncConnection, row: RowMapping, now: datetime) -> dict[str, Any]:
+    """The experiment object as the API shows it: a started rollout's with its `progress`."""
+    progress = None
+    if row["kind"] == "rollout" and row["step"] is not None:
+        progress = rollout_figures.progress(row, await rollout_rows.step_totals(conn, row["id"]), now)
+    return experiment_read(row, progress)
+
+
+# The most figures a guardrail chart draws: a long rollout's history is thinned evenly, its
+# newest figures (those of a breach) always kept.
+HISTORY_POINTS = 400
+_HISTORY = text(
+    "SELECT id, at, step, percent, guardrails FROM ("
+    " SELECT id, at, step, percent, guardrails, row_number() OVER (ORDER BY id) AS n, count(*) OVER () AS total"
+    " FROM rollout_guardrail_history WHERE experiment_id = :experiment) AS h"
+    " WHERE total <= :most OR n = total OR (n - 1) % CAST(ceil(total / CAST(:most AS float8)) AS bigint) = 0"
+    " ORDER BY id"
+)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """What a rollout's page shows besides the experiment object (and its `progress`)."""
+
+    now: datetime  # the instant `progress` was computed for
+    history: list[dict[str, Any]]  # guardrail figures over time, oldest first: at, step, percent, guardrails
+    variant: str  # the slug of the variant it rolls out (arm 1)
+    live: str  # what arm 0 serves, in words: a variant's slug or "the base config"
 
 
 @dataclass(frozen=True)
@@ -488,6 +540,7 @@ class ExperimentPage:
     results: dict[str, Any]  # the API's results object (`outcomes.figures.results_of`)
     slugs: dict[str, str]  # variant id -> slug, to name the arms
     where: Where  # the environment it shows, and the switcher's choices
+    rollout: Rollout | None = None  # a rollout's step, figures and history
 
 
 async def experiment_page(db: Database, agent_ref: str, experiment_ref: str, *, named: Named) -> ExperimentPage:
@@ -500,7 +553,27 @@ async def experiment_page(db: Database, agent_ref: str, experiment_ref: str, *, 
             raise NotFound("Experiment", experiment_ref)
         aggregates = await outcome_rows.arm_aggregates(conn, row["id"])
         slugs = dict(await variant_rows.slugs(conn, found["id"]))
-    return ExperimentPage(found, experiment_read(row), results_of(row, aggregates), slugs, where)
+        now = await _now(conn)
+        shown = await _experiment(conn, row, now)
+        rollout = None
+        if row["kind"] == "rollout":
+            found_history = await conn.execute(_HISTORY, {"experiment": row["id"], "most": HISTORY_POINTS})
+            history = [dict(one) for one in found_history.mappings()]
+            live = await _live_words(conn, row, found["id"], environment, slugs)
+            rollout = Rollout(now, history, slugs.get(row["arms"][1]["variant_id"], "a deleted variant"), live)
+    return ExperimentPage(found, shown, results_of(row, aggregates), slugs, where, rollout)
+
+
+async def _live_words(
+    conn: AsyncConnection, row: RowMapping, agent_id: str, environment: str, slugs: dict[str, str]
+) -> str:
+    """What a rollout's arm 0 serves: the variant live at its start (a draft: live now)."""
+    variant_id = row["arms"][0]["variant_id"]
+    if row["status"] == "draft":
+        variant_id = (await resolve_agent_config(conn, agent_id, environment=environment)).variant_id
+    if variant_id is None:
+        return "the base config"
+    return f"variant {slugs.get(variant_id, 'a deleted variant')}"
 
 
 @dataclass(frozen=True)
@@ -543,15 +616,14 @@ async def experiment_action(
             ]
         else:
             configs = await arm_configs(conn, row, agent_slug=found["slug"])
+        shown = await _experiment(conn, row, await _now(conn))
     if start and row["status"] == "draft":
         arms = _arms(row["arms"], configs, lambda arm: config_changes(live.config(), arm.config()))
-    elif not start and row["status"] == "running":
+    elif not start and row["status"] in ("running", "paused"):
         arms = _arms(row["arms"], configs, lambda arm: config_changes(arm.config(), live.config()))
     else:
         arms = _arms(row["arms"], configs)
-    return ExperimentAction(
-        found, experiment_read(row), live, arms, experiment_read(running) if running is not None else None, where
-    )
+    return ExperimentAction(found, shown, live, arms, experiment_read(running) if running is not None else None, where)
 
 
 # ------------------------------------------------------------------------------- rules

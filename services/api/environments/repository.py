@@ -149,7 +149,7 @@ async def in_use(conn: AsyncConnection, environment_id: str) -> str | None:
     running = await conn.scalar(
         select(func.count())
         .select_from(experiments)
-        .where(experiments.c.environment_id == environment_id, experiments.c.status == "running")
+        .where(experiments.c.environment_id == environment_id, experiments.c.status.in_(("running", "paused")))
     )
     if running:
         return f"{running} experiment(s) are running in it; stop them first"

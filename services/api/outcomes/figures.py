@@ -4,7 +4,8 @@ the API's /usage and /results and the console's pages, so both show the same fig
 Counts and exact sums come from PostgreSQL (`outcomes.repository`, which reads the arm
 totals that triggers on outcomes keep); here they become means and variances (exact
 fractions, rounded once), latency percentiles of large arms come from their sketch's bins,
-and the final statistics (intervals and p-values) from the distribution functions.
+and the final statistics (intervals, p-values and always-valid intervals) from
+`services.shared.stats`.
 """
 
 from __future__ import annotations
@@ -62,11 +63,18 @@ class ArmFigures:
     score_var: float | None = None  # sample variance; None below 2 scores
     cost_usd: Decimal = Decimal(0)  # known costs, summed exactly
     estimated_cost_usd: Decimal = Decimal(0)  # the estimated part of them
+    # Count, sum and sum of squares of each metric results' always-valid intervals compare
+    # (success rates are judged and successes above).
+    score: stats.Moments = stats.Moments()
+    latency_ms: stats.Moments = stats.Moments()
+    cost: stats.Moments = stats.Moments()  # over the outcomes with a known cost
+    output_tokens_moments: stats.Moments = stats.Moments()
 
     @classmethod
     def of(cls, row: Mapping[Any, Any] | None) -> ArmFigures:
         """From `outcomes.repository.arm_aggregates`: counts, token sums, the exact sums of
-        scores and of their squares, and the latency percentiles."""
+        scores, latencies, output tokens and known costs and of their squares, and the latency
+        percentiles."""
         if row is None:
             return cls()
         score_mean, score_var = moments(row["scored"], row["score_sum"], row["score_sumsq"])
@@ -83,6 +91,12 @@ class ArmFigures:
             score_var=score_var,
             cost_usd=Decimal(row["cost_usd"]),
             estimated_cost_usd=Decimal(row["estimated_cost_usd"]),
+            score=stats.Moments(row["scored"], Decimal(row["score_sum"]), Decimal(row["score_sumsq"])),
+            latency_ms=stats.Moments(row["outcomes"], Decimal(row["latency_ms_sum"]), Decimal(row["latency_ms_sumsq"])),
+            cost=stats.Moments(row["costed"], Decimal(row["cost_usd"]), Decimal(row["cost_usd_sumsq"])),
+            output_tokens_moments=stats.Moments(
+                row["outcomes"], Decimal(row["output_tokens"]), Decimal(row["output_tokens_sumsq"])
+            ),
         )
 
     @property
@@ -168,7 +182,11 @@ def results_from(experiment: Mapping[Any, Any], figures: Sequence[ArmFigures]) -
     """The experiment results object from each arm's figures, in arm order."""
     control = figures[0]
     arms = [
-        {**_arm(arm, f), "vs_control": None if index == 0 else _versus(f, control)}
+        {
+            **_arm(arm, f),
+            "vs_control": None if index == 0 else _versus(f, control),
+            "sequential": None if index == 0 else _sequential(f, control),
+        }
         for index, (arm, f) in enumerate(zip(experiment["arms"], figures, strict=True))
     ]
     return ExperimentResults(
@@ -211,6 +229,23 @@ def _versus(f: ArmFigures, control: ArmFigures) -> dict[str, Any]:
             f.scored, f.score_mean, f.score_var, control.scored, control.score_mean, control.score_var
         ),
     }
+
+
+def _sequential(f: ArmFigures, control: ArmFigures) -> dict[str, Any]:
+    """Always-valid 95% intervals of arm - control (`stats.sequential_cs`: Waudby-Smith et al.'s
+    asymptotic confidence sequence, N* = 10,000), valid however often results are read."""
+    pairs = {
+        "success_rate_diff_cs": (
+            stats.Moments.of_successes(f.successes, f.judged),
+            stats.Moments.of_successes(control.successes, control.judged),
+            True,
+        ),
+        "score_mean_diff_cs": (f.score, control.score, False),
+        "latency_ms_mean_diff_cs": (f.latency_ms, control.latency_ms, False),
+        "cost_usd_mean_diff_cs": (f.cost, control.cost, False),
+        "output_tokens_mean_diff_cs": (f.output_tokens_moments, control.output_tokens_moments, False),
+    }
+    return {name: _pair(stats.sequential_cs(arm, base, binary=binary)) for name, (arm, base, binary) in pairs.items()}
 
 
 def _finite(value: float | None) -> float | None:

@@ -115,10 +115,13 @@ async def usage_totals(conn: AsyncConnection, agent_id: str, *, environment_id: 
 # however many outcomes there are (a pass over every outcome row took seconds at 10 million).
 # Counts and token sums are exact; so are the sums of scores and of their squares (numeric,
 # each double converted exactly, scores clamped to +-1e12 as the API bounds them: rows stored
-# before the bounds may hold any double), from which `figures` computes means and variances.
+# before the bounds may hold any double), from which `figures` computes means and variances;
+# so are the sums and sums of squares of latencies, output tokens and known costs (migration
+# d9f1b3c5e7a0), from which it computes results' always-valid intervals.
 TOTALS = text(
     "SELECT nullif(variant_key, '') AS variant_id, outcomes, input_tokens, output_tokens,"
-    "       judged, successes, scored, score_sum, score_sumsq, cost_usd, estimated_cost_usd"
+    "       judged, successes, scored, score_sum, score_sumsq, cost_usd, estimated_cost_usd,"
+    "       latency_ms_sum, latency_ms_sumsq, output_tokens_sumsq, costed, cost_usd_sumsq"
     " FROM experiment_arm_totals WHERE experiment_id = :experiment"
 )
 

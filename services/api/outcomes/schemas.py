@@ -192,6 +192,31 @@ class VersusControl(BaseModel):
 
 NO_DATA = "null when no outcome has it."
 
+_CS = (
+    "Always-valid 95% interval `[low, high]` of this arm's {what} minus the control's (not negated: for "
+    "latency, cost and tokens a positive difference is worse): an asymptotic confidence sequence "
+    "(Waudby-Smith et al., Ann. Statist. 2024, Thm 2.2, tuned for 10,000 outcomes), so it stays valid "
+    "however often results are read. null with fewer than two {which} in either arm."
+)
+
+
+class SequentialVersusControl(BaseModel):
+    """Arm minus control, always-valid (contract 1.1): each `[lo, hi]` or null."""
+
+    success_rate_diff_cs: tuple[float, float] | None = Field(
+        description=_CS.format(what="success rate", which="outcomes reporting `success`")
+    )
+    score_mean_diff_cs: tuple[float, float] | None = Field(description=_CS.format(what="mean score", which="scores"))
+    latency_ms_mean_diff_cs: tuple[float, float] | None = Field(
+        description=_CS.format(what="mean latency (ms)", which="outcomes")
+    )
+    cost_usd_mean_diff_cs: tuple[float, float] | None = Field(
+        description=_CS.format(what="mean known cost (USD)", which="outcomes with a known cost")
+    )
+    output_tokens_mean_diff_cs: tuple[float, float] | None = Field(
+        description=_CS.format(what="mean output tokens", which="outcomes")
+    )
+
 
 class ArmResults(BaseModel):
     """One arm's figures, from the outcomes reported for it."""
@@ -225,6 +250,10 @@ class ArmResults(BaseModel):
     vs_control: VersusControl | None = Field(  # null on the control (the first arm)
         description="Comparison with the control; null on the control itself."
     )
+    sequential: SequentialVersusControl | None = Field(  # null on the control (the first arm)
+        description="Always-valid intervals of the differences with the control, safe to watch as outcomes "
+        "arrive; null on the control itself."
+    )
 
 
 RESULTS_EXAMPLE: dict[str, Any] = {
@@ -250,6 +279,7 @@ RESULTS_EXAMPLE: dict[str, Any] = {
             "score_mean": 4.12,
             "score_mean_ci": [4.05, 4.19],
             "vs_control": None,
+            "sequential": None,
         },
         {
             "arm": 1,
@@ -274,6 +304,13 @@ RESULTS_EXAMPLE: dict[str, Any] = {
                 "score_mean_diff": -0.05,
                 "score_p_value": 0.3317,
             },
+            "sequential": {
+                "success_rate_diff_cs": [-0.0847, 0.0565],
+                "score_mean_diff_cs": [-0.2273, 0.1273],
+                "latency_ms_mean_diff_cs": [-410.9, -189.1],
+                "cost_usd_mean_diff_cs": [-0.0000475, -0.0000103],
+                "output_tokens_mean_diff_cs": [-81.19, -50.05],
+            },
         },
     ],
 }
@@ -286,5 +323,7 @@ class ExperimentResults(BaseModel):
 
     object: Literal["experiment_results"] = Field(description="Always `experiment_results`.")
     experiment_id: str = Field(description="The experiment.")
-    status: Literal["draft", "running", "stopped"] = Field(description="The experiment's status now.")
+    status: Literal["draft", "running", "paused", "stopped", "completed", "rolled_back"] = Field(
+        description="The experiment's (or rollout's) status now."
+    )
     arms: list[ArmResults] = Field(description="Every arm, in order; the first is the control.")

@@ -25,6 +25,7 @@ from urllib.parse import unquote_plus
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.api import tracing
 from services.api.access.gate import AccessGate
 from services.api.access_log import AccessLog
 from services.api.deadline import deadline_of, within
@@ -177,6 +178,7 @@ class ResolveFastPath:
                 return
             body, tag = rendered.body, rendered.etag.encode()
             headers = response_headers(body, tag)
+        tracing.annotate_resolution(body)
         if conditional is not None and listed(conditional, tag, weak=True):
             status = 304
             await send({"type": "http.response.start", "status": 304, "headers": [(b"etag", tag), *JSON_HEADERS]})

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
+from services.api import tracing
 from services.api.deps import DB, EnvironmentRef
 from services.api.errors import responses
 from services.api.exceptions import FieldError, ValidationFailed
@@ -93,6 +94,7 @@ async def resolve(
         at=at,
         explain=explain,
     )
+    tracing.annotate_resolution(payload)
     if if_none_match(request, tag):
         return not_modified(tag)
     return Response(payload, media_type="application/json", headers={"ETag": tag})
@@ -128,6 +130,7 @@ async def resolve_context(
     payload, tag = await service.resolve(
         db, cache, agent, environment=environment, subject=body.subject, attributes=attributes, explain=explain
     )
+    tracing.annotate_resolution(payload)
     if if_none_match(request, tag):
         return not_modified(tag)
     return Response(payload, media_type="application/json", headers={"ETag": tag})
@@ -182,6 +185,7 @@ async def get_bundle(request: Request, agent: str, db: DB, environment: Environm
     current through the watch stream."""
     payload, token, _ = await bundle.build(db, agent, environment)
     tag = f'"{token}"'  # the bundle's own `etag` field is the bare token
+    tracing.annotate_resolution(payload)
     if if_none_match(request, tag):
         return not_modified(tag)
     return Response(payload, media_type="application/json", headers={"ETag": tag})

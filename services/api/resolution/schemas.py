@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, Strict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, Strict
 
 from services.api.errors import validation_detail
 from services.api.exceptions import FieldError, ValidationFailed
+from services.api.keyed_fields import storable_json
 from services.api.schemas import EXAMPLE_CONFIG, EXAMPLE_IDS, StrictModel, config_description
 from services.shared.agent_config import (
     CONFIG_FIELDS,
@@ -305,7 +306,7 @@ class RenderRequest(ResolveRequest):
 
     model_config = ConfigDict(json_schema_extra=_render_examples)
 
-    variables: dict[Annotated[str, Field(max_length=256)], JsonValue] = Field(
+    variables: Annotated[dict[Annotated[str, Field(max_length=256)], JsonValue], AfterValidator(storable_json)] = Field(
         default_factory=dict,
         max_length=1024,
         description="A value for each variable the templates use: required ones must be given (else "

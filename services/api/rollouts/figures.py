@@ -2,7 +2,7 @@
 
 For each guardrail: per step and arm, the count, mean and variance of the outcomes carrying
 its metric; the always-valid confidence sequence of their difference, stratified by step
-(`services.shared.stats`); and whether it is breached. Then the progress the rollout object
+(`services.shared.stats.guardrail`); and whether it is breached. Then the progress the rollout object
 shows and the scheduler acts on.
 """
 
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.api.schemas import timestamp
-from services.shared import sequential as stats
+from services.shared import stats
 
 # The step totals' columns behind each mean metric (success rate has its own: judged, successes).
 _COLUMNS = {
@@ -24,43 +24,33 @@ _COLUMNS = {
 }
 
 
-def arm_stats(row: Mapping[Any, Any], metric: str) -> stats.ArmStats:
-    """One arm's outcomes of one step carrying the metric: their count, mean and variance."""
+def arm_moments(row: Mapping[Any, Any], metric: str) -> stats.Moments:
+    """One arm's outcomes of one step carrying the metric: their count, sum and sum of squares."""
     if metric == "success_rate":
-        return stats.proportion(int(row["judged"]), int(row["successes"]))
+        return stats.Moments.of_successes(int(row["successes"]), int(row["judged"]))
     column = _COLUMNS[metric]
-    return stats.from_sums(int(row[f"{column}_n"]), float(row[f"{column}_sum"]), float(row[f"{column}_sumsq"]))
+    return stats.Moments(int(row[f"{column}_n"]), float(row[f"{column}_sum"]), float(row[f"{column}_sumsq"]))
 
 
 def guardrail_figures(
     totals: Sequence[Mapping[Any, Any]], guardrail: Mapping[str, Any], *, min_outcomes: int, guardrails: int
 ) -> dict[str, Any]:
-    """A guardrail's figures: `estimate` and `cs` (variant - live, oriented so that below 0
-    is worse), `n` (outcomes per arm), `breached`."""
+    """A guardrail's figures (`stats.guardrail`, the contract's rule): `estimate` and `cs`
+    (variant - live, oriented so that below 0 is worse), `n` (outcomes per arm), `breached`."""
     metric = guardrail["metric"]
-    steps: dict[int, dict[int, stats.ArmStats]] = {}
+    steps: dict[int, dict[int, stats.Moments]] = {}
     for row in totals:
-        steps.setdefault(int(row["step"]), {})[int(row["arm"])] = arm_stats(row, metric)
-    strata = [(by_arm[0], by_arm[1]) for _, by_arm in sorted(steps.items()) if 0 in by_arm and 1 in by_arm]
+        steps.setdefault(int(row["step"]), {})[int(row["arm"])] = arm_moments(row, metric)
+    order = sorted(steps)
     found = stats.guardrail(
-        strata,
-        higher_is_better=metric in stats.HIGHER_IS_BETTER,
+        metric,
+        [steps[step].get(0, stats.Moments()) for step in order],
+        [steps[step].get(1, stats.Moments()) for step in order],
         max_degradation=float(guardrail["max_degradation"]),
         min_outcomes=min_outcomes,
-        guardrails=guardrails,
-        n=(
-            sum(by_arm[0].n for by_arm in steps.values() if 0 in by_arm),
-            sum(by_arm[1].n for by_arm in steps.values() if 1 in by_arm),
-        ),
+        guardrails=max(guardrails, 1),
     )
-    return {
-        "metric": metric,
-        "max_degradation": guardrail["max_degradation"],
-        "estimate": found.estimate,
-        "cs": list(found.cs) if found.cs is not None else None,
-        "n": list(found.n),
-        "breached": found.breached,
-    }
+    return {**found.as_dict(), "max_degradation": guardrail["max_degradation"]}
 
 
 def progress(row: Mapping[Any, Any], totals: Sequence[Mapping[Any, Any]], now: datetime) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from services.api import counters, failpoints
 from services.api.db import Database
 from services.api.diffs import resolved_values
 from services.api.environments import repository as environments
+from services.api.exceptions import DomainError
 from services.api.experiments import repository as experiment_repository
 from services.api.experiments import service as experiments
 from services.api.models import Agent, table_of
@@ -61,7 +62,11 @@ async def tick(db: Database) -> list[str]:
         live = await repository.live(conn)
     done = []
     for one in live:
-        action = await db.transaction(functools.partial(_step, agent_id=one["agent_id"], experiment_id=one["id"]))
+        try:
+            action = await db.transaction(functools.partial(_step, agent_id=one["agent_id"], experiment_id=one["id"]))
+        except Exception as error:  # noqa: BLE001 - one rollout's trouble must not hold up the others
+            log.warning("rollout %s: its tick failed: %r", one["id"], error)
+            continue
         if action is not None:
             log.info("rollout %s: %s", one["id"], action)
             done.append(action)
@@ -73,7 +78,7 @@ async def _step(conn: AsyncConnection, *, agent_id: str, experiment_id: str) -> 
     claimed = await conn.scalar(
         select(agents.c.id)
         .where(agents.c.id == agent_id, agents.c.archived_at.is_(None))
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)  # as `lock_agent`: outcome inserts do not hold it up
     )
     if claimed is None:
         return None  # another replica (or a write) holds the agent: its turn
@@ -81,6 +86,7 @@ async def _step(conn: AsyncConnection, *, agent_id: str, experiment_id: str) -> 
     row = await experiment_repository.by_id(conn, experiment_id)
     if row is None or row["status"] not in experiments.LIVE_STATUSES:
         return None  # ended since the list was read
+    env = await environments.hold(conn, row["environment_id"])  # the writes' lock order: agent, then environment
     totals = await repository.step_totals(conn, experiment_id)
     progress = figures.progress(row, totals, agent.at)
     assert progress is not None
@@ -90,7 +96,7 @@ async def _step(conn: AsyncConnection, *, agent_id: str, experiment_id: str) -> 
     if breached:
         reason = "; ".join(_breach(guardrail) for guardrail in breached)
         changes: dict[str, Any] = {"status": "rolled_back", "stopped_at": agent.at, "status_reason": reason}
-        return await _transition(conn, agent, row, changes, "roll_back", context)
+        return await _transition(conn, agent, row, env, changes, "roll_back", context)
     due = agent.at >= row["step_started_at"] + _hold(row)
     if row["status"] != "running" or not due or progress["waiting_for"] is not None:
         return None
@@ -102,8 +108,8 @@ async def _step(conn: AsyncConnection, *, agent_id: str, experiment_id: str) -> 
             "arms": experiments.at_percent(row["arms"], percent),
             "status_reason": None,
         }
-        return await _transition(conn, agent, row, changes, "advance", context)
-    return await _complete(conn, agent, row, context)
+        return await _transition(conn, agent, row, env, changes, "advance", context)
+    return await _complete(conn, agent, row, env, context)
 
 
 def _hold(row: RowMapping) -> timedelta:
@@ -119,33 +125,48 @@ def _breach(guardrail: dict[str, Any]) -> str:
     )
 
 
-async def _complete(conn: AsyncConnection, agent: LockedAgent, row: RowMapping, context: WriteContext) -> str:
+async def _complete(
+    conn: AsyncConnection, agent: LockedAgent, row: RowMapping, env: RowMapping, context: WriteContext
+) -> str:
     """The last step held: activate the variant in the environment, unless it no longer
-    resolves as its snapshot (then pause, `config_changed`)."""
+    resolves as its snapshot (then pause, `config_changed`) or can no longer be served (a
+    check refuses it now: pause, saying why)."""
     arm = row["arms"][1]
     variant = await variant_repository.get_by_id(conn, arm["variant_id"], environment_id=row["environment_id"])
     now = resolved_values(overrides_of(variant), agent.config) if variant is not None else None
     if now is None or any(now.get(name) != value for name, value in arm["snapshot"]["config"].items()):
         changed: dict[str, Any] = {"status": "paused", "status_reason": "config_changed"}
-        return await _transition(conn, agent, row, changed, "pause", context)
+        return await _transition(conn, agent, row, env, changed, "pause", context)
     assert variant is not None
-    await variants.set_active(
-        conn, agent, row["environment_id"], variant, action="activate", context=context, target=variant, by_rollout=True
-    )
+    try:
+        async with conn.begin_nested():  # a refused check leaves the transaction usable
+            await variants.set_active(
+                conn,
+                agent,
+                row["environment_id"],
+                variant,
+                action="activate",
+                context=context,
+                target=variant,
+                by_rollout=True,
+            )
+    except DomainError as refused:
+        blocked: dict[str, Any] = {"status": "paused", "status_reason": f"cannot_activate: {refused.detail}"}
+        return await _transition(conn, agent, row, env, blocked, "pause", context)
     changes: dict[str, Any] = {"status": "completed", "stopped_at": agent.at}
-    return await _transition(conn, agent, row, changes, "complete", context)
+    return await _transition(conn, agent, row, env, changes, "complete", context)
 
 
 async def _transition(
     conn: AsyncConnection,
     agent: LockedAgent,
     row: RowMapping,
+    env: RowMapping,
     changes: dict[str, Any],
     action: str,
     context: WriteContext,
 ) -> str:
     await experiments.write_change(conn, agent, row, changes, action=action, context=context)
-    env = await environments.hold(conn, row["environment_id"])
     await announce.agent_changed(conn, agent.id, env)
     failpoints.hit("rollout.before_commit")  # a test kills the acting replica here: nothing may be half done
     return action

@@ -80,7 +80,13 @@ async def lock_agent(conn: AsyncConnection, ref: str, *, archived: bool = False)
     """Take the agent's row lock (until the transaction ends) and read it; `NotFound`
     when no agent has this id or slug (or it is archived, unless `archived`)."""
     condition = _condition(ref, archived=archived)
-    locked = None if condition is None else await conn.scalar(select(agents.c.id).where(condition).with_for_update())
+    # FOR NO KEY UPDATE: writes still queue on it, but a foreign key's check (an outcome's
+    # insert takes FOR KEY SHARE on its agent) never waits for it, nor it for them.
+    locked = (
+        None
+        if condition is None
+        else await conn.scalar(select(agents.c.id).where(condition).with_for_update(key_share=True))
+    )
     if locked is None:
         raise NotFound("Agent", ref)
     # Read after the lock is held, so the values and the instant are those of the locked state.

@@ -9,7 +9,9 @@ from sqlalchemy import RowMapping, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.api import tracing
 from services.api.models import Activation, Revision, table_of
+from services.api.writes import outbox
 from services.api.writes.context import WriteContext
 from services.shared.identifiers import new_id
 
@@ -78,4 +80,13 @@ async def record(
         )
         .returning(revisions)
     )
-    return (await conn.execute(statement)).mappings().one()
+    row = (await conn.execute(statement)).mappings().one()
+    await outbox.enqueue(conn, row)  # its webhook events, in the change's own transaction
+    tracing.annotate(
+        agent=agent_id,
+        revision=row["id"],
+        environment=environment_id,
+        variant=target_id if target == "variant" else None,
+        action=action,
+    )
+    return row

@@ -1,0 +1,1 @@
+"""Webhooks (contract 1.1): subscriptions to changes, delivered signed and at least once."""
