@@ -13,6 +13,8 @@ class Counts:
         self.outcomes_ingested = 0
         # By the scheduler's action: `advance`, `complete`, `roll_back`, `pause`.
         self.split_transitions: dict[str, int] = {}
+        # Webhook delivery attempts by result: `delivered`, `retrying`, `failed` (given up).
+        self.webhook_attempts: dict[str, int] = {}
 
 
 COUNTS = Counts()
@@ -24,3 +26,7 @@ def outcomes_ingested(count: int) -> None:
 
 def split_transition(action: str) -> None:
     COUNTS.split_transitions[action] = COUNTS.split_transitions.get(action, 0) + 1
+
+
+def webhook_attempt(result: str) -> None:
+    COUNTS.webhook_attempts[result] = COUNTS.webhook_attempts.get(result, 0) + 1

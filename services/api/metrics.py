@@ -184,6 +184,15 @@ class ServiceCollector(Collector):
         for action, count in sorted(COUNTS.split_transitions.items()):
             transitions.add_metric([action], count)
         yield transitions
+        webhooks = CounterMetricFamily(
+            PREFIX + "webhook_deliveries",
+            "Webhook delivery attempts this process made, by result: delivered (a 2xx), retrying (to be tried again),"
+            " failed (given up after 24 hours).",
+            labels=["result"],
+        )
+        for result, count in sorted(COUNTS.webhook_attempts.items()):
+            webhooks.add_metric([result], count)
+        yield webhooks
         yield _gauge("workers", "Worker processes serving (1 per process, summed over workers).", 1)
 
 

@@ -101,6 +101,7 @@ async def test_the_text_format_parses_and_counts_move_by_route_template(client: 
         "agent_variants_db_pool_max": "gauge",
         "agent_variants_outcomes_ingested": "counter",
         "agent_variants_split_transitions": "counter",
+        "agent_variants_webhook_deliveries": "counter",
         "agent_variants_workers": "gauge",
     }.items():
         assert types.get(name) == kind, (name, types.get(name))
@@ -172,3 +173,25 @@ async def test_listener_and_pool_gauges_of_a_real_lifespan(live_url: str, live_d
         assert samples[("agent_variants_db_pool_waiting", (("pool", pool),))] == 0
         assert ("agent_variants_db_pool_in_use", (("pool", pool),)) in samples
     assert ("agent_variants_db_pool_in_use", (("pool", "resolve"),)) in samples
+
+
+async def test_webhook_deliveries_are_counted_by_result(db: Database) -> None:
+    from tests.api.test_webhooks import Receiver, deliver
+
+    app = create_app(settings_for_tests(webhooks_allow_private=True), database=db)
+    secret = await key(db, "admin")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=bearer(secret)) as http:
+        _, before = await scrape(http)
+        ok, failing = Receiver(), Receiver(status=500)
+        for receiver in (ok, failing):
+            made = await http.post("/v1/webhooks", json={"url": receiver.url, "events": ["webhook.test"]})
+            assert made.status_code == 201, made.text
+            assert (await http.post(f"/v1/webhooks/{made.json()['id']}/test")).status_code == 200
+        assert await deliver(db) == 2
+        _, after = await scrape(http)
+        for receiver in (ok, failing):
+            receiver.shutdown()
+    for result in ("delivered", "retrying"):
+        sample = ("agent_variants_webhook_deliveries_total", (("result", result),))
+        assert after[sample] - before.get(sample, 0) == 1, result
