@@ -175,7 +175,7 @@ def _stack(app: FrontDoorAPI, settings: Settings) -> ASGIApp:
         )  # 4
     if settings.cors_allow_origins:
         stack = _cors(stack, settings.cors_allow_origins)  # 3
-    stack = requests = RequestMetrics(stack, template=rules.template)  # 2, after the access log
+    stack = requests = RequestMetrics(stack, template=rules.template)  # 2, just inside the access log
     access_log = None
     if settings.access_log and settings.log_level in ("info", "debug", "trace"):
         stack = access_log = AccessLog(stack)  # 2
