@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,8 @@ from tests.system.test_replicas import ROOT, Server, own_database, start, stop, 
 pytestmark = pytest.mark.live
 
 NODE_DIR = ROOT / "tests" / "node"
+README = ROOT / "README.md"
+MARKER = "<!-- this block runs in tests/system/test_ofrep_sdks.py -->"
 DEFAULT: dict[str, Any] = {"fallback": True}
 
 
@@ -271,3 +275,65 @@ def test_the_node_packages_are_pinned_by_the_lockfile() -> None:
     for name in ("@openfeature/server-sdk", "@openfeature/ofrep-provider"):
         assert f"node_modules/{name}" in packages, name
     assert Path(NODE_DIR / "package.json").is_file()
+
+
+# --- the README's snippets, run as written ---------------------------------------------------
+
+
+def readme_blocks() -> dict[str, str]:
+    """The README's OpenFeature snippets, by language (`python`, `ts`)."""
+    text = README.read_text()
+    blocks = {}
+    for part in text.split(MARKER)[1:]:
+        found = re.match(r"\s*```(\w+)\n(.*?)```", part, re.S)
+        assert found is not None, "a marked README block is not a fenced block"
+        blocks[found.group(1)] = found.group(2)
+    assert set(blocks) == {"python", "ts"}, blocks.keys()
+    return blocks
+
+
+def snippet_env(world: World, key: str) -> dict[str, str]:
+    return {**os.environ, "AGENT_VARIANTS_URL": world.server.url, "AGENT_VARIANTS_KEY": key}
+
+
+async def test_the_readmes_python_snippet_runs_as_written(world: World) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", readme_blocks()["python"]],
+        env=snippet_env(world, world.admin),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    expected = await resolved(world, "user-42", {"plan": "pro", "seats": 40})
+    config_line, details_line = done.stdout.splitlines()
+    assert config_line == f"{expected['model_name']} {expected['temperature']} {expected['system_prompt']}"
+    assert details_line.startswith("TARGETING_MATCH pro {'source': 'rule', 'environment': 'production'"), details_line
+
+
+async def test_the_readmes_typescript_snippet_runs_as_written(world: World) -> None:
+    """The snippet is TypeScript without a type annotation, so Node runs it as a module
+    (from tests/node, where the packages are)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not on PATH: the README's TypeScript snippet runs with it (install Node 18+)")
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", readme_blocks()["ts"]],
+        cwd=NODE_DIR,
+        env=snippet_env(world, world.admin),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    expected = await resolved(world, "user-42", {"plan": "pro", "seats": 40})
+    config_line, details = done.stdout.split("\n", 1)  # (Node prints a long object on several lines)
+    model_name, temperature, system_prompt = config_line.split(" ", 2)  # (JavaScript prints 1.0 as 1)
+    assert (model_name, float(temperature), system_prompt) == (
+        expected["model_name"],
+        expected["temperature"],
+        expected["system_prompt"],
+    )
+    assert " ".join(details.split()).startswith("TARGETING_MATCH pro { source: 'rule', environment: 'production'"), (
+        details
+    )
