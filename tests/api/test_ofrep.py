@@ -229,3 +229,12 @@ async def test_ofrep_requests_are_reads_idempotency_keys_aside(client: httpx.Asy
     second = await client.post(url, json={"context": {"plan": "b"}}, headers={"Idempotency-Key": "k1"})
     assert first.status_code == second.status_code == 200
     assert "idempotent-replayed" not in second.headers
+
+
+async def test_bulk_in_an_unknown_environment_is_404_whatever_the_agents(client: httpx.AsyncClient) -> None:
+    agent = await create_agent(client)
+    for agents in ([agent["slug"]], ["no-such-agent"], None):
+        context: dict[str, Any] = {"agents": agents} if agents else {}
+        response = await client.post(SINGLE, params={"environment": "nowhere"}, json={"context": context})
+        assert response.status_code == 404, (agents, response.text)
+        assert response.json() == {"errorCode": "GENERAL", "errorDetails": "Environment 'nowhere' not found"}

@@ -145,7 +145,6 @@ async def evaluate_flags(
     unknown or archived one is a `FLAG_NOT_FOUND` entry) or else every agent not archived,
     by slug. Carries an `ETag` (a hash of the answer): 304 for a matching `If-None-Match`."""
     context = await _context(request, bulk=True)
-    environment = await service.body_environment(db, None, environment)  # an unknown one: 404, even with no agents
     cache: ResolveCache | None = getattr(request.app.state, "resolve_cache", None)
     refs = context.agents if context.agents is not None else await service.live_agents(db)
     flags = []
@@ -159,6 +158,10 @@ async def evaluate_flags(
                 flags.append(failure(ref, "FLAG_NOT_FOUND", f"Agent '{ref}' not found"))
             continue
         flags.append(schemas.evaluation(ref, json.loads(payload)))
+    if len(flags) == sum("errorCode" in flag for flag in flags):
+        # No agent found (or none to find): only now is an unknown environment a 404 to find
+        # out about, as resolve found it out otherwise (a query saved on the usual path).
+        await service.body_environment(db, None, environment)
     body = _json({"flags": flags})
     tag = etag(body)
     if if_none_match(request, tag):
