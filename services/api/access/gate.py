@@ -220,7 +220,8 @@ class AccessGate:
             headers["WWW-Authenticate"] = challenge
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
-        if scope["path"].startswith(OFREP_PATHS):  # OFREP's clients read its shape, not problem+json
+        path = get_route_path(scope) if scope.get("root_path") else scope["path"]
+        if path.startswith(OFREP_PATHS):  # OFREP's clients read its shape, not problem+json
             status = PROBLEMS[code].status
             await JSONResponse({"errorDetails": detail}, status_code=status, headers=headers)(scope, receive, send)
             return
