@@ -53,6 +53,7 @@ from services.api.experiments.router import router as experiments_router
 from services.api.idempotency import IdempotencyMiddleware
 from services.api.keys.router import router as keys_router
 from services.api.limits import BodySizeLimit
+from services.api.ofrep.router import router as ofrep_router
 from services.api.openapi import build_openapi
 from services.api.outcomes.router import router as outcomes_router
 from services.api.resolution.cache import ResolveCache
@@ -308,6 +309,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         environments_router,
         catalog_router,
         webhooks_router,
+        ofrep_router,
         api_docs.router,
     ):
         app.include_router(router)

@@ -32,6 +32,8 @@ RESOLVE_ROUTES = frozenset(
         ("POST", "/v1/agents/{agent}/outcomes"),
     }
 )
+# OpenFeature's Remote Evaluation Protocol: every path under it evaluates, so needs `resolve`.
+OFREP_PREFIX = "/ofrep"
 # OPTIONS changes nothing either (with CORS on, preflights never reach the gate).
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -39,8 +41,11 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def required_scope(method: str, path: str) -> str | None:
     """The least scope for `method` on the route `path` (a template), or None when open.
 
-    Routes outside /v1 are open (the bench baselines; the console signs people in itself).
+    Routes outside /v1 are open (the bench baselines; the console signs people in itself),
+    but OFREP's (contract 1.1, "Interoperability"): evaluations, the `resolve` scope's reads.
     """
+    if path == OFREP_PREFIX or path.startswith(OFREP_PREFIX + "/"):
+        return "resolve"
     if path in OPEN_PATHS or not path.startswith("/v1/"):
         return None
     if path == "/v1/keys" or path.startswith("/v1/keys/"):
