@@ -78,6 +78,7 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("POST", "/console/agents/{agent}/variants"): OPEN,
     ("GET", "/console/agents/{agent}/variants/{variant}"): OPEN,
     ("POST", "/console/agents/{agent}/variants/{variant}/edit"): OPEN,
+    ("POST", "/console/agents/{agent}/variants/{variant}/rollout"): OPEN,
     ("GET", "/console/agents/{agent}/variants/{variant}/{action}"): OPEN,
     ("POST", "/console/agents/{agent}/variants/{variant}/{action}"): OPEN,
     ("GET", "/console/agents/{agent}/rules"): OPEN,
