@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The OpenFeature JS SDK and its OFREP provider, for tests/system/test_ofrep_sdks.py (npm ci, once).
+NODE_DIR := tests/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
 
 .PHONY: install run lint test migrate bench clean
 
@@ -15,7 +18,12 @@ $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	@command -v node >/dev/null || { echo "Node.js 18+ is required: tests/node drives the OpenFeature JS SDK"; exit 1; }
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 run: $(STAMP)
 	$(BIN)/agent-variants serve
@@ -31,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/mypy services
 	$(BIN)/lint-imports
 
-test: lint
+test: lint $(NODE_STAMP)
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -44,4 +52,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.stats_simulation
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .hypothesis
+	rm -rf $(VENV) .data .pytest_cache .hypothesis $(NODE_DIR)/node_modules

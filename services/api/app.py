@@ -56,6 +56,7 @@ from services.api.keys.router import router as keys_router
 from services.api.limits import BodySizeLimit
 from services.api.metrics import Exposition, RequestMetrics, ServiceCollector
 from services.api.metrics import router as metrics_router
+from services.api.ofrep.router import router as ofrep_router
 from services.api.openapi import build_openapi
 from services.api.outcomes.router import router as outcomes_router
 from services.api.resolution.cache import ResolveCache
@@ -318,6 +319,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         environments_router,
         catalog_router,
         webhooks_router,
+        ofrep_router,
         metrics_router,
         api_docs.router,
     ):

@@ -9,6 +9,7 @@ stored, compared and merged as they are.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -30,7 +31,8 @@ VARIABLES_MAX = 128
 
 
 def storable_json(value: Any) -> Any:
-    """PostgreSQL's jsonb holds no NUL (`\\u0000`) in a string or key, nor lone surrogates."""
+    """PostgreSQL's jsonb holds no NUL (`\\u0000`) in a string or key, nor lone surrogates,
+    nor `NaN` or an infinity (Python's json reads them; they are no JSON numbers)."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -43,6 +45,8 @@ def storable_json(value: Any) -> Any:
             strings = []
             if isinstance(item, list):
                 stack.extend(item)
+            elif isinstance(item, float) and not math.isfinite(item):
+                raise PydanticCustomError("json_finite", "numbers must be finite (no NaN or Infinity)")
         for string in strings:
             if "\x00" in string:
                 raise PydanticCustomError("json_nul", "must not contain NUL (\\u0000) characters")

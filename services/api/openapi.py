@@ -358,6 +358,10 @@ def refactor_openapi(schema: dict[str, Any]) -> dict[str, Any]:
                 operation["responses"].setdefault("409", {})
             if path.startswith("/v1/"):
                 operation["responses"].setdefault("422", {})  # an unknown query parameter (strict.py)
+            # OFREP's operations document the protocol's error shapes themselves (ofrep/schemas.py).
+            ofrep = path.startswith("/ofrep/")
+            if ofrep:
+                operation["responses"].pop("422", None)  # FastAPI's: a bad `?environment=` is OFREP's 400
             needed = required_scope(method.upper(), path)
             if needed is not None:
                 operation["security"] = [{"apiKey": []}]
@@ -373,7 +377,7 @@ def refactor_openapi(schema: dict[str, Any]) -> dict[str, Any]:
                 # PATCH bodies are JSON merge patches (RFC 7396); both media types work.
                 content["application/merge-patch+json"] = content["application/json"]
             for status in list(operation["responses"]):
-                if not status.isdigit() or int(status) < 400:
+                if not status.isdigit() or int(status) < 400 or ofrep:
                     add_examples(operation["responses"][status].get("content", {}), schemas)
                     continue
                 name, description = RESPONSE_COMPONENTS[int(status)]

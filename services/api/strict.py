@@ -69,14 +69,9 @@ def loads(body: bytes) -> Any:
     except UnicodeDecodeError as error:
         raise json.JSONDecodeError(f"invalid UTF-8 at byte {error.start}", "", 0) from None
     try:
-        return json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
+        return json.loads(text, object_pairs_hook=_object)
     except _RepeatedKey as repeated:
         raise json.JSONDecodeError(f"the key '{repeated.key}' is repeated in an object", text, 0) from None
-
-
-def _no_constant(name: str) -> Any:
-    """`NaN`, `Infinity` and `-Infinity` are not JSON (Python's json reads them otherwise)."""
-    raise json.JSONDecodeError(f"{name} is not a JSON value", name, 0)
 
 
 # Where the parsed body waits in the ASGI scope: the idempotency layer parses a keyed POST's

@@ -80,6 +80,7 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("POST", "/console/agents/{agent}/variants"): OPEN,
     ("GET", "/console/agents/{agent}/variants/{variant}"): OPEN,
     ("POST", "/console/agents/{agent}/variants/{variant}/edit"): OPEN,
+    ("POST", "/console/agents/{agent}/variants/{variant}/rollout"): OPEN,
     ("GET", "/console/agents/{agent}/variants/{variant}/{action}"): OPEN,
     ("POST", "/console/agents/{agent}/variants/{variant}/{action}"): OPEN,
     ("GET", "/console/agents/{agent}/rules"): OPEN,
@@ -91,6 +92,9 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", f"{A}/bundle"): RESOLVE,
     ("GET", f"{A}/bundle/watch"): RESOLVE,
     ("POST", f"{A}/outcomes"): RESOLVE,
+    # OpenFeature's Remote Evaluation Protocol (1.1): evaluations are resolutions.
+    ("POST", "/ofrep/v1/evaluate/flags/{agent}"): RESOLVE,
+    ("POST", "/ofrep/v1/evaluate/flags"): RESOLVE,
     # read: every other GET but keys.
     ("GET", "/v1/inspect/routes"): READ,
     ("GET", "/v1/agents"): READ,
@@ -343,10 +347,20 @@ def test_a_new_route_without_a_rule_is_reported(db: Database) -> None:
     }
 
 
-def _check_refused(response: httpx.Response, credential: str) -> str | None:
+def _refusal(response: httpx.Response, template: str) -> dict[str, Any]:
+    """The body of a 401: problem+json, or OFREP's `{"errorDetails"}` on its routes (as a
+    problem's `detail`, so the checks read one shape)."""
+    if not template.startswith("/ofrep/"):
+        return assert_problem(response, 401, "unauthorized")
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == "application/json", response.headers
+    return {"detail": response.json()["errorDetails"]}
+
+
+def _check_refused(response: httpx.Response, credential: str, template: str = "") -> str | None:
     """Why this 401 is not the one it should be, or None."""
     try:
-        body = assert_problem(response, 401, "unauthorized")
+        body = _refusal(response, template)
     except AssertionError as error:
         return f"expected a 401 unauthorized problem, got {response.status_code}: {error}"
     challenge = response.headers.get("www-authenticate", "")
@@ -394,7 +408,7 @@ async def test_access_matrix(world: World, credential: str) -> None:
                     f"{where}: {response.status_code}, the admin key got {baseline.status_code}: {response.text[:200]}"
                 )
         elif credential in REFUSED:
-            why = _check_refused(response, credential)
+            why = _check_refused(response, credential, template)
             if why is not None:
                 failures.append(f"{where}: {why}")
         else:

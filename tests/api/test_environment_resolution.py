@@ -370,6 +370,8 @@ async def test_an_unknown_environment_is_404_naming_it_on_every_route(client):
         ("put", "/v1/agents/{agent}/rules"): {"rules": []},
         ("post", "/v1/agents/{agent}/experiments"): {"name": "e2", "arms": arms},
         ("patch", "/v1/agents/{agent}/experiments/{experiment}"): {"description": "x"},
+        ("post", "/ofrep/v1/evaluate/flags/{agent}"): {"context": {}},
+        ("post", "/ofrep/v1/evaluate/flags"): {"context": {}},
         ("post", "/v1/agents/{agent}/outcomes"): {
             "variant_id": None,
             "input_tokens": 1,
@@ -389,6 +391,9 @@ async def test_an_unknown_environment_is_404_naming_it_on_every_route(client):
                 params = {**extra.get(path, {}), "environment": ref}
                 response = await client.request(method, url, params=params, json=bodies.get((method, path)))
                 assert response.status_code == 404, (method, path, response.text)
+                if path.startswith("/ofrep/"):  # OFREP's shape: no flag in an environment that is not there
+                    assert f"Environment '{ref}' not found" in response.json()["errorDetails"], response.text
+                    continue
                 assert problem_params(response) == {"environment"}, (method, path, response.text)
             checked.append((method, path))
     assert len(checked) >= 25, checked

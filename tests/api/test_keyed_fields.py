@@ -454,7 +454,8 @@ async def test_a_rule_cannot_serve_a_config_with_an_undeclared_variable(client: 
 async def test_odd_input_is_a_4xx_never_a_500(client: httpx.AsyncClient) -> None:
     raw = b'{"name": "nan", "config": {"model_provider": "o", "model_name": "m", "params": {"x": NaN}}}'
     nan = await client.post("/v1/agents", content=raw, headers={"Content-Type": "application/json"})
-    assert nan.status_code == 400, nan.text
+    assert_problem(nan, 422, "validation_error")  # as a NaN temperature is
+    assert problem_params(nan) == {"config.params"}
     nul = await client.post(
         "/v1/agents", json={"name": "nul", "config": config(variables={"v": {"type": "string", "default": "a\u0000b"}})}
     )

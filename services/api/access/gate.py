@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api.access.keyring import KeyRefused, KeyRing
 from services.api.access.rate_limit import Limit, RateLimiter
-from services.api.access.rules import RouteRules
+from services.api.access.rules import OFREP_PREFIX, RouteRules
 from services.api.deadline import deadline_of, within
-from services.api.errors import database_unavailable, problem
+from services.api.errors import PROBLEMS, database_unavailable, problem
 from services.api.principal import SCOPE_KEY, SCOPES, Principal
 from services.api.security_headers import JSON_HEADERS_DICT
 
@@ -28,6 +29,7 @@ REALM = 'Bearer realm="agent-variants"'
 # is well within this; guessing at secrets is pointless at 256 bits anyway).
 FAILURES = "failures"
 FAILURE_LIMIT = Limit(per_second=10, burst=100)
+OFREP_PATHS = (OFREP_PREFIX + "/", OFREP_PREFIX)
 
 
 def refused_keys() -> RateLimiter:
@@ -218,4 +220,9 @@ class AccessGate:
             headers["WWW-Authenticate"] = challenge
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
+        path = get_route_path(scope) if scope.get("root_path") else scope["path"]
+        if path.startswith(OFREP_PATHS):  # OFREP's clients read its shape, not problem+json
+            status = PROBLEMS[code].status
+            await JSONResponse({"errorDetails": detail}, status_code=status, headers=headers)(scope, receive, send)
+            return
         await problem(code, detail, request=Request(scope), headers=headers)(scope, receive, send)

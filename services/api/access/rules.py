@@ -34,6 +34,8 @@ RESOLVE_ROUTES = frozenset(
 )
 # Prometheus' text format: `read`, unless METRICS_OPEN opens it (`RouteRules(opened=...)`).
 METRICS_PATH = "/metrics"
+# OpenFeature's Remote Evaluation Protocol: every path under it evaluates, so needs `resolve`.
+OFREP_PREFIX = "/ofrep"
 # OPTIONS changes nothing either (with CORS on, preflights never reach the gate).
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -41,10 +43,14 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def required_scope(method: str, path: str) -> str | None:
     """The least scope for `method` on the route `path` (a template), or None when open.
 
-    Routes outside /v1 are open (the bench baselines; the console signs people in itself).
+    Routes outside /v1 are open (the bench baselines; the console signs people in itself),
+    but OFREP's (contract 1.1, "Interoperability"): evaluations, the `resolve` scope's reads,
+    and /metrics (`read`, unless the operator opens it).
     """
     if path == METRICS_PATH:
         return "read"
+    if path == OFREP_PREFIX or path.startswith(OFREP_PREFIX + "/"):
+        return "resolve"
     if path in OPEN_PATHS or not path.startswith("/v1/"):
         return None
     if path == "/v1/keys" or path.startswith("/v1/keys/"):

@@ -85,6 +85,13 @@ async def list_page(
     return list((await conn.execute(query)).mappings())
 
 
+async def live_slugs(conn: AsyncConnection) -> list[str]:
+    """The slug of every agent that is not archived, in slug order: what an OFREP bulk
+    evaluation without an `agents` filter evaluates."""
+    query = select(agents.c.slug).where(agents.c.archived_at.is_(None)).order_by(agents.c.slug)
+    return list(await conn.scalars(query))
+
+
 async def search_page(
     conn: AsyncConnection, *, text: str, after: str | None, limit: int, environment_id: str
 ) -> list[RowMapping]:

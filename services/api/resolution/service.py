@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from services.api.agents import repository as agents
 from services.api.db import Database
 from services.api.environments import repository as environments
 from services.api.exceptions import FieldError, ValidationFailed
@@ -74,6 +75,13 @@ async def resolve(
     if cache is not None and at is None and variant is None:  # plain: what the fast path serves
         cache.put(agent, environment, explain, resolved.agent_id, rendered.body, rendered.etag, generation=generation)
     return rendered
+
+
+async def live_agents(db: Database) -> list[str]:
+    """The slugs of the agents a bulk evaluation covers when it names none: every agent
+    not archived, in slug order."""
+    async with db.read() as conn:
+        return await agents.live_slugs(conn)
 
 
 async def body_environment(db: Database, named: str | None, sent: str) -> str:

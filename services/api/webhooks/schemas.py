@@ -73,7 +73,7 @@ class WebhookUpdate(StrictModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"events": ["*"]}]})
 
     url: Url = Field(None, description="A new URL.")  # type: ignore[valid-type]
-    events: Events = None  # type: ignore[assignment]  # described by the model's docstring: EVENTS_DESCRIPTION
+    events: Annotated[Events, Field(description=EVENTS_DESCRIPTION)] = None  # type: ignore[assignment]
     description: Description | None = Field(None, description="A new description; null empties it.")
 
     @field_validator("url")

@@ -1,0 +1,1 @@
+"""OpenFeature Remote Evaluation Protocol (OFREP): agents' configs as OpenFeature flags."""
