@@ -5,6 +5,7 @@ A request meets these layers in this order (`_stack` builds them, in this order)
 1. `ResolveFastPath`: `GET .../resolved`, plain or with `?subject=`, is answered here in
    one step (key, cache or query, access log line); anything else goes on, unchanged.
 2. `AccessLog` (with ACCESS_LOG, at LOG_LEVEL info or below): a line per request.
+   Then `RequestMetrics` counts what the fast path did not answer (it counts its own).
 3. `CORSMiddleware` (only with CORS_ALLOW_ORIGINS): preflights carry no key.
 4. `AccessGate` (unless AUTH_DISABLED): the API key and its rate limit, or a 401/403/429.
 5. `SecurityHeaders`: the headers every other response carries.
@@ -40,7 +41,7 @@ from services.api import api_docs, errors, idempotency, tracing
 from services.api.access.gate import AccessGate, refused_keys
 from services.api.access.keyring import KeyRing
 from services.api.access.rate_limit import Limit, RateLimiter
-from services.api.access.rules import RouteRules
+from services.api.access.rules import METRICS_PATH, RouteRules
 from services.api.access_log import AccessLog
 from services.api.agents.router import router as agents_router
 from services.api.catalog.router import router as catalog_router
@@ -53,11 +54,13 @@ from services.api.experiments.router import router as experiments_router
 from services.api.idempotency import IdempotencyMiddleware
 from services.api.keys.router import router as keys_router
 from services.api.limits import BodySizeLimit
+from services.api.metrics import Exposition, RequestMetrics, ServiceCollector
+from services.api.metrics import router as metrics_router
 from services.api.ofrep.router import router as ofrep_router
 from services.api.openapi import build_openapi
 from services.api.outcomes.router import router as outcomes_router
 from services.api.resolution.cache import ResolveCache
-from services.api.resolution.fast_path import ResolveFastPath
+from services.api.resolution.fast_path import ROUTE, ResolveFastPath
 from services.api.resolution.listener import ResolutionListener
 from services.api.resolution.router import router as resolution_router
 from services.api.resolution.watch import WatchHub
@@ -160,11 +163,12 @@ def _stack(app: FrontDoorAPI, settings: Settings) -> ASGIApp:
     stack = Deadline(stack, seconds=settings.request_timeout_seconds)  # 6
     stack = SecurityHeaders(stack)  # 5
     gate = None
+    rules = RouteRules(app.routes, opened=[METRICS_PATH] if settings.metrics_open else [])
     if not settings.auth_disabled:
         limits = {scope: Limit(limit.per_second, limit.burst) for scope, limit in settings.rate_limits.items()}
         stack = gate = AccessGate(
             stack,
-            rules=RouteRules(app.routes),
+            rules=rules,
             ring=app.state.key_ring,
             limiter=RateLimiter(limits),
             failures=app.state.refused_keys,  # shared with the console's sign-in
@@ -172,10 +176,11 @@ def _stack(app: FrontDoorAPI, settings: Settings) -> ASGIApp:
         )  # 4
     if settings.cors_allow_origins:
         stack = _cors(stack, settings.cors_allow_origins)  # 3
+    stack = requests = RequestMetrics(stack, template=rules.template)  # 2, just inside the access log
     access_log = None
     if settings.access_log and settings.log_level in ("info", "debug", "trace"):
         stack = access_log = AccessLog(stack)  # 2
-    front: ASGIApp = ResolveFastPath(  # 1
+    fast_path = ResolveFastPath(  # 1
         stack,
         app.state,
         gate=gate,
@@ -183,6 +188,9 @@ def _stack(app: FrontDoorAPI, settings: Settings) -> ASGIApp:
         cors=bool(settings.cors_allow_origins),
         timeout_seconds=settings.request_timeout_seconds,
     )
+    collector = ServiceCollector(app.state, requests, fast_route=ROUTE, fast=fast_path.answers)
+    app.state.metrics = Exposition(collector, multiprocess_dir=settings.prometheus_multiproc_dir)
+    front: ASGIApp = fast_path
     if tracing.wanted():  # 0: OpenTelemetry's span around everything, the fast path's answers too
         tracing.start()
         front = tracing.wrap(front, RouteRules(app.routes).template)
@@ -247,6 +255,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
                 )
             ),
         ]
+        if settings.prometheus_multiproc_dir is not None:  # several workers sum their metrics
+            background.append(asyncio.create_task(app.state.metrics.publish_forever()))
         # Everything loaded so far (modules, routes, models) lives as long as the process:
         # out of the collector's sight, a full collection takes about 1 ms instead of about
         # 85 ms (bench/console.py measured the pauses in the p95 of the console's pages).
@@ -310,6 +320,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         catalog_router,
         webhooks_router,
         ofrep_router,
+        metrics_router,
         api_docs.router,
     ):
         app.include_router(router)

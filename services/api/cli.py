@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import copy
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from services.api import embedded, log_redaction, migrate
@@ -100,6 +104,24 @@ def _program() -> str:
 
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _metrics_directory(workers: int) -> None:
+    """Workers sum their /metrics through files in one directory (prometheus-client's
+    multiprocess mode, `services.api.metrics`): PROMETHEUS_MULTIPROC_DIR when the operator
+    gives one (emptied of a previous run's files, which would add to this run's), else,
+    with several workers, a temporary one removed at exit. One worker needs none."""
+    given = os.environ.get(MULTIPROC_DIR, "").strip()
+    if given:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for old in directory.glob("*.db"):
+            old.unlink()
+    elif workers > 1:
+        made = tempfile.mkdtemp(prefix="agent-variants-metrics-")
+        atexit.register(shutil.rmtree, made, ignore_errors=True)
+        os.environ[MULTIPROC_DIR] = made  # the workers read it from the environment
 
 
 def logging_config(level: str) -> dict[str, Any]:
@@ -137,6 +159,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log.info("migrations at head (%s)", migrate.head_revision())
     if not settings.auth_disabled:  # the app warns at every start when it is
         _first_admin_key(url, settings)
+    _metrics_directory(args.workers)
     uvicorn.run(
         "services.api.app:serve",
         factory=True,

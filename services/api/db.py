@@ -340,6 +340,24 @@ class Database:
             async with conn.begin():
                 yield conn
 
+    def pool_usage(self) -> dict[str, tuple[int, int, int]]:
+        """For /metrics, per pool (`write`: transactions, `read`: reads and snapshots,
+        `resolve`: the resolver's `driver_read`), the connections checked out, the tasks
+        waiting for one, and the most it holds. None when bound to one connection (tests).
+        Neither SQLAlchemy nor asyncpg counts its waiters: they are read from the pools'
+        queues (asyncio queues, whose `_getters` are the waiting tasks)."""
+        usage: dict[str, tuple[int, int, int]] = {}
+        if self.engine is not None:
+            usage["write"] = _engine_usage(self.engine)
+        if self.read_engine is not None and self.read_engine is not self.engine:
+            usage["read"] = _engine_usage(self.read_engine)
+        if self._driver_pool_open:
+            pool = self._driver_pool
+            assert pool is not None
+            in_use = pool.get_size() - pool.get_idle_size()
+            usage["resolve"] = (in_use, _waiters(getattr(pool, "_queue", None)), pool.get_max_size())
+        return usage
+
     async def dispose(self) -> None:
         if self._driver_pool_open:
             assert self._driver_pool is not None
@@ -349,3 +367,19 @@ class Database:
             await self.engine.dispose()
         if self.read_engine is not None and self.read_engine is not self.engine:
             await self.read_engine.dispose()
+
+
+def _waiters(queue: object) -> int:
+    """Tasks waiting on an asyncio queue's `get` (0 for anything else)."""
+    getters = getattr(queue, "_getters", None)
+    return sum(1 for waiter in getters if not waiter.done()) if getters else 0
+
+
+def _engine_usage(engine: AsyncEngine) -> tuple[int, int, int]:
+    pool: Any = engine.pool
+    if not hasattr(pool, "checkedout"):  # a pool that does not pool (NullPool): nothing to tell
+        return 0, 0, 0
+    # SQLAlchemy's async queue makes its asyncio queue on first use: unused, nobody waits.
+    queue = getattr(pool, "_pool", None)
+    waiting = _waiters(vars(queue).get("_queue")) if queue is not None and hasattr(queue, "__dict__") else 0
+    return pool.checkedout(), waiting, pool.size() + max(pool._max_overflow, 0)

@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     access_log: bool = True
     # Bodies larger than this are refused with 413 (the contract's 4 MiB).
     max_body_bytes: int = 4 * 1024 * 1024
+    # GET /metrics needs a `read` key unless this opens it to anyone who can reach the port
+    # (a Prometheus without credentials, on a private network).
+    metrics_open: bool = False
+    # prometheus-client's multiprocess mode: the workers of one `serve --workers N` sum their
+    # metrics through files here (`serve` makes a temporary one when N > 1 and it is unset).
+    prometheus_multiproc_dir: Path | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -127,6 +133,11 @@ class Settings(BaseSettings):
         if value is None or value.strip() == "":
             return None
         return normalise_database_url(value.strip())
+
+    @field_validator("prometheus_multiproc_dir", mode="before")
+    @classmethod
+    def _multiproc_dir(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def postgres_dir(self) -> Path:

@@ -52,6 +52,8 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", "/openapi.json"): OPEN,
     ("GET", "/docs"): OPEN,
     ("GET", "/redoc"): OPEN,
+    # Prometheus' text format: `read` (METRICS_OPEN opens it; tests/api/test_metrics.py).
+    ("GET", "/metrics"): READ,
     ("GET", "/docs/assets/{version}/{asset}"): OPEN,
     # The console signs people in itself (a session cookie opened with a key; its scope
     # decides what the pages let you change): the gate lets it through, whatever the

@@ -129,3 +129,96 @@ async def test_a_change_reaches_every_workers_cache(served: tuple[Server, str, s
         # And after the bound, no worker ever serves the old one again.
         await asyncio.sleep(max(0.0, PROPAGATION_BOUND - (time.perf_counter() - written)))
         assert {(await fresh_get())["variant_id"] for _ in range(20)} == {variant["id"]}
+
+
+async def test_metrics_sum_every_worker(served: tuple[Server, str, str]) -> None:
+    """GET /metrics reaches one worker and answers for both: each worker publishes its
+    counts to the shared PROMETHEUS_MULTIPROC_DIR that `serve` made, so every scrape,
+    whichever worker answers it, gives the same totals."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server, _, secret = served
+    base = server.url
+    key = {"Authorization": f"Bearer {secret}"}
+    resolved = ("agent_variants_http_requests_total", "/v1/agents/{agent}/resolved", "GET", "200")
+
+    async def scrape() -> dict[tuple[str, ...], float]:
+        async with httpx.AsyncClient(timeout=10, headers=key) as one:  # a new connection: any worker
+            response = await one.get(f"{base}/metrics")
+            assert response.status_code == 200, response.text
+        samples = {}
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                labels = sample.labels
+                samples[(sample.name, *(labels[k] for k in ("route", "method", "status") if k in labels))] = (
+                    sample.value
+                )
+        return samples
+
+    async with httpx.AsyncClient(timeout=10, headers=key) as http:
+        agent = (await http.post(f"{base}/v1/agents", json={"name": unique("metrics"), "config": config()})).json()
+    await asyncio.sleep(1.5)  # every worker has published what earlier tests made
+    before = (await scrape()).get(resolved, 0)
+    count = 40
+    for _ in range(count):
+        async with httpx.AsyncClient(timeout=10, headers=key) as one:
+            assert (await one.get(f"{base}/v1/agents/{agent['slug']}/resolved")).status_code == 200
+    async with (
+        httpx.AsyncClient(timeout=10, headers=key) as watching,
+        watching.stream("GET", f"{base}/v1/agents/{agent['slug']}/bundle/watch") as stream,
+    ):
+        assert stream.status_code == 200
+        deadline = time.monotonic() + 10
+        while True:  # the other worker publishes within a second
+            scrapes = [await scrape() for _ in range(6)]
+            totals = {s.get(resolved, 0) - before for s in scrapes}
+            gauges = {
+                (
+                    s[("agent_variants_workers",)],
+                    s[("agent_variants_listener_connected",)],
+                    s[("agent_variants_watch_streams",)],
+                )
+                for s in scrapes
+            }
+            if totals == {count} and gauges == {(WORKERS, WORKERS, 1)}:
+                break
+            assert time.monotonic() < deadline, (totals, gauges)
+            await asyncio.sleep(0.3)
+
+
+async def test_a_killed_workers_counts_stay_and_its_gauges_go(served: tuple[Server, str, str]) -> None:
+    """kill -9 of a worker: its counters stay in the sums (a counter never goes back), its
+    gauges leave them (uvicorn starts a new worker, which adds its own)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server, _, secret = served
+    key = {"Authorization": f"Bearer {secret}"}
+
+    async def scrape() -> tuple[float, float]:
+        async with httpx.AsyncClient(timeout=10, headers=key) as one:
+            response = await one.get(f"{server.url}/metrics")
+            assert response.status_code == 200, response.text
+        total = workers = 0.0
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                if sample.name == "agent_variants_http_requests_total":
+                    total += sample.value
+                elif sample.name == "agent_variants_workers":
+                    workers = sample.value
+        return total, workers
+
+    await asyncio.sleep(1.5)  # every worker has published
+    before, workers = await scrape()
+    assert workers == WORKERS
+    workers_now = [c for c in psutil.Process(server.process.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+    victim = workers_now[0]
+    victim.kill()
+    victim.wait(10)
+    deadline = time.monotonic() + 30
+    while True:
+        total, workers = await scrape()
+        assert total >= before, (total, before)  # the dead worker's counts are still summed
+        if workers == WORKERS and victim.pid not in {c.pid for c in psutil.Process(server.process.pid).children()}:
+            break
+        assert time.monotonic() < deadline, f"workers {workers}\n{server.output()}"
+        await asyncio.sleep(0.3)

@@ -32,6 +32,8 @@ RESOLVE_ROUTES = frozenset(
         ("POST", "/v1/agents/{agent}/outcomes"),
     }
 )
+# Prometheus' text format: `read`, unless METRICS_OPEN opens it (`RouteRules(opened=...)`).
+METRICS_PATH = "/metrics"
 # OpenFeature's Remote Evaluation Protocol: every path under it evaluates, so needs `resolve`.
 OFREP_PREFIX = "/ofrep"
 # OPTIONS changes nothing either (with CORS on, preflights never reach the gate).
@@ -42,8 +44,11 @@ def required_scope(method: str, path: str) -> str | None:
     """The least scope for `method` on the route `path` (a template), or None when open.
 
     Routes outside /v1 are open (the bench baselines; the console signs people in itself),
-    but OFREP's (contract 1.1, "Interoperability"): evaluations, the `resolve` scope's reads.
+    but OFREP's (contract 1.1, "Interoperability"): evaluations, the `resolve` scope's reads,
+    and /metrics (`read`, unless the operator opens it).
     """
+    if path == METRICS_PATH:
+        return "read"
     if path == OFREP_PREFIX or path.startswith(OFREP_PREFIX + "/"):
         return "resolve"
     if path in OPEN_PATHS or not path.startswith("/v1/"):
@@ -86,12 +91,15 @@ def _ranks(template: str) -> dict[str, int | None]:
 class RouteRules:
     """Finds the route a request path belongs to, in the app's order, and its scope."""
 
-    def __init__(self, routes: Iterable[BaseRoute]) -> None:
+    def __init__(self, routes: Iterable[BaseRoute], *, opened: Iterable[str] = ()) -> None:
+        """`opened`: templates the operator opened to anyone (METRICS_OPEN: /metrics)."""
         templates = dict.fromkeys(path for path, _methods in every_route(routes))  # in order, once each
         # Paths without parameters by a dict lookup; the others by their regexes, in order.
         self._static = {path: path for path in templates if "{" not in path}
         self._rules = [_Rule(compile_path(path)[0], path) for path in templates if "{" in path]
         self._ranks = {template: _ranks(template) for template in templates}
+        for template in set(opened) & set(templates):
+            self._ranks[template] = dict.fromkeys(self._ranks[template])
         self._memo: dict[tuple[str, str], int | None] = {}
 
     def template(self, path: str) -> str | None:

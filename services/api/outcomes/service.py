@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.api import counters
 from services.api.catalog import repository as catalog
 from services.api.db import Database, sqlstate
 from services.api.environments import repository as environments
@@ -146,7 +147,9 @@ async def store(
             raise
         return len(records)
 
-    return await db.transaction(unit)
+    stored = await db.transaction(unit)
+    counters.outcomes_ingested(stored)
+    return stored
 
 
 async def _by_arm(conn: AsyncConnection, agent_id: str, outcomes: list[OutcomeIn], *, batch: bool) -> list[OutcomeIn]:

@@ -70,6 +70,12 @@ class ResolveCache:
         # Tuples, not sets: an agent has few keys, and tuples of strings are not tracked by
         # the garbage collector (100,000 sets would make every collection slower).
         self._keys_by_agent: dict[str, tuple[tuple, ...]] = {}
+        # For /metrics: lookups answered and not (an untrusted or disabled cache misses
+        # every one), entries dropped to stay within `max_entries` and found expired.
+        self.hits = 0
+        self.misses = 0
+        self.evicted = 0
+        self.expired = 0
 
     @property
     def enabled(self) -> bool:
@@ -112,14 +118,19 @@ class ResolveCache:
 
     def _lookup(self, key: tuple) -> tuple | None:
         if not self.enabled:
+            self.misses += 1
             return None
         stored = self._entries.get(key)
         if stored is None:
+            self.misses += 1
             return None
         if stored[-1] <= time.monotonic():
             self._drop(key)
+            self.expired += 1
+            self.misses += 1
             return None
         self._entries.move_to_end(key)
+        self.hits += 1
         return stored
 
     def _store(self, key: tuple, generation: int, value: tuple) -> None:
@@ -132,6 +143,7 @@ class ResolveCache:
         self._keys_by_agent[agent_id] = (*self._keys_by_agent.get(agent_id, ()), key)
         while len(self._entries) > self.max_entries:
             self._drop(next(iter(self._entries)))
+            self.evicted += 1
 
     def invalidate(self, payloads: set[str] | frozenset[str]) -> None:
         """Drop what these changes (`db.resolution_change` payloads) may have made stale:

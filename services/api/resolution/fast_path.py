@@ -105,6 +105,9 @@ class ResolveFastPath:
         needed = gate.rules.rank_for("GET", _PREFIX + "x" + _SUFFIX) if gate is not None else 0
         assert needed is not None, f"{ROUTE} needs a key"
         self.needed = needed
+        # Answers by status, for /metrics (`metrics.ServiceCollector` reads it at scrape
+        # time): a plain dict bumped on the event loop, no lock, nothing kept per request.
+        self.answers: dict[int, int] = {200: 0, 304: 0}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
@@ -184,5 +187,6 @@ class ResolveFastPath:
             status = 200
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": body})
+        self.answers[status] += 1
         if self.access_log is not None:
             self.access_log.note(scope, status, began)

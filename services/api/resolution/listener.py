@@ -58,6 +58,7 @@ class ResolutionListener:
         self.connect_timeout = connect_timeout
         self.connected = asyncio.Event()
         self.backend_pid: int | None = None
+        self.connects = 0  # LISTENs set up, the first included (for /metrics)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -105,6 +106,7 @@ class ResolutionListener:
                 if self.watches is not None:
                     self.watches.changed_all()  # what happened while deaf is unknown: re-read
                 self.connected.set()
+                self.connects += 1
                 log.info("listening for resolution changes (backend pid %s)", self.backend_pid)
                 while not lost.is_set():
                     try:

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import RowMapping, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.api import failpoints
+from services.api import counters, failpoints
 from services.api.db import Database
 from services.api.diffs import resolved_values
 from services.api.environments import repository as environments
@@ -70,6 +70,7 @@ async def tick(db: Database) -> list[str]:
         if action is not None:
             log.info("rollout %s: %s", one["id"], action)
             done.append(action)
+            counters.split_transition(action)
     return done
 
 

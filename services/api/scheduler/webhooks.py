@@ -23,7 +23,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from standardwebhooks import Webhook as Signer
 
-from services.api import failpoints
+from services.api import counters, failpoints
 from services.api.db import Database
 from services.api.models import Webhook, WebhookDelivery, table_of
 from services.api.revisions import repository as revisions_repository
@@ -95,6 +95,7 @@ async def _pass(conn: AsyncConnection, *, client: httpx.AsyncClient, allow_priva
             values["status"] = "failed"
         else:
             values["next_attempt_at"] = now + retry_delay(attempts)
+        counters.webhook_attempt(values.get("status", "retrying"))
         await conn.execute(update(deliveries).where(deliveries.c.id == row["id"]).values(**values))
     return len(claimed)
 
