@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from services.api.access.rules import required_scope
 from services.api.errors import PROBLEM_MEDIA_TYPE, PROBLEMS, RESPONSE_COMPONENTS, TYPE_BASE
+from services.api.idempotency import is_read
 
 BEARER = {
     "type": "http",
@@ -352,8 +353,9 @@ def refactor_openapi(schema: dict[str, Any]) -> dict[str, Any]:
         for method, operation in paths.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            if method == "post" and path.startswith("/v1/"):
-                # IdempotencyMiddleware handles the header before routing; document it here.
+            if method == "post" and path.startswith("/v1/") and not is_read(path):
+                # IdempotencyMiddleware handles the header before routing; document it here
+                # (not on the POSTs that only read: resolve and render ignore it).
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY_PARAMETER)
                 operation["responses"].setdefault("409", {})
             if path.startswith("/v1/"):

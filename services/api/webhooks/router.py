@@ -55,7 +55,10 @@ async def get_webhook(request: Request, webhook: str, db: DB) -> Response:
 
 
 @router.patch(
-    "/{webhook}", response_model=WebhookRead, summary="Change a webhook", responses=responses(403, 404, 412, 422)
+    "/{webhook}",
+    response_model=WebhookRead,
+    summary="Change a webhook",
+    responses=responses(400, 403, 404, 412, 413, 415, 422),
 )
 async def update_webhook(request: Request, webhook: str, body: WebhookUpdate, db: DB, context: Write) -> Response:
     """A merge patch of `url`, `events` and `description`; `If-Match` honoured."""
