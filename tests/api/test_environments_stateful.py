@@ -453,6 +453,15 @@ class EnvironmentsMachine(RuleBasedStateMachine):
         """Random steps rarely pick a variant held by one thing only: pick one often."""
         self.delete_variant(data, in_use=True)
 
+    @precondition(lambda self: any(why == {"variant_active"} for why in self.held().values()))
+    @rule(data=st.data())
+    def delete_an_active_variant(self, data: st.DataObject) -> None:
+        """The refusal the run must reach (asserted at the end): a variant active somewhere and
+        held by nothing else, so `variant_active` is the one right answer."""
+        options = sorted(v for v, why in self.held().items() if why == {"variant_active"})
+        variant = data.draw(st.sampled_from(options))
+        self.call("DELETE", self.agent_path(f"/variants/{variant}"), 409, codes={"variant_active"})
+
     @precondition(lambda self: self.variants)
     @rule(data=st.data())
     def delete_variant(self, data: st.DataObject, in_use: bool = False) -> None:
