@@ -52,7 +52,9 @@ from tests.helpers import bearer, settings_for_tests, unique
 pytestmark = pytest.mark.live
 
 BASE_CONFIG = {
-    "model_provider": "openai",
+    # No catalogued model: the catalog's limits have tests of their own, and other tests
+    # (schemathesis) write catalog rows in the shared live database.
+    "model_provider": "uncatalogued",
     "model_name": "gpt-4o",
     "system_prompt": "",
     "user_prompt_template": "",
