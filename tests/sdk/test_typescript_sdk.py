@@ -1,0 +1,91 @@
+"""The TypeScript SDK's own tests (sdk/typescript/test), run with Node's test runner.
+
+`make test` builds them first (`make sdk-ts`: npm ci, then tsc into sdk/typescript/build).
+`unit/` needs no server (the conformance cases, rendering, the model clients' requests);
+each file of `live/` runs against a real `serve` process on a database of its own, started
+here (one per xdist worker), told to the tests as `AV_BASE_URL` and `AV_ADMIN_KEY`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.system.test_ofrep_sdks import node_executable
+from tests.system.test_replicas import ROOT, Server, own_database, start, stop, wait_ready
+
+TS_DIR = ROOT / "sdk" / "typescript"
+BUILD = TS_DIR / "build"
+STAMP = BUILD / ".built-stamp"
+SOURCES = ("src", "test", "bench")
+
+
+def built_tests(kind: str) -> list[str]:
+    return sorted(path.name for path in (BUILD / "test" / kind).glob("*.test.js"))
+
+
+def check_build() -> None:
+    """The build is there and no older than the sources (else these would test stale code)."""
+    if not STAMP.exists():
+        pytest.fail("sdk/typescript is not built: run `make sdk-ts` (make test does)")
+    built = STAMP.stat().st_mtime
+    stale = [
+        str(path.relative_to(TS_DIR))
+        for folder in SOURCES
+        for path in (TS_DIR / folder).rglob("*.ts")
+        if path.stat().st_mtime > built
+    ]
+    if stale:
+        pytest.fail(f"sdk/typescript's build is older than {', '.join(stale[:5])}: run `make sdk-ts`")
+
+
+def run_node_tests(files: list[Path], env: dict[str, str] | None = None, timeout: float = 300) -> None:
+    check_build()
+    command = [node_executable(), "--test", "--test-concurrency=1", "--test-reporter=spec", *map(str, files)]
+    done = subprocess.run(
+        command, cwd=TS_DIR, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, f"node --test failed ({done.returncode}):\n{done.stdout[-12000:]}\n{done.stderr[-4000:]}"
+    assert "# pass 0\n" not in done.stdout, f"no test ran:\n{done.stdout}"
+
+
+@pytest.mark.parametrize("name", built_tests("unit") or ["(none built)"])
+def test_unit(name: str) -> None:
+    run_node_tests([BUILD / "test" / "unit" / name])
+
+
+@pytest.fixture(scope="module")
+def live_server(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    import asyncio
+
+    log_dir = tmp_path_factory.mktemp("ts-sdk")
+    database = f"av_ts_{os.getpid()}"
+    loop = asyncio.new_event_loop()
+    manager = own_database(server_url, database)
+    url = loop.run_until_complete(manager.__aenter__())
+    server = start("ts-sdk", url, log_dir, migrate=True)
+    try:
+
+        async def ready() -> None:
+            async with httpx.AsyncClient(timeout=10) as http:
+                await wait_ready(http, server)
+
+        loop.run_until_complete(ready())
+        yield server, (log_dir / "admin-key").read_text().strip()
+    finally:
+        stop(server)
+        loop.run_until_complete(manager.__aexit__(None, None, None))
+        loop.close()
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("name", built_tests("live") or ["(none built)"])
+def test_live(name: str, live_server: tuple[Server, str]) -> None:
+    server, admin_key = live_server
+    env = {"AV_BASE_URL": server.url, "AV_ADMIN_KEY": admin_key, "AV_SERVER_LOG": str(server.log)}
+    run_node_tests([BUILD / "test" / "live" / name], env)
