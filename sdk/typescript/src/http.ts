@@ -174,9 +174,18 @@ export async function attempt(
   );
   const init: RequestInit = { method: call.method, headers };
   if (payload !== undefined) init.body = payload;
-  if (signals.length) init.signal = signals.length === 1 ? signals[0]! : anySignal(signals);
-  const response = await conn.fetch(url(conn, call.path, call.query), init);
-  const text = await response.text();
+  // The caller's signal lives as long as the client: the listener linking it to this
+  // attempt must go with the attempt, or every request would leave one behind.
+  const linked = signals.length > 1 ? linkSignals(signals) : null;
+  if (signals.length) init.signal = linked !== null ? linked.signal : signals[0]!;
+  let text: string;
+  let response: Response;
+  try {
+    response = await conn.fetch(url(conn, call.path, call.query), init);
+    text = await response.text();
+  } finally {
+    linked?.dispose();
+  }
   let body: unknown = null;
   if (text) {
     try {
@@ -188,7 +197,28 @@ export async function attempt(
   return { response, body };
 }
 
-/** `AbortSignal.any` (Node 20.3+), written out for Node 18. */
+/** A signal aborted when any of `signals` is, and `dispose` to unhook it from them. */
+export function linkSignals(signals: AbortSignal[]): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const hooks: [AbortSignal, () => void][] = [];
+  for (const signal of signals) {
+    if (signal.aborted) {
+      controller.abort(signal.reason);
+      break;
+    }
+    const hook = (): void => controller.abort(signal.reason);
+    signal.addEventListener("abort", hook, { once: true });
+    hooks.push([signal, hook]);
+  }
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      for (const [signal, hook] of hooks) signal.removeEventListener("abort", hook);
+    },
+  };
+}
+
+/** `AbortSignal.any` (Node 20.3+), written out for Node 18. Its listeners stay on `signals`: for short-lived ones (`linkSignals` otherwise). */
 export function anySignal(signals: AbortSignal[]): AbortSignal {
   const controller = new AbortController();
   for (const signal of signals) {
