@@ -12,3 +12,7 @@ export { firstMatch, attributeErrors } from "./rules.js";
 export type { Rule, Condition, Op, Attributes } from "./rules.js";
 export type { RenderedPrompt } from "./prompts.js";
 export type { OpenAIChatParams, AnthropicMessageParams, ClientOptions } from "./clients.js";
+export { AgentVariants, CLOSE_TIMEOUT_MS } from "./client.js";
+export type { AgentVariantsOptions, ResolveOptions } from "./client.js";
+export type { Logger } from "./bundles.js";
+export type { Outcome, ReportStats } from "./outcomes.js";
