@@ -66,7 +66,9 @@ const open = new Set<AgentVariants>();
 let hooked = false;
 
 function closeForgotten(): void {
-  for (const client of open) void client.close();
+  for (const client of open) {
+    client.close().catch((error: unknown) => console.warn(`agent-variants: closing a forgotten client failed: ${String(error)}`));
+  }
 }
 
 export class AgentVariants {
