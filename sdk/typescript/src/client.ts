@@ -141,7 +141,8 @@ export class AgentVariants {
       this.sender = new Sender(this.conn, this.outcomes, this.log);
       this.sender.start();
       open.add(this);
-      if (!hooked) {
+      // Node (and runtimes that mimic it) only: elsewhere there is no exit to hook.
+      if (!hooked && typeof process !== "undefined" && typeof process.on === "function") {
         hooked = true;
         process.on("beforeExit", closeForgotten);
       }
