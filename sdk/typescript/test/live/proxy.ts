@@ -5,7 +5,8 @@
  * Modes (changed while it runs):
  * - "pass": everything is forwarded, streams piped as they come;
  * - "down": every connection is destroyed as soon as its request arrives (the SDK sees a
- *   reset), and `cut()` also ends the ones open (live watch streams);
+ *   reset), and `cut()` also ends the ones open (live watch streams); `refuse()` also stops
+ *   listening (connections refused) until `restore()`;
  * - "hold_streams": a watch is answered 200 `text/event-stream` and then nothing ever comes
  *   (a proxy that buffers it); everything else is forwarded;
  * - "html_404": every request gets a load balancer's HTML 404 (not the service's word).
@@ -65,9 +66,23 @@ export class Proxy {
     for (const socket of this.open) socket.destroy();
   }
 
+  /** Down harder: the port stops listening, so connections are refused (ECONNREFUSED: nothing was sent). */
+  async refuse(): Promise<void> {
+    this.cut();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Listening again on the same port, forwarding everything. */
+  async restore(): Promise<void> {
+    const port = Number(new URL(this.url).port);
+    this.mode = "pass";
+    if (!this.server.listening) await new Promise<void>((resolve) => this.server.listen(port, "127.0.0.1", resolve));
+  }
+
   async stop(): Promise<void> {
     for (const socket of this.open) socket.destroy();
     this.agent.destroy();
+    // Closing a server that is not listening answers an error: stopped either way.
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 

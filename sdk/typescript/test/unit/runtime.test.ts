@@ -230,3 +230,25 @@ test("outcomes: named items are rejected and the rest re-sent under a new key; a
     await client.close();
   }
 });
+
+test("outcomes go out within a second unasked, and at once when 1,000 are waiting", async () => {
+  const service = new FakeService();
+  const client = new AgentVariants({ baseUrl: "http://fake.test", fetch: service.fetch as typeof fetch, logger: quiet });
+  try {
+    client.report("support-bot", { input_tokens: 1, output_tokens: 1, latency_ms: 1 });
+    const reported = performance.now();
+    await until(() => service.posts.length === 1, "one outcome sent unasked");
+    const waited = performance.now() - reported;
+    assert.ok(waited <= 1300, `${waited} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // a new second begins
+    const before = performance.now();
+    for (let n = 0; n < 1000; n++) client.report("support-bot", { input_tokens: n, output_tokens: 1, latency_ms: 1 });
+    await until(() => service.posts.length === 2, "a full batch sent");
+    assert.ok(performance.now() - before < 500, `a full batch waited ${performance.now() - before} ms`);
+    assert.equal(service.posts[1]!.items.length, 1000);
+    await until(() => client.reportStats().sent === 1001, "the batch settled");
+    assert.deepEqual(client.reportStats(), { sent: 1001, pending: 0, dropped: 0, rejected: 0 });
+  } finally {
+    await client.close();
+  }
+});
