@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { getEventListeners } from "node:events";
 import { test } from "node:test";
 
 import { Freshness, Local, answer } from "../../src/bundles.js";
@@ -248,6 +249,28 @@ test("outcomes go out within a second unasked, and at once when 1,000 are waitin
     assert.equal(service.posts[1]!.items.length, 1000);
     await until(() => client.reportStats().sent === 1001, "the batch settled");
     assert.deepEqual(client.reportStats(), { sent: 1001, pending: 0, dropped: 0, rejected: 0 });
+  } finally {
+    await client.close();
+  }
+});
+
+test("requests leave no listener behind on the client's long-lived signals", async () => {
+  const service = new FakeService();
+  // maxStaleness 0.02 s: a revalidation every 10 ms, each linked to the copy's signal.
+  const client = new AgentVariants({ baseUrl: "http://fake.test", fetch: service.fetch as typeof fetch, logger: quiet, maxStaleness: 0.02 });
+  try {
+    await client.resolve("support-bot");
+    for (let n = 0; n < 30; n++) {
+      client.report("support-bot", { input_tokens: n, output_tokens: 1, latency_ms: 1 });
+      await client.flush();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    // Internals on purpose: what a leak would grow.
+    const copy = client["bundles"]["copies"].get(null)!.get("support-bot")!;
+    const sender = client["sender"]!["controller"];
+    assert.equal(service.posts.length, 30); // each flush above sent one batch
+    assert.ok(getEventListeners(copy.signal, "abort").length <= 3, `${getEventListeners(copy.signal, "abort").length} listeners on a copy's signal`);
+    assert.ok(getEventListeners(sender.signal, "abort").length <= 3, `${getEventListeners(sender.signal, "abort").length} listeners on the sender's signal`);
   } finally {
     await client.close();
   }
