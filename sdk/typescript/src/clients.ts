@@ -20,6 +20,11 @@
  *   the wire from either SDK.
  * - Anthropic takes a temperature from 0 to 1, ours goes to 2: above 1 throws
  *   `IncompatibleConfig` rather than sending a different temperature than the config says.
+ *   `@anthropic-ai/sdk` 1.17's `MessageCreateParams` has no `temperature` (nor `top_p`, `top_k`),
+ *   so we do what the Python SDK does: 1.0, the API's default, is left out, and any other goes
+ *   in the body anyway. Python needs `extra_body` for that; the Node client sends the body as it
+ *   is given, so here it is the body's own `temperature` key: the same JSON on the wire, and the
+ *   models that refuse a temperature say so rather than the SDK dropping it.
  */
 import type { RequestFields, Tool } from "./config.js";
 import { IncompatibleConfig } from "./errors.js";

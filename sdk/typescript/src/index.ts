@@ -10,7 +10,7 @@ export type { ConfigValues, Served, Source, Tool, Variable, Scalar, ResolvedAgen
 export { assign, bucket, rolloutArm } from "./assignment.js";
 export { firstMatch, attributeErrors, contextAttributes, isNumericString, OPS } from "./rules.js";
 export type { Rule, Condition, Op, Attributes } from "./rules.js";
-export { TemplateError, RenderError, placeholders, variableNames, numberText, valueText, render, renderPrompt } from "./templates.js";
+export { TemplateError, RenderError, placeholders, variableNames, numberText, valueText, renderPrompt } from "./templates.js";
 export type { Placeholder, VariableSpec } from "./templates.js";
 export { renderTemplates } from "./prompts.js";
 export type { RenderedPrompt } from "./prompts.js";
