@@ -8,7 +8,21 @@ export * from "./errors.js";
 export { ResolvedAgentConfig, CONFIG_FIELDS, KEYED_FIELDS } from "./config.js";
 export type { ConfigValues, Served, Source, Tool, Variable, Scalar, ResolvedAgentConfigJSON } from "./config.js";
 export { assign, bucket, rolloutArm } from "./assignment.js";
-export { firstMatch, attributeErrors } from "./rules.js";
+export { firstMatch, attributeErrors, contextAttributes, isNumericString, OPS } from "./rules.js";
 export type { Rule, Condition, Op, Attributes } from "./rules.js";
+export { TemplateError, RenderError, placeholders, variableNames, numberText, valueText, renderPrompt } from "./templates.js";
+export type { Placeholder, VariableSpec } from "./templates.js";
+export { renderTemplates } from "./prompts.js";
 export type { RenderedPrompt } from "./prompts.js";
-export type { OpenAIChatParams, AnthropicMessageParams, ClientOptions } from "./clients.js";
+export { choose, coalesce, coalesceKeyed, consistencyViolation } from "./coalesce.js";
+export type { Choice, SplitSpec } from "./coalesce.js";
+export type {
+  OpenAIChatParams,
+  OpenAIChatMessage,
+  OpenAIFunctionTool,
+  AnthropicMessageParams,
+  AnthropicMessage,
+  AnthropicTool,
+  ToolSchema,
+  ClientOptions,
+} from "./clients.js";
