@@ -9,7 +9,10 @@
  * `ifMatch` takes the object's `version` (or an ETag, or `"*"`). A list call returns one page,
  * continued with `{ after: page.last_id }`; `pages()` walks them all.
  *
- *     const variant = await admin.variants.create("support-bot", { variant_name: "Concise", overrides: { temperature: 0.2 } });
+ *     const variant = await admin.variants.create("support-bot", {
+ *       variant_name: "Concise",
+ *       overrides: { temperature: 0.2 },
+ *     });
  *     await admin.variants.activate("support-bot", variant.slug, { ifMatch: variant.version });
  */
 
@@ -150,6 +153,17 @@ abstract class Namespace {
   protected async nothing(method: Method, path: string, options: Options = {}): Promise<void> {
     await this.request<null>(method, path, options);
   }
+
+  /** A `GET` in an environment, with `query` besides. */
+  protected read<T>(path: string, options: InEnvironment & Signal, query: Query = {}): Promise<T> {
+    return this.request("GET", path, { query: { ...query, environment: options.environment }, ...sig(options) });
+  }
+
+  /** A change in an environment: its options (ifMatch, idempotencyKey, actor, signal) and body. */
+  protected write<T>(method: Method, path: string, options: ActionOptions & Signal, body?: unknown): Promise<T> {
+    const { environment, ...rest } = options;
+    return this.request(method, path, { ...rest, body, query: { environment } });
+  }
 }
 
 function agentPath(agent: string): string {
@@ -167,7 +181,9 @@ function attributeQuery(attributes: Record<string, string | number | boolean> | 
  * Every item of a list, page after page (each page one request, fetched when the previous
  * one is used up): `for await (const agent of pages((after) => admin.agents.list({ after }))) ...`.
  */
-export async function* pages<T>(list: (after: string | undefined) => Promise<Page<T>>): AsyncGenerator<T, void, undefined> {
+export async function* pages<T>(
+  list: (after: string | undefined) => Promise<Page<T>>,
+): AsyncGenerator<T, void, undefined> {
   let after: string | undefined;
   for (;;) {
     const page = await list(after);
@@ -179,49 +195,56 @@ export async function* pages<T>(list: (after: string | undefined) => Promise<Pag
 
 // ---- The namespaces. ----
 
+type ListOptions<Filters = object> = PageOptions & InEnvironment & Signal & Filters;
+
 /**
  * `admin.agents`: agents, their resolution, usage, history and undo.
  *
- *     const agent = await admin.agents.create({ name: "Support bot", config: { model_provider: "openai", model_name: "gpt-4o" } });
+ *     const agent = await admin.agents.create({
+ *       name: "Support bot",
+ *       config: { model_provider: "openai", model_name: "gpt-4o" },
+ *     });
  *     await admin.agents.update(agent.slug, { config: { temperature: 0.3 } }, { ifMatch: agent.version });
  */
 export class Agents extends Namespace {
   /** An agent (201); without `slug` it is derived from `name`. */
   create(body: AgentCreate, options: PostOptions & Signal = {}): Promise<Agent> {
-    const { environment, ...rest } = options;
-    return this.request("POST", "/v1/agents", { ...rest, body, query: { environment } });
+    return this.write("POST", "/v1/agents", options, body);
   }
 
   /** One page of agents, newest first (`archived: true`: the archived ones). */
-  list(options: PageOptions & InEnvironment & Signal & { archived?: boolean | null } = {}): Promise<Page<Agent>> {
-    const { limit, after, archived, environment } = options;
-    return this.request("GET", "/v1/agents", { query: { limit, after, archived, environment }, ...sig(options) });
+  list(options: ListOptions<{ archived?: boolean | null }> = {}): Promise<Page<Agent>> {
+    return this.read("/v1/agents", options, { limit: options.limit, after: options.after, archived: options.archived });
   }
 
   /** An agent by id or slug. */
   get(agent: string, options: InEnvironment & Signal = {}): Promise<Agent> {
-    return this.request("GET", agentPath(agent), { query: { environment: options.environment }, ...sig(options) });
+    return this.read(agentPath(agent), options);
   }
 
   /** A JSON merge patch over `name`, `slug`, `description`, `metadata`, `config`. */
   update(agent: string, patch: AgentUpdate, options: IfMatchOptions & Signal = {}): Promise<Agent> {
-    const { environment, ...rest } = options;
-    return this.request("PATCH", agentPath(agent), { ...rest, body: patch, query: { environment } });
+    return this.write("PATCH", agentPath(agent), options, patch);
   }
 
-  /** Archive an agent (contract 1.1; `unarchive` brings it back); `purge: true` erases an archived one (`admin`). */
-  delete(agent: string, options: IfMatchOptions & Signal & { purge?: boolean | null } = {}): Promise<void> {
+  /**
+   * Archive an agent (contract 1.1: `unarchive` brings it back); `purge: true` erases an
+   * archived one with everything it had (`admin`).
+   */
+  async delete(agent: string, options: IfMatchOptions & Signal & { purge?: boolean | null } = {}): Promise<void> {
     const { environment, purge, ...rest } = options;
-    return this.nothing("DELETE", agentPath(agent), { ...rest, query: { environment, purge } });
+    await this.nothing("DELETE", agentPath(agent), { ...rest, query: { environment, purge } });
   }
 
   /** Bring an archived agent back, as it was. */
   unarchive(agent: string, options: ActionOptions & Signal = {}): Promise<Agent> {
-    const { environment, ...rest } = options;
-    return this.request("POST", `${agentPath(agent)}/unarchive`, { ...rest, query: { environment } });
+    return this.write("POST", `${agentPath(agent)}/unarchive`, options);
   }
 
-  /** The service's own resolution (`GET .../resolved`); the client's `resolve()` answers from memory instead. */
+  /**
+   * The service's own resolution (`GET .../resolved`); the client's `resolve()` answers from
+   * memory instead. `attributes` go as `attr.<name>`; `variant` previews one; `at` travels in time.
+   */
   resolved(
     agent: string,
     options: InEnvironment &
@@ -233,45 +256,51 @@ export class Agents extends Namespace {
         explain?: boolean | null;
       } = {},
   ): Promise<Resolved> {
-    const { subject, variant, at, explain, environment, attributes } = options;
-    const query = { subject, variant, at, explain, environment, ...attributeQuery(attributes) };
-    return this.request("GET", `${agentPath(agent)}/resolved`, { query, ...sig(options) });
+    const { subject, variant, at, explain, attributes } = options;
+    return this.read(`${agentPath(agent)}/resolved`, options, {
+      subject,
+      variant,
+      at,
+      explain,
+      ...attributeQuery(attributes),
+    });
   }
 
   /** What the SDK resolves from (`etag`, `resolved`, `rules`, `experiment`). */
   bundle(agent: string, options: InEnvironment & Signal = {}): Promise<Bundle> {
-    return this.request("GET", `${agentPath(agent)}/bundle`, { query: { environment: options.environment }, ...sig(options) });
+    return this.read(`${agentPath(agent)}/bundle`, options);
   }
 
   /** Tokens and runs, by variant. */
   usage(agent: string, options: InEnvironment & Signal = {}): Promise<Usage> {
-    return this.request("GET", `${agentPath(agent)}/usage`, { query: { environment: options.environment }, ...sig(options) });
+    return this.read(`${agentPath(agent)}/usage`, options);
   }
 
   /** One page of the agent's history, newest first (`targetId`: one variant's, one experiment's, ...). */
-  revisions(agent: string, options: PageOptions & InEnvironment & Signal & { targetId?: string | null } = {}): Promise<Page<Revision>> {
-    const { limit, after, targetId, environment } = options;
-    const query = { limit, after, target_id: targetId, environment };
-    return this.request("GET", `${agentPath(agent)}/revisions`, { query, ...sig(options) });
+  revisions(agent: string, options: ListOptions<{ targetId?: string | null }> = {}): Promise<Page<Revision>> {
+    const { limit, after, targetId } = options;
+    return this.read(`${agentPath(agent)}/revisions`, options, { limit, after, target_id: targetId });
   }
 
   /** One revision (`before`, `after`: the whole objects). */
   revision(agent: string, revision: string, options: InEnvironment & Signal = {}): Promise<Revision> {
-    const path = `${agentPath(agent)}/revisions/${segment(revision)}`;
-    return this.request("GET", path, { query: { environment: options.environment }, ...sig(options) });
+    return this.read(`${agentPath(agent)}/revisions/${segment(revision)}`, options);
   }
 
   /** Revert the agent's newest change not undone yet: `{ object: "undo", reverted_revision_id, revision }`. */
   undo(agent: string, options: ActionOptions & Signal = {}): Promise<Undo> {
-    const { environment, ...rest } = options;
-    return this.request("POST", `${agentPath(agent)}/undo`, { ...rest, query: { environment } });
+    return this.write("POST", `${agentPath(agent)}/undo`, options);
   }
 }
 
 /**
  * `admin.variants`: an agent's variants, activation, restore and diff.
  *
- *     const draft = await admin.variants.create("support-bot", { variant_name: "Terse", clone_from: "base", overrides: { max_tokens: 256 } });
+ *     const draft = await admin.variants.create("support-bot", {
+ *       variant_name: "Terse",
+ *       clone_from: "base",
+ *       overrides: { max_tokens: 256 },
+ *     });
  *     await admin.variants.activate("support-bot", draft.slug, { ifMatch: draft.version });
  */
 export class Variants extends Namespace {
@@ -283,56 +312,54 @@ export class Variants extends Namespace {
 
   /** A variant (201): `overrides` only, or a copy of `clone_from` (`"base"` or a variant) with `overrides` on top. */
   create(agent: string, body: VariantCreate, options: PostOptions & Signal = {}): Promise<Variant> {
-    const { environment, ...rest } = options;
-    return this.request("POST", this.path(agent), { ...rest, body, query: { environment } });
+    return this.write("POST", this.path(agent), options, body);
   }
 
   /** One page of the agent's variants (`isActive`: in the request's environment). */
-  list(agent: string, options: PageOptions & InEnvironment & Signal & { isActive?: boolean | null } = {}): Promise<Page<Variant>> {
-    const { limit, after, isActive, environment } = options;
-    return this.request("GET", this.path(agent), { query: { limit, after, is_active: isActive, environment }, ...sig(options) });
+  list(agent: string, options: ListOptions<{ isActive?: boolean | null }> = {}): Promise<Page<Variant>> {
+    const { limit, after, isActive } = options;
+    return this.read(this.path(agent), options, { limit, after, is_active: isActive });
   }
 
   /** A variant by id or slug. */
   get(agent: string, variant: string, options: InEnvironment & Signal = {}): Promise<Variant> {
-    return this.request("GET", this.path(agent, variant), { query: { environment: options.environment }, ...sig(options) });
+    return this.read(this.path(agent, variant), options);
   }
 
   /** A JSON merge patch; an override set to `null` is removed (inherited again). */
-  update(agent: string, variant: string, patch: VariantUpdate, options: IfMatchOptions & Signal = {}): Promise<Variant> {
-    const { environment, ...rest } = options;
-    return this.request("PATCH", this.path(agent, variant), { ...rest, body: patch, query: { environment } });
+  update(
+    agent: string,
+    variant: string,
+    patch: VariantUpdate,
+    options: IfMatchOptions & Signal = {},
+  ): Promise<Variant> {
+    return this.write("PATCH", this.path(agent, variant), options, patch);
   }
 
   /** Delete a variant (not an active one, nor one an experiment or a rule names). */
-  delete(agent: string, variant: string, options: IfMatchOptions & Signal = {}): Promise<void> {
-    const { environment, ...rest } = options;
-    return this.nothing("DELETE", this.path(agent, variant), { ...rest, query: { environment } });
+  async delete(agent: string, variant: string, options: IfMatchOptions & Signal = {}): Promise<void> {
+    await this.write<null>("DELETE", this.path(agent, variant), options);
   }
 
   /** Make it the active variant (of the request's environment). */
   activate(agent: string, variant: string, options: ActionOptions & Signal = {}): Promise<Variant> {
-    const { environment, ...rest } = options;
-    return this.request("POST", this.path(agent, variant, "activate"), { ...rest, query: { environment } });
+    return this.write("POST", this.path(agent, variant, "activate"), options);
   }
 
   /** Leave the agent on its base config (a no-op when it is not active). */
   deactivate(agent: string, variant: string, options: ActionOptions & Signal = {}): Promise<Variant> {
-    const { environment, ...rest } = options;
-    return this.request("POST", this.path(agent, variant, "deactivate"), { ...rest, query: { environment } });
+    return this.write("POST", this.path(agent, variant, "deactivate"), options);
   }
 
   /** Put it back as it was right after a revision. */
   restore(agent: string, variant: string, revisionId: string, options: ActionOptions & Signal = {}): Promise<Variant> {
-    const { environment, ...rest } = options;
     const body: RequestBody<"/v1/agents/{agent}/variants/{variant}/restore", "post"> = { revision_id: revisionId };
-    return this.request("POST", this.path(agent, variant, "restore"), { ...rest, body, query: { environment } });
+    return this.write("POST", this.path(agent, variant, "restore"), options, body);
   }
 
   /** Resolved differences against `"base"` (default), another variant, or a revision. */
   diff(agent: string, variant: string, options: InEnvironment & Signal & { against?: string } = {}): Promise<Diff> {
-    const query = { against: options.against ?? "base", environment: options.environment };
-    return this.request("GET", this.path(agent, variant, "diff"), { query, ...sig(options) });
+    return this.read(this.path(agent, variant, "diff"), options, { against: options.against ?? "base" });
   }
 }
 
@@ -340,7 +367,8 @@ export class Variants extends Namespace {
  * `admin.experiments`: A/B tests between variants and gradual rollouts, and their results.
  *
  *     const test = await admin.experiments.create("support-bot", {
- *       name: "terse vs base", arms: [{ variant: "base", weight: 1 }, { variant: "terse", weight: 1 }],
+ *       name: "terse vs base",
+ *       arms: [{ variant: "base", weight: 1 }, { variant: "terse", weight: 1 }],
  *     });
  *     await admin.experiments.start("support-bot", test.id);
  *     (await admin.experiments.results("support-bot", test.id)).arms[1]?.vs_control;
@@ -354,75 +382,63 @@ export class Experiments extends Namespace {
 
   /** A draft (201): an experiment (`arms`), or a rollout (`kind: "rollout"`, `variant`, `steps`). */
   create(agent: string, body: ExperimentCreate, options: PostOptions & Signal = {}): Promise<Experiment> {
-    const { environment, ...rest } = options;
-    return this.request("POST", this.path(agent), { ...rest, body, query: { environment } });
+    return this.write("POST", this.path(agent), options, body);
   }
 
   /** One page of experiments (`status: "running"`, ...). */
-  list(
-    agent: string,
-    options: PageOptions & InEnvironment & Signal & { status?: Experiment["status"] | null } = {},
-  ): Promise<Page<Experiment>> {
-    const { limit, after, status, environment } = options;
-    return this.request("GET", this.path(agent), { query: { limit, after, status, environment }, ...sig(options) });
+  list(agent: string, options: ListOptions<{ status?: Experiment["status"] | null }> = {}): Promise<Page<Experiment>> {
+    const { limit, after, status } = options;
+    return this.read(this.path(agent), options, { limit, after, status });
   }
 
   get(agent: string, experiment: string, options: InEnvironment & Signal = {}): Promise<Experiment> {
-    return this.request("GET", this.path(agent, experiment), { query: { environment: options.environment }, ...sig(options) });
+    return this.read(this.path(agent, experiment), options);
   }
 
   /** A merge patch (arms, salt, steps and guardrails only while a draft). */
-  update(agent: string, experiment: string, patch: ExperimentUpdate, options: IfMatchOptions & Signal = {}): Promise<Experiment> {
-    const { environment, ...rest } = options;
-    return this.request("PATCH", this.path(agent, experiment), { ...rest, body: patch, query: { environment } });
+  update(
+    agent: string,
+    experiment: string,
+    patch: ExperimentUpdate,
+    options: IfMatchOptions & Signal = {},
+  ): Promise<Experiment> {
+    return this.write("PATCH", this.path(agent, experiment), options, patch);
   }
 
   /** Delete a draft. */
-  delete(agent: string, experiment: string, options: IfMatchOptions & Signal = {}): Promise<void> {
-    const { environment, ...rest } = options;
-    return this.nothing("DELETE", this.path(agent, experiment), { ...rest, query: { environment } });
+  async delete(agent: string, experiment: string, options: IfMatchOptions & Signal = {}): Promise<void> {
+    await this.write<null>("DELETE", this.path(agent, experiment), options);
   }
 
   /** Start splitting traffic (every arm's config is snapshotted). */
   start(agent: string, experiment: string, options: ActionOptions & Signal = {}): Promise<Experiment> {
-    return this.action(agent, experiment, "start", options);
+    return this.write("POST", this.path(agent, experiment, "start"), options);
   }
 
   /** Stop it (final; a rollout's traffic goes back to arm 0). */
   stop(agent: string, experiment: string, options: ActionOptions & Signal = {}): Promise<Experiment> {
-    return this.action(agent, experiment, "stop", options);
+    return this.write("POST", this.path(agent, experiment, "stop"), options);
   }
 
   /** Hold a rollout at its step (rollouts only; it keeps serving and guarding). */
   pause(agent: string, experiment: string, options: ActionOptions & Signal = {}): Promise<Experiment> {
-    return this.action(agent, experiment, "pause", options);
+    return this.write("POST", this.path(agent, experiment, "pause"), options);
   }
 
   /** Let a paused rollout advance again. */
   resume(agent: string, experiment: string, options: ActionOptions & Signal = {}): Promise<Experiment> {
-    return this.action(agent, experiment, "resume", options);
+    return this.write("POST", this.path(agent, experiment, "resume"), options);
   }
 
   /** Per-arm figures and tests against the control. */
   results(agent: string, experiment: string, options: InEnvironment & Signal = {}): Promise<ExperimentResults> {
-    const path = this.path(agent, experiment, "results");
-    return this.request("GET", path, { query: { environment: options.environment }, ...sig(options) });
+    return this.read(this.path(agent, experiment, "results"), options);
   }
 
   /** One page of a rollout's guardrail figures over time, newest first. */
-  guardrailHistory(
-    agent: string,
-    experiment: string,
-    options: PageOptions & InEnvironment & Signal = {},
-  ): Promise<Page<GuardrailFigures>> {
-    const { limit, after, environment } = options;
-    const path = this.path(agent, experiment, "guardrail_history");
-    return this.request("GET", path, { query: { limit, after, environment }, ...sig(options) });
-  }
-
-  private action(agent: string, experiment: string, action: string, options: ActionOptions & Signal): Promise<Experiment> {
-    const { environment, ...rest } = options;
-    return this.request("POST", this.path(agent, experiment, action), { ...rest, query: { environment } });
+  guardrailHistory(agent: string, experiment: string, options: ListOptions = {}): Promise<Page<GuardrailFigures>> {
+    const { limit, after } = options;
+    return this.read(this.path(agent, experiment, "guardrail_history"), options, { limit, after });
   }
 }
 
@@ -455,6 +471,9 @@ export class Keys extends Namespace {
   }
 }
 
+/** Options of a change to an environment (not itself in one). */
+type EnvironmentChange = { ifMatch?: ETag | null; actor?: string | null } & Signal;
+
 /**
  * `admin.environments` (contract 1.1; writes need `admin`): where variants are active, rules
  * apply and experiments run. Every installation has `production`.
@@ -463,12 +482,16 @@ export class Keys extends Namespace {
  *     await admin.variants.activate("support-bot", "terse", { environment: "staging" });
  */
 export class Environments extends Namespace {
-  create(body: EnvironmentCreate, options: { idempotencyKey?: string | null; actor?: string | null } & Signal = {}): Promise<Environment> {
+  create(
+    body: EnvironmentCreate,
+    options: { idempotencyKey?: string | null; actor?: string | null } & Signal = {},
+  ): Promise<Environment> {
     return this.request("POST", "/v1/environments", { ...options, body });
   }
 
   list(options: PageOptions & Signal = {}): Promise<Page<Environment>> {
-    return this.request("GET", "/v1/environments", { query: { limit: options.limit, after: options.after }, ...sig(options) });
+    const query = { limit: options.limit, after: options.after };
+    return this.request("GET", "/v1/environments", { query, ...sig(options) });
   }
 
   /** An environment by id or slug. */
@@ -477,16 +500,12 @@ export class Environments extends Namespace {
   }
 
   /** A merge patch over `name` and `description` (the slug never changes). */
-  update(
-    environment: string,
-    patch: EnvironmentUpdate,
-    options: { ifMatch?: ETag | null; actor?: string | null } & Signal = {},
-  ): Promise<Environment> {
+  update(environment: string, patch: EnvironmentUpdate, options: EnvironmentChange = {}): Promise<Environment> {
     return this.request("PATCH", `/v1/environments/${segment(environment)}`, { ...options, body: patch });
   }
 
   /** Delete an environment nothing is active, ruled or running in (never `production`). */
-  delete(environment: string, options: { ifMatch?: ETag | null; actor?: string | null } & Signal = {}): Promise<void> {
+  delete(environment: string, options: EnvironmentChange = {}): Promise<void> {
     return this.nothing("DELETE", `/v1/environments/${segment(environment)}`, options);
   }
 }
@@ -497,20 +516,19 @@ export class Environments extends Namespace {
  *
  *     const set = await admin.rules.get("support-bot", { environment: "production" });
  *     await admin.rules.replace("support-bot", [
- *       { name: "pro plan", when: [{ attribute: "plan", op: "eq", value: "pro" }], serve: { variant: "terse" } },
- *     ], { ifMatch: set.version });
+ *       { name: "pro", when: [{ attribute: "plan", op: "eq", value: "pro" }], serve: { variant: "terse" } },
+ *     ], { environment: "production", ifMatch: set.version });
  */
 export class Rules extends Namespace {
   /** The rule set (version 0 and no rules when never written). */
   get(agent: string, options: InEnvironment & Signal = {}): Promise<RuleSet> {
-    return this.request("GET", `${agentPath(agent)}/rules`, { query: { environment: options.environment }, ...sig(options) });
+    return this.read(`${agentPath(agent)}/rules`, options);
   }
 
   /** Replace the whole set (an identical set is a no-op); a rule sent without `id` keeps its name's. */
   replace(agent: string, rules: RuleInput[], options: IfMatchOptions & Signal = {}): Promise<RuleSet> {
-    const { environment, ...rest } = options;
     const body: RequestBody<"/v1/agents/{agent}/rules", "put"> = { rules };
-    return this.request("PUT", `${agentPath(agent)}/rules`, { ...rest, body, query: { environment } });
+    return this.write("PUT", `${agentPath(agent)}/rules`, options, body);
   }
 }
 

@@ -14,7 +14,9 @@ import { connection } from "../../src/http.js";
 
 const baseUrl = process.env["AV_BASE_URL"];
 const apiKey = process.env["AV_ADMIN_KEY"];
-if (!baseUrl || !apiKey) throw new Error("AV_BASE_URL and AV_ADMIN_KEY are needed (tests/sdk/test_typescript_sdk.py sets them)");
+if (!baseUrl || !apiKey) {
+  throw new Error("AV_BASE_URL and AV_ADMIN_KEY are needed (tests/sdk/test_typescript_sdk.py sets them)");
+}
 
 const admin = new Admin(connection({ baseUrl, apiKey, timeoutMs: 10_000 }));
 
@@ -91,7 +93,8 @@ test("the same idempotency key returns the same object; without one, each create
   assert.equal(again.id, first.id);
   assert.equal(again.created_at, first.created_at);
 
-  const reused = await failure(admin.agents.create({ ...body, name: `${slug} other` }, { idempotencyKey: key }), Conflict);
+  const changed = admin.agents.create({ ...body, name: `${slug} other` }, { idempotencyKey: key });
+  const reused = await failure(changed, Conflict);
   assert.equal(reused.code, "idempotency_key_reused");
 
   const other = await admin.agents.create(body);
@@ -124,7 +127,8 @@ test("typed errors: NotFound, ValidationFailed naming each bad field, Conflict",
   const wrong: Parameters<typeof admin.variants.create>[1] = { name: "x", overrides: { max_tokens: "many" } };
   void wrong;
 
-  const variantMissing = await failure(admin.variants.create(agent.slug, { variant_name: "x", clone_from: "nope" }), NotFound);
+  const cloneOfNothing = admin.variants.create(agent.slug, { variant_name: "x", clone_from: "nope" });
+  const variantMissing = await failure(cloneOfNothing, NotFound);
   assert.equal(variantMissing.code, "resource_missing");
   assert.deepEqual(
     variantMissing.errors.map((e) => e.param),
@@ -223,7 +227,7 @@ test("keys: create (its secret once), get, list, revoke; a revoked key is refuse
   assert.equal(key.scope, "read");
   assert.ok(key.secret);
 
-  const reader = new Admin(connection({ baseUrl: baseUrl!, apiKey: key.secret, timeoutMs: 10_000 }));
+  const reader = new Admin(connection({ baseUrl, apiKey: key.secret, timeoutMs: 10_000 }));
   await reader.agents.list({ limit: 1 });
 
   const got = await admin.keys.get(name);

@@ -100,9 +100,9 @@ test("actions and deletes: paths, bodies and 204s", async () => {
   await admin.agents.undo("bot", { environment: "staging" });
   assert.equal(await admin.agents.delete("bot", { purge: true }), undefined);
   assert.equal(await admin.keys.revoke("ci"), undefined);
-  await admin.rules.replace("bot", [{ name: "pro", when: [{ attribute: "plan", op: "eq", value: "pro" }], serve: { variant: "terse" } }], {
-    ifMatch: 0,
-  });
+  const when = [{ attribute: "plan", op: "eq" as const, value: "pro" }];
+  const rule = { name: "pro", when, serve: { variant: "terse" } };
+  await admin.rules.replace("bot", [rule], { ifMatch: 0 });
   const lines = sent.map((s) => `${s.method} ${s.url.pathname}${s.url.search}`);
   assert.deepEqual(lines, [
     "POST /v1/agents/bot/variants/terse/restore",
@@ -134,7 +134,8 @@ test("pages() walks a list to its end, one request a page", async () => {
   const { admin, sent } = recording((s) => {
     const after = s.url.searchParams.get("after");
     const data = after === null ? [{ id: "agt_2" }, { id: "agt_1" }] : [{ id: "agt_0" }];
-    return { status: 200, body: { object: "list", data, first_id: data[0]?.id, last_id: data.at(-1)?.id, has_more: after === null } };
+    const body = { object: "list", data, first_id: data[0]?.id, last_id: data.at(-1)?.id, has_more: after === null };
+    return { status: 200, body };
   });
   const ids: string[] = [];
   for await (const agent of pages((after) => admin.agents.list({ limit: 2, after }))) ids.push(agent.id);
@@ -158,13 +159,14 @@ test("the exported names are the API's schemas and answers (checked by tsc)", ()
   same<AgentCreate, components["schemas"]["AgentCreate"]>(true);
 
   const { admin } = recording();
-  const good: AgentCreate = { name: "Bot", config: { model_provider: "openai", model_name: "gpt-4o", temperature: 0.2 } };
+  const config = { model_provider: "openai", model_name: "gpt-4o" };
+  const good: AgentCreate = { name: "Bot", config: { ...config, temperature: 0.2 } };
   // @ts-expect-error `config` is required
   const noConfig: AgentCreate = { name: "Bot" };
   // @ts-expect-error the API takes no `colour`
   const unknownField: AgentCreate = { ...good, colour: "red" };
   // @ts-expect-error a temperature is a number
-  void admin.agents.create({ name: "Bot", config: { model_provider: "openai", model_name: "gpt-4o", temperature: "hot" } });
+  void admin.agents.create({ name: "Bot", config: { ...config, temperature: "hot" } });
   // @ts-expect-error a variant is created with `variant_name`, not `name`
   void admin.variants.create("bot", { name: "terse" });
   // @ts-expect-error a key's scope is one of four
