@@ -47,6 +47,12 @@ $(TS_BUILT): $(TS_STAMP) $(TS_SOURCES)
 
 sdk-ts: $(TS_BUILT)
 
+# The API's types (sdk/typescript/src/generated/openapi.ts, committed): the service's OpenAPI
+# document, built in process (no database, no server), through openapi-typescript.
+# tests/sdk/test_typescript_types.py fails when the committed file is stale.
+sdk-ts-types: $(STAMP) $(TS_STAMP)
+	$(BIN)/python $(TS_DIR)/scripts/openapi.py types $(TS_DIR)/src/generated/openapi.ts
+
 install: $(STAMP) $(NODE_STAMP) $(TS_STAMP)
 
 run: $(STAMP)

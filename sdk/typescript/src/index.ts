@@ -26,3 +26,46 @@ export type {
   ToolSchema,
   ClientOptions,
 } from "./clients.js";
+export { Admin, Agents, Variants, Experiments, Keys, Environments, Rules, pages } from "./admin.js";
+export type {
+  Agent,
+  AgentCreate,
+  AgentUpdate,
+  AgentConfig,
+  Variant,
+  VariantCreate,
+  VariantUpdate,
+  ConfigOverrides,
+  Experiment,
+  ExperimentCreate,
+  ExperimentUpdate,
+  ExperimentResults,
+  GuardrailFigures,
+  ApiKey,
+  ApiKeyCreate,
+  Environment,
+  EnvironmentCreate,
+  EnvironmentUpdate,
+  RuleSet,
+  RuleInput,
+  Revision,
+  Undo,
+  Diff,
+  Usage,
+  Bundle,
+  Resolved,
+  Page,
+  PageOptions,
+  InEnvironment,
+  ChangeOptions,
+  IfMatchOptions,
+  PostOptions,
+  ActionOptions,
+  RequestBody,
+  ResponseBody,
+  QueryParams,
+} from "./admin.js";
+export { connection } from "./http.js";
+export type { Connection, ETag } from "./http.js";
+// The whole API, as openapi-typescript wrote it from the service's OpenAPI document.
+export type { paths, components, operations } from "./generated/openapi.js";
