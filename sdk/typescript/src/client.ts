@@ -22,6 +22,7 @@
  * as the Python SDK flushes at interpreter exit.
  */
 
+import { Agents, Environments, Experiments, Keys, Rules, Variants } from "./admin.js";
 import { Bundles, answer } from "./bundles.js";
 import type { Logger } from "./bundles.js";
 import type { ResolvedAgentConfig } from "./config.js";
@@ -80,6 +81,13 @@ export class AgentVariants {
   private readonly log: Logger;
   private sender: Sender | null = null;
   private closed = false;
+  /** The admin calls, mirroring the API and typed from its OpenAPI document (`client.agents.create({...})`). */
+  readonly agents: Agents;
+  readonly variants: Variants;
+  readonly experiments: Experiments;
+  readonly keys: Keys;
+  readonly environments: Environments;
+  readonly rules: Rules;
   private closing: Promise<void> | null = null;
 
   constructor(options: AgentVariantsOptions) {
@@ -100,6 +108,12 @@ export class AgentVariants {
     this.log = options.logger ?? console;
     this.bundles = new Bundles(this.conn, { maxStalenessMs: this.maxStalenessMs, log: this.log });
     this.outcomes = new OutcomeBuffer(options.bufferCapacity ?? CAPACITY);
+    this.agents = new Agents(this.conn);
+    this.variants = new Variants(this.conn);
+    this.experiments = new Experiments(this.conn);
+    this.keys = new Keys(this.conn);
+    this.environments = new Environments(this.conn);
+    this.rules = new Rules(this.conn);
   }
 
   /**

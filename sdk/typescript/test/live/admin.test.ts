@@ -267,3 +267,20 @@ test("environments and rules: a rule set in its own environment", async () => {
   await admin.environments.delete(environment.slug);
   await failure(admin.environments.get(environment.slug), NotFound);
 });
+
+test("the client carries the admin namespaces: what it creates, it resolves", async () => {
+  const { AgentVariants } = await import("../../src/client.js");
+  const client = new AgentVariants({ baseUrl, apiKey });
+  try {
+    const slug = unique("ts-client");
+    const agent = await client.agents.create({ name: slug, slug, config: { model_provider: "openai", model_name: "gpt-4o" } });
+    const variant = await client.variants.create(agent.slug, { variant_name: "terse", overrides: { max_tokens: 77 } });
+    await client.variants.activate(agent.slug, variant.slug);
+    const config = await client.resolve(agent.slug);
+    assert.equal(config.variant_id, variant.id);
+    assert.equal(config.max_tokens, 77);
+    assert.equal((await client.agents.get(agent.id)).slug, slug);
+  } finally {
+    await client.close();
+  }
+});
