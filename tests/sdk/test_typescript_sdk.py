@@ -8,6 +8,7 @@ here (one per xdist worker), told to the tests as `AV_BASE_URL` and `AV_ADMIN_KE
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -105,3 +106,21 @@ def test_the_readme_shows_the_typescript_agent_as_it_is() -> None:
     block = re.search(r"```ts\n(.*?)```", text[text.index(MARKER) :], re.S)
     assert block is not None
     assert block.group(1) == EXAMPLE.read_text()
+
+
+def test_the_package_stands_alone() -> None:
+    """What `npm publish` would ship (dist/) imports nothing but itself and Node's own
+    modules, so it has no runtime dependency; its type declarations name neither `openai`
+    nor `@anthropic-ai/sdk` (dev dependencies, for the compile-time checks only)."""
+    check_build()
+    package = json.loads((TS_DIR / "package.json").read_text())
+    assert not package.get("dependencies"), package.get("dependencies")
+    specifier = re.compile(
+        r"""(?:^|\s)(?:import|export)\b[^;]*?\bfrom\s+["']([^"']+)["']|import\(["']([^"']+)["']\)""", re.M
+    )
+    files = list((TS_DIR / "dist").rglob("*.js")) + list((TS_DIR / "dist").rglob("*.d.ts"))
+    assert len(files) > 20, files
+    for path in files:
+        for found in specifier.finditer(path.read_text()):
+            name = found.group(1) or found.group(2)
+            assert name.startswith(("./", "../", "node:")), f"{path.relative_to(TS_DIR)} imports {name!r}"
