@@ -106,6 +106,7 @@ def test_the_readme_shows_the_typescript_agent_as_it_is() -> None:
     block = re.search(r"```ts\n(.*?)```", text[text.index(MARKER) :], re.S)
     assert block is not None
     assert block.group(1) == EXAMPLE.read_text()
+    assert f"```ts\n{EXAMPLE.read_text()}```" in (TS_DIR / "README.md").read_text(), "sdk/typescript/README.md too"
 
 
 def test_the_package_stands_alone() -> None:

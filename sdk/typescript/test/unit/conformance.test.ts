@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
 import { assign, bucket, rolloutArm } from "../../src/assignment.js";
+import { Freshness, Local, resolveLocally } from "../../src/bundles.js";
 import { choose, coalesce, coalesceKeyed } from "../../src/coalesce.js";
 import { CONFIG_FIELDS } from "../../src/config.js";
 import { firstMatch } from "../../src/rules.js";
@@ -101,6 +102,55 @@ test("order: a rule, else the subject's arm of the split, else plain (choose)", 
         : choice.kind === "split"
           ? { kind: "split", arm: choice.arm }
           : { kind: "plain" };
+    assert.deepEqual(got, c.expected, JSON.stringify(c));
+  });
+});
+
+/** A `resolved_agent_config` object whose variant id says what served it. */
+function servedConfig(variantId: string | null): Record<string, unknown> {
+  return {
+    agent_id: "agt_1",
+    variant_id: variantId,
+    model_provider: "p",
+    model_name: "m",
+    system_prompt: "",
+    user_prompt_template: "",
+    prompt_version: "",
+    temperature: 1,
+    max_tokens: 1024,
+    context_window: 0,
+    input_token_limit: 0,
+    token_budget: 0,
+    timeout_seconds: 60,
+    max_retries: 2,
+  };
+}
+
+test("order, through the SDK's own path: a bundle read by Local.of, answered by resolveLocally", () => {
+  const log = { warn: (message: string) => assert.fail(message) };
+  each(CASES.order, (c) => {
+    const bundle: Record<string, unknown> = {
+      etag: "e1",
+      environment: "production",
+      resolved: servedConfig(null),
+      rules: c.rules.map((rule) => ({ ...rule, resolved: servedConfig(`rule:${rule.id}`) })),
+    };
+    if (c.split !== null) {
+      const arms = c.split.weights.map((weight, arm) => ({ arm, weight, resolved: servedConfig(`arm:${arm}`) }));
+      bundle["experiment"] = { id: "exp_1", salt: c.split.salt, status: "running", arms };
+    }
+    const config = resolveLocally(Local.of(bundle, new Freshness(), log), c.subject, c.attributes);
+    let got: Record<string, unknown>;
+    if (config.source === "rule") {
+      got = { kind: "rule", rule_id: config.rule_id };
+      assert.equal(config.variant_id, `rule:${config.rule_id}`);
+    } else if (config.source === "experiment") {
+      got = { kind: "split", arm: config.arm };
+      assert.equal(config.variant_id, `arm:${config.arm}`);
+    } else {
+      got = { kind: "plain" };
+      assert.equal(config.variant_id, null);
+    }
     assert.deepEqual(got, c.expected, JSON.stringify(c));
   });
 });
