@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import agent_variants.assignment as sdk_assignment
+import agent_variants.bundles as sdk_bundles
 import agent_variants.config as sdk_config
 import agent_variants.rules as sdk_rules
 import agent_variants.templates as sdk_templates
@@ -70,6 +71,48 @@ def test_the_resolution_order(side: str) -> None:
             got["rule_id"] = chosen["id"]
         elif kind == "experiment":
             got["arm"] = chosen
+        assert got == case["expected"], case
+
+
+def served_config(variant_id: str | None) -> dict[str, Any]:
+    """A `resolved_agent_config` object whose variant id says what served it."""
+    return {
+        "agent_id": "agt_1",
+        "variant_id": variant_id,
+        **sdk_config.DEFAULTS,
+        "model_provider": "p",
+        "model_name": "m",
+    }
+
+
+def test_the_python_sdk_resolves_a_bundle_in_the_same_order() -> None:
+    """The order cases through the SDK's own path: a bundle (rules, a running experiment)
+    read by `Local.of`, answered by `resolve_locally`."""
+    for case in CASES["order"]:
+        split = case["split"]
+        bundle: dict[str, Any] = {
+            "etag": "e1",
+            "environment": "production",
+            "resolved": served_config(None),
+            "rules": [{**rule, "resolved": served_config(f"rule:{rule['id']}")} for rule in case["rules"]],
+        }
+        if split:
+            arms = [
+                {"arm": n, "weight": weight, "resolved": served_config(f"arm:{n}")}
+                for n, weight in enumerate(split["weights"])
+            ]
+            bundle["experiment"] = {"id": "exp_1", "salt": split["salt"], "status": "running", "arms": arms}
+        local = sdk_bundles.Local.of(bundle, sdk_bundles.Freshness())
+        config = sdk_bundles.resolve_locally(local, case["subject"], case["attributes"])
+        if config.source == "rule":
+            got: dict[str, Any] = {"kind": "rule", "rule_id": config.rule_id}
+            assert config.variant_id == f"rule:{config.rule_id}", case
+        elif config.source == "experiment":
+            got = {"kind": "split", "arm": config.arm}
+            assert config.variant_id == f"arm:{config.arm}", case
+        else:
+            got = {"kind": "plain"}
+            assert config.variant_id is None, case
         assert got == case["expected"], case
 
 
