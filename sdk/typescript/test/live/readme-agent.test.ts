@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { after, before, test } from "node:test";
+import { after, test } from "node:test";
 
 const BASE = process.env.AV_BASE_URL!;
 const KEY = process.env.AV_ADMIN_KEY!;
@@ -44,7 +44,9 @@ async function api(method: string, path: string, body?: unknown): Promise<Record
   return text ? (JSON.parse(text) as Record<string, unknown>) : {};
 }
 
-before(async () => {
+// The setup runs once, and every test awaits it first: a root-level before() is not awaited
+// before the first test on every Node this package supports (20.13's runner starts it late).
+const ready = (async () => {
   await new Promise<void>((resolve) => openai.listen(0, "127.0.0.1", resolve));
   const port = (openai.address() as AddressInfo).port;
   process.env.OPENAI_API_KEY = "sk-test";
@@ -65,11 +67,13 @@ before(async () => {
       max_retries: 1,
     },
   });
-});
+})();
+ready.catch(() => undefined); // its failure is reported by each test that awaits it
 
 after(() => openai.close());
 
 test("the README's agent resolves, renders, calls the model as the config says, and reports", async () => {
+  await ready;
   const { answer, client } = (await import("../../examples/agent.js")) as typeof import("../../examples/agent.js");
   try {
     assert.equal(await answer("user-42", "Where is my invoice?"), "It is in Billing.");
