@@ -102,7 +102,30 @@ class ExperimentCreate(StrictModel):
                     "description": "Do shorter answers resolve as many questions?",
                     "arms": [{"variant": "base", "weight": 1}, {"variant": "concise", "weight": 1}],
                 }
-            ]
+            ],
+            # What `_kind` checks, stated in the schema too, so clients and generators see it:
+            # a rollout needs `variant` and `steps` and takes no `arms`; an experiment (the
+            # default kind) needs `arms` and takes none of the rollout's fields (null is absent).
+            "allOf": [
+                {
+                    "if": {"properties": {"kind": {"const": "rollout"}}, "required": ["kind"]},
+                    "then": {
+                        "required": ["variant", "steps"],
+                        "properties": {
+                            "arms": {"type": "null"},
+                            "variant": {"not": {"type": "null"}},
+                            "steps": {"not": {"type": "null"}},
+                        },
+                    },
+                    "else": {
+                        "required": ["arms"],
+                        "properties": {
+                            "arms": {"not": {"type": "null"}},
+                            **{name: {"type": "null"} for name in ("variant", "steps", "guardrails", "min_outcomes")},
+                        },
+                    },
+                }
+            ],
         }
     )
 

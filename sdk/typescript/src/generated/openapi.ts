@@ -2823,7 +2823,7 @@ export interface components {
              * @description A rollout's variant (id or slug). Arm 0 serves what the environment serves at the start (`live`), arm 1 this variant; both are snapshotted then.
              */
             variant?: string | null;
-        };
+        } & unknown;
         /**
          * ExperimentRead
          * @description An A/B test: subjects are split between arms, each serving a config.
