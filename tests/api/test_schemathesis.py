@@ -131,9 +131,14 @@ CHECKS = [
 @pytest.fixture
 async def seeded(live_client: httpx.AsyncClient, live_url: str) -> AsyncIterator[dict[str, Any]]:
     """An agent with three variants, one active, and an environment; after the run, every
-    agent and environment the run made (seeded or generated) is deleted."""
+    agent and environment the run made (seeded or generated) is deleted, and the model
+    catalog is put back as it was (the run creates, patches and deletes catalog models in
+    the worker's database, which later tests price outcomes with)."""
     engine = create_async_engine(live_url, poolclass=NullPool)
+    catalog = await engine.connect()  # one connection for the run: its temporary table lives as long
     try:
+        await catalog.execute(text("CREATE TEMPORARY TABLE catalog_before AS SELECT * FROM models"))
+        await catalog.commit()
         async with engine.connect() as conn:
             before = set(await conn.scalars(text("SELECT id FROM agents")))
             environments_before = set(await conn.scalars(text("SELECT id FROM environments")))
@@ -155,7 +160,11 @@ async def seeded(live_client: httpx.AsyncClient, live_url: str) -> AsyncIterator
             assert (await live_client.delete(f"/v1/agents/{agent_id}")).status_code == 204
         for environment_id in environments_made:  # at most 100: leave room for the next test
             assert (await live_client.delete(f"/v1/environments/{environment_id}")).status_code == 204
+        await catalog.execute(text("DELETE FROM models"))
+        await catalog.execute(text("INSERT INTO models SELECT * FROM catalog_before"))
+        await catalog.commit()
     finally:
+        await catalog.close()
         await engine.dispose()
 
 
