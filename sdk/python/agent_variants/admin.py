@@ -1,4 +1,5 @@
-"""The admin calls, mirroring the HTTP API: `agents`, `variants`, `experiments`, `keys`.
+"""The admin calls, mirroring the HTTP API: `agents`, `variants`, `experiments`, `keys`,
+`environments` and `rules`.
 
 Each namespace is written once and used by both clients: a method builds its request
 (`Call`) and hands it to the client's transport, which sends it (the sync client
@@ -454,3 +455,74 @@ class Keys(_Namespace[Obj, Nil]):
     def revoke(self, key: str) -> Nil:
         """Revoke a key, everywhere within a second: `client.keys.revoke("billing-agent")`."""
         return self._send.nil(Call.of("DELETE", f"/v1/keys/{segment(key)}"))
+
+
+class Environments(_Namespace[Obj, Nil]):
+    """`client.environments` (writes need an `admin` key bound to no environment): where
+    variants are active, rules apply and experiments run. Every installation has `production`.
+
+    staging = client.environments.create("Staging")
+    client.variants.activate("support-bot", "terse", environment=staging["slug"])
+    """
+
+    def create(
+        self,
+        name: str,
+        *,
+        slug: str | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Obj:
+        """An environment (without `slug`, derived from `name`): `client.environments.create("Staging")["slug"]`."""
+        body = _fields(name=name, slug=slug, description=description)
+        return self._send.obj(Call.of("POST", "/v1/environments", json=body, idempotency_key=idempotency_key))
+
+    def list(self, *, limit: int | None = None, after: str | None = None) -> Obj:
+        """One page of environments, newest first: `client.environments.list(limit=100)["data"]`."""
+        return self._send.obj(Call.of("GET", "/v1/environments", params=_page(limit, after)))
+
+    def get(self, environment: str) -> Obj:
+        """An environment by id or slug: `client.environments.get("production")["id"]`."""
+        return self._send.obj(Call.of("GET", f"/v1/environments/{segment(environment)}"))
+
+    def update(self, environment: str, patch: Mapping[str, Any], *, if_match: ETag | None = None) -> Obj:
+        """A merge patch over `name` and `description` (the slug never changes):
+        `client.environments.update("staging", {"name": "Staging (EU)"}, if_match=env["version"])`."""
+        path = f"/v1/environments/{segment(environment)}"
+        return self._send.obj(Call.of("PATCH", path, json=dict(patch), if_match=if_match))
+
+    def delete(self, environment: str, *, if_match: ETag | None = None) -> Nil:
+        """Delete an environment nothing is active, ruled or running in, and no live key is bound to
+        (never `production`: `Conflict`, `.code` `environment_protected`): `client.environments.delete("staging")`."""
+        return self._send.nil(Call.of("DELETE", f"/v1/environments/{segment(environment)}", if_match=if_match))
+
+
+class Rules(_Namespace[Obj, Nil]):
+    """`client.rules`: an agent's ordered targeting rules in one environment, read and replaced whole.
+
+    rule_set = client.rules.get("support-bot", environment="staging")
+    client.rules.replace("support-bot",
+                         [{"name": "pro", "when": [{"attribute": "plan", "op": "eq", "value": "pro"}],
+                           "serve": {"variant": "terse"}}],
+                         environment="staging", if_match=rule_set["version"])
+    """
+
+    def get(self, agent: str, *, environment: str | None = None) -> Obj:
+        """The rule set (`{"object": "rule_set", "rules", "version", ...}`; version 0 and no rules
+        when never written): `client.rules.get("support-bot", environment="staging")["rules"]`."""
+        return self._send.obj(Call.of("GET", f"{_agent(agent)}/rules", params=_in(environment)))
+
+    def replace(
+        self,
+        agent: str,
+        rules: Sequence[Mapping[str, Any]],
+        *,
+        environment: str | None = None,
+        if_match: ETag | None = None,
+    ) -> Obj:
+        """Replace the whole set (`PUT`; an identical set is a no-op, `[]` clears it); a rule sent
+        without `id` keeps the id of the current rule with its name:
+        `client.rules.replace("support-bot", [], environment="staging", if_match=rule_set["version"])`."""
+        body = {"rules": [dict(rule) for rule in rules]}
+        call = Call.of("PUT", f"{_agent(agent)}/rules", json=body, params=_in(environment), if_match=if_match)
+        return self._send.obj(call)
