@@ -1,4 +1,5 @@
-"""The admin calls, mirroring the HTTP API: `agents`, `variants`, `experiments`, `keys`.
+"""The admin calls, mirroring the HTTP API: `agents`, `variants`, `experiments`, `keys`,
+`environments` and `rules`.
 
 Each namespace is written once and used by both clients: a method builds its request
 (`Call`) and hands it to the client's transport, which sends it (the sync client
@@ -7,10 +8,12 @@ returns the JSON object, the async one an awaitable of it). Every `POST` carries
 `if_match` takes the object's `version` (or an ETag, or `"*"`). Objects come back as the
 API's JSON objects (`dict`); a list call returns one page
 (`{"object": "list", "data", "first_id", "last_id", "has_more"}`), continued with
-`after=page["last_id"]`.
+`after=page["last_id"]`. Every call on an agent takes `environment=` (a slug or id; None
+leaves it out: the environment the API key is bound to, else `production`).
 
     variant = client.variants.create("support-bot", "concise", overrides={"temperature": 0.2})
     client.variants.activate("support-bot", variant["slug"], if_match=variant["version"])
+    client.variants.activate("support-bot", variant["slug"], environment="staging")
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from agent_variants._http import Call, segment
+from agent_variants.rules import Scalar
 
 JSON = dict[str, Any]
 Obj = TypeVar("Obj", covariant=True)  # JSON, or Awaitable[JSON]
@@ -39,6 +43,11 @@ def _fields(**fields: Any) -> JSON:
 
 def _page(limit: int | None, after: str | None, **filters: Any) -> dict[str, Any]:
     return {"limit": limit, "after": after, **filters}
+
+
+def _in(environment: str | None, **params: Any) -> dict[str, Any]:
+    """A request's query: `params` and `?environment=` (left out when None, as every None is)."""
+    return {**params, "environment": environment}
 
 
 class _Namespace(Generic[Obj, Nil]):
@@ -65,68 +74,106 @@ class Agents(_Namespace[Obj, Nil]):
         slug: str | None = None,
         description: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        environment: str | None = None,
         idempotency_key: str | None = None,
     ) -> Obj:
         """An agent: `client.agents.create("Support bot", {"model_provider": "openai", "model_name": "gpt-4o"})`."""
         body = _fields(name=name, slug=slug, description=description, metadata=metadata, config=dict(config))
-        return self._send.obj(Call.of("POST", "/v1/agents", json=body, idempotency_key=idempotency_key))
+        call = Call.of("POST", "/v1/agents", json=body, params=_in(environment), idempotency_key=idempotency_key)
+        return self._send.obj(call)
 
-    def list(self, *, limit: int | None = None, after: str | None = None) -> Obj:
+    def list(self, *, limit: int | None = None, after: str | None = None, environment: str | None = None) -> Obj:
         """One page of agents, newest first: `client.agents.list(limit=50, after=page["last_id"])`."""
-        return self._send.obj(Call.of("GET", "/v1/agents", params=_page(limit, after)))
+        return self._send.obj(Call.of("GET", "/v1/agents", params=_in(environment, **_page(limit, after))))
 
-    def get(self, agent: str) -> Obj:
-        """An agent by id or slug: `client.agents.get("support-bot")`."""
-        return self._send.obj(Call.of("GET", _agent(agent)))
+    def get(self, agent: str, *, environment: str | None = None) -> Obj:
+        """An agent by id or slug (`active_variant_id`: the environment's):
+        `client.agents.get("support-bot", environment="staging")`."""
+        return self._send.obj(Call.of("GET", _agent(agent), params=_in(environment)))
 
-    def update(self, agent: str, patch: Mapping[str, Any], *, if_match: ETag | None = None) -> Obj:
+    def update(
+        self,
+        agent: str,
+        patch: Mapping[str, Any],
+        *,
+        environment: str | None = None,
+        if_match: ETag | None = None,
+    ) -> Obj:
         """A JSON merge patch over `name`, `slug`, `description`, `metadata`, `config`."""
-        return self._send.obj(Call.of("PATCH", _agent(agent), json=dict(patch), if_match=if_match))
+        call = Call.of("PATCH", _agent(agent), json=dict(patch), params=_in(environment), if_match=if_match)
+        return self._send.obj(call)
 
-    def delete(self, agent: str, *, if_match: ETag | None = None) -> Nil:
+    def delete(self, agent: str, *, environment: str | None = None, if_match: ETag | None = None) -> Nil:
         """Delete an agent and all it holds: `client.agents.delete("support-bot", if_match=agent["version"])`."""
-        return self._send.nil(Call.of("DELETE", _agent(agent), if_match=if_match))
+        return self._send.nil(Call.of("DELETE", _agent(agent), params=_in(environment), if_match=if_match))
 
     def resolved(
         self,
         agent: str,
         *,
         subject: str | None = None,
+        attributes: Mapping[str, Scalar] | None = None,
         variant: str | None = None,
         at: str | None = None,
         explain: bool | None = None,
+        environment: str | None = None,
     ) -> Obj:
-        """The service's own resolution (`GET .../resolved`); `resolve()` answers from memory instead."""
-        params = {"subject": subject, "variant": variant, "at": at, "explain": explain}
-        return self._send.obj(Call.of("GET", f"{_agent(agent)}/resolved", params=params))
+        """The service's own resolution (`GET .../resolved`); `resolve()` answers from memory instead.
+        `attributes` go as `attr.<name>`: `client.agents.resolved("support-bot", attributes={"plan": "pro"})`."""
+        params: dict[str, Any] = {"subject": subject, "variant": variant, "at": at, "explain": explain}
+        params.update({f"attr.{name}": value for name, value in (attributes or {}).items()})
+        return self._send.obj(Call.of("GET", f"{_agent(agent)}/resolved", params=_in(environment, **params)))
 
-    def bundle(self, agent: str) -> Obj:
-        """What the SDK resolves from: `client.agents.bundle("support-bot")["etag"]`."""
-        return self._send.obj(Call.of("GET", f"{_agent(agent)}/bundle"))
+    def bundle(self, agent: str, *, environment: str | None = None) -> Obj:
+        """What the SDK resolves from: `client.agents.bundle("support-bot", environment="staging")["etag"]`."""
+        return self._send.obj(Call.of("GET", f"{_agent(agent)}/bundle", params=_in(environment)))
 
-    def usage(self, agent: str) -> Obj:
-        """Tokens and runs, by variant: `client.agents.usage("support-bot")["total_tokens"]`."""
-        return self._send.obj(Call.of("GET", f"{_agent(agent)}/usage"))
+    def usage(self, agent: str, *, environment: str | None = None) -> Obj:
+        """Tokens and runs, by variant (None: every environment's):
+        `client.agents.usage("support-bot")["total_tokens"]`."""
+        return self._send.obj(Call.of("GET", f"{_agent(agent)}/usage", params=_in(environment)))
 
     def revisions(
-        self, agent: str, *, target_id: str | None = None, limit: int | None = None, after: str | None = None
+        self,
+        agent: str,
+        *,
+        target_id: str | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+        environment: str | None = None,
     ) -> Obj:
         """One page of the agent's history, newest first: `client.agents.revisions("support-bot", limit=10)`."""
-        params = _page(limit, after, target_id=target_id)
+        params = _in(environment, **_page(limit, after, target_id=target_id))
         return self._send.obj(Call.of("GET", f"{_agent(agent)}/revisions", params=params))
 
-    def revision(self, agent: str, revision: str) -> Obj:
+    def revision(self, agent: str, revision: str, *, environment: str | None = None) -> Obj:
         """One revision: `client.agents.revision("support-bot", "rev_...")["before"]`."""
-        return self._send.obj(Call.of("GET", f"{_agent(agent)}/revisions/{segment(revision)}"))
+        path = f"{_agent(agent)}/revisions/{segment(revision)}"
+        return self._send.obj(Call.of("GET", path, params=_in(environment)))
 
-    def undo(self, agent: str, *, if_match: ETag | None = None, idempotency_key: str | None = None) -> Obj:
-        """Revert the agent's newest change not undone yet: `{"object": "undo", "reverted_revision_id", "revision"}`."""
-        call = Call.of("POST", f"{_agent(agent)}/undo", if_match=if_match, idempotency_key=idempotency_key)
+    def undo(
+        self,
+        agent: str,
+        *,
+        environment: str | None = None,
+        if_match: ETag | None = None,
+        idempotency_key: str | None = None,
+    ) -> Obj:
+        """Revert the agent's newest change not undone yet (with `environment`: made there or to
+        shared definitions): `{"object": "undo", "reverted_revision_id", "revision"}`."""
+        call = Call.of(
+            "POST",
+            f"{_agent(agent)}/undo",
+            params=_in(environment),
+            if_match=if_match,
+            idempotency_key=idempotency_key,
+        )
         return self._send.obj(call)
 
 
 class Variants(_Namespace[Obj, Nil]):
-    """`client.variants`: an agent's variants, activation, restore and diff.
+    """`client.variants`: an agent's variants, activation, restore and diff. Definitions are
+    shared by every environment; which one is active is per environment (`environment=`).
 
     draft = client.variants.create("support-bot", "terse", clone_from="base", overrides={"max_tokens": 256})
     client.variants.activate("support-bot", draft["slug"], if_match=draft["version"])
@@ -148,6 +195,7 @@ class Variants(_Namespace[Obj, Nil]):
         metadata: Mapping[str, str] | None = None,
         overrides: Mapping[str, Any] | None = None,
         clone_from: str | None = None,
+        environment: str | None = None,
         idempotency_key: str | None = None,
     ) -> Obj:
         """A variant: `client.variants.create("support-bot", "Concise", overrides={"temperature": 0.2})`."""
@@ -159,43 +207,70 @@ class Variants(_Namespace[Obj, Nil]):
             overrides=None if overrides is None else dict(overrides),
             clone_from=clone_from,
         )
-        return self._send.obj(Call.of("POST", self._path(agent), json=body, idempotency_key=idempotency_key))
+        call = Call.of("POST", self._path(agent), json=body, params=_in(environment), idempotency_key=idempotency_key)
+        return self._send.obj(call)
 
     def list(
-        self, agent: str, *, is_active: bool | None = None, limit: int | None = None, after: str | None = None
+        self,
+        agent: str,
+        *,
+        is_active: bool | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+        environment: str | None = None,
     ) -> Obj:
-        """One page of the agent's variants: `client.variants.list("support-bot", is_active=True)`."""
-        return self._send.obj(Call.of("GET", self._path(agent), params=_page(limit, after, is_active=is_active)))
+        """One page of the agent's variants (`is_active`: in the environment):
+        `client.variants.list("support-bot", is_active=True, environment="staging")`."""
+        params = _in(environment, **_page(limit, after, is_active=is_active))
+        return self._send.obj(Call.of("GET", self._path(agent), params=params))
 
-    def get(self, agent: str, variant: str) -> Obj:
+    def get(self, agent: str, variant: str, *, environment: str | None = None) -> Obj:
         """A variant by id or slug: `client.variants.get("support-bot", "concise")`."""
-        return self._send.obj(Call.of("GET", self._path(agent, variant)))
+        return self._send.obj(Call.of("GET", self._path(agent, variant), params=_in(environment)))
 
-    def update(self, agent: str, variant: str, patch: Mapping[str, Any], *, if_match: ETag | None = None) -> Obj:
+    def update(
+        self,
+        agent: str,
+        variant: str,
+        patch: Mapping[str, Any],
+        *,
+        environment: str | None = None,
+        if_match: ETag | None = None,
+    ) -> Obj:
         """A JSON merge patch; an override set to None is removed (inherited again)."""
-        return self._send.obj(Call.of("PATCH", self._path(agent, variant), json=dict(patch), if_match=if_match))
+        call = Call.of(
+            "PATCH", self._path(agent, variant), json=dict(patch), params=_in(environment), if_match=if_match
+        )
+        return self._send.obj(call)
 
-    def delete(self, agent: str, variant: str, *, if_match: ETag | None = None) -> Nil:
-        """Delete a variant (not the active one): `client.variants.delete("support-bot", "concise")`."""
-        return self._send.nil(Call.of("DELETE", self._path(agent, variant), if_match=if_match))
+    def delete(self, agent: str, variant: str, *, environment: str | None = None, if_match: ETag | None = None) -> Nil:
+        """Delete a variant (not an active one, nor one an experiment or a rule names):
+        `client.variants.delete("support-bot", "concise")`."""
+        return self._send.nil(Call.of("DELETE", self._path(agent, variant), params=_in(environment), if_match=if_match))
 
     def activate(
-        self, agent: str, variant: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
+        self,
+        agent: str,
+        variant: str,
+        *,
+        environment: str | None = None,
+        if_match: ETag | None = None,
+        idempotency_key: str | None = None,
     ) -> Obj:
-        """Make it the active variant: `client.variants.activate("support-bot", "concise", if_match=3)`."""
-        call = Call.of(
-            "POST", self._path(agent, variant, "activate"), if_match=if_match, idempotency_key=idempotency_key
-        )
-        return self._send.obj(call)
+        """Make it the active variant (of the environment): `client.variants.activate("support-bot", "concise")`."""
+        return self._action(agent, variant, "activate", environment, if_match, idempotency_key)
 
     def deactivate(
-        self, agent: str, variant: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
+        self,
+        agent: str,
+        variant: str,
+        *,
+        environment: str | None = None,
+        if_match: ETag | None = None,
+        idempotency_key: str | None = None,
     ) -> Obj:
-        """Leave the agent on its base config: `client.variants.deactivate("support-bot", "concise")`."""
-        call = Call.of(
-            "POST", self._path(agent, variant, "deactivate"), if_match=if_match, idempotency_key=idempotency_key
-        )
-        return self._send.obj(call)
+        """Leave the environment on the base config: `client.variants.deactivate("support-bot", "concise")`."""
+        return self._action(agent, variant, "deactivate", environment, if_match, idempotency_key)
 
     def restore(
         self,
@@ -203,26 +278,39 @@ class Variants(_Namespace[Obj, Nil]):
         variant: str,
         revision_id: str,
         *,
+        environment: str | None = None,
         if_match: ETag | None = None,
         idempotency_key: str | None = None,
     ) -> Obj:
         """Put it back as it was after a revision: `client.variants.restore("support-bot", "concise", "rev_...")`."""
+        body = {"revision_id": revision_id}
+        return self._action(agent, variant, "restore", environment, if_match, idempotency_key, body)
+
+    def diff(self, agent: str, variant: str, *, against: str = "base", environment: str | None = None) -> Obj:
+        """Resolved differences: `client.variants.diff("support-bot", "concise", against="base")["changes"]`."""
+        params = _in(environment, against=against)
+        return self._send.obj(Call.of("GET", self._path(agent, variant, "diff"), params=params))
+
+    def _action(
+        self,
+        agent: str,
+        variant: str,
+        action: str,
+        environment: str | None,
+        if_match: ETag | None,
+        idempotency_key: str | None,
+        body: JSON | None = None,
+    ) -> Obj:
+        path = self._path(agent, variant, action)
         call = Call.of(
-            "POST",
-            self._path(agent, variant, "restore"),
-            json={"revision_id": revision_id},
-            if_match=if_match,
-            idempotency_key=idempotency_key,
+            "POST", path, json=body, params=_in(environment), if_match=if_match, idempotency_key=idempotency_key
         )
         return self._send.obj(call)
 
-    def diff(self, agent: str, variant: str, *, against: str = "base") -> Obj:
-        """Resolved differences: `client.variants.diff("support-bot", "concise", against="base")["changes"]`."""
-        return self._send.obj(Call.of("GET", self._path(agent, variant, "diff"), params={"against": against}))
-
 
 class Experiments(_Namespace[Obj, Nil]):
-    """`client.experiments`: A/B tests between variants, and their results.
+    """`client.experiments`: A/B tests between variants, and their results; each runs in one
+    environment (`environment=`).
 
     test = client.experiments.create("support-bot", "terse vs base",
                                      [{"variant": "base", "weight": 1}, {"variant": "terse", "weight": 1}])
@@ -244,51 +332,94 @@ class Experiments(_Namespace[Obj, Nil]):
         *,
         description: str | None = None,
         salt: str | None = None,
+        environment: str | None = None,
         idempotency_key: str | None = None,
     ) -> Obj:
-        """A draft: `client.experiments.create("support-bot", "test", [{"variant": "base", "weight": 1}, ...])`."""
-        body = _fields(name=name, description=description, arms=[dict(arm) for arm in arms], salt=salt)
+        """A draft: `client.experiments.create("support-bot", "test", [{"variant": "base", "weight": 1}, ...])`;
+        `environment="staging"` (the body's field) runs it there."""
+        copied = [dict(arm) for arm in arms]
+        body = _fields(name=name, description=description, arms=copied, salt=salt, environment=environment)
         return self._send.obj(Call.of("POST", self._path(agent), json=body, idempotency_key=idempotency_key))
 
-    def list(self, agent: str, *, status: str | None = None, limit: int | None = None, after: str | None = None) -> Obj:
-        """One page of experiments: `client.experiments.list("support-bot", status="running")`."""
-        return self._send.obj(Call.of("GET", self._path(agent), params=_page(limit, after, status=status)))
+    def list(
+        self,
+        agent: str,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+        environment: str | None = None,
+    ) -> Obj:
+        """One page of the environment's experiments: `client.experiments.list("support-bot", status="running")`."""
+        params = _in(environment, **_page(limit, after, status=status))
+        return self._send.obj(Call.of("GET", self._path(agent), params=params))
 
-    def get(self, agent: str, experiment: str) -> Obj:
+    def get(self, agent: str, experiment: str, *, environment: str | None = None) -> Obj:
         """An experiment: `client.experiments.get("support-bot", "exp_...")["status"]`."""
-        return self._send.obj(Call.of("GET", self._path(agent, experiment)))
+        return self._send.obj(Call.of("GET", self._path(agent, experiment), params=_in(environment)))
 
-    def update(self, agent: str, experiment: str, patch: Mapping[str, Any], *, if_match: ETag | None = None) -> Obj:
+    def update(
+        self,
+        agent: str,
+        experiment: str,
+        patch: Mapping[str, Any],
+        *,
+        environment: str | None = None,
+        if_match: ETag | None = None,
+    ) -> Obj:
         """A merge patch (arms and salt only while a draft):
         `client.experiments.update("support-bot", "exp_...", {"name": "v2"})`."""
-        call = Call.of("PATCH", self._path(agent, experiment), json=dict(patch), if_match=if_match)
+        path = self._path(agent, experiment)
+        call = Call.of("PATCH", path, json=dict(patch), params=_in(environment), if_match=if_match)
         return self._send.obj(call)
 
-    def delete(self, agent: str, experiment: str, *, if_match: ETag | None = None) -> Nil:
+    def delete(
+        self, agent: str, experiment: str, *, environment: str | None = None, if_match: ETag | None = None
+    ) -> Nil:
         """Delete a draft: `client.experiments.delete("support-bot", "exp_...")`."""
-        return self._send.nil(Call.of("DELETE", self._path(agent, experiment), if_match=if_match))
+        call = Call.of("DELETE", self._path(agent, experiment), params=_in(environment), if_match=if_match)
+        return self._send.nil(call)
 
     def start(
-        self, agent: str, experiment: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
+        self,
+        agent: str,
+        experiment: str,
+        *,
+        environment: str | None = None,
+        if_match: ETag | None = None,
+        idempotency_key: str | None = None,
     ) -> Obj:
         """Start splitting traffic: `client.experiments.start("support-bot", "exp_...")`."""
-        call = Call.of(
-            "POST", self._path(agent, experiment, "start"), if_match=if_match, idempotency_key=idempotency_key
-        )
-        return self._send.obj(call)
+        return self._action(agent, experiment, "start", environment, if_match, idempotency_key)
 
     def stop(
-        self, agent: str, experiment: str, *, if_match: ETag | None = None, idempotency_key: str | None = None
+        self,
+        agent: str,
+        experiment: str,
+        *,
+        environment: str | None = None,
+        if_match: ETag | None = None,
+        idempotency_key: str | None = None,
     ) -> Obj:
         """Stop it (final): `client.experiments.stop("support-bot", "exp_...")`."""
-        call = Call.of(
-            "POST", self._path(agent, experiment, "stop"), if_match=if_match, idempotency_key=idempotency_key
-        )
-        return self._send.obj(call)
+        return self._action(agent, experiment, "stop", environment, if_match, idempotency_key)
 
-    def results(self, agent: str, experiment: str) -> Obj:
+    def results(self, agent: str, experiment: str, *, environment: str | None = None) -> Obj:
         """Per-arm figures and tests against the control: `client.experiments.results("support-bot", "exp_...")`."""
-        return self._send.obj(Call.of("GET", self._path(agent, experiment, "results")))
+        return self._send.obj(Call.of("GET", self._path(agent, experiment, "results"), params=_in(environment)))
+
+    def _action(
+        self,
+        agent: str,
+        experiment: str,
+        action: str,
+        environment: str | None,
+        if_match: ETag | None,
+        idempotency_key: str | None,
+    ) -> Obj:
+        path = self._path(agent, experiment, action)
+        call = Call.of("POST", path, params=_in(environment), if_match=if_match, idempotency_key=idempotency_key)
+        return self._send.obj(call)
 
 
 class Keys(_Namespace[Obj, Nil]):
@@ -324,3 +455,74 @@ class Keys(_Namespace[Obj, Nil]):
     def revoke(self, key: str) -> Nil:
         """Revoke a key, everywhere within a second: `client.keys.revoke("billing-agent")`."""
         return self._send.nil(Call.of("DELETE", f"/v1/keys/{segment(key)}"))
+
+
+class Environments(_Namespace[Obj, Nil]):
+    """`client.environments` (writes need an `admin` key bound to no environment): where
+    variants are active, rules apply and experiments run. Every installation has `production`.
+
+    staging = client.environments.create("Staging")
+    client.variants.activate("support-bot", "terse", environment=staging["slug"])
+    """
+
+    def create(
+        self,
+        name: str,
+        *,
+        slug: str | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Obj:
+        """An environment (without `slug`, derived from `name`): `client.environments.create("Staging")["slug"]`."""
+        body = _fields(name=name, slug=slug, description=description)
+        return self._send.obj(Call.of("POST", "/v1/environments", json=body, idempotency_key=idempotency_key))
+
+    def list(self, *, limit: int | None = None, after: str | None = None) -> Obj:
+        """One page of environments, newest first: `client.environments.list(limit=100)["data"]`."""
+        return self._send.obj(Call.of("GET", "/v1/environments", params=_page(limit, after)))
+
+    def get(self, environment: str) -> Obj:
+        """An environment by id or slug: `client.environments.get("production")["id"]`."""
+        return self._send.obj(Call.of("GET", f"/v1/environments/{segment(environment)}"))
+
+    def update(self, environment: str, patch: Mapping[str, Any], *, if_match: ETag | None = None) -> Obj:
+        """A merge patch over `name` and `description` (the slug never changes):
+        `client.environments.update("staging", {"name": "Staging (EU)"}, if_match=env["version"])`."""
+        path = f"/v1/environments/{segment(environment)}"
+        return self._send.obj(Call.of("PATCH", path, json=dict(patch), if_match=if_match))
+
+    def delete(self, environment: str, *, if_match: ETag | None = None) -> Nil:
+        """Delete an environment nothing is active, ruled or running in, and no live key is bound to
+        (never `production`: `Conflict`, `.code` `environment_protected`): `client.environments.delete("staging")`."""
+        return self._send.nil(Call.of("DELETE", f"/v1/environments/{segment(environment)}", if_match=if_match))
+
+
+class Rules(_Namespace[Obj, Nil]):
+    """`client.rules`: an agent's ordered targeting rules in one environment, read and replaced whole.
+
+    rule_set = client.rules.get("support-bot", environment="staging")
+    client.rules.replace("support-bot",
+                         [{"name": "pro", "when": [{"attribute": "plan", "op": "eq", "value": "pro"}],
+                           "serve": {"variant": "terse"}}],
+                         environment="staging", if_match=rule_set["version"])
+    """
+
+    def get(self, agent: str, *, environment: str | None = None) -> Obj:
+        """The rule set (`{"object": "rule_set", "rules", "version", ...}`; version 0 and no rules
+        when never written): `client.rules.get("support-bot", environment="staging")["rules"]`."""
+        return self._send.obj(Call.of("GET", f"{_agent(agent)}/rules", params=_in(environment)))
+
+    def replace(
+        self,
+        agent: str,
+        rules: Sequence[Mapping[str, Any]],
+        *,
+        environment: str | None = None,
+        if_match: ETag | None = None,
+    ) -> Obj:
+        """Replace the whole set (`PUT`; an identical set is a no-op, `[]` clears it); a rule sent
+        without `id` keeps the id of the current rule with its name:
+        `client.rules.replace("support-bot", [], environment="staging", if_match=rule_set["version"])`."""
+        body = {"rules": [dict(rule) for rule in rules]}
+        call = Call.of("PUT", f"{_agent(agent)}/rules", json=body, params=_in(environment), if_match=if_match)
+        return self._send.obj(call)

@@ -25,7 +25,7 @@ import httpx
 
 from agent_variants._http import Call, send_async
 from agent_variants._version import __version__
-from agent_variants.admin import JSON, Agents, Experiments, Keys, Variants
+from agent_variants.admin import JSON, Agents, Environments, Experiments, Keys, Rules, Variants
 from agent_variants.bundles import Bundles, answer
 from agent_variants.config import ResolvedAgentConfig
 from agent_variants.outcomes import CAPACITY, OutcomeBuffer, ReportStats, Sender, outcome_of
@@ -79,6 +79,8 @@ class AsyncAgentVariants:
         self.variants = Variants(transport)
         self.experiments = Experiments(transport)
         self.keys = Keys(transport)
+        self.environments = Environments(transport)
+        self.rules = Rules(transport)
 
     async def __aenter__(self) -> AsyncAgentVariants:
         return self

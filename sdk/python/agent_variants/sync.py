@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import httpx
 
 from agent_variants._http import Call, send
-from agent_variants.admin import JSON, Agents, Experiments, Keys, Variants
+from agent_variants.admin import JSON, Agents, Environments, Experiments, Keys, Rules, Variants
 from agent_variants.bundles import Bundles, Local, answer
 from agent_variants.client import CLOSE_TIMEOUT, http_options, wind_down
 from agent_variants.config import ResolvedAgentConfig
@@ -117,6 +117,8 @@ class AgentVariants:
         self.variants = Variants(self._transport)
         self.experiments = Experiments(self._transport)
         self.keys = Keys(self._transport)
+        self.environments = Environments(self._transport)
+        self.rules = Rules(self._transport)
         _CLIENTS.add(self)
 
     def _after_fork_in_child(self) -> None:
