@@ -196,3 +196,45 @@ async def test_a_post_whose_answer_was_lost_is_retried_under_its_key_and_acts_on
     finally:
         proxy.stop()
     assert len(proxy.faults) == 6 and {kind for kind, _ in proxy.faults} == {"lost"}
+
+
+async def test_a_rollout_through_the_namespace(sdk: Client) -> None:
+    agent = await done(sdk.agents.create(unique("SDK rollout"), config()))
+    terse = await done(sdk.variants.create(agent["slug"], "Terse", overrides={"max_tokens": 128}))
+    steps = [{"percent": 10, "hold_seconds": 3600}, {"percent": 100, "hold_seconds": 0}]
+    guardrails = [{"metric": "success_rate", "max_degradation": 0.05}]
+    rollout = await done(
+        sdk.experiments.create(
+            agent["slug"],
+            "ship terse",
+            kind="rollout",
+            variant=terse["slug"],
+            steps=steps,
+            guardrails=guardrails,
+            min_outcomes=20,
+        )
+    )
+    assert (rollout["kind"], rollout["status"], rollout["steps"], rollout["min_outcomes"]) == (
+        "rollout",
+        "draft",
+        steps,
+        20,
+    )
+    started = await done(sdk.experiments.start(agent["slug"], rollout["id"]))
+    assert started["status"] == "running" and started["progress"]["percent"] == 10
+    paused = await done(sdk.experiments.pause(agent["slug"], rollout["id"], if_match=started["version"]))
+    assert paused["status"] == "paused"
+    with pytest.raises(PreconditionFailed):
+        await done(sdk.experiments.resume(agent["slug"], rollout["id"], if_match=started["version"]))
+    assert (await done(sdk.experiments.resume(agent["slug"], rollout["id"])))["status"] == "running"
+    history = await done(sdk.experiments.guardrail_history(agent["slug"], rollout["id"], limit=5))
+    assert history["object"] == "list" and isinstance(history["data"], list)
+    # Arms belong to experiments: a rollout given arms is refused, naming the field.
+    with pytest.raises(ValidationFailed) as refused:
+        await done(
+            sdk.experiments.create(
+                agent["slug"], "both", [{"variant": "base", "weight": 1}], kind="rollout", variant="terse", steps=steps
+            )
+        )
+    assert "arms" in {error["param"] for error in refused.value.errors}
+    assert (await done(sdk.experiments.stop(agent["slug"], rollout["id"])))["status"] == "stopped"

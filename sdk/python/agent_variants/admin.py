@@ -328,17 +328,36 @@ class Experiments(_Namespace[Obj, Nil]):
         self,
         agent: str,
         name: str,
-        arms: Sequence[Mapping[str, Any]],
+        arms: Sequence[Mapping[str, Any]] | None = None,
         *,
+        kind: str | None = None,
+        variant: str | None = None,
+        steps: Sequence[Mapping[str, Any]] | None = None,
+        guardrails: Sequence[Mapping[str, Any]] | None = None,
+        min_outcomes: int | None = None,
         description: str | None = None,
         salt: str | None = None,
         environment: str | None = None,
         idempotency_key: str | None = None,
     ) -> Obj:
         """A draft: `client.experiments.create("support-bot", "test", [{"variant": "base", "weight": 1}, ...])`;
-        `environment="staging"` (the body's field) runs it there."""
-        copied = [dict(arm) for arm in arms]
-        body = _fields(name=name, description=description, arms=copied, salt=salt, environment=environment)
+        `environment="staging"` (the body's field) runs it there. A rollout (contract 1.1)
+        takes `kind="rollout"`, a `variant` and its `steps` instead of arms:
+        `create("support-bot", "ship terse", kind="rollout", variant="terse",
+        steps=[{"percent": 10, "hold_seconds": 3600}, {"percent": 100, "hold_seconds": 0}],
+        guardrails=[{"metric": "success_rate", "max_degradation": 0.02}])`."""
+        body = _fields(
+            kind=kind,
+            name=name,
+            description=description,
+            arms=None if arms is None else [dict(arm) for arm in arms],
+            variant=variant,
+            steps=None if steps is None else [dict(step) for step in steps],
+            guardrails=None if guardrails is None else [dict(guardrail) for guardrail in guardrails],
+            min_outcomes=min_outcomes,
+            salt=salt,
+            environment=environment,
+        )
         return self._send.obj(Call.of("POST", self._path(agent), json=body, idempotency_key=idempotency_key))
 
     def list(
@@ -403,6 +422,45 @@ class Experiments(_Namespace[Obj, Nil]):
     ) -> Obj:
         """Stop it (final): `client.experiments.stop("support-bot", "exp_...")`."""
         return self._action(agent, experiment, "stop", environment, if_match, idempotency_key)
+
+    def pause(
+        self,
+        agent: str,
+        experiment: str,
+        *,
+        environment: str | None = None,
+        if_match: ETag | None = None,
+        idempotency_key: str | None = None,
+    ) -> Obj:
+        """Hold a running rollout at its step (it keeps serving it):
+        `client.experiments.pause("support-bot", "exp_...")`."""
+        return self._action(agent, experiment, "pause", environment, if_match, idempotency_key)
+
+    def resume(
+        self,
+        agent: str,
+        experiment: str,
+        *,
+        environment: str | None = None,
+        if_match: ETag | None = None,
+        idempotency_key: str | None = None,
+    ) -> Obj:
+        """Let a paused rollout go on: `client.experiments.resume("support-bot", "exp_...")`."""
+        return self._action(agent, experiment, "resume", environment, if_match, idempotency_key)
+
+    def guardrail_history(
+        self,
+        agent: str,
+        experiment: str,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+        environment: str | None = None,
+    ) -> Obj:
+        """A rollout's guardrail figures over time, one page:
+        `client.experiments.guardrail_history("support-bot", "exp_...")["data"]`."""
+        params = _in(environment, **_page(limit, after))
+        return self._send.obj(Call.of("GET", self._path(agent, experiment, "guardrail_history"), params=params))
 
     def results(self, agent: str, experiment: str, *, environment: str | None = None) -> Obj:
         """Per-arm figures and tests against the control: `client.experiments.results("support-bot", "exp_...")`."""
