@@ -17,6 +17,7 @@ from standardwebhooks import Webhook as Verifier
 from services.api.app import create_app
 from services.api.db import Database
 from services.api.scheduler import webhooks as dispatcher
+from services.api.webhooks.targets import delivery_client
 from tests.helpers import admin_key, assert_problem, create_agent, create_variant, problem_params, settings_for_tests
 
 
@@ -59,8 +60,8 @@ async def private_client(db: Database) -> Any:
 
 
 async def deliver(db: Database) -> int:
-    async with httpx.AsyncClient(timeout=5) as client:
-        return await dispatcher.dispatch(db, client, allow_private=True)
+    async with delivery_client(allow_private=True, timeout=5) as client:
+        return await dispatcher.dispatch(db, client)
 
 
 async def test_a_subscription_is_checked_and_its_secret_shown_once(client: httpx.AsyncClient) -> None:
