@@ -28,7 +28,7 @@ from services.api.db import Database
 from services.api.models import Webhook, WebhookDelivery, table_of
 from services.api.revisions import repository as revisions_repository
 from services.api.revisions.schemas import revision_read
-from services.api.webhooks.targets import TargetRefused, check
+from services.api.webhooks.targets import TargetRefused, delivery_client
 
 log = logging.getLogger(__name__)
 webhooks = table_of(Webhook)
@@ -45,10 +45,11 @@ def retry_delay(attempts: int) -> timedelta:
 
 
 async def run_forever(db: Database, *, every_seconds: float, allow_private: bool) -> None:
-    async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
+    # The client holds the target policy: it connects only to addresses it has checked.
+    async with delivery_client(allow_private=allow_private, timeout=TIMEOUT_SECONDS) as client:
         while True:
             try:
-                while await dispatch(db, client, allow_private=allow_private) == BATCH:
+                while await dispatch(db, client) == BATCH:
                     pass  # a full batch: more may be due
             except asyncio.CancelledError:
                 raise
@@ -57,12 +58,13 @@ async def run_forever(db: Database, *, every_seconds: float, allow_private: bool
             await asyncio.sleep(every_seconds)
 
 
-async def dispatch(db: Database, client: httpx.AsyncClient, *, allow_private: bool) -> int:
-    """One pass: the deliveries this replica claimed and attempted."""
-    return await db.transaction(functools.partial(_pass, client=client, allow_private=allow_private))
+async def dispatch(db: Database, client: httpx.AsyncClient) -> int:
+    """One pass: the deliveries this replica claimed and attempted, sent through `client`
+    (`targets.delivery_client`, which refuses targets as the operator's settings say)."""
+    return await db.transaction(functools.partial(_pass, client=client))
 
 
-async def _pass(conn: AsyncConnection, *, client: httpx.AsyncClient, allow_private: bool) -> int:
+async def _pass(conn: AsyncConnection, *, client: httpx.AsyncClient) -> int:
     claimed = (
         (
             await conn.execute(
@@ -79,7 +81,7 @@ async def _pass(conn: AsyncConnection, *, client: httpx.AsyncClient, allow_priva
     )
     for row in claimed:
         payload = await _expanded(conn, row["payload"], agent_id=row["agent_id"])
-        status, error = await _send(client, row, payload, allow_private=allow_private)
+        status, error = await _send(client, row, payload)
         failpoints.hit("webhook.after_send")  # a test kills the sending replica here: the event must not be lost
         now: datetime = await conn.scalar(select(func.clock_timestamp()))  # type: ignore[assignment]
         attempts = row["attempts"] + 1
@@ -110,14 +112,8 @@ async def _expanded(conn: AsyncConnection, payload: dict[str, Any], *, agent_id:
     return {**payload, "data": {"revision": shown}}
 
 
-async def _send(
-    client: httpx.AsyncClient, row: Any, payload: dict[str, Any], *, allow_private: bool
-) -> tuple[int | None, str | None]:
+async def _send(client: httpx.AsyncClient, row: Any, payload: dict[str, Any]) -> tuple[int | None, str | None]:
     """POST one delivery: (the answer's status, why it failed) or (None, why) without one."""
-    try:
-        await check(row["url"], allow_private=allow_private)  # again at connect time: a name may now resolve elsewhere
-    except TargetRefused as refused:
-        return None, f"refused: {refused}"
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     sent_at = datetime.now().astimezone()
     headers = {
@@ -129,6 +125,8 @@ async def _send(
     }
     try:
         response = await client.post(row["url"], content=body, headers=headers)
+    except TargetRefused as refused:  # checked as the connection opened: a name may now resolve elsewhere
+        return None, f"refused: {refused}"
     except httpx.HTTPError as error:
         return None, f"{type(error).__name__}: {error}"[:1000]
     if 200 <= response.status_code < 300:
