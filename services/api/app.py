@@ -9,8 +9,9 @@ A request meets these layers in this order (`_stack` builds them, in this order)
 3. `CORSMiddleware` (only with CORS_ALLOW_ORIGINS): preflights carry no key.
 4. `AccessGate` (unless AUTH_DISABLED): the API key and its rate limit, or a 401/403/429.
 5. `SecurityHeaders`: the headers every other response carries.
-6. `Deadline`: a /v1 request not answered within REQUEST_TIMEOUT_SECONDS is a 503 (the
-   gate's key check, when it needs the database, counts against the same deadline).
+6. `Deadline`: a /v1 or OFREP request not answered within REQUEST_TIMEOUT_SECONDS is a 503
+   (OFREP's in its own shape; the gate's key check, when it needs the database, counts
+   against the same deadline).
 7. FastAPI, that is Starlette's `ServerErrorMiddleware` (an unexpected error is a 500
    problem), then
 8. `BodySizeLimit`: a body over MAX_BODY_BYTES is a 413 before anything reads it,

@@ -1,4 +1,4 @@
-"""Every /v1 request begins its answer within REQUEST_TIMEOUT_SECONDS, whatever it waits for.
+"""Every /v1 and OFREP request begins its answer within REQUEST_TIMEOUT_SECONDS, whatever it waits for.
 
 Each database wait has its own bound (connect, pool checkout, statement: see `db.py`), but a
 request may wait several times (its key checked, its `Idempotency-Key` claimed, its route's
@@ -20,6 +20,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,6 +33,10 @@ T = TypeVar("T")
 # The event loop's time by which the request must have begun its answer.
 SCOPE_KEY = "agent_variants.deadline"
 API_PREFIX = "/v1/"
+# OpenFeature's evaluations (`/ofrep/v1/...`): the same deadline, answered in OFREP's shape.
+OFREP_PREFIX = "/ofrep/"
+BOUNDED = (API_PREFIX, OFREP_PREFIX)
+RETRY_AFTER = {"Retry-After": "1"}
 
 # Cancelled work still finishing its cleanup: referenced here so it is not collected midway.
 _abandoned: set[asyncio.Task[Any]] = set()
@@ -90,10 +95,23 @@ async def within(deadline: float, work: Coroutine[Any, Any, T]) -> T:
     return task.result()
 
 
+def _late(scope: Scope, path: str, seconds: float) -> Response:
+    """The 503 of a request past its deadline: problem+json `service_unavailable` under /v1;
+    under /ofrep OFREP's general error, `{"errorDetails"}` (what its clients read, and what the
+    gate and the OFREP routes answer for a database that is unavailable)."""
+    detail = (
+        f"The request could not be answered within {seconds:g} s (the database is slow or unavailable); retry shortly"
+    )
+    if path.startswith(OFREP_PREFIX):
+        return JSONResponse({"errorDetails": detail}, status_code=503, headers=RETRY_AFTER)
+    return problem("service_unavailable", detail, request=Request(scope), headers=RETRY_AFTER)
+
+
 class Deadline:
-    """ASGI layer: a request under /v1 that has not begun its answer by its deadline is
-    answered 503 `service_unavailable` with `Retry-After`, and its work cancelled. Once an
-    answer has begun (a watch stream's, say), it runs as long as it needs."""
+    """ASGI layer: a request under /v1 or /ofrep (OpenFeature's evaluations) that has not
+    begun its answer by its deadline is answered 503 with `Retry-After` (`_late`), and its
+    work cancelled. Once an answer has begun (a watch stream's, say), it runs as long as it
+    needs."""
 
     def __init__(self, app: ASGIApp, *, seconds: float) -> None:
         self.app = app
@@ -104,7 +122,7 @@ class Deadline:
             await self.app(scope, receive, send)
             return
         path = get_route_path(scope) if scope.get("root_path") else scope["path"]
-        if not path.startswith(API_PREFIX):
+        if not path.startswith(BOUNDED):
             await self.app(scope, receive, send)
             return
         deadline = deadline_of(scope, self.seconds)
@@ -148,10 +166,4 @@ class Deadline:
         late = True
         _abandon(task)
         log.warning("%s %s not answered within %.1f s: answered 503", scope["method"], path, self.seconds)
-        await problem(
-            "service_unavailable",
-            f"The request could not be answered within {self.seconds:g} s (the database is slow or unavailable); "
-            "retry shortly",
-            request=Request(scope),
-            headers={"Retry-After": "1"},
-        )(scope, receive, send)
+        await _late(scope, path, self.seconds)(scope, receive, send)

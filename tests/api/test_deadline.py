@@ -1,4 +1,4 @@
-"""The request deadline: every /v1 request begins its answer in time, whatever it waits for."""
+"""The request deadline: every /v1 and OFREP request begins its answer in time, whatever it waits for."""
 
 from __future__ import annotations
 
@@ -42,6 +42,19 @@ async def test_a_request_not_answered_by_its_deadline_is_a_503_and_its_work_is_c
     await asyncio.wait_for(cancelled.wait(), 1)
 
 
+async def test_an_ofrep_request_not_answered_by_its_deadline_is_a_503_in_ofreps_shape() -> None:
+    async def stuck(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(30)
+
+    async with client(Deadline(stuck, seconds=SECONDS)) as http:
+        for path in ("/ofrep/v1/evaluate/flags/support-bot", "/ofrep/v1/evaluate/flags"):
+            response = await http.post(path, json={"context": {}})
+            assert response.status_code == 503, response.text
+            assert response.headers["content-type"] == "application/json"  # not problem+json
+            assert response.headers["retry-after"] == "1"
+            assert set(response.json()) == {"errorDetails"}
+
+
 async def test_an_answer_begun_in_time_runs_to_its_end() -> None:
     async def stream(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -57,12 +70,12 @@ async def test_an_answer_begun_in_time_runs_to_its_end() -> None:
 
 async def test_only_the_api_is_bounded_and_errors_pass_through() -> None:
     async def fails(scope: Scope, receive: Receive, send: Send) -> None:
-        if not scope["path"].startswith("/v1/"):
+        if not scope["path"].startswith(("/v1/", "/ofrep/")):
             await asyncio.sleep(SECONDS * 2)  # not /v1 (the console has its own pages): no deadline
         raise LookupError("boom")
 
     async with client(Deadline(fails, seconds=SECONDS)) as http:
-        for path in ("/v1/agents", "/console/agents"):
+        for path in ("/v1/agents", "/ofrep/v1/evaluate/flags", "/console/agents"):
             with pytest.raises(LookupError):
                 await http.get(path)
 

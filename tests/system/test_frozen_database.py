@@ -4,9 +4,12 @@ A real `serve` process runs on an embedded PostgreSQL of its own (never the suit
 one). The test freezes that PostgreSQL, every process of it, and checks that each kind of
 wait is bounded: `/readyz` answers 503 within 2 s; an uncached read, a write, a write with an
 `Idempotency-Key` and a request whose key the ring must check in the database each answer
-503 `service_unavailable` with `Retry-After` within 5 s. A cached resolution is served from
-memory while the listener still trusts the cache, and no longer once the listener has
-noticed (its ping: within 1 s). After SIGCONT, everything works again.
+503 `service_unavailable` with `Retry-After` within 5 s, and OFREP's evaluations (single and
+bulk) a 503 in OFREP's shape with `Retry-After` as soon (here the resolver's pool gives up
+connecting first; tests/api/test_ofrep_deadline.py stalls one past the deadline itself). A
+cached resolution is served from memory while the listener still trusts the cache, and no
+longer once the listener has noticed (its ping: within 1 s). After SIGCONT, everything works
+again.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from tests.system.test_replicas import Server, start, stop, wait_ready
 pytestmark = pytest.mark.live
 
 READY_BOUND = 2.0  # /readyz
-REQUEST_BOUND = 5.0  # any /v1 request
+REQUEST_BOUND = 5.0  # any /v1 or OFREP request
 LISTENER_BOUND = 1.0  # the listener notices a silent database (ping_seconds + ping_timeout)
 # The client gives up well after the bounds, so a hang shows as a slow failure, not a stuck test.
 CLIENT_TIMEOUT = 12.0
@@ -127,6 +130,16 @@ def unavailable(what: str, answer: tuple[httpx.Response | None, float], *, bound
     assert response.headers.get("retry-after"), f"{what}: no Retry-After"
 
 
+def ofrep_unavailable(what: str, answer: tuple[httpx.Response | None, float]) -> None:
+    response, seconds = answer
+    assert response is not None, f"{what}: no answer after {seconds:.1f} s (bound {REQUEST_BOUND} s)"
+    assert seconds < REQUEST_BOUND, f"{what}: answered {response.status_code} after {seconds:.1f} s"
+    assert response.status_code == 503, f"{what}: {response.status_code} {response.text}"
+    assert response.headers["content-type"] == "application/json", what  # OFREP's shape, not problem+json
+    assert set(response.json()) == {"errorDetails"}, f"{what}: {response.text}"
+    assert response.headers.get("retry-after"), f"{what}: no Retry-After"
+
+
 async def test_a_frozen_database_answers_503_within_the_bounds_and_service_resumes(served: Frozen) -> None:
     base = served.server.url
     async with httpx.AsyncClient(base_url=base, timeout=CLIENT_TIMEOUT, headers=bearer(served.admin)) as http:
@@ -152,11 +165,14 @@ async def test_a_frozen_database_answers_503_within_the_bounds_and_service_resum
                 timed(http.get(f"/v1/agents/{uncached['id']}")),
                 timed(http.post("/v1/agents", json={"name": unique("write"), "config": config()})),
                 timed(http.post("/v1/agents", json=keyed_body, headers={"Idempotency-Key": "frozen-1"})),
+                timed(http.post(f"/ofrep/v1/evaluate/flags/{uncached['slug']}", json={"context": {}})),
+                timed(http.post("/ofrep/v1/evaluate/flags", json={"context": {"agents": [uncached["slug"]]}})),
             )
-            ready, resolve, read, write, keyed = answers
+            ready, resolve, read, write, keyed, evaluate, evaluate_bulk = answers
+            whats = ("readyz", "resolve", "read", "write", "keyed write", "OFREP", "OFREP bulk")
             report = ", ".join(
                 f"{what} {a[0].status_code if a[0] is not None else 'no answer'} in {a[1]:.2f} s"
-                for what, a in zip(("readyz", "resolve", "read", "write", "keyed write"), answers, strict=True)
+                for what, a in zip(whats, answers, strict=True)
             )
             print(f"frozen: {report}")
             unavailable("/readyz", ready, bound=READY_BOUND, code="not_ready")
@@ -164,6 +180,8 @@ async def test_a_frozen_database_answers_503_within_the_bounds_and_service_resum
             unavailable("an uncached read", read, bound=REQUEST_BOUND, code="service_unavailable")
             unavailable("a write", write, bound=REQUEST_BOUND, code="service_unavailable")
             unavailable("a write with an Idempotency-Key", keyed, bound=REQUEST_BOUND, code="service_unavailable")
+            ofrep_unavailable("an OFREP evaluation", evaluate)
+            ofrep_unavailable("an OFREP bulk evaluation", evaluate_bulk)
 
             # By now the listener has noticed (its ping timed out): nothing it holds is
             # trusted, so the cached answer is not served and every key is checked in the
@@ -186,6 +204,8 @@ async def test_a_frozen_database_answers_503_within_the_bounds_and_service_resum
         print(f"ready again {time.monotonic() - thawed:.2f} s after SIGCONT")
         assert (await http.get(f"/v1/agents/{cached['id']}/resolved")).status_code == 200
         assert (await http.get(f"/v1/agents/{uncached['id']}/resolved")).status_code == 200
+        evaluated = await http.post(f"/ofrep/v1/evaluate/flags/{uncached['slug']}", json={"context": {}})
+        assert evaluated.status_code == 200, evaluated.text
         assert (await http.get("/v1/agents", headers=read_key)).status_code == 200
         created = await http.post("/v1/agents", json={"name": unique("after"), "config": config()})
         assert created.status_code == 201, created.text
