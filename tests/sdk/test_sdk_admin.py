@@ -238,3 +238,22 @@ async def test_a_rollout_through_the_namespace(sdk: Client) -> None:
         )
     assert "arms" in {error["param"] for error in refused.value.errors}
     assert (await done(sdk.experiments.stop(agent["slug"], rollout["id"])))["status"] == "stopped"
+
+
+async def test_archive_unarchive_and_purge(sdk: Client) -> None:
+    agent = await done(sdk.agents.create(unique("SDK archive"), config()))
+    assert await done(sdk.agents.delete(agent["slug"])) is None
+    with pytest.raises(NotFound):
+        await done(sdk.agents.get(agent["id"]))
+    archived = await done(sdk.agents.list(archived=True, limit=100))
+    assert agent["id"] in {a["id"] for a in archived["data"]}
+    assert agent["id"] not in {a["id"] for a in (await done(sdk.agents.list(limit=100)))["data"]}
+    back = await done(sdk.agents.unarchive(agent["slug"]))
+    assert back["id"] == agent["id"] and (await done(sdk.agents.get(agent["slug"])))["id"] == agent["id"]
+    with pytest.raises(Conflict) as live:
+        await done(sdk.agents.delete(agent["slug"], purge=True))
+    assert live.value.code == "agent_not_archived"
+    await done(sdk.agents.delete(agent["slug"]))
+    assert await done(sdk.agents.delete(agent["slug"], purge=True)) is None
+    with pytest.raises(NotFound):
+        await done(sdk.agents.unarchive(agent["slug"]))

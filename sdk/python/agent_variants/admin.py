@@ -82,9 +82,18 @@ class Agents(_Namespace[Obj, Nil]):
         call = Call.of("POST", "/v1/agents", json=body, params=_in(environment), idempotency_key=idempotency_key)
         return self._send.obj(call)
 
-    def list(self, *, limit: int | None = None, after: str | None = None, environment: str | None = None) -> Obj:
-        """One page of agents, newest first: `client.agents.list(limit=50, after=page["last_id"])`."""
-        return self._send.obj(Call.of("GET", "/v1/agents", params=_in(environment, **_page(limit, after))))
+    def list(
+        self,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+        archived: bool | None = None,
+        environment: str | None = None,
+    ) -> Obj:
+        """One page of agents, newest first: `client.agents.list(limit=50, after=page["last_id"])`;
+        `archived=True` lists the archived ones."""
+        params = _in(environment, **_page(limit, after, archived=archived))
+        return self._send.obj(Call.of("GET", "/v1/agents", params=params))
 
     def get(self, agent: str, *, environment: str | None = None) -> Obj:
         """An agent by id or slug (`active_variant_id`: the environment's):
@@ -103,9 +112,37 @@ class Agents(_Namespace[Obj, Nil]):
         call = Call.of("PATCH", _agent(agent), json=dict(patch), params=_in(environment), if_match=if_match)
         return self._send.obj(call)
 
-    def delete(self, agent: str, *, environment: str | None = None, if_match: ETag | None = None) -> Nil:
-        """Delete an agent and all it holds: `client.agents.delete("support-bot", if_match=agent["version"])`."""
-        return self._send.nil(Call.of("DELETE", _agent(agent), params=_in(environment), if_match=if_match))
+    def delete(
+        self,
+        agent: str,
+        *,
+        purge: bool | None = None,
+        environment: str | None = None,
+        if_match: ETag | None = None,
+    ) -> Nil:
+        """Archive an agent (contract 1.1: its history stays, `unarchive` brings it back):
+        `client.agents.delete("support-bot", if_match=agent["version"])`. `purge=True` (an
+        `admin` key) erases an archived agent with everything it had."""
+        params = _in(environment, purge=purge)
+        return self._send.nil(Call.of("DELETE", _agent(agent), params=params, if_match=if_match))
+
+    def unarchive(
+        self,
+        agent: str,
+        *,
+        environment: str | None = None,
+        if_match: ETag | None = None,
+        idempotency_key: str | None = None,
+    ) -> Obj:
+        """Bring an archived agent back as it was: `client.agents.unarchive("support-bot")`."""
+        call = Call.of(
+            "POST",
+            f"{_agent(agent)}/unarchive",
+            params=_in(environment),
+            if_match=if_match,
+            idempotency_key=idempotency_key,
+        )
+        return self._send.obj(call)
 
     def resolved(
         self,
