@@ -257,3 +257,15 @@ async def test_archive_unarchive_and_purge(sdk: Client) -> None:
     assert await done(sdk.agents.delete(agent["slug"], purge=True)) is None
     with pytest.raises(NotFound):
         await done(sdk.agents.unarchive(agent["slug"]))
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_an_actor_is_recorded_on_the_revisions_its_writes_make(kind: str, replicas: Replicas) -> None:
+    kind_of = AgentVariants if kind == "sync" else AsyncAgentVariants
+    client: Client = kind_of(replicas.a.url, secret(replicas), actor="ana@example.com")
+    try:
+        agent = await done(client.agents.create(unique("SDK actor"), config()))
+        revisions = await done(client.agents.revisions(agent["slug"]))
+        assert [revision["actor"] for revision in revisions["data"]] == ["ana@example.com"]
+    finally:
+        await done(client.close())

@@ -34,11 +34,14 @@ from agent_variants.rules import Scalar
 CLOSE_TIMEOUT = 10.0
 
 
-def http_options(base_url: str, api_key: str | None, timeout: float | None) -> dict[str, Any]:
-    """What both clients give their `httpx` client."""
+def http_options(base_url: str, api_key: str | None, timeout: float | None, actor: str | None = None) -> dict[str, Any]:
+    """What both clients give their `httpx` client. `actor` (a tool acting for a person)
+    goes as `X-Actor` on every request: the revisions its writes make record it."""
     headers = {"User-Agent": f"agent-variants-sdk/{__version__}"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
+    if actor:
+        headers["X-Actor"] = actor
     # Each watched agent holds a connection for as long as it is watched: no cap on the pool
     # (httpx's default, 100, would leave the 101st agent, and every report, waiting forever).
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
@@ -67,8 +70,9 @@ class AsyncAgentVariants:
         timeout: float | None = 5.0,
         max_staleness: float | None = None,
         buffer_capacity: int = CAPACITY,
+        actor: str | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(**http_options(base_url, api_key, timeout))
+        self._http = httpx.AsyncClient(**http_options(base_url, api_key, timeout, actor))
         self._max_staleness = max_staleness
         self._bundles = Bundles(self._http, max_staleness=max_staleness)
         self._outcomes = OutcomeBuffer(buffer_capacity)

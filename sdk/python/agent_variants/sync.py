@@ -102,8 +102,9 @@ class AgentVariants:
         timeout: float | None = 5.0,
         max_staleness: float | None = None,
         buffer_capacity: int = CAPACITY,
+        actor: str | None = None,
     ) -> None:
-        self._options = http_options(base_url, api_key, timeout)
+        self._options = http_options(base_url, api_key, timeout, actor)
         self._timeout = timeout
         self._http = httpx.Client(**self._options)
         self._max_staleness = max_staleness
