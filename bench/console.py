@@ -259,6 +259,11 @@ def build_history(
         row = {
             **shapes["row"],
             **dict.fromkeys(CONFIG_FIELDS),
+            # The keyed fields (contract 1.1) are NOT NULL JSON: none overridden is empty.
+            "params": {},
+            "tools": {},
+            "variables": {},
+            "params_unset": [],
             **state["overrides"],
             **{
                 name: state[name]

@@ -665,8 +665,31 @@ def write_report(rows, headline, spread, auth, scale, environments) -> None:
         *environment_section(environments),
         *experiments_section(),
         *watch_section(),
+        *kept_sections(ROOT / "bench" / "RESULTS.md", OUTSIDE_MAKE_BENCH),
     ]
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines))
+
+
+# Sections written by benches that `make bench` does not run (bench/metrics.py, bench/compare.py):
+# rewriting the file keeps them as they are (each says when it was run).
+OUTSIDE_MAKE_BENCH = ("## Metrics on the hot path", "## Before and after")
+
+
+def kept_sections(path: Path, headings: tuple[str, ...]) -> list[str]:
+    """The lines of `path`'s sections under `headings`, as they are, each ending with a blank line."""
+    if not path.exists():
+        return []
+    text = path.read_text().splitlines()
+    kept: list[str] = []
+    for heading in headings:
+        if heading in text:
+            start = text.index(heading)
+            end = next((i for i in range(start + 1, len(text)) if text[i].startswith("## ")), len(text))
+            section = text[start:end]
+            while section and not section[-1]:
+                section.pop()
+            kept += [*section, ""]
+    return kept
 
 
 def watch_section() -> list[str]:
