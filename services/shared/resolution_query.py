@@ -199,8 +199,11 @@ def to_resolved(row: Any, *, source: Source, variant: str | None = None, **extra
     flags = row[_FIRST + _N : _FIRST + 2 * _N]
     keyed = [json_value(value) for value in row[_FIRST + 2 * _N :]]
     base = dict(zip(KEYED_FIELDS, keyed, strict=False))
-    overrides = dict(zip(_VARIANT_KEYED, keyed[len(KEYED_FIELDS) :], strict=True))
-    resolved, given = coalesce_keyed(overrides, base)
+    overrides = keyed[len(KEYED_FIELDS) :]
+    if any(overrides):
+        resolved, given = coalesce_keyed(dict(zip(_VARIANT_KEYED, overrides, strict=True)), base)
+    else:  # no variant, or one that sets, unsets and disables nothing: the agent's own, as `coalesce_keyed` gives
+        resolved, given = {kind: dict(value or {}) for kind, value in base.items()}, frozenset()
     if source == "variant" and variant_id is None:
         source = "agent"
     return ResolvedAgentConfig(
