@@ -35,9 +35,13 @@ class Rendered(NamedTuple):
     etag: str
 
 
+# What `json.dumps(..., separators=(",", ":"))` builds on every call, made once.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def render(resolved: ResolvedAgentConfig, *, explain: bool) -> Rendered:
     """The response body and its ETag: one rendering for every path that answers."""
-    payload = json.dumps(to_body(resolved, explain=explain), separators=(",", ":")).encode()
+    payload = _ENCODER.encode(to_body(resolved, explain=explain)).encode()
     return Rendered(payload, etag(payload))
 
 
