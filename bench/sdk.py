@@ -183,15 +183,17 @@ def propagation(sync: AgentVariants, a: str, variants: list[str]) -> tuple[list[
     return latencies, from_request
 
 
+def made(response: httpx.Response) -> dict[str, Any]:
+    """The object a setup request made (its failure raises)."""
+    response.raise_for_status()
+    return response.json()
+
+
 def setup(http: httpx.Client) -> list[str]:
     """The agents, made through the API (so their ids are real ULIDs: bench.load's seeded ids
     are md5 hex, which the service does not take for ids, and a watch on one ends with
     `deleted` at its first change): PLAIN with two variants to switch between, EXPERIMENT
     running a 3-arm experiment. Returns PLAIN's two variant ids."""
-
-    def made(response: httpx.Response) -> dict[str, Any]:
-        response.raise_for_status()
-        return response.json()
 
     config = {"model_provider": "openai", "model_name": "gpt-4o", "system_prompt": "You are a helpful assistant."}
     for slug in (PLAIN, EXPERIMENT):

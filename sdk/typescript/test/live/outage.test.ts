@@ -12,7 +12,7 @@ import { afterEach, test } from "node:test";
 
 import { AgentVariants, NotFound, Unavailable } from "../../src/index.js";
 import { Proxy } from "./proxy.js";
-import { ADMIN_KEY, BASE_URL, activate, api, createAgent, createVariant, eventually, quietLogger } from "./world.js";
+import { ADMIN_KEY, BASE_URL, activate, api, createAgent, createVariant, eventually, eventuallyThrows, quietLogger } from "./world.js";
 import type { JSONObject } from "./world.js";
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -77,19 +77,7 @@ test("with maxStaleness, resolve() throws Unavailable once the copy is older tha
   proxy.cut();
   const cut = performance.now();
   assert.equal((await client.resolve(slug)).variant_id, variants[0]!["id"]);
-  await eventually(
-    async () => {
-      try {
-        await client.resolve(slug);
-        return undefined;
-      } catch (error) {
-        assert.ok(error instanceof Unavailable, String(error));
-        return true;
-      }
-    },
-    3000,
-    "Unavailable past maxStaleness",
-  );
+  await eventuallyThrows(() => client.resolve(slug), Unavailable, 3000, "Unavailable past maxStaleness");
   const after = performance.now() - cut;
   console.log(`Unavailable ${after.toFixed(0)} ms after the cut (maxStaleness 1 s)`);
   assert.ok(after <= 1000 + 200, `${after} ms`);
@@ -138,19 +126,7 @@ test("a proxy's HTML 404 is an outage (the copy is served), the service's 404 is
   // Archived while the SDK cannot hear: once back, the watch's 404 resource_missing drops the copy.
   await api("DELETE", `/v1/agents/${agent["id"]}`, undefined, { expect: 204 });
   proxy.mode = "pass";
-  await eventually(
-    async () => {
-      try {
-        await client.resolve(slug);
-        return undefined;
-      } catch (error) {
-        assert.ok(error instanceof NotFound, String(error));
-        return true;
-      }
-    },
-    15_000,
-    "NotFound after the agent was archived during the outage",
-  );
+  await eventuallyThrows(() => client.resolve(slug), NotFound, 15_000, "NotFound after the agent was archived during the outage");
 });
 
 test("archiving the agent drops the copy at once (event: deleted): the next resolve() says NotFound", async () => {
@@ -161,19 +137,7 @@ test("archiving the agent drops the copy at once (event: deleted): the next reso
   await api("DELETE", `/v1/agents/${agent["id"]}`, undefined, { expect: 204 });
   const archived = performance.now();
   for (const ref of [slug, agent["id"] as string]) {
-    await eventually(
-      async () => {
-        try {
-          await client.resolve(ref);
-          return undefined;
-        } catch (error) {
-          assert.ok(error instanceof NotFound, String(error));
-          return true;
-        }
-      },
-      3000,
-      `NotFound for ${ref}`,
-    );
+    await eventuallyThrows(() => client.resolve(ref), NotFound, 3000, `NotFound for ${ref}`);
   }
   console.log(`both copies dropped ${(performance.now() - archived).toFixed(0)} ms after the archive`);
 });

@@ -84,6 +84,28 @@ export async function eventually<T>(probe: () => Promise<T | undefined>, withinM
   }
 }
 
+/** Wait until `call` throws, and check what it throws is a `kind`. */
+export async function eventuallyThrows(
+  call: () => Promise<unknown>,
+  kind: new (...args: never[]) => Error,
+  withinMs: number,
+  what: string,
+): Promise<void> {
+  await eventually(
+    async () => {
+      try {
+        await call();
+        return undefined;
+      } catch (error) {
+        assert.ok(error instanceof kind, String(error));
+        return true;
+      }
+    },
+    withinMs,
+    what,
+  );
+}
+
 /** A logger that keeps what the SDK says (the tests' output stays readable; a test may look). */
 export function quietLogger(): { warn(message: string): void; lines: string[] } {
   const lines: string[] = [];
