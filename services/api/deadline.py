@@ -20,11 +20,11 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.api.errors import problem
+from services.api.errors import ofrep_general_error, problem
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _late(scope: Scope, path: str, seconds: float) -> Response:
         f"The request could not be answered within {seconds:g} s (the database is slow or unavailable); retry shortly"
     )
     if path.startswith(OFREP_PREFIX):
-        return JSONResponse({"errorDetails": detail}, status_code=503, headers=RETRY_AFTER)
+        return ofrep_general_error(503, detail, RETRY_AFTER)
     return problem("service_unavailable", detail, request=Request(scope), headers=RETRY_AFTER)
 
 

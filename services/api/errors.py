@@ -122,6 +122,12 @@ def problem(
     return JSONResponse(body, status_code=kind.status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
+def ofrep_general_error(status: int, details: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """OpenFeature's (OFREP) general error, `{"errorDetails"}`: what its clients read instead of
+    problem+json, from the OFREP routes, the access gate and the deadline alike."""
+    return JSONResponse({"errorDetails": details}, status_code=status, headers=dict(headers) if headers else None)
+
+
 def param_of(loc: Iterable[Any]) -> str:
     """`("body", "config", "temperature")` -> `config.temperature`; list indexes as `[3]`."""
     parts = list(loc)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -18,7 +17,7 @@ from services.api.access.keyring import KeyRefused, KeyRing
 from services.api.access.rate_limit import Limit, RateLimiter
 from services.api.access.rules import OFREP_PREFIX, RouteRules
 from services.api.deadline import deadline_of, within
-from services.api.errors import PROBLEMS, database_unavailable, problem
+from services.api.errors import PROBLEMS, database_unavailable, ofrep_general_error, problem
 from services.api.principal import SCOPE_KEY, SCOPES, Principal
 from services.api.security_headers import JSON_HEADERS_DICT
 
@@ -223,6 +222,6 @@ class AccessGate:
         path = get_route_path(scope) if scope.get("root_path") else scope["path"]
         if path.startswith(OFREP_PATHS):  # OFREP's clients read its shape, not problem+json
             status = PROBLEMS[code].status
-            await JSONResponse({"errorDetails": detail}, status_code=status, headers=headers)(scope, receive, send)
+            await ofrep_general_error(status, detail, headers)(scope, receive, send)
             return
         await problem(code, detail, request=Request(scope), headers=headers)(scope, receive, send)

@@ -21,7 +21,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from services.api.deps import DB, EnvironmentRef
-from services.api.errors import database_unavailable, validation_detail
+from services.api.errors import database_unavailable, ofrep_general_error, validation_detail
 from services.api.errors import field_errors as validation_errors
 from services.api.exceptions import EnvironmentForbidden, NotFound, ServiceBusy
 from services.api.http import etag, if_none_match, not_modified
@@ -35,10 +35,6 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/ofrep/v1"
 BULK_PATH = f"{PREFIX}/evaluate/flags"
-
-
-def _general(status: int, details: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"errorDetails": details}, status_code=status, headers=headers)
 
 
 def _environment_missing(error: Exception) -> bool:
@@ -61,15 +57,15 @@ def answer_failure(request: Request, error: Exception, *, bulk: bool) -> Respons
     if isinstance(error, AgentNotFound | NotFound):
         return JSONResponse(failure(key, "FLAG_NOT_FOUND", f"Agent '{key}' not found"), status_code=404)
     if isinstance(error, EnvironmentForbidden):
-        return _general(403, error.detail)
+        return ofrep_general_error(403, error.detail)
     if isinstance(error, RequestValidationError):  # `?environment=` out of its bounds
         detail = validation_detail(validation_errors(error.errors()))
         return JSONResponse(failure(key, "GENERAL", detail), status_code=400)
     if isinstance(error, HTTPException):  # a body over MAX_BODY_BYTES (413)
-        return _general(error.status_code, str(error.detail))
+        return ofrep_general_error(error.status_code, str(error.detail))
     if isinstance(error, ServiceBusy) or database_unavailable(error):
         log.warning("OFREP evaluation failed, database unavailable: %s", error)
-        return _general(503, "The database is unavailable; retry shortly", {"Retry-After": "1"})
+        return ofrep_general_error(503, "The database is unavailable; retry shortly", {"Retry-After": "1"})
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     return JSONResponse(failure(key, "GENERAL", "An unexpected error occurred; it has been logged"), status_code=500)
 
